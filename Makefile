@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run stop test unit integration lint fmt tsql-gate bench deps build clean
+
+## run: start the local PostgreSQL cluster (.data/pg, 127.0.0.1:55432) and the control plane on 127.0.0.1:8080
+run: deps
+	@infra/pg-local.sh start
+	$(CARGO) build --release -p server -p tenantctl
+	./target/release/tenant-control-plane
+
+## stop: stop the local PostgreSQL cluster
+stop:
+	@infra/pg-local.sh stop
+
+## test: format, lint, every test, the T-SQL parse gate
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@infra/tsql-gate.sh
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+## bench: onboard/offboard 50 tenants through the API vs a plain psql baseline; writes docs/benchmarks.md
+bench: deps
+	$(CARGO) build --release -p server -p tcp-tests --bins
+	./target/release/bench-onboarding --tenants $${BENCH_TENANTS:-50} --out docs/benchmarks.md
+
+## deps: install what the build and tests need when missing (PostgreSQL 15 server, nextest)
+deps:
+	@infra/deps.sh
+
+build:
+	$(CARGO) build --workspace
+
+clean: stop
+	rm -rf .data

@@ -1,0 +1,340 @@
+//! JSON types shared by the control-plane server and `tenantctl`.
+//!
+//! Everything that crosses the HTTP boundary is defined here once, so the server and the CLI
+//! cannot drift apart. Validated value types (`TenantSlug`) live here too: a value of such a type
+//! can only hold valid input, and every database identifier is later derived from it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+mod slug;
+
+pub use slug::{SlugError, TenantSlug};
+
+/// The lifecycle state of a tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantState {
+    /// Onboarding is running.
+    Provisioning,
+    /// The tenant's database and principals exist and its secrets are current.
+    Active,
+    /// Offboarding is running (or failed and may be started again).
+    Offboarding,
+    /// Everything was removed; the catalog row is a tombstone.
+    Offboarded,
+    /// Onboarding failed; its rollback removed what it had created (see the operation).
+    Failed,
+}
+
+impl TenantState {
+    /// The lowercase name stored in the catalog and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantState::Provisioning => "provisioning",
+            TenantState::Active => "active",
+            TenantState::Offboarding => "offboarding",
+            TenantState::Offboarded => "offboarded",
+            TenantState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for TenantState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TenantState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "provisioning" => TenantState::Provisioning,
+            "active" => TenantState::Active,
+            "offboarding" => TenantState::Offboarding,
+            "offboarded" => TenantState::Offboarded,
+            "failed" => TenantState::Failed,
+            other => return Err(format!("unknown tenant state {other:?}")),
+        })
+    }
+}
+
+/// The kind of a long-running operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// Create the tenant's database, principals and secrets.
+    Onboard,
+    /// Remove everything the tenant owns and record a deletion certificate.
+    Offboard,
+}
+
+impl OperationKind {
+    /// The lowercase name stored in the catalog and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Onboard => "onboard",
+            OperationKind::Offboard => "offboard",
+        }
+    }
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OperationKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "onboard" => OperationKind::Onboard,
+            "offboard" => OperationKind::Offboard,
+            other => return Err(format!("unknown operation kind {other:?}")),
+        })
+    }
+}
+
+/// The state of an operation as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationState {
+    /// Accepted, no step started yet.
+    Pending,
+    /// Steps are running forward, or a failed onboarding is being rolled back.
+    Running,
+    /// Every step succeeded.
+    Succeeded,
+    /// A step failed and the operation stopped; see the step errors.
+    Failed,
+    /// A step failed and every completed step was undone.
+    RolledBack,
+}
+
+impl OperationState {
+    /// The lowercase name stored in the catalog and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationState::Pending => "pending",
+            OperationState::Running => "running",
+            OperationState::Succeeded => "succeeded",
+            OperationState::Failed => "failed",
+            OperationState::RolledBack => "rolled_back",
+        }
+    }
+
+    /// Whether the operation has finished (no more steps will run).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OperationState::Succeeded | OperationState::Failed | OperationState::RolledBack
+        )
+    }
+}
+
+impl fmt::Display for OperationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OperationState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => OperationState::Pending,
+            "running" => OperationState::Running,
+            "succeeded" => OperationState::Succeeded,
+            "failed" => OperationState::Failed,
+            "rolled_back" => OperationState::RolledBack,
+            other => return Err(format!("unknown operation state {other:?}")),
+        })
+    }
+}
+
+/// The state of one step of an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// Not started.
+    Pending,
+    /// Started; its side effect may or may not have happened (it is idempotent and re-run).
+    Running,
+    /// Done.
+    Succeeded,
+    /// Failed; `error` says why.
+    Failed,
+    /// Its undo is running.
+    RollingBack,
+    /// Its undo finished: its side effect is gone.
+    RolledBack,
+}
+
+impl StepState {
+    /// The lowercase name stored in the catalog and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            StepState::RollingBack => "rolling_back",
+            StepState::RolledBack => "rolled_back",
+        }
+    }
+}
+
+impl fmt::Display for StepState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StepState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => StepState::Pending,
+            "running" => StepState::Running,
+            "succeeded" => StepState::Succeeded,
+            "failed" => StepState::Failed,
+            "rolling_back" => StepState::RollingBack,
+            "rolled_back" => StepState::RolledBack,
+            other => return Err(format!("unknown step state {other:?}")),
+        })
+    }
+}
+
+/// Names of the secrets that hold a tenant's connection strings (never their values).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSecrets {
+    /// Connection string of the currently active application login.
+    pub app: String,
+    /// Connection string of the audit administrator.
+    pub audit_admin: String,
+    /// Connection string of the read-only investigator.
+    pub investigator: String,
+}
+
+impl TenantSecrets {
+    /// The secret names for a tenant: `tenant-<slug>-app`, `-audit-admin`, `-investigator`.
+    pub fn for_slug(slug: &TenantSlug) -> Self {
+        TenantSecrets {
+            app: format!("tenant-{slug}-app"),
+            audit_admin: format!("tenant-{slug}-audit-admin"),
+            investigator: format!("tenant-{slug}-investigator"),
+        }
+    }
+
+    /// All three names, in a fixed order.
+    pub fn all(&self) -> [&str; 3] {
+        [&self.app, &self.audit_admin, &self.investigator]
+    }
+}
+
+/// A tenant as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Stable id; a slug may be reused after offboarding, the id never is.
+    pub id: Uuid,
+    /// The tenant's slug.
+    pub slug: TenantSlug,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Lifecycle state.
+    pub state: TenantState,
+    /// `postgres` (later also `sqlserver`).
+    pub engine: String,
+    /// The database server (`host:port`) that holds the tenant's database.
+    pub server: String,
+    /// The tenant's database name.
+    pub database: String,
+    /// Schema version of the tenant database, once it exists.
+    pub schema_version: Option<i32>,
+    /// When the tenant was first requested.
+    pub created_at: DateTime<Utc>,
+    /// Names of the tenant's secrets.
+    pub secrets: TenantSecrets,
+}
+
+/// One step of an operation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperationStep {
+    /// Step name, e.g. `create_database`.
+    pub name: String,
+    /// Step state.
+    pub state: StepState,
+    /// The last error of this step, if any.
+    pub error: Option<String>,
+}
+
+/// A long-running operation as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    /// Operation id.
+    pub id: Uuid,
+    /// Slug of the tenant it works on.
+    pub tenant: TenantSlug,
+    /// What it does.
+    pub kind: OperationKind,
+    /// Overall state.
+    pub state: OperationState,
+    /// Every step in execution order.
+    pub steps: Vec<OperationStep>,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Body of `POST /v1/tenants`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    /// The slug (validated by the server; see [`TenantSlug`]).
+    pub slug: String,
+    /// Human-readable name, 1 to 200 characters.
+    pub display_name: String,
+}
+
+/// Body of `POST /v1/tenants/{slug}/offboard`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffboardRequest {
+    /// Must repeat the tenant's slug exactly: a guard against offboarding the wrong tenant.
+    pub confirm: String,
+    /// Why the tenant is offboarded; recorded in the deletion certificate.
+    pub reason: String,
+}
+
+/// Answer of the endpoints that start an operation (`202 Accepted`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// The tenant as it is now.
+    pub tenant: Tenant,
+    /// The operation that was started.
+    pub operation: Operation,
+}
+
+/// An `application/problem+json` body (RFC 9457).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    /// A URI reference naming the problem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong in this occurrence.
+    pub detail: String,
+    /// The request id, to find the matching log lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}

@@ -1,0 +1,185 @@
+use api_types::{OperationKind, OperationState, StepState, TenantSlug, TenantState};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A tenant row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantRecord {
+    /// Stable id.
+    pub id: Uuid,
+    /// Slug.
+    pub slug: TenantSlug,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Lifecycle state.
+    pub state: TenantState,
+    /// Engine name (`postgres`).
+    pub engine: String,
+    /// Server `host:port`.
+    pub server: String,
+    /// Database name on that server.
+    pub database: String,
+    /// Schema version, once the database exists.
+    pub schema_version: Option<i32>,
+    /// When first requested.
+    pub created_at: DateTime<Utc>,
+    /// When nothing of it was left anywhere (offboarded or rolled back).
+    pub released_at: Option<DateTime<Utc>>,
+}
+
+/// A tenant to insert.
+#[derive(Clone, Debug)]
+pub struct NewTenant {
+    /// Slug.
+    pub slug: TenantSlug,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Engine name.
+    pub engine: String,
+    /// Server `host:port`.
+    pub server: String,
+    /// Database name.
+    pub database: String,
+}
+
+/// An operation to start.
+#[derive(Clone, Debug)]
+pub struct NewOperation {
+    /// What it does.
+    pub kind: OperationKind,
+    /// Step names in execution order.
+    pub steps: Vec<&'static str>,
+    /// Workflow parameters (e.g. the offboarding reason).
+    pub params: serde_json::Value,
+    /// Who asked (the token subject).
+    pub actor: String,
+    /// The HTTP request id that started it.
+    pub request_id: Option<String>,
+}
+
+/// Which way an operation is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperationDirection {
+    /// Steps run in order.
+    Forward,
+    /// Undo of every started step, in reverse.
+    Undo,
+}
+
+/// One step row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepRecord {
+    /// Position in the workflow.
+    pub idx: i32,
+    /// Step name.
+    pub name: String,
+    /// State.
+    pub state: StepState,
+    /// What the step produced, for retries and later steps.
+    pub output: Option<serde_json::Value>,
+    /// Last error.
+    pub error: Option<String>,
+    /// How many times the action or undo was started.
+    pub attempts: i32,
+}
+
+/// An operation row with its steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperationRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Tenant id.
+    pub tenant_id: Uuid,
+    /// Tenant slug.
+    pub tenant_slug: TenantSlug,
+    /// Kind.
+    pub kind: OperationKind,
+    /// State.
+    pub state: OperationState,
+    /// Direction.
+    pub direction: OperationDirection,
+    /// Parameters.
+    pub params: serde_json::Value,
+    /// Who asked.
+    pub actor: String,
+    /// Request id that started it.
+    pub request_id: Option<String>,
+    /// Final error, if it failed.
+    pub error: Option<String>,
+    /// Steps in order.
+    pub steps: Vec<StepRecord>,
+    /// When accepted.
+    pub created_at: DateTime<Utc>,
+    /// When finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl OperationRecord {
+    /// The API view of this operation.
+    pub fn to_api(&self) -> api_types::Operation {
+        api_types::Operation {
+            id: self.id,
+            tenant: self.tenant_slug.clone(),
+            kind: self.kind,
+            state: self.state,
+            steps: self
+                .steps
+                .iter()
+                .map(|s| api_types::OperationStep {
+                    name: s.name.clone(),
+                    state: s.state,
+                    error: s.error.clone(),
+                })
+                .collect(),
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+        }
+    }
+
+    /// The output a named step recorded, if any.
+    pub fn step_output(&self, name: &str) -> Option<&serde_json::Value> {
+        self.steps
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.output.as_ref())
+    }
+}
+
+/// One row of the control-plane audit log.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditRecord {
+    /// Position in the chain (1, 2, ...).
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// Request id.
+    pub request_id: Option<String>,
+    /// Tenant concerned.
+    pub tenant_id: Option<Uuid>,
+    /// Operation concerned.
+    pub operation_id: Option<Uuid>,
+    /// What happened, e.g. `tenant.state_changed`.
+    pub action: String,
+    /// Details.
+    pub detail: serde_json::Value,
+    /// Hex SHA-256 of this row chained to the previous one.
+    pub hash: String,
+}
+
+/// Result of walking a hash chain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChainVerification {
+    /// Whether every link and hash matched.
+    pub valid: bool,
+    /// Rows checked before the first mismatch (or all).
+    pub checked: i64,
+    /// The first row whose link or hash does not match.
+    pub first_broken_id: Option<i64>,
+    /// Id of the last row.
+    pub head_id: Option<i64>,
+    /// Hex hash of the last row.
+    pub head_hash: Option<String>,
+}

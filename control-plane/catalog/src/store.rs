@@ -1,0 +1,884 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use api_types::{OperationKind, OperationState, StepState, TenantSlug, TenantState};
+use bb8_postgres::PostgresConnectionManager;
+use serde_json::json;
+use tokio_postgres::{GenericClient, NoTls, Row};
+use tracing::{info, instrument};
+use uuid::Uuid;
+
+use crate::error::CatalogError;
+use crate::model::{
+    AuditRecord, ChainVerification, NewOperation, NewTenant, OperationDirection, OperationRecord,
+    StepRecord, TenantRecord,
+};
+
+mod migrations {
+    refinery::embed_migrations!("migrations");
+}
+
+type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;
+
+/// Proof that this process holds an operation's lease; every workflow write carries it, and the
+/// write is refused (`LeaseLost`) once another replica has taken the operation over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The leased operation.
+    pub operation: Uuid,
+    /// The holder (a node id).
+    pub owner: String,
+}
+
+/// Handle on the catalog database.
+#[derive(Clone)]
+pub struct Catalog {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").finish_non_exhaustive()
+    }
+}
+
+const TENANT_COLUMNS: &str = "id, slug, display_name, state, engine, server, database_name, \
+                              schema_version, created_at, released_at";
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn parse<T: FromStr<Err = String>>(s: &str) -> Result<T, CatalogError> {
+    s.parse().map_err(CatalogError::Corrupt)
+}
+
+fn tenant_from_row(row: &Row) -> Result<TenantRecord, CatalogError> {
+    let slug: String = row.get("slug");
+    Ok(TenantRecord {
+        id: row.get("id"),
+        slug: TenantSlug::parse(&slug).map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+        display_name: row.get("display_name"),
+        state: parse(row.get("state"))?,
+        engine: row.get("engine"),
+        server: row.get("server"),
+        database: row.get("database_name"),
+        schema_version: row.get("schema_version"),
+        created_at: row.get("created_at"),
+        released_at: row.get("released_at"),
+    })
+}
+
+async fn append_audit(
+    client: &impl GenericClient,
+    actor: &str,
+    request_id: Option<&str>,
+    tenant_id: Option<Uuid>,
+    operation_id: Option<Uuid>,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<i64, CatalogError> {
+    let row = client
+        .query_one(
+            "SELECT audit_append($1, $2, $3, $4, $5, $6)",
+            &[
+                &actor,
+                &request_id,
+                &tenant_id,
+                &operation_id,
+                &action,
+                &detail,
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+async fn insert_operation(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    op: &NewOperation,
+) -> Result<Uuid, CatalogError> {
+    let id = Uuid::new_v4();
+    client
+        .execute(
+            "INSERT INTO operations (id, tenant_id, kind, state, params, actor, request_id) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
+            &[
+                &id,
+                &tenant_id,
+                &op.kind.as_str(),
+                &op.params,
+                &op.actor,
+                &op.request_id,
+            ],
+        )
+        .await?;
+    let names: Vec<String> = op.steps.iter().map(|s| s.to_string()).collect();
+    client
+        .execute(
+            "INSERT INTO operation_steps (operation_id, idx, name) \
+             SELECT $1, (ord - 1)::int, name FROM unnest($2::text[]) WITH ORDINALITY AS s(name, ord)",
+            &[&id, &names],
+        )
+        .await?;
+    Ok(id)
+}
+
+fn is_unique_violation(e: &tokio_postgres::Error, constraint: &str) -> bool {
+    e.as_db_error().is_some_and(|d| {
+        d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+            && d.constraint() == Some(constraint)
+    })
+}
+
+/// What happens to the tenant when an operation finishes.
+#[derive(Clone, Debug)]
+pub struct TenantTransition {
+    /// New state.
+    pub state: TenantState,
+    /// Whether nothing of the tenant is left anywhere, freeing its slug.
+    pub released: bool,
+    /// Schema version to record, if known.
+    pub schema_version: Option<i32>,
+}
+
+impl Catalog {
+    /// Connects to the catalog database, creating it (with PUBLIC's CONNECT revoked) when it does
+    /// not exist yet, and brings its schema to the current version.
+    pub async fn open(url: &str, pool_size: u32) -> Result<Self, CatalogError> {
+        let config = tokio_postgres::Config::from_str(url)?;
+        let dbname = config.get_dbname().unwrap_or("tenant_catalog").to_owned();
+        ensure_database(&config, &dbname).await?;
+
+        let (mut client, connection) = config.connect(NoTls).await?;
+        let conn_task = tokio::spawn(connection);
+        // Replicas starting at once must not run the migrations concurrently.
+        client
+            .execute("SELECT pg_advisory_lock(7201001)", &[])
+            .await?;
+        let report = migrations::migrations::runner()
+            .run_async(&mut client)
+            .await
+            .map_err(|e| CatalogError::Migration(e.to_string()));
+        client
+            .execute("SELECT pg_advisory_unlock(7201001)", &[])
+            .await?;
+        let report = report?;
+        for m in report.applied_migrations() {
+            info!(migration = %m, "applied catalog migration");
+        }
+        drop(client);
+        conn_task.abort();
+
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = bb8::Pool::builder()
+            .max_size(pool_size)
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .await?;
+        Ok(Catalog { pool })
+    }
+
+    async fn conn(
+        &self,
+    ) -> Result<bb8::PooledConnection<'_, PostgresConnectionManager<NoTls>>, CatalogError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Whether the catalog answers.
+    pub async fn ping(&self) -> Result<(), CatalogError> {
+        self.conn().await?.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    /// Inserts a tenant in state `provisioning` together with its onboarding operation.
+    #[instrument(skip_all, fields(tenant = %tenant.slug))]
+    pub async fn create_tenant(
+        &self,
+        tenant: NewTenant,
+        op: NewOperation,
+    ) -> Result<(TenantRecord, OperationRecord), CatalogError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let id = Uuid::new_v4();
+        let inserted = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO tenants (id, slug, display_name, state, engine, server, database_name) \
+                     VALUES ($1, $2, $3, 'provisioning', $4, $5, $6) RETURNING {TENANT_COLUMNS}"
+                ),
+                &[
+                    &id,
+                    &tenant.slug.as_str(),
+                    &tenant.display_name,
+                    &tenant.engine,
+                    &tenant.server,
+                    &tenant.database,
+                ],
+            )
+            .await;
+        let row = match inserted {
+            Ok(row) => row,
+            Err(e) if is_unique_violation(&e, "tenants_slug_claimed") => {
+                return Err(CatalogError::SlugTaken {
+                    slug: tenant.slug.to_string(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let record = tenant_from_row(&row)?;
+        let op_id = insert_operation(&tx, id, &op).await?;
+        let rid = op.request_id.as_deref();
+        append_audit(
+            &tx,
+            &op.actor,
+            rid,
+            Some(id),
+            None,
+            "tenant.created",
+            json!({"slug": tenant.slug, "display_name": tenant.display_name, "state": "provisioning",
+                   "engine": tenant.engine, "server": tenant.server, "database": tenant.database}),
+        )
+        .await?;
+        append_audit(
+            &tx,
+            &op.actor,
+            rid,
+            Some(id),
+            Some(op_id),
+            "operation.created",
+            json!({"kind": op.kind, "params": op.params}),
+        )
+        .await?;
+        tx.commit().await?;
+        let op = self
+            .operation(op_id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound {
+                what: format!("operation {op_id}"),
+            })?;
+        Ok((record, op))
+    }
+
+    /// Starts an operation on an existing tenant and moves the tenant to `tenant_state`.
+    /// Refused with `OperationInProgress` while another operation of the tenant is active.
+    #[instrument(skip_all, fields(tenant = %tenant_id))]
+    pub async fn start_operation(
+        &self,
+        tenant_id: Uuid,
+        op: NewOperation,
+        tenant_state: TenantState,
+    ) -> Result<OperationRecord, CatalogError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let row = tx
+            .query_opt(
+                &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1 FOR UPDATE"),
+                &[&tenant_id],
+            )
+            .await?
+            .ok_or_else(|| CatalogError::NotFound {
+                what: format!("tenant {tenant_id}"),
+            })?;
+        let tenant = tenant_from_row(&row)?;
+        let op_id = match insert_operation(&tx, tenant_id, &op).await {
+            Ok(id) => id,
+            Err(CatalogError::Db(e))
+                if is_unique_violation(&e, "operations_one_active_per_tenant") =>
+            {
+                return Err(CatalogError::OperationInProgress {
+                    tenant: tenant.slug.to_string(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let rid = op.request_id.as_deref();
+        append_audit(
+            &tx,
+            &op.actor,
+            rid,
+            Some(tenant_id),
+            Some(op_id),
+            "operation.created",
+            json!({"kind": op.kind, "params": op.params}),
+        )
+        .await?;
+        if tenant.state != tenant_state {
+            tx.execute(
+                "UPDATE tenants SET state = $2, updated_at = now() WHERE id = $1",
+                &[&tenant_id, &tenant_state.as_str()],
+            )
+            .await?;
+            append_audit(
+                &tx,
+                &op.actor,
+                rid,
+                Some(tenant_id),
+                Some(op_id),
+                "tenant.state_changed",
+                json!({"from": tenant.state, "to": tenant_state}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.operation(op_id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound {
+                what: format!("operation {op_id}"),
+            })
+    }
+
+    /// The newest tenant with this slug (an offboarded slug may have been reused).
+    pub async fn tenant_by_slug(
+        &self,
+        slug: &TenantSlug,
+    ) -> Result<Option<TenantRecord>, CatalogError> {
+        let row = self
+            .conn()
+            .await?
+            .query_opt(
+                &format!(
+                    "SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1 \
+                     ORDER BY released_at IS NULL DESC, created_at DESC LIMIT 1"
+                ),
+                &[&slug.as_str()],
+            )
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    /// A tenant by id.
+    pub async fn tenant(&self, id: Uuid) -> Result<Option<TenantRecord>, CatalogError> {
+        let row = self
+            .conn()
+            .await?
+            .query_opt(
+                &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    /// Every tenant, newest first.
+    pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>, CatalogError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                &format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY created_at DESC"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    /// An operation with its steps.
+    pub async fn operation(&self, id: Uuid) -> Result<Option<OperationRecord>, CatalogError> {
+        let conn = self.conn().await?;
+        let Some(row) = conn
+            .query_opt(
+                "SELECT o.id, o.tenant_id, t.slug, o.kind, o.state, o.direction, o.params, o.actor, \
+                        o.request_id, o.error, o.created_at, o.finished_at \
+                 FROM operations o JOIN tenants t ON t.id = o.tenant_id WHERE o.id = $1",
+                &[&id],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let steps = conn
+            .query(
+                "SELECT idx, name, state, output, error, attempts FROM operation_steps \
+                 WHERE operation_id = $1 ORDER BY idx",
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|s| {
+                Ok(StepRecord {
+                    idx: s.get("idx"),
+                    name: s.get("name"),
+                    state: parse::<StepState>(s.get("state"))?,
+                    output: s.get("output"),
+                    error: s.get("error"),
+                    attempts: s.get("attempts"),
+                })
+            })
+            .collect::<Result<Vec<_>, CatalogError>>()?;
+        let slug: String = row.get("slug");
+        let direction = match row.get::<_, &str>("direction") {
+            "undo" => OperationDirection::Undo,
+            _ => OperationDirection::Forward,
+        };
+        Ok(Some(OperationRecord {
+            id: row.get("id"),
+            tenant_id: row.get("tenant_id"),
+            tenant_slug: TenantSlug::parse(&slug)
+                .map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+            kind: parse::<OperationKind>(row.get("kind"))?,
+            state: parse::<OperationState>(row.get("state"))?,
+            direction,
+            params: row.get("params"),
+            actor: row.get("actor"),
+            request_id: row.get("request_id"),
+            error: row.get("error"),
+            steps,
+            created_at: row.get("created_at"),
+            finished_at: row.get("finished_at"),
+        }))
+    }
+
+    /// The tenant's pending or running operation, if any.
+    pub async fn active_operation(&self, tenant_id: Uuid) -> Result<Option<Uuid>, CatalogError> {
+        let row = self
+            .conn()
+            .await?
+            .query_opt(
+                "SELECT id FROM operations WHERE tenant_id = $1 AND state IN ('pending', 'running')",
+                &[&tenant_id],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The newest operations of a tenant, newest first.
+    pub async fn tenant_operations(&self, tenant_id: Uuid) -> Result<Vec<Uuid>, CatalogError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT id FROM operations WHERE tenant_id = $1 ORDER BY created_at DESC",
+                &[&tenant_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Unfinished operations this node may run: unleased, leased by this node (a previous
+    /// incarnation that died), or whose lease expired (a replica that died).
+    pub async fn claimable_operations(&self, owner: &str) -> Result<Vec<Uuid>, CatalogError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT id FROM operations WHERE state IN ('pending', 'running') \
+                 AND (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_at < now()) \
+                 ORDER BY created_at",
+                &[&owner],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Takes the lease on an unfinished operation if it is free, expired or already ours, and
+    /// marks it running.
+    pub async fn claim(
+        &self,
+        operation: Uuid,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, CatalogError> {
+        let secs = ttl.as_secs_f64();
+        let n = self
+            .conn()
+            .await?
+            .execute(
+                "UPDATE operations SET lease_owner = $2, \
+                        lease_expires_at = now() + make_interval(secs => $3), \
+                        state = 'running', updated_at = now() \
+                 WHERE id = $1 AND state IN ('pending', 'running') \
+                   AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < now())",
+                &[&operation, &owner, &secs],
+            )
+            .await?;
+        Ok((n == 1).then(|| Lease {
+            operation,
+            owner: owner.to_owned(),
+        }))
+    }
+
+    /// Extends a lease (the heartbeat).
+    pub async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), CatalogError> {
+        let secs = ttl.as_secs_f64();
+        let n = self
+            .conn()
+            .await?
+            .execute(
+                "UPDATE operations SET lease_expires_at = now() + make_interval(secs => $3) \
+                 WHERE id = $1 AND lease_owner = $2 AND state IN ('pending', 'running')",
+                &[&lease.operation, &lease.owner, &secs],
+            )
+            .await?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(CatalogError::LeaseLost {
+                operation: lease.operation,
+            })
+        }
+    }
+
+    /// Gives a lease up so another replica may take the operation at once (graceful stop).
+    pub async fn release(&self, lease: &Lease) -> Result<(), CatalogError> {
+        self.conn()
+            .await?
+            .execute(
+                "UPDATE operations SET lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE id = $1 AND lease_owner = $2",
+                &[&lease.operation, &lease.owner],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn update_step(
+        &self,
+        lease: &Lease,
+        idx: i32,
+        set: &str,
+        extra: Option<&(dyn tokio_postgres::types::ToSql + Sync)>,
+    ) -> Result<(), CatalogError> {
+        let sql = format!(
+            "UPDATE operation_steps SET {set} WHERE operation_id = $1 AND idx = $2 \
+             AND EXISTS (SELECT 1 FROM operations WHERE id = $1 AND lease_owner = $3 \
+                         AND state IN ('pending', 'running'))"
+        );
+        let conn = self.conn().await?;
+        let n = match extra {
+            Some(v) => {
+                conn.execute(&sql, &[&lease.operation, &idx, &lease.owner, v])
+                    .await?
+            }
+            None => {
+                conn.execute(&sql, &[&lease.operation, &idx, &lease.owner])
+                    .await?
+            }
+        };
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(CatalogError::LeaseLost {
+                operation: lease.operation,
+            })
+        }
+    }
+
+    /// Records that a step's action is about to run (written before its side effect).
+    pub async fn step_started(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
+        self.update_step(
+            lease,
+            idx,
+            "state = 'running', attempts = attempts + 1, started_at = now(), error = NULL",
+            None,
+        )
+        .await
+    }
+
+    /// Records a step's output before its side effect, so a retry reuses generated values.
+    pub async fn step_output(
+        &self,
+        lease: &Lease,
+        idx: i32,
+        output: &serde_json::Value,
+    ) -> Result<(), CatalogError> {
+        self.update_step(lease, idx, "output = $4", Some(output))
+            .await
+    }
+
+    /// Records that a step's action finished.
+    pub async fn step_succeeded(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
+        self.update_step(lease, idx, "state = 'succeeded', finished_at = now()", None)
+            .await
+    }
+
+    /// Records a step's failure.
+    pub async fn step_failed(
+        &self,
+        lease: &Lease,
+        idx: i32,
+        error: &str,
+    ) -> Result<(), CatalogError> {
+        let error = error.to_owned();
+        self.update_step(
+            lease,
+            idx,
+            "state = 'failed', error = $4, finished_at = now()",
+            Some(&error),
+        )
+        .await
+    }
+
+    /// Records the last error of a step that will be retried, keeping its state.
+    pub async fn step_error(
+        &self,
+        lease: &Lease,
+        idx: i32,
+        error: &str,
+    ) -> Result<(), CatalogError> {
+        let error = error.to_owned();
+        self.update_step(lease, idx, "error = $4", Some(&error))
+            .await
+    }
+
+    /// Records that a step's undo is about to run.
+    pub async fn step_undo_started(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
+        self.update_step(
+            lease,
+            idx,
+            "state = 'rolling_back', attempts = attempts + 1",
+            None,
+        )
+        .await
+    }
+
+    /// Records that a step's undo finished.
+    pub async fn step_undone(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
+        self.update_step(
+            lease,
+            idx,
+            "state = 'rolled_back', finished_at = now()",
+            None,
+        )
+        .await
+    }
+
+    /// Turns a failing operation around: from now on the undo of its started steps runs.
+    pub async fn begin_undo(&self, lease: &Lease, error: &str) -> Result<(), CatalogError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let row = tx
+            .query_opt(
+                "UPDATE operations SET direction = 'undo', error = $3, updated_at = now() \
+                 WHERE id = $1 AND lease_owner = $2 AND state IN ('pending', 'running') \
+                 RETURNING tenant_id, actor, request_id",
+                &[&lease.operation, &lease.owner, &error],
+            )
+            .await?
+            .ok_or(CatalogError::LeaseLost {
+                operation: lease.operation,
+            })?;
+        append_audit(
+            &tx,
+            row.get("actor"),
+            row.get("request_id"),
+            Some(row.get("tenant_id")),
+            Some(lease.operation),
+            "operation.rolling_back",
+            json!({"error": error}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Finishes an operation and, atomically with it, applies the tenant's transition.
+    #[instrument(skip_all, fields(operation = %lease.operation, state = %state))]
+    pub async fn finish(
+        &self,
+        lease: &Lease,
+        state: OperationState,
+        error: Option<&str>,
+        tenant: Option<TenantTransition>,
+    ) -> Result<(), CatalogError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let row = tx
+            .query_opt(
+                "UPDATE operations SET state = $3, error = coalesce($4, error), finished_at = now(), \
+                        updated_at = now(), lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND state IN ('pending', 'running') \
+                 RETURNING tenant_id, actor, request_id, kind",
+                &[&lease.operation, &lease.owner, &state.as_str(), &error],
+            )
+            .await?
+            .ok_or(CatalogError::LeaseLost { operation: lease.operation })?;
+        let tenant_id: Uuid = row.get("tenant_id");
+        let actor: &str = row.get("actor");
+        let rid: Option<&str> = row.get("request_id");
+        let kind: &str = row.get("kind");
+        append_audit(
+            &tx,
+            actor,
+            rid,
+            Some(tenant_id),
+            Some(lease.operation),
+            "operation.finished",
+            json!({"kind": kind, "state": state, "error": error}),
+        )
+        .await?;
+        if let Some(t) = tenant {
+            let old: String = tx
+                .query_one(
+                    "SELECT state FROM tenants WHERE id = $1 FOR UPDATE",
+                    &[&tenant_id],
+                )
+                .await?
+                .get(0);
+            tx.execute(
+                "UPDATE tenants SET state = $2, updated_at = now(), \
+                        schema_version = coalesce($3, schema_version), \
+                        released_at = CASE WHEN $4 THEN coalesce(released_at, now()) END \
+                 WHERE id = $1",
+                &[
+                    &tenant_id,
+                    &t.state.as_str(),
+                    &t.schema_version,
+                    &t.released,
+                ],
+            )
+            .await?;
+            append_audit(
+                &tx,
+                actor,
+                rid,
+                Some(tenant_id),
+                Some(lease.operation),
+                "tenant.state_changed",
+                json!({"from": old, "to": t.state, "released": t.released}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a deletion certificate in the audit log, once per offboarding operation (a retry
+    /// after a crash finds the first one and writes nothing).
+    pub async fn record_deletion_certificate(
+        &self,
+        lease: &Lease,
+        tenant_id: Uuid,
+        certificate: &serde_json::Value,
+    ) -> Result<(), CatalogError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let op = tx
+            .query_opt(
+                "SELECT actor, request_id FROM operations \
+                 WHERE id = $1 AND lease_owner = $2 AND state IN ('pending', 'running') FOR UPDATE",
+                &[&lease.operation, &lease.owner],
+            )
+            .await?
+            .ok_or(CatalogError::LeaseLost {
+                operation: lease.operation,
+            })?;
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM audit_log WHERE operation_id = $1 AND action = 'tenant.deletion_certificate'",
+                &[&lease.operation],
+            )
+            .await?
+            .is_some();
+        if !exists {
+            append_audit(
+                &tx,
+                op.get("actor"),
+                op.get("request_id"),
+                Some(tenant_id),
+                Some(lease.operation),
+                "tenant.deletion_certificate",
+                certificate.clone(),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest deletion certificate of a tenant.
+    pub async fn deletion_certificate(
+        &self,
+        tenant_id: Uuid,
+    ) -> Result<Option<AuditRecord>, CatalogError> {
+        Ok(self
+            .audit_log(Some(tenant_id))
+            .await?
+            .into_iter()
+            .rev()
+            .find(|r| r.action == "tenant.deletion_certificate"))
+    }
+
+    /// The audit log, oldest first, for one tenant or for everything.
+    pub async fn audit_log(
+        &self,
+        tenant_id: Option<Uuid>,
+    ) -> Result<Vec<AuditRecord>, CatalogError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT id, at, actor, request_id, tenant_id, operation_id, action, detail, \
+                        encode(hash, 'hex') AS hash \
+                 FROM audit_log WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY id",
+                &[&tenant_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditRecord {
+                id: r.get("id"),
+                at: r.get("at"),
+                actor: r.get("actor"),
+                request_id: r.get("request_id"),
+                tenant_id: r.get("tenant_id"),
+                operation_id: r.get("operation_id"),
+                action: r.get("action"),
+                detail: r.get("detail"),
+                hash: r.get("hash"),
+            })
+            .collect())
+    }
+
+    /// Walks the audit log's hash chain.
+    pub async fn verify_audit_chain(&self) -> Result<ChainVerification, CatalogError> {
+        let r = self
+            .conn()
+            .await?
+            .query_one("SELECT * FROM audit_verify()", &[])
+            .await?;
+        Ok(ChainVerification {
+            valid: r.get("valid"),
+            checked: r.get("checked"),
+            first_broken_id: r.get("first_broken_id"),
+            head_id: r.get("head_id"),
+            head_hash: r.get("head_hash"),
+        })
+    }
+}
+
+async fn ensure_database(
+    config: &tokio_postgres::Config,
+    dbname: &str,
+) -> Result<(), CatalogError> {
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, connection) = admin.connect(NoTls).await?;
+    let task = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
+        .await?
+        .is_some();
+    if !exists {
+        match client
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(dbname)))
+            .await
+        {
+            Ok(()) => info!(database = dbname, "created catalog database"),
+            // Another replica created it first.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Tenant principals must never reach the catalog.
+    client
+        .batch_execute(&format!(
+            "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
+            quote_ident(dbname)
+        ))
+        .await?;
+    drop(client);
+    task.abort();
+    Ok(())
+}

@@ -1,0 +1,77 @@
+use thiserror::Error;
+
+/// Errors of a tenant database engine.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to {target}: {detail}")]
+    Connect {
+        /// Which server/database/principal (never a password).
+        target: String,
+        /// Why.
+        detail: String,
+    },
+    /// The principal lacks a permission.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The server returned an error.
+    #[error("database error {code}: {message}")]
+    Db {
+        /// SQLSTATE (PostgreSQL) or error number (SQL Server).
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// Applying the tenant schema failed.
+    #[error("tenant schema migration failed: {0}")]
+    Migration(String),
+    /// A connection string could not be understood.
+    #[error("invalid connection string: {0}")]
+    ConnectionString(String),
+    /// The server is configured in a way the engine cannot work with.
+    #[error("server configuration: {0}")]
+    Configuration(String),
+}
+
+impl EngineError {
+    /// The SQLSTATE or error number, if the server returned one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            EngineError::Db { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for EngineError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) if db.code() == &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE => {
+                EngineError::PermissionDenied(db.message().to_owned())
+            }
+            Some(db) => EngineError::Db {
+                code: db.code().code().to_owned(),
+                message: db.message().to_owned(),
+            },
+            None => EngineError::Db {
+                code: "08000".into(),
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<bb8::RunError<tokio_postgres::Error>> for EngineError {
+    fn from(e: bb8::RunError<tokio_postgres::Error>) -> Self {
+        match e {
+            bb8::RunError::User(e) => EngineError::Connect {
+                target: "admin pool".into(),
+                detail: e.to_string(),
+            },
+            bb8::RunError::TimedOut => EngineError::Connect {
+                target: "admin pool".into(),
+                detail: "timed out waiting for a connection".into(),
+            },
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Tenant database engines behind one trait.
+//!
+//! An [`Engine`] knows how to create, bind, inspect and remove one tenant's database and
+//! principals on one server. Every method is idempotent ("ensure present" / "ensure absent"), so
+//! a workflow step may run it again after a crash. Engines never see the catalog or HTTP; they
+//! get validated names ([`TenantNames`]) and credentials, and return typed errors.
+
+pub mod assets;
+mod error;
+pub mod postgres;
+pub mod sql;
+
+use api_types::TenantSlug;
+use async_trait::async_trait;
+use rand::distributions::{Alphanumeric, DistString};
+use secrets::SecretValue;
+use serde::{Deserialize, Serialize};
+
+pub use error::EngineError;
+
+/// The names of everything a tenant owns on its server, derived from its slug only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantNames {
+    /// The database.
+    pub database: String,
+    /// Owns every object; cannot log in.
+    pub owner: String,
+    /// Role holding EXECUTE on the business procedures; cannot log in.
+    pub app_rw: String,
+    /// First application login (member of `app_rw`).
+    pub app_a: String,
+    /// Second application login (member of `app_rw`), for alternating rotation.
+    pub app_b: String,
+    /// May purge audit events through the purge procedure.
+    pub audit_admin: String,
+    /// Holds SELECT on business and history tables; cannot log in.
+    pub reader: String,
+    /// Support login that reaches `reader` only by an explicit, audited role switch.
+    pub investigator: String,
+}
+
+impl TenantNames {
+    /// Every principal, in the order they may be dropped (members before the roles they use).
+    pub fn principals_drop_order(&self) -> [&str; 7] {
+        [
+            &self.investigator,
+            &self.reader,
+            &self.audit_admin,
+            &self.app_a,
+            &self.app_b,
+            &self.app_rw,
+            &self.owner,
+        ]
+    }
+}
+
+/// A principal that has a connection string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Principal {
+    /// Application login A.
+    AppA,
+    /// Application login B.
+    AppB,
+    /// Audit administrator.
+    AuditAdmin,
+    /// Read-only investigator.
+    Investigator,
+}
+
+/// Passwords for the principals that log in at onboarding.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// For `app_a` (the active application login after onboarding).
+    pub app_a: SecretValue,
+    /// For `audit_admin`.
+    pub audit_admin: SecretValue,
+    /// For `investigator`.
+    pub investigator: SecretValue,
+}
+
+/// The head of a tenant's audit chain, as read just before its database is dropped.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditHead {
+    /// Whether the chain verified.
+    pub valid: bool,
+    /// Rows checked.
+    pub checked: i64,
+    /// First broken row, if any.
+    pub first_broken_id: Option<i64>,
+    /// Id of the last event.
+    pub head_id: Option<i64>,
+    /// Hex SHA-256 of the last event.
+    pub head_hash: Option<String>,
+}
+
+/// What of a tenant exists on its server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Whether the database exists.
+    pub database: bool,
+    /// The tenant principals that exist.
+    pub principals: Vec<String>,
+}
+
+impl Inventory {
+    /// Nothing of the tenant exists.
+    pub fn is_empty(&self) -> bool {
+        !self.database && self.principals.is_empty()
+    }
+}
+
+/// A generated password: 32 characters from [A-Za-z0-9] (190 bits), from the OS generator.
+pub fn generate_password() -> SecretValue {
+    SecretValue::new(Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32))
+}
+
+/// One database server that hosts tenant databases.
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// `postgres` or `sqlserver`.
+    fn name(&self) -> &'static str;
+    /// The server as `host:port`, as recorded in the catalog.
+    fn server(&self) -> String;
+    /// The schema version a new tenant database gets.
+    fn schema_version(&self) -> i32;
+    /// Derives every name of a tenant from its slug.
+    fn names(&self, slug: &TenantSlug) -> TenantNames;
+    /// The connection string a principal uses (a secret: it holds the password).
+    fn connection_string(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+        password: &SecretValue,
+    ) -> SecretValue;
+    /// The password inside a connection string this engine wrote.
+    fn password_of(&self, connection_string: &SecretValue) -> Result<SecretValue, EngineError>;
+
+    /// One-time server preparation at start-up (lock-down of maintenance databases, the template
+    /// database of the current schema version). Safe to run from several replicas at once.
+    async fn prepare(&self) -> Result<(), EngineError>;
+    /// Ensures every principal exists with the right attributes, memberships and passwords.
+    async fn ensure_principals(
+        &self,
+        names: &TenantNames,
+        credentials: &Credentials,
+    ) -> Result<(), EngineError>;
+    /// Ensures the tenant database exists with PUBLIC's access revoked.
+    async fn ensure_database(&self, names: &TenantNames) -> Result<(), EngineError>;
+    /// Binds the database to the tenant's principals (ownership, grants, schema and procedures at
+    /// the current version) and returns the schema version.
+    async fn bind_database(&self, names: &TenantNames, actor: &str) -> Result<i32, EngineError>;
+    /// Proves a connection string authenticates and reaches the database.
+    async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError>;
+    /// Stops new logins of the tenant's principals and ends every session on its database.
+    async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError>;
+    /// Verifies the tenant's audit chain and returns its head; `None` when there is no database
+    /// (or it never got its schema).
+    async fn audit_head(&self, names: &TenantNames) -> Result<Option<AuditHead>, EngineError>;
+    /// Ensures the database is gone; returns whether it existed.
+    async fn drop_database(&self, names: &TenantNames) -> Result<bool, EngineError>;
+    /// Ensures every principal is gone; returns those that existed.
+    async fn drop_principals(&self, names: &TenantNames) -> Result<Vec<String>, EngineError>;
+    /// What of the tenant exists right now.
+    async fn inventory(&self, names: &TenantNames) -> Result<Inventory, EngineError>;
+}

@@ -1,0 +1,743 @@
+//! The PostgreSQL engine.
+//!
+//! Principals are cluster-wide roles, so every name carries the tenant (`t_<slug>_<principal>`).
+//! A new tenant database is a clone of a prepared template of the current schema version (the
+//! fast path: `CREATE DATABASE ... TEMPLATE`), rebound to the tenant's roles
+//! (`REASSIGN OWNED`, `DROP OWNED`, `platform.apply_grants`); or, when configured, an empty
+//! database migrated in place. Either way PUBLIC's CONNECT is revoked right after creation,
+//! because a new database always grants it, whatever its template says.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use api_types::TenantSlug;
+use async_trait::async_trait;
+use bb8_postgres::PostgresConnectionManager;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use secrets::SecretValue;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::{Client, Config, NoTls};
+use tracing::{info, instrument, warn};
+
+use crate::assets::{self, POSTGRES_MIGRATIONS, POSTGRES_PROCEDURES};
+use crate::sql::{pg_ident, pg_literal};
+use crate::{AuditHead, Credentials, Engine, EngineError, Inventory, Principal, TenantNames};
+
+/// The role that owns every object inside template databases; it owns nothing else, so
+/// `REASSIGN OWNED BY` it inside a clone moves exactly the clone's objects to the tenant owner.
+pub const TEMPLATE_OWNER: &str = "tcp_template_owner";
+/// Stand-ins for the tenant's other roles inside template databases (app_rw, audit_admin, reader,
+/// investigator), so the template carries the exact grants a tenant gets; every clone drops them.
+pub const TEMPLATE_STAND_INS: [&str; 4] = [
+    "tcp_template_app_rw",
+    "tcp_template_audit_admin",
+    "tcp_template_reader",
+    "tcp_template_investigator",
+];
+const PREPARE_LOCK: i64 = 7_201_002;
+/// Bump when `build_template` changes how a template is made, so servers get a fresh template.
+const TEMPLATE_RECIPE: &str = "2";
+
+/// How a new tenant database is created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provisioning {
+    /// Clone the prepared template of the current schema version, then rebind (fast).
+    #[default]
+    Template,
+    /// Create an empty database and run the migrations and procedures in it.
+    Migrations,
+}
+
+/// Configuration of the PostgreSQL engine.
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// libpq URL of a superuser on the maintenance database (`postgres`).
+    pub admin_url: SecretValue,
+    /// Host that applications use to reach the server (defaults to the admin URL's host).
+    pub tenant_host: Option<String>,
+    /// Port that applications use (defaults to the admin URL's port).
+    pub tenant_port: Option<u16>,
+    /// Template clone or migrations.
+    pub provisioning: Provisioning,
+    /// Revoke PUBLIC's CONNECT on `postgres` and `template1`, so tenant logins reach nothing but
+    /// their own database.
+    pub lock_down_maintenance_databases: bool,
+}
+
+/// The PostgreSQL engine.
+pub struct PostgresEngine {
+    admin: Config,
+    pool: bb8::Pool<PostgresConnectionManager<NoTls>>,
+    host: String,
+    port: u16,
+    provisioning: Provisioning,
+    lock_down: bool,
+    template: String,
+    version: i32,
+}
+
+impl std::fmt::Debug for PostgresEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEngine")
+            .field("server", &self.server())
+            .field("template", &self.template)
+            .finish_non_exhaustive()
+    }
+}
+
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn host_of(config: &Config) -> String {
+    match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    }
+}
+
+async fn connect(config: &Config, target: &str) -> Result<Client, EngineError> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| EngineError::Connect {
+            target: target.to_owned(),
+            detail: describe(&e),
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "engine connection closed");
+        }
+    });
+    Ok(client)
+}
+
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+fn is_code(e: &EngineError, code: &str) -> bool {
+    e.code() == Some(code)
+}
+
+impl PostgresEngine {
+    /// Builds the engine and its small admin pool; no connection is made until first use.
+    pub async fn new(config: PostgresConfig) -> Result<Self, EngineError> {
+        let admin = Config::from_str(config.admin_url.expose())
+            .map_err(|e| EngineError::ConnectionString(format!("admin url: {e}")))?;
+        let host = config
+            .tenant_host
+            .clone()
+            .unwrap_or_else(|| host_of(&admin));
+        let port = config
+            .tenant_port
+            .or_else(|| admin.get_ports().first().copied())
+            .unwrap_or(5432);
+        let pool = bb8::Pool::builder()
+            .max_size(4)
+            .min_idle(Some(0))
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .connection_timeout(Duration::from_secs(10))
+            .build_unchecked(PostgresConnectionManager::new(admin.clone(), NoTls));
+        let version = assets::latest_version(POSTGRES_MIGRATIONS);
+        let recipe: &[(&str, &str)] = &[("recipe", TEMPLATE_RECIPE)];
+        let template = format!(
+            "tcp_template_v{version}_{}",
+            assets::fingerprint(&[POSTGRES_MIGRATIONS, POSTGRES_PROCEDURES, recipe])
+        );
+        Ok(PostgresEngine {
+            admin,
+            pool,
+            host,
+            port,
+            provisioning: config.provisioning,
+            lock_down: config.lock_down_maintenance_databases,
+            template,
+            version,
+        })
+    }
+
+    /// The name of the template database for the current schema assets.
+    pub fn template_name(&self) -> &str {
+        &self.template
+    }
+
+    async fn admin(
+        &self,
+    ) -> Result<bb8::PooledConnection<'_, PostgresConnectionManager<NoTls>>, EngineError> {
+        Ok(self.pool.get().await?)
+    }
+
+    async fn connect_db(&self, database: &str) -> Result<Client, EngineError> {
+        let mut config = self.admin.clone();
+        config.dbname(database);
+        config.application_name("tenant-control-plane");
+        connect(&config, database).await
+    }
+
+    async fn database_exists(&self, database: &str) -> Result<bool, EngineError> {
+        Ok(self
+            .admin()
+            .await?
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+            .await?
+            .is_some())
+    }
+
+    async fn existing_roles(&self, names: &[&str]) -> Result<Vec<String>, EngineError> {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let rows = self
+            .admin()
+            .await?
+            .query(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY($1) ORDER BY rolname",
+                &[&names],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Runs the migrations and the procedures in `client`'s database as the current role.
+    async fn migrate(client: &mut Client) -> Result<(), EngineError> {
+        let migrations = POSTGRES_MIGRATIONS
+            .iter()
+            .map(|(name, sql)| refinery::Migration::unapplied(name, sql))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EngineError::Migration(e.to_string()))?;
+        refinery::Runner::new(&migrations)
+            .run_async(client)
+            .await
+            .map_err(|e| EngineError::Migration(e.to_string()))?;
+        for (name, body) in POSTGRES_PROCEDURES {
+            client.batch_execute(body).await.map_err(|e| {
+                EngineError::Migration(format!("procedure {name}: {}", describe(&e)))
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn build_template(&self, admin: &Client) -> Result<(), EngineError> {
+        let building = format!("{}_build", self.template);
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                pg_ident(&building)
+            ))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", pg_ident(&building)))
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
+                 GRANT CREATE ON DATABASE {db} TO {owner}",
+                db = pg_ident(&building),
+                owner = pg_ident(TEMPLATE_OWNER)
+            ))
+            .await?;
+        {
+            let mut client = self.connect_db(&building).await?;
+            // refinery keeps its history table in `public`, where PostgreSQL 15 lets only the
+            // database owner create; DROP OWNED in every clone takes this grant away again.
+            client
+                .batch_execute(&format!(
+                    "GRANT CREATE ON SCHEMA public TO {owner}; SET ROLE {owner}",
+                    owner = pg_ident(TEMPLATE_OWNER)
+                ))
+                .await?;
+            Self::migrate(&mut client).await?;
+            client.batch_execute("RESET ROLE").await?;
+            // Lock the template down as every tenant database will be: nothing for PUBLIC, and
+            // the tenant grants held by stand-in roles that the clone's rebind replaces.
+            let [rw, aa, rd, inv] = TEMPLATE_STAND_INS;
+            client
+                .execute(
+                    "SELECT platform.apply_grants($1, $2, $3, $4, $5)",
+                    &[&TEMPLATE_OWNER, &rw, &aa, &rd, &inv],
+                )
+                .await?;
+        }
+        admin
+            .batch_execute(&format!(
+                "REVOKE CREATE ON DATABASE {db} FROM {owner}; \
+                 ALTER DATABASE {db} RENAME TO {final_name}",
+                db = pg_ident(&building),
+                owner = pg_ident(TEMPLATE_OWNER),
+                final_name = pg_ident(&self.template)
+            ))
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+                pg_ident(&self.template)
+            ))
+            .await?;
+        info!(template = %self.template, "built tenant template database");
+        Ok(())
+    }
+
+    async fn ensure_role(
+        &self,
+        client: &Client,
+        role: &str,
+        attributes: &str,
+        password: Option<&SecretValue>,
+    ) -> Result<(), EngineError> {
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .await?
+            .is_some();
+        // The server only ever sees a SCRAM verifier, never the password, so no server log
+        // (log_statement = 'all', say) can leak it.
+        let password_clause = match password {
+            Some(p) => {
+                let verifier = postgres_protocol::password::scram_sha_256(p.expose().as_bytes());
+                let literal = pg_literal(&verifier).ok_or_else(|| {
+                    EngineError::Configuration("password verifier holds NUL".into())
+                })?;
+                format!(" PASSWORD {literal}")
+            }
+            None => " PASSWORD NULL".into(),
+        };
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        let statement = format!(
+            "{verb} ROLE {} {attributes}{password_clause}",
+            pg_ident(role)
+        );
+        match client.batch_execute(&statement).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = EngineError::from(e);
+                // A concurrent creator (impossible under the lease, but cheap to tolerate).
+                if !exists && is_code(&e, "42710") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Engine for PostgresEngine {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn server(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    fn schema_version(&self) -> i32 {
+        self.version
+    }
+
+    fn names(&self, slug: &TenantSlug) -> TenantNames {
+        let id = slug.ident();
+        let role = |p: &str| format!("t_{id}_{p}");
+        TenantNames {
+            database: format!("tenant_{id}"),
+            owner: role("owner"),
+            app_rw: role("app_rw"),
+            app_a: role("app_a"),
+            app_b: role("app_b"),
+            audit_admin: role("audit_admin"),
+            reader: role("reader"),
+            investigator: role("investigator"),
+        }
+    }
+
+    fn connection_string(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+        password: &SecretValue,
+    ) -> SecretValue {
+        let user = match principal {
+            Principal::AppA => &names.app_a,
+            Principal::AppB => &names.app_b,
+            Principal::AuditAdmin => &names.audit_admin,
+            Principal::Investigator => &names.investigator,
+        };
+        SecretValue::new(format!(
+            "postgresql://{}:{}@{}:{}/{}",
+            utf8_percent_encode(user, USERINFO),
+            utf8_percent_encode(password.expose(), USERINFO),
+            self.host,
+            self.port,
+            names.database
+        ))
+    }
+
+    fn password_of(&self, connection_string: &SecretValue) -> Result<SecretValue, EngineError> {
+        let config = Config::from_str(connection_string.expose())
+            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
+        let password = config
+            .get_password()
+            .ok_or_else(|| EngineError::ConnectionString("no password in it".into()))?;
+        String::from_utf8(password.to_vec())
+            .map(SecretValue::new)
+            .map_err(|_| EngineError::ConnectionString("password is not UTF-8".into()))
+    }
+
+    #[instrument(skip_all)]
+    async fn prepare(&self) -> Result<(), EngineError> {
+        let admin = connect(&self.admin, "admin database").await?;
+        let is_super: bool = admin
+            .query_one(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await?
+            .get(0);
+        if !is_super {
+            return Err(EngineError::Configuration(
+                "the admin role must be a superuser (it creates roles and databases and \
+                 reassigns ownership); grant SUPERUSER or use another admin_url"
+                    .into(),
+            ));
+        }
+        admin
+            .execute("SELECT pg_advisory_lock($1)", &[&PREPARE_LOCK])
+            .await?;
+        let result = async {
+            if self.lock_down {
+                admin
+                    .batch_execute(
+                        "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC; \
+                         REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC",
+                    )
+                    .await?;
+            }
+            for role in std::iter::once(TEMPLATE_OWNER).chain(TEMPLATE_STAND_INS) {
+                self.ensure_role(&admin, role, "NOLOGIN NOINHERIT", None)
+                    .await?;
+            }
+            let ready = admin
+                .query_opt(
+                    "SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate",
+                    &[&self.template],
+                )
+                .await?
+                .is_some();
+            if !ready && self.provisioning == Provisioning::Template {
+                self.build_template(&admin).await?;
+            }
+            Ok::<(), EngineError>(())
+        }
+        .await;
+        admin
+            .execute("SELECT pg_advisory_unlock($1)", &[&PREPARE_LOCK])
+            .await?;
+        result
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn ensure_principals(
+        &self,
+        names: &TenantNames,
+        credentials: &Credentials,
+    ) -> Result<(), EngineError> {
+        let admin = self.admin().await?;
+        let c: &Client = &admin;
+        self.ensure_role(c, &names.owner, "NOLOGIN NOINHERIT", None)
+            .await?;
+        self.ensure_role(c, &names.app_rw, "NOLOGIN NOINHERIT", None)
+            .await?;
+        self.ensure_role(c, &names.app_a, "LOGIN INHERIT", Some(&credentials.app_a))
+            .await?;
+        // app_b gets its password at its first rotation; until then it cannot authenticate.
+        self.ensure_role(c, &names.app_b, "LOGIN INHERIT", None)
+            .await?;
+        self.ensure_role(
+            c,
+            &names.audit_admin,
+            "LOGIN NOINHERIT",
+            Some(&credentials.audit_admin),
+        )
+        .await?;
+        self.ensure_role(c, &names.reader, "NOLOGIN NOINHERIT", None)
+            .await?;
+        // NOINHERIT: the investigator reads only after an explicit SET ROLE to the reader, which
+        // the audited path performs after recording the query.
+        self.ensure_role(
+            c,
+            &names.investigator,
+            "LOGIN NOINHERIT",
+            Some(&credentials.investigator),
+        )
+        .await?;
+        c.batch_execute(&format!(
+            "GRANT {rw} TO {a}; GRANT {rw} TO {b}; GRANT {reader} TO {inv}",
+            rw = pg_ident(&names.app_rw),
+            a = pg_ident(&names.app_a),
+            b = pg_ident(&names.app_b),
+            reader = pg_ident(&names.reader),
+            inv = pg_ident(&names.investigator)
+        ))
+        .await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn ensure_database(&self, names: &TenantNames) -> Result<(), EngineError> {
+        if !self.database_exists(&names.database).await? {
+            let admin = self.admin().await?;
+            let statement = match self.provisioning {
+                Provisioning::Template => format!(
+                    "CREATE DATABASE {} TEMPLATE {} OWNER {}",
+                    pg_ident(&names.database),
+                    pg_ident(&self.template),
+                    pg_ident(&names.owner)
+                ),
+                Provisioning::Migrations => format!(
+                    "CREATE DATABASE {} OWNER {}",
+                    pg_ident(&names.database),
+                    pg_ident(&names.owner)
+                ),
+            };
+            if let Err(e) = admin.batch_execute(&statement).await {
+                let e = EngineError::from(e);
+                if !is_code(&e, "42P04") {
+                    return Err(e);
+                }
+            }
+        }
+        // Every new database grants CONNECT and TEMPORARY to PUBLIC; take them away at once
+        // (and again on every retry: this is the step's idempotent half).
+        self.admin()
+            .await?
+            .batch_execute(&format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
+                pg_ident(&names.database)
+            ))
+            .await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn bind_database(&self, names: &TenantNames, actor: &str) -> Result<i32, EngineError> {
+        let mut client = self.connect_db(&names.database).await?;
+        match self.provisioning {
+            Provisioning::Template => {
+                // One DROP OWNED per role: listing several trips over a default-ACL entry that
+                // names two of them ("could not find tuple for default ACL").
+                let drops: String = TEMPLATE_STAND_INS
+                    .into_iter()
+                    .chain(std::iter::once(TEMPLATE_OWNER))
+                    .map(|r| format!("DROP OWNED BY {}; ", pg_ident(r)))
+                    .collect();
+                client
+                    .batch_execute(&format!(
+                        "REASSIGN OWNED BY {tpl} TO {owner}; {drops}",
+                        tpl = pg_ident(TEMPLATE_OWNER),
+                        owner = pg_ident(&names.owner),
+                    ))
+                    .await?;
+            }
+            Provisioning::Migrations => {
+                client
+                    .batch_execute(&format!("SET ROLE {}", pg_ident(&names.owner)))
+                    .await?;
+                Self::migrate(&mut client).await?;
+                client.batch_execute("RESET ROLE").await?;
+            }
+        }
+        client
+            .execute(
+                "SELECT platform.apply_grants($1, $2, $3, $4, $5)",
+                &[
+                    &names.owner,
+                    &names.app_rw,
+                    &names.audit_admin,
+                    &names.reader,
+                    &names.investigator,
+                ],
+            )
+            .await?;
+        // The tenant's own audit log starts with its provisioning, once.
+        let tx = client.transaction().await?;
+        tx.execute("SELECT set_config('tcp.actor', $1, true)", &[&actor])
+            .await?;
+        tx.execute(
+            "SELECT audit.record_event('tenant.provisioned', jsonb_build_object('database', $1::text)) \
+             WHERE NOT EXISTS (SELECT 1 FROM audit.audit_events WHERE action = 'tenant.provisioned')",
+            &[&names.database],
+        )
+        .await?;
+        tx.commit().await?;
+        let version: Option<i32> = client
+            .query_one("SELECT max(version)::int FROM refinery_schema_history", &[])
+            .await?
+            .get(0);
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {
+        let config = Config::from_str(connection_string.expose())
+            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
+        let user = config.get_user().unwrap_or_default().to_owned();
+        let client = connect(&config, &format!("tenant database as {user}")).await?;
+        client.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError> {
+        let admin = self.admin().await?;
+        let logins = [
+            &names.app_a,
+            &names.app_b,
+            &names.audit_admin,
+            &names.investigator,
+        ];
+        let existing = self.existing_roles(&logins.map(|s| s.as_str())).await?;
+        for role in &existing {
+            admin
+                .batch_execute(&format!("ALTER ROLE {} NOLOGIN", pg_ident(role)))
+                .await?;
+        }
+        let all: Vec<String> = names
+            .principals_drop_order()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE (datname = $1 OR usename = ANY($2)) AND pid <> pg_backend_pid()",
+                &[&names.database, &all],
+            )
+            .await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn audit_head(&self, names: &TenantNames) -> Result<Option<AuditHead>, EngineError> {
+        if !self.database_exists(&names.database).await? {
+            return Ok(None);
+        }
+        let client = self.connect_db(&names.database).await?;
+        match client
+            .query_one("SELECT * FROM audit.verify_chain()", &[])
+            .await
+        {
+            Ok(r) => Ok(Some(AuditHead {
+                valid: r.get("valid"),
+                checked: r.get("checked"),
+                first_broken_id: r.get("first_broken_id"),
+                head_id: r.get("head_id"),
+                head_hash: r.get("head_hash"),
+            })),
+            Err(e) => {
+                let e = EngineError::from(e);
+                // A database whose onboarding never got its schema has no chain to report.
+                if is_code(&e, "3F000") || is_code(&e, "42883") {
+                    warn!("tenant database has no audit schema");
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn drop_database(&self, names: &TenantNames) -> Result<bool, EngineError> {
+        let existed = self.database_exists(&names.database).await?;
+        self.admin()
+            .await?
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                pg_ident(&names.database)
+            ))
+            .await?;
+        Ok(existed)
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn drop_principals(&self, names: &TenantNames) -> Result<Vec<String>, EngineError> {
+        let order = names.principals_drop_order();
+        let existing = self.existing_roles(&order).await?;
+        let admin = self.admin().await?;
+        for role in order.iter().filter(|r| existing.iter().any(|e| e == *r)) {
+            // Privileges on shared objects (databases) and anything owned in the maintenance
+            // database go first, or DROP ROLE refuses.
+            admin
+                .batch_execute(&format!(
+                    "DROP OWNED BY {r}; DROP ROLE IF EXISTS {r}",
+                    r = pg_ident(role)
+                ))
+                .await?;
+        }
+        Ok(existing)
+    }
+
+    async fn inventory(&self, names: &TenantNames) -> Result<Inventory, EngineError> {
+        Ok(Inventory {
+            database: self.database_exists(&names.database).await?,
+            principals: self.existing_roles(&names.principals_drop_order()).await?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    async fn engine() -> PostgresEngine {
+        PostgresEngine::new(PostgresConfig {
+            admin_url: SecretValue::new("postgresql://postgres:pw@127.0.0.1:5999/postgres"),
+            tenant_host: None,
+            tenant_port: None,
+            provisioning: Provisioning::Template,
+            lock_down_maintenance_databases: true,
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn names_are_prefixed_and_within_postgres_limits() {
+        let e = engine().await;
+        let n = e.names(&TenantSlug::parse(&format!("a{}", "-b".repeat(19))).unwrap());
+        for name in n
+            .principals_drop_order()
+            .iter()
+            .chain([&n.database.as_str()])
+        {
+            assert!(name.len() <= 63, "{name} too long");
+        }
+        let n = e.names(&TenantSlug::parse("acme-corp").unwrap());
+        assert_eq!(n.database, "tenant_acme_corp");
+        assert_eq!(n.app_a, "t_acme_corp_app_a");
+    }
+
+    #[tokio::test]
+    async fn connection_string_round_trips_any_password() {
+        let e = engine().await;
+        let n = e.names(&TenantSlug::parse("acme").unwrap());
+        for pw in ["simple", "p@ss:w/rd?#%", "ünï cödé", "a'b\"c"] {
+            let s = e.connection_string(&n, Principal::AppA, &SecretValue::new(pw));
+            assert!(s.expose().starts_with("postgresql://t_acme_app_a:"));
+            assert_eq!(e.password_of(&s).unwrap().expose(), pw);
+        }
+    }
+
+    #[test]
+    fn template_name_tracks_the_assets() {
+        let a = assets::fingerprint(&[&[("V1__a", "x")]]);
+        let b = assets::fingerprint(&[&[("V1__a", "y")]]);
+        assert_ne!(a, b);
+        assert_eq!(assets::latest_version(&[("V1__a", ""), ("V12__b", "")]), 12);
+    }
+}

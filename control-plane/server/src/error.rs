@@ -1,0 +1,104 @@
+//! The one error type of the HTTP layer, rendered as `application/problem+json`. Internal
+//! details (database messages, paths) are logged, never sent to the client.
+
+use api_types::Problem;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use catalog::CatalogError;
+use workflows::WorkflowError;
+
+/// An API error.
+#[derive(Debug)]
+pub struct AppError {
+    status: StatusCode,
+    detail: String,
+}
+
+impl AppError {
+    /// An error with a status and a client-facing detail.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        AppError {
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    /// 409.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, detail)
+    }
+
+    /// 500, with the cause logged here and a generic detail for the client.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the server log",
+        )
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error").to_owned();
+        let problem = Problem {
+            kind: "about:blank".into(),
+            title,
+            status: self.status.as_u16(),
+            detail: self.detail,
+            request_id: None,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<CatalogError> for AppError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::SlugTaken { slug } => {
+                AppError::conflict(format!("tenant {slug} already exists"))
+            }
+            CatalogError::OperationInProgress { tenant } => AppError::conflict(format!(
+                "tenant {tenant} already has an operation in progress; wait for it to finish"
+            )),
+            CatalogError::NotFound { what } => AppError::not_found(format!("{what} not found")),
+            other => AppError::internal(&other),
+        }
+    }
+}
+
+impl From<WorkflowError> for AppError {
+    fn from(e: WorkflowError) -> Self {
+        match e {
+            WorkflowError::Catalog(c) => c.into(),
+            WorkflowError::Conflict(detail) => AppError::conflict(detail),
+        }
+    }
+}

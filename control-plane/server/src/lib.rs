@@ -1,0 +1,107 @@
+//! The tenant control plane's HTTP server: configuration, authentication, the axum router, and
+//! start-up (catalog, engine, secret store, workflow runner). Only this crate knows HTTP.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use catalog::Catalog;
+use engine::postgres::{PostgresConfig, PostgresEngine};
+use engine::Engine;
+use secrets::{LocalSecretStore, LocalStoreOptions, SecretStore, SecretValue};
+use workflows::{Faults, Orchestrator, Runner, Services};
+
+pub use config::Config;
+pub use routes::{router, AppState};
+
+/// A started control plane (without its listener): the router and the workflow runner.
+pub struct App {
+    /// The HTTP router.
+    pub router: axum::Router,
+    /// The runner (already resuming unfinished operations).
+    pub runner: Runner,
+    /// The catalog.
+    pub catalog: Catalog,
+    /// The engine.
+    pub engine: Arc<dyn Engine>,
+    /// The secret store.
+    pub secrets: Arc<dyn SecretStore>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+    }
+}
+
+/// Opens everything the control plane needs, resumes unfinished operations, and returns the
+/// router. `faults` overrides the configured faults (tests).
+pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<App> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let key = auth::LocalKey::load_or_create(&config.data_dir)?;
+    let secrets: Arc<dyn SecretStore> = Arc::new(
+        LocalSecretStore::open(
+            config.data_dir.join("secrets"),
+            LocalStoreOptions::default(),
+        )
+        .context("opening the local secret store")?,
+    );
+    let engine = PostgresEngine::new(PostgresConfig {
+        admin_url: SecretValue::new(config.admin_url()?),
+        tenant_host: config.tenant_host.clone(),
+        tenant_port: config.tenant_port,
+        provisioning: config.provisioning,
+        lock_down_maintenance_databases: config.lock_down_maintenance_databases,
+    })
+    .await?;
+    engine
+        .prepare()
+        .await
+        .context("preparing the PostgreSQL server")?;
+    let engine: Arc<dyn Engine> = Arc::new(engine);
+    let catalog = Catalog::open(&config.catalog_url()?, 8)
+        .await
+        .context("opening the catalog")?;
+    let faults = match faults {
+        Some(f) => f,
+        None => Faults::parse(&config.faults).map_err(anyhow::Error::msg)?,
+    };
+    if !faults.is_empty() {
+        tracing::warn!(faults = %config.faults, "FAULT INJECTION IS ON (tests only)");
+    }
+    let runner = Runner::new(Services {
+        catalog: catalog.clone(),
+        engine: engine.clone(),
+        secrets: secrets.clone(),
+        faults,
+        node_id: config.node_id(),
+        lease_ttl: Duration::from_secs(config.lease_ttl_secs.max(3)),
+        sweep_interval: Duration::from_secs(config.sweep_interval_secs.max(1)),
+    });
+    let resumed = runner.resume_all().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resuming unfinished operations");
+    }
+    let sweeper = runner.start_sweeper();
+    let router = routes::router(AppState {
+        orchestrator: Orchestrator::new(runner.clone()),
+        catalog: catalog.clone(),
+        key,
+        max_body_bytes: config.max_body_bytes,
+    });
+    Ok(App {
+        router,
+        runner,
+        catalog,
+        engine,
+        secrets,
+        sweeper,
+    })
+}

@@ -1,0 +1,287 @@
+//! The HTTP API, `/v1/...`. Handlers validate input, check the caller's role, and call the
+//! orchestrator or the catalog; they never touch an engine or a secret value.
+
+use api_types::{
+    Accepted, CreateTenantRequest, OffboardRequest, Operation, Tenant, TenantSecrets, TenantSlug,
+};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use catalog::{Catalog, TenantRecord};
+use serde_json::json;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use uuid::Uuid;
+use workflows::Orchestrator;
+
+use crate::auth::{AuthError, LocalKey};
+use crate::error::AppError;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Starts workflows.
+    pub orchestrator: Orchestrator,
+    /// Reads tenants and operations.
+    pub catalog: Catalog,
+    /// Verifies bearer tokens.
+    pub key: LocalKey,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// Token subject.
+    pub subject: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// The request id (from `X-Request-Id` or generated).
+    pub request_id: Option<String>,
+}
+
+impl Caller {
+    /// Refuses with 403 unless the caller holds `role` (or `admin`).
+    pub fn require(&self, role: &str) -> Result<(), AppError> {
+        if self.roles.iter().any(|r| r == role || r == "admin") {
+            Ok(())
+        } else {
+            Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                format!("this endpoint needs the {role} role"),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let unauthorized = |e: AuthError| AppError::new(StatusCode::UNAUTHORIZED, e.to_string());
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| unauthorized(AuthError::Missing))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| unauthorized(AuthError::Missing))?;
+        let claims = state.key.verify(token.trim()).map_err(unauthorized)?;
+        let request_id = parts
+            .headers
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        tracing::Span::current().record("subject", claims.sub.as_str());
+        Ok(Caller {
+            subject: claims.sub,
+            roles: claims.roles,
+            request_id,
+        })
+    }
+}
+
+/// JSON body extractor whose rejections are problem+json (413 for an oversized body).
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> AppError {
+    let status = r.status();
+    let detail = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".to_owned(),
+        _ => r.body_text(),
+    };
+    AppError::new(status, detail)
+}
+
+fn parse_slug(s: &str) -> Result<TenantSlug, AppError> {
+    TenantSlug::parse(s).map_err(|e| AppError::bad_request(format!("invalid slug {s:?}: {e}")))
+}
+
+/// The API view of a tenant row.
+pub fn tenant_view(t: &TenantRecord) -> Tenant {
+    Tenant {
+        id: t.id,
+        slug: t.slug.clone(),
+        display_name: t.display_name.clone(),
+        state: t.state,
+        engine: t.engine.clone(),
+        server: t.server.clone(),
+        database: t.database.clone(),
+        schema_version: t.schema_version,
+        created_at: t.created_at,
+        secrets: TenantSecrets::for_slug(&t.slug),
+    }
+}
+
+async fn find_tenant(catalog: &Catalog, slug: &TenantSlug) -> Result<TenantRecord, AppError> {
+    catalog
+        .tenant_by_slug(slug)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("tenant {slug} not found")))
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateTenantRequest>,
+) -> Result<(StatusCode, Json<Accepted>), AppError> {
+    caller.require("operator")?;
+    let slug = parse_slug(&body.slug)?;
+    let display_name = body.display_name.trim().to_owned();
+    let length = display_name.chars().count();
+    if length == 0 || length > 200 || display_name.chars().any(char::is_control) {
+        return Err(AppError::bad_request(
+            "display_name must be 1 to 200 characters without control characters",
+        ));
+    }
+    let (tenant, op) = state
+        .orchestrator
+        .onboard(
+            slug,
+            display_name,
+            &caller.subject,
+            caller.request_id.clone(),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            tenant: tenant_view(&tenant),
+            operation: op.to_api(),
+        }),
+    ))
+}
+
+async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Tenant>>, AppError> {
+    caller.require("operator")?;
+    let tenants = state.catalog.list_tenants().await?;
+    Ok(Json(tenants.iter().map(tenant_view).collect()))
+}
+
+async fn show_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+) -> Result<Json<Tenant>, AppError> {
+    caller.require("operator")?;
+    let slug = parse_slug(&slug)?;
+    Ok(Json(tenant_view(
+        &find_tenant(&state.catalog, &slug).await?,
+    )))
+}
+
+async fn offboard_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<OffboardRequest>,
+) -> Result<(StatusCode, Json<Accepted>), AppError> {
+    caller.require("operator")?;
+    let slug = parse_slug(&slug)?;
+    let tenant = find_tenant(&state.catalog, &slug).await?;
+    if body.confirm != slug.as_str() {
+        return Err(AppError::bad_request(format!(
+            "confirm must repeat the tenant slug exactly ({slug}) to offboard it"
+        )));
+    }
+    let reason = body.reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 1000 {
+        return Err(AppError::bad_request("reason must be 1 to 1000 characters"));
+    }
+    let op = state
+        .orchestrator
+        .offboard(&tenant, reason, &caller.subject, caller.request_id.clone())
+        .await?;
+    let tenant = state.catalog.tenant(tenant.id).await?.unwrap_or(tenant);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            tenant: tenant_view(&tenant),
+            operation: op.to_api(),
+        }),
+    ))
+}
+
+async fn show_operation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Operation>, AppError> {
+    caller.require("operator")?;
+    let id = Uuid::parse_str(&id).map_err(|_| {
+        AppError::bad_request(format!("invalid operation id {id:?}: expected a UUID"))
+    })?;
+    let op = state
+        .catalog
+        .operation(id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("operation {id} not found")))?;
+    Ok(Json(op.to_api()))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    state.catalog.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "not ready");
+        AppError::new(StatusCode::SERVICE_UNAVAILABLE, "catalog unreachable")
+    })?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+async fn not_found() -> AppError {
+    AppError::not_found("no such endpoint")
+}
+
+/// The API router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/v1/tenants/{slug}", get(show_tenant))
+        .route("/v1/tenants/{slug}/offboard", post(offboard_tenant))
+        .route("/v1/operations/{id}", get(show_operation))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<axum::body::Body>| {
+                    let rid = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(),
+                                        request_id = %rid, subject = tracing::field::Empty)
+                },
+            ),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .with_state(state)
+}
