@@ -448,7 +448,9 @@ impl Engine for PostgresEngine {
     ) -> Result<(), EngineError> {
         let admin = self.admin().await?;
         let c: &Client = &admin;
-        self.ensure_role(c, &names.owner, "NOLOGIN NOINHERIT", None)
+        // INHERIT so the owner gets `pg_database_owner`'s rights on `public` (refinery keeps its
+        // history table there); it is a member of nothing else.
+        self.ensure_role(c, &names.owner, "NOLOGIN INHERIT", None)
             .await?;
         self.ensure_role(c, &names.app_rw, "NOLOGIN NOINHERIT", None)
             .await?;

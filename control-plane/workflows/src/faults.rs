@@ -4,7 +4,8 @@
 //! `crash:onboard:create_database`, `fail:offboard:drop_principals`, `twice:*:*`). They fire right
 //! *after* a step's side effect, the worst moment: `crash` kills the process with SIGKILL (no
 //! graceful stop, no flushed state), `fail` makes the step report an error although its side
-//! effect happened, `twice` runs the action a second time. Production configurations set none.
+//! effect happened, `twice` runs the action a second time. The kind `onboard-undo` targets a
+//! step's undo instead of its action. Production configurations set none.
 
 use std::sync::Arc;
 

@@ -359,9 +359,16 @@ impl Runner {
                     lease,
                     idx: step.idx,
                 };
-                let result = run_undo(op.kind, &ctx, &step.name).await;
+                let undo_kind = format!("{kind}-undo");
+                let mut result = run_undo(op.kind, &ctx, &step.name).await;
                 if result.is_ok() {
-                    svc.faults.maybe_crash(&format!("{kind}-undo"), &step.name);
+                    svc.faults.maybe_crash(&undo_kind, &step.name);
+                    if svc.faults.has(FaultAction::Fail, &undo_kind, &step.name) {
+                        result = Err(StepError::permanent(format!(
+                            "injected failure undoing {}",
+                            step.name
+                        )));
+                    }
                 }
                 match result {
                     Ok(()) => {

@@ -49,13 +49,29 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
                     secrets.push(name.to_string());
                 }
             }
-            ctx.save_output(&json!({
+            let mut taken = json!({
                 "database": inventory.database.then(|| names.database.clone()),
                 "principals": inventory.principals,
                 "secrets": secrets,
                 "audit_head": audit_head,
-            }))
-            .await
+            });
+            // An earlier offboarding of this tenant that failed part-way removed some things
+            // already; the certificate must still name them.
+            for id in svc.catalog.tenant_operations(ctx.tenant.id).await? {
+                if id == ctx.operation.id {
+                    continue;
+                }
+                let Some(earlier) = svc.catalog.operation(id).await? else {
+                    continue;
+                };
+                if earlier.kind != api_types::OperationKind::Offboard {
+                    continue;
+                }
+                if let Some(prev) = earlier.step_output("take_inventory") {
+                    merge_inventory(&mut taken, prev);
+                }
+            }
+            ctx.save_output(&taken).await
         }
         "drop_database" => {
             svc.engine.drop_database(names).await?;
@@ -118,5 +134,46 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
         other => Err(StepError::permanent(format!(
             "unknown offboarding step {other}"
         ))),
+    }
+}
+
+/// Merges an earlier inventory into `into`: union of names, and the earlier database and audit
+/// head where this one has none (the earlier attempt saw them before removing them).
+fn merge_inventory(into: &mut Value, earlier: &Value) {
+    for key in ["database", "audit_head"] {
+        if into.get(key).is_none_or(Value::is_null) {
+            if let Some(v) = earlier.get(key) {
+                into[key] = v.clone();
+            }
+        }
+    }
+    for key in ["principals", "secrets"] {
+        let mut names: Vec<String> = [&*into, earlier]
+            .iter()
+            .filter_map(|v| v.get(key).and_then(Value::as_array))
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        names.dedup();
+        into[key] = json!(names);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_what_earlier_attempts_saw() {
+        let mut now =
+            json!({"database": null, "principals": ["b"], "secrets": [], "audit_head": null});
+        let earlier = json!({"database": "db", "principals": ["a", "b"], "secrets": ["s"],
+                             "audit_head": {"head_id": 3}});
+        merge_inventory(&mut now, &earlier);
+        assert_eq!(now["database"], "db");
+        assert_eq!(now["principals"], json!(["a", "b"]));
+        assert_eq!(now["secrets"], json!(["s"]));
+        assert_eq!(now["audit_head"]["head_id"], 3);
     }
 }

@@ -1,0 +1,199 @@
+//! One PostgreSQL cluster per test process.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use rand::distributions::{Alphanumeric, DistString};
+
+const BINDIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// A running cluster.
+#[derive(Debug)]
+pub struct PgCluster {
+    /// Superuser URL on the `postgres` database.
+    pub admin_url: String,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    /// Superuser password.
+    pub password: String,
+    /// Data directory.
+    pub dir: PathBuf,
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn as_pg(program: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl PgCluster {
+    /// The process-wide cluster, started on first use.
+    pub fn shared() -> &'static PgCluster {
+        static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
+        CLUSTER.get_or_init(PgCluster::start)
+    }
+
+    fn start() -> PgCluster {
+        assert!(
+            Path::new(&format!("{BINDIR}/initdb")).exists(),
+            "PostgreSQL 15 server binaries not found in {BINDIR}: run `make deps` (apt-get install postgresql-15)"
+        );
+        // Under /tmp, not the checkout: the postgres user must be able to reach it.
+        let dir = tempfile::Builder::new()
+            .prefix("tcp-test-pg-")
+            .tempdir_in("/tmp")
+            .unwrap()
+            .keep();
+        let data = dir.join("data");
+        let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
+        let pwfile = dir.join("pw");
+        std::fs::write(&pwfile, format!("{password}\n")).unwrap();
+        if is_root() {
+            run(
+                Command::new("chown").args(["-R", "postgres"]).arg(&dir),
+                "chown",
+            );
+        }
+        run(
+            as_pg(&format!("{BINDIR}/initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                ])
+                .arg(format!("--pwfile={}", pwfile.display()))
+                .args(["--locale=C.UTF-8", "--no-sync"]),
+            "initdb",
+        );
+        let port = free_port();
+        run(
+            as_pg(&format!("{BINDIR}/pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(dir.join("server.log"))
+                .args(["-w", "-t", "60", "-o"])
+                .arg(format!(
+                    "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=300 \
+                     -c synchronous_commit=off -c full_page_writes=off",
+                    dir.display()
+                ))
+                .arg("start"),
+            "pg_ctl start",
+        );
+        // The watchdog stops the cluster and removes its files once this process is gone.
+        let pid = std::process::id();
+        let stop = if is_root() {
+            format!(
+                "runuser -u postgres -- {BINDIR}/pg_ctl -D {} -m immediate stop",
+                data.display()
+            )
+        } else {
+            format!("{BINDIR}/pg_ctl -D {} -m immediate stop", data.display())
+        };
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf {}",
+                dir.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        PgCluster {
+            admin_url: format!("postgresql://postgres:{password}@127.0.0.1:{port}/postgres"),
+            port,
+            password,
+            dir,
+        }
+    }
+
+    /// URL of the superuser on another database.
+    pub fn url_for(&self, database: &str) -> String {
+        format!(
+            "postgresql://postgres:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
+    }
+}
+
+/// The `tenant-control-plane` binary, built (or brought up to date) once per test process.
+pub fn server_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        run(
+            Command::new(cargo)
+                .args([
+                    "build",
+                    "-q",
+                    "-p",
+                    "server",
+                    "--bin",
+                    "tenant-control-plane",
+                    "--manifest-path",
+                ])
+                .arg(&manifest),
+            "cargo build of the server binary",
+        );
+        // target/<profile>/deps/<test exe> → target/<profile>/tenant-control-plane
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+        let bin = profile_dir.join("tenant-control-plane");
+        let bin = if bin.exists() {
+            bin
+        } else {
+            profile_dir
+                .parent()
+                .unwrap()
+                .join("debug/tenant-control-plane")
+        };
+        assert!(bin.exists(), "server binary not found at {}", bin.display());
+        bin
+    })
+    .clone()
+}

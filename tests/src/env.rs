@@ -1,0 +1,357 @@
+//! One control plane per test, on the shared cluster.
+
+use std::time::{Duration, Instant};
+
+use api_types::{OperationState, TenantSecrets, TenantSlug};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use catalog::OperationRecord;
+use engine::TenantNames;
+use secrets::{SecretName, SecretValue};
+use serde_json::Value;
+use server::auth::LocalKey;
+use server::{App, Config};
+use tower::ServiceExt as _;
+use uuid::Uuid;
+use workflows::Faults;
+
+use crate::PgCluster;
+
+/// A control plane for one test.
+pub struct TestEnv {
+    /// The shared cluster.
+    pub cluster: &'static PgCluster,
+    /// Its configuration (own catalog database, data dir, node id).
+    pub config: Config,
+    /// The started app.
+    pub app: App,
+    data_dir: tempfile::TempDir,
+}
+
+/// What exists of a set of tenants, on every side: server, secret store, catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Tenant databases on the server.
+    pub databases: Vec<String>,
+    /// Tenant roles on the server.
+    pub roles: Vec<String>,
+    /// Secrets (live or soft-deleted) in the store.
+    pub secrets: Vec<String>,
+    /// Catalog tenants that still claim their slug (not released), with their state.
+    pub live_tenants: Vec<(String, String)>,
+    /// Catalog operations that are not finished.
+    pub unfinished_operations: i64,
+}
+
+/// Connects as the superuser to a database of the shared cluster.
+pub async fn superuser(database: &str) -> tokio_postgres::Client {
+    connect(&PgCluster::shared().url_for(database))
+        .await
+        .unwrap()
+}
+
+/// Connects with a libpq URL.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// The SQLSTATE of an error.
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_owned())
+        .unwrap_or_else(|| format!("no sqlstate: {e}"))
+}
+
+impl TestEnv {
+    /// A control plane with no faults.
+    pub async fn new() -> TestEnv {
+        Self::with(Faults::none(), |_| {}).await
+    }
+
+    /// A control plane with faults and a configuration tweak.
+    pub async fn with(faults: Faults, tweak: impl FnOnce(&mut Config)) -> TestEnv {
+        let cluster = PgCluster::shared();
+        let data_dir = tempfile::tempdir().unwrap();
+        let unique = Uuid::new_v4().simple().to_string();
+        let mut config = Config {
+            data_dir: data_dir.path().to_path_buf(),
+            postgres_admin_url: Some(cluster.admin_url.clone()),
+            catalog_url: Some(cluster.url_for(&format!("catalog_{}", &unique[..12]))),
+            node_id: Some(format!("test-{}", &unique[..12])),
+            sweep_interval_secs: 1,
+            lease_ttl_secs: 10,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let app = server::start(&config, Some(faults)).await.unwrap();
+        TestEnv {
+            cluster,
+            config,
+            app,
+            data_dir,
+        }
+    }
+
+    /// Stops this control plane and starts another on the same catalog, data directory and node
+    /// id, with other faults (what an operator's restart after a fix looks like).
+    pub async fn restart(self, faults: Faults) -> TestEnv {
+        let TestEnv {
+            cluster,
+            config,
+            app,
+            data_dir,
+        } = self;
+        drop(app);
+        let app = server::start(&config, Some(faults)).await.unwrap();
+        TestEnv {
+            cluster,
+            config,
+            app,
+            data_dir,
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// A token with one role.
+    pub fn token(&self, role: &str) -> String {
+        LocalKey::load(self.data_dir())
+            .unwrap()
+            .mint("test-operator", &[role.to_owned()], 600)
+            .unwrap()
+    }
+
+    /// Calls the router (no socket) and returns status, content type and JSON body.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (StatusCode, String, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b)),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let resp = self.app.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, ctype, json)
+    }
+
+    /// Calls the router with an operator token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let token = self.token("operator");
+        let (s, _, v) = self
+            .call_raw(
+                method,
+                path,
+                Some(&token),
+                body.map(|b| serde_json::to_vec(&b).unwrap()),
+            )
+            .await;
+        (s, v)
+    }
+
+    /// Starts onboarding through the API and returns the operation id.
+    pub async fn start_onboard(&self, slug: &str) -> Uuid {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/tenants",
+                Some(serde_json::json!({"slug": slug, "display_name": format!("Tenant {slug}")})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body["operation"]["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Starts offboarding through the API and returns the operation id.
+    pub async fn start_offboard(&self, slug: &str) -> Uuid {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                &format!("/v1/tenants/{slug}/offboard"),
+                Some(serde_json::json!({"confirm": slug, "reason": "test"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body["operation"]["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Waits until the operation is terminal (at most 90 s).
+    pub async fn wait(&self, id: Uuid) -> OperationRecord {
+        wait_for(&self.app.catalog, id).await
+    }
+
+    /// Onboards and waits; panics unless it succeeded.
+    pub async fn onboard(&self, slug: &str) -> OperationRecord {
+        let op = self.wait(self.start_onboard(slug).await).await;
+        assert_eq!(
+            op.state,
+            OperationState::Succeeded,
+            "onboarding {slug}: {op:#?}"
+        );
+        op
+    }
+
+    /// Offboards and waits; panics unless it succeeded.
+    pub async fn offboard(&self, slug: &str) -> OperationRecord {
+        let op = self.wait(self.start_offboard(slug).await).await;
+        assert_eq!(
+            op.state,
+            OperationState::Succeeded,
+            "offboarding {slug}: {op:#?}"
+        );
+        op
+    }
+
+    /// The engine's names for a slug.
+    pub fn names(&self, slug: &str) -> TenantNames {
+        self.app.engine.names(&TenantSlug::parse(slug).unwrap())
+    }
+
+    /// The current value of a tenant secret.
+    pub async fn secret(&self, name: &str) -> SecretValue {
+        self.app
+            .secrets
+            .get(&SecretName::new(name).unwrap(), None)
+            .await
+            .unwrap()
+            .value
+    }
+
+    /// The tenant's secret names.
+    pub fn secret_names(&self, slug: &str) -> TenantSecrets {
+        TenantSecrets::for_slug(&TenantSlug::parse(slug).unwrap())
+    }
+
+    /// What exists of these tenants everywhere.
+    pub async fn snapshot(&self, slugs: &[&str]) -> Snapshot {
+        let admin = superuser("postgres").await;
+        let mut databases = Vec::new();
+        let mut roles = Vec::new();
+        let mut secrets = Vec::new();
+        let mut live_tenants = Vec::new();
+        for slug in slugs {
+            let n = self.names(slug);
+            if admin
+                .query_opt(
+                    "SELECT 1 FROM pg_database WHERE datname = $1",
+                    &[&n.database],
+                )
+                .await
+                .unwrap()
+                .is_some()
+            {
+                databases.push(n.database.clone());
+            }
+            let all: Vec<String> = n
+                .principals_drop_order()
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            for r in admin
+                .query(
+                    "SELECT rolname FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1",
+                    &[&all],
+                )
+                .await
+                .unwrap()
+            {
+                roles.push(r.get::<_, String>(0));
+            }
+            for name in self.secret_names(slug).all() {
+                let name = SecretName::new(name).unwrap();
+                let live = self.app.secrets.get(&name, None).await.is_ok();
+                let deleted = self.app.secrets.get_deleted(&name).await.is_ok();
+                if live || deleted {
+                    secrets.push(format!("{name}{}", if deleted { " (deleted)" } else { "" }));
+                }
+            }
+            if let Some(t) = self
+                .app
+                .catalog
+                .tenant_by_slug(&TenantSlug::parse(slug).unwrap())
+                .await
+                .unwrap()
+            {
+                if t.released_at.is_none() {
+                    live_tenants.push((slug.to_string(), t.state.to_string()));
+                }
+            }
+        }
+        let catalog = connect(self.config.catalog_url.as_deref().unwrap())
+            .await
+            .unwrap();
+        let unfinished_operations = catalog
+            .query_one(
+                "SELECT count(*) FROM operations WHERE state IN ('pending', 'running')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        Snapshot {
+            databases,
+            roles,
+            secrets,
+            live_tenants,
+            unfinished_operations,
+        }
+    }
+}
+
+/// Polls the catalog until the operation is terminal (at most 90 s).
+pub async fn wait_for(catalog: &catalog::Catalog, id: Uuid) -> OperationRecord {
+    wait_for_state(catalog, id, |s| s.is_terminal()).await
+}
+
+/// Polls the catalog until the operation's state satisfies `done` (at most 90 s).
+pub async fn wait_for_state(
+    catalog: &catalog::Catalog,
+    id: Uuid,
+    done: impl Fn(OperationState) -> bool,
+) -> OperationRecord {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(op) = catalog.operation(id).await.unwrap() {
+            if done(op.state) {
+                return op;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operation {id} did not finish: {op:#?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,233 @@
+//! Crash safety: the real `tenant-control-plane` binary is killed with SIGKILL right after a
+//! step's side effect, restarted, and must converge: onboarding to a fully active tenant,
+//! offboarding to nothing left, a rollback to exactly the state before.
+//!
+//! An in-process control plane with a sweeper that never runs observes the catalog, the server
+//! and the secret store; only the child process runs operations.
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use api_types::{OperationState, TenantSlug, TenantState};
+use tcp_tests::{free_port, server_binary, TestEnv};
+use workflows::{Faults, OFFBOARD_STEPS, ONBOARD_STEPS};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn observer() -> TestEnv {
+    TestEnv::with(Faults::none(), |c| {
+        c.sweep_interval_secs = 3600;
+        c.node_id = Some(format!("observer-{}", uuid::Uuid::new_v4().simple()));
+    })
+    .await
+}
+
+async fn spawn(env: &TestEnv, faults: &str) -> Server {
+    let port = free_port();
+    let c = &env.config;
+    let child = Command::new(server_binary())
+        .env("TENANT_CP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TENANT_CP_DATA_DIR", env.data_dir())
+        .env(
+            "TENANT_CP_POSTGRES_ADMIN_URL",
+            c.postgres_admin_url.as_deref().unwrap(),
+        )
+        .env("TENANT_CP_CATALOG_URL", c.catalog_url.as_deref().unwrap())
+        .env("TENANT_CP_NODE_ID", "crash-node")
+        .env("TENANT_CP_SWEEP_INTERVAL_SECS", "1")
+        .env("TENANT_CP_FAULTS", faults)
+        .env("TENANT_CP_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{}/healthz", server.base)).await {
+            if r.status().is_success() {
+                return server;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post(env: &TestEnv, server: &Server, path: &str, body: serde_json::Value) -> uuid::Uuid {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", server.base))
+        .bearer_auth(env.token("operator"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    v["operation"]["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn wait_killed(mut server: Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert_eq!(status.signal(), Some(9), "expected SIGKILL, got {status:?}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the injected crash did not happen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn onboard_with_crash(env: &TestEnv, slug: &str, faults: &str) -> uuid::Uuid {
+    let server = spawn(env, faults).await;
+    let id = post(
+        env,
+        &server,
+        "/v1/tenants",
+        serde_json::json!({"slug": slug, "display_name": slug}),
+    )
+    .await;
+    wait_killed(server).await;
+    id
+}
+
+async fn assert_active_and_working(env: &TestEnv, slug: &str) {
+    let t = env
+        .app
+        .catalog
+        .tenant_by_slug(&TenantSlug::parse(slug).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.state, TenantState::Active);
+    let snap = env.snapshot(&[slug]).await;
+    assert_eq!(
+        (snap.databases.len(), snap.roles.len(), snap.secrets.len()),
+        (1, 7, 3),
+        "{snap:?}"
+    );
+    let url = env.secret(&env.secret_names(slug).app).await;
+    let app = tcp_tests::env::connect(url.expose()).await.unwrap();
+    app.execute("SELECT app.customer_upsert(NULL, 'after crash', NULL)", &[])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn onboarding_converges_after_a_crash_after_every_step() {
+    let env = observer().await;
+    for (i, step) in ONBOARD_STEPS.iter().enumerate() {
+        let slug = format!("crash-on-{i}");
+        let id = onboard_with_crash(&env, &slug, &format!("crash:onboard:{step}")).await;
+        let _server = spawn(&env, "").await;
+        let op = env.wait(id).await;
+        assert_eq!(
+            op.state,
+            OperationState::Succeeded,
+            "after a crash at {step}: {op:#?}"
+        );
+        assert_active_and_working(&env, &slug).await;
+    }
+}
+
+#[tokio::test]
+async fn offboarding_converges_after_a_crash_after_every_step() {
+    let env = observer().await;
+    for (i, step) in OFFBOARD_STEPS.iter().enumerate() {
+        let slug = format!("crash-off-{i}");
+        let empty = env.snapshot(&[&slug]).await;
+        {
+            let server = spawn(&env, "").await;
+            let id = post(
+                &env,
+                &server,
+                "/v1/tenants",
+                serde_json::json!({"slug": slug, "display_name": slug}),
+            )
+            .await;
+            assert_eq!(env.wait(id).await.state, OperationState::Succeeded);
+        }
+        let server = spawn(&env, &format!("crash:offboard:{step}")).await;
+        let id = post(
+            &env,
+            &server,
+            &format!("/v1/tenants/{slug}/offboard"),
+            serde_json::json!({"confirm": slug, "reason": "crash test"}),
+        )
+        .await;
+        wait_killed(server).await;
+        let _server = spawn(&env, "").await;
+        let op = env.wait(id).await;
+        assert_eq!(
+            op.state,
+            OperationState::Succeeded,
+            "after a crash at {step}: {op:#?}"
+        );
+        assert_eq!(
+            env.snapshot(&[&slug]).await,
+            empty,
+            "leftovers after a crash at {step}"
+        );
+        let log = env.app.catalog.audit_log(Some(op.tenant_id)).await.unwrap();
+        let certs: Vec<_> = log
+            .iter()
+            .filter(|r| r.action == "tenant.deletion_certificate")
+            .collect();
+        assert_eq!(certs.len(), 1, "{step}");
+        assert_eq!(
+            certs[0].detail["removed"]["principals"]
+                .as_array()
+                .map(Vec::len),
+            Some(7),
+            "{step}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rollback_converges_after_a_crash_during_the_undo() {
+    let env = observer().await;
+    for step in ["store_credentials", "create_principals", "create_database"] {
+        let slug = format!("crash-undo-{}", step.replace('_', "-"));
+        let empty = env.snapshot(&[&slug]).await;
+        let id = onboard_with_crash(
+            &env,
+            &slug,
+            &format!("fail:onboard:bind_database,crash:onboard-undo:{step}"),
+        )
+        .await;
+        let _server = spawn(&env, "").await;
+        let op = env.wait(id).await;
+        assert_eq!(
+            op.state,
+            OperationState::RolledBack,
+            "crash undoing {step}: {op:#?}"
+        );
+        assert_eq!(
+            env.snapshot(&[&slug]).await,
+            empty,
+            "leftovers after a crash undoing {step}"
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! Fail-at-every-step and run-every-step-twice, through the real runner and engine.
+
+#![allow(clippy::unwrap_used)]
+
+use api_types::{OperationState, TenantSlug, TenantState};
+use tcp_tests::env::connect;
+use tcp_tests::TestEnv;
+use workflows::{FaultAction, Faults, OFFBOARD_STEPS, ONBOARD_STEPS};
+
+#[tokio::test]
+async fn onboarding_failure_at_every_step_rolls_back_to_exactly_before() {
+    for (i, step) in ONBOARD_STEPS.iter().enumerate() {
+        let slug = format!("fail-on-{i}");
+        let env = TestEnv::with(Faults::single(FaultAction::Fail, "onboard", step), |_| {}).await;
+        let before = env.snapshot(&[&slug]).await;
+        let op = env.wait(env.start_onboard(&slug).await).await;
+        assert_eq!(
+            op.state,
+            OperationState::RolledBack,
+            "failing at {step}: {op:#?}"
+        );
+        let failed = op.steps.iter().find(|s| s.name == *step).unwrap();
+        assert!(
+            failed
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("injected"),
+            "{failed:?}"
+        );
+        assert_eq!(
+            env.snapshot(&[&slug]).await,
+            before,
+            "leftovers after failing at {step}"
+        );
+        let tenant = env
+            .app
+            .catalog
+            .tenant_by_slug(&TenantSlug::parse(&slug).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(tenant.state, TenantState::Failed);
+        assert!(tenant.released_at.is_some());
+        // The slug can be onboarded again once the fault is gone.
+        let env = env.restart(Faults::none()).await;
+        env.onboard(&slug).await;
+        env.offboard(&slug).await;
+        assert_eq!(env.snapshot(&[&slug]).await, before);
+    }
+}
+
+#[tokio::test]
+async fn offboarding_failure_at_every_step_stops_and_a_retry_finishes_it() {
+    for (i, step) in OFFBOARD_STEPS.iter().enumerate() {
+        let slug = format!("fail-off-{i}");
+        let env = TestEnv::with(Faults::single(FaultAction::Fail, "offboard", step), |_| {}).await;
+        let empty = env.snapshot(&[&slug]).await;
+        env.onboard(&slug).await;
+        let op = env.wait(env.start_offboard(&slug).await).await;
+        assert_eq!(
+            op.state,
+            OperationState::Failed,
+            "failing at {step}: {op:#?}"
+        );
+        let tenant = env
+            .app
+            .catalog
+            .tenant_by_slug(&TenantSlug::parse(&slug).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            tenant.state,
+            TenantState::Offboarding,
+            "stays offboarding after failing at {step}"
+        );
+        assert!(tenant.released_at.is_none());
+        let env = env.restart(Faults::none()).await;
+        env.offboard(&slug).await;
+        assert_eq!(
+            env.snapshot(&[&slug]).await,
+            empty,
+            "leftovers after retrying {step}"
+        );
+        let cert = env
+            .app
+            .catalog
+            .deletion_certificate(tenant.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cert.detail["removed"]["principals"]
+                .as_array()
+                .map(Vec::len),
+            Some(7),
+            "{step}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_step_run_twice_reaches_the_same_end_state() {
+    let env = TestEnv::with(Faults::parse("twice:*:*").unwrap(), |_| {}).await;
+    let slug = "twice-each";
+    let empty = env.snapshot(&[slug]).await;
+    env.onboard(slug).await;
+    let snap = env.snapshot(&[slug]).await;
+    assert_eq!(snap.databases.len(), 1);
+    assert_eq!(snap.roles.len(), 7);
+    assert_eq!(snap.secrets.len(), 3);
+    // The password written to the secret store is the one the role has (not a second one).
+    let app = connect(env.secret(&env.secret_names(slug).app).await.expose())
+        .await
+        .unwrap();
+    app.execute("SELECT app.customer_upsert(NULL, 'Twice', NULL)", &[])
+        .await
+        .unwrap();
+    let versions = env
+        .app
+        .secrets
+        .list_versions(&secrets::SecretName::new(&env.secret_names(slug).app).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        versions.len(),
+        1,
+        "store_credentials twice wrote one version"
+    );
+    let events: i64 = tcp_tests::env::superuser(&env.names(slug).database)
+        .await
+        .query_one(
+            "SELECT count(*) FROM audit.audit_events WHERE action = 'tenant.provisioned'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 1);
+    drop(app);
+    let op = env.offboard(slug).await;
+    assert_eq!(env.snapshot(&[slug]).await, empty);
+    let tenant = env.app.catalog.tenant(op.tenant_id).await.unwrap().unwrap();
+    let log = env.app.catalog.audit_log(Some(tenant.id)).await.unwrap();
+    let certs = log
+        .iter()
+        .filter(|r| r.action == "tenant.deletion_certificate")
+        .count();
+    assert_eq!(certs, 1);
+    let cert = env
+        .app
+        .catalog
+        .deletion_certificate(tenant.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cert.detail["removed"]["principals"]
+            .as_array()
+            .map(Vec::len),
+        Some(7)
+    );
+}
+
+#[tokio::test]
+async fn offboarding_finishes_off_a_tenant_whose_rollback_could_not_finish() {
+    // Onboarding fails at bind_database and the undo of create_database reports failure every
+    // time: the rollback gives up, leaving a failed tenant with its roles and secrets.
+    let env = TestEnv::with(
+        Faults::parse("fail:onboard:bind_database,fail:onboard-undo:create_database").unwrap(),
+        |_| {},
+    )
+    .await;
+    let slug = "half-done";
+    let empty = env.snapshot(&[slug]).await;
+    let op = env.wait(env.start_onboard(slug).await).await;
+    assert_eq!(op.state, OperationState::Failed, "{op:#?}");
+    assert!(
+        op.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("offboard the tenant"),
+        "{op:?}"
+    );
+    let left = env.snapshot(&[slug]).await;
+    // The fault fired after the database was dropped; roles and secrets are still there.
+    assert_eq!(left.roles.len(), 7, "{left:?}");
+    assert_eq!(left.secrets.len(), 3, "{left:?}");
+    assert_eq!(
+        left.live_tenants,
+        vec![(slug.to_owned(), "failed".to_owned())]
+    );
+    // The slug stays claimed while leftovers exist.
+    let (status, _) = env
+        .call(
+            axum::http::Method::POST,
+            "/v1/tenants",
+            Some(serde_json::json!({"slug": slug, "display_name": "again"})),
+        )
+        .await;
+    assert_eq!(status, axum::http::StatusCode::CONFLICT);
+    let env = env.restart(Faults::none()).await;
+    env.offboard(slug).await;
+    assert_eq!(env.snapshot(&[slug]).await, empty);
+}
