@@ -1,0 +1,180 @@
+//! `make bench`: onboards N tenants one after another through the HTTP API of the real server
+//! binary (waiting for each operation), offboards them, then does the same database work as a
+//! plain `psql` script per tenant (roles, template clone, grants, rebind) as the baseline, and
+//! writes p50/p95 and the API/baseline ratio to a Markdown file.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use engine::postgres::{PostgresConfig, PostgresEngine, Provisioning, TEMPLATE_OWNER, TEMPLATE_STAND_INS};
+use engine::Engine as _;
+use secrets::SecretValue;
+use tcp_tests::{free_port, PgCluster};
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (percentile(&v, 0.5), percentile(&v, 0.95), v.iter().sum::<f64>() / v.len() as f64)
+}
+
+async fn wait_op(client: &reqwest::Client, base: &str, token: &str, id: &str) {
+    loop {
+        let v: serde_json::Value = client
+            .get(format!("{base}/v1/operations/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match v["state"].as_str() {
+            Some("succeeded") => return,
+            Some("running") | Some("pending") => tokio::time::sleep(Duration::from_millis(2)).await,
+            other => panic!("operation {id} ended {other:?}: {v}"),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let n: usize = arg("--tenants").and_then(|s| s.parse().ok()).unwrap_or(50);
+    let out = arg("--out").unwrap_or_else(|| "docs/benchmarks.md".into());
+
+    let cluster = PgCluster::shared();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let bin = std::env::current_exe().unwrap().with_file_name("tenant-control-plane");
+    let mut child = Command::new(&bin)
+        .env("TENANT_CP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TENANT_CP_DATA_DIR", data.path())
+        .env("TENANT_CP_POSTGRES_ADMIN_URL", &cluster.admin_url)
+        .env("TENANT_CP_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = server::auth::LocalKey::load(data.path()).unwrap().mint("bench", &["operator".into()], 3600).unwrap();
+
+    // Warm-up (not measured): first connections, caches.
+    let warm = |slug: String| {
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        async move {
+            let r: serde_json::Value = client.post(format!("{base}/v1/tenants")).bearer_auth(&token)
+                .json(&serde_json::json!({"slug": slug, "display_name": "warm"})).send().await.unwrap().json().await.unwrap();
+            wait_op(&client, &base, &token, r["operation"]["id"].as_str().unwrap()).await;
+            let r: serde_json::Value = client.post(format!("{base}/v1/tenants/{slug}/offboard")).bearer_auth(&token)
+                .json(&serde_json::json!({"confirm": slug, "reason": "warm"})).send().await.unwrap().json().await.unwrap();
+            wait_op(&client, &base, &token, r["operation"]["id"].as_str().unwrap()).await;
+        }
+    };
+    warm("bench-warm".into()).await;
+
+    let mut onboard = Vec::new();
+    for i in 0..n {
+        let slug = format!("bench-{i:03}");
+        let t = Instant::now();
+        let r: serde_json::Value = client.post(format!("{base}/v1/tenants")).bearer_auth(&token)
+            .json(&serde_json::json!({"slug": slug, "display_name": slug})).send().await.unwrap().json().await.unwrap();
+        wait_op(&client, &base, &token, r["operation"]["id"].as_str().unwrap()).await;
+        onboard.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut offboard = Vec::new();
+    for i in 0..n {
+        let slug = format!("bench-{i:03}");
+        let t = Instant::now();
+        let r: serde_json::Value = client.post(format!("{base}/v1/tenants/{slug}/offboard")).bearer_auth(&token)
+            .json(&serde_json::json!({"confirm": slug, "reason": "bench"})).send().await.unwrap().json().await.unwrap();
+        wait_op(&client, &base, &token, r["operation"]["id"].as_str().unwrap()).await;
+        offboard.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Baseline: the same database work as one psql script per tenant.
+    let engine = PostgresEngine::new(PostgresConfig {
+        admin_url: SecretValue::new(cluster.admin_url.clone()),
+        tenant_host: None,
+        tenant_port: None,
+        provisioning: Provisioning::Template,
+        lock_down_maintenance_databases: true,
+    })
+    .await
+    .unwrap();
+    let template = engine.template_name().to_owned();
+    let mut baseline = Vec::new();
+    for i in 0..n {
+        let names = engine.names(&api_types::TenantSlug::parse(&format!("base-{i:03}")).unwrap());
+        let drops: String = TEMPLATE_STAND_INS.iter().chain([&TEMPLATE_OWNER])
+            .map(|r| format!("DROP OWNED BY {r};\n")).collect();
+        let script = format!(
+            "CREATE ROLE {o} NOLOGIN;\nCREATE ROLE {rw} NOLOGIN NOINHERIT;\n\
+             CREATE ROLE {a} LOGIN PASSWORD 'pw-a-0123456789abcdef';\nCREATE ROLE {b} LOGIN;\n\
+             CREATE ROLE {aa} LOGIN NOINHERIT PASSWORD 'pw-aa-0123456789abcdef';\nCREATE ROLE {rd} NOLOGIN NOINHERIT;\n\
+             CREATE ROLE {inv} LOGIN NOINHERIT PASSWORD 'pw-inv-0123456789abcdef';\n\
+             GRANT {rw} TO {a}; GRANT {rw} TO {b}; GRANT {rd} TO {inv};\n\
+             CREATE DATABASE {db} TEMPLATE {template} OWNER {o};\n\
+             REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC;\n\
+             \\connect {db}\nREASSIGN OWNED BY {tpl} TO {o};\n{drops}\
+             SELECT platform.apply_grants('{o}', '{rw}', '{aa}', '{rd}', '{inv}');\n",
+            o = names.owner, rw = names.app_rw, a = names.app_a, b = names.app_b, aa = names.audit_admin,
+            rd = names.reader, inv = names.investigator, db = names.database, tpl = TEMPLATE_OWNER,
+        );
+        let path = data.path().join(format!("base-{i}.sql"));
+        std::fs::write(&path, script).unwrap();
+        let t = Instant::now();
+        let status = Command::new("psql")
+            .arg(&cluster.admin_url)
+            .args(["-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        baseline.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(status.success(), "baseline script failed");
+    }
+
+    let (on50, on95, onmean) = stats(onboard);
+    let (off50, off95, offmean) = stats(offboard);
+    let (b50, b95, bmean) = stats(baseline);
+    let ratio = on50 / b50;
+    let report = format!(
+        "# Benchmarks\n\n\
+         ## Onboarding and offboarding, one tenant after another\n\n\
+         Produced by `make bench` (`target/release/bench-onboarding --tenants {n} --out {out}`) on {date}, \
+         on a 2-core machine, against a PostgreSQL 15 cluster that the benchmark starts itself \
+         (`fsync=off`, `synchronous_commit=off`, the same for the API and the baseline).\n\n\
+         API: `POST /v1/tenants` (or `/offboard`) to the release server binary over HTTP, then \
+         polling `GET /v1/operations/{{id}}` every 2 ms until it succeeds; the time covers every \
+         step (secret-store writes with fsync, catalog step log, roles, template clone, rebind, \
+         login check). Baseline: the same database work as one `psql` script per tenant (7 \
+         roles, `CREATE DATABASE ... TEMPLATE`, revoke, `REASSIGN OWNED`/`DROP OWNED`, \
+         `platform.apply_grants`), including psql's own start-up.\n\n\
+         | measurement | tenants | p50 (ms) | p95 (ms) | mean (ms) |\n|---|---|---|---|---|\n\
+         | onboarding through the API | {n} | {on50:.1} | {on95:.1} | {onmean:.1} |\n\
+         | offboarding through the API | {n} | {off50:.1} | {off95:.1} | {offmean:.1} |\n\
+         | baseline psql script (onboarding work) | {n} | {b50:.1} | {b95:.1} | {bmean:.1} |\n\n\
+         **Onboarding ratio API / baseline (p50): {ratio:.2}** (target ≤ 1.5).\n",
+        date = chrono::Utc::now().format("%Y-%m-%d"),
+    );
+    if let Some(dir) = std::path::Path::new(&out).parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::File::create(&out).unwrap().write_all(report.as_bytes()).unwrap();
+    println!("{report}");
+}
