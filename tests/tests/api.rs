@@ -18,7 +18,10 @@ async fn expect_problem(
     assert_eq!(got, status, "{method} {path}: {problem}");
     assert_eq!(ctype, "application/problem+json", "{method} {path}");
     assert_eq!(problem["status"], status.as_u16());
-    assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()), "{problem}");
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{problem}"
+    );
     problem
 }
 
@@ -37,7 +40,16 @@ async fn bad_input_gets_a_clear_problem_and_leaves_nothing_behind() {
     let tenants_before = env.app.catalog.list_tenants().await.unwrap().len();
 
     // Invalid slugs → 400, each naming the rule.
-    for slug in ["ab", "1abc", "Acme", "ac--me", "acme-", "ac_me", "a\"; DROP DATABASE x; --", &"a".repeat(41)] {
+    for slug in [
+        "ab",
+        "1abc",
+        "Acme",
+        "ac--me",
+        "acme-",
+        "ac_me",
+        "a\"; DROP DATABASE x; --",
+        &"a".repeat(41),
+    ] {
         let p = expect_problem(
             &env,
             Method::POST,
@@ -50,56 +62,238 @@ async fn bad_input_gets_a_clear_problem_and_leaves_nothing_behind() {
         assert!(p["detail"].as_str().unwrap().contains("slug"), "{p}");
     }
     // Bad display name, malformed JSON, unknown fields, missing fields → 400/422.
-    expect_problem(&env, Method::POST, "/v1/tenants", op, body(json!({"slug": "api-new", "display_name": ""})), StatusCode::BAD_REQUEST).await;
-    expect_problem(&env, Method::POST, "/v1/tenants", op, body(json!({"slug": "api-new", "display_name": "a\u{0}b"})), StatusCode::BAD_REQUEST).await;
-    expect_problem(&env, Method::POST, "/v1/tenants", op, Some(b"{not json".to_vec()), StatusCode::BAD_REQUEST).await;
-    expect_problem(&env, Method::POST, "/v1/tenants", op, body(json!({"slug": "api-new"})), StatusCode::UNPROCESSABLE_ENTITY).await;
-    expect_problem(&env, Method::POST, "/v1/tenants", op, body(json!({"slug": "api-new", "display_name": "x", "admin": true})), StatusCode::UNPROCESSABLE_ENTITY).await;
+    expect_problem(
+        &env,
+        Method::POST,
+        "/v1/tenants",
+        op,
+        body(json!({"slug": "api-new", "display_name": ""})),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    expect_problem(
+        &env,
+        Method::POST,
+        "/v1/tenants",
+        op,
+        body(json!({"slug": "api-new", "display_name": "a\u{0}b"})),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    expect_problem(
+        &env,
+        Method::POST,
+        "/v1/tenants",
+        op,
+        Some(b"{not json".to_vec()),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    expect_problem(
+        &env,
+        Method::POST,
+        "/v1/tenants",
+        op,
+        body(json!({"slug": "api-new"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    expect_problem(
+        &env,
+        Method::POST,
+        "/v1/tenants",
+        op,
+        body(json!({"slug": "api-new", "display_name": "x", "admin": true})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
 
     // Duplicate slug → 409.
-    let p = expect_problem(&env, Method::POST, "/v1/tenants", op, body(json!({"slug": "api-existing", "display_name": "Again"})), StatusCode::CONFLICT).await;
+    let p = expect_problem(
+        &env,
+        Method::POST,
+        "/v1/tenants",
+        op,
+        body(json!({"slug": "api-existing", "display_name": "Again"})),
+        StatusCode::CONFLICT,
+    )
+    .await;
     assert!(p["detail"].as_str().unwrap().contains("already exists"));
 
     // Unknown tenant / operation → 404; malformed ids → 400.
-    expect_problem(&env, Method::GET, "/v1/tenants/api-missing", op, None, StatusCode::NOT_FOUND).await;
-    expect_problem(&env, Method::POST, "/v1/tenants/api-missing/offboard", op, body(json!({"confirm": "api-missing", "reason": "x"})), StatusCode::NOT_FOUND).await;
-    expect_problem(&env, Method::GET, &format!("/v1/operations/{}", uuid::Uuid::new_v4()), op, None, StatusCode::NOT_FOUND).await;
-    expect_problem(&env, Method::GET, "/v1/operations/not-a-uuid", op, None, StatusCode::BAD_REQUEST).await;
-    expect_problem(&env, Method::GET, "/v1/tenants/NOT_A_SLUG", op, None, StatusCode::BAD_REQUEST).await;
-    expect_problem(&env, Method::GET, "/v1/nothing-here", op, None, StatusCode::NOT_FOUND).await;
+    expect_problem(
+        &env,
+        Method::GET,
+        "/v1/tenants/api-missing",
+        op,
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect_problem(
+        &env,
+        Method::POST,
+        "/v1/tenants/api-missing/offboard",
+        op,
+        body(json!({"confirm": "api-missing", "reason": "x"})),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect_problem(
+        &env,
+        Method::GET,
+        &format!("/v1/operations/{}", uuid::Uuid::new_v4()),
+        op,
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect_problem(
+        &env,
+        Method::GET,
+        "/v1/operations/not-a-uuid",
+        op,
+        None,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    expect_problem(
+        &env,
+        Method::GET,
+        "/v1/tenants/NOT_A_SLUG",
+        op,
+        None,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    expect_problem(
+        &env,
+        Method::GET,
+        "/v1/nothing-here",
+        op,
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 
     // Offboard with a wrong or missing confirmation → 400; empty reason → 400.
-    let p = expect_problem(&env, Method::POST, "/v1/tenants/api-existing/offboard", op, body(json!({"confirm": "api-other", "reason": "x"})), StatusCode::BAD_REQUEST).await;
+    let p = expect_problem(
+        &env,
+        Method::POST,
+        "/v1/tenants/api-existing/offboard",
+        op,
+        body(json!({"confirm": "api-other", "reason": "x"})),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert!(p["detail"].as_str().unwrap().contains("confirm"));
-    expect_problem(&env, Method::POST, "/v1/tenants/api-existing/offboard", op, body(json!({"confirm": "api-existing", "reason": "  "})), StatusCode::BAD_REQUEST).await;
+    expect_problem(
+        &env,
+        Method::POST,
+        "/v1/tenants/api-existing/offboard",
+        op,
+        body(json!({"confirm": "api-existing", "reason": "  "})),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
 
     // Missing, malformed, foreign, or expired tokens → 401.
     let foreign_dir = tempfile::tempdir().unwrap();
-    let foreign = server::auth::LocalKey::load_or_create(foreign_dir.path()).unwrap().mint("eve", &["operator".into()], 60).unwrap();
-    let expired = server::auth::LocalKey::load(env.data_dir()).unwrap().mint("old", &["operator".into()], -120).unwrap();
-    for token in [None, Some("garbage"), Some(foreign.as_str()), Some(expired.as_str())] {
-        expect_problem(&env, Method::POST, "/v1/tenants", token, body(json!({"slug": "api-new", "display_name": "New"})), StatusCode::UNAUTHORIZED).await;
-        expect_problem(&env, Method::GET, "/v1/tenants", token, None, StatusCode::UNAUTHORIZED).await;
-        expect_problem(&env, Method::POST, "/v1/tenants/api-existing/offboard", token, body(json!({"confirm": "api-existing", "reason": "x"})), StatusCode::UNAUTHORIZED).await;
+    let foreign = server::auth::LocalKey::load_or_create(foreign_dir.path())
+        .unwrap()
+        .mint("eve", &["operator".into()], 60)
+        .unwrap();
+    let expired = server::auth::LocalKey::load(env.data_dir())
+        .unwrap()
+        .mint("old", &["operator".into()], -120)
+        .unwrap();
+    for token in [
+        None,
+        Some("garbage"),
+        Some(foreign.as_str()),
+        Some(expired.as_str()),
+    ] {
+        expect_problem(
+            &env,
+            Method::POST,
+            "/v1/tenants",
+            token,
+            body(json!({"slug": "api-new", "display_name": "New"})),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        expect_problem(
+            &env,
+            Method::GET,
+            "/v1/tenants",
+            token,
+            None,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        expect_problem(
+            &env,
+            Method::POST,
+            "/v1/tenants/api-existing/offboard",
+            token,
+            body(json!({"confirm": "api-existing", "reason": "x"})),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
     }
 
     // Wrong role → 403.
     for role in ["support", "auditor"] {
         let t = env.token(role);
         let t = Some(t.as_str());
-        expect_problem(&env, Method::POST, "/v1/tenants", t, body(json!({"slug": "api-new", "display_name": "New"})), StatusCode::FORBIDDEN).await;
-        expect_problem(&env, Method::GET, "/v1/tenants/api-existing", t, None, StatusCode::FORBIDDEN).await;
-        expect_problem(&env, Method::POST, "/v1/tenants/api-existing/offboard", t, body(json!({"confirm": "api-existing", "reason": "x"})), StatusCode::FORBIDDEN).await;
+        expect_problem(
+            &env,
+            Method::POST,
+            "/v1/tenants",
+            t,
+            body(json!({"slug": "api-new", "display_name": "New"})),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+        expect_problem(
+            &env,
+            Method::GET,
+            "/v1/tenants/api-existing",
+            t,
+            None,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+        expect_problem(
+            &env,
+            Method::POST,
+            "/v1/tenants/api-existing/offboard",
+            t,
+            body(json!({"confirm": "api-existing", "reason": "x"})),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
     }
 
     // Oversized body → 413.
     let huge = json!({"slug": "api-new", "display_name": "x".repeat(200_000)});
-    let p = expect_problem(&env, Method::POST, "/v1/tenants", op, body(huge), StatusCode::PAYLOAD_TOO_LARGE).await;
+    let p = expect_problem(
+        &env,
+        Method::POST,
+        "/v1/tenants",
+        op,
+        body(huge),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
     assert!(p["detail"].as_str().unwrap().contains("too large"));
 
     // Nothing was created or changed by any of these.
     assert_eq!(env.snapshot(&slugs).await, before);
-    assert_eq!(env.app.catalog.list_tenants().await.unwrap().len(), tenants_before);
+    assert_eq!(
+        env.app.catalog.list_tenants().await.unwrap().len(),
+        tenants_before
+    );
 
     // Health endpoints need no token.
     let (s, _, v) = env.call_raw(Method::GET, "/healthz", None, None).await;
@@ -109,17 +303,38 @@ async fn bad_input_gets_a_clear_problem_and_leaves_nothing_behind() {
 
     // A second offboarding while one runs → 409; offboarding an offboarded tenant → 409.
     let id = env.start_offboard("api-existing").await;
-    let (s, _) = env.call(Method::POST, "/v1/tenants/api-existing/offboard", Some(json!({"confirm": "api-existing", "reason": "again"}))).await;
-    assert!(s == StatusCode::CONFLICT || s == StatusCode::ACCEPTED, "{s}");
+    let (s, _) = env
+        .call(
+            Method::POST,
+            "/v1/tenants/api-existing/offboard",
+            Some(json!({"confirm": "api-existing", "reason": "again"})),
+        )
+        .await;
+    assert!(
+        s == StatusCode::CONFLICT || s == StatusCode::ACCEPTED,
+        "{s}"
+    );
     env.wait(id).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let (_, t) = env.call(Method::GET, "/v1/tenants/api-existing", None).await;
-        if t["state"] == "offboarded" { break; }
+        let (_, t) = env
+            .call(Method::GET, "/v1/tenants/api-existing", None)
+            .await;
+        if t["state"] == "offboarded" {
+            break;
+        }
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    expect_problem(&env, Method::POST, "/v1/tenants/api-existing/offboard", op, body(json!({"confirm": "api-existing", "reason": "x"})), StatusCode::CONFLICT).await;
+    expect_problem(
+        &env,
+        Method::POST,
+        "/v1/tenants/api-existing/offboard",
+        op,
+        body(json!({"confirm": "api-existing", "reason": "x"})),
+        StatusCode::CONFLICT,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -129,19 +344,50 @@ async fn listing_and_operation_views_have_the_documented_shape() {
     env.wait(id).await;
     let (s, list) = env.call(Method::GET, "/v1/tenants", None).await;
     assert_eq!(s, StatusCode::OK);
-    let t = list.as_array().unwrap().iter().find(|t| t["slug"] == "api-shape").unwrap();
-    for key in ["id", "slug", "display_name", "state", "engine", "server", "database", "schema_version", "created_at", "secrets"] {
+    let t = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["slug"] == "api-shape")
+        .unwrap();
+    for key in [
+        "id",
+        "slug",
+        "display_name",
+        "state",
+        "engine",
+        "server",
+        "database",
+        "schema_version",
+        "created_at",
+        "secrets",
+    ] {
         assert!(t.get(key).is_some(), "tenant lacks {key}: {t}");
     }
     assert_eq!(t["engine"], "postgres");
-    let (s, op) = env.call(Method::GET, &format!("/v1/operations/{id}"), None).await;
+    let (s, op) = env
+        .call(Method::GET, &format!("/v1/operations/{id}"), None)
+        .await;
     assert_eq!(s, StatusCode::OK);
-    for key in ["id", "tenant", "kind", "state", "steps", "created_at", "finished_at"] {
+    for key in [
+        "id",
+        "tenant",
+        "kind",
+        "state",
+        "steps",
+        "created_at",
+        "finished_at",
+    ] {
         assert!(op.get(key).is_some(), "operation lacks {key}: {op}");
     }
     assert_eq!(op["state"], "succeeded");
     assert_eq!(op["kind"], "onboard");
-    let names: Vec<&str> = op["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = op["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, workflows::ONBOARD_STEPS);
     env.offboard("api-shape").await;
 }

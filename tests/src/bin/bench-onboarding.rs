@@ -9,7 +9,9 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use engine::postgres::{PostgresConfig, PostgresEngine, Provisioning, TEMPLATE_OWNER, TEMPLATE_STAND_INS};
+use engine::postgres::{
+    PostgresConfig, PostgresEngine, Provisioning, TEMPLATE_OWNER, TEMPLATE_STAND_INS,
+};
 use engine::Engine as _;
 use secrets::SecretValue;
 use tcp_tests::{free_port, PgCluster};
@@ -21,7 +23,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (percentile(&v, 0.5), percentile(&v, 0.95), v.iter().sum::<f64>() / v.len() as f64)
+    (
+        percentile(&v, 0.5),
+        percentile(&v, 0.95),
+        v.iter().sum::<f64>() / v.len() as f64,
+    )
 }
 
 async fn wait_op(client: &reqwest::Client, base: &str, token: &str, id: &str) {
@@ -46,7 +52,12 @@ async fn wait_op(client: &reqwest::Client, base: &str, token: &str, id: &str) {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let n: usize = arg("--tenants").and_then(|s| s.parse().ok()).unwrap_or(50);
     let out = arg("--out").unwrap_or_else(|| "docs/benchmarks.md".into());
 
@@ -54,7 +65,9 @@ async fn main() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let bin = std::env::current_exe().unwrap().with_file_name("tenant-control-plane");
+    let bin = std::env::current_exe()
+        .unwrap()
+        .with_file_name("tenant-control-plane");
     let mut child = Command::new(&bin)
         .env("TENANT_CP_LISTEN", format!("127.0.0.1:{port}"))
         .env("TENANT_CP_DATA_DIR", data.path())
@@ -66,21 +79,55 @@ async fn main() {
     let client = reqwest::Client::new();
     let started = Instant::now();
     while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(60), "server did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let token = server::auth::LocalKey::load(data.path()).unwrap().mint("bench", &["operator".into()], 3600).unwrap();
+    let token = server::auth::LocalKey::load(data.path())
+        .unwrap()
+        .mint("bench", &["operator".into()], 3600)
+        .unwrap();
 
     // Warm-up (not measured): first connections, caches.
     let warm = |slug: String| {
         let (client, base, token) = (client.clone(), base.clone(), token.clone());
         async move {
-            let r: serde_json::Value = client.post(format!("{base}/v1/tenants")).bearer_auth(&token)
-                .json(&serde_json::json!({"slug": slug, "display_name": "warm"})).send().await.unwrap().json().await.unwrap();
-            wait_op(&client, &base, &token, r["operation"]["id"].as_str().unwrap()).await;
-            let r: serde_json::Value = client.post(format!("{base}/v1/tenants/{slug}/offboard")).bearer_auth(&token)
-                .json(&serde_json::json!({"confirm": slug, "reason": "warm"})).send().await.unwrap().json().await.unwrap();
-            wait_op(&client, &base, &token, r["operation"]["id"].as_str().unwrap()).await;
+            let r: serde_json::Value = client
+                .post(format!("{base}/v1/tenants"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"slug": slug, "display_name": "warm"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            wait_op(
+                &client,
+                &base,
+                &token,
+                r["operation"]["id"].as_str().unwrap(),
+            )
+            .await;
+            let r: serde_json::Value = client
+                .post(format!("{base}/v1/tenants/{slug}/offboard"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"confirm": slug, "reason": "warm"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            wait_op(
+                &client,
+                &base,
+                &token,
+                r["operation"]["id"].as_str().unwrap(),
+            )
+            .await;
         }
     };
     warm("bench-warm".into()).await;
@@ -89,18 +136,46 @@ async fn main() {
     for i in 0..n {
         let slug = format!("bench-{i:03}");
         let t = Instant::now();
-        let r: serde_json::Value = client.post(format!("{base}/v1/tenants")).bearer_auth(&token)
-            .json(&serde_json::json!({"slug": slug, "display_name": slug})).send().await.unwrap().json().await.unwrap();
-        wait_op(&client, &base, &token, r["operation"]["id"].as_str().unwrap()).await;
+        let r: serde_json::Value = client
+            .post(format!("{base}/v1/tenants"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"slug": slug, "display_name": slug}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        wait_op(
+            &client,
+            &base,
+            &token,
+            r["operation"]["id"].as_str().unwrap(),
+        )
+        .await;
         onboard.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let mut offboard = Vec::new();
     for i in 0..n {
         let slug = format!("bench-{i:03}");
         let t = Instant::now();
-        let r: serde_json::Value = client.post(format!("{base}/v1/tenants/{slug}/offboard")).bearer_auth(&token)
-            .json(&serde_json::json!({"confirm": slug, "reason": "bench"})).send().await.unwrap().json().await.unwrap();
-        wait_op(&client, &base, &token, r["operation"]["id"].as_str().unwrap()).await;
+        let r: serde_json::Value = client
+            .post(format!("{base}/v1/tenants/{slug}/offboard"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"confirm": slug, "reason": "bench"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        wait_op(
+            &client,
+            &base,
+            &token,
+            r["operation"]["id"].as_str().unwrap(),
+        )
+        .await;
         offboard.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let _ = child.kill();
@@ -120,8 +195,11 @@ async fn main() {
     let mut baseline = Vec::new();
     for i in 0..n {
         let names = engine.names(&api_types::TenantSlug::parse(&format!("base-{i:03}")).unwrap());
-        let drops: String = TEMPLATE_STAND_INS.iter().chain([&TEMPLATE_OWNER])
-            .map(|r| format!("DROP OWNED BY {r};\n")).collect();
+        let drops: String = TEMPLATE_STAND_INS
+            .iter()
+            .chain([&TEMPLATE_OWNER])
+            .map(|r| format!("DROP OWNED BY {r};\n"))
+            .collect();
         let script = format!(
             "CREATE ROLE {o} NOLOGIN;\nCREATE ROLE {rw} NOLOGIN NOINHERIT;\n\
              CREATE ROLE {a} LOGIN PASSWORD 'pw-a-0123456789abcdef';\nCREATE ROLE {b} LOGIN;\n\
@@ -175,6 +253,9 @@ async fn main() {
     if let Some(dir) = std::path::Path::new(&out).parent() {
         std::fs::create_dir_all(dir).unwrap();
     }
-    std::fs::File::create(&out).unwrap().write_all(report.as_bytes()).unwrap();
+    std::fs::File::create(&out)
+        .unwrap()
+        .write_all(report.as_bytes())
+        .unwrap();
     println!("{report}");
 }

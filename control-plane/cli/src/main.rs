@@ -1,0 +1,515 @@
+//! `tenantctl`: the operator CLI of the tenant control plane.
+
+mod client;
+mod error;
+mod render;
+
+use std::collections::HashMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use api_types::{
+    Accepted, CreateTenantRequest, OffboardRequest, Operation, OperationState, StepState, Tenant,
+    TenantSlug,
+};
+use clap::builder::PossibleValuesParser;
+use clap::{Parser, Subcommand};
+use secrets::{LocalSecretStore, LocalStoreOptions, SecretError, SecretName};
+use uuid::Uuid;
+
+use client::{Client, OPERATOR_ROLE};
+use error::Failure;
+
+/// How often `--wait` polls the operation.
+const POLL_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Operator CLI for the tenant control plane.
+#[derive(Debug, Parser)]
+#[command(name = "tenantctl", version, about)]
+struct Cli {
+    /// Base URL of the control plane.
+    #[arg(
+        long,
+        global = true,
+        env = "TENANTCTL_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// Bearer token; without it, one is minted from `<data-dir>/jwt-hs256.key` if present.
+    #[arg(long, global = true, env = "TENANTCTL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The control plane's data directory (local signing key and secret store).
+    #[arg(
+        long,
+        global = true,
+        env = "TENANT_CP_DATA_DIR",
+        default_value = ".data"
+    )]
+    data_dir: PathBuf,
+    /// Print raw JSON instead of human-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mint a token from the local signing key and print it (only the token).
+    Token {
+        /// Role granted by the token.
+        #[arg(long, value_parser = PossibleValuesParser::new(server::auth::ROLES.iter().copied()))]
+        role: String,
+        /// Subject recorded as the actor (default: $USER, else `tenantctl`).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..))]
+        ttl_secs: i64,
+    },
+    /// Onboard, list, show and offboard tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Inspect long-running operations.
+    #[command(subcommand)]
+    Operations(OperationsCommand),
+    /// Read the local secret store (on the control plane's machine).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantsCommand {
+    /// Start onboarding a tenant.
+    Create {
+        /// The tenant's slug (3 to 40 of a-z, 0-9 and single hyphens, starting with a letter).
+        slug: TenantSlug,
+        /// Human-readable name.
+        #[arg(long)]
+        display_name: String,
+        /// Follow the operation until it finishes.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List tenants.
+    List,
+    /// Show one tenant, including the names of its secrets.
+    Show {
+        /// The tenant's slug.
+        slug: TenantSlug,
+    },
+    /// Start offboarding a tenant: removes its database, principals and secrets.
+    Offboard {
+        /// The tenant's slug.
+        slug: TenantSlug,
+        /// Why; recorded in the deletion certificate.
+        #[arg(long)]
+        reason: String,
+        /// Repeat the slug to confirm (asked interactively when stdin is a terminal).
+        #[arg(long, value_name = "SLUG")]
+        confirm: Option<String>,
+        /// Follow the operation until it finishes.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OperationsCommand {
+    /// Show an operation and its steps.
+    Show {
+        /// The operation id.
+        id: Uuid,
+        /// Follow the operation until it finishes; exit 0 only if it succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretCommand {
+    /// Print a secret's value (with --json also its properties).
+    Show {
+        /// The secret's name, e.g. `tenant-acme-app`.
+        name: SecretName,
+        /// A specific version (default: the latest).
+        #[arg(long)]
+        version: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fail(&Failure::new(format!(
+                "cannot start the async runtime: {e}"
+            )))
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(failure) => fail(&failure),
+    }
+}
+
+fn fail(failure: &Failure) -> ExitCode {
+    let mut stderr = std::io::stderr().lock();
+    for line in failure.lines() {
+        let _ = writeln!(stderr, "{line}");
+    }
+    ExitCode::from(1)
+}
+
+/// Writes one or more lines to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
+}
+
+fn emit_json(value: &serde_json::Value) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::new(format!("cannot print JSON: {e}")))?;
+    emit(&text);
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let Cli {
+        server,
+        token,
+        data_dir,
+        json,
+        command,
+    } = cli;
+    let connect = || -> Result<Client, Failure> {
+        let (token, source) = client::resolve_token(token.as_deref(), &data_dir, OPERATOR_ROLE)?;
+        Client::new(&server, &token, source)
+    };
+    match command {
+        Command::Token {
+            role,
+            subject,
+            ttl_secs,
+        } => {
+            let subject = subject.unwrap_or_else(client::default_subject);
+            let token = client::mint(&data_dir, &role, &subject, ttl_secs)?;
+            emit(&token);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tenants(TenantsCommand::Create {
+            slug,
+            display_name,
+            wait,
+        }) => {
+            let client = connect()?;
+            let body = CreateTenantRequest {
+                slug: slug.to_string(),
+                display_name,
+            };
+            let (accepted, raw): (Accepted, _) = client.post("/v1/tenants", &body).await?;
+            started(&client, &accepted, &raw, json, wait).await
+        }
+        Command::Tenants(TenantsCommand::List) => {
+            let (tenants, raw): (Vec<Tenant>, _) = connect()?.get("/v1/tenants").await?;
+            if json {
+                emit_json(&raw)?;
+            } else {
+                emit(&render::tenant_table(&tenants));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tenants(TenantsCommand::Show { slug }) => {
+            let (tenant, raw): (Tenant, _) = connect()?.get(&format!("/v1/tenants/{slug}")).await?;
+            if json {
+                emit_json(&raw)?;
+            } else {
+                emit(&render::tenant_details(&tenant));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tenants(TenantsCommand::Offboard {
+            slug,
+            reason,
+            confirm,
+            wait,
+        }) => {
+            // Resolve the token first so a missing token is reported before the prompt.
+            let client = connect()?;
+            let confirm = resolve_confirm(&slug, confirm, std::io::stdin().is_terminal(), || {
+                prompt_confirm(&slug)
+            })?;
+            let body = OffboardRequest { confirm, reason };
+            let (accepted, raw): (Accepted, _) = client
+                .post(&format!("/v1/tenants/{slug}/offboard"), &body)
+                .await?;
+            started(&client, &accepted, &raw, json, wait).await
+        }
+        Command::Operations(OperationsCommand::Show { id, wait }) => {
+            let client = connect()?;
+            if wait {
+                follow(&client, id, json).await
+            } else {
+                let (op, raw): (Operation, _) = client.get(&format!("/v1/operations/{id}")).await?;
+                if json {
+                    emit_json(&raw)?;
+                } else {
+                    emit(&render::operation_details(&op));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+        Command::Secret(SecretCommand::Show { name, version }) => {
+            show_secret(&data_dir, &name, version.as_deref(), json)
+        }
+    }
+}
+
+/// Output after an operation was accepted (create, offboard), then `--wait` if asked.
+async fn started(
+    client: &Client,
+    accepted: &Accepted,
+    raw: &serde_json::Value,
+    json: bool,
+    wait: bool,
+) -> Result<ExitCode, Failure> {
+    let op = &accepted.operation;
+    if json {
+        // With --wait, the single JSON document printed is the finished operation.
+        if !wait {
+            emit_json(raw)?;
+        }
+    } else {
+        emit(&format!(
+            "tenant {}: {}",
+            accepted.tenant.slug, accepted.tenant.state
+        ));
+        emit(&format!("operation {} ({})", op.id, op.kind));
+        if !wait {
+            emit(&format!(
+                "follow it with: tenantctl operations show {} --wait",
+                op.id
+            ));
+        }
+    }
+    if wait {
+        follow(client, op.id, json).await
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `--wait`: polls the operation, printing each step's state change, until it is terminal.
+async fn follow(client: &Client, id: Uuid, json: bool) -> Result<ExitCode, Failure> {
+    let started = Instant::now();
+    let path = format!("/v1/operations/{id}");
+    let mut seen: HashMap<String, StepState> = HashMap::new();
+    loop {
+        let (op, raw): (Operation, _) = client.get(&path).await.map_err(|f| {
+            let resume = format!(
+                "the operation continues on the server; resume with \
+                 `tenantctl operations show {id} --wait`"
+            );
+            match f.hint {
+                Some(h) => Failure {
+                    hint: Some(format!("{h}; {resume}")),
+                    ..f
+                },
+                None => f.hint(resume),
+            }
+        })?;
+        if !json {
+            for step in &op.steps {
+                if step_changed(&mut seen, &step.name, step.state) {
+                    emit(&render::step_line(step));
+                }
+            }
+        }
+        if op.state.is_terminal() {
+            let elapsed = match op.finished_at {
+                Some(end) => (end - op.created_at).num_milliseconds().max(0) as f64 / 1000.0,
+                None => started.elapsed().as_secs_f64(),
+            };
+            if json {
+                emit_json(&raw)?;
+            } else {
+                emit(&render::summary_line(&op, elapsed));
+            }
+            return Ok(if op.state == OperationState::Succeeded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Records a step's state; true if it is worth a progress line (new and started, or changed).
+fn step_changed(seen: &mut HashMap<String, StepState>, name: &str, state: StepState) -> bool {
+    match seen.insert(name.to_owned(), state) {
+        None => state != StepState::Pending,
+        Some(previous) => previous != state,
+    }
+}
+
+/// The confirmation sent with an offboard request: `--confirm`, else typed at a terminal.
+///
+/// It must repeat the slug exactly; a mismatch fails here, before anything is sent.
+fn resolve_confirm(
+    slug: &TenantSlug,
+    confirm: Option<String>,
+    stdin_is_terminal: bool,
+    prompt: impl FnOnce() -> std::io::Result<String>,
+) -> Result<String, Failure> {
+    let typed = match confirm {
+        Some(c) => c,
+        None if stdin_is_terminal => prompt()
+            .map_err(|e| Failure::new(format!("cannot read the confirmation: {e}")))?
+            .trim()
+            .to_owned(),
+        None => {
+            return Err(Failure::new(format!(
+                "offboarding {slug} needs a confirmation and stdin is not a terminal"
+            ))
+            .hint(format!("pass --confirm {slug}")))
+        }
+    };
+    if typed != slug.as_str() {
+        return Err(Failure::new(format!(
+            "confirmation {typed:?} does not match tenant {slug}; nothing was changed"
+        ))
+        .hint(format!("type the slug exactly, or pass --confirm {slug}")));
+    }
+    Ok(typed)
+}
+
+fn prompt_confirm(slug: &TenantSlug) -> std::io::Result<String> {
+    let mut stderr = std::io::stderr().lock();
+    write!(
+        stderr,
+        "Offboarding removes {slug}'s database, principals and secrets; it cannot be undone.\n\
+         Type the tenant slug ({slug}) to confirm: "
+    )?;
+    stderr.flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line)
+}
+
+/// `secret show`: reads the local store under `<data-dir>/secrets` directly.
+fn show_secret(
+    data_dir: &Path,
+    name: &SecretName,
+    version: Option<&str>,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let dir = data_dir.join("secrets");
+    // Opening creates a missing store (and key); a typo in --data-dir must not do that.
+    if !dir.is_dir() {
+        return Err(
+            Failure::new(format!("no local secret store at {}", dir.display())).hint(
+                "run this on the control plane's machine, or pass --data-dir (TENANT_CP_DATA_DIR) \
+             pointing at its data directory",
+            ),
+        );
+    }
+    let store = LocalSecretStore::open(&dir, LocalStoreOptions::default())
+        .map_err(|e| Failure::new(e.to_string()))?;
+    let secret = store.get_blocking(name, version).map_err(|e| {
+        let failure = Failure::new(e.to_string());
+        match e {
+            SecretError::NotFound { .. } => failure.hint(
+                "tenant secrets are named tenant-<slug>-app, -audit-admin and -investigator; \
+                 see `tenantctl tenants show SLUG`",
+            ),
+            _ => failure,
+        }
+    })?;
+    if json {
+        let mut value = serde_json::to_value(&secret.properties)
+            .map_err(|e| Failure::new(format!("cannot print JSON: {e}")))?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("value".to_owned(), secret.value.expose().into());
+        }
+        emit_json(&value)?;
+    } else {
+        emit(secret.value.expose());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn slug() -> TenantSlug {
+        TenantSlug::parse("acme-corp").unwrap()
+    }
+
+    fn no_prompt() -> std::io::Result<String> {
+        panic!("must not prompt")
+    }
+
+    #[test]
+    fn confirm_flag_must_match() {
+        assert_eq!(
+            resolve_confirm(&slug(), Some("acme-corp".into()), false, no_prompt).unwrap(),
+            "acme-corp"
+        );
+        let err = resolve_confirm(&slug(), Some("acme".into()), true, no_prompt).unwrap_err();
+        assert!(err.message.contains("does not match"));
+    }
+
+    #[test]
+    fn confirm_without_terminal_fails_with_hint() {
+        let err = resolve_confirm(&slug(), None, false, no_prompt).unwrap_err();
+        assert_eq!(err.hint.as_deref(), Some("pass --confirm acme-corp"));
+    }
+
+    #[test]
+    fn confirm_prompt_is_trimmed_and_checked() {
+        let ok = resolve_confirm(&slug(), None, true, || Ok("acme-corp\n".into()));
+        assert_eq!(ok.unwrap(), "acme-corp");
+        assert!(resolve_confirm(&slug(), None, true, || Ok(String::new())).is_err());
+        assert!(resolve_confirm(&slug(), None, true, || Ok("other\n".into())).is_err());
+    }
+
+    #[test]
+    fn step_changes_are_reported_once() {
+        let mut seen = HashMap::new();
+        assert!(!step_changed(&mut seen, "a", StepState::Pending));
+        assert!(step_changed(&mut seen, "a", StepState::Running));
+        assert!(!step_changed(&mut seen, "a", StepState::Running));
+        assert!(step_changed(&mut seen, "a", StepState::Succeeded));
+        assert!(step_changed(&mut seen, "b", StepState::Failed));
+    }
+
+    #[test]
+    fn cli_parses_and_rejects_bad_input() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "tenantctl",
+            "tenants",
+            "offboard",
+            "acme-corp",
+            "--reason",
+            "churn",
+            "--json",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        assert!(Cli::try_parse_from(["tenantctl", "tenants", "show", "Bad_Slug"]).is_err());
+        assert!(Cli::try_parse_from(["tenantctl", "token", "--role", "root"]).is_err());
+        assert!(Cli::try_parse_from(["tenantctl", "operations", "show", "nope"]).is_err());
+    }
+}

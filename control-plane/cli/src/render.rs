@@ -1,0 +1,220 @@
+//! Human-readable output.
+
+use api_types::{Operation, OperationStep, StepState, Tenant};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::error::one_line;
+
+fn time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn width(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn pad(s: &str, w: usize) -> String {
+    let mut out = s.to_owned();
+    out.extend(std::iter::repeat_n(' ', w.saturating_sub(width(s))));
+    out
+}
+
+/// Rows of cells as aligned columns separated by two spaces (no trailing spaces).
+pub fn columns(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| width(c))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, c)| pad(c, widths[i]))
+                .collect();
+            cells.join("  ").trim_end().to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `tenants list`: a table.
+pub fn tenant_table(tenants: &[Tenant]) -> String {
+    if tenants.is_empty() {
+        return "no tenants".to_owned();
+    }
+    let mut rows = vec![["SLUG", "STATE", "ENGINE", "DATABASE", "CREATED"]
+        .map(str::to_owned)
+        .to_vec()];
+    rows.extend(tenants.iter().map(|t| {
+        vec![
+            t.slug.to_string(),
+            t.state.to_string(),
+            t.engine.clone(),
+            t.database.clone(),
+            time(&t.created_at),
+        ]
+    }));
+    columns(&rows)
+}
+
+/// `tenants show`: key/value lines.
+pub fn tenant_details(t: &Tenant) -> String {
+    let rows: Vec<Vec<String>> = [
+        ("slug", t.slug.to_string()),
+        ("id", t.id.to_string()),
+        ("display name", one_line(&t.display_name)),
+        ("state", t.state.to_string()),
+        ("engine", t.engine.clone()),
+        ("server", t.server.clone()),
+        ("database", t.database.clone()),
+        (
+            "schema version",
+            t.schema_version.map_or("-".to_owned(), |v| v.to_string()),
+        ),
+        ("created", time(&t.created_at)),
+        ("secret app", t.secrets.app.clone()),
+        ("secret audit admin", t.secrets.audit_admin.clone()),
+        ("secret investigator", t.secrets.investigator.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| vec![k.to_owned(), v])
+    .collect();
+    columns(&rows)
+}
+
+/// `operations show`: the operation and a table of its steps.
+pub fn operation_details(op: &Operation) -> String {
+    let head: Vec<Vec<String>> = [
+        ("operation", op.id.to_string()),
+        ("kind", op.kind.to_string()),
+        ("tenant", op.tenant.to_string()),
+        ("state", op.state.to_string()),
+        ("created", time(&op.created_at)),
+        (
+            "finished",
+            op.finished_at.as_ref().map_or("-".to_owned(), time),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| vec![k.to_owned(), v])
+    .collect();
+    let mut out = columns(&head);
+    out.push_str("\nsteps:");
+    if op.steps.is_empty() {
+        out.push_str(" none");
+    } else {
+        let steps: Vec<Vec<String>> = op
+            .steps
+            .iter()
+            .map(|s| {
+                vec![
+                    format!("  {}", s.name),
+                    s.state.to_string(),
+                    s.error.as_deref().map(one_line).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&columns(&steps));
+    }
+    out
+}
+
+/// One line of live progress for a step that just reached its current state.
+pub fn step_line(step: &OperationStep) -> String {
+    let name = &step.name;
+    match step.state {
+        StepState::Pending => format!("  · {name} (pending)"),
+        StepState::Running => format!("  … {name}"),
+        StepState::Succeeded => format!("  ✓ {name}"),
+        StepState::Failed => match step.error.as_deref() {
+            Some(e) => format!("  ✗ {name}: {}", one_line(e)),
+            None => format!("  ✗ {name}"),
+        },
+        StepState::RollingBack => format!("  ↺ {name} (rolling back)"),
+        StepState::RolledBack => format!("  ↶ {name} (rolled back)"),
+    }
+}
+
+/// The final line of `--wait`.
+pub fn summary_line(op: &Operation, elapsed_secs: f64) -> String {
+    format!(
+        "{} {} {} in {elapsed_secs:.1}s",
+        op.kind, op.tenant, op.state
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api_types::{OperationKind, OperationState, TenantSlug};
+
+    fn step(name: &str, state: StepState, error: Option<&str>) -> OperationStep {
+        OperationStep {
+            name: name.into(),
+            state,
+            error: error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn step_lines() {
+        assert_eq!(
+            step_line(&step("create_database", StepState::Succeeded, None)),
+            "  ✓ create_database"
+        );
+        assert_eq!(
+            step_line(&step("bind_database", StepState::Running, None)),
+            "  … bind_database"
+        );
+        assert_eq!(
+            step_line(&step(
+                "verify_access",
+                StepState::Failed,
+                Some("login failed\nfor x")
+            )),
+            "  ✗ verify_access: login failed for x"
+        );
+        assert_eq!(
+            step_line(&step("create_database", StepState::RolledBack, None)),
+            "  ↶ create_database (rolled back)"
+        );
+    }
+
+    #[test]
+    fn operation_rendering_lists_steps() {
+        let op = Operation {
+            id: uuid::Uuid::nil(),
+            tenant: TenantSlug::parse("acme").expect("valid"),
+            kind: OperationKind::Onboard,
+            state: OperationState::RolledBack,
+            steps: vec![
+                step("create_database", StepState::RolledBack, None),
+                step("verify_access", StepState::Failed, Some("boom")),
+            ],
+            created_at: Utc::now(),
+            finished_at: None,
+        };
+        let text = operation_details(&op);
+        assert!(text.contains("kind       onboard"));
+        assert!(text.contains("  create_database  rolled_back\n"));
+        assert!(text.ends_with("  verify_access    failed       boom"));
+        assert_eq!(summary_line(&op, 1.34), "onboard acme rolled_back in 1.3s");
+    }
+
+    #[test]
+    fn columns_align_without_trailing_spaces() {
+        let rows = vec![
+            vec!["A".to_owned(), "BB".to_owned(), String::new()],
+            vec!["ccc".to_owned(), "d".to_owned(), "e".to_owned()],
+        ];
+        assert_eq!(columns(&rows), "A    BB\nccc  d   e");
+    }
+}
