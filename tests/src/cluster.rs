@@ -122,7 +122,8 @@ impl PgCluster {
                 .arg("start"),
             "pg_ctl start",
         );
-        // The watchdog stops the cluster and removes its files once this process is gone.
+        // The watchdog stops the cluster and removes its files once this process is gone. It
+        // must outlive us, so it is deliberately never waited for.
         let pid = std::process::id();
         let stop = if is_root() {
             format!(
@@ -132,7 +133,8 @@ impl PgCluster {
         } else {
             format!("{BINDIR}/pg_ctl -D {} -m immediate stop", data.display())
         };
-        Command::new("sh")
+        #[allow(clippy::zombie_processes)]
+        let _watchdog = Command::new("sh")
             .arg("-c")
             .arg(format!(
                 "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf {}",

@@ -1,6 +1,6 @@
 //! API error cases through the real router; none of them may leave anything behind.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::err_expect)]
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;

@@ -5,7 +5,7 @@
 //! An in-process control plane with a sweeper that never runs observes the catalog, the server
 //! and the secret store; only the child process runs operations.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::err_expect)]
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Child, Command, Stdio};

@@ -1,6 +1,6 @@
 //! Lifecycle: onboard → use the app connection string → offboard → nothing left anywhere.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::err_expect)]
 
 use api_types::{OperationState, TenantState};
 use axum::http::{Method, StatusCode};

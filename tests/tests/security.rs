@@ -1,7 +1,7 @@
 //! Security invariants of a tenant database, each asserting the exact refusal (SQLSTATE and,
 //! where a trigger refuses, its message).
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::err_expect)]
 
 use tcp_tests::env::{connect, sqlstate, superuser};
 use tcp_tests::TestEnv;

@@ -1,6 +1,6 @@
 //! Fail-at-every-step and run-every-step-twice, through the real runner and engine.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::err_expect)]
 
 use api_types::{OperationState, TenantSlug, TenantState};
 use tcp_tests::env::connect;
