@@ -42,7 +42,7 @@ async fn run() -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(listen = %config.listen, node = %config.node_id(), "tenant control plane ready");
     eprintln!(
-        "tenant control plane listening on http://{}\n  get a token:  cargo run -q -p tenantctl -- token --role operator\n  or just use:  cargo run -q -p tenantctl -- tenants list",
+        "tenant control plane listening on http://{}\n  get a token:   target/release/tenantctl token --role operator\n  or simply:     target/release/tenantctl tenants list   (mints a local operator token itself)",
         config.listen
     );
     axum::serve(listener, app.router.clone())
