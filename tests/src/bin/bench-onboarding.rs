@@ -49,6 +49,33 @@ async fn wait_op(client: &reqwest::Client, base: &str, token: &str, id: &str) {
     }
 }
 
+struct Api {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    /// POSTs a request that starts an operation and waits until it succeeded.
+    async fn start(&self, path: &str, body: serde_json::Value) {
+        let r: serde_json::Value = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = r["operation"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path}: {r}"));
+        wait_op(&self.client, &self.base, &self.token, id).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -90,67 +117,30 @@ async fn main() {
         .mint("bench", &["operator".into()], 3600)
         .unwrap();
 
-    // Warm-up (not measured): first connections, caches.
-    let warm = |slug: String| {
-        let (client, base, token) = (client.clone(), base.clone(), token.clone());
-        async move {
-            let r: serde_json::Value = client
-                .post(format!("{base}/v1/tenants"))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({"slug": slug, "display_name": "warm"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            wait_op(
-                &client,
-                &base,
-                &token,
-                r["operation"]["id"].as_str().unwrap(),
-            )
-            .await;
-            let r: serde_json::Value = client
-                .post(format!("{base}/v1/tenants/{slug}/offboard"))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({"confirm": slug, "reason": "warm"}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            wait_op(
-                &client,
-                &base,
-                &token,
-                r["operation"]["id"].as_str().unwrap(),
-            )
-            .await;
-        }
+    let api = Api {
+        client: client.clone(),
+        base: base.clone(),
+        token,
     };
-    warm("bench-warm".into()).await;
+    // Warm-up (not measured): first connections, caches.
+    api.start(
+        "/v1/tenants",
+        serde_json::json!({"slug": "bench-warm", "display_name": "warm"}),
+    )
+    .await;
+    api.start(
+        "/v1/tenants/bench-warm/offboard",
+        serde_json::json!({"confirm": "bench-warm", "reason": "warm"}),
+    )
+    .await;
 
     let mut onboard = Vec::new();
     for i in 0..n {
         let slug = format!("bench-{i:03}");
         let t = Instant::now();
-        let r: serde_json::Value = client
-            .post(format!("{base}/v1/tenants"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"slug": slug, "display_name": slug}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        wait_op(
-            &client,
-            &base,
-            &token,
-            r["operation"]["id"].as_str().unwrap(),
+        api.start(
+            "/v1/tenants",
+            serde_json::json!({"slug": slug, "display_name": slug}),
         )
         .await;
         onboard.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -159,21 +149,9 @@ async fn main() {
     for i in 0..n {
         let slug = format!("bench-{i:03}");
         let t = Instant::now();
-        let r: serde_json::Value = client
-            .post(format!("{base}/v1/tenants/{slug}/offboard"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"confirm": slug, "reason": "bench"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        wait_op(
-            &client,
-            &base,
-            &token,
-            r["operation"]["id"].as_str().unwrap(),
+        api.start(
+            &format!("/v1/tenants/{slug}/offboard"),
+            serde_json::json!({"confirm": slug, "reason": "bench"}),
         )
         .await;
         offboard.push(t.elapsed().as_secs_f64() * 1000.0);
