@@ -19,7 +19,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest >/dev/null
 fi
 if find "$root" -path "$root/target" -prune -o -path '*/sqlserver/*' -name '*.sql' -print -quit | grep -q .; then
-  if ! command -v maxdop >/dev/null 2>&1; then
+  scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+  if ! command -v maxdop >/dev/null 2>&1 && [ ! -x "$scripts/maxdop" ]; then
     echo "installing maxdop (T-SQL parser gate)" >&2
     python3 -m pip install -q maxdop==0.1.3
   fi

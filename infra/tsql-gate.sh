@@ -8,9 +8,18 @@ if [ ${#files[@]} -eq 0 ]; then
   echo "tsql gate: no T-SQL files yet"
   exit 0
 fi
+# maxdop is a native binary installed into Python's scripts directory, which a fresh shell's PATH
+# (or a pyenv shim not yet rehashed) may not show.
+maxdop=$(command -v maxdop || true)
+scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)
+[ -z "$maxdop" ] && [ -x "$scripts/maxdop" ] && maxdop=$scripts/maxdop
+if [ -z "$maxdop" ]; then
+  echo "tsql gate: maxdop not found; run infra/deps.sh (pip install maxdop==0.1.3)" >&2
+  exit 1
+fi
 failed=0
 for f in "${files[@]}"; do
-  if ! out=$(maxdop --parser-version 2022 "$f" 2>&1 >/dev/null); then
+  if ! out=$("$maxdop" --parser-version 2022 "$f" 2>&1 >/dev/null); then
     echo "tsql gate: ${f#$root/}: $out" >&2
     failed=$((failed + 1))
   fi
