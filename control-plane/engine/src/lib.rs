@@ -9,6 +9,7 @@ pub mod assets;
 mod error;
 pub mod postgres;
 pub mod sql;
+pub mod sqlserver;
 
 use api_types::TenantSlug;
 use async_trait::async_trait;
