@@ -41,16 +41,14 @@ fn main() {
         .canonicalize()
         .unwrap_or(manifest.join("../.."));
     let mut out = String::new();
-    emit(
-        &mut out,
-        "POSTGRES_MIGRATIONS",
-        &sql_files(&root.join("tenant-schema/postgres")),
-    );
-    emit(
-        &mut out,
-        "POSTGRES_PROCEDURES",
-        &sql_files(&root.join("procedures/postgres")),
-    );
+    for (name, dir) in [
+        ("POSTGRES_MIGRATIONS", "tenant-schema/postgres"),
+        ("POSTGRES_PROCEDURES", "procedures/postgres"),
+        ("SQLSERVER_MIGRATIONS", "tenant-schema/sqlserver"),
+        ("SQLSERVER_PROCEDURES", "procedures/sqlserver"),
+    ] {
+        emit(&mut out, name, &sql_files(&root.join(dir)));
+    }
     let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("assets.rs");
     std::fs::write(dest, out).unwrap_or_else(|e| panic!("writing assets.rs: {e}"));
 }
