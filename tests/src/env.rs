@@ -181,30 +181,24 @@ impl TestEnv {
         (s, v)
     }
 
+    /// POSTs a request that starts an operation, expects `202`, and returns the operation id.
+    pub async fn start_operation(&self, path: &str, body: Value) -> Uuid {
+        let (status, body) = self.call(Method::POST, path, Some(body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "POST {path}: {body}");
+        body["operation"]["id"].as_str().unwrap().parse().unwrap()
+    }
+
     /// Starts onboarding through the API and returns the operation id.
     pub async fn start_onboard(&self, slug: &str) -> Uuid {
-        let (status, body) = self
-            .call(
-                Method::POST,
-                "/v1/tenants",
-                Some(serde_json::json!({"slug": slug, "display_name": format!("Tenant {slug}")})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        body["operation"]["id"].as_str().unwrap().parse().unwrap()
+        let body = serde_json::json!({"slug": slug, "display_name": format!("Tenant {slug}")});
+        self.start_operation("/v1/tenants", body).await
     }
 
     /// Starts offboarding through the API and returns the operation id.
     pub async fn start_offboard(&self, slug: &str) -> Uuid {
-        let (status, body) = self
-            .call(
-                Method::POST,
-                &format!("/v1/tenants/{slug}/offboard"),
-                Some(serde_json::json!({"confirm": slug, "reason": "test"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        body["operation"]["id"].as_str().unwrap().parse().unwrap()
+        let body = serde_json::json!({"confirm": slug, "reason": "test"});
+        self.start_operation(&format!("/v1/tenants/{slug}/offboard"), body)
+            .await
     }
 
     /// Waits until the operation is terminal (at most 90 s).

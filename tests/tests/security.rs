@@ -103,7 +103,7 @@ async fn tenant_principals_hold_exactly_their_rights() {
         .expect("cross-tenant");
     assert_eq!(sqlstate(&err), PERMISSION_DENIED);
 
-    // The owner cannot log in (even with a password it does not have, the refusal is NOLOGIN).
+    // The owner cannot log in: it is NOLOGIN and has no password; neither do app_rw and the reader.
     let super_db = superuser("postgres").await;
     let can_login: bool = super_db
         .query_one(

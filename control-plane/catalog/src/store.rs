@@ -792,12 +792,14 @@ impl Catalog {
         &self,
         tenant_id: Uuid,
     ) -> Result<Option<AuditRecord>, CatalogError> {
-        Ok(self
-            .audit_log(Some(tenant_id))
-            .await?
-            .into_iter()
-            .rev()
-            .find(|r| r.action == "tenant.deletion_certificate"))
+        let rows = self
+            .audit_rows(
+                "WHERE tenant_id = $1 AND action = 'tenant.deletion_certificate' \
+                 ORDER BY id DESC LIMIT 1",
+                Some(tenant_id),
+            )
+            .await?;
+        Ok(rows.into_iter().next())
     }
 
     /// The audit log, oldest first, for one tenant or for everything.
@@ -805,13 +807,27 @@ impl Catalog {
         &self,
         tenant_id: Option<Uuid>,
     ) -> Result<Vec<AuditRecord>, CatalogError> {
+        self.audit_rows(
+            "WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY id",
+            tenant_id,
+        )
+        .await
+    }
+
+    /// Audit rows matching `filter` (a fixed SQL tail whose only parameter is `$1`, a tenant id).
+    async fn audit_rows(
+        &self,
+        filter: &str,
+        tenant_id: Option<Uuid>,
+    ) -> Result<Vec<AuditRecord>, CatalogError> {
         let rows = self
             .conn()
             .await?
             .query(
-                "SELECT id, at, actor, request_id, tenant_id, operation_id, action, detail, \
-                        encode(hash, 'hex') AS hash \
-                 FROM audit_log WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY id",
+                &format!(
+                    "SELECT id, at, actor, request_id, tenant_id, operation_id, action, detail, \
+                            encode(hash, 'hex') AS hash FROM audit_log {filter}"
+                ),
                 &[&tenant_id],
             )
             .await?;

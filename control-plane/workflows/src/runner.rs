@@ -291,15 +291,22 @@ impl Runner {
         let mut attempt = 0;
         loop {
             svc.catalog.step_started(lease, idx).await?;
-            // Re-read so this attempt sees outputs saved by earlier attempts.
-            let op = svc
-                .catalog
-                .operation(op.id)
-                .await?
-                .unwrap_or_else(|| op.clone());
+            // A retry re-reads the operation so it sees outputs its earlier attempts saved; the
+            // first attempt uses what `drive` has just read.
+            let reread;
+            let op = if attempt == 0 {
+                op
+            } else {
+                reread = svc
+                    .catalog
+                    .operation(op.id)
+                    .await?
+                    .unwrap_or_else(|| op.clone());
+                &reread
+            };
             let ctx = StepContext {
                 services: svc,
-                operation: &op,
+                operation: op,
                 tenant,
                 names: svc.engine.names(&tenant.slug),
                 lease,

@@ -23,6 +23,9 @@ pub enum SqlServerErrorKind {
     DatabaseExists,
     /// 1205 (chosen as deadlock victim).
     Deadlock,
+    /// 13535 (a system-versioned row's period would end before it starts: two transactions
+    /// updated the same temporal row; retrying the later one succeeds).
+    TemporalConflict,
     /// 229, 230 (object/column permission denied), 262 (statement permission denied),
     /// 297 (no permission for this action), 300 (permission denied on a securable),
     /// 916 (server principal cannot access the database).
@@ -51,6 +54,7 @@ pub fn classify(number: u32) -> SqlServerErrorKind {
         2714 | 15025 | 15023 => ObjectExists,
         1801 => DatabaseExists,
         1205 => Deadlock,
+        13535 => TemporalConflict,
         229 | 230 | 262 | 297 | 300 | 916 => PermissionDenied,
         15151 | 15007 | 15401 => PrincipalNotFound,
         18456 => LoginFailed,
@@ -65,7 +69,9 @@ pub fn classify(number: u32) -> SqlServerErrorKind {
 pub fn is_transient(kind: SqlServerErrorKind) -> bool {
     matches!(
         kind,
-        SqlServerErrorKind::Deadlock | SqlServerErrorKind::Timeout
+        SqlServerErrorKind::Deadlock
+            | SqlServerErrorKind::TemporalConflict
+            | SqlServerErrorKind::Timeout
     )
 }
 
@@ -143,6 +149,7 @@ mod tests {
     #[test]
     fn e1205_is_deadlock() {
         assert_eq!(classify(1205), Deadlock);
+        assert_eq!(classify(13535), TemporalConflict);
     }
 
     #[test]
@@ -229,12 +236,13 @@ mod tests {
     }
 
     #[test]
-    fn only_deadlock_and_timeout_are_transient() {
+    fn only_deadlock_temporal_conflict_and_timeout_are_transient() {
         let all = [
             DuplicateKey,
             ObjectExists,
             DatabaseExists,
             Deadlock,
+            TemporalConflict,
             PermissionDenied,
             PrincipalNotFound,
             LoginFailed,
@@ -244,7 +252,7 @@ mod tests {
             Other,
         ];
         let transient: Vec<_> = all.into_iter().filter(|k| is_transient(*k)).collect();
-        assert_eq!(transient, vec![Deadlock, Timeout]);
+        assert_eq!(transient, vec![Deadlock, TemporalConflict, Timeout]);
     }
 
     #[test]
