@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod env;
+pub mod probe;
 
 pub use cluster::{free_port, server_binary, PgCluster};
 pub use env::{Snapshot, TestEnv};

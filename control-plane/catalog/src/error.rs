@@ -40,6 +40,9 @@ pub enum CatalogError {
     /// The catalog database returned an error.
     #[error("catalog database error: {0}")]
     Db(#[from] tokio_postgres::Error),
+    /// The SQL Server catalog returned an error.
+    #[error("catalog database error: {0}")]
+    SqlServer(#[from] mssql::MssqlError),
 }
 
 impl CatalogError {

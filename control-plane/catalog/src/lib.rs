@@ -5,14 +5,52 @@
 //! every state change. Only this crate reads or writes catalog tables. Every method that changes
 //! a tenant's or an operation's state appends its audit row in the same transaction, so the log
 //! cannot miss a change that happened.
+//!
+//! The catalog is an interface ([`CatalogStore`]) with two implementations, chosen by
+//! configuration ([`CatalogConfig`]): PostgreSQL ([`PgCatalog`]) and SQL Server
+//! ([`SqlServerCatalog`]), so a SQL Server shop needs no PostgreSQL at all.
 
+mod api;
 mod error;
 mod model;
-mod store;
+mod postgres;
+mod sqlserver;
 
+use std::sync::Arc;
+
+pub use api::{Catalog, CatalogStore, Lease, StepChange, TenantTransition};
 pub use error::CatalogError;
 pub use model::{
     AuditRecord, ChainVerification, NewOperation, NewTenant, OperationDirection, OperationRecord,
     StepRecord, TenantRecord,
 };
-pub use store::{Catalog, Lease, TenantTransition};
+pub use postgres::PgCatalog;
+pub use sqlserver::SqlServerCatalog;
+
+/// Where the catalog lives.
+#[derive(Clone, Debug)]
+pub enum CatalogConfig {
+    /// A libpq URL; the database (default `tenant_catalog`) is created when missing.
+    Postgres {
+        /// The URL (a secret: it may hold a password).
+        url: secrets::SecretValue,
+    },
+    /// A SQL Server target; the database named in it (default `tenant_catalog`) is created when
+    /// missing.
+    SqlServer {
+        /// Server, credentials, TLS.
+        target: mssql::Target,
+    },
+}
+
+/// Opens the configured catalog (creating its database and bringing its schema up to date).
+pub async fn open(config: &CatalogConfig, pool_size: u32) -> Result<Catalog, CatalogError> {
+    Ok(match config {
+        CatalogConfig::Postgres { url } => {
+            Arc::new(PgCatalog::open(url.expose(), pool_size).await?)
+        }
+        CatalogConfig::SqlServer { target } => {
+            sqlserver::open_catalog(target.clone(), pool_size).await?
+        }
+    })
+}

@@ -34,6 +34,29 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// Whether trying again may succeed: the connection failed, or the server chose this
+    /// statement as a deadlock victim, serialization failure, timeout and the like.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Connect { .. } => true,
+            EngineError::Db { code, .. } => {
+                // PostgreSQL: connection exceptions, serialization failure, deadlock, starting up.
+                let postgres = code.len() == 5
+                    && (code.starts_with("08")
+                        || matches!(code.as_str(), "40001" | "40P01" | "57P03"));
+                // SQL Server: error numbers (deadlock victim, temporal period conflict, timeout).
+                let sqlserver = match code.as_str() {
+                    "-2" => true,
+                    n => n.parse::<u32>().is_ok_and(|n| {
+                        crate::sqlserver::is_transient(crate::sqlserver::classify(n))
+                    }),
+                };
+                postgres || sqlserver
+            }
+            _ => false,
+        }
+    }
+
     /// The SQLSTATE or error number, if the server returned one.
     pub fn code(&self) -> Option<&str> {
         match self {

@@ -111,9 +111,20 @@ impl Inventory {
     }
 }
 
-/// A generated password: 32 characters from [A-Za-z0-9] (190 bits), from the OS generator.
+/// A generated password: 32 characters from [A-Za-z0-9] (about 190 bits), from the OS
+/// generator, holding at least one upper-case letter, one lower-case letter and one digit, so it
+/// meets SQL Server's password complexity policy (which contained users are checked against).
 pub fn generate_password() -> SecretValue {
-    SecretValue::new(Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32))
+    loop {
+        let candidate = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
+        let has = |f: fn(&char) -> bool| candidate.chars().any(|c| f(&c));
+        if has(char::is_ascii_uppercase)
+            && has(char::is_ascii_lowercase)
+            && has(char::is_ascii_digit)
+        {
+            return SecretValue::new(candidate);
+        }
+    }
 }
 
 /// One database server that hosts tenant databases.
@@ -125,6 +136,12 @@ pub trait Engine: Send + Sync + 'static {
     fn server(&self) -> String;
     /// The schema version a new tenant database gets.
     fn schema_version(&self) -> i32;
+    /// Whether the tenant's principals live inside its database (SQL Server's contained users),
+    /// so onboarding must create the database before the principals. PostgreSQL roles are
+    /// server-wide and the database's owner must exist first, so there it is the other way round.
+    fn contained_principals(&self) -> bool {
+        false
+    }
     /// Derives every name of a tenant from its slug.
     fn names(&self, slug: &TenantSlug) -> TenantNames;
     /// The connection string a principal uses (a secret: it holds the password).
@@ -134,6 +151,8 @@ pub trait Engine: Send + Sync + 'static {
         principal: Principal,
         password: &SecretValue,
     ) -> SecretValue;
+    /// The media type of this engine's connection strings, recorded with each secret.
+    fn connection_string_type(&self) -> &'static str;
     /// The password inside a connection string this engine wrote.
     fn password_of(&self, connection_string: &SecretValue) -> Result<SecretValue, EngineError>;
 

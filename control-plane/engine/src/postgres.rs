@@ -377,6 +377,10 @@ impl Engine for PostgresEngine {
         ))
     }
 
+    fn connection_string_type(&self) -> &'static str {
+        "application/x-libpq-url"
+    }
+
     fn password_of(&self, connection_string: &SecretValue) -> Result<SecretValue, EngineError> {
         let config = Config::from_str(connection_string.expose())
             .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;

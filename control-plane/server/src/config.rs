@@ -8,6 +8,17 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+/// Which engine hosts tenant databases.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    /// PostgreSQL (`postgres_admin_url`).
+    #[default]
+    Postgres,
+    /// SQL Server (`sqlserver_admin_url`).
+    Sqlserver,
+}
+
 /// The control plane's configuration.
 #[derive(Clone, Deserialize, Serialize)]
 pub struct Config {
@@ -15,11 +26,17 @@ pub struct Config {
     pub listen: String,
     /// Directory for local state: signing key, local secret store, the local cluster.
     pub data_dir: PathBuf,
+    /// The engine that hosts tenant databases: `postgres` or `sqlserver`.
+    pub engine: EngineKind,
     /// libpq URL of a PostgreSQL superuser on the maintenance database. When unset, read from
     /// `<data_dir>/pg-admin-url` (written by `make run`'s local cluster).
     pub postgres_admin_url: Option<String>,
-    /// libpq URL of the catalog database; defaults to the admin URL with database
-    /// `tenant_catalog` (created when missing).
+    /// `sqlserver://user:password@host:port?...` URL of a SQL Server admin login (sysadmin),
+    /// for `engine = "sqlserver"`; options in README (TLS, Azure AD token).
+    pub sqlserver_admin_url: Option<String>,
+    /// URL of the catalog database: `postgresql://...` or `sqlserver://...` (its scheme picks
+    /// the catalog's backend). Defaults to the engine's admin URL with database
+    /// `tenant_catalog` (created when missing), so a SQL Server shop needs no PostgreSQL.
     pub catalog_url: Option<String>,
     /// Host written into tenant connection strings (defaults to the admin URL's host).
     pub tenant_host: Option<String>,
@@ -49,6 +66,7 @@ impl std::fmt::Debug for Config {
         // URLs may hold passwords: never print them.
         f.debug_struct("Config")
             .field("listen", &self.listen)
+            .field("engine", &self.engine)
             .field("data_dir", &self.data_dir)
             .field("provisioning", &self.provisioning)
             .field("node_id", &self.node_id)
@@ -61,7 +79,9 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from(".data"),
+            engine: EngineKind::Postgres,
             postgres_admin_url: None,
+            sqlserver_admin_url: None,
             catalog_url: None,
             tenant_host: None,
             tenant_port: None,
@@ -89,6 +109,13 @@ pub enum ConfigError {
          the config file), or start the local cluster with `make run`, which writes {0}"
     )]
     NoAdminUrl(String),
+    /// The SQL Server engine was chosen without an admin URL.
+    #[error(
+        "engine is sqlserver but no SQL Server admin URL is set: set \
+         TENANT_CP_SQLSERVER_ADMIN_URL=sqlserver://USER:PASSWORD@HOST:1433 (or \
+         sqlserver_admin_url in the config file)"
+    )]
+    NoSqlServerUrl,
 }
 
 impl Config {
@@ -124,12 +151,41 @@ impl Config {
             .map_err(|_| ConfigError::NoAdminUrl(path.display().to_string()))
     }
 
-    /// The catalog URL (the admin URL's server, database `tenant_catalog`, by default).
+    /// The SQL Server admin URL.
+    pub fn sqlserver_admin_url(&self) -> Result<String, ConfigError> {
+        self.sqlserver_admin_url
+            .clone()
+            .ok_or(ConfigError::NoSqlServerUrl)
+    }
+
+    /// Where the catalog lives: `catalog_url` when set, else the engine's admin server with
+    /// database `tenant_catalog`.
+    pub fn catalog(&self) -> Result<catalog::CatalogConfig, ConfigError> {
+        let url = self.catalog_url()?;
+        if url.starts_with("sqlserver://") || url.starts_with("mssql://") {
+            let target = mssql::Target::parse_url(&url)
+                .map_err(|e| ConfigError::Invalid(format!("catalog_url: {e}")))?;
+            let target = match &target.database {
+                Some(_) => target,
+                None => target.with_database("tenant_catalog"),
+            };
+            Ok(catalog::CatalogConfig::SqlServer { target })
+        } else {
+            Ok(catalog::CatalogConfig::Postgres {
+                url: secrets::SecretValue::new(url),
+            })
+        }
+    }
+
+    /// The catalog URL (the engine's admin URL's server, database `tenant_catalog`, by default).
     pub fn catalog_url(&self) -> Result<String, ConfigError> {
         if let Some(url) = &self.catalog_url {
             return Ok(url.clone());
         }
-        let admin = self.admin_url()?;
+        let admin = match self.engine {
+            EngineKind::Postgres => self.admin_url()?,
+            EngineKind::Sqlserver => self.sqlserver_admin_url()?,
+        };
         let (base, query) = match admin.split_once('?') {
             Some((b, q)) => (b.to_owned(), format!("?{q}")),
             None => (admin.clone(), String::new()),
@@ -178,9 +234,45 @@ mod tests {
     }
 
     #[test]
+    fn the_catalog_follows_the_engine_unless_configured() {
+        let c = Config {
+            engine: EngineKind::Sqlserver,
+            sqlserver_admin_url: Some(
+                "sqlserver://sa:pw@sql:1433/master?trust_server_certificate=true".into(),
+            ),
+            ..Config::default()
+        };
+        match c.catalog().unwrap() {
+            catalog::CatalogConfig::SqlServer { target } => {
+                assert_eq!(target.database.as_deref(), Some("tenant_catalog"));
+                assert!(target.tls.trust_server_certificate);
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = Config {
+            catalog_url: Some("postgresql://u:p@h/cat".into()),
+            ..c
+        };
+        assert!(matches!(
+            c.catalog().unwrap(),
+            catalog::CatalogConfig::Postgres { .. }
+        ));
+        let c = Config {
+            engine: EngineKind::Sqlserver,
+            ..Config::default()
+        };
+        assert!(c
+            .catalog()
+            .unwrap_err()
+            .to_string()
+            .contains("TENANT_CP_SQLSERVER_ADMIN_URL"));
+    }
+
+    #[test]
     fn debug_hides_urls() {
         let c = Config {
             postgres_admin_url: Some("postgresql://u:hunter2@h/p".into()),
+            sqlserver_admin_url: Some("sqlserver://sa:hunter2@h".into()),
             ..Config::default()
         };
         assert!(!format!("{c:?}").contains("hunter2"));

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use catalog::Catalog;
+use config::EngineKind;
 use engine::postgres::{PostgresConfig, PostgresEngine};
+use engine::sqlserver::{SqlServerConfig, SqlServerEngine};
 use engine::Engine;
 use secrets::{LocalSecretStore, LocalStoreOptions, SecretStore, SecretValue};
 use workflows::{Faults, Orchestrator, Runner, Services};
@@ -53,20 +55,30 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         )
         .context("opening the local secret store")?,
     );
-    let engine = PostgresEngine::new(PostgresConfig {
-        admin_url: SecretValue::new(config.admin_url()?),
-        tenant_host: config.tenant_host.clone(),
-        tenant_port: config.tenant_port,
-        provisioning: config.provisioning,
-        lock_down_maintenance_databases: config.lock_down_maintenance_databases,
-    })
-    .await?;
+    let engine: Arc<dyn Engine> = match config.engine {
+        EngineKind::Postgres => Arc::new(
+            PostgresEngine::new(PostgresConfig {
+                admin_url: SecretValue::new(config.admin_url()?),
+                tenant_host: config.tenant_host.clone(),
+                tenant_port: config.tenant_port,
+                provisioning: config.provisioning,
+                lock_down_maintenance_databases: config.lock_down_maintenance_databases,
+            })
+            .await?,
+        ),
+        EngineKind::Sqlserver => Arc::new(SqlServerEngine::new(SqlServerConfig {
+            admin: mssql::Target::parse_url(&config.sqlserver_admin_url()?)
+                .context("sqlserver_admin_url")?,
+            tenant_host: config.tenant_host.clone(),
+            tenant_port: config.tenant_port,
+            pool: mssql::PoolOptions::default(),
+        })),
+    };
     engine
         .prepare()
         .await
-        .context("preparing the PostgreSQL server")?;
-    let engine: Arc<dyn Engine> = Arc::new(engine);
-    let catalog = Catalog::open(&config.catalog_url()?, 8)
+        .with_context(|| format!("preparing the {} server {}", engine.name(), engine.server()))?;
+    let catalog = catalog::open(&config.catalog()?, 8)
         .await
         .context("opening the catalog")?;
     let faults = match faults {

@@ -25,10 +25,7 @@ impl StepError {
 
 impl From<EngineError> for StepError {
     fn from(e: EngineError) -> Self {
-        let transient = matches!(e, EngineError::Connect { .. })
-            || e.code().is_some_and(|c| {
-                c.starts_with("08") || c == "40001" || c == "40P01" || c == "57P03"
-            });
+        let transient = e.is_transient();
         StepError {
             message: e.to_string(),
             transient,

@@ -25,6 +25,7 @@ pub use faults::{FaultAction, Faults};
 pub use orchestrator::Orchestrator;
 pub use runner::{Runner, StepContext};
 pub use tenant_offboard::STEPS as OFFBOARD_STEPS;
+pub use tenant_onboard::steps as onboard_steps;
 pub use tenant_onboard::STEPS as ONBOARD_STEPS;
 
 /// Everything a workflow step may use.

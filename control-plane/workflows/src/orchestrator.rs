@@ -46,7 +46,7 @@ impl Orchestrator {
                 },
                 NewOperation {
                     kind: OperationKind::Onboard,
-                    steps: tenant_onboard::STEPS.to_vec(),
+                    steps: tenant_onboard::steps(svc.engine.contained_principals()).to_vec(),
                     params: json!({}),
                     actor: actor.to_owned(),
                     request_id,

@@ -16,7 +16,8 @@ use tracing::instrument;
 
 use crate::{StepContext, StepError};
 
-/// The onboarding steps, in order.
+/// The onboarding steps, in order, for engines whose principals are server-wide (PostgreSQL):
+/// the principals exist before the database that they own.
 pub const STEPS: &[&str] = &[
     "reserve_names",
     "store_credentials",
@@ -25,6 +26,27 @@ pub const STEPS: &[&str] = &[
     "bind_database",
     "verify_access",
 ];
+
+/// The onboarding steps, in order, for engines whose principals live inside the database
+/// (SQL Server's contained users): the database exists before its users.
+pub const STEPS_CONTAINED: &[&str] = &[
+    "reserve_names",
+    "store_credentials",
+    "create_database",
+    "create_principals",
+    "bind_database",
+    "verify_access",
+];
+
+/// The onboarding steps for an engine. Either order undoes cleanly in reverse: each undo is
+/// "ensure absent", and dropping a database also removes the contained users inside it.
+pub fn steps(contained_principals: bool) -> &'static [&'static str] {
+    if contained_principals {
+        STEPS_CONTAINED
+    } else {
+        STEPS
+    }
+}
 
 /// The principal behind each of the tenant's secrets at onboarding.
 fn secret_principals(secrets: &TenantSecrets) -> [(&str, Principal, &'static str); 3] {
@@ -82,7 +104,7 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
                 let options = SetOptions {
                     tags,
                     expires_at: None,
-                    content_type: Some("application/x-libpq-url".into()),
+                    content_type: Some(svc.engine.connection_string_type().into()),
                 };
                 svc.secrets.set(&name, value, options).await?;
             }

@@ -1,14 +1,17 @@
-//! Pure helpers for the SQL Server engine: script splitting, quoting, connection strings and
-//! error classification.
+//! The SQL Server engine ([`SqlServerEngine`]) and its pure helpers: script splitting, quoting,
+//! connection strings and error classification.
 //!
-//! They take plain strings and numbers and need no driver, so each rule (where `GO` splits, how
-//! a password is escaped, what error 12824 means) is unit-tested on its own before the engine
-//! that talks to a server is built on top of them.
+//! The helpers take plain strings and numbers and need no driver, so each rule (where `GO`
+//! splits, how a password is escaped, what error 12824 means) is unit-tested on its own; the
+//! engine that talks to a server is built on top of them and on the `mssql` crate's pools.
 
 pub mod batches;
 pub mod connstr;
+mod engine;
 pub mod errors;
 pub mod quote;
+
+pub use engine::{SqlServerConfig, SqlServerEngine};
 
 pub use batches::{split_batches, Batch, BatchError};
 pub use connstr::{AdoConnectionString, ConnStrError};

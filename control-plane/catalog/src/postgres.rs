@@ -8,6 +8,9 @@ use tokio_postgres::{GenericClient, NoTls, Row};
 use tracing::{info, instrument};
 use uuid::Uuid;
 
+use async_trait::async_trait;
+
+use crate::api::{CatalogStore, Lease, StepChange, TenantTransition};
 use crate::error::CatalogError;
 use crate::model::{
     AuditRecord, ChainVerification, NewOperation, NewTenant, OperationDirection, OperationRecord,
@@ -15,30 +18,20 @@ use crate::model::{
 };
 
 mod migrations {
-    refinery::embed_migrations!("migrations");
+    refinery::embed_migrations!("migrations/postgres");
 }
 
 type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;
 
-/// Proof that this process holds an operation's lease; every workflow write carries it, and the
-/// write is refused (`LeaseLost`) once another replica has taken the operation over.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
-    /// The leased operation.
-    pub operation: Uuid,
-    /// The holder (a node id).
-    pub owner: String,
-}
-
-/// Handle on the catalog database.
+/// The catalog on PostgreSQL.
 #[derive(Clone)]
-pub struct Catalog {
+pub struct PgCatalog {
     pool: Pool,
 }
 
-impl std::fmt::Debug for Catalog {
+impl std::fmt::Debug for PgCatalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Catalog").finish_non_exhaustive()
+        f.debug_struct("PgCatalog").finish_non_exhaustive()
     }
 }
 
@@ -132,18 +125,7 @@ fn is_unique_violation(e: &tokio_postgres::Error, constraint: &str) -> bool {
     })
 }
 
-/// What happens to the tenant when an operation finishes.
-#[derive(Clone, Debug)]
-pub struct TenantTransition {
-    /// New state.
-    pub state: TenantState,
-    /// Whether nothing of the tenant is left anywhere, freeing its slug.
-    pub released: bool,
-    /// Schema version to record, if known.
-    pub schema_version: Option<i32>,
-}
-
-impl Catalog {
+impl PgCatalog {
     /// Connects to the catalog database, creating it (with PUBLIC's CONNECT revoked) when it does
     /// not exist yet, and brings its schema to the current version.
     pub async fn open(url: &str, pool_size: u32) -> Result<Self, CatalogError> {
@@ -177,7 +159,7 @@ impl Catalog {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .await?;
-        Ok(Catalog { pool })
+        Ok(PgCatalog { pool })
     }
 
     async fn conn(
@@ -186,15 +168,55 @@ impl Catalog {
         Ok(self.pool.get().await?)
     }
 
+    /// Audit rows matching `filter` (a fixed SQL tail whose only parameter is `$1`, a tenant id).
+    async fn audit_rows(
+        &self,
+        filter: &str,
+        tenant_id: Option<Uuid>,
+    ) -> Result<Vec<AuditRecord>, CatalogError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                &format!(
+                    "SELECT id, at, actor, request_id, tenant_id, operation_id, action, detail, \
+                            encode(hash, 'hex') AS hash FROM audit_log {filter}"
+                ),
+                &[&tenant_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditRecord {
+                id: r.get("id"),
+                at: r.get("at"),
+                actor: r.get("actor"),
+                request_id: r.get("request_id"),
+                tenant_id: r.get("tenant_id"),
+                operation_id: r.get("operation_id"),
+                action: r.get("action"),
+                detail: r.get("detail"),
+                hash: r.get("hash"),
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl CatalogStore for PgCatalog {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
     /// Whether the catalog answers.
-    pub async fn ping(&self) -> Result<(), CatalogError> {
+    async fn ping(&self) -> Result<(), CatalogError> {
         self.conn().await?.execute("SELECT 1", &[]).await?;
         Ok(())
     }
 
     /// Inserts a tenant in state `provisioning` together with its onboarding operation.
     #[instrument(skip_all, fields(tenant = %tenant.slug))]
-    pub async fn create_tenant(
+    async fn create_tenant(
         &self,
         tenant: NewTenant,
         op: NewOperation,
@@ -264,7 +286,7 @@ impl Catalog {
     /// Starts an operation on an existing tenant and moves the tenant to `tenant_state`.
     /// Refused with `OperationInProgress` while another operation of the tenant is active.
     #[instrument(skip_all, fields(tenant = %tenant_id))]
-    pub async fn start_operation(
+    async fn start_operation(
         &self,
         tenant_id: Uuid,
         op: NewOperation,
@@ -330,7 +352,7 @@ impl Catalog {
     }
 
     /// The newest tenant with this slug (an offboarded slug may have been reused).
-    pub async fn tenant_by_slug(
+    async fn tenant_by_slug(
         &self,
         slug: &TenantSlug,
     ) -> Result<Option<TenantRecord>, CatalogError> {
@@ -349,7 +371,7 @@ impl Catalog {
     }
 
     /// A tenant by id.
-    pub async fn tenant(&self, id: Uuid) -> Result<Option<TenantRecord>, CatalogError> {
+    async fn tenant(&self, id: Uuid) -> Result<Option<TenantRecord>, CatalogError> {
         let row = self
             .conn()
             .await?
@@ -362,7 +384,7 @@ impl Catalog {
     }
 
     /// Every tenant, newest first.
-    pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>, CatalogError> {
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>, CatalogError> {
         let rows = self
             .conn()
             .await?
@@ -375,7 +397,7 @@ impl Catalog {
     }
 
     /// An operation with its steps.
-    pub async fn operation(&self, id: Uuid) -> Result<Option<OperationRecord>, CatalogError> {
+    async fn operation(&self, id: Uuid) -> Result<Option<OperationRecord>, CatalogError> {
         let conn = self.conn().await?;
         let Some(row) = conn
             .query_opt(
@@ -431,7 +453,7 @@ impl Catalog {
     }
 
     /// The tenant's pending or running operation, if any.
-    pub async fn active_operation(&self, tenant_id: Uuid) -> Result<Option<Uuid>, CatalogError> {
+    async fn active_operation(&self, tenant_id: Uuid) -> Result<Option<Uuid>, CatalogError> {
         let row = self
             .conn()
             .await?
@@ -444,7 +466,7 @@ impl Catalog {
     }
 
     /// The newest operations of a tenant, newest first.
-    pub async fn tenant_operations(&self, tenant_id: Uuid) -> Result<Vec<Uuid>, CatalogError> {
+    async fn tenant_operations(&self, tenant_id: Uuid) -> Result<Vec<Uuid>, CatalogError> {
         let rows = self
             .conn()
             .await?
@@ -458,7 +480,7 @@ impl Catalog {
 
     /// Unfinished operations this node may run: unleased, leased by this node (a previous
     /// incarnation that died), or whose lease expired (a replica that died).
-    pub async fn claimable_operations(&self, owner: &str) -> Result<Vec<Uuid>, CatalogError> {
+    async fn claimable_operations(&self, owner: &str) -> Result<Vec<Uuid>, CatalogError> {
         let rows = self
             .conn()
             .await?
@@ -474,7 +496,7 @@ impl Catalog {
 
     /// Takes the lease on an unfinished operation if it is free, expired or already ours, and
     /// marks it running.
-    pub async fn claim(
+    async fn claim(
         &self,
         operation: Uuid,
         owner: &str,
@@ -500,7 +522,7 @@ impl Catalog {
     }
 
     /// Extends a lease (the heartbeat).
-    pub async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), CatalogError> {
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), CatalogError> {
         let secs = ttl.as_secs_f64();
         let n = self
             .conn()
@@ -521,7 +543,7 @@ impl Catalog {
     }
 
     /// Gives a lease up so another replica may take the operation at once (graceful stop).
-    pub async fn release(&self, lease: &Lease) -> Result<(), CatalogError> {
+    async fn release(&self, lease: &Lease) -> Result<(), CatalogError> {
         self.conn()
             .await?
             .execute(
@@ -533,119 +555,8 @@ impl Catalog {
         Ok(())
     }
 
-    async fn update_step(
-        &self,
-        lease: &Lease,
-        idx: i32,
-        set: &str,
-        extra: Option<&(dyn tokio_postgres::types::ToSql + Sync)>,
-    ) -> Result<(), CatalogError> {
-        let sql = format!(
-            "UPDATE operation_steps SET {set} WHERE operation_id = $1 AND idx = $2 \
-             AND EXISTS (SELECT 1 FROM operations WHERE id = $1 AND lease_owner = $3 \
-                         AND state IN ('pending', 'running'))"
-        );
-        let conn = self.conn().await?;
-        let n = match extra {
-            Some(v) => {
-                conn.execute(&sql, &[&lease.operation, &idx, &lease.owner, v])
-                    .await?
-            }
-            None => {
-                conn.execute(&sql, &[&lease.operation, &idx, &lease.owner])
-                    .await?
-            }
-        };
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(CatalogError::LeaseLost {
-                operation: lease.operation,
-            })
-        }
-    }
-
-    /// Records that a step's action is about to run (written before its side effect).
-    pub async fn step_started(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
-        self.update_step(
-            lease,
-            idx,
-            "state = 'running', attempts = attempts + 1, started_at = now(), error = NULL",
-            None,
-        )
-        .await
-    }
-
-    /// Records a step's output before its side effect, so a retry reuses generated values.
-    pub async fn step_output(
-        &self,
-        lease: &Lease,
-        idx: i32,
-        output: &serde_json::Value,
-    ) -> Result<(), CatalogError> {
-        self.update_step(lease, idx, "output = $4", Some(output))
-            .await
-    }
-
-    /// Records that a step's action finished.
-    pub async fn step_succeeded(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
-        self.update_step(lease, idx, "state = 'succeeded', finished_at = now()", None)
-            .await
-    }
-
-    /// Records a step's failure.
-    pub async fn step_failed(
-        &self,
-        lease: &Lease,
-        idx: i32,
-        error: &str,
-    ) -> Result<(), CatalogError> {
-        let error = error.to_owned();
-        self.update_step(
-            lease,
-            idx,
-            "state = 'failed', error = $4, finished_at = now()",
-            Some(&error),
-        )
-        .await
-    }
-
-    /// Records the last error of a step that will be retried, keeping its state.
-    pub async fn step_error(
-        &self,
-        lease: &Lease,
-        idx: i32,
-        error: &str,
-    ) -> Result<(), CatalogError> {
-        let error = error.to_owned();
-        self.update_step(lease, idx, "error = $4", Some(&error))
-            .await
-    }
-
-    /// Records that a step's undo is about to run.
-    pub async fn step_undo_started(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
-        self.update_step(
-            lease,
-            idx,
-            "state = 'rolling_back', attempts = attempts + 1",
-            None,
-        )
-        .await
-    }
-
-    /// Records that a step's undo finished.
-    pub async fn step_undone(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
-        self.update_step(
-            lease,
-            idx,
-            "state = 'rolled_back', finished_at = now()",
-            None,
-        )
-        .await
-    }
-
     /// Turns a failing operation around: from now on the undo of its started steps runs.
-    pub async fn begin_undo(&self, lease: &Lease, error: &str) -> Result<(), CatalogError> {
+    async fn begin_undo(&self, lease: &Lease, error: &str) -> Result<(), CatalogError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         let row = tx
@@ -675,7 +586,7 @@ impl Catalog {
 
     /// Finishes an operation and, atomically with it, applies the tenant's transition.
     #[instrument(skip_all, fields(operation = %lease.operation, state = %state))]
-    pub async fn finish(
+    async fn finish(
         &self,
         lease: &Lease,
         state: OperationState,
@@ -746,7 +657,7 @@ impl Catalog {
 
     /// Records a deletion certificate in the audit log, once per offboarding operation (a retry
     /// after a crash finds the first one and writes nothing).
-    pub async fn record_deletion_certificate(
+    async fn record_deletion_certificate(
         &self,
         lease: &Lease,
         tenant_id: Uuid,
@@ -788,7 +699,7 @@ impl Catalog {
     }
 
     /// The newest deletion certificate of a tenant.
-    pub async fn deletion_certificate(
+    async fn deletion_certificate(
         &self,
         tenant_id: Uuid,
     ) -> Result<Option<AuditRecord>, CatalogError> {
@@ -803,10 +714,7 @@ impl Catalog {
     }
 
     /// The audit log, oldest first, for one tenant or for everything.
-    pub async fn audit_log(
-        &self,
-        tenant_id: Option<Uuid>,
-    ) -> Result<Vec<AuditRecord>, CatalogError> {
+    async fn audit_log(&self, tenant_id: Option<Uuid>) -> Result<Vec<AuditRecord>, CatalogError> {
         self.audit_rows(
             "WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY id",
             tenant_id,
@@ -814,41 +722,8 @@ impl Catalog {
         .await
     }
 
-    /// Audit rows matching `filter` (a fixed SQL tail whose only parameter is `$1`, a tenant id).
-    async fn audit_rows(
-        &self,
-        filter: &str,
-        tenant_id: Option<Uuid>,
-    ) -> Result<Vec<AuditRecord>, CatalogError> {
-        let rows = self
-            .conn()
-            .await?
-            .query(
-                &format!(
-                    "SELECT id, at, actor, request_id, tenant_id, operation_id, action, detail, \
-                            encode(hash, 'hex') AS hash FROM audit_log {filter}"
-                ),
-                &[&tenant_id],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditRecord {
-                id: r.get("id"),
-                at: r.get("at"),
-                actor: r.get("actor"),
-                request_id: r.get("request_id"),
-                tenant_id: r.get("tenant_id"),
-                operation_id: r.get("operation_id"),
-                action: r.get("action"),
-                detail: r.get("detail"),
-                hash: r.get("hash"),
-            })
-            .collect())
-    }
-
     /// Walks the audit log's hash chain.
-    pub async fn verify_audit_chain(&self) -> Result<ChainVerification, CatalogError> {
+    async fn verify_audit_chain(&self) -> Result<ChainVerification, CatalogError> {
         let r = self
             .conn()
             .await?
@@ -861,6 +736,55 @@ impl Catalog {
             head_id: r.get("head_id"),
             head_hash: r.get("head_hash"),
         })
+    }
+
+    async fn update_step(
+        &self,
+        lease: &Lease,
+        idx: i32,
+        change: StepChange,
+    ) -> Result<(), CatalogError> {
+        let (set, value): (
+            &str,
+            Option<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
+        ) = match change {
+            StepChange::Started => (
+                "state = 'running', attempts = attempts + 1, started_at = now(), error = NULL",
+                None,
+            ),
+            StepChange::Output(v) => ("output = $4", Some(Box::new(v))),
+            StepChange::Succeeded => ("state = 'succeeded', finished_at = now()", None),
+            StepChange::Failed(e) => (
+                "state = 'failed', error = $4, finished_at = now()",
+                Some(Box::new(e)),
+            ),
+            StepChange::Error(e) => ("error = $4", Some(Box::new(e))),
+            StepChange::UndoStarted => ("state = 'rolling_back', attempts = attempts + 1", None),
+            StepChange::Undone => ("state = 'rolled_back', finished_at = now()", None),
+        };
+        let sql = format!(
+            "UPDATE operation_steps SET {set} WHERE operation_id = $1 AND idx = $2 \
+             AND EXISTS (SELECT 1 FROM operations WHERE id = $1 AND lease_owner = $3 \
+                         AND state IN ('pending', 'running'))"
+        );
+        let conn = self.conn().await?;
+        let n = match &value {
+            Some(v) => {
+                conn.execute(&sql, &[&lease.operation, &idx, &lease.owner, v.as_ref()])
+                    .await?
+            }
+            None => {
+                conn.execute(&sql, &[&lease.operation, &idx, &lease.owner])
+                    .await?
+            }
+        };
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(CatalogError::LeaseLost {
+                operation: lease.operation,
+            })
+        }
     }
 }
 

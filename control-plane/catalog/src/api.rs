@@ -1,0 +1,210 @@
+//! The catalog interface: what the workflows and the API may ask of the catalog, whatever
+//! database holds it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_types::{OperationState, TenantSlug, TenantState};
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::error::CatalogError;
+use crate::model::{
+    AuditRecord, ChainVerification, NewOperation, NewTenant, OperationRecord, TenantRecord,
+};
+
+/// A shared handle on the catalog.
+pub type Catalog = Arc<dyn CatalogStore>;
+
+/// Proof that this process holds an operation's lease; every workflow write carries it, and the
+/// write is refused (`LeaseLost`) once another replica has taken the operation over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The leased operation.
+    pub operation: Uuid,
+    /// The holder (a node id).
+    pub owner: String,
+}
+
+/// What happens to the tenant when an operation finishes.
+#[derive(Clone, Debug)]
+pub struct TenantTransition {
+    /// New state.
+    pub state: TenantState,
+    /// Whether nothing of the tenant is left anywhere, freeing its slug.
+    pub released: bool,
+    /// Schema version to record, if known.
+    pub schema_version: Option<i32>,
+}
+
+/// One change to a step's row. Every change is fenced by the lease: it applies only while the
+/// lease holder still holds the unfinished operation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepChange {
+    /// The action is about to run: state `running`, attempts + 1, started now, error cleared.
+    Started,
+    /// The step's output (written before its side effect, so a retry reuses generated values).
+    Output(serde_json::Value),
+    /// The action finished: state `succeeded`, finished now.
+    Succeeded,
+    /// The action failed for good: state `failed`, this error, finished now.
+    Failed(String),
+    /// The last error of a step that will be retried; the state stays.
+    Error(String),
+    /// The undo is about to run: state `rolling_back`, attempts + 1.
+    UndoStarted,
+    /// The undo finished: state `rolled_back`, finished now.
+    Undone,
+}
+
+/// The control plane's catalog. Every method that changes a tenant's or an operation's state
+/// appends its audit row in the same transaction.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
+    /// `postgres` or `sqlserver`.
+    fn backend(&self) -> &'static str;
+
+    /// Whether the catalog answers.
+    async fn ping(&self) -> Result<(), CatalogError>;
+
+    /// Inserts a tenant in state `provisioning` together with its onboarding operation.
+    /// `SlugTaken` while another unreleased tenant holds the slug.
+    async fn create_tenant(
+        &self,
+        tenant: NewTenant,
+        op: NewOperation,
+    ) -> Result<(TenantRecord, OperationRecord), CatalogError>;
+
+    /// Starts an operation on an existing tenant and moves the tenant to `tenant_state`.
+    /// Refused with `OperationInProgress` while another operation of the tenant is active.
+    async fn start_operation(
+        &self,
+        tenant_id: Uuid,
+        op: NewOperation,
+        tenant_state: TenantState,
+    ) -> Result<OperationRecord, CatalogError>;
+
+    /// The tenant holding this slug, else the newest released one (a slug may be reused).
+    async fn tenant_by_slug(&self, slug: &TenantSlug)
+        -> Result<Option<TenantRecord>, CatalogError>;
+
+    /// A tenant by id.
+    async fn tenant(&self, id: Uuid) -> Result<Option<TenantRecord>, CatalogError>;
+
+    /// Every tenant, newest first.
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>, CatalogError>;
+
+    /// An operation with its steps.
+    async fn operation(&self, id: Uuid) -> Result<Option<OperationRecord>, CatalogError>;
+
+    /// The tenant's pending or running operation, if any.
+    async fn active_operation(&self, tenant_id: Uuid) -> Result<Option<Uuid>, CatalogError>;
+
+    /// The operations of a tenant, newest first.
+    async fn tenant_operations(&self, tenant_id: Uuid) -> Result<Vec<Uuid>, CatalogError>;
+
+    /// Unfinished operations this node may run (oldest first): unleased, leased by this node (a
+    /// previous incarnation that died), or whose lease expired (a replica that died).
+    async fn claimable_operations(&self, owner: &str) -> Result<Vec<Uuid>, CatalogError>;
+
+    /// Takes the lease on an unfinished operation if it is free, expired or already ours, and
+    /// marks it running.
+    async fn claim(
+        &self,
+        operation: Uuid,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, CatalogError>;
+
+    /// Extends a lease (the heartbeat); `LeaseLost` when it is no longer ours.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), CatalogError>;
+
+    /// Gives a lease up so another replica may take the operation at once (graceful stop).
+    async fn release(&self, lease: &Lease) -> Result<(), CatalogError>;
+
+    /// Applies one change to step `idx`; `LeaseLost` when the lease is gone.
+    async fn update_step(
+        &self,
+        lease: &Lease,
+        idx: i32,
+        change: StepChange,
+    ) -> Result<(), CatalogError>;
+
+    /// Records that a step's action is about to run (written before its side effect).
+    async fn step_started(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
+        self.update_step(lease, idx, StepChange::Started).await
+    }
+
+    /// Records a step's output before its side effect, so a retry reuses generated values.
+    async fn step_output(
+        &self,
+        lease: &Lease,
+        idx: i32,
+        output: &serde_json::Value,
+    ) -> Result<(), CatalogError> {
+        self.update_step(lease, idx, StepChange::Output(output.clone()))
+            .await
+    }
+
+    /// Records that a step's action finished.
+    async fn step_succeeded(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
+        self.update_step(lease, idx, StepChange::Succeeded).await
+    }
+
+    /// Records a step's failure.
+    async fn step_failed(&self, lease: &Lease, idx: i32, error: &str) -> Result<(), CatalogError> {
+        self.update_step(lease, idx, StepChange::Failed(error.to_owned()))
+            .await
+    }
+
+    /// Records the last error of a step that will be retried, keeping its state.
+    async fn step_error(&self, lease: &Lease, idx: i32, error: &str) -> Result<(), CatalogError> {
+        self.update_step(lease, idx, StepChange::Error(error.to_owned()))
+            .await
+    }
+
+    /// Records that a step's undo is about to run.
+    async fn step_undo_started(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
+        self.update_step(lease, idx, StepChange::UndoStarted).await
+    }
+
+    /// Records that a step's undo finished.
+    async fn step_undone(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
+        self.update_step(lease, idx, StepChange::Undone).await
+    }
+
+    /// Turns a failing operation around: from now on the undo of its started steps runs.
+    /// Appends `operation.rolling_back`.
+    async fn begin_undo(&self, lease: &Lease, error: &str) -> Result<(), CatalogError>;
+
+    /// Finishes an operation (clearing its lease) and, atomically with it, applies the tenant's
+    /// transition. Appends `operation.finished` and, with a transition, `tenant.state_changed`.
+    async fn finish(
+        &self,
+        lease: &Lease,
+        state: OperationState,
+        error: Option<&str>,
+        tenant: Option<TenantTransition>,
+    ) -> Result<(), CatalogError>;
+
+    /// Records a deletion certificate in the audit log, once per offboarding operation (a retry
+    /// after a crash finds the first one and writes nothing).
+    async fn record_deletion_certificate(
+        &self,
+        lease: &Lease,
+        tenant_id: Uuid,
+        certificate: &serde_json::Value,
+    ) -> Result<(), CatalogError>;
+
+    /// The newest deletion certificate of a tenant.
+    async fn deletion_certificate(
+        &self,
+        tenant_id: Uuid,
+    ) -> Result<Option<AuditRecord>, CatalogError>;
+
+    /// The audit log, oldest first, for one tenant or for everything.
+    async fn audit_log(&self, tenant_id: Option<Uuid>) -> Result<Vec<AuditRecord>, CatalogError>;
+
+    /// Walks the audit log's hash chain.
+    async fn verify_audit_chain(&self) -> Result<ChainVerification, CatalogError>;
+}

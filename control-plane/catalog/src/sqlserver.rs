@@ -1,0 +1,736 @@
+//! The catalog on SQL Server: the same tables, rules and answers as the PostgreSQL catalog
+//! ([`crate::PgCatalog`]), so a SQL Server shop needs no PostgreSQL at all.
+//!
+//! The schema lives in `migrations/sqlserver/` (schema `catalog`), run by refinery's tiberius
+//! runner. Every change that touches more than one row (create a tenant with its operation,
+//! start an operation, begin an undo, finish, record a deletion certificate) is one stored
+//! procedure, called in one round trip: it runs in its own transaction and appends its audit rows
+//! through `catalog.AuditAppend` in that same transaction. Single-row changes (claim, renew,
+//! release, step updates) are one parameterised statement each. Reads are plain queries.
+//!
+//! Invariants:
+//! - no value is ever concatenated into SQL; the only identifier built here (the catalog
+//!   database's name, for `CREATE DATABASE`) is validated and bracket-quoted;
+//! - a call chosen as a deadlock victim (1205) was rolled back whole by the server, so it is
+//!   retried whole, a few times, on a fresh pooled connection;
+//! - refusals are raised by the database (unique indexes, `THROW 50404` / `50410`) and mapped
+//!   once, in [`refusal`], to the same [`CatalogError`] variants the PostgreSQL catalog returns;
+//! - no pooled connection is left inside a transaction: procedures commit or roll back before
+//!   they return, and the pool drops a connection whose `@@TRANCOUNT` is not 0.
+
+use std::time::{Duration, Instant};
+
+use api_types::{OperationKind, OperationState, TenantSlug, TenantState};
+use async_trait::async_trait;
+use mssql::{MssqlError, PoolOptions, Row, Target, ToSql};
+use serde_json::json;
+use tracing::{debug, instrument, warn};
+use uuid::Uuid;
+
+use crate::api::{CatalogStore, Lease, StepChange, TenantTransition};
+use crate::error::CatalogError;
+use crate::model::{
+    AuditRecord, ChainVerification, NewOperation, NewTenant, OperationDirection, OperationRecord,
+    TenantRecord,
+};
+
+mod rows;
+mod setup;
+
+use rows::{
+    audit_from_row, json_column, optional_text, optional_timestamp, parsed, required, slug,
+    step_from_row, tenant_from_row, text, timestamp, verification_from_row,
+};
+use setup::{catalog_database, ensure_database, migrate};
+
+/// How many times a call is made in all when the server keeps choosing it as deadlock victim.
+const DEADLOCK_ATTEMPTS: u32 = 4;
+
+/// SQL Server error numbers the catalog reacts to.
+mod number {
+    /// Duplicate key in a unique index.
+    pub const DUPLICATE_KEY_INDEX: u32 = 2601;
+    /// Duplicate key in a unique constraint.
+    pub const DUPLICATE_KEY_CONSTRAINT: u32 = 2627;
+    /// Chosen as deadlock victim; the transaction was rolled back.
+    pub const DEADLOCK_VICTIM: u32 = 1205;
+    /// `CREATE DATABASE` of a database that exists (another replica was first).
+    pub const DATABASE_EXISTS: u32 = 1801;
+    /// `THROW` in `catalog.StartOperation`: the tenant does not exist.
+    pub const TENANT_NOT_FOUND: u32 = 50404;
+    /// `THROW` in the lease-fenced procedures: the lease is gone.
+    pub const LEASE_LOST: u32 = 50410;
+}
+
+/// The filtered unique index that holds one unreleased tenant per slug.
+const SLUG_CLAIMED_INDEX: &str = "UX_Tenants_SlugClaimed";
+/// The filtered unique index that holds one pending or running operation per tenant.
+const ONE_ACTIVE_INDEX: &str = "UX_Operations_OneActivePerTenant";
+
+const TENANT_COLUMNS: &str = "Id, Slug, DisplayName, State, Engine, Server, DatabaseName, \
+                              SchemaVersion, CreatedAt, ReleasedAt";
+
+/// The session options SQL Server requires for writes to tables with filtered indexes (error
+/// 1934 otherwise). tiberius logs in as an ODBC client, which turns the ANSI defaults on, but
+/// nothing guarantees `ARITHABORT` or `CONCAT_NULL_YIELDS_NULL`, and a server's `user options`
+/// may differ; so every call starts with them. Set inside `sp_executesql`, they last for that
+/// call only and leave the pooled session as it was. The migration session sets them for good,
+/// because procedures keep the `ANSI_NULLS` and `QUOTED_IDENTIFIER` they were created with.
+const SESSION_OPTIONS: &str = "SET ANSI_NULLS, ANSI_PADDING, ANSI_WARNINGS, ARITHABORT, \
+                               CONCAT_NULL_YIELDS_NULL, QUOTED_IDENTIFIER ON; \
+                               SET NUMERIC_ROUNDABORT OFF;";
+
+const AUDIT_COLUMNS: &str = "Id, At, Actor, RequestId, TenantId, OperationId, Action, Detail, Hash";
+
+/// The catalog on SQL Server.
+pub struct SqlServerCatalog {
+    pool: mssql::Pool,
+    database: String,
+}
+
+impl std::fmt::Debug for SqlServerCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlServerCatalog")
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the database refused a change, when the refusal is one the catalog's callers handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// Another unreleased tenant holds the slug.
+    SlugClaimed,
+    /// The tenant already has a pending or running operation.
+    OperationActive,
+    /// The tenant does not exist.
+    TenantNotFound,
+    /// The lease on the operation is gone.
+    LeaseLost,
+}
+
+/// Classifies a server error. Duplicate keys are told apart by the index named in the message
+/// (SQL Server reports no constraint name field, unlike PostgreSQL).
+fn refusal(e: &MssqlError) -> Option<Refusal> {
+    let MssqlError::Server { number, message } = e else {
+        return None;
+    };
+    match *number {
+        number::DUPLICATE_KEY_INDEX | number::DUPLICATE_KEY_CONSTRAINT => {
+            if names_index(message, SLUG_CLAIMED_INDEX) {
+                Some(Refusal::SlugClaimed)
+            } else if names_index(message, ONE_ACTIVE_INDEX) {
+                Some(Refusal::OperationActive)
+            } else {
+                None
+            }
+        }
+        number::TENANT_NOT_FOUND => Some(Refusal::TenantNotFound),
+        number::LEASE_LOST => Some(Refusal::LeaseLost),
+        _ => None,
+    }
+}
+
+/// Whether a duplicate-key message names `index` (quoted, so a longer name sharing the prefix
+/// does not match).
+fn names_index(message: &str, index: &str) -> bool {
+    message.contains(&format!("'{index}'"))
+}
+
+/// The refusal of a catalog error, if it is a server error the catalog handles.
+fn refusal_of(e: &CatalogError) -> Option<Refusal> {
+    match e {
+        CatalogError::SqlServer(e) => refusal(e),
+        _ => None,
+    }
+}
+
+fn is_deadlock(e: &CatalogError) -> bool {
+    matches!(e, CatalogError::SqlServer(e) if e.number() == Some(number::DEADLOCK_VICTIM))
+}
+
+/// Maps a lease-fenced call's "lease lost" refusal to [`CatalogError::LeaseLost`].
+fn fenced<T>(result: Result<T, CatalogError>, lease: &Lease) -> Result<T, CatalogError> {
+    match result {
+        Err(e) if refusal_of(&e) == Some(Refusal::LeaseLost) => Err(CatalogError::LeaseLost {
+            operation: lease.operation,
+        }),
+        other => other,
+    }
+}
+
+/// A lease TTL in whole milliseconds, as `DATEADD` takes it (an `int`: at most ~24 days).
+fn ttl_millis(ttl: Duration) -> i32 {
+    i32::try_from(ttl.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// The `@Steps` argument of the procedures: step names in order, as a JSON array.
+fn steps_json(op: &NewOperation) -> String {
+    serde_json::Value::from(op.steps.clone()).to_string()
+}
+
+/// The detail of `operation.created`, as the PostgreSQL catalog writes it.
+fn operation_created_detail(op: &NewOperation) -> String {
+    json!({"kind": op.kind, "params": op.params}).to_string()
+}
+
+/// The `SET` clause of a step change and its value (`@P4`), if any. The clauses are fixed text;
+/// only the value travels as a parameter.
+fn step_change_sql(change: StepChange) -> (&'static str, Option<String>) {
+    match change {
+        StepChange::Started => (
+            "State = N'running', Attempts = Attempts + 1, StartedAt = SYSUTCDATETIME(), \
+             Error = NULL",
+            None,
+        ),
+        StepChange::Output(v) => ("Output = @P4", Some(v.to_string())),
+        StepChange::Succeeded => ("State = N'succeeded', FinishedAt = SYSUTCDATETIME()", None),
+        StepChange::Failed(e) => (
+            "State = N'failed', Error = @P4, FinishedAt = SYSUTCDATETIME()",
+            Some(e),
+        ),
+        StepChange::Error(e) => ("Error = @P4", Some(e)),
+        StepChange::UndoStarted => ("State = N'rolling_back', Attempts = Attempts + 1", None),
+        StepChange::Undone => (
+            "State = N'rolled_back', FinishedAt = SYSUTCDATETIME()",
+            None,
+        ),
+    }
+}
+
+impl SqlServerCatalog {
+    /// Connects to the catalog database (the target's database, default `tenant_catalog`),
+    /// creating it when it does not exist yet, and brings its schema to the current version.
+    /// Replicas starting at once run the migrations one after the other.
+    pub async fn open(target: Target, pool_size: u32) -> Result<Self, CatalogError> {
+        let database = catalog_database(&target)?;
+        ensure_database(&target, &database).await?;
+        let catalog_target = target.with_database(database.clone());
+        migrate(&catalog_target).await?;
+        let pool = mssql::lazy_pool(
+            catalog_target,
+            PoolOptions {
+                max_size: pool_size,
+                ..PoolOptions::default()
+            },
+        );
+        Ok(SqlServerCatalog { pool, database })
+    }
+
+    async fn conn(&self) -> Result<bb8::PooledConnection<'_, mssql::Manager>, CatalogError> {
+        self.pool.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => CatalogError::SqlServer(e),
+            bb8::RunError::TimedOut => {
+                CatalogError::Pool("timed out waiting for a connection".into())
+            }
+        })
+    }
+
+    /// Runs one statement or procedure call and returns the rows of its first result set,
+    /// retrying the whole call on a fresh connection when it was chosen as deadlock victim (the
+    /// server rolled it back whole, so nothing of it stays).
+    async fn query(&self, sql: &str, params: &[&dyn ToSql]) -> Result<Vec<Row>, CatalogError> {
+        let sql = format!("{SESSION_OPTIONS} {sql}");
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let result = match self.conn().await {
+                Ok(mut conn) => conn.query(&sql, params).await.map_err(CatalogError::from),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if is_deadlock(&e) && attempt < DEADLOCK_ATTEMPTS => {
+                    warn!(attempt, "catalog call chosen as deadlock victim, retrying");
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                result => {
+                    debug!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        attempts = attempt,
+                        ok = result.is_ok(),
+                        "catalog call"
+                    );
+                    return result;
+                }
+            }
+        }
+    }
+
+    async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<Option<Row>, CatalogError> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    async fn audit_rows(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<Vec<AuditRecord>, CatalogError> {
+        self.query(sql, params)
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    async fn required_operation(&self, id: Uuid) -> Result<OperationRecord, CatalogError> {
+        self.operation(id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound {
+                what: format!("operation {id}"),
+            })
+    }
+}
+
+#[async_trait]
+impl CatalogStore for SqlServerCatalog {
+    fn backend(&self) -> &'static str {
+        "sqlserver"
+    }
+
+    async fn ping(&self) -> Result<(), CatalogError> {
+        self.query("SELECT 1 AS One", &[]).await?;
+        Ok(())
+    }
+
+    /// One call of `catalog.CreateTenant` (tenant, operation, steps and both audit rows in one
+    /// transaction), then the rows as stored.
+    #[instrument(skip_all, fields(tenant = %tenant.slug))]
+    async fn create_tenant(
+        &self,
+        tenant: NewTenant,
+        op: NewOperation,
+    ) -> Result<(TenantRecord, OperationRecord), CatalogError> {
+        let id = Uuid::new_v4();
+        let op_id = Uuid::new_v4();
+        let tenant_detail = json!({
+            "slug": tenant.slug, "display_name": tenant.display_name, "state": "provisioning",
+            "engine": tenant.engine, "server": tenant.server, "database": tenant.database,
+        })
+        .to_string();
+        let result = self
+            .query(
+                "EXEC catalog.CreateTenant @TenantId = @P1, @Slug = @P2, @DisplayName = @P3, \
+                      @Engine = @P4, @Server = @P5, @DatabaseName = @P6, @OperationId = @P7, \
+                      @Kind = @P8, @Steps = @P9, @Params = @P10, @Actor = @P11, \
+                      @RequestId = @P12, @TenantDetail = @P13, @OperationDetail = @P14",
+                &[
+                    &id,
+                    &tenant.slug.as_str(),
+                    &tenant.display_name.as_str(),
+                    &tenant.engine.as_str(),
+                    &tenant.server.as_str(),
+                    &tenant.database.as_str(),
+                    &op_id,
+                    &op.kind.as_str(),
+                    &steps_json(&op),
+                    &op.params.to_string(),
+                    &op.actor.as_str(),
+                    &op.request_id.as_deref(),
+                    &tenant_detail,
+                    &operation_created_detail(&op),
+                ],
+            )
+            .await;
+        match result {
+            Err(e) if refusal_of(&e) == Some(Refusal::SlugClaimed) => {
+                return Err(CatalogError::SlugTaken {
+                    slug: tenant.slug.to_string(),
+                })
+            }
+            other => other?,
+        };
+        let record = self
+            .tenant(id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound {
+                what: format!("tenant {id}"),
+            })?;
+        Ok((record, self.required_operation(op_id).await?))
+    }
+
+    /// One call of `catalog.StartOperation`.
+    #[instrument(skip_all, fields(tenant = %tenant_id))]
+    async fn start_operation(
+        &self,
+        tenant_id: Uuid,
+        op: NewOperation,
+        tenant_state: TenantState,
+    ) -> Result<OperationRecord, CatalogError> {
+        let op_id = Uuid::new_v4();
+        let result = self
+            .query(
+                "EXEC catalog.StartOperation @TenantId = @P1, @TenantState = @P2, \
+                      @OperationId = @P3, @Kind = @P4, @Steps = @P5, @Params = @P6, \
+                      @Actor = @P7, @RequestId = @P8, @OperationDetail = @P9",
+                &[
+                    &tenant_id,
+                    &tenant_state.as_str(),
+                    &op_id,
+                    &op.kind.as_str(),
+                    &steps_json(&op),
+                    &op.params.to_string(),
+                    &op.actor.as_str(),
+                    &op.request_id.as_deref(),
+                    &operation_created_detail(&op),
+                ],
+            )
+            .await;
+        if let Err(e) = result {
+            return Err(match refusal_of(&e) {
+                Some(Refusal::OperationActive) => CatalogError::OperationInProgress {
+                    tenant: match self.tenant(tenant_id).await? {
+                        Some(t) => t.slug.to_string(),
+                        None => tenant_id.to_string(),
+                    },
+                },
+                Some(Refusal::TenantNotFound) => CatalogError::NotFound {
+                    what: format!("tenant {tenant_id}"),
+                },
+                _ => e,
+            });
+        }
+        self.required_operation(op_id).await
+    }
+
+    /// The unreleased tenant holding the slug, else the newest released one.
+    async fn tenant_by_slug(
+        &self,
+        slug: &TenantSlug,
+    ) -> Result<Option<TenantRecord>, CatalogError> {
+        let row = self
+            .query_opt(
+                &format!(
+                    "SELECT TOP (1) {TENANT_COLUMNS} FROM catalog.Tenants WHERE Slug = @P1 \
+                     ORDER BY CASE WHEN ReleasedAt IS NULL THEN 0 ELSE 1 END, CreatedAt DESC"
+                ),
+                &[&slug.as_str()],
+            )
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn tenant(&self, id: Uuid) -> Result<Option<TenantRecord>, CatalogError> {
+        let row = self
+            .query_opt(
+                &format!("SELECT {TENANT_COLUMNS} FROM catalog.Tenants WHERE Id = @P1"),
+                &[&id],
+            )
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>, CatalogError> {
+        self.query(
+            &format!("SELECT {TENANT_COLUMNS} FROM catalog.Tenants ORDER BY CreatedAt DESC"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(tenant_from_row)
+        .collect()
+    }
+
+    async fn operation(&self, id: Uuid) -> Result<Option<OperationRecord>, CatalogError> {
+        let Some(row) = self
+            .query_opt(
+                "SELECT o.Id, o.TenantId, t.Slug, o.Kind, o.State, o.Direction, o.Params, \
+                        o.Actor, o.RequestId, o.Error, o.CreatedAt, o.FinishedAt \
+                 FROM catalog.Operations AS o \
+                 JOIN catalog.Tenants AS t ON t.Id = o.TenantId \
+                 WHERE o.Id = @P1",
+                &[&id],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let steps = self
+            .query(
+                "SELECT Idx, Name, State, Output, Error, Attempts FROM catalog.OperationSteps \
+                 WHERE OperationId = @P1 ORDER BY Idx",
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(step_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let direction = match required::<&str>(&row, "Direction")? {
+            "undo" => OperationDirection::Undo,
+            _ => OperationDirection::Forward,
+        };
+        Ok(Some(OperationRecord {
+            id: required(&row, "Id")?,
+            tenant_id: required(&row, "TenantId")?,
+            tenant_slug: slug(&row, "Slug")?,
+            kind: parsed::<OperationKind>(&row, "Kind")?,
+            state: parsed::<OperationState>(&row, "State")?,
+            direction,
+            params: json_column(&row, "Params")?,
+            actor: text(&row, "Actor")?,
+            request_id: optional_text(&row, "RequestId")?,
+            error: optional_text(&row, "Error")?,
+            steps,
+            created_at: timestamp(&row, "CreatedAt")?,
+            finished_at: optional_timestamp(&row, "FinishedAt")?,
+        }))
+    }
+
+    async fn active_operation(&self, tenant_id: Uuid) -> Result<Option<Uuid>, CatalogError> {
+        let row = self
+            .query_opt(
+                "SELECT Id FROM catalog.Operations \
+                 WHERE TenantId = @P1 AND State IN (N'pending', N'running')",
+                &[&tenant_id],
+            )
+            .await?;
+        row.as_ref().map(|r| required(r, "Id")).transpose()
+    }
+
+    async fn tenant_operations(&self, tenant_id: Uuid) -> Result<Vec<Uuid>, CatalogError> {
+        self.query(
+            "SELECT Id FROM catalog.Operations WHERE TenantId = @P1 ORDER BY CreatedAt DESC",
+            &[&tenant_id],
+        )
+        .await?
+        .iter()
+        .map(|r| required(r, "Id"))
+        .collect()
+    }
+
+    async fn claimable_operations(&self, owner: &str) -> Result<Vec<Uuid>, CatalogError> {
+        self.query(
+            "SELECT Id FROM catalog.Operations \
+             WHERE State IN (N'pending', N'running') \
+               AND (LeaseOwner IS NULL OR LeaseOwner = @P1 OR LeaseExpiresAt < SYSUTCDATETIME()) \
+             ORDER BY CreatedAt",
+            &[&owner],
+        )
+        .await?
+        .iter()
+        .map(|r| required(r, "Id"))
+        .collect()
+    }
+
+    /// One fenced `UPDATE`; the lease is ours when it changed the row.
+    async fn claim(
+        &self,
+        operation: Uuid,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, CatalogError> {
+        let rows = self
+            .query(
+                "UPDATE catalog.Operations \
+                    SET LeaseOwner = @P2, \
+                        LeaseExpiresAt = DATEADD(MILLISECOND, @P3, SYSUTCDATETIME()), \
+                        State = N'running', UpdatedAt = SYSUTCDATETIME() \
+                 OUTPUT inserted.Id \
+                  WHERE Id = @P1 AND State IN (N'pending', N'running') \
+                    AND (LeaseOwner IS NULL OR LeaseOwner = @P2 \
+                         OR LeaseExpiresAt < SYSUTCDATETIME())",
+                &[&operation, &owner, &ttl_millis(ttl)],
+            )
+            .await?;
+        Ok((rows.len() == 1).then(|| Lease {
+            operation,
+            owner: owner.to_owned(),
+        }))
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), CatalogError> {
+        let rows = self
+            .query(
+                "UPDATE catalog.Operations \
+                    SET LeaseExpiresAt = DATEADD(MILLISECOND, @P3, SYSUTCDATETIME()) \
+                 OUTPUT inserted.Id \
+                  WHERE Id = @P1 AND LeaseOwner = @P2 AND State IN (N'pending', N'running')",
+                &[&lease.operation, &lease.owner.as_str(), &ttl_millis(ttl)],
+            )
+            .await?;
+        if rows.len() == 1 {
+            Ok(())
+        } else {
+            Err(CatalogError::LeaseLost {
+                operation: lease.operation,
+            })
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), CatalogError> {
+        self.query(
+            "UPDATE catalog.Operations SET LeaseOwner = NULL, LeaseExpiresAt = NULL \
+             WHERE Id = @P1 AND LeaseOwner = @P2",
+            &[&lease.operation, &lease.owner.as_str()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// One fenced `UPDATE` of the step row.
+    async fn update_step(
+        &self,
+        lease: &Lease,
+        idx: i32,
+        change: StepChange,
+    ) -> Result<(), CatalogError> {
+        let (set, value) = step_change_sql(change);
+        let sql = format!(
+            "UPDATE catalog.OperationSteps SET {set} \
+             OUTPUT inserted.Idx \
+             WHERE OperationId = @P1 AND Idx = @P2 \
+               AND EXISTS (SELECT 1 FROM catalog.Operations \
+                           WHERE Id = @P1 AND LeaseOwner = @P3 \
+                             AND State IN (N'pending', N'running'))"
+        );
+        let owner = lease.owner.as_str();
+        let rows = match &value {
+            Some(v) => {
+                self.query(&sql, &[&lease.operation, &idx, &owner, &v.as_str()])
+                    .await?
+            }
+            None => self.query(&sql, &[&lease.operation, &idx, &owner]).await?,
+        };
+        if rows.len() == 1 {
+            Ok(())
+        } else {
+            Err(CatalogError::LeaseLost {
+                operation: lease.operation,
+            })
+        }
+    }
+
+    /// One call of `catalog.BeginUndo`.
+    async fn begin_undo(&self, lease: &Lease, error: &str) -> Result<(), CatalogError> {
+        let detail = json!({"error": error}).to_string();
+        let result = self
+            .query(
+                "EXEC catalog.BeginUndo @OperationId = @P1, @LeaseOwner = @P2, @Error = @P3, \
+                      @Detail = @P4",
+                &[&lease.operation, &lease.owner.as_str(), &error, &detail],
+            )
+            .await;
+        fenced(result, lease).map(drop)
+    }
+
+    /// One call of `catalog.FinishOperation` (operation, tenant transition and their audit rows).
+    #[instrument(skip_all, fields(operation = %lease.operation, state = %state))]
+    async fn finish(
+        &self,
+        lease: &Lease,
+        state: OperationState,
+        error: Option<&str>,
+        tenant: Option<TenantTransition>,
+    ) -> Result<(), CatalogError> {
+        let has_transition = tenant.is_some();
+        let tenant_state = tenant.as_ref().map(|t| t.state.as_str());
+        let released = tenant.as_ref().is_some_and(|t| t.released);
+        let schema_version = tenant.as_ref().and_then(|t| t.schema_version);
+        let result = self
+            .query(
+                "EXEC catalog.FinishOperation @OperationId = @P1, @LeaseOwner = @P2, \
+                      @State = @P3, @Error = @P4, @HasTransition = @P5, @TenantState = @P6, \
+                      @Released = @P7, @SchemaVersion = @P8",
+                &[
+                    &lease.operation,
+                    &lease.owner.as_str(),
+                    &state.as_str(),
+                    &error,
+                    &has_transition,
+                    &tenant_state,
+                    &released,
+                    &schema_version,
+                ],
+            )
+            .await;
+        fenced(result, lease).map(drop)
+    }
+
+    /// One call of `catalog.RecordDeletionCertificate`, which writes nothing when the operation
+    /// already has its certificate.
+    async fn record_deletion_certificate(
+        &self,
+        lease: &Lease,
+        tenant_id: Uuid,
+        certificate: &serde_json::Value,
+    ) -> Result<(), CatalogError> {
+        let result = self
+            .query(
+                "EXEC catalog.RecordDeletionCertificate @OperationId = @P1, @LeaseOwner = @P2, \
+                      @TenantId = @P3, @Certificate = @P4",
+                &[
+                    &lease.operation,
+                    &lease.owner.as_str(),
+                    &tenant_id,
+                    &certificate.to_string(),
+                ],
+            )
+            .await;
+        fenced(result, lease).map(drop)
+    }
+
+    async fn deletion_certificate(
+        &self,
+        tenant_id: Uuid,
+    ) -> Result<Option<AuditRecord>, CatalogError> {
+        let rows = self
+            .audit_rows(
+                &format!(
+                    "SELECT TOP (1) {AUDIT_COLUMNS} FROM catalog.AuditLog \
+                     WHERE TenantId = @P1 AND Action = N'tenant.deletion_certificate' \
+                     ORDER BY Id DESC"
+                ),
+                &[&tenant_id],
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn audit_log(&self, tenant_id: Option<Uuid>) -> Result<Vec<AuditRecord>, CatalogError> {
+        match tenant_id {
+            Some(tenant_id) => {
+                self.audit_rows(
+                    &format!(
+                        "SELECT {AUDIT_COLUMNS} FROM catalog.AuditLog WHERE TenantId = @P1 \
+                         ORDER BY Id"
+                    ),
+                    &[&tenant_id],
+                )
+                .await
+            }
+            None => {
+                self.audit_rows(
+                    &format!("SELECT {AUDIT_COLUMNS} FROM catalog.AuditLog ORDER BY Id"),
+                    &[],
+                )
+                .await
+            }
+        }
+    }
+
+    /// One call of `catalog.AuditVerify`.
+    async fn verify_audit_chain(&self) -> Result<ChainVerification, CatalogError> {
+        let row = self
+            .query_opt("EXEC catalog.AuditVerify", &[])
+            .await?
+            .ok_or_else(|| CatalogError::Corrupt("catalog.AuditVerify returned no row".into()))?;
+        verification_from_row(&row)
+    }
+}
+
+/// Opens the SQL Server catalog as a shared handle.
+pub(crate) async fn open_catalog(
+    target: Target,
+    pool_size: u32,
+) -> Result<crate::Catalog, CatalogError> {
+    Ok(std::sync::Arc::new(
+        SqlServerCatalog::open(target, pool_size).await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,703 @@
+//! The SQL Server engine.
+//!
+//! A tenant is one database created with `CONTAINMENT = PARTIAL`, whose principals are contained
+//! database users: they live and die with the database, so no server login is ever left behind.
+//! Because the users live inside the database, onboarding creates the database before the
+//! principals (see [`Engine::contained_principals`]).
+//!
+//! Names inside a tenant database are fixed (`app_a`, `app_b`, `audit_admin`,
+//! `readonly_investigator`, `investigator_reader`, roles `app_rw`, `audit_admin_role`,
+//! `reader_role`); only the database name carries the tenant. Every object is owned by `dbo`,
+//! which maps to the control plane's admin login: no tenant credential reaches it, which is what
+//! the PostgreSQL engine's login-less owner role achieves there.
+//!
+//! Connections: one small lazy pool on `master` for server-level statements, and one small lazy
+//! pool per tenant database (created on first use, closed when idle, forgotten before the
+//! database is dropped), because a SQL Server connection serves one database for life (Azure SQL
+//! Database refuses `USE`). Migrations run on a dedicated connection that is closed afterwards.
+
+use std::time::Duration;
+
+use api_types::TenantSlug;
+use async_trait::async_trait;
+use mssql::{Conn, MssqlError, PoolOptions, PoolSet, Target};
+use secrets::SecretValue;
+use tiberius::ColumnData;
+use tracing::{info, instrument};
+
+use super::connstr::{self, AdoConnectionString};
+use super::errors::{classify, to_engine_error, SqlServerErrorKind, CONTAINMENT_DISABLED};
+use super::quote::{quote_name, quote_nstring};
+use super::split_batches;
+use crate::assets::{self, SQLSERVER_MIGRATIONS, SQLSERVER_PROCEDURES};
+use crate::{
+    generate_password, AuditHead, Credentials, Engine, EngineError, Inventory, Principal,
+    TenantNames,
+};
+
+/// Oldest supported major version: the audit hash needs UTF-8 collations (SQL Server 2019).
+const MIN_MAJOR_VERSION: i64 = 15;
+
+/// Configuration of the SQL Server engine.
+#[derive(Clone, Debug)]
+pub struct SqlServerConfig {
+    /// The admin login (sysadmin, or dbcreator with `ALTER ANY CONNECTION`); its database is
+    /// ignored: server-level statements run on `master`.
+    pub admin: Target,
+    /// Host that applications use to reach the server (defaults to the admin target's host).
+    pub tenant_host: Option<String>,
+    /// Port that applications use (defaults to the admin target's port).
+    pub tenant_port: Option<u16>,
+    /// Sizes and idle timeouts of the admin and per-tenant pools.
+    pub pool: PoolOptions,
+}
+
+/// The SQL Server engine.
+pub struct SqlServerEngine {
+    admin: Target,
+    master: mssql::Pool,
+    tenants: PoolSet,
+    host: String,
+    port: u16,
+    version: i32,
+}
+
+impl std::fmt::Debug for SqlServerEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlServerEngine")
+            .field("server", &self.server())
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<MssqlError> for EngineError {
+    fn from(e: MssqlError) -> Self {
+        match e {
+            MssqlError::Server { number, message } => to_engine_error(number, &message),
+            MssqlError::Connect {
+                number: Some(n), ..
+            } if classify(n) == SqlServerErrorKind::ContainmentDisabled => {
+                EngineError::Configuration(CONTAINMENT_DISABLED.to_owned())
+            }
+            MssqlError::Connect { target, detail, .. } => EngineError::Connect { target, detail },
+            MssqlError::Config(m) => EngineError::Configuration(m),
+            MssqlError::Driver(m) => EngineError::Connect {
+                target: "sql server".into(),
+                detail: m,
+            },
+            MssqlError::PoolTimeout => EngineError::Connect {
+                target: "sql server pool".into(),
+                detail: "timed out waiting for a connection".into(),
+            },
+        }
+    }
+}
+
+impl From<bb8::RunError<MssqlError>> for EngineError {
+    fn from(e: bb8::RunError<MssqlError>) -> Self {
+        MssqlError::from(e).into()
+    }
+}
+
+/// A name quoted as a T-SQL identifier; names come from validated slugs, so a failure is a bug.
+fn ident(name: &str) -> Result<String, EngineError> {
+    quote_name(name).ok_or_else(|| EngineError::Configuration(format!("unquotable name {name}")))
+}
+
+/// A value quoted as a T-SQL `N'...'` literal.
+fn literal(value: &str) -> Result<String, EngineError> {
+    quote_nstring(value)
+        .ok_or_else(|| EngineError::Configuration("value holds a NUL character".into()))
+}
+
+/// Any integer column as `i64` (tiberius is strict about widths).
+fn int_at(row: &tiberius::Row, idx: usize) -> Option<i64> {
+    match row.cells().nth(idx).map(|(_, d)| d) {
+        Some(ColumnData::U8(v)) => v.map(i64::from),
+        Some(ColumnData::I16(v)) => v.map(i64::from),
+        Some(ColumnData::I32(v)) => v.map(i64::from),
+        Some(ColumnData::I64(v)) => *v,
+        _ => None,
+    }
+}
+
+/// The contained users the control plane creates in a tenant database, in drop order.
+fn tenant_users(names: &TenantNames) -> [&str; 5] {
+    [
+        &names.investigator,
+        &names.reader,
+        &names.audit_admin,
+        &names.app_a,
+        &names.app_b,
+    ]
+}
+
+impl SqlServerEngine {
+    /// Builds the engine and its pools; no connection is made until first use.
+    pub fn new(config: SqlServerConfig) -> Self {
+        let admin = config.admin;
+        let master = mssql::lazy_pool(admin.with_database("master"), config.pool);
+        let tenants = PoolSet::new(admin.clone(), config.pool);
+        SqlServerEngine {
+            host: config.tenant_host.unwrap_or_else(|| admin.host.clone()),
+            port: config.tenant_port.unwrap_or(admin.port),
+            master,
+            tenants,
+            admin,
+            version: assets::latest_version(SQLSERVER_MIGRATIONS),
+        }
+    }
+
+    async fn master(&self) -> Result<bb8::PooledConnection<'_, mssql::Manager>, EngineError> {
+        Ok(self.master.get().await?)
+    }
+
+    /// A pooled admin connection on a tenant database.
+    async fn tenant_conn(
+        &self,
+        database: &str,
+    ) -> Result<bb8::PooledConnection<'static, mssql::Manager>, EngineError> {
+        Ok(self.tenants.pool(database).get_owned().await?)
+    }
+
+    async fn database_exists(&self, database: &str) -> Result<bool, EngineError> {
+        let row = self
+            .master()
+            .await?
+            .query_opt("SELECT DB_ID(@P1)", &[&database])
+            .await?;
+        Ok(row.and_then(|r| int_at(&r, 0)).is_some())
+    }
+
+    /// The tenant users that exist in the database (empty when there is no database).
+    async fn existing_users(&self, names: &TenantNames) -> Result<Vec<String>, EngineError> {
+        if !self.database_exists(&names.database).await? {
+            return Ok(Vec::new());
+        }
+        let users = tenant_users(names);
+        let rows = self
+            .tenant_conn(&names.database)
+            .await?
+            .query(
+                "SELECT name FROM sys.database_principals \
+                 WHERE name IN (@P1, @P2, @P3, @P4, @P5) ORDER BY name",
+                &[&users[0], &users[1], &users[2], &users[3], &users[4]],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.get::<&str, _>(0).map(str::to_owned))
+            .collect())
+    }
+
+    /// Creates a contained user with a password, or sets the password of an existing one.
+    /// The password travels inside the statement text (DDL takes no parameters); SQL Server
+    /// masks it in traces and Query Store, and the control plane never logs statements.
+    fn upsert_user_with_password(
+        user: &str,
+        password: &SecretValue,
+    ) -> Result<String, EngineError> {
+        let (u, p, n) = (ident(user)?, literal(password.expose())?, literal(user)?);
+        Ok(format!(
+            "IF USER_ID({n}) IS NULL CREATE USER {u} WITH PASSWORD = {p}; \
+             ELSE ALTER USER {u} WITH PASSWORD = {p};"
+        ))
+    }
+
+    /// Runs the migrations and the procedures in the tenant database on a dedicated connection.
+    async fn migrate(&self, database: &str) -> Result<(), EngineError> {
+        let conn = Conn::connect(&self.admin.with_database(database)).await?;
+        let mut client = conn.into_client();
+        let migrations = SQLSERVER_MIGRATIONS
+            .iter()
+            .map(|(name, sql)| refinery::Migration::unapplied(name, sql))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EngineError::Migration(e.to_string()))?;
+        refinery::Runner::new(&migrations)
+            .run_async(&mut client)
+            .await
+            .map_err(|e| EngineError::Migration(e.to_string()))?;
+        for (name, body) in SQLSERVER_PROCEDURES {
+            let batches = split_batches(body)
+                .map_err(|e| EngineError::Migration(format!("procedure {name}: {e}")))?;
+            for batch in batches {
+                client
+                    .simple_query(batch.sql.as_str())
+                    .await
+                    .map_err(MssqlError::from)
+                    .map_err(|e| EngineError::Migration(format!("procedure {name}: {e}")))?
+                    .into_results()
+                    .await
+                    .map_err(|e| EngineError::Migration(format!("procedure {name}: {e}")))?;
+            }
+        }
+        if let Err(e) = client.close().await {
+            tracing::debug!(error = %e, "closing the migration connection");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Engine for SqlServerEngine {
+    fn name(&self) -> &'static str {
+        "sqlserver"
+    }
+
+    fn server(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    fn schema_version(&self) -> i32 {
+        self.version
+    }
+
+    fn contained_principals(&self) -> bool {
+        true
+    }
+
+    fn names(&self, slug: &TenantSlug) -> TenantNames {
+        TenantNames {
+            database: format!("tenant_{}", slug.ident()),
+            owner: "dbo".into(),
+            app_rw: "app_rw".into(),
+            app_a: "app_a".into(),
+            app_b: "app_b".into(),
+            audit_admin: "audit_admin".into(),
+            reader: "investigator_reader".into(),
+            investigator: "readonly_investigator".into(),
+        }
+    }
+
+    fn connection_string(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+        password: &SecretValue,
+    ) -> SecretValue {
+        let user = match principal {
+            Principal::AppA => &names.app_a,
+            Principal::AppB => &names.app_b,
+            Principal::AuditAdmin => &names.audit_admin,
+            Principal::Investigator => &names.investigator,
+        };
+        SecretValue::new(
+            AdoConnectionString::new(&self.host, self.port)
+                .database(&names.database)
+                .user(user)
+                .password(password.expose())
+                .encrypt(true)
+                .trust_server_certificate(self.admin.tls.trust_server_certificate)
+                .to_secret_string(),
+        )
+    }
+
+    fn connection_string_type(&self) -> &'static str {
+        "application/x-ado-connection-string"
+    }
+
+    fn password_of(&self, connection_string: &SecretValue) -> Result<SecretValue, EngineError> {
+        let parsed = connstr::parse(connection_string.expose())?;
+        if parsed.password.is_empty() {
+            return Err(EngineError::ConnectionString("no password in it".into()));
+        }
+        Ok(SecretValue::new(parsed.password))
+    }
+
+    #[instrument(skip_all)]
+    async fn prepare(&self) -> Result<(), EngineError> {
+        let mut master = self.master().await?;
+        let row = master
+            .query_opt(
+                "SELECT CAST(SERVERPROPERTY('ProductMajorVersion') AS int), \
+                        CAST(SERVERPROPERTY('EngineEdition') AS int), \
+                        (SELECT CAST(value_in_use AS int) FROM sys.configurations \
+                         WHERE name = 'contained database authentication'), \
+                        HAS_PERMS_BY_NAME(NULL, NULL, 'CREATE ANY DATABASE'), \
+                        HAS_PERMS_BY_NAME(NULL, NULL, 'ALTER ANY CONNECTION')",
+                &[],
+            )
+            .await?
+            .ok_or_else(|| {
+                EngineError::Configuration("the server returned no properties".into())
+            })?;
+        let major = int_at(&row, 0).unwrap_or(0);
+        let edition = int_at(&row, 1).unwrap_or(0);
+        let containment = int_at(&row, 2);
+        // Azure SQL Database (5) and Managed Instance (8) report versions differently and
+        // always allow contained users.
+        let managed = matches!(edition, 5 | 8);
+        if !managed && major < MIN_MAJOR_VERSION {
+            return Err(EngineError::Configuration(format!(
+                "SQL Server {major} is too old: tenant databases need SQL Server 2019 (15) or \
+                 later for UTF-8 collations"
+            )));
+        }
+        if !managed && containment == Some(0) {
+            return Err(EngineError::Configuration(CONTAINMENT_DISABLED.to_owned()));
+        }
+        if int_at(&row, 3) != Some(1) || int_at(&row, 4) != Some(1) {
+            return Err(EngineError::Configuration(
+                "the admin login needs CREATE ANY DATABASE and ALTER ANY CONNECTION (members of \
+                 sysadmin have both); grant them or use another admin login"
+                    .into(),
+            ));
+        }
+        info!(major, edition, "sql server ready for tenants");
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn ensure_database(&self, names: &TenantNames) -> Result<(), EngineError> {
+        let db = ident(&names.database)?;
+        let name = literal(&names.database)?;
+        // Not in a transaction: CREATE DATABASE refuses to run inside one.
+        let created = self
+            .master()
+            .await?
+            .batch(&format!(
+                "IF DB_ID({name}) IS NULL CREATE DATABASE {db} CONTAINMENT = PARTIAL;"
+            ))
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(MssqlError::Server { number, .. })
+                if classify(number) == SqlServerErrorKind::DatabaseExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        // A database that existed before (a crash after CREATE) gets the same settings; guest
+        // never gets in (it has no CONNECT in new databases; this keeps it so).
+        self.master()
+            .await?
+            .batch(&format!(
+                "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = {name} AND containment = 0) \
+                 ALTER DATABASE {db} SET CONTAINMENT = PARTIAL WITH NO_WAIT;"
+            ))
+            .await?;
+        self.tenant_conn(&names.database)
+            .await?
+            .batch("REVOKE CONNECT FROM guest;")
+            .await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn ensure_principals(
+        &self,
+        names: &TenantNames,
+        credentials: &Credentials,
+    ) -> Result<(), EngineError> {
+        // app_b gets its real password at its first rotation; until then it holds one that was
+        // never stored anywhere, so it cannot authenticate (PASSWORD NULL in PostgreSQL).
+        let unknown = generate_password();
+        let reader = ident(&names.reader)?;
+        let reader_name = literal(&names.reader)?;
+        let script = [
+            Self::upsert_user_with_password(&names.app_a, &credentials.app_a)?,
+            Self::upsert_user_with_password(&names.app_b, &unknown)?,
+            Self::upsert_user_with_password(&names.audit_admin, &credentials.audit_admin)?,
+            Self::upsert_user_with_password(&names.investigator, &credentials.investigator)?,
+            format!("IF USER_ID({reader_name}) IS NULL CREATE USER {reader} WITHOUT LOGIN;"),
+        ]
+        .join("\n");
+        self.tenant_conn(&names.database)
+            .await?
+            .batch(&script)
+            .await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn bind_database(&self, names: &TenantNames, actor: &str) -> Result<i32, EngineError> {
+        self.migrate(&names.database).await?;
+        // Role memberships and the investigator's one right (the roles come from the
+        // migrations, so this runs after them). IS_ROLEMEMBER keeps it idempotent.
+        let member = |role: &str, user: &str| -> Result<String, EngineError> {
+            Ok(format!(
+                "IF ISNULL(IS_ROLEMEMBER({rn}, {un}), 0) = 0 ALTER ROLE {r} ADD MEMBER {u};",
+                rn = literal(role)?,
+                un = literal(user)?,
+                r = ident(role)?,
+                u = ident(user)?
+            ))
+        };
+        let script = [
+            member(&names.app_rw, &names.app_a)?,
+            member(&names.app_rw, &names.app_b)?,
+            member("audit_admin_role", &names.audit_admin)?,
+            member("reader_role", &names.reader)?,
+            format!(
+                "GRANT IMPERSONATE ON USER::{} TO {};",
+                ident(&names.reader)?,
+                ident(&names.investigator)?
+            ),
+        ]
+        .join("\n");
+        let mut conn = self.tenant_conn(&names.database).await?;
+        conn.batch(&script).await?;
+        // The tenant's own audit log starts with its provisioning, once.
+        let detail = format!(
+            "{{\"database\":{}}}",
+            serde_json::to_string(&names.database)
+                .map_err(|e| EngineError::Configuration(e.to_string()))?
+        );
+        conn.execute(
+            "EXEC sys.sp_set_session_context @key = N'actor', @value = @P1; \
+             IF NOT EXISTS (SELECT 1 FROM audit.AuditEvents WHERE Action = N'tenant.provisioned') \
+                 EXEC audit.RecordEvent @Action = N'tenant.provisioned', @Detail = @P2; \
+             EXEC sys.sp_set_session_context @key = N'actor', @value = NULL;",
+            &[&actor, &detail.as_str()],
+        )
+        .await?;
+        let row = conn
+            .query_opt("SELECT MAX(version) FROM refinery_schema_history", &[])
+            .await?;
+        Ok(row
+            .and_then(|r| int_at(&r, 0))
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(0))
+    }
+
+    async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {
+        let parsed = connstr::parse(connection_string.expose())?;
+        let mut target = Target::sql_login(
+            parsed.host.clone(),
+            parsed.port,
+            parsed.user.clone(),
+            SecretValue::new(parsed.password.clone()),
+        );
+        target.database = Some(parsed.database.clone());
+        target.tls.encrypt = parsed.encrypt;
+        target.tls.trust_server_certificate = parsed.trust_server_certificate;
+        target.tls.ca_bundle = self.admin.tls.ca_bundle.clone();
+        target.connect_timeout = Duration::from_secs(15);
+        let mut conn = Conn::connect(&target).await?;
+        conn.query("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError> {
+        if !self.database_exists(&names.database).await? {
+            return Ok(());
+        }
+        // No new sessions for the tenant's users...
+        let users = self.existing_users(names).await?;
+        let mut deny = String::new();
+        for user in users.iter().filter(|u| **u != names.reader) {
+            deny.push_str(&format!("DENY CONNECT TO {};\n", ident(user)?));
+        }
+        if !deny.is_empty() {
+            self.tenant_conn(&names.database)
+                .await?
+                .batch(&deny)
+                .await?;
+        }
+        // ...and every open session on the database ends now (only db_owner, dbcreator and
+        // sysadmin members may connect from here on). Our own pooled sessions end too.
+        self.tenants.forget(&names.database);
+        self.master()
+            .await?
+            .batch(&format!(
+                "ALTER DATABASE {} SET RESTRICTED_USER WITH ROLLBACK IMMEDIATE;",
+                ident(&names.database)?
+            ))
+            .await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn audit_head(&self, names: &TenantNames) -> Result<Option<AuditHead>, EngineError> {
+        if !self.database_exists(&names.database).await? {
+            return Ok(None);
+        }
+        let mut conn = self.tenant_conn(&names.database).await?;
+        let has_schema = conn
+            .query_opt("SELECT OBJECT_ID(N'audit.VerifyChain', N'P')", &[])
+            .await?
+            .and_then(|r| int_at(&r, 0))
+            .is_some();
+        if !has_schema {
+            tracing::warn!("tenant database has no audit schema");
+            return Ok(None);
+        }
+        let row = conn
+            .query_opt("EXEC audit.VerifyChain", &[])
+            .await?
+            .ok_or_else(|| EngineError::Db {
+                code: "0".into(),
+                message: "audit.VerifyChain returned no row".into(),
+            })?;
+        Ok(Some(AuditHead {
+            valid: row.get::<bool, _>(0).unwrap_or(false),
+            checked: int_at(&row, 1).unwrap_or(0),
+            first_broken_id: int_at(&row, 2),
+            head_id: int_at(&row, 3),
+            head_hash: row.get::<&str, _>(4).map(str::to_owned),
+        }))
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn drop_database(&self, names: &TenantNames) -> Result<bool, EngineError> {
+        let existed = self.database_exists(&names.database).await?;
+        self.tenants.forget(&names.database);
+        let db = ident(&names.database)?;
+        // One batch on one session: nobody can take the single-user slot in between.
+        self.master()
+            .await?
+            .batch(&format!(
+                "IF DB_ID({name}) IS NOT NULL \
+                 BEGIN \
+                     ALTER DATABASE {db} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
+                     DROP DATABASE {db}; \
+                 END;",
+                name = literal(&names.database)?
+            ))
+            .await?;
+        Ok(existed)
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn drop_principals(&self, names: &TenantNames) -> Result<Vec<String>, EngineError> {
+        // The users live in the database: when it is gone, so are they.
+        let existing = self.existing_users(names).await?;
+        if existing.is_empty() {
+            return Ok(existing);
+        }
+        let mut script = String::new();
+        for user in tenant_users(names) {
+            script.push_str(&format!(
+                "IF USER_ID({}) IS NOT NULL DROP USER {};\n",
+                literal(user)?,
+                ident(user)?
+            ));
+        }
+        self.tenant_conn(&names.database)
+            .await?
+            .batch(&script)
+            .await?;
+        Ok(existing)
+    }
+
+    async fn inventory(&self, names: &TenantNames) -> Result<Inventory, EngineError> {
+        Ok(Inventory {
+            database: self.database_exists(&names.database).await?,
+            principals: self.existing_users(names).await?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn engine() -> SqlServerEngine {
+        let mut admin = Target::parse_url(
+            "sqlserver://sa:Secret%3Bpw@db.internal:14330?trust_server_certificate=true",
+        )
+        .unwrap();
+        admin.connect_timeout = Duration::from_secs(1);
+        SqlServerEngine::new(SqlServerConfig {
+            admin,
+            tenant_host: Some("sql.example.com".into()),
+            tenant_port: None,
+            pool: PoolOptions::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn names_are_fixed_inside_a_per_tenant_database() {
+        let e = engine();
+        let n = e.names(&TenantSlug::parse("acme-corp").unwrap());
+        assert_eq!(n.database, "tenant_acme_corp");
+        assert_eq!(
+            tenant_users(&n),
+            [
+                "readonly_investigator",
+                "investigator_reader",
+                "audit_admin",
+                "app_a",
+                "app_b"
+            ]
+        );
+        assert!(e.contained_principals());
+        assert_eq!(e.server(), "sql.example.com:14330");
+    }
+
+    #[tokio::test]
+    async fn connection_strings_round_trip_any_password() {
+        let e = engine();
+        let n = e.names(&TenantSlug::parse("acme").unwrap());
+        for pw in ["simple", "p;w=d'\"x", "  lead and trail  ", "ünï{cödé}"] {
+            let s = e.connection_string(&n, Principal::AppB, &SecretValue::new(pw));
+            let parsed = connstr::parse(s.expose()).unwrap();
+            assert_eq!(parsed.user, "app_b");
+            assert_eq!(parsed.database, "tenant_acme");
+            assert_eq!(parsed.host, "sql.example.com");
+            assert!(parsed.encrypt);
+            assert!(parsed.trust_server_certificate, "follows the admin target");
+            assert_eq!(e.password_of(&s).unwrap().expose(), pw);
+        }
+    }
+
+    #[test]
+    fn user_statements_quote_names_and_passwords() {
+        let sql = SqlServerEngine::upsert_user_with_password("app_a", &SecretValue::new("it's]"))
+            .unwrap();
+        assert_eq!(
+            sql,
+            "IF USER_ID(N'app_a') IS NULL CREATE USER [app_a] WITH PASSWORD = N'it''s]'; \
+             ELSE ALTER USER [app_a] WITH PASSWORD = N'it''s]';"
+        );
+    }
+
+    #[test]
+    fn driver_errors_map_to_engine_errors() {
+        let e: EngineError = MssqlError::Connect {
+            target: "x".into(),
+            number: Some(12824),
+            detail: "d".into(),
+        }
+        .into();
+        assert!(e.to_string().contains("sp_configure"), "{e}");
+        let e: EngineError = MssqlError::Server {
+            number: 1205,
+            message: "deadlock".into(),
+        }
+        .into();
+        assert!(e.is_transient(), "{e:?}");
+        let e: EngineError = MssqlError::Server {
+            number: 229,
+            message: "denied".into(),
+        }
+        .into();
+        assert!(matches!(e, EngineError::PermissionDenied(_)));
+        let e: EngineError = MssqlError::Connect {
+            target: "h:1 as app_a".into(),
+            number: Some(18456),
+            detail: "Login failed".into(),
+        }
+        .into();
+        assert!(matches!(e, EngineError::Connect { .. }));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_connect_error_naming_it_without_the_password() {
+        let mut admin = Target::parse_url("sqlserver://sa:Secret%3Bpw@127.0.0.1:9").unwrap();
+        admin.connect_timeout = Duration::from_secs(2);
+        let e = SqlServerEngine::new(SqlServerConfig {
+            admin,
+            tenant_host: None,
+            tenant_port: None,
+            pool: PoolOptions {
+                wait_timeout: Duration::from_secs(3),
+                ..PoolOptions::default()
+            },
+        });
+        let err = e.prepare().await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, EngineError::Connect { .. }), "{err:?}");
+        assert!(!text.contains("Secret"), "{text}");
+    }
+}

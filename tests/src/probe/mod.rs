@@ -1,0 +1,172 @@
+//! Engine-neutral access to a tenant database for the conformance suite.
+//!
+//! A test says what it does ("call the customer procedure", "try to delete audit events") and the
+//! probe of the engine under test says it in that engine's SQL. The expectations (this is
+//! refused as a permission problem, this is refused by the append-only trigger) are the same for
+//! both engines, so one test checks both.
+
+pub mod postgres;
+pub mod sqlserver;
+
+use async_trait::async_trait;
+use secrets::SecretValue;
+use uuid::Uuid;
+
+/// How the server answered an attempt that was expected to fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A permission check refused it (PostgreSQL 42501; SQL Server 229, 230, 262, 297, 300, 916,
+    /// 15151 or 15247 — "cannot find the object or you do not have permission").
+    Denied(String),
+    /// The audit or history protection refused it (a trigger's "append-only" error, SQL Server
+    /// 50001/50002, a FOREIGN KEY that blocks TRUNCATE (4712), or a system-versioned history
+    /// table refusing DML (13560/13561/13562)).
+    Protected(String),
+    /// Anything else (a bug in the test or the schema).
+    Other(String),
+}
+
+impl Refusal {
+    /// Whether this is a permission refusal.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, Refusal::Denied(_))
+    }
+}
+
+/// The business tables and their history tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// Customers.
+    Customers,
+    /// Invoices.
+    Invoices,
+    /// Invoice lines.
+    InvoiceLines,
+    /// Accounting periods.
+    AccountingPeriods,
+    /// History of customers.
+    CustomersHistory,
+    /// History of invoices.
+    InvoicesHistory,
+}
+
+/// The business tables (not history).
+pub const BUSINESS_TABLES: [Table; 4] = [
+    Table::Customers,
+    Table::Invoices,
+    Table::InvoiceLines,
+    Table::AccountingPeriods,
+];
+
+/// The history tables the suite probes.
+pub const HISTORY_TABLES: [Table; 2] = [Table::CustomersHistory, Table::InvoicesHistory];
+
+/// Something a principal might try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// `SELECT` from a table.
+    Select(Table),
+    /// `INSERT` a row into a table.
+    Insert(Table),
+    /// `UPDATE` every row of a table.
+    Update(Table),
+    /// `DELETE` every row of a table.
+    Delete(Table),
+    /// `TRUNCATE` a table.
+    Truncate(Table),
+    /// `SELECT` the audit events.
+    SelectAudit,
+    /// `UPDATE` the audit events.
+    UpdateAudit,
+    /// `DELETE` the audit events.
+    DeleteAudit,
+    /// `TRUNCATE` the audit events.
+    TruncateAudit,
+    /// Call the purge routine.
+    Purge,
+    /// Call the audit-append routine directly (forging an event).
+    RecordEvent,
+    /// Call a writing business routine (customer upsert).
+    CallWritingProcedure,
+    /// Create a table.
+    CreateTable,
+    /// Create a schema.
+    CreateSchema,
+}
+
+/// One session on a tenant database.
+#[async_trait]
+pub trait Session: Send {
+    /// Upserts a customer through the business routine; returns its id.
+    async fn customer_upsert(
+        &mut self,
+        id: Option<Uuid>,
+        name: &str,
+        email: Option<&str>,
+    ) -> Result<Uuid, Refusal>;
+    /// Opens an accounting period (dates as `YYYY-MM-DD`); returns its id.
+    async fn period_open(&mut self, starts: &str, ends: &str) -> Result<Uuid, Refusal>;
+    /// Creates an invoice; returns its id.
+    async fn invoice_create(
+        &mut self,
+        customer: Uuid,
+        period: Uuid,
+        number: &str,
+        issued: &str,
+    ) -> Result<Uuid, Refusal>;
+    /// Adds a line to an invoice.
+    async fn invoice_add_line(
+        &mut self,
+        invoice: Uuid,
+        description: &str,
+        quantity: i32,
+        unit_price: &str,
+    ) -> Result<(), Refusal>;
+    /// Posts an invoice.
+    async fn invoice_post(&mut self, invoice: Uuid) -> Result<(), Refusal>;
+    /// Closes a period.
+    async fn period_close(&mut self, period: Uuid) -> Result<(), Refusal>;
+    /// An invoice's status (`draft`, `posted`) through the business routine.
+    async fn invoice_status(&mut self, invoice: Uuid) -> Result<String, Refusal>;
+    /// A customer's name through the business routine.
+    async fn customer_name(&mut self, customer: Uuid) -> Result<String, Refusal>;
+
+    /// Tries something; `Ok` means the server allowed it.
+    async fn attempt(&mut self, attempt: Attempt) -> Result<(), Refusal>;
+    /// Rows in a business or history table (needs SELECT on it).
+    async fn count(&mut self, table: Table) -> Result<i64, Refusal>;
+    /// Switches to the investigator's reader (PostgreSQL `SET ROLE`, SQL Server
+    /// `EXECUTE AS USER`); only the investigator may.
+    async fn become_reader(&mut self) -> Result<(), Refusal>;
+
+    /// The audit events' actions, oldest first (needs SELECT on the audit events).
+    async fn audit_actions(&mut self) -> Result<Vec<String>, Refusal>;
+    /// The newest audit event's action and detail.
+    async fn last_audit_event(&mut self) -> Result<(String, serde_json::Value), Refusal>;
+    /// Purges every event before now through the purge routine; returns how many were deleted.
+    async fn purge_all(&mut self, reason: &str) -> Result<i64, Refusal>;
+    /// Verifies the audit chain: (valid, first broken id).
+    async fn verify_chain(&mut self) -> Result<(bool, Option<i64>), Refusal>;
+}
+
+/// The engine-specific side of the suite.
+#[async_trait]
+pub trait Probe: Send + Sync {
+    /// Logs in with a connection string the control plane wrote.
+    async fn login(&self, connection_string: &SecretValue) -> Result<Box<dyn Session>, Refusal>;
+    /// The same connection string with another user and password (to try principals that must
+    /// not log in).
+    fn with_credentials(
+        &self,
+        connection_string: &SecretValue,
+        user: &str,
+        password: &str,
+    ) -> SecretValue;
+    /// The same connection string pointed at another database.
+    fn with_database(&self, connection_string: &SecretValue, database: &str) -> SecretValue;
+    /// A session of the server's administrator (superuser / sysadmin) on a tenant database.
+    async fn admin(&self, database: &str) -> Box<dyn Session>;
+    /// As the administrator, bypasses the audit triggers and changes the actor of the newest
+    /// event with this action (what a rogue DBA could do); returns that event's id.
+    async fn tamper_with_audit_event(&self, database: &str, action: &str) -> i64;
+}
