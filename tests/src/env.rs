@@ -1,4 +1,5 @@
-//! One control plane per test, on the shared cluster.
+//! One control plane per test, on the engine under test: the shared PostgreSQL cluster, or the
+//! SQL Server named by `MSSQL_URL`.
 
 use std::time::{Duration, Instant};
 
@@ -10,17 +11,69 @@ use engine::TenantNames;
 use secrets::{SecretName, SecretValue};
 use serde_json::Value;
 use server::auth::LocalKey;
+use server::config::EngineKind;
 use server::{App, Config};
 use tower::ServiceExt as _;
 use uuid::Uuid;
 use workflows::Faults;
 
+use crate::probe::postgres::PostgresProbe;
+use crate::probe::sqlserver::SqlServerProbe;
+use crate::probe::Probe;
 use crate::PgCluster;
+
+/// The line the SQL Server run prints instead of passing silently when no server is named.
+pub const SQLSERVER_SKIPPED: &str = "sqlserver conformance: skipped (MSSQL_URL not set)";
+
+/// The engine a conformance test runs against.
+#[derive(Clone, Debug)]
+pub enum EngineUnderTest {
+    /// The shared PostgreSQL cluster the harness starts.
+    Postgres,
+    /// The SQL Server named by `MSSQL_URL` (a `sqlserver://` URL of a sysadmin login).
+    SqlServer {
+        /// The URL.
+        url: String,
+    },
+}
+
+impl EngineUnderTest {
+    /// The SQL Server under test, or `None` after printing [`SQLSERVER_SKIPPED`].
+    pub fn sqlserver() -> Option<EngineUnderTest> {
+        match std::env::var("MSSQL_URL") {
+            Ok(url) if !url.trim().is_empty() => Some(EngineUnderTest::SqlServer {
+                url: url.trim().to_owned(),
+            }),
+            _ => {
+                println!("{SQLSERVER_SKIPPED}");
+                eprintln!("{SQLSERVER_SKIPPED}");
+                None
+            }
+        }
+    }
+
+    /// The server's engine-specific side of the suite.
+    pub fn probe(&self) -> Box<dyn Probe> {
+        match self {
+            EngineUnderTest::Postgres => Box::new(PostgresProbe),
+            EngineUnderTest::SqlServer { url } => Box::new(SqlServerProbe::new(
+                mssql::Target::parse_url(url).expect("MSSQL_URL is not a valid sqlserver:// URL"),
+            )),
+        }
+    }
+}
+
+/// `url` with its path (the database) replaced.
+fn url_with_database(url: &str, database: &str) -> String {
+    let mut u = url::Url::parse(url).expect("a valid URL");
+    u.set_path(&format!("/{database}"));
+    u.to_string()
+}
 
 /// A control plane for one test.
 pub struct TestEnv {
-    /// The shared cluster.
-    pub cluster: &'static PgCluster,
+    /// The engine under test.
+    pub engine: EngineUnderTest,
     /// Its configuration (own catalog database, data dir, node id).
     pub config: Config,
     /// The started app.
@@ -33,8 +86,8 @@ pub struct TestEnv {
 pub struct Snapshot {
     /// Tenant databases on the server.
     pub databases: Vec<String>,
-    /// Tenant roles on the server.
-    pub roles: Vec<String>,
+    /// Tenant principals on the server (as the engine's inventory reports them).
+    pub principals: Vec<String>,
     /// Secrets (live or soft-deleted) in the store.
     pub secrets: Vec<String>,
     /// Catalog tenants that still claim their slug (not released), with their state.
@@ -68,31 +121,84 @@ pub fn sqlstate(e: &tokio_postgres::Error) -> String {
 
 impl TestEnv {
     /// A control plane with no faults.
-    pub async fn new() -> TestEnv {
-        Self::with(Faults::none(), |_| {}).await
+    pub async fn new(engine: EngineUnderTest) -> TestEnv {
+        Self::with(engine, Faults::none(), |_| {}).await
     }
 
-    /// A control plane with faults and a configuration tweak.
-    pub async fn with(faults: Faults, tweak: impl FnOnce(&mut Config)) -> TestEnv {
-        let cluster = PgCluster::shared();
+    /// A control plane with faults and a configuration tweak, with its own catalog database.
+    pub async fn with(
+        engine: EngineUnderTest,
+        faults: Faults,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestEnv {
         let data_dir = tempfile::tempdir().unwrap();
         let unique = Uuid::new_v4().simple().to_string();
+        let catalog = format!("catalog_{}", &unique[..12]);
         let mut config = Config {
             data_dir: data_dir.path().to_path_buf(),
-            postgres_admin_url: Some(cluster.admin_url.clone()),
-            catalog_url: Some(cluster.url_for(&format!("catalog_{}", &unique[..12]))),
             node_id: Some(format!("test-{}", &unique[..12])),
             sweep_interval_secs: 1,
             lease_ttl_secs: 10,
             ..Config::default()
         };
+        match &engine {
+            EngineUnderTest::Postgres => {
+                let cluster = PgCluster::shared();
+                config.postgres_admin_url = Some(cluster.admin_url.clone());
+                config.catalog_url = Some(cluster.url_for(&catalog));
+            }
+            EngineUnderTest::SqlServer { url } => {
+                config.engine = EngineKind::Sqlserver;
+                config.sqlserver_admin_url = Some(url.clone());
+                // The catalog lives on the same SQL Server: the SQL Server run needs no
+                // PostgreSQL at all.
+                config.catalog_url = Some(url_with_database(url, &catalog));
+            }
+        }
         tweak(&mut config);
         let app = server::start(&config, Some(faults)).await.unwrap();
         TestEnv {
-            cluster,
+            engine,
             config,
             app,
             data_dir,
+        }
+    }
+
+    /// The environment variables that configure a `tenant-control-plane` process like this one
+    /// (engine, admin URL, catalog), for tests that run the real binary.
+    pub fn server_env(&self) -> Vec<(&'static str, String)> {
+        let c = &self.config;
+        let mut vars = vec![(
+            "TENANT_CP_CATALOG_URL",
+            c.catalog_url.clone().unwrap_or_default(),
+        )];
+        match &self.engine {
+            EngineUnderTest::Postgres => vars.push((
+                "TENANT_CP_POSTGRES_ADMIN_URL",
+                c.postgres_admin_url.clone().unwrap_or_default(),
+            )),
+            EngineUnderTest::SqlServer { url } => {
+                vars.push(("TENANT_CP_ENGINE", "sqlserver".into()));
+                vars.push(("TENANT_CP_SQLSERVER_ADMIN_URL", url.clone()));
+            }
+        }
+        vars
+    }
+
+    /// The engine-specific side of the suite.
+    pub fn probe(&self) -> Box<dyn Probe> {
+        self.engine.probe()
+    }
+
+    /// How many principals a fully onboarded tenant has on this engine: PostgreSQL's seven
+    /// roles (owner, app_rw, app_a, app_b, audit_admin, reader, investigator), or SQL Server's
+    /// five contained users (the owner is dbo and the roles live in the database).
+    pub fn full_principals(&self) -> usize {
+        if self.app.engine.contained_principals() {
+            5
+        } else {
+            7
         }
     }
 
@@ -100,7 +206,7 @@ impl TestEnv {
     /// id, with other faults (what an operator's restart after a fix looks like).
     pub async fn restart(self, faults: Faults) -> TestEnv {
         let TestEnv {
-            cluster,
+            engine,
             config,
             app,
             data_dir,
@@ -108,7 +214,7 @@ impl TestEnv {
         drop(app);
         let app = server::start(&config, Some(faults)).await.unwrap();
         TestEnv {
-            cluster,
+            engine,
             config,
             app,
             data_dir,
@@ -248,41 +354,22 @@ impl TestEnv {
         TenantSecrets::for_slug(&TenantSlug::parse(slug).unwrap())
     }
 
-    /// What exists of these tenants everywhere.
+    /// What exists of these tenants everywhere: on the server (through the engine's own
+    /// inventory), in the secret store and in the catalog.
     pub async fn snapshot(&self, slugs: &[&str]) -> Snapshot {
-        let admin = superuser("postgres").await;
         let mut databases = Vec::new();
-        let mut roles = Vec::new();
+        let mut principals = Vec::new();
         let mut secrets = Vec::new();
         let mut live_tenants = Vec::new();
+        let mut unfinished_operations = 0;
+        let tenants = self.app.catalog.list_tenants().await.unwrap();
         for slug in slugs {
             let n = self.names(slug);
-            if admin
-                .query_opt(
-                    "SELECT 1 FROM pg_database WHERE datname = $1",
-                    &[&n.database],
-                )
-                .await
-                .unwrap()
-                .is_some()
-            {
+            let inventory = self.app.engine.inventory(&n).await.unwrap();
+            if inventory.database {
                 databases.push(n.database.clone());
             }
-            let all: Vec<String> = n
-                .principals_drop_order()
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            for r in admin
-                .query(
-                    "SELECT rolname FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1",
-                    &[&all],
-                )
-                .await
-                .unwrap()
-            {
-                roles.push(r.get::<_, String>(0));
-            }
+            principals.extend(inventory.principals);
             for name in self.secret_names(slug).all() {
                 let name = SecretName::new(name).unwrap();
                 let live = self.app.secrets.get(&name, None).await.is_ok();
@@ -291,32 +378,22 @@ impl TestEnv {
                     secrets.push(format!("{name}{}", if deleted { " (deleted)" } else { "" }));
                 }
             }
-            if let Some(t) = self
-                .app
-                .catalog
-                .tenant_by_slug(&TenantSlug::parse(slug).unwrap())
-                .await
-                .unwrap()
-            {
+            for t in tenants.iter().filter(|t| t.slug.as_str() == *slug) {
                 if t.released_at.is_none() {
                     live_tenants.push((slug.to_string(), t.state.to_string()));
                 }
+                for id in self.app.catalog.tenant_operations(t.id).await.unwrap() {
+                    let op = self.app.catalog.operation(id).await.unwrap().unwrap();
+                    if !op.state.is_terminal() {
+                        unfinished_operations += 1;
+                    }
+                }
             }
         }
-        let catalog = connect(self.config.catalog_url.as_deref().unwrap())
-            .await
-            .unwrap();
-        let unfinished_operations = catalog
-            .query_one(
-                "SELECT count(*) FROM operations WHERE state IN ('pending', 'running')",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        principals.sort();
         Snapshot {
             databases,
-            roles,
+            principals,
             secrets,
             live_tenants,
             unfinished_operations,

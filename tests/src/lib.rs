@@ -13,4 +13,32 @@ pub mod env;
 pub mod probe;
 
 pub use cluster::{free_port, server_binary, PgCluster};
-pub use env::{Snapshot, TestEnv};
+pub use env::{EngineUnderTest, Snapshot, TestEnv, SQLSERVER_SKIPPED};
+
+/// Declares conformance tests: each listed `async fn name(engine: EngineUnderTest)` runs once as
+/// `postgres::name` on the harness's PostgreSQL and once as `sqlserver::name` on the SQL Server
+/// named by `MSSQL_URL` (which prints [`SQLSERVER_SKIPPED`] and returns when it is not set;
+/// `make test` leaves those out and prints the same line, so the skip is never silent).
+#[macro_export]
+macro_rules! conformance {
+    ($($test:ident),+ $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::EngineUnderTest::Postgres).await;
+                }
+            )+
+        }
+        mod sqlserver {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    if let Some(engine) = $crate::EngineUnderTest::sqlserver() {
+                        super::$test(engine).await;
+                    }
+                }
+            )+
+        }
+    };
+}

@@ -4,7 +4,7 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use tcp_tests::TestEnv;
+use tcp_tests::{EngineUnderTest, TestEnv};
 
 async fn expect_problem(
     env: &TestEnv,
@@ -29,9 +29,13 @@ fn body(v: serde_json::Value) -> Option<Vec<u8>> {
     Some(serde_json::to_vec(&v).unwrap())
 }
 
-#[tokio::test]
-async fn bad_input_gets_a_clear_problem_and_leaves_nothing_behind() {
-    let env = TestEnv::new().await;
+tcp_tests::conformance!(
+    bad_input_gets_a_clear_problem_and_leaves_nothing_behind,
+    listing_and_operation_views_have_the_documented_shape,
+);
+
+async fn bad_input_gets_a_clear_problem_and_leaves_nothing_behind(engine: EngineUnderTest) {
+    let env = TestEnv::new(engine).await;
     let op = env.token("operator");
     let op = Some(op.as_str());
     env.onboard("api-existing").await;
@@ -334,9 +338,8 @@ async fn bad_input_gets_a_clear_problem_and_leaves_nothing_behind() {
     .await;
 }
 
-#[tokio::test]
-async fn listing_and_operation_views_have_the_documented_shape() {
-    let env = TestEnv::new().await;
+async fn listing_and_operation_views_have_the_documented_shape(engine: EngineUnderTest) {
+    let env = TestEnv::new(engine).await;
     let id = env.start_onboard("api-shape").await;
     env.wait(id).await;
     let (s, list) = env.call(Method::GET, "/v1/tenants", None).await;
@@ -385,6 +388,9 @@ async fn listing_and_operation_views_have_the_documented_shape() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, workflows::ONBOARD_STEPS);
+    assert_eq!(
+        names,
+        workflows::onboard_steps(env.app.engine.contained_principals())
+    );
     env.offboard("api-shape").await;
 }

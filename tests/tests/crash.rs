@@ -4,6 +4,7 @@
 //!
 //! An in-process control plane with a sweeper that never runs observes the catalog, the server
 //! and the secret store; only the child process runs operations.
+//! A conformance suite: every test runs on PostgreSQL and on SQL Server (`MSSQL_URL`).
 
 #![allow(clippy::unwrap_used, clippy::err_expect)]
 
@@ -12,8 +13,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use api_types::{OperationState, TenantSlug, TenantState};
-use tcp_tests::{free_port, server_binary, TestEnv};
-use workflows::{Faults, OFFBOARD_STEPS, ONBOARD_STEPS};
+use tcp_tests::{free_port, server_binary, EngineUnderTest, TestEnv};
+use workflows::{onboard_steps, Faults, OFFBOARD_STEPS};
+
+tcp_tests::conformance!(
+    onboarding_converges_after_a_crash_after_every_step,
+    offboarding_converges_after_a_crash_after_every_step,
+    rollback_converges_after_a_crash_during_the_undo,
+);
 
 struct Server {
     child: Child,
@@ -27,8 +34,8 @@ impl Drop for Server {
     }
 }
 
-async fn observer() -> TestEnv {
-    TestEnv::with(Faults::none(), |c| {
+async fn observer(engine: EngineUnderTest) -> TestEnv {
+    TestEnv::with(engine, Faults::none(), |c| {
         c.sweep_interval_secs = 3600;
         c.node_id = Some(format!("observer-{}", uuid::Uuid::new_v4().simple()));
     })
@@ -37,15 +44,10 @@ async fn observer() -> TestEnv {
 
 async fn spawn(env: &TestEnv, faults: &str) -> Server {
     let port = free_port();
-    let c = &env.config;
     let child = Command::new(server_binary())
+        .envs(env.server_env())
         .env("TENANT_CP_LISTEN", format!("127.0.0.1:{port}"))
         .env("TENANT_CP_DATA_DIR", env.data_dir())
-        .env(
-            "TENANT_CP_POSTGRES_ADMIN_URL",
-            c.postgres_admin_url.as_deref().unwrap(),
-        )
-        .env("TENANT_CP_CATALOG_URL", c.catalog_url.as_deref().unwrap())
         .env("TENANT_CP_NODE_ID", "crash-node")
         .env("TENANT_CP_SWEEP_INTERVAL_SECS", "1")
         .env("TENANT_CP_FAULTS", faults)
@@ -123,21 +125,27 @@ async fn assert_active_and_working(env: &TestEnv, slug: &str) {
     assert_eq!(t.state, TenantState::Active);
     let snap = env.snapshot(&[slug]).await;
     assert_eq!(
-        (snap.databases.len(), snap.roles.len(), snap.secrets.len()),
-        (1, 7, 3),
+        (
+            snap.databases.len(),
+            snap.principals.len(),
+            snap.secrets.len()
+        ),
+        (1, env.full_principals(), 3),
         "{snap:?}"
     );
     let url = env.secret(&env.secret_names(slug).app).await;
-    let app = tcp_tests::env::connect(url.expose()).await.unwrap();
-    app.execute("SELECT app.customer_upsert(NULL, 'after crash', NULL)", &[])
+    let mut app = env.probe().login(&url).await.unwrap();
+    app.customer_upsert(None, "after crash", None)
         .await
         .unwrap();
 }
 
-#[tokio::test]
-async fn onboarding_converges_after_a_crash_after_every_step() {
-    let env = observer().await;
-    for (i, step) in ONBOARD_STEPS.iter().enumerate() {
+async fn onboarding_converges_after_a_crash_after_every_step(engine: EngineUnderTest) {
+    let env = observer(engine).await;
+    for (i, step) in onboard_steps(env.app.engine.contained_principals())
+        .iter()
+        .enumerate()
+    {
         let slug = format!("crash-on-{i}");
         let id = onboard_with_crash(&env, &slug, &format!("crash:onboard:{step}")).await;
         let _server = spawn(&env, "").await;
@@ -151,9 +159,8 @@ async fn onboarding_converges_after_a_crash_after_every_step() {
     }
 }
 
-#[tokio::test]
-async fn offboarding_converges_after_a_crash_after_every_step() {
-    let env = observer().await;
+async fn offboarding_converges_after_a_crash_after_every_step(engine: EngineUnderTest) {
+    let env = observer(engine).await;
     for (i, step) in OFFBOARD_STEPS.iter().enumerate() {
         let slug = format!("crash-off-{i}");
         let empty = env.snapshot(&[&slug]).await;
@@ -199,15 +206,14 @@ async fn offboarding_converges_after_a_crash_after_every_step() {
             certs[0].detail["removed"]["principals"]
                 .as_array()
                 .map(Vec::len),
-            Some(7),
+            Some(env.full_principals()),
             "{step}"
         );
     }
 }
 
-#[tokio::test]
-async fn rollback_converges_after_a_crash_during_the_undo() {
-    let env = observer().await;
+async fn rollback_converges_after_a_crash_during_the_undo(engine: EngineUnderTest) {
+    let env = observer(engine).await;
     for step in ["store_credentials", "create_principals", "create_database"] {
         let slug = format!("crash-undo-{}", step.replace('_', "-"));
         let empty = env.snapshot(&[&slug]).await;

@@ -1,256 +1,213 @@
-//! Security invariants of a tenant database, each asserting the exact refusal (SQLSTATE and,
-//! where a trigger refuses, its message).
+//! Security invariants of a tenant database. A conformance suite: the invariants are written
+//! once against the probe (what a principal tries, and how it must be refused) and run on
+//! PostgreSQL and on SQL Server (`MSSQL_URL`). PostgreSQL's own lock-down (PUBLIC) is checked
+//! at the end with its catalog.
 
 #![allow(clippy::unwrap_used, clippy::err_expect)]
 
-use tcp_tests::env::{connect, sqlstate, superuser};
-use tcp_tests::TestEnv;
+use tcp_tests::env::superuser;
+use tcp_tests::probe::{Attempt, Refusal, Session, Table, BUSINESS_TABLES, HISTORY_TABLES};
+use tcp_tests::{EngineUnderTest, TestEnv};
 
-const PERMISSION_DENIED: &str = "42501";
+tcp_tests::conformance!(tenant_principals_hold_exactly_their_rights);
 
-fn with_password(url: &str, user: &str, password: &str) -> String {
-    // postgresql://user:pw@host:port/db → same server/db, other credentials.
-    let rest = url.split_once('@').unwrap().1;
-    format!("postgresql://{user}:{password}@{rest}")
+/// The attempt must be refused by a permission check.
+async fn expect_denied(session: &mut Box<dyn Session>, attempt: Attempt) {
+    match session.attempt(attempt).await {
+        Err(Refusal::Denied(_)) => {}
+        Err(other) => panic!("{attempt:?} refused, but not as a permission: {other:?}"),
+        Ok(()) => panic!("{attempt:?} was allowed"),
+    }
 }
 
-async fn expect_denied(client: &tokio_postgres::Client, sql: &str) {
-    let err = client
-        .batch_execute(sql)
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("{sql} was allowed"));
-    assert_eq!(sqlstate(&err), PERMISSION_DENIED, "{sql}: {err:?}");
+/// The attempt must be refused by the audit/history protection (which holds even for the
+/// server's administrator).
+async fn expect_protected(session: &mut Box<dyn Session>, attempt: Attempt) {
+    match session.attempt(attempt).await {
+        Err(Refusal::Protected(_)) => {}
+        Err(other) => panic!("{attempt:?} refused, but not by the protection: {other:?}"),
+        Ok(()) => panic!("{attempt:?} was allowed"),
+    }
 }
 
-#[tokio::test]
-async fn tenant_principals_hold_exactly_their_rights() {
-    let env = TestEnv::new().await;
+/// Writes to history tables: refused by permission or, on SQL Server, possibly first by system
+/// versioning (which refuses any DML on a history table before permissions are looked at).
+async fn expect_history_write_refused(
+    engine: &EngineUnderTest,
+    session: &mut Box<dyn Session>,
+    attempt: Attempt,
+) {
+    match (session.attempt(attempt).await, engine) {
+        (Err(Refusal::Denied(_)), _) => {}
+        (Err(Refusal::Protected(_)), EngineUnderTest::SqlServer { .. }) => {}
+        (other, _) => panic!("{attempt:?}: {other:?}"),
+    }
+}
+
+async fn tenant_principals_hold_exactly_their_rights(engine: EngineUnderTest) {
+    let env = TestEnv::new(engine.clone()).await;
+    let probe = env.probe();
     env.onboard("sec-one").await;
     env.onboard("sec-two").await;
     let one = env.names("sec-one");
     let s1 = env.secret_names("sec-one");
     let s2 = env.secret_names("sec-two");
     let app_url = env.secret(&s1.app).await;
-    let app = connect(app_url.expose()).await.unwrap();
+    let mut app = probe.login(&app_url).await.unwrap();
 
     // Seed a little data through the only data path.
-    let customer: uuid::Uuid = app
-        .query_one("SELECT app.customer_upsert(NULL, 'Grace', NULL)", &[])
+    let customer = app.customer_upsert(None, "Grace", None).await.unwrap();
+    app.customer_upsert(Some(customer), "Grace Hopper", None)
         .await
-        .unwrap()
-        .get(0);
-    app.execute(
-        "SELECT app.customer_upsert($1, 'Grace Hopper', NULL)",
-        &[&customer],
-    )
-    .await
-    .unwrap();
+        .unwrap();
 
-    // app_a: no direct table access at all.
-    for table in [
-        "app.customers",
-        "app.invoices",
-        "app.invoice_lines",
-        "app.accounting_periods",
-    ] {
-        expect_denied(&app, &format!("SELECT * FROM {table}")).await;
-        expect_denied(&app, &format!("DELETE FROM {table}")).await;
-        expect_denied(&app, &format!("UPDATE {table} SET valid_from = now()")).await;
+    // app_a: no direct table access at all...
+    for table in BUSINESS_TABLES {
+        expect_denied(&mut app, Attempt::Select(table)).await;
+        expect_denied(&mut app, Attempt::Delete(table)).await;
+        expect_denied(&mut app, Attempt::Update(table)).await;
     }
-    expect_denied(&app, "INSERT INTO app.customers (name) VALUES ('x')").await;
+    expect_denied(&mut app, Attempt::Insert(Table::Customers)).await;
     // ... not on the audit log ...
-    expect_denied(&app, "UPDATE audit.audit_events SET actor = 'x'").await;
-    expect_denied(&app, "DELETE FROM audit.audit_events").await;
-    expect_denied(&app, "TRUNCATE audit.audit_events").await;
-    expect_denied(&app, "SELECT audit.purge_before(now())").await;
-    expect_denied(&app, "SELECT audit.record_event('forged', '{}')").await;
+    for attempt in [
+        Attempt::UpdateAudit,
+        Attempt::DeleteAudit,
+        Attempt::TruncateAudit,
+        Attempt::Purge,
+        Attempt::RecordEvent,
+    ] {
+        expect_denied(&mut app, attempt).await;
+    }
     // ... not on history tables ...
-    for table in ["history.customers_history", "history.invoices_history"] {
-        expect_denied(&app, &format!("SELECT * FROM {table}")).await;
-        expect_denied(&app, &format!("UPDATE {table} SET valid_to = now()")).await;
-        expect_denied(&app, &format!("DELETE FROM {table}")).await;
-        expect_denied(&app, &format!("TRUNCATE {table}")).await;
+    for table in HISTORY_TABLES {
+        expect_denied(&mut app, Attempt::Select(table)).await;
+        for write in [
+            Attempt::Update(table),
+            Attempt::Delete(table),
+            Attempt::Truncate(table),
+        ] {
+            expect_history_write_refused(&engine, &mut app, write).await;
+        }
     }
     // ... and no DDL in its own database.
-    expect_denied(&app, "CREATE TABLE public.t (x int)").await;
-    expect_denied(&app, "CREATE SCHEMA evil").await;
+    expect_denied(&mut app, Attempt::CreateTable).await;
+    expect_denied(&mut app, Attempt::CreateSchema).await;
 
-    // app_a cannot reach another tenant's database, nor the maintenance databases.
-    let app_rest = app_url.expose().rsplit_once('/').unwrap().0.to_owned();
-    for db in [
-        env.names("sec-two").database,
-        "postgres".into(),
-        "template1".into(),
-        "tenant_catalog".into(),
-    ] {
-        let err = connect(&format!("{app_rest}/{db}"))
-            .await
-            .err()
-            .expect("connected elsewhere");
-        let code = sqlstate(&err);
-        assert!(
-            code == PERMISSION_DENIED || code == "3D000",
-            "{db}: {err:?}"
-        );
+    // app_a cannot reach another tenant's database, nor the server's own databases.
+    let elsewhere: &[&str] = match engine {
+        EngineUnderTest::Postgres => &["postgres", "template1", "tenant_catalog"],
+        EngineUnderTest::SqlServer { .. } => &["master", "msdb", "tenant_catalog"],
+    };
+    let two_db = env.names("sec-two").database;
+    for db in elsewhere.iter().copied().chain([two_db.as_str()]) {
+        match probe.login(&probe.with_database(&app_url, db)).await {
+            Err(Refusal::Denied(_)) => {}
+            Err(other) => panic!("{db}: {other:?}"),
+            Ok(_) => panic!("app_a reached {db}"),
+        }
     }
     // Nor can the other tenant's login reach this one.
     let other = env.secret(&s2.app).await;
-    let other_rest = other.expose().rsplit_once('/').unwrap().0.to_owned();
-    let err = connect(&format!("{other_rest}/{}", one.database))
-        .await
-        .err()
-        .expect("cross-tenant");
-    assert_eq!(sqlstate(&err), PERMISSION_DENIED);
+    assert!(matches!(
+        probe
+            .login(&probe.with_database(&other, &one.database))
+            .await,
+        Err(Refusal::Denied(_))
+    ));
 
-    // The owner cannot log in: it is NOLOGIN and has no password; neither do app_rw and the reader.
-    let super_db = superuser("postgres").await;
-    let can_login: bool = super_db
-        .query_one(
-            "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
-            &[&one.owner],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(!can_login);
-    for role in [&one.app_rw, &one.reader, &one.owner] {
-        let url = with_password(app_url.expose(), role, "whatever");
-        assert!(connect(&url).await.is_err(), "{role} logged in");
+    // Principals without a login (owner, app_rw, reader) cannot log in.
+    for principal in [&one.app_rw, &one.reader, &one.owner] {
+        let url = probe.with_credentials(&app_url, principal, "Whatever-123");
+        assert!(
+            matches!(probe.login(&url).await, Err(Refusal::Denied(_))),
+            "{principal} logged in"
+        );
     }
 
-    // The investigator reads only after SET ROLE to the reader, and can never write.
-    let inv = connect(env.secret(&s1.investigator).await.expose())
+    // The investigator reads only after switching to the reader, and can never write.
+    let mut inv = probe
+        .login(&env.secret(&s1.investigator).await)
         .await
         .unwrap();
-    expect_denied(&inv, "SELECT * FROM app.customers").await;
-    inv.batch_execute(&format!("SET ROLE {}", one.reader))
-        .await
-        .unwrap();
-    let n: i64 = inv
-        .query_one("SELECT count(*) FROM app.customers", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
-    let h: i64 = inv
-        .query_one("SELECT count(*) FROM history.customers_history", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(h, 1, "the rename left one history row");
-    expect_denied(&inv, "INSERT INTO app.customers (name) VALUES ('x')").await;
-    expect_denied(&inv, "UPDATE app.customers SET name = 'x'").await;
-    expect_denied(&inv, "DELETE FROM app.customers").await;
-    expect_denied(&inv, "SELECT app.customer_upsert(NULL, 'x', NULL)").await;
-    expect_denied(&inv, "SELECT * FROM audit.audit_events").await;
+    expect_denied(&mut inv, Attempt::Select(Table::Customers)).await;
+    inv.become_reader().await.unwrap();
+    assert_eq!(inv.count(Table::Customers).await.unwrap(), 1);
+    assert_eq!(
+        inv.count(Table::CustomersHistory).await.unwrap(),
+        1,
+        "the rename left one history row"
+    );
+    expect_denied(&mut inv, Attempt::Insert(Table::Customers)).await;
+    expect_denied(&mut inv, Attempt::Update(Table::Customers)).await;
+    expect_denied(&mut inv, Attempt::Delete(Table::Customers)).await;
+    expect_denied(&mut inv, Attempt::CallWritingProcedure).await;
+    expect_denied(&mut inv, Attempt::SelectAudit).await;
+    // The app cannot switch to the reader.
+    assert!(matches!(app.become_reader().await, Err(Refusal::Denied(_))));
 
-    // audit_admin purges only through the purge function, which leaves a purge event.
-    let aa = connect(env.secret(&s1.audit_admin).await.expose())
+    // audit_admin purges only through the purge routine, which leaves a purge event.
+    let mut aa = probe
+        .login(&env.secret(&s1.audit_admin).await)
         .await
         .unwrap();
-    expect_denied(&aa, "DELETE FROM audit.audit_events").await;
-    expect_denied(&aa, "UPDATE audit.audit_events SET actor = 'x'").await;
-    expect_denied(&aa, "SELECT app.customer_upsert(NULL, 'x', NULL)").await;
-    let before: i64 = aa
-        .query_one("SELECT count(*) FROM audit.audit_events", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let deleted: i64 = aa
-        .query_one(
-            "SELECT audit.purge_before(clock_timestamp(), 'retention test')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    expect_denied(&mut aa, Attempt::DeleteAudit).await;
+    expect_denied(&mut aa, Attempt::UpdateAudit).await;
+    expect_denied(&mut aa, Attempt::CallWritingProcedure).await;
+    let before = aa.audit_actions().await.unwrap().len() as i64;
+    let deleted = aa.purge_all("retention test").await.unwrap();
     assert_eq!(deleted, before);
-    let row = aa
-        .query_one(
-            "SELECT action, detail FROM audit.audit_events ORDER BY id DESC LIMIT 1",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "audit.purge");
-    let detail: serde_json::Value = row.get(1);
+    let (action, detail) = aa.last_audit_event().await.unwrap();
+    assert_eq!(action, "audit.purge");
     assert_eq!(detail["deleted"], before);
     assert_eq!(detail["anchor"].as_str().unwrap().len(), 64, "{detail}");
-    let valid: bool = aa
-        .query_one("SELECT valid FROM audit.verify_chain()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(valid, "the chain verifies across the purge");
+    assert_eq!(
+        aa.verify_chain().await.unwrap(),
+        (true, None),
+        "the chain verifies across the purge"
+    );
 
     // The app keeps appending after the purge, and the chain still verifies.
-    app.execute("SELECT app.customer_upsert(NULL, 'Linus', NULL)", &[])
-        .await
-        .unwrap();
+    app.customer_upsert(None, "Linus", None).await.unwrap();
+    assert_eq!(aa.verify_chain().await.unwrap(), (true, None));
 
-    // Even the superuser cannot rewrite or truncate the log or history: the triggers refuse.
-    let db = superuser(&one.database).await;
-    for sql in [
-        "UPDATE audit.audit_events SET actor = 'x'",
-        "DELETE FROM audit.audit_events",
-        "TRUNCATE audit.audit_events",
+    // Even the server's administrator cannot rewrite or truncate the log or history.
+    let mut admin = probe.admin(&one.database).await;
+    for attempt in [
+        Attempt::UpdateAudit,
+        Attempt::DeleteAudit,
+        Attempt::TruncateAudit,
+        Attempt::Update(Table::CustomersHistory),
     ] {
-        let err = db
-            .batch_execute(sql)
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("{sql} allowed"));
-        assert!(format!("{err:?}").contains("append-only"), "{sql}: {err:?}");
+        expect_protected(&mut admin, attempt).await;
     }
-    let err = db
-        .batch_execute("UPDATE history.customers_history SET name = 'x'")
-        .await
-        .unwrap_err();
-    assert!(format!("{err:?}").contains("append-only"), "{err:?}");
 
-    // A row altered by a superuser who bypasses the triggers is detected by verification.
-    let valid: bool = db
-        .query_one("SELECT valid FROM audit.verify_chain()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(valid);
-    let target: i64 = db
-        .query_one(
-            "SELECT max(id) FROM audit.audit_events WHERE action = 'customer.upsert'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    db.batch_execute(&format!(
-        "SET session_replication_role = replica; \
-         UPDATE audit.audit_events SET actor = 'mallory' WHERE id = {target}; \
-         SET session_replication_role = origin"
-    ))
-    .await
-    .unwrap();
-    let row = db
-        .query_one(
-            "SELECT valid, first_broken_id FROM audit.verify_chain()",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert!(!row.get::<_, bool>(0));
-    assert_eq!(row.get::<_, Option<i64>>(1), Some(target));
+    // A row altered by an administrator who bypasses the triggers is detected by verification.
+    let target = probe
+        .tamper_with_audit_event(&one.database, "customer.upsert")
+        .await;
+    assert_eq!(admin.verify_chain().await.unwrap(), (false, Some(target)));
+    drop((app, inv, aa, admin));
 
-    // Nothing of these tenants is reachable by PUBLIC.
+    if matches!(engine, EngineUnderTest::Postgres) {
+        postgres_public_reaches_nothing(&one.database, &one.owner).await;
+    }
+    env.offboard("sec-one").await;
+    env.offboard("sec-two").await;
+}
+
+/// PostgreSQL grants PUBLIC a few things by default; none of them may reach a tenant.
+async fn postgres_public_reaches_nothing(database: &str, owner: &str) {
+    let super_db = superuser("postgres").await;
     let public_connect: bool = super_db
         .query_one(
             "SELECT has_database_privilege('public', $1, 'CONNECT')",
-            &[&one.database],
+            &[&database],
         )
         .await
         .unwrap()
         .get(0);
     assert!(!public_connect);
+    let db = superuser(database).await;
     let exec_public: i64 = db
         .query_one(
             "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
@@ -262,8 +219,14 @@ async fn tenant_principals_hold_exactly_their_rights() {
         .unwrap()
         .get(0);
     assert_eq!(exec_public, 0, "functions executable by PUBLIC");
-    drop(db);
-
-    env.offboard("sec-one").await;
-    env.offboard("sec-two").await;
+    // The owner role cannot log in at all.
+    let can_login: bool = super_db
+        .query_one(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+            &[&owner],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!can_login);
 }

@@ -1,17 +1,29 @@
 //! Fail-at-every-step and run-every-step-twice, through the real runner and engine.
+//! A conformance suite: every test runs on PostgreSQL and on SQL Server (`MSSQL_URL`).
 
 #![allow(clippy::unwrap_used, clippy::err_expect)]
 
 use api_types::{OperationState, TenantSlug, TenantState};
-use tcp_tests::env::connect;
-use tcp_tests::TestEnv;
-use workflows::{FaultAction, Faults, OFFBOARD_STEPS, ONBOARD_STEPS};
+use tcp_tests::{EngineUnderTest, TestEnv};
+use workflows::{onboard_steps, FaultAction, Faults, OFFBOARD_STEPS};
 
-#[tokio::test]
-async fn onboarding_failure_at_every_step_rolls_back_to_exactly_before() {
-    for (i, step) in ONBOARD_STEPS.iter().enumerate() {
+tcp_tests::conformance!(
+    onboarding_failure_at_every_step_rolls_back_to_exactly_before,
+    offboarding_failure_at_every_step_stops_and_a_retry_finishes_it,
+    every_step_run_twice_reaches_the_same_end_state,
+    offboarding_finishes_off_a_tenant_whose_rollback_could_not_finish,
+);
+
+async fn onboarding_failure_at_every_step_rolls_back_to_exactly_before(engine: EngineUnderTest) {
+    let contained = matches!(engine, EngineUnderTest::SqlServer { .. });
+    for (i, step) in onboard_steps(contained).iter().enumerate() {
         let slug = format!("fail-on-{i}");
-        let env = TestEnv::with(Faults::single(FaultAction::Fail, "onboard", step), |_| {}).await;
+        let env = TestEnv::with(
+            engine.clone(),
+            Faults::single(FaultAction::Fail, "onboard", step),
+            |_| {},
+        )
+        .await;
         let before = env.snapshot(&[&slug]).await;
         let op = env.wait(env.start_onboard(&slug).await).await;
         assert_eq!(
@@ -50,11 +62,15 @@ async fn onboarding_failure_at_every_step_rolls_back_to_exactly_before() {
     }
 }
 
-#[tokio::test]
-async fn offboarding_failure_at_every_step_stops_and_a_retry_finishes_it() {
+async fn offboarding_failure_at_every_step_stops_and_a_retry_finishes_it(engine: EngineUnderTest) {
     for (i, step) in OFFBOARD_STEPS.iter().enumerate() {
         let slug = format!("fail-off-{i}");
-        let env = TestEnv::with(Faults::single(FaultAction::Fail, "offboard", step), |_| {}).await;
+        let env = TestEnv::with(
+            engine.clone(),
+            Faults::single(FaultAction::Fail, "offboard", step),
+            |_| {},
+        )
+        .await;
         let empty = env.snapshot(&[&slug]).await;
         env.onboard(&slug).await;
         let op = env.wait(env.start_offboard(&slug).await).await;
@@ -94,29 +110,28 @@ async fn offboarding_failure_at_every_step_stops_and_a_retry_finishes_it() {
             cert.detail["removed"]["principals"]
                 .as_array()
                 .map(Vec::len),
-            Some(7),
+            Some(env.full_principals()),
             "{step}"
         );
     }
 }
 
-#[tokio::test]
-async fn every_step_run_twice_reaches_the_same_end_state() {
-    let env = TestEnv::with(Faults::parse("twice:*:*").unwrap(), |_| {}).await;
+async fn every_step_run_twice_reaches_the_same_end_state(engine: EngineUnderTest) {
+    let env = TestEnv::with(engine, Faults::parse("twice:*:*").unwrap(), |_| {}).await;
+    let probe = env.probe();
     let slug = "twice-each";
     let empty = env.snapshot(&[slug]).await;
     env.onboard(slug).await;
     let snap = env.snapshot(&[slug]).await;
     assert_eq!(snap.databases.len(), 1);
-    assert_eq!(snap.roles.len(), 7);
+    assert_eq!(snap.principals.len(), env.full_principals());
     assert_eq!(snap.secrets.len(), 3);
-    // The password written to the secret store is the one the role has (not a second one).
-    let app = connect(env.secret(&env.secret_names(slug).app).await.expose())
+    // The password written to the secret store is the one the principal has (not a second one).
+    let mut app = probe
+        .login(&env.secret(&env.secret_names(slug).app).await)
         .await
         .unwrap();
-    app.execute("SELECT app.customer_upsert(NULL, 'Twice', NULL)", &[])
-        .await
-        .unwrap();
+    app.customer_upsert(None, "Twice", None).await.unwrap();
     let versions = env
         .app
         .secrets
@@ -128,16 +143,17 @@ async fn every_step_run_twice_reaches_the_same_end_state() {
         1,
         "store_credentials twice wrote one version"
     );
-    let events: i64 = tcp_tests::env::superuser(&env.names(slug).database)
+    let actions = probe
+        .admin(&env.names(slug).database)
         .await
-        .query_one(
-            "SELECT count(*) FROM audit.audit_events WHERE action = 'tenant.provisioned'",
-            &[],
-        )
+        .audit_actions()
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(events, 1);
+        .unwrap();
+    let provisioned = actions
+        .iter()
+        .filter(|a| *a == "tenant.provisioned")
+        .count();
+    assert_eq!(provisioned, 1, "{actions:?}");
     drop(app);
     let op = env.offboard(slug).await;
     assert_eq!(env.snapshot(&[slug]).await, empty);
@@ -159,15 +175,17 @@ async fn every_step_run_twice_reaches_the_same_end_state() {
         cert.detail["removed"]["principals"]
             .as_array()
             .map(Vec::len),
-        Some(7)
+        Some(env.full_principals())
     );
 }
 
-#[tokio::test]
-async fn offboarding_finishes_off_a_tenant_whose_rollback_could_not_finish() {
+async fn offboarding_finishes_off_a_tenant_whose_rollback_could_not_finish(
+    engine: EngineUnderTest,
+) {
     // Onboarding fails at bind_database and the undo of create_database reports failure every
-    // time: the rollback gives up, leaving a failed tenant with its roles and secrets.
+    // time: the rollback gives up, leaving a failed tenant with leftovers.
     let env = TestEnv::with(
+        engine,
         Faults::parse("fail:onboard:bind_database,fail:onboard-undo:create_database").unwrap(),
         |_| {},
     )
@@ -184,8 +202,14 @@ async fn offboarding_finishes_off_a_tenant_whose_rollback_could_not_finish() {
         "{op:?}"
     );
     let left = env.snapshot(&[slug]).await;
-    // The fault fired after the database was dropped; roles and secrets are still there.
-    assert_eq!(left.roles.len(), 7, "{left:?}");
+    // The fault fired after the database was dropped; server-wide principals (PostgreSQL)
+    // and secrets are still there. Contained users (SQL Server) went with the database.
+    let principals_left = if env.app.engine.contained_principals() {
+        0
+    } else {
+        env.full_principals()
+    };
+    assert_eq!(left.principals.len(), principals_left, "{left:?}");
     assert_eq!(left.secrets.len(), 3, "{left:?}");
     assert_eq!(
         left.live_tenants,

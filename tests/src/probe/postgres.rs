@@ -26,10 +26,12 @@ fn refusal(e: tokio_postgres::Error) -> Refusal {
         Some(db) => format!("{code}: {}", db.message()),
         None => e.to_string(),
     };
-    if code == "42501" || code == "28P01" || code == "28000" {
-        Refusal::Denied(text)
-    } else if text.contains("append-only") {
+    // The append-only triggers raise 42501 too; their message tells them apart.
+    if text.contains("append-only") {
         Refusal::Protected(text)
+    // 3D000: a database the login cannot even see is as unreachable as a forbidden one.
+    } else if matches!(code.as_str(), "42501" | "28P01" | "28000" | "3D000") {
+        Refusal::Denied(text)
     } else {
         Refusal::Other(text)
     }
