@@ -1,7 +1,9 @@
-//! Test harness: a real PostgreSQL 15 cluster started by the tests themselves (its own temp dir,
-//! a free port, a generated superuser password), and a control plane per test with its own
-//! catalog database, data directory and node id. Nothing is mocked: the router, the workflow
-//! runner, the engine and the secret store are the production ones.
+//! Conformance-suite harness: every test runs per engine — on a real PostgreSQL 15 cluster
+//! started by the tests themselves (its own temp dir, a free port, a generated superuser
+//! password), and on the SQL Server named by `MSSQL_URL` when it is set — with a control plane
+//! per test that has its own catalog database, data directory and node id. Nothing is mocked:
+//! the router, the workflow runner, the engine and the secret store are the production ones;
+//! [`probe`] says what a test does to a tenant database in each engine's SQL.
 //!
 //! The cluster is started once per test process and stopped by a watchdog shell when the process
 //! exits (Rust runs no destructors for statics), so no cluster outlives its tests.
