@@ -4,6 +4,15 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mapfile -t files < <(find "$root" -path "$root/target" -prune -o -path '*/sqlserver/*' -name '*.sql' -print | sort)
+# The statements the SQL Server engine builds at run time (CREATE DATABASE, CREATE USER with a
+# password full of quoting hazards, DENY CONNECT...) go through the same parser.
+generated="$root/target/tsql-generated/sqlserver"
+rm -rf "$generated"
+if ! ${CARGO:-cargo} run -q -p engine --example tsql_statements -- "$generated" >/dev/null; then
+  echo "tsql gate: could not write the engine's generated statements" >&2
+  exit 1
+fi
+mapfile -t -O ${#files[@]} files < <(find "$generated" -name '*.sql' | sort)
 if [ ${#files[@]} -eq 0 ]; then
   echo "tsql gate: no T-SQL files yet"
   exit 0

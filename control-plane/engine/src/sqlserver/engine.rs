@@ -132,6 +132,191 @@ fn tenant_users(names: &TenantNames) -> [&str; 5] {
     ]
 }
 
+/// Every statement the engine sends, built in one place so `generated_statements` can hand
+/// them all to Microsoft's parser (`infra/tsql-gate.sh`). Parameterised ones use `@P1`...
+mod sql {
+    use super::{ident, literal, tenant_users};
+    use crate::{EngineError, SecretValue, TenantNames};
+
+    pub const DB_ID: &str = "SELECT DB_ID(@P1)";
+    pub const TENANT_USERS: &str = "SELECT name FROM sys.database_principals \
+         WHERE name IN (@P1, @P2, @P3, @P4, @P5) ORDER BY name";
+    pub const SERVER_FACTS: &str = "SELECT CAST(SERVERPROPERTY('ProductMajorVersion') AS int), \
+         CAST(SERVERPROPERTY('EngineEdition') AS int), \
+         (SELECT CAST(value_in_use AS int) FROM sys.configurations \
+          WHERE name = 'contained database authentication'), \
+         HAS_PERMS_BY_NAME(NULL, NULL, 'CREATE ANY DATABASE'), \
+         HAS_PERMS_BY_NAME(NULL, NULL, 'ALTER ANY CONNECTION')";
+    pub const REVOKE_GUEST: &str = "REVOKE CONNECT FROM guest;";
+    pub const RECORD_PROVISIONED: &str =
+        "EXEC sys.sp_set_session_context @key = N'actor', @value = @P1; \
+         IF NOT EXISTS (SELECT 1 FROM audit.AuditEvents WHERE Action = N'tenant.provisioned') \
+             EXEC audit.RecordEvent @Action = N'tenant.provisioned', @Detail = @P2; \
+         EXEC sys.sp_set_session_context @key = N'actor', @value = NULL;";
+    pub const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM refinery_schema_history";
+    pub const HAS_AUDIT_SCHEMA: &str = "SELECT OBJECT_ID(N'audit.VerifyChain', N'P')";
+    pub const VERIFY_CHAIN: &str = "EXEC audit.VerifyChain";
+
+    /// Creates the database (outside any transaction: CREATE DATABASE refuses to run in one).
+    pub fn create_database(names: &TenantNames) -> Result<String, EngineError> {
+        Ok(format!(
+            "IF DB_ID({name}) IS NULL CREATE DATABASE {db} CONTAINMENT = PARTIAL;",
+            name = literal(&names.database)?,
+            db = ident(&names.database)?
+        ))
+    }
+
+    /// Makes an existing database partially contained.
+    pub fn ensure_containment(names: &TenantNames) -> Result<String, EngineError> {
+        Ok(format!(
+            "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = {name} AND containment = 0) \
+             ALTER DATABASE {db} SET CONTAINMENT = PARTIAL WITH NO_WAIT;",
+            name = literal(&names.database)?,
+            db = ident(&names.database)?
+        ))
+    }
+
+    /// Creates a contained user with a password, or sets the password of an existing one.
+    /// The password travels inside the statement text (DDL takes no parameters); SQL Server
+    /// masks it in traces and Query Store, and the control plane never logs statements.
+    pub fn upsert_user(user: &str, password: &SecretValue) -> Result<String, EngineError> {
+        let (u, p, n) = (ident(user)?, literal(password.expose())?, literal(user)?);
+        Ok(format!(
+            "IF USER_ID({n}) IS NULL CREATE USER {u} WITH PASSWORD = {p}; \
+             ELSE ALTER USER {u} WITH PASSWORD = {p};"
+        ))
+    }
+
+    /// Every contained user; `app_b` gets `unknown` (a password never stored anywhere).
+    pub fn principals(
+        names: &TenantNames,
+        app_a: &SecretValue,
+        app_b_unknown: &SecretValue,
+        audit_admin: &SecretValue,
+        investigator: &SecretValue,
+    ) -> Result<String, EngineError> {
+        Ok([
+            upsert_user(&names.app_a, app_a)?,
+            upsert_user(&names.app_b, app_b_unknown)?,
+            upsert_user(&names.audit_admin, audit_admin)?,
+            upsert_user(&names.investigator, investigator)?,
+            format!(
+                "IF USER_ID({}) IS NULL CREATE USER {} WITHOUT LOGIN;",
+                literal(&names.reader)?,
+                ident(&names.reader)?
+            ),
+        ]
+        .join("\n"))
+    }
+
+    /// Role memberships and the investigator's one right (after the migrations made the
+    /// roles); IS_ROLEMEMBER keeps it idempotent.
+    pub fn memberships(names: &TenantNames) -> Result<String, EngineError> {
+        let member = |role: &str, user: &str| -> Result<String, EngineError> {
+            Ok(format!(
+                "IF ISNULL(IS_ROLEMEMBER({rn}, {un}), 0) = 0 ALTER ROLE {r} ADD MEMBER {u};",
+                rn = literal(role)?,
+                un = literal(user)?,
+                r = ident(role)?,
+                u = ident(user)?
+            ))
+        };
+        Ok([
+            member(&names.app_rw, &names.app_a)?,
+            member(&names.app_rw, &names.app_b)?,
+            member("audit_admin_role", &names.audit_admin)?,
+            member("reader_role", &names.reader)?,
+            format!(
+                "GRANT IMPERSONATE ON USER::{} TO {};",
+                ident(&names.reader)?,
+                ident(&names.investigator)?
+            ),
+        ]
+        .join("\n"))
+    }
+
+    /// No new sessions for these users.
+    pub fn deny_connect<'a>(users: impl Iterator<Item = &'a str>) -> Result<String, EngineError> {
+        let mut out = String::new();
+        for user in users {
+            out.push_str(&format!("DENY CONNECT TO {};\n", ident(user)?));
+        }
+        Ok(out)
+    }
+
+    /// Ends every session on the database but those of db_owner, dbcreator and sysadmin.
+    pub fn restrict(names: &TenantNames) -> Result<String, EngineError> {
+        Ok(format!(
+            "ALTER DATABASE {} SET RESTRICTED_USER WITH ROLLBACK IMMEDIATE;",
+            ident(&names.database)?
+        ))
+    }
+
+    /// One batch on one session: nobody can take the single-user slot in between.
+    pub fn drop_database(names: &TenantNames) -> Result<String, EngineError> {
+        Ok(format!(
+            "IF DB_ID({name}) IS NOT NULL \
+             BEGIN \
+                 ALTER DATABASE {db} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
+                 DROP DATABASE {db}; \
+             END;",
+            name = literal(&names.database)?,
+            db = ident(&names.database)?
+        ))
+    }
+
+    /// Drops the contained users that exist.
+    pub fn drop_users(names: &TenantNames) -> Result<String, EngineError> {
+        let mut out = String::new();
+        for user in tenant_users(names) {
+            out.push_str(&format!(
+                "IF USER_ID({}) IS NOT NULL DROP USER {};\n",
+                literal(user)?,
+                ident(user)?
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Every statement the engine can send, for a sample tenant whose passwords hold quotes and
+/// brackets: `(what, T-SQL)`. `infra/tsql-gate.sh` writes them out and parses each with
+/// Microsoft's parser, so generated T-SQL is held to the same gate as the files.
+pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError> {
+    let names = TenantNames {
+        database: "tenant_acme_corp".into(),
+        owner: "dbo".into(),
+        app_rw: "app_rw".into(),
+        app_a: "app_a".into(),
+        app_b: "app_b".into(),
+        audit_admin: "audit_admin".into(),
+        reader: "investigator_reader".into(),
+        investigator: "readonly_investigator".into(),
+    };
+    let pw = SecretValue::new("it's]a\"pass;word--");
+    Ok(vec![
+        ("db_id", sql::DB_ID.to_owned()),
+        ("tenant_users", sql::TENANT_USERS.to_owned()),
+        ("server_facts", sql::SERVER_FACTS.to_owned()),
+        ("revoke_guest", sql::REVOKE_GUEST.to_owned()),
+        ("record_provisioned", sql::RECORD_PROVISIONED.to_owned()),
+        ("schema_version", sql::SCHEMA_VERSION.to_owned()),
+        ("has_audit_schema", sql::HAS_AUDIT_SCHEMA.to_owned()),
+        ("verify_chain", sql::VERIFY_CHAIN.to_owned()),
+        ("create_database", sql::create_database(&names)?),
+        ("ensure_containment", sql::ensure_containment(&names)?),
+        ("principals", sql::principals(&names, &pw, &pw, &pw, &pw)?),
+        ("memberships", sql::memberships(&names)?),
+        (
+            "deny_connect",
+            sql::deny_connect(tenant_users(&names).into_iter())?,
+        ),
+        ("restrict", sql::restrict(&names)?),
+        ("drop_database", sql::drop_database(&names)?),
+        ("drop_users", sql::drop_users(&names)?),
+    ])
+}
+
 impl SqlServerEngine {
     /// Builds the engine and its pools; no connection is made until first use.
     pub fn new(config: SqlServerConfig) -> Self {
@@ -164,7 +349,7 @@ impl SqlServerEngine {
         let row = self
             .master()
             .await?
-            .query_opt("SELECT DB_ID(@P1)", &[&database])
+            .query_opt(sql::DB_ID, &[&database])
             .await?;
         Ok(row.and_then(|r| int_at(&r, 0)).is_some())
     }
@@ -179,8 +364,7 @@ impl SqlServerEngine {
             .tenant_conn(&names.database)
             .await?
             .query(
-                "SELECT name FROM sys.database_principals \
-                 WHERE name IN (@P1, @P2, @P3, @P4, @P5) ORDER BY name",
+                sql::TENANT_USERS,
                 &[&users[0], &users[1], &users[2], &users[3], &users[4]],
             )
             .await?;
@@ -188,20 +372,6 @@ impl SqlServerEngine {
             .iter()
             .filter_map(|r| r.get::<&str, _>(0).map(str::to_owned))
             .collect())
-    }
-
-    /// Creates a contained user with a password, or sets the password of an existing one.
-    /// The password travels inside the statement text (DDL takes no parameters); SQL Server
-    /// masks it in traces and Query Store, and the control plane never logs statements.
-    fn upsert_user_with_password(
-        user: &str,
-        password: &SecretValue,
-    ) -> Result<String, EngineError> {
-        let (u, p, n) = (ident(user)?, literal(password.expose())?, literal(user)?);
-        Ok(format!(
-            "IF USER_ID({n}) IS NULL CREATE USER {u} WITH PASSWORD = {p}; \
-             ELSE ALTER USER {u} WITH PASSWORD = {p};"
-        ))
     }
 
     /// Runs the migrations and the procedures in the tenant database on a dedicated connection.
@@ -308,15 +478,7 @@ impl Engine for SqlServerEngine {
     async fn prepare(&self) -> Result<(), EngineError> {
         let mut master = self.master().await?;
         let row = master
-            .query_opt(
-                "SELECT CAST(SERVERPROPERTY('ProductMajorVersion') AS int), \
-                        CAST(SERVERPROPERTY('EngineEdition') AS int), \
-                        (SELECT CAST(value_in_use AS int) FROM sys.configurations \
-                         WHERE name = 'contained database authentication'), \
-                        HAS_PERMS_BY_NAME(NULL, NULL, 'CREATE ANY DATABASE'), \
-                        HAS_PERMS_BY_NAME(NULL, NULL, 'ALTER ANY CONNECTION')",
-                &[],
-            )
+            .query_opt(sql::SERVER_FACTS, &[])
             .await?
             .ok_or_else(|| {
                 EngineError::Configuration("the server returned no properties".into())
@@ -349,15 +511,10 @@ impl Engine for SqlServerEngine {
 
     #[instrument(skip_all, fields(database = %names.database))]
     async fn ensure_database(&self, names: &TenantNames) -> Result<(), EngineError> {
-        let db = ident(&names.database)?;
-        let name = literal(&names.database)?;
-        // Not in a transaction: CREATE DATABASE refuses to run inside one.
         let created = self
             .master()
             .await?
-            .batch(&format!(
-                "IF DB_ID({name}) IS NULL CREATE DATABASE {db} CONTAINMENT = PARTIAL;"
-            ))
+            .batch(&sql::create_database(names)?)
             .await;
         match created {
             Ok(_) => {}
@@ -369,14 +526,11 @@ impl Engine for SqlServerEngine {
         // never gets in (it has no CONNECT in new databases; this keeps it so).
         self.master()
             .await?
-            .batch(&format!(
-                "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = {name} AND containment = 0) \
-                 ALTER DATABASE {db} SET CONTAINMENT = PARTIAL WITH NO_WAIT;"
-            ))
+            .batch(&sql::ensure_containment(names)?)
             .await?;
         self.tenant_conn(&names.database)
             .await?
-            .batch("REVOKE CONNECT FROM guest;")
+            .batch(sql::REVOKE_GUEST)
             .await?;
         Ok(())
     }
@@ -389,17 +543,13 @@ impl Engine for SqlServerEngine {
     ) -> Result<(), EngineError> {
         // app_b gets its real password at its first rotation; until then it holds one that was
         // never stored anywhere, so it cannot authenticate (PASSWORD NULL in PostgreSQL).
-        let unknown = generate_password();
-        let reader = ident(&names.reader)?;
-        let reader_name = literal(&names.reader)?;
-        let script = [
-            Self::upsert_user_with_password(&names.app_a, &credentials.app_a)?,
-            Self::upsert_user_with_password(&names.app_b, &unknown)?,
-            Self::upsert_user_with_password(&names.audit_admin, &credentials.audit_admin)?,
-            Self::upsert_user_with_password(&names.investigator, &credentials.investigator)?,
-            format!("IF USER_ID({reader_name}) IS NULL CREATE USER {reader} WITHOUT LOGIN;"),
-        ]
-        .join("\n");
+        let script = sql::principals(
+            names,
+            &credentials.app_a,
+            &generate_password(),
+            &credentials.audit_admin,
+            &credentials.investigator,
+        )?;
         self.tenant_conn(&names.database)
             .await?
             .batch(&script)
@@ -410,29 +560,7 @@ impl Engine for SqlServerEngine {
     #[instrument(skip_all, fields(database = %names.database))]
     async fn bind_database(&self, names: &TenantNames, actor: &str) -> Result<i32, EngineError> {
         self.migrate(&names.database).await?;
-        // Role memberships and the investigator's one right (the roles come from the
-        // migrations, so this runs after them). IS_ROLEMEMBER keeps it idempotent.
-        let member = |role: &str, user: &str| -> Result<String, EngineError> {
-            Ok(format!(
-                "IF ISNULL(IS_ROLEMEMBER({rn}, {un}), 0) = 0 ALTER ROLE {r} ADD MEMBER {u};",
-                rn = literal(role)?,
-                un = literal(user)?,
-                r = ident(role)?,
-                u = ident(user)?
-            ))
-        };
-        let script = [
-            member(&names.app_rw, &names.app_a)?,
-            member(&names.app_rw, &names.app_b)?,
-            member("audit_admin_role", &names.audit_admin)?,
-            member("reader_role", &names.reader)?,
-            format!(
-                "GRANT IMPERSONATE ON USER::{} TO {};",
-                ident(&names.reader)?,
-                ident(&names.investigator)?
-            ),
-        ]
-        .join("\n");
+        let script = sql::memberships(names)?;
         let mut conn = self.tenant_conn(&names.database).await?;
         conn.batch(&script).await?;
         // The tenant's own audit log starts with its provisioning, once.
@@ -441,17 +569,9 @@ impl Engine for SqlServerEngine {
             serde_json::to_string(&names.database)
                 .map_err(|e| EngineError::Configuration(e.to_string()))?
         );
-        conn.execute(
-            "EXEC sys.sp_set_session_context @key = N'actor', @value = @P1; \
-             IF NOT EXISTS (SELECT 1 FROM audit.AuditEvents WHERE Action = N'tenant.provisioned') \
-                 EXEC audit.RecordEvent @Action = N'tenant.provisioned', @Detail = @P2; \
-             EXEC sys.sp_set_session_context @key = N'actor', @value = NULL;",
-            &[&actor, &detail.as_str()],
-        )
-        .await?;
-        let row = conn
-            .query_opt("SELECT MAX(version) FROM refinery_schema_history", &[])
+        conn.execute(sql::RECORD_PROVISIONED, &[&actor, &detail.as_str()])
             .await?;
+        let row = conn.query_opt(sql::SCHEMA_VERSION, &[]).await?;
         Ok(row
             .and_then(|r| int_at(&r, 0))
             .and_then(|v| i32::try_from(v).ok())
@@ -483,10 +603,12 @@ impl Engine for SqlServerEngine {
         }
         // No new sessions for the tenant's users...
         let users = self.existing_users(names).await?;
-        let mut deny = String::new();
-        for user in users.iter().filter(|u| **u != names.reader) {
-            deny.push_str(&format!("DENY CONNECT TO {};\n", ident(user)?));
-        }
+        let deny = sql::deny_connect(
+            users
+                .iter()
+                .map(String::as_str)
+                .filter(|u| *u != names.reader),
+        )?;
         if !deny.is_empty() {
             self.tenant_conn(&names.database)
                 .await?
@@ -496,13 +618,7 @@ impl Engine for SqlServerEngine {
         // ...and every open session on the database ends now (only db_owner, dbcreator and
         // sysadmin members may connect from here on). Our own pooled sessions end too.
         self.tenants.forget(&names.database);
-        self.master()
-            .await?
-            .batch(&format!(
-                "ALTER DATABASE {} SET RESTRICTED_USER WITH ROLLBACK IMMEDIATE;",
-                ident(&names.database)?
-            ))
-            .await?;
+        self.master().await?.batch(&sql::restrict(names)?).await?;
         Ok(())
     }
 
@@ -513,7 +629,7 @@ impl Engine for SqlServerEngine {
         }
         let mut conn = self.tenant_conn(&names.database).await?;
         let has_schema = conn
-            .query_opt("SELECT OBJECT_ID(N'audit.VerifyChain', N'P')", &[])
+            .query_opt(sql::HAS_AUDIT_SCHEMA, &[])
             .await?
             .and_then(|r| int_at(&r, 0))
             .is_some();
@@ -522,7 +638,7 @@ impl Engine for SqlServerEngine {
             return Ok(None);
         }
         let row = conn
-            .query_opt("EXEC audit.VerifyChain", &[])
+            .query_opt(sql::VERIFY_CHAIN, &[])
             .await?
             .ok_or_else(|| EngineError::Db {
                 code: "0".into(),
@@ -541,18 +657,9 @@ impl Engine for SqlServerEngine {
     async fn drop_database(&self, names: &TenantNames) -> Result<bool, EngineError> {
         let existed = self.database_exists(&names.database).await?;
         self.tenants.forget(&names.database);
-        let db = ident(&names.database)?;
-        // One batch on one session: nobody can take the single-user slot in between.
         self.master()
             .await?
-            .batch(&format!(
-                "IF DB_ID({name}) IS NOT NULL \
-                 BEGIN \
-                     ALTER DATABASE {db} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
-                     DROP DATABASE {db}; \
-                 END;",
-                name = literal(&names.database)?
-            ))
+            .batch(&sql::drop_database(names)?)
             .await?;
         Ok(existed)
     }
@@ -564,14 +671,7 @@ impl Engine for SqlServerEngine {
         if existing.is_empty() {
             return Ok(existing);
         }
-        let mut script = String::new();
-        for user in tenant_users(names) {
-            script.push_str(&format!(
-                "IF USER_ID({}) IS NOT NULL DROP USER {};\n",
-                literal(user)?,
-                ident(user)?
-            ));
-        }
+        let script = sql::drop_users(names)?;
         self.tenant_conn(&names.database)
             .await?
             .batch(&script)
@@ -643,8 +743,7 @@ mod tests {
 
     #[test]
     fn user_statements_quote_names_and_passwords() {
-        let sql = SqlServerEngine::upsert_user_with_password("app_a", &SecretValue::new("it's]"))
-            .unwrap();
+        let sql = sql::upsert_user("app_a", &SecretValue::new("it's]")).unwrap();
         assert_eq!(
             sql,
             "IF USER_ID(N'app_a') IS NULL CREATE USER [app_a] WITH PASSWORD = N'it''s]'; \

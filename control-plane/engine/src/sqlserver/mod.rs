@@ -11,7 +11,7 @@ mod engine;
 pub mod errors;
 pub mod quote;
 
-pub use engine::{SqlServerConfig, SqlServerEngine};
+pub use engine::{generated_statements, SqlServerConfig, SqlServerEngine};
 
 pub use batches::{split_batches, Batch, BatchError};
 pub use connstr::{AdoConnectionString, ConnStrError};
