@@ -139,6 +139,8 @@ impl TestEnv {
             node_id: Some(format!("test-{}", &unique[..12])),
             sweep_interval_secs: 1,
             lease_ttl_secs: 10,
+            // Tests that want scheduled rotations turn it on; others must not see any.
+            rotation_scheduler: false,
             ..Config::default()
         };
         match &engine {
@@ -305,6 +307,24 @@ impl TestEnv {
         let body = serde_json::json!({"confirm": slug, "reason": "test"});
         self.start_operation(&format!("/v1/tenants/{slug}/offboard"), body)
             .await
+    }
+
+    /// Starts a credential rotation (`scheduled` or `emergency`) and returns the operation id.
+    pub async fn start_rotate(&self, slug: &str, mode: &str) -> Uuid {
+        let body = serde_json::json!({ "mode": mode });
+        self.start_operation(&format!("/v1/tenants/{slug}/rotate"), body)
+            .await
+    }
+
+    /// Rotates and waits; panics unless it succeeded.
+    pub async fn rotate(&self, slug: &str, mode: &str) -> OperationRecord {
+        let op = self.wait(self.start_rotate(slug, mode).await).await;
+        assert_eq!(
+            op.state,
+            OperationState::Succeeded,
+            "rotating {slug} ({mode}): {op:#?}"
+        );
+        op
     }
 
     /// Waits until the operation is terminal (at most 90 s).

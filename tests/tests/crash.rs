@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use api_types::{OperationState, TenantSlug, TenantState};
 use tcp_tests::{free_port, server_binary, EngineUnderTest, TestEnv};
-use workflows::{onboard_steps, Faults, OFFBOARD_STEPS};
+use workflows::{onboard_steps, Faults, OFFBOARD_STEPS, ROTATE_STEPS};
 
 tcp_tests::conformance!(
     onboarding_converges_after_a_crash_after_every_step,
     offboarding_converges_after_a_crash_after_every_step,
     rollback_converges_after_a_crash_during_the_undo,
+    rotation_converges_after_a_crash_after_every_step,
 );
 
 struct Server {
@@ -235,5 +236,73 @@ async fn rollback_converges_after_a_crash_during_the_undo(engine: EngineUnderTes
             empty,
             "leftovers after a crash undoing {step}"
         );
+    }
+}
+
+async fn rotation_converges_after_a_crash_after_every_step(engine: EngineUnderTest) {
+    let env = observer(engine).await;
+    let slug = "crash-rot";
+    {
+        let server = spawn(&env, "").await;
+        let id = post(
+            &env,
+            &server,
+            "/v1/tenants",
+            serde_json::json!({"slug": slug, "display_name": slug}),
+        )
+        .await;
+        assert_eq!(env.wait(id).await.state, OperationState::Succeeded);
+    }
+    let names = env.secret_names(slug);
+    let mut rotations = 0;
+    for mode in ["scheduled", "emergency"] {
+        for step in ROTATE_STEPS {
+            let before = env.secret(&names.app).await;
+            let server = spawn(&env, &format!("crash:rotate:{step}")).await;
+            let id = post(
+                &env,
+                &server,
+                &format!("/v1/tenants/{slug}/rotate"),
+                serde_json::json!({ "mode": mode }),
+            )
+            .await;
+            wait_killed(server).await;
+            let _server = spawn(&env, "").await;
+            let op = env.wait(id).await;
+            assert_eq!(
+                op.state,
+                OperationState::Succeeded,
+                "{mode} rotation after a crash at {step}: {op:#?}"
+            );
+            rotations += 1;
+            assert_active_and_working(&env, slug).await;
+            let after = env.secret(&names.app).await;
+            assert_ne!(after.expose(), before.expose(), "{mode} {step}");
+            let versions = env
+                .app
+                .secrets
+                .list_versions(&secrets::SecretName::new(&names.app).unwrap())
+                .await
+                .unwrap();
+            // One version per rotation, however often a step ran; exactly one marked active.
+            assert_eq!(versions.len(), rotations + 1, "{mode} {step}");
+            let active = versions
+                .iter()
+                .filter(|v| v.tags.get("active").map(String::as_str) == Some("true"))
+                .count();
+            assert_eq!(active, 1, "{mode} {step}: {versions:#?}");
+            if mode == "emergency" {
+                assert!(
+                    env.probe().login(&before).await.is_err(),
+                    "emergency rotation crashed at {step} left the previous login working"
+                );
+            }
+            for name in [&names.audit_admin, &names.investigator] {
+                env.probe()
+                    .login(&env.secret(name).await)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name} after a crash at {step}: {e:?}"));
+            }
+        }
     }
 }

@@ -72,6 +72,8 @@ pub enum OperationKind {
     Onboard,
     /// Remove everything the tenant owns and record a deletion certificate.
     Offboard,
+    /// Give the tenant's credentials new passwords (the app login alternates).
+    Rotate,
 }
 
 impl OperationKind {
@@ -80,6 +82,7 @@ impl OperationKind {
         match self {
             OperationKind::Onboard => "onboard",
             OperationKind::Offboard => "offboard",
+            OperationKind::Rotate => "rotate",
         }
     }
 }
@@ -96,6 +99,7 @@ impl FromStr for OperationKind {
         Ok(match s {
             "onboard" => OperationKind::Onboard,
             "offboard" => OperationKind::Offboard,
+            "rotate" => OperationKind::Rotate,
             other => return Err(format!("unknown operation kind {other:?}")),
         })
     }
@@ -311,6 +315,61 @@ pub struct OffboardRequest {
     pub confirm: String,
     /// Why the tenant is offboarded; recorded in the deletion certificate.
     pub reason: String,
+}
+
+/// How a credential rotation treats the credentials it replaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationMode {
+    /// The previous app login keeps working until the next rotation, so applications that
+    /// still hold its connection string are not interrupted.
+    #[default]
+    Scheduled,
+    /// The previous app login is disabled at once and every session of the rotated principals
+    /// is ended (a credential is suspected to have leaked).
+    Emergency,
+}
+
+impl RotationMode {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationMode::Scheduled => "scheduled",
+            RotationMode::Emergency => "emergency",
+        }
+    }
+}
+
+/// Body of `POST /v1/tenants/{slug}/rotate`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// `scheduled` (default) or `emergency`.
+    #[serde(default)]
+    pub mode: RotationMode,
+}
+
+/// One credential rotation of a tenant, from `GET /v1/tenants/{slug}/rotations`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// The rotation's operation id.
+    pub operation: Uuid,
+    /// Scheduled or emergency.
+    pub mode: RotationMode,
+    /// Who started it (`scheduler` for the background scheduler).
+    pub actor: String,
+    /// The operation's state.
+    pub state: OperationState,
+    /// The app login that was active before (e.g. `app_a`), once known.
+    pub from: Option<String>,
+    /// The app login that is active after (e.g. `app_b`), once known.
+    pub to: Option<String>,
+    /// When it was started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
 }
 
 /// Answer of the endpoints that start an operation (`202 Accepted`).

@@ -97,6 +97,17 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
     /// An operation with its steps.
     async fn operation(&self, id: Uuid) -> Result<Option<OperationRecord>, CatalogError>;
 
+    /// Active tenants whose credentials are due for rotation: no operation in progress, the
+    /// last successful onboarding or rotation finished before `due_before`, and no rotation
+    /// failed after `failed_after` (so a tenant whose rotation keeps failing is retried at a
+    /// slower pace, not in a loop). Oldest first, at most `limit`.
+    async fn rotation_due(
+        &self,
+        due_before: chrono::DateTime<chrono::Utc>,
+        failed_after: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, CatalogError>;
+
     /// The tenant's pending or running operation, if any.
     async fn active_operation(&self, tenant_id: Uuid) -> Result<Option<Uuid>, CatalogError>;
 

@@ -16,6 +16,16 @@ pub enum CatalogError {
         /// The tenant slug.
         tenant: String,
     },
+    /// The tenant is in a state the operation may not start from.
+    #[error("tenant {tenant} is {state}; this operation needs it {needs}")]
+    WrongState {
+        /// The tenant slug.
+        tenant: String,
+        /// Its state.
+        state: String,
+        /// The states the operation may start from, e.g. `active`.
+        needs: String,
+    },
     /// This process no longer holds the lease on the operation; another replica took it over.
     #[error("lease on operation {operation} was lost")]
     LeaseLost {
@@ -46,6 +56,23 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
+    /// The refusal of an operation that may not start from the tenant's state.
+    pub fn wrong_state(
+        tenant: &crate::model::TenantRecord,
+        op: &crate::model::NewOperation,
+    ) -> CatalogError {
+        CatalogError::WrongState {
+            tenant: tenant.slug.to_string(),
+            state: tenant.state.as_str().to_owned(),
+            needs: op
+                .allowed_from
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" or "),
+        }
+    }
+
     /// The SQLSTATE of a database error, if any.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {

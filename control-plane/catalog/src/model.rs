@@ -56,6 +56,9 @@ pub struct NewOperation {
     pub actor: String,
     /// The HTTP request id that started it.
     pub request_id: Option<String>,
+    /// The tenant states the operation may start from (empty: any). Checked under the tenant's
+    /// row lock, so a tenant offboarded a moment ago cannot start a rotation.
+    pub allowed_from: &'static [api_types::TenantState],
 }
 
 /// Which way an operation is running.

@@ -304,6 +304,9 @@ impl CatalogStore for PgCatalog {
                 what: format!("tenant {tenant_id}"),
             })?;
         let tenant = tenant_from_row(&row)?;
+        if !op.allowed_from.is_empty() && !op.allowed_from.contains(&tenant.state) {
+            return Err(CatalogError::wrong_state(&tenant, &op));
+        }
         let op_id = match insert_operation(&tx, tenant_id, &op).await {
             Ok(id) => id,
             Err(CatalogError::Db(e))
@@ -466,6 +469,32 @@ impl CatalogStore for PgCatalog {
     }
 
     /// The newest operations of a tenant, newest first.
+    async fn rotation_due(
+        &self,
+        due_before: chrono::DateTime<chrono::Utc>,
+        failed_after: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, CatalogError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT t.id FROM tenants t \
+                 CROSS JOIN LATERAL (SELECT max(o.finished_at) AS at FROM operations o \
+                      WHERE o.tenant_id = t.id AND o.state = 'succeeded' \
+                        AND o.kind IN ('onboard', 'rotate')) last \
+                 WHERE t.state = 'active' AND t.released_at IS NULL AND last.at < $1 \
+                   AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.tenant_id = t.id \
+                        AND o.state IN ('pending', 'running')) \
+                   AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.tenant_id = t.id \
+                        AND o.kind = 'rotate' AND o.state = 'failed' AND o.finished_at > $2) \
+                 ORDER BY last.at LIMIT $3",
+                &[&due_before, &failed_after, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn tenant_operations(&self, tenant_id: Uuid) -> Result<Vec<Uuid>, CatalogError> {
         let rows = self
             .conn()

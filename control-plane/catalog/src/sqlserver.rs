@@ -58,6 +58,8 @@ mod number {
     pub const DATABASE_EXISTS: u32 = 1801;
     /// `THROW` in `catalog.StartOperation`: the tenant does not exist.
     pub const TENANT_NOT_FOUND: u32 = 50404;
+    /// `THROW` in `catalog.StartOperation`: the tenant's state does not allow the operation.
+    pub const WRONG_STATE: u32 = 50409;
     /// `THROW` in the lease-fenced procedures: the lease is gone.
     pub const LEASE_LOST: u32 = 50410;
 }
@@ -105,6 +107,8 @@ enum Refusal {
     OperationActive,
     /// The tenant does not exist.
     TenantNotFound,
+    /// The tenant's state does not allow the operation.
+    WrongState,
     /// The lease on the operation is gone.
     LeaseLost,
 }
@@ -126,6 +130,7 @@ fn refusal(e: &MssqlError) -> Option<Refusal> {
             }
         }
         number::TENANT_NOT_FOUND => Some(Refusal::TenantNotFound),
+        number::WRONG_STATE => Some(Refusal::WrongState),
         number::LEASE_LOST => Some(Refusal::LeaseLost),
         _ => None,
     }
@@ -362,11 +367,19 @@ impl CatalogStore for SqlServerCatalog {
         tenant_state: TenantState,
     ) -> Result<OperationRecord, CatalogError> {
         let op_id = Uuid::new_v4();
+        let allowed_from = serde_json::Value::from(
+            op.allowed_from
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .to_string();
         let result = self
             .query(
                 "EXEC catalog.StartOperation @TenantId = @P1, @TenantState = @P2, \
                       @OperationId = @P3, @Kind = @P4, @Steps = @P5, @Params = @P6, \
-                      @Actor = @P7, @RequestId = @P8, @OperationDetail = @P9",
+                      @Actor = @P7, @RequestId = @P8, @OperationDetail = @P9, \
+                      @AllowedFrom = @P10",
                 &[
                     &tenant_id,
                     &tenant_state.as_str(),
@@ -377,6 +390,7 @@ impl CatalogStore for SqlServerCatalog {
                     &op.actor.as_str(),
                     &op.request_id.as_deref(),
                     &operation_created_detail(&op),
+                    &allowed_from,
                 ],
             )
             .await;
@@ -390,6 +404,12 @@ impl CatalogStore for SqlServerCatalog {
                 },
                 Some(Refusal::TenantNotFound) => CatalogError::NotFound {
                     what: format!("tenant {tenant_id}"),
+                },
+                Some(Refusal::WrongState) => match self.tenant(tenant_id).await? {
+                    Some(t) => CatalogError::wrong_state(&t, &op),
+                    None => CatalogError::NotFound {
+                        what: format!("tenant {tenant_id}"),
+                    },
                 },
                 _ => e,
             });
@@ -489,6 +509,31 @@ impl CatalogStore for SqlServerCatalog {
             )
             .await?;
         row.as_ref().map(|r| required(r, "Id")).transpose()
+    }
+
+    async fn rotation_due(
+        &self,
+        due_before: chrono::DateTime<chrono::Utc>,
+        failed_after: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, CatalogError> {
+        self.query(
+            "SELECT TOP (@P3) t.Id FROM catalog.Tenants AS t \
+             CROSS APPLY (SELECT MAX(o.FinishedAt) AS At FROM catalog.Operations AS o \
+                  WHERE o.TenantId = t.Id AND o.State = N'succeeded' \
+                    AND o.Kind IN (N'onboard', N'rotate')) AS last \
+             WHERE t.State = N'active' AND t.ReleasedAt IS NULL AND last.At < @P1 \
+               AND NOT EXISTS (SELECT 1 FROM catalog.Operations AS o WHERE o.TenantId = t.Id \
+                    AND o.State IN (N'pending', N'running')) \
+               AND NOT EXISTS (SELECT 1 FROM catalog.Operations AS o WHERE o.TenantId = t.Id \
+                    AND o.Kind = N'rotate' AND o.State = N'failed' AND o.FinishedAt > @P2) \
+             ORDER BY last.At",
+            &[&due_before.naive_utc(), &failed_after.naive_utc(), &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| required(r, "Id"))
+        .collect()
     }
 
     async fn tenant_operations(&self, tenant_id: Uuid) -> Result<Vec<Uuid>, CatalogError> {

@@ -31,6 +31,9 @@ pub enum EngineError {
     /// The server is configured in a way the engine cannot work with.
     #[error("server configuration: {0}")]
     Configuration(String),
+    /// Something the server does asynchronously did not finish in time; trying again may work.
+    #[error("timed out: {0}")]
+    Timeout(String),
 }
 
 impl EngineError {
@@ -38,7 +41,7 @@ impl EngineError {
     /// statement as a deadlock victim, serialization failure, timeout and the like.
     pub fn is_transient(&self) -> bool {
         match self {
-            EngineError::Connect { .. } => true,
+            EngineError::Connect { .. } | EngineError::Timeout(_) => true,
             EngineError::Db { code, .. } => {
                 // PostgreSQL: connection exceptions, serialization failure, deadlock, starting up.
                 let postgres = code.len() == 5

@@ -55,6 +55,18 @@ impl TenantNames {
     }
 }
 
+impl TenantNames {
+    /// The login (PostgreSQL role or contained user) of a principal.
+    pub fn login(&self, principal: Principal) -> &str {
+        match principal {
+            Principal::AppA => &self.app_a,
+            Principal::AppB => &self.app_b,
+            Principal::AuditAdmin => &self.audit_admin,
+            Principal::Investigator => &self.investigator,
+        }
+    }
+}
+
 /// A principal that has a connection string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -172,6 +184,26 @@ pub trait Engine: Send + Sync + 'static {
     async fn bind_database(&self, names: &TenantNames, actor: &str) -> Result<i32, EngineError>;
     /// Proves a connection string authenticates and reaches the database.
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError>;
+    /// Gives a principal a new password and lets it log in (again, after an emergency rotation
+    /// disabled it). Sessions it already has keep running.
+    async fn set_password(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+        password: &SecretValue,
+    ) -> Result<(), EngineError>;
+    /// Stops a principal from logging in (its password no longer works) and ends its sessions.
+    async fn disable_login(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+    ) -> Result<(), EngineError>;
+    /// Ends every session of a principal; it may log in again with its current password.
+    async fn end_principal_sessions(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+    ) -> Result<(), EngineError>;
     /// Stops new logins of the tenant's principals and ends every session on its database.
     async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError>;
     /// Verifies the tenant's audit chain and returns its head; `None` when there is no database

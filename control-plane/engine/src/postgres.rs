@@ -596,6 +596,69 @@ impl Engine for PostgresEngine {
         Ok(())
     }
 
+    #[instrument(skip_all, fields(database = %names.database, ?principal))]
+    async fn set_password(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+        password: &SecretValue,
+    ) -> Result<(), EngineError> {
+        let role = names.login(principal);
+        if self.existing_roles(&[role]).await?.is_empty() {
+            return Err(EngineError::Configuration(format!(
+                "role {role} does not exist; the tenant's principals are incomplete"
+            )));
+        }
+        let admin = self.admin().await?;
+        self.ensure_role(&admin, role, "LOGIN", Some(password))
+            .await
+    }
+
+    #[instrument(skip_all, fields(database = %names.database, ?principal))]
+    async fn disable_login(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+    ) -> Result<(), EngineError> {
+        let role = names.login(principal);
+        if !self.existing_roles(&[role]).await?.is_empty() {
+            let admin = self.admin().await?;
+            self.ensure_role(&admin, role, "NOLOGIN", None).await?;
+        }
+        self.end_principal_sessions(names, principal).await
+    }
+
+    #[instrument(skip_all, fields(database = %names.database, ?principal))]
+    async fn end_principal_sessions(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+    ) -> Result<(), EngineError> {
+        let role = names.login(principal);
+        // With a timeout, pg_terminate_backend waits until each backend has exited, so the
+        // sessions are gone when this returns (false for one that outlived 5 s).
+        let rows = self
+            .admin()
+            .await?
+            .query(
+                // MATERIALIZED: otherwise the planner pushes the terminate call below the
+                // join that filters on the user name, and it ends every session on the server.
+                "WITH victims AS MATERIALIZED (SELECT pid FROM pg_stat_activity \
+                      WHERE usename = $1 AND pid <> pg_backend_pid()) \
+                 SELECT pid FROM victims WHERE NOT pg_terminate_backend(pid, 5000)",
+                &[&role],
+            )
+            .await?;
+        if rows.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Timeout(format!(
+                "{} session(s) of {role} did not end within 5 s",
+                rows.len()
+            )))
+        }
+    }
+
     #[instrument(skip_all, fields(database = %names.database))]
     async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError> {
         let admin = self.admin().await?;

@@ -2,6 +2,7 @@
 //! then `TENANT_CP_*` environment variables (e.g. `TENANT_CP_LISTEN`), later ones winning.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use engine::postgres::Provisioning;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -53,6 +54,18 @@ pub struct Config {
     pub lease_ttl_secs: u64,
     /// How often to look for operations whose lease expired, seconds.
     pub sweep_interval_secs: u64,
+    /// Cryptoperiod: a tenant's credentials are due for rotation this many seconds after its
+    /// onboarding or last rotation (default 30 days). Each connection-string version expires
+    /// two cryptoperiods after it is written.
+    pub rotate_after_secs: u64,
+    /// Whether the background scheduler starts due rotations.
+    pub rotation_scheduler: bool,
+    /// How often the scheduler looks for due tenants, seconds.
+    pub rotation_check_interval_secs: u64,
+    /// Most rotations the scheduler runs at once (per replica).
+    pub rotation_max_concurrent: usize,
+    /// After a failed rotation, seconds before the scheduler tries that tenant again.
+    pub rotation_retry_failed_after_secs: u64,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
     /// `text` or `json` logs.
@@ -90,6 +103,11 @@ impl Default for Config {
             node_id: None,
             lease_ttl_secs: 30,
             sweep_interval_secs: 10,
+            rotate_after_secs: 30 * 24 * 3600,
+            rotation_scheduler: true,
+            rotation_check_interval_secs: 60,
+            rotation_max_concurrent: 4,
+            rotation_retry_failed_after_secs: 3600,
             max_body_bytes: 64 * 1024,
             log_format: "text".into(),
             faults: String::new(),
@@ -138,6 +156,17 @@ impl Config {
             .merge(Env::prefixed("TENANT_CP_").ignore(&["config"]))
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The rotation policy.
+    pub fn rotation(&self) -> workflows::RotationPolicy {
+        workflows::RotationPolicy {
+            rotate_after: Duration::from_secs(self.rotate_after_secs.max(1)),
+            scheduler: self.rotation_scheduler,
+            check_interval: Duration::from_secs(self.rotation_check_interval_secs.max(1)),
+            max_concurrent: self.rotation_max_concurrent.max(1),
+            retry_failed_after: Duration::from_secs(self.rotation_retry_failed_after_secs),
+        }
     }
 
     /// The admin URL, from the configuration or the local cluster's file.

@@ -89,6 +89,7 @@ impl From<CatalogError> for AppError {
                 "tenant {tenant} already has an operation in progress; wait for it to finish"
             )),
             CatalogError::NotFound { what } => AppError::not_found(format!("{what} not found")),
+            e @ CatalogError::WrongState { .. } => AppError::conflict(e.to_string()),
             other => AppError::internal(&other),
         }
     }

@@ -34,11 +34,15 @@ pub struct App {
     /// The secret store.
     pub secrets: Arc<dyn SecretStore>,
     sweeper: tokio::task::JoinHandle<()>,
+    scheduler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for App {
     fn drop(&mut self) {
         self.sweeper.abort();
+        if let Some(s) = &self.scheduler {
+            s.abort();
+        }
     }
 }
 
@@ -96,14 +100,17 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         node_id: config.node_id(),
         lease_ttl: Duration::from_secs(config.lease_ttl_secs.max(3)),
         sweep_interval: Duration::from_secs(config.sweep_interval_secs.max(1)),
+        rotation: config.rotation(),
     });
     let resumed = runner.resume_all().await?;
     if resumed > 0 {
         tracing::info!(resumed, "resuming unfinished operations");
     }
     let sweeper = runner.start_sweeper();
+    let orchestrator = Orchestrator::new(runner.clone());
+    let scheduler = orchestrator.start_rotation_scheduler();
     let router = routes::router(AppState {
-        orchestrator: Orchestrator::new(runner.clone()),
+        orchestrator,
         catalog: catalog.clone(),
         key,
         max_body_bytes: config.max_body_bytes,
@@ -115,5 +122,6 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         engine,
         secrets,
         sweeper,
+        scheduler,
     })
 }

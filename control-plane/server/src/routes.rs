@@ -2,7 +2,8 @@
 //! orchestrator or the catalog; they never touch an engine or a secret value.
 
 use api_types::{
-    Accepted, CreateTenantRequest, OffboardRequest, Operation, Tenant, TenantSecrets, TenantSlug,
+    Accepted, CreateTenantRequest, OffboardRequest, Operation, OperationKind, RotateRequest,
+    Rotation, Tenant, TenantSecrets, TenantSlug,
 };
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -223,6 +224,75 @@ async fn offboard_tenant(
     ))
 }
 
+async fn rotate_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<RotateRequest>,
+) -> Result<(StatusCode, Json<Accepted>), AppError> {
+    caller.require("operator")?;
+    let slug = parse_slug(&slug)?;
+    let tenant = find_tenant(&state.catalog, &slug).await?;
+    let op = state
+        .orchestrator
+        .rotate(
+            &tenant,
+            body.mode,
+            &caller.subject,
+            caller.request_id.clone(),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            tenant: tenant_view(&tenant),
+            operation: op.to_api(),
+        }),
+    ))
+}
+
+async fn list_rotations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+) -> Result<Json<Vec<Rotation>>, AppError> {
+    caller.require("operator")?;
+    let slug = parse_slug(&slug)?;
+    let tenant = find_tenant(&state.catalog, &slug).await?;
+    let mut rotations = Vec::new();
+    for id in state.catalog.tenant_operations(tenant.id).await? {
+        let Some(op) = state.catalog.operation(id).await? else {
+            continue;
+        };
+        if op.kind != OperationKind::Rotate {
+            continue;
+        }
+        let plan = op.step_output("plan");
+        let field = |k: &str| {
+            plan.and_then(|p| p.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        rotations.push(Rotation {
+            operation: op.id,
+            mode: op
+                .params
+                .get("mode")
+                .cloned()
+                .and_then(|m| serde_json::from_value(m).ok())
+                .unwrap_or_default(),
+            actor: op.actor.clone(),
+            state: op.state,
+            from: field("from"),
+            to: field("to"),
+            started_at: op.created_at,
+            finished_at: op.finished_at,
+            error: op.error.clone(),
+        });
+    }
+    Ok(Json(rotations))
+}
+
 async fn show_operation(
     State(state): State<AppState>,
     caller: Caller,
@@ -265,6 +335,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/v1/tenants/{slug}", get(show_tenant))
         .route("/v1/tenants/{slug}/offboard", post(offboard_tenant))
+        .route("/v1/tenants/{slug}/rotate", post(rotate_tenant))
+        .route("/v1/tenants/{slug}/rotations", get(list_rotations))
         .route("/v1/operations/{id}", get(show_operation))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))

@@ -12,6 +12,7 @@ mod orchestrator;
 mod runner;
 mod tenant_offboard;
 mod tenant_onboard;
+mod tenant_rotate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,11 +23,50 @@ use secrets::SecretStore;
 
 pub use error::{StepError, WorkflowError};
 pub use faults::{FaultAction, Faults};
-pub use orchestrator::Orchestrator;
+pub use orchestrator::{Orchestrator, SCHEDULER_ACTOR};
 pub use runner::{Runner, StepContext};
 pub use tenant_offboard::STEPS as OFFBOARD_STEPS;
 pub use tenant_onboard::steps as onboard_steps;
 pub use tenant_onboard::STEPS as ONBOARD_STEPS;
+pub use tenant_rotate::STEPS as ROTATE_STEPS;
+
+/// When credentials rotate on their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotationPolicy {
+    /// A tenant's credentials are due for rotation this long after its onboarding or its last
+    /// successful rotation (the cryptoperiod).
+    pub rotate_after: Duration,
+    /// Whether the background scheduler starts due rotations (on-demand rotation always works).
+    pub scheduler: bool,
+    /// How often the scheduler looks for due tenants.
+    pub check_interval: Duration,
+    /// Most rotations the scheduler runs at once.
+    pub max_concurrent: usize,
+    /// After a failed rotation, how long the scheduler waits before trying that tenant again.
+    pub retry_failed_after: Duration,
+}
+
+impl Default for RotationPolicy {
+    fn default() -> Self {
+        RotationPolicy {
+            rotate_after: Duration::from_secs(30 * 24 * 3600),
+            scheduler: true,
+            check_interval: Duration::from_secs(60),
+            max_concurrent: 4,
+            retry_failed_after: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl RotationPolicy {
+    /// The expiry written on each connection-string version: a version stays current until the
+    /// next rotation and keeps working (as the previous login) until the one after, so it
+    /// expires two cryptoperiods after it was written.
+    pub fn credential_lifetime(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.rotate_after.saturating_mul(2))
+            .unwrap_or(chrono::Duration::MAX)
+    }
+}
 
 /// Everything a workflow step may use.
 #[derive(Clone)]
@@ -46,4 +86,6 @@ pub struct Services {
     pub lease_ttl: Duration,
     /// How often to look for unfinished operations whose lease expired.
     pub sweep_interval: Duration,
+    /// When credentials rotate.
+    pub rotation: RotationPolicy,
 }

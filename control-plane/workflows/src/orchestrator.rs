@@ -1,11 +1,19 @@
 //! The entry points the API calls: validate the request against the tenant's state, record the
 //! operation in the catalog, and hand it to the runner.
 
-use api_types::{OperationKind, TenantSlug, TenantState};
-use catalog::{NewOperation, NewTenant, OperationRecord, TenantRecord};
-use serde_json::json;
+use std::collections::HashSet;
 
-use crate::{tenant_offboard, tenant_onboard, Runner, WorkflowError};
+use api_types::{OperationKind, RotationMode, TenantSlug, TenantState};
+use catalog::{CatalogError, NewOperation, NewTenant, OperationRecord, TenantRecord};
+use chrono::Utc;
+use serde_json::json;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::{tenant_offboard, tenant_onboard, tenant_rotate, Runner, WorkflowError};
+
+/// The actor recorded for rotations the scheduler starts.
+pub const SCHEDULER_ACTOR: &str = "scheduler";
 
 /// Starts workflows.
 #[derive(Clone)]
@@ -50,6 +58,7 @@ impl Orchestrator {
                     params: json!({}),
                     actor: actor.to_owned(),
                     request_id,
+                    allowed_from: &[],
                 },
             )
             .await?;
@@ -98,11 +107,127 @@ impl Orchestrator {
                     params: json!({"reason": reason}),
                     actor: actor.to_owned(),
                     request_id,
+                    allowed_from: &[
+                        TenantState::Active,
+                        TenantState::Failed,
+                        TenantState::Offboarding,
+                    ],
                 },
                 TenantState::Offboarding,
             )
             .await?;
         self.runner.spawn(op.id);
         Ok(op)
+    }
+
+    /// Starts a credential rotation of an active tenant.
+    pub async fn rotate(
+        &self,
+        tenant: &TenantRecord,
+        mode: RotationMode,
+        actor: &str,
+        request_id: Option<String>,
+    ) -> Result<OperationRecord, WorkflowError> {
+        if tenant.state != TenantState::Active {
+            return Err(WorkflowError::Conflict(format!(
+                "tenant {} is {}; only an active tenant's credentials can be rotated",
+                tenant.slug,
+                tenant.state.as_str()
+            )));
+        }
+        let svc = self.runner.services();
+        let op = svc
+            .catalog
+            .start_operation(
+                tenant.id,
+                NewOperation {
+                    kind: OperationKind::Rotate,
+                    steps: tenant_rotate::STEPS.to_vec(),
+                    params: json!({"mode": mode}),
+                    actor: actor.to_owned(),
+                    request_id,
+                    // Checked again under the tenant's lock: an offboarding that finished a
+                    // moment ago wins.
+                    allowed_from: &[TenantState::Active],
+                },
+                TenantState::Active,
+            )
+            .await?;
+        self.runner.spawn(op.id);
+        Ok(op)
+    }
+
+    /// Starts rotations that are due, at most `max_concurrent` of its own at once, every
+    /// `check_interval`. Several replicas may run it: the catalog's one-active-operation rule
+    /// lets only one of them start a given tenant's rotation.
+    pub fn start_rotation_scheduler(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let policy = self.runner.services().rotation;
+        if !policy.scheduler {
+            return None;
+        }
+        let this = self.clone();
+        Some(tokio::spawn(async move {
+            let mut running: HashSet<Uuid> = HashSet::new();
+            loop {
+                if let Err(e) = this.schedule_once(&mut running).await {
+                    warn!(error = %e, "rotation scheduler: looking for due tenants failed");
+                }
+                tokio::time::sleep(policy.check_interval).await;
+            }
+        }))
+    }
+
+    /// One pass of the scheduler: forgets finished rotations, then starts due ones up to the
+    /// limit. Returns how many it started.
+    pub async fn schedule_once(&self, running: &mut HashSet<Uuid>) -> Result<usize, CatalogError> {
+        let svc = self.runner.services();
+        let policy = svc.rotation;
+        let mut still = HashSet::new();
+        for id in running.drain() {
+            if let Some(op) = svc.catalog.operation(id).await? {
+                if !op.state.is_terminal() {
+                    still.insert(id);
+                }
+            }
+        }
+        *running = still;
+        let free = policy.max_concurrent.saturating_sub(running.len());
+        if free == 0 {
+            return Ok(0);
+        }
+        let now = Utc::now();
+        let due_before = now - chrono::Duration::from_std(policy.rotate_after).unwrap_or_default();
+        let failed_after =
+            now - chrono::Duration::from_std(policy.retry_failed_after).unwrap_or_default();
+        let due = svc
+            .catalog
+            .rotation_due(
+                due_before,
+                failed_after,
+                i64::try_from(free).unwrap_or(i64::MAX),
+            )
+            .await?;
+        let mut started = 0;
+        for tenant_id in due {
+            let Some(tenant) = svc.catalog.tenant(tenant_id).await? else {
+                continue;
+            };
+            match self
+                .rotate(&tenant, RotationMode::Scheduled, SCHEDULER_ACTOR, None)
+                .await
+            {
+                Ok(op) => {
+                    info!(tenant = %tenant.slug, operation = %op.id, "scheduled rotation started");
+                    running.insert(op.id);
+                    started += 1;
+                }
+                // Another replica, an operator or an offboarding got there first.
+                Err(WorkflowError::Conflict(_))
+                | Err(WorkflowError::Catalog(CatalogError::OperationInProgress { .. }))
+                | Err(WorkflowError::Catalog(CatalogError::WrongState { .. })) => {}
+                Err(WorkflowError::Catalog(e)) => return Err(e),
+            }
+        }
+        Ok(started)
     }
 }

@@ -17,7 +17,7 @@ use tracing::{error, info, instrument, warn, Instrument};
 use uuid::Uuid;
 
 use crate::faults::FaultAction;
-use crate::{tenant_offboard, tenant_onboard, Services, StepError};
+use crate::{tenant_offboard, tenant_onboard, tenant_rotate, Services, StepError};
 
 /// Forward attempts of one step for transient errors before the step counts as failed.
 const MAX_ATTEMPTS: u32 = 4;
@@ -227,7 +227,7 @@ impl Runner {
                     let Some(step) = next else {
                         let transition = self.success_transition(&op);
                         svc.catalog
-                            .finish(lease, OperationState::Succeeded, None, Some(transition))
+                            .finish(lease, OperationState::Succeeded, None, transition)
                             .await?;
                         info!(kind = %op.kind, tenant = %tenant.slug, "operation succeeded");
                         return Ok(OperationState::Succeeded);
@@ -241,9 +241,11 @@ impl Runner {
                             OperationKind::Onboard => {
                                 svc.catalog.begin_undo(lease, &message).await?
                             }
-                            OperationKind::Offboard => {
-                                // Offboarding has no undo: its steps only remove things. It
-                                // stops here; starting it again continues where it failed.
+                            OperationKind::Offboard | OperationKind::Rotate => {
+                                // Offboarding has no undo: its steps only remove things. A
+                                // rotation needs none: the secret's current version always
+                                // names a login that works. Either stops here; starting it
+                                // again continues (or redoes) what is left.
                                 svc.catalog
                                     .finish(lease, OperationState::Failed, Some(&message), None)
                                     .await?;
@@ -257,8 +259,8 @@ impl Runner {
         }
     }
 
-    fn success_transition(&self, op: &OperationRecord) -> TenantTransition {
-        match op.kind {
+    fn success_transition(&self, op: &OperationRecord) -> Option<TenantTransition> {
+        Some(match op.kind {
             OperationKind::Onboard => TenantTransition {
                 state: api_types::TenantState::Active,
                 released: false,
@@ -273,7 +275,9 @@ impl Runner {
                 released: true,
                 schema_version: None,
             },
-        }
+            // The tenant stays active.
+            OperationKind::Rotate => return None,
+        })
     }
 
     /// Runs one step forward, retrying transient errors. Catalog failures (including a lost
@@ -437,13 +441,14 @@ async fn run_action(
     match kind {
         OperationKind::Onboard => tenant_onboard::action(ctx, step).await,
         OperationKind::Offboard => tenant_offboard::action(ctx, step).await,
+        OperationKind::Rotate => tenant_rotate::action(ctx, step).await,
     }
 }
 
 async fn run_undo(kind: OperationKind, ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> {
     match kind {
         OperationKind::Onboard => tenant_onboard::undo(ctx, step).await,
-        // Offboarding steps only remove; there is nothing to undo.
-        OperationKind::Offboard => Ok(()),
+        // Offboarding steps only remove, and rotations never undo (see `drive`).
+        OperationKind::Offboard | OperationKind::Rotate => Ok(()),
     }
 }

@@ -103,7 +103,7 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
                 ]);
                 let options = SetOptions {
                     tags,
-                    expires_at: None,
+                    expires_at: Some(Utc::now() + svc.rotation.credential_lifetime()),
                     content_type: Some(svc.engine.connection_string_type().into()),
                 };
                 svc.secrets.set(&name, value, options).await?;

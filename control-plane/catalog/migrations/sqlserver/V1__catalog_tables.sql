@@ -53,6 +53,7 @@
 --   50100  audit action empty            50101  audit detail is not JSON
 --   50102  catalog.AuditChainHead row missing
 --   50404  tenant not found
+--   50409  the tenant's state does not allow the operation (V13)
 --   50410  lease lost: the operation is finished or leased by someone else
 -- and, from the unique indexes below (2601, matched by index name):
 --   UX_Tenants_SlugClaimed            another unreleased tenant holds the slug

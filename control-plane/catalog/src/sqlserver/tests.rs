@@ -147,6 +147,7 @@ fn steps_travel_as_a_json_array_in_order() {
         params: json!({}),
         actor: "alice".into(),
         request_id: None,
+        allowed_from: &[],
     };
     assert_eq!(
         steps_json(&op),

@@ -156,6 +156,17 @@ mod sql {
     pub const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM refinery_schema_history";
     pub const HAS_AUDIT_SCHEMA: &str = "SELECT OBJECT_ID(N'audit.VerifyChain', N'P')";
     pub const VERIFY_CHAIN: &str = "EXEC audit.VerifyChain";
+    /// Ends every session of one contained user (`@P1`), run in its database. Contained users
+    /// authenticate at the database, so their sessions carry its id and the user's SID.
+    pub const KILL_SESSIONS_OF: &str =
+        "DECLARE @sid varbinary(85) = (SELECT sid FROM sys.database_principals WHERE name = @P1); \
+         DECLARE @kill nvarchar(max); \
+         SELECT @kill = STRING_AGG(CONCAT(N'KILL ', s.session_id, N';'), N' ') \
+           FROM sys.dm_exec_sessions AS s \
+          WHERE s.authenticating_database_id = DB_ID() \
+            AND (s.security_id = @sid OR s.original_login_name = @P1) \
+            AND s.session_id <> @@SPID; \
+         IF @kill IS NOT NULL EXEC sys.sp_executesql @kill;";
 
     /// Creates the database (outside any transaction: CREATE DATABASE refuses to run in one).
     pub fn create_database(names: &TenantNames) -> Result<String, EngineError> {
@@ -184,6 +195,16 @@ mod sql {
         Ok(format!(
             "IF USER_ID({n}) IS NULL CREATE USER {u} WITH PASSWORD = {p}; \
              ELSE ALTER USER {u} WITH PASSWORD = {p};"
+        ))
+    }
+
+    /// A new password for an existing user, who may connect again (GRANT replaces the DENY
+    /// an emergency rotation left).
+    pub fn set_password(user: &str, password: &SecretValue) -> Result<String, EngineError> {
+        Ok(format!(
+            "ALTER USER {u} WITH PASSWORD = {p}; GRANT CONNECT TO {u};",
+            u = ident(user)?,
+            p = literal(password.expose())?
         ))
     }
 
@@ -303,6 +324,8 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("schema_version", sql::SCHEMA_VERSION.to_owned()),
         ("has_audit_schema", sql::HAS_AUDIT_SCHEMA.to_owned()),
         ("verify_chain", sql::VERIFY_CHAIN.to_owned()),
+        ("kill_sessions_of", sql::KILL_SESSIONS_OF.to_owned()),
+        ("set_password", sql::set_password(&names.app_b, &pw)?),
         ("create_database", sql::create_database(&names)?),
         ("ensure_containment", sql::ensure_containment(&names)?),
         ("principals", sql::principals(&names, &pw, &pw, &pw, &pw)?),
@@ -593,6 +616,57 @@ impl Engine for SqlServerEngine {
         target.connect_timeout = Duration::from_secs(15);
         let mut conn = Conn::connect(&target).await?;
         conn.query("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database, ?principal))]
+    async fn set_password(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+        password: &SecretValue,
+    ) -> Result<(), EngineError> {
+        let script = sql::set_password(names.login(principal), password)?;
+        self.tenant_conn(&names.database)
+            .await?
+            .batch(&script)
+            .await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database, ?principal))]
+    async fn disable_login(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+    ) -> Result<(), EngineError> {
+        if !self.database_exists(&names.database).await? {
+            return Ok(());
+        }
+        let user = names.login(principal);
+        if self.existing_users(names).await?.iter().any(|u| u == user) {
+            let deny = sql::deny_connect(std::iter::once(user))?;
+            self.tenant_conn(&names.database)
+                .await?
+                .batch(&deny)
+                .await?;
+        }
+        self.end_principal_sessions(names, principal).await
+    }
+
+    #[instrument(skip_all, fields(database = %names.database, ?principal))]
+    async fn end_principal_sessions(
+        &self,
+        names: &TenantNames,
+        principal: Principal,
+    ) -> Result<(), EngineError> {
+        if !self.database_exists(&names.database).await? {
+            return Ok(());
+        }
+        self.tenant_conn(&names.database)
+            .await?
+            .execute(sql::KILL_SESSIONS_OF, &[&names.login(principal)])
+            .await?;
         Ok(())
     }
 

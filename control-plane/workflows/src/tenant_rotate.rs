@@ -1,0 +1,240 @@
+//! Credential rotation with alternating app logins.
+//!
+//! The tenant has two app logins, `app_a` and `app_b`, both in `app_rw`. The app secret's current
+//! version names the active one (tag `principal`). A rotation gives the *inactive* login a new
+//! password, proves it connects, and only then writes it as the secret's new version, which makes
+//! it current: applications that read the secret never get a string that has not authenticated.
+//! The previous login keeps its password, so applications still holding its string keep working
+//! until the next rotation (scheduled mode), or it is disabled at once and its sessions end
+//! (emergency mode). `audit_admin` and the investigator are used by the control plane only; they
+//! get a new password in place.
+//!
+//! Crash safety: every version a rotation writes carries its operation id (tag `operation`). A
+//! retried step that finds its own version current is done (it re-applies that password, which
+//! is idempotent); one that does not generates a fresh password, so a crash between the
+//! `ALTER` and the secret write only costs a second `ALTER` of a login nobody has been given
+//! yet. Passwords never reach the catalog.
+
+use std::collections::BTreeMap;
+
+use api_types::{RotationMode, TenantSecrets};
+use chrono::Utc;
+use engine::{generate_password, Principal};
+use secrets::{PropertiesUpdate, Secret, SecretError, SecretName, SetOptions};
+use serde_json::{json, Value};
+use tracing::{info, instrument};
+
+use crate::{StepContext, StepError};
+
+/// The rotation steps, in order.
+pub const STEPS: &[&str] = &[
+    "plan",
+    "rotate_app",
+    "retire_previous_app",
+    "rotate_audit_admin",
+    "rotate_investigator",
+];
+
+fn secret_name(s: &str) -> Result<SecretName, StepError> {
+    SecretName::new(s).map_err(|e| StepError::permanent(e.to_string()))
+}
+
+fn label(principal: Principal) -> &'static str {
+    match principal {
+        Principal::AppA => "app_a",
+        Principal::AppB => "app_b",
+        Principal::AuditAdmin => "audit_admin",
+        Principal::Investigator => "investigator",
+    }
+}
+
+fn app_principal(label: &str) -> Option<Principal> {
+    match label {
+        "app_a" => Some(Principal::AppA),
+        "app_b" => Some(Principal::AppB),
+        _ => None,
+    }
+}
+
+/// What `plan` decided, read back by every later step.
+struct Plan {
+    mode: RotationMode,
+    from: Principal,
+    to: Principal,
+    /// The app secret's version that was current before the rotation.
+    previous_version: String,
+}
+
+fn plan_of(ctx: &StepContext<'_>) -> Result<Plan, StepError> {
+    let out = ctx
+        .output_of("plan")
+        .ok_or_else(|| StepError::permanent("the rotation has no plan; step plan did not run"))?;
+    let field = |k: &str| out.get(k).and_then(Value::as_str).unwrap_or_default();
+    let principal = |k: &str| {
+        app_principal(field(k))
+            .ok_or_else(|| StepError::permanent(format!("the rotation plan has no valid {k}")))
+    };
+    Ok(Plan {
+        mode: serde_json::from_value(out.get("mode").cloned().unwrap_or_default())
+            .unwrap_or_default(),
+        from: principal("from")?,
+        to: principal("to")?,
+        previous_version: field("previous_version").to_owned(),
+    })
+}
+
+/// The mode a rotation was started with (`params.mode`; scheduled when absent).
+fn mode_of(ctx: &StepContext<'_>) -> RotationMode {
+    ctx.operation
+        .params
+        .get("mode")
+        .cloned()
+        .and_then(|m| serde_json::from_value(m).ok())
+        .unwrap_or_default()
+}
+
+/// Whether this operation wrote `secret` (a retry finds its own version).
+fn written_by(secret: &Secret, ctx: &StepContext<'_>) -> bool {
+    secret
+        .properties
+        .tags
+        .get("operation")
+        .is_some_and(|op| *op == ctx.operation.id.to_string())
+}
+
+/// Gives `principal` a new password and writes its connection string as `name`'s new version,
+/// after proving it connects. Idempotent per operation (see the module comment).
+async fn rotate_one(
+    ctx: &StepContext<'_>,
+    name: &SecretName,
+    principal: Principal,
+) -> Result<(), StepError> {
+    let svc = ctx.services;
+    let names = &ctx.names;
+    match svc.secrets.get(name, None).await {
+        Ok(current) if written_by(&current, ctx) => {
+            // An earlier attempt wrote it after its ALTER succeeded; make sure the server
+            // still agrees (cheap, idempotent) and stop.
+            let password = svc.engine.password_of(&current.value)?;
+            return Ok(svc.engine.set_password(names, principal, &password).await?);
+        }
+        Ok(_) | Err(SecretError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let password = generate_password();
+    svc.engine.set_password(names, principal, &password).await?;
+    let value = svc.engine.connection_string(names, principal, &password);
+    svc.engine.check_login(&value).await.map_err(|e| {
+        StepError::permanent(format!(
+            "{} does not authenticate with its new password: {e}",
+            label(principal)
+        ))
+    })?;
+    let now = Utc::now();
+    let tags = BTreeMap::from([
+        ("tenant".to_owned(), ctx.slug().to_string()),
+        ("principal".to_owned(), label(principal).to_owned()),
+        ("engine".to_owned(), svc.engine.name().to_owned()),
+        ("rotated-at".to_owned(), now.to_rfc3339()),
+        ("active".to_owned(), "true".to_owned()),
+        ("operation".to_owned(), ctx.operation.id.to_string()),
+    ]);
+    let options = SetOptions {
+        tags,
+        expires_at: Some(now + svc.rotation.credential_lifetime()),
+        content_type: Some(svc.engine.connection_string_type().into()),
+    };
+    svc.secrets.set(name, value, options).await?;
+    Ok(())
+}
+
+/// Runs a step's action.
+#[instrument(skip_all, fields(tenant = %ctx.slug(), step))]
+pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> {
+    let svc = ctx.services;
+    let names = &ctx.names;
+    let secrets = TenantSecrets::for_slug(ctx.slug());
+    match step {
+        "plan" => {
+            // Decided once: after rotate_app wrote its version, a re-run would see the new
+            // login as the active one and pick the wrong target.
+            if ctx.output_of("plan").is_some() {
+                return Ok(());
+            }
+            let current = svc.secrets.get(&secret_name(&secrets.app)?, None).await?;
+            let from = current
+                .properties
+                .tags
+                .get("principal")
+                .and_then(|p| app_principal(p))
+                .unwrap_or(Principal::AppA);
+            let to = match from {
+                Principal::AppA => Principal::AppB,
+                _ => Principal::AppA,
+            };
+            ctx.save_output(&json!({
+                "mode": mode_of(ctx),
+                "from": label(from),
+                "to": label(to),
+                "previous_version": current.properties.version,
+            }))
+            .await
+        }
+        "rotate_app" => {
+            let plan = plan_of(ctx)?;
+            rotate_one(ctx, &secret_name(&secrets.app)?, plan.to).await
+        }
+        "retire_previous_app" => {
+            let plan = plan_of(ctx)?;
+            let name = secret_name(&secrets.app)?;
+            // Only the version this rotation wrote stays marked active.
+            for version in svc.secrets.list_versions(&name).await? {
+                let mine = version
+                    .tags
+                    .get("operation")
+                    .is_some_and(|op| *op == ctx.operation.id.to_string());
+                let compromised = plan.mode == RotationMode::Emergency && !mine;
+                let marked_active = version.tags.get("active").map(String::as_str) == Some("true");
+                let needs_change = marked_active || (compromised && version.enabled);
+                if mine || !needs_change {
+                    continue;
+                }
+                let mut tags = version.tags.clone();
+                tags.insert("active".into(), "false".into());
+                svc.secrets
+                    .update_properties(
+                        &name,
+                        &version.version,
+                        PropertiesUpdate {
+                            // A leaked string is not only inactive but unreadable.
+                            enabled: compromised.then_some(false),
+                            expires_at: None,
+                            tags: Some(tags),
+                        },
+                    )
+                    .await?;
+            }
+            if plan.mode == RotationMode::Emergency {
+                svc.engine.disable_login(names, plan.from).await?;
+                info!(login = label(plan.from), previous_version = %plan.previous_version,
+                      "previous app login disabled and its sessions ended");
+            }
+            Ok(())
+        }
+        "rotate_audit_admin" | "rotate_investigator" => {
+            let (name, principal) = if step == "rotate_audit_admin" {
+                (&secrets.audit_admin, Principal::AuditAdmin)
+            } else {
+                (&secrets.investigator, Principal::Investigator)
+            };
+            rotate_one(ctx, &secret_name(name)?, principal).await?;
+            if plan_of(ctx)?.mode == RotationMode::Emergency {
+                svc.engine.end_principal_sessions(names, principal).await?;
+            }
+            Ok(())
+        }
+        other => Err(StepError::permanent(format!(
+            "unknown rotation step {other}"
+        ))),
+    }
+}
