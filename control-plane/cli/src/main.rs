@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use api_types::{
-    Accepted, CreateTenantRequest, OffboardRequest, Operation, OperationState, StepState, Tenant,
-    TenantSlug,
+    Accepted, CreateTenantRequest, OffboardRequest, Operation, OperationState, RotateRequest,
+    Rotation, RotationMode, StepState, Tenant, TenantSlug,
 };
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
@@ -113,6 +113,22 @@ enum TenantsCommand {
         /// Follow the operation until it finishes.
         #[arg(long)]
         wait: bool,
+    },
+    /// Rotate a tenant's credentials (the app login alternates; see README).
+    Rotate {
+        /// The tenant's slug.
+        slug: TenantSlug,
+        /// Disable the previous app login at once and end its sessions (a suspected leak).
+        #[arg(long)]
+        emergency: bool,
+        /// Follow the operation until it finishes.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a tenant's rotation history, newest first.
+    Rotations {
+        /// The tenant's slug.
+        slug: TenantSlug,
     },
 }
 
@@ -251,6 +267,35 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .post(&format!("/v1/tenants/{slug}/offboard"), &body)
                 .await?;
             started(&client, &accepted, &raw, json, wait).await
+        }
+        Command::Tenants(TenantsCommand::Rotate {
+            slug,
+            emergency,
+            wait,
+        }) => {
+            let client = connect()?;
+            let body = RotateRequest {
+                mode: if emergency {
+                    RotationMode::Emergency
+                } else {
+                    RotationMode::Scheduled
+                },
+            };
+            let (accepted, raw): (Accepted, _) = client
+                .post(&format!("/v1/tenants/{slug}/rotate"), &body)
+                .await?;
+            started(&client, &accepted, &raw, json, wait).await
+        }
+        Command::Tenants(TenantsCommand::Rotations { slug }) => {
+            let (rotations, raw): (Vec<Rotation>, _) = connect()?
+                .get(&format!("/v1/tenants/{slug}/rotations"))
+                .await?;
+            if json {
+                emit_json(&raw)?;
+            } else {
+                emit(&render::rotation_table(&rotations));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Operations(OperationsCommand::Show { id, wait }) => {
             let client = connect()?;
@@ -511,5 +556,17 @@ mod tests {
         assert!(Cli::try_parse_from(["tenantctl", "tenants", "show", "Bad_Slug"]).is_err());
         assert!(Cli::try_parse_from(["tenantctl", "token", "--role", "root"]).is_err());
         assert!(Cli::try_parse_from(["tenantctl", "operations", "show", "nope"]).is_err());
+        let cli =
+            Cli::try_parse_from(["tenantctl", "tenants", "rotate", "acme-corp", "--emergency"])
+                .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Tenants(TenantsCommand::Rotate {
+                emergency: true,
+                wait: false,
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["tenantctl", "tenants", "rotations", "Bad_Slug"]).is_err());
     }
 }

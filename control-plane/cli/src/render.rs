@@ -1,6 +1,6 @@
 //! Human-readable output.
 
-use api_types::{Operation, OperationStep, StepState, Tenant};
+use api_types::{Operation, OperationStep, Rotation, StepState, Tenant};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::error::one_line;
@@ -59,6 +59,28 @@ pub fn tenant_table(tenants: &[Tenant]) -> String {
             t.engine.clone(),
             t.database.clone(),
             time(&t.created_at),
+        ]
+    }));
+    columns(&rows)
+}
+
+/// `tenants rotations`: a table, newest first.
+pub fn rotation_table(rotations: &[Rotation]) -> String {
+    if rotations.is_empty() {
+        return "no rotations yet".to_owned();
+    }
+    let mut rows = vec![["STARTED", "MODE", "STATE", "FROM", "TO", "ACTOR", "ERROR"]
+        .map(str::to_owned)
+        .to_vec()];
+    rows.extend(rotations.iter().map(|r| {
+        vec![
+            time(&r.started_at),
+            r.mode.as_str().to_owned(),
+            r.state.to_string(),
+            r.from.clone().unwrap_or_else(|| "-".into()),
+            r.to.clone().unwrap_or_else(|| "-".into()),
+            r.actor.clone(),
+            r.error.clone().unwrap_or_default(),
         ]
     }));
     columns(&rows)
