@@ -12,10 +12,12 @@
 
 pub mod cluster;
 pub mod env;
+pub mod keyvault;
 pub mod probe;
 
 pub use cluster::{free_port, server_binary, PgCluster};
 pub use env::{EngineUnderTest, Snapshot, TestEnv, SQLSERVER_SKIPPED};
+pub use keyvault::{KeyVaultDouble, KeyVaultDoubleOptions, LoggedRequest};
 
 /// Declares conformance tests: each listed `async fn name(engine: EngineUnderTest)` runs once as
 /// `postgres::name` on the harness's PostgreSQL and once as `sqlserver::name` on the SQL Server

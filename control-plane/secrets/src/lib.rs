@@ -17,6 +17,7 @@
 //! * [`SecretName`], a validated name following Key Vault's naming rule.
 //! * [`LocalSecretStore`], an encrypted on-disk backend for development and
 //!   single-machine installs (see [`local`]).
+//! * [`KeyVaultStore`], the Azure Key Vault backend (see [`keyvault`]).
 //! * [`ensure_absent`], an idempotent "delete and purge" helper.
 #![warn(missing_docs)]
 
@@ -27,8 +28,12 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod keyvault;
 pub mod local;
 
+pub use keyvault::{
+    AzureCredential, KeyVaultOptions, KeyVaultStore, RetryOptions, UserAssignedIdentity,
+};
 pub use local::{LocalSecretStore, LocalStoreOptions};
 
 /// A secret value that redacts itself. `Debug` and `Display` print `[redacted]`.

@@ -1,6 +1,7 @@
 //! Configuration: built-in defaults, then a TOML file (`--config FILE` or `TENANT_CP_CONFIG`),
 //! then `TENANT_CP_*` environment variables (e.g. `TENANT_CP_LISTEN`), later ones winning.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,6 +19,50 @@ pub enum EngineKind {
     Postgres,
     /// SQL Server (`sqlserver_admin_url`).
     Sqlserver,
+}
+
+/// Which secret store keeps tenant connection strings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretStoreKind {
+    /// The encrypted local store under `<data_dir>/secrets` (development, single machine).
+    #[default]
+    Local,
+    /// Azure Key Vault at `key_vault_url`.
+    AzureKeyVault,
+}
+
+/// Which identity the control plane presents to Key Vault (`azure_credential`). There is no
+/// implicit chain: exactly this one is used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AzureCredentialKind {
+    /// The host's managed identity: system-assigned, or the user-assigned one named by one of
+    /// `azure_client_id`, `azure_object_id`, `azure_resource_id`.
+    #[default]
+    ManagedIdentity,
+    /// AKS workload identity; `azure_tenant_id`, `azure_client_id` and
+    /// `azure_federated_token_file` default to the `AZURE_*` variables the webhook injects.
+    WorkloadIdentity,
+    /// A service principal: `azure_tenant_id`, `azure_client_id`, `azure_client_secret` (each
+    /// defaulting to `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`).
+    ClientSecret,
+    /// The signed-in Azure CLI (`az login`), optionally for `azure_tenant_id`.
+    AzureCli,
+    /// A fixed token from `azure_static_token`: for tests against the Key Vault test double only.
+    StaticTokenForTests,
+}
+
+/// The secret store the configuration selects.
+#[derive(Debug)]
+pub enum SecretStoreConfig {
+    /// The local store in this directory.
+    Local {
+        /// The store directory.
+        dir: PathBuf,
+    },
+    /// Azure Key Vault.
+    KeyVault(Box<secrets::KeyVaultOptions>),
 }
 
 /// The control plane's configuration.
@@ -72,6 +117,33 @@ pub struct Config {
     pub log_format: String,
     /// Injected faults, for the crash tests only (see `workflows::faults`).
     pub faults: String,
+    /// `local` (default) or `azure_key_vault`.
+    pub secret_store: SecretStoreKind,
+    /// `https://<vault-name>.vault.azure.net/`, for `secret_store = "azure_key_vault"`.
+    pub key_vault_url: Option<String>,
+    /// Extra trusted root certificates (PEM) for reaching the vault (TLS-inspecting proxies).
+    pub key_vault_ca_bundle: Option<PathBuf>,
+    /// Connect to this IP address instead of resolving the vault's host name (a private
+    /// endpoint without private DNS; the test double). The certificate is still checked
+    /// against the host name.
+    pub key_vault_connect_to: Option<IpAddr>,
+    /// The identity used for Key Vault.
+    pub azure_credential: AzureCredentialKind,
+    /// Entra tenant id (`workload_identity`, `client_secret`, `azure_cli`).
+    pub azure_tenant_id: Option<String>,
+    /// Client id: of a user-assigned managed identity, the workload identity, or the service
+    /// principal.
+    pub azure_client_id: Option<String>,
+    /// Object (principal) id of a user-assigned managed identity.
+    pub azure_object_id: Option<String>,
+    /// Azure resource id of a user-assigned managed identity.
+    pub azure_resource_id: Option<String>,
+    /// Projected service-account token file (`workload_identity`).
+    pub azure_federated_token_file: Option<PathBuf>,
+    /// The service principal's secret (`client_secret`). Never printed.
+    pub azure_client_secret: Option<String>,
+    /// The fixed token of `static_token_for_tests`. Never printed.
+    pub azure_static_token: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -83,6 +155,9 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("provisioning", &self.provisioning)
             .field("node_id", &self.node_id)
+            .field("secret_store", &self.secret_store)
+            .field("key_vault_url", &self.key_vault_url)
+            .field("azure_credential", &self.azure_credential)
             .finish_non_exhaustive()
     }
 }
@@ -111,6 +186,18 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             log_format: "text".into(),
             faults: String::new(),
+            secret_store: SecretStoreKind::Local,
+            key_vault_url: None,
+            key_vault_ca_bundle: None,
+            key_vault_connect_to: None,
+            azure_credential: AzureCredentialKind::ManagedIdentity,
+            azure_tenant_id: None,
+            azure_client_id: None,
+            azure_object_id: None,
+            azure_resource_id: None,
+            azure_federated_token_file: None,
+            azure_client_secret: None,
+            azure_static_token: None,
         }
     }
 }
@@ -134,6 +221,21 @@ pub enum ConfigError {
          sqlserver_admin_url in the config file)"
     )]
     NoSqlServerUrl,
+    /// Key Vault was chosen without a vault URL.
+    #[error(
+        "secret_store is azure_key_vault but no vault URL is set: set \
+         TENANT_CP_KEY_VAULT_URL=https://<vault-name>.vault.azure.net/ (or key_vault_url in the \
+         config file)"
+    )]
+    NoKeyVaultUrl,
+    /// The Azure credential settings are incomplete or contradictory.
+    #[error("azure_credential = {kind}: {problem}")]
+    AzureCredential {
+        /// The configured kind.
+        kind: &'static str,
+        /// What is missing or wrong.
+        problem: String,
+    },
 }
 
 impl Config {
@@ -156,6 +258,107 @@ impl Config {
             .merge(Env::prefixed("TENANT_CP_").ignore(&["config"]))
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The secret store to open: the local one under `<data_dir>/secrets` by default, or Key
+    /// Vault with the configured credential.
+    pub fn secret_store(&self) -> Result<SecretStoreConfig, ConfigError> {
+        match self.secret_store {
+            SecretStoreKind::Local => Ok(SecretStoreConfig::Local {
+                dir: self.data_dir.join("secrets"),
+            }),
+            SecretStoreKind::AzureKeyVault => {
+                let url = self
+                    .key_vault_url
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .ok_or(ConfigError::NoKeyVaultUrl)?;
+                let mut options = secrets::KeyVaultOptions::new(url, self.azure_credential()?);
+                options.ca_bundle = self.key_vault_ca_bundle.clone();
+                options.connect_to = self.key_vault_connect_to;
+                Ok(SecretStoreConfig::KeyVault(Box::new(options)))
+            }
+        }
+    }
+
+    /// The configured Azure credential, with the standard `AZURE_*` variables as defaults where
+    /// the SDK does not read them itself.
+    fn azure_credential(&self) -> Result<secrets::AzureCredential, ConfigError> {
+        use secrets::{AzureCredential, SecretValue, UserAssignedIdentity};
+        let problem = |kind: &'static str, problem: &str| ConfigError::AzureCredential {
+            kind,
+            problem: problem.to_owned(),
+        };
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
+        Ok(match self.azure_credential {
+            AzureCredentialKind::ManagedIdentity => {
+                let ids = [
+                    self.azure_client_id
+                        .clone()
+                        .map(UserAssignedIdentity::ClientId),
+                    self.azure_object_id
+                        .clone()
+                        .map(UserAssignedIdentity::ObjectId),
+                    self.azure_resource_id
+                        .clone()
+                        .map(UserAssignedIdentity::ResourceId),
+                ];
+                let mut ids = ids.into_iter().flatten();
+                let user_assigned = ids.next();
+                if ids.next().is_some() {
+                    return Err(problem(
+                        "managed_identity",
+                        "set at most one of azure_client_id, azure_object_id, azure_resource_id",
+                    ));
+                }
+                AzureCredential::ManagedIdentity { user_assigned }
+            }
+            AzureCredentialKind::WorkloadIdentity => AzureCredential::WorkloadIdentity {
+                tenant_id: self.azure_tenant_id.clone(),
+                client_id: self.azure_client_id.clone(),
+                token_file: self.azure_federated_token_file.clone(),
+            },
+            AzureCredentialKind::ClientSecret => {
+                let missing = |what: &str| {
+                    problem(
+                        "client_secret",
+                        &format!(
+                            "set TENANT_CP_{what} or {what} (or {} in the config file)",
+                            what.to_ascii_lowercase()
+                        ),
+                    )
+                };
+                AzureCredential::ClientSecret {
+                    tenant_id: self
+                        .azure_tenant_id
+                        .clone()
+                        .or_else(|| env("AZURE_TENANT_ID"))
+                        .ok_or_else(|| missing("AZURE_TENANT_ID"))?,
+                    client_id: self
+                        .azure_client_id
+                        .clone()
+                        .or_else(|| env("AZURE_CLIENT_ID"))
+                        .ok_or_else(|| missing("AZURE_CLIENT_ID"))?,
+                    secret: SecretValue::new(
+                        self.azure_client_secret
+                            .clone()
+                            .or_else(|| env("AZURE_CLIENT_SECRET"))
+                            .ok_or_else(|| missing("AZURE_CLIENT_SECRET"))?,
+                    ),
+                }
+            }
+            AzureCredentialKind::AzureCli => AzureCredential::AzureCli {
+                tenant_id: self.azure_tenant_id.clone(),
+            },
+            AzureCredentialKind::StaticTokenForTests => {
+                AzureCredential::StaticTokenForTests {
+                    token: SecretValue::new(self.azure_static_token.clone().ok_or_else(|| {
+                        problem("static_token_for_tests", "set azure_static_token")
+                    })?),
+                }
+            }
+        })
     }
 
     /// The rotation policy.
@@ -305,6 +508,93 @@ mod tests {
             ..Config::default()
         };
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn secret_store_defaults_to_local() {
+        let c = Config::default();
+        match c.secret_store().unwrap() {
+            SecretStoreConfig::Local { dir } => assert_eq!(dir, PathBuf::from(".data/secrets")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn key_vault_needs_a_url() {
+        let c = Config {
+            secret_store: SecretStoreKind::AzureKeyVault,
+            ..Config::default()
+        };
+        let e = c.secret_store().unwrap_err();
+        assert!(matches!(e, ConfigError::NoKeyVaultUrl));
+        assert!(e.to_string().contains("TENANT_CP_KEY_VAULT_URL"), "{e}");
+    }
+
+    #[test]
+    fn key_vault_with_a_user_assigned_identity() {
+        let c = Config {
+            secret_store: SecretStoreKind::AzureKeyVault,
+            key_vault_url: Some("https://acme.vault.azure.net/".into()),
+            azure_client_id: Some("11111111-2222-3333-4444-555555555555".into()),
+            key_vault_ca_bundle: Some(PathBuf::from("/etc/ssl/corp.pem")),
+            ..Config::default()
+        };
+        let SecretStoreConfig::KeyVault(o) = c.secret_store().unwrap() else {
+            panic!("not key vault");
+        };
+        assert_eq!(o.vault_url, "https://acme.vault.azure.net/");
+        assert_eq!(o.ca_bundle, Some(PathBuf::from("/etc/ssl/corp.pem")));
+        assert!(matches!(
+            o.credential,
+            secrets::AzureCredential::ManagedIdentity {
+                user_assigned: Some(secrets::UserAssignedIdentity::ClientId(_))
+            }
+        ));
+        let both = Config {
+            azure_object_id: Some("x".into()),
+            ..c
+        };
+        assert!(both
+            .secret_store()
+            .unwrap_err()
+            .to_string()
+            .contains("at most one"));
+    }
+
+    #[test]
+    fn key_vault_settings_from_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.toml");
+        std::fs::write(
+            &path,
+            "secret_store = \"azure_key_vault\"\n\
+             key_vault_url = \"https://acme.vault.azure.net/\"\n\
+             azure_credential = \"client_secret\"\n\
+             azure_tenant_id = \"00000000-0000-0000-0000-000000000001\"\n\
+             azure_client_id = \"app\"\n\
+             azure_client_secret = \"hunter2\"\n\
+             key_vault_connect_to = \"10.1.2.3\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.secret_store, SecretStoreKind::AzureKeyVault);
+        assert_eq!(c.azure_credential, AzureCredentialKind::ClientSecret);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let SecretStoreConfig::KeyVault(o) = c.secret_store().unwrap() else {
+            panic!("not key vault");
+        };
+        assert_eq!(o.connect_to, Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(o.credential.kind(), "client_secret");
+        assert!(!format!("{o:?}").contains("hunter2"));
+        let c = Config {
+            azure_credential: AzureCredentialKind::StaticTokenForTests,
+            ..c
+        };
+        assert!(c
+            .secret_store()
+            .unwrap_err()
+            .to_string()
+            .contains("azure_static_token"));
     }
 
     #[test]

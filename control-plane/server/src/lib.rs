@@ -12,10 +12,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use catalog::Catalog;
 use config::EngineKind;
+use config::SecretStoreConfig;
 use engine::postgres::{PostgresConfig, PostgresEngine};
 use engine::sqlserver::{SqlServerConfig, SqlServerEngine};
 use engine::Engine;
-use secrets::{LocalSecretStore, LocalStoreOptions, SecretStore, SecretValue};
+use secrets::{
+    AzureCredential, KeyVaultStore, LocalSecretStore, LocalStoreOptions, SecretStore, SecretValue,
+};
 use workflows::{Faults, Orchestrator, Runner, Services};
 
 pub use config::Config;
@@ -46,19 +49,40 @@ impl Drop for App {
     }
 }
 
+/// Opens the configured secret store: the local one by default, or Azure Key Vault, whose access
+/// is checked with one list call so a missing role fails start-up with a clear message.
+pub async fn open_secret_store(config: &Config) -> anyhow::Result<Arc<dyn SecretStore>> {
+    match config.secret_store()? {
+        SecretStoreConfig::Local { dir } => Ok(Arc::new(
+            LocalSecretStore::open(dir, LocalStoreOptions::default())
+                .context("opening the local secret store")?,
+        )),
+        SecretStoreConfig::KeyVault(options) => {
+            if matches!(
+                options.credential,
+                AzureCredential::StaticTokenForTests { .. }
+            ) {
+                tracing::warn!("KEY VAULT STATIC TEST TOKEN IS IN USE (tests only)");
+            }
+            let credential = options.credential.describe();
+            let store = KeyVaultStore::new(*options).context("setting up the Key Vault store")?;
+            store
+                .check_access()
+                .await
+                .with_context(|| format!("checking access to Key Vault {}", store.location()))?;
+            tracing::info!(vault = %store.location(), %credential, "secrets are kept in Azure Key Vault");
+            Ok(Arc::new(store))
+        }
+    }
+}
+
 /// Opens everything the control plane needs, resumes unfinished operations, and returns the
 /// router. `faults` overrides the configured faults (tests).
 pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let key = auth::LocalKey::load_or_create(&config.data_dir)?;
-    let secrets: Arc<dyn SecretStore> = Arc::new(
-        LocalSecretStore::open(
-            config.data_dir.join("secrets"),
-            LocalStoreOptions::default(),
-        )
-        .context("opening the local secret store")?,
-    );
+    let secrets = open_secret_store(config).await?;
     let engine: Arc<dyn Engine> = match config.engine {
         EngineKind::Postgres => Arc::new(
             PostgresEngine::new(PostgresConfig {

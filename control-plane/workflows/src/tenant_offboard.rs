@@ -43,7 +43,8 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
             let mut secrets = Vec::new();
             for name in TenantSecrets::for_slug(ctx.slug()).all() {
                 let name = secret_name(name)?;
-                let live = svc.secrets.get(&name, None).await.is_ok();
+                // Versions, not the current value: a disabled current version is still there.
+                let live = svc.secrets.list_versions(&name).await.is_ok();
                 let deleted = svc.secrets.get_deleted(&name).await.is_ok();
                 if live || deleted {
                     secrets.push(name.to_string());

@@ -106,7 +106,24 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
                     expires_at: Some(Utc::now() + svc.rotation.credential_lifetime()),
                     content_type: Some(svc.engine.connection_string_type().into()),
                 };
-                svc.secrets.set(&name, value, options).await?;
+                match svc.secrets.set(&name, value, options).await {
+                    Ok(_) => {}
+                    // The slug's previous tenant was offboarded under purge protection: its
+                    // secret waits, soft-deleted, for its scheduled purge. Retrying cannot help.
+                    Err(SecretError::DeletedButRecoverable { .. }) => {
+                        let until = match svc.secrets.get_deleted(&name).await {
+                            Ok(d) => format!(" until {}", d.scheduled_purge_at.to_rfc3339()),
+                            Err(_) => String::new(),
+                        };
+                        return Err(StepError::permanent(format!(
+                            "secret {name} of an earlier tenant with this slug is soft-deleted \
+                             in {} and kept{until} (purge protection); onboard under another \
+                             slug, or wait for the purge",
+                            svc.secrets.location()
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Ok(())
         }
