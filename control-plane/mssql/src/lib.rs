@@ -14,5 +14,7 @@ mod target;
 pub use conn::{Client, Conn};
 pub use error::MssqlError;
 pub use pool::{lazy_pool, Manager, Pool, PoolOptions, PoolSet};
-pub use target::{Auth, Target, Tls, TokenFile, TokenSource, DEFAULT_PORT};
+pub use target::{
+    Auth, AzureToken, Target, Tls, TokenFile, TokenSource, DEFAULT_PORT, SQL_TOKEN_SCOPE,
+};
 pub use tiberius::{Row, ToSql, Uuid};

@@ -51,6 +51,28 @@ impl TokenSource for TokenFile {
     }
 }
 
+/// The scope of an Entra ID access token for Azure SQL and SQL Server with Entra authentication.
+pub const SQL_TOKEN_SCOPE: &str = "https://database.windows.net/.default";
+
+/// Tokens from an Azure credential (managed identity, workload identity, Azure CLI), fetched
+/// per new connection; the SDK credential caches and refreshes them.
+#[derive(Debug, Clone)]
+pub struct AzureToken(pub secrets::keyvault::AzureTokenProvider);
+
+#[async_trait]
+impl TokenSource for AzureToken {
+    async fn token(&self) -> Result<SecretValue, MssqlError> {
+        self.0
+            .token(SQL_TOKEN_SCOPE)
+            .await
+            .map_err(|e| MssqlError::Connect {
+                target: "Entra ID".into(),
+                number: None,
+                detail: e.to_string(),
+            })
+    }
+}
+
 /// How a connection authenticates.
 #[derive(Clone)]
 pub enum Auth {
@@ -170,7 +192,9 @@ impl Target {
     /// `trust_server_certificate` (default `false`), `ca_bundle` (a file path),
     /// `hostname_in_certificate`, `connect_timeout` (seconds), `application_name`, and
     /// `auth=aad_token` with `token_file=/path` for an Azure AD access token instead of a
-    /// password. Errors never repeat the password.
+    /// password, or Entra ID tokens from an Azure credential: `auth=managed_identity` (with
+    /// `client_id=` for a user-assigned identity), `auth=workload_identity` (AKS; from the
+    /// `AZURE_*` variables the webhook sets), `auth=azure_cli`. Errors never repeat the password.
     pub fn parse_url(url: &str) -> Result<Self, MssqlError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| MssqlError::Config(format!("not a sqlserver:// URL: {e}")))?;
@@ -194,6 +218,8 @@ impl Target {
         };
         let mut tls = Tls::default();
         let mut aad = false;
+        let mut azure: Option<&'static str> = None;
+        let mut client_id = None;
         let mut token_file = None;
         let mut application_name = "tenant-control-plane".to_owned();
         let mut connect_timeout = Duration::from_secs(15);
@@ -215,12 +241,17 @@ impl Target {
                 "auth" => match value.as_ref() {
                     "aad_token" => aad = true,
                     "sql" => aad = false,
+                    "managed_identity" => azure = Some("managed_identity"),
+                    "workload_identity" => azure = Some("workload_identity"),
+                    "azure_cli" => azure = Some("azure_cli"),
                     other => {
                         return Err(MssqlError::Config(format!(
-                            "auth={other} is unknown (use sql or aad_token)"
+                            "auth={other} is unknown (use sql, aad_token, managed_identity, \
+                             workload_identity or azure_cli)"
                         )))
                     }
                 },
+                "client_id" => client_id = Some(value.into_owned()),
                 "token_file" => token_file = Some(PathBuf::from(value.as_ref())),
                 other => {
                     return Err(MssqlError::Config(format!(
@@ -234,7 +265,22 @@ impl Target {
                 "trust_server_certificate and ca_bundle exclude each other".into(),
             ));
         }
-        let auth = if aad {
+        let auth = if let Some(kind) = azure {
+            let credential = match kind {
+                "managed_identity" => secrets::AzureCredential::ManagedIdentity {
+                    user_assigned: client_id.map(secrets::UserAssignedIdentity::ClientId),
+                },
+                "workload_identity" => secrets::AzureCredential::WorkloadIdentity {
+                    tenant_id: None,
+                    client_id,
+                    token_file: None,
+                },
+                _ => secrets::AzureCredential::AzureCli { tenant_id: None },
+            };
+            let provider = secrets::keyvault::AzureTokenProvider::new(&credential)
+                .map_err(|e| MssqlError::Config(format!("auth={kind}: {e}")))?;
+            Auth::AadToken(Arc::new(AzureToken(provider)))
+        } else if aad {
             let path = token_file.ok_or_else(|| {
                 MssqlError::Config("auth=aad_token needs token_file=/path/to/token".into())
             })?;
@@ -357,6 +403,27 @@ mod tests {
         assert!(t.tls.trust_server_certificate);
         assert_eq!(t.connect_timeout, Duration::from_secs(5));
         assert_eq!(t.database, None);
+    }
+
+    #[test]
+    fn azure_credentials_from_the_url() {
+        let t =
+            Target::parse_url("sqlserver://h.database.windows.net?auth=managed_identity").unwrap();
+        assert!(matches!(t.auth, Auth::AadToken(_)));
+        let t = Target::parse_url("sqlserver://h?auth=managed_identity&client_id=abc").unwrap();
+        assert!(
+            format!("{:?}", t.auth).contains("client id abc"),
+            "{:?}",
+            t.auth
+        );
+        let t = Target::parse_url("sqlserver://h?auth=azure_cli").unwrap();
+        assert!(
+            format!("{:?}", t.auth).contains("azure_cli"),
+            "{:?}",
+            t.auth
+        );
+        let e = Target::parse_url("sqlserver://h?auth=kerberos").unwrap_err();
+        assert!(e.to_string().contains("managed_identity"), "{e}");
     }
 
     #[test]

@@ -46,7 +46,9 @@ use azure_security_keyvault_secrets::models::{
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use futures::TryStreamExt as _;
 
-pub use credential::{AzureCredential, StaticTokenCredential, UserAssignedIdentity};
+pub use credential::{
+    AzureCredential, AzureTokenProvider, StaticTokenCredential, UserAssignedIdentity,
+};
 use error::{classify, Context, Failure, Op};
 use model::{
     bundle_properties, name_from_id, properties, purgeable, to_chrono, to_time, valid_version,

@@ -169,6 +169,54 @@ impl AzureCredential {
     }
 }
 
+/// Access tokens from one configured Azure credential, for other Azure resources than Key Vault
+/// (SQL Server's Entra ID authentication asks for `https://database.windows.net/.default`).
+/// The SDK credential caches tokens and refreshes them before they expire.
+#[derive(Clone)]
+pub struct AzureTokenProvider {
+    credential: Arc<dyn TokenCredential>,
+    describe: String,
+}
+
+impl fmt::Debug for AzureTokenProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureTokenProvider")
+            .field("credential", &self.describe)
+            .finish()
+    }
+}
+
+impl AzureTokenProvider {
+    /// Builds the SDK credential for `credential`.
+    pub fn new(credential: &AzureCredential) -> Result<Self, SecretError> {
+        Ok(AzureTokenProvider {
+            credential: credential.build()?,
+            describe: credential.describe(),
+        })
+    }
+
+    /// A current access token for `scope`. A refusal by Entra ID is `PermissionDenied`, anything
+    /// else `Unavailable`; both name the credential, never the token.
+    pub async fn token(&self, scope: &str) -> Result<SecretValue, SecretError> {
+        match self.credential.get_token(&[scope], None).await {
+            Ok(t) => Ok(SecretValue::new(t.token.secret())),
+            Err(e) => {
+                let detail = format!(
+                    "{} could not get an access token for {scope}: {e}",
+                    self.describe
+                );
+                Err(
+                    if matches!(e.kind(), azure_core::error::ErrorKind::Credential) {
+                        SecretError::PermissionDenied { detail }
+                    } else {
+                        SecretError::Unavailable { detail }
+                    },
+                )
+            }
+        }
+    }
+}
+
 /// A [`TokenCredential`] that always returns the same token, valid for an hour from each call.
 /// For tests against the Key Vault test double; it never talks to Entra ID.
 #[derive(Clone)]
