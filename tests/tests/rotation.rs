@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::err_expect)]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_types::{OperationKind, OperationState};
 use axum::http::{Method, StatusCode};
-use secrets::{SecretName, SecretStore};
+use secrets::SecretName;
 use tcp_tests::probe::Probe;
 use tcp_tests::{EngineUnderTest, TestEnv};
 use workflows::{Faults, ROTATE_STEPS};
@@ -194,60 +192,57 @@ async fn emergency_rotation_refuses_the_previous_login_and_ends_its_sessions(
     env.offboard(slug).await;
 }
 
-/// A client calls a business procedure in a loop, each call on a new connection made from the
-/// secret store's current connection string, while 20 scheduled rotations run one after the
-/// other: not one call may fail.
+/// A client process calls a business procedure in a loop, each call on a new connection made
+/// from the secret store's current connection string, while 20 scheduled rotations run one after
+/// the other: not one call may fail.
 async fn twenty_rotations_under_load_without_a_single_failure(engine: EngineUnderTest) {
-    let env = TestEnv::new(engine).await;
+    let env = TestEnv::new(engine.clone()).await;
     let slug = "rot-load";
     env.onboard(slug).await;
-    let name = SecretName::new(&env.secret_names(slug).app).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(AtomicU64::new(0));
-    let client = {
-        let (stop, calls) = (stop.clone(), calls.clone());
-        let store: Arc<dyn SecretStore> = env.app.secrets.clone();
-        let probe = env.probe();
-        tokio::spawn(async move {
-            let mut failures = Vec::new();
-            let mut logins = std::collections::BTreeSet::new();
-            while !stop.load(Ordering::Relaxed) {
-                let secret = store.get(&name, None).await.unwrap();
-                logins.insert(secret.properties.tags["principal"].clone());
-                if let Err(e) = app_call(probe.as_ref(), &secret.value, "load").await {
-                    failures.push(e);
-                }
-                calls.fetch_add(1, Ordering::Relaxed);
-            }
-            (failures, logins)
-        })
-    };
+    let mut client = std::process::Command::new(env!("CARGO_BIN_EXE_load-client"))
+        .arg(env.data_dir().join("secrets"))
+        .arg(&env.secret_names(slug).app)
+        .env(
+            "MSSQL_URL",
+            match &engine {
+                EngineUnderTest::SqlServer { url } => url.clone(),
+                EngineUnderTest::Postgres => String::new(),
+            },
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the client get going before the first rotation.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     for _ in 0..20 {
         env.rotate(slug, "scheduled").await;
-        // Let the client make a few calls with each credential.
-        let seen = calls.load(Ordering::Relaxed);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while calls.load(Ordering::Relaxed) < seen + 3 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        // Give the client a moment with each credential.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let (failures, logins) = client.await.unwrap();
-    let total = calls.load(Ordering::Relaxed);
-    println!(
-        "load test: {total} calls, {} failures, 20 rotations in {:?}",
-        failures.len(),
-        started.elapsed()
+    let rotations = started.elapsed();
+    drop(client.stdin.take());
+    let out = tokio::task::spawn_blocking(move || client.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "load client: {:?}", out.status);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("load test: {report}, 20 rotations in {rotations:?}");
+    assert_eq!(
+        report["failures"], 0,
+        "calls failed during rotations: {report}"
     );
     assert!(
-        failures.is_empty(),
-        "{} of {total} calls failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
+        report["calls"].as_u64().unwrap() >= 60,
+        "the client made too few calls to mean anything: {report}"
     );
-    assert!(total >= 60, "the client made only {total} calls");
-    assert_eq!(logins.len(), 2, "the client used both logins: {logins:?}");
+    assert_eq!(
+        report["logins"],
+        serde_json::json!(["app_a", "app_b"]),
+        "the client used both logins: {report}"
+    );
     assert_eq!(versions(&env, &env.secret_names(slug).app).await.len(), 21);
     env.offboard(slug).await;
 }
