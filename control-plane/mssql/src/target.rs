@@ -55,7 +55,8 @@ impl TokenSource for TokenFile {
 pub const SQL_TOKEN_SCOPE: &str = "https://database.windows.net/.default";
 
 /// Tokens from an Azure credential (managed identity, workload identity, Azure CLI), fetched
-/// per new connection; the SDK credential caches and refreshes them.
+/// per new connection. Managed and workload identity cache and refresh their tokens; the Azure
+/// CLI credential runs `az` for every new connection (fine on a workstation, slow in a pool).
 #[derive(Debug, Clone)]
 pub struct AzureToken(pub secrets::keyvault::AzureTokenProvider);
 

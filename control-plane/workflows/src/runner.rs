@@ -242,10 +242,10 @@ impl Runner {
                                 svc.catalog.begin_undo(lease, &message).await?
                             }
                             OperationKind::Offboard | OperationKind::Rotate => {
-                                // Offboarding has no undo: its steps only remove things. A
-                                // rotation needs none: the secret's current version always
-                                // names a login that works. Either stops here; starting it
-                                // again continues (or redoes) what is left.
+                                // Offboarding has no undo: its steps only remove things, and
+                                // starting it again continues where it failed. A rotation needs
+                                // none: the app secret's current version always names a login
+                                // that works, and the next rotation completes this one.
                                 svc.catalog
                                     .finish(lease, OperationState::Failed, Some(&message), None)
                                     .await?;

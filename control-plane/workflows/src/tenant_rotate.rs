@@ -14,6 +14,12 @@
 //! is idempotent); one that does not generates a fresh password, so a crash between the
 //! `ALTER` and the secret write only costs a second `ALTER` of a login nobody has been given
 //! yet. Passwords never reach the catalog.
+//!
+//! A rotation that failed after publishing its app version is *continued* by the next one, not
+//! re-planned: `plan` sees that the current version was written by a rotation that did not
+//! succeed and adopts its plan (and the stricter of the two modes), so the login applications
+//! were just moved off is not re-targeted, and a failed emergency rotation still disables the
+//! leaked login.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +31,8 @@ use serde_json::{json, Value};
 use tracing::{info, instrument};
 
 use crate::{StepContext, StepError};
+use api_types::{OperationKind, OperationState};
+use uuid::Uuid;
 
 /// The rotation steps, in order.
 pub const STEPS: &[&str] = &[
@@ -63,6 +71,17 @@ struct Plan {
     to: Principal,
     /// The app secret's version that was current before the rotation.
     previous_version: String,
+    /// A failed rotation this one completes: versions it wrote count as this one's.
+    continues: Option<String>,
+}
+
+impl Plan {
+    /// Whether `secret` was written by this rotation (or the failed one it continues).
+    fn wrote(&self, ctx: &StepContext<'_>, tags: &BTreeMap<String, String>) -> bool {
+        tags.get("operation").is_some_and(|op| {
+            *op == ctx.operation.id.to_string() || self.continues.as_deref() == Some(op.as_str())
+        })
+    }
 }
 
 fn plan_of(ctx: &StepContext<'_>) -> Result<Plan, StepError> {
@@ -80,6 +99,10 @@ fn plan_of(ctx: &StepContext<'_>) -> Result<Plan, StepError> {
         from: principal("from")?,
         to: principal("to")?,
         previous_version: field("previous_version").to_owned(),
+        continues: out
+            .get("continues")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 
@@ -93,26 +116,18 @@ fn mode_of(ctx: &StepContext<'_>) -> RotationMode {
         .unwrap_or_default()
 }
 
-/// Whether this operation wrote `secret` (a retry finds its own version).
-fn written_by(secret: &Secret, ctx: &StepContext<'_>) -> bool {
-    secret
-        .properties
-        .tags
-        .get("operation")
-        .is_some_and(|op| *op == ctx.operation.id.to_string())
-}
-
 /// Gives `principal` a new password and writes its connection string as `name`'s new version,
 /// after proving it connects. Idempotent per operation (see the module comment).
 async fn rotate_one(
     ctx: &StepContext<'_>,
+    plan: &Plan,
     name: &SecretName,
     principal: Principal,
 ) -> Result<(), StepError> {
     let svc = ctx.services;
     let names = &ctx.names;
     match svc.secrets.get(name, None).await {
-        Ok(current) if written_by(&current, ctx) => {
+        Ok(current) if plan.wrote(ctx, &current.properties.tags) => {
             // An earlier attempt wrote it after its ALTER succeeded; make sure the server
             // still agrees (cheap, idempotent) and stop.
             let password = svc.engine.password_of(&current.value)?;
@@ -123,13 +138,22 @@ async fn rotate_one(
     }
     let password = generate_password();
     svc.engine.set_password(names, principal, &password).await?;
+    if plan.mode == RotationMode::Emergency {
+        // Sessions opened with this principal's old (possibly leaked) password end now,
+        // before anyone is handed the new one.
+        svc.engine.end_principal_sessions(names, principal).await?;
+    }
     let value = svc.engine.connection_string(names, principal, &password);
-    svc.engine.check_login(&value).await.map_err(|e| {
-        StepError::permanent(format!(
-            "{} does not authenticate with its new password: {e}",
-            label(principal)
-        ))
-    })?;
+    svc.engine
+        .check_login(&value)
+        .await
+        .map_err(|e| StepError {
+            message: format!(
+                "{} does not authenticate with its new password: {e}",
+                label(principal)
+            ),
+            transient: e.is_transient(),
+        })?;
     let now = Utc::now();
     let tags = BTreeMap::from([
         ("tenant".to_owned(), ctx.slug().to_string()),
@@ -148,6 +172,54 @@ async fn rotate_one(
     Ok(())
 }
 
+/// The plan of the rotation that wrote `current` when that rotation failed (it stopped after
+/// publishing its app version), so this one can complete it.
+async fn unfinished_rotation(
+    ctx: &StepContext<'_>,
+    current: &Secret,
+) -> Result<Option<Value>, StepError> {
+    let Some(id) = current
+        .properties
+        .tags
+        .get("operation")
+        .and_then(|op| Uuid::parse_str(op).ok())
+        .filter(|id| *id != ctx.operation.id)
+    else {
+        return Ok(None);
+    };
+    let Some(op) = ctx.services.catalog.operation(id).await? else {
+        return Ok(None);
+    };
+    if op.kind != OperationKind::Rotate || op.state != OperationState::Failed {
+        return Ok(None);
+    }
+    Ok(op.step_output("plan").cloned())
+}
+
+/// Whether the tenant's newest other rotation is an emergency rotation that failed.
+async fn emergency_pending(ctx: &StepContext<'_>) -> Result<bool, StepError> {
+    let catalog = &ctx.services.catalog;
+    for id in catalog.tenant_operations(ctx.tenant.id).await? {
+        if id == ctx.operation.id {
+            continue;
+        }
+        let Some(op) = catalog.operation(id).await? else {
+            continue;
+        };
+        if op.kind != OperationKind::Rotate {
+            continue;
+        }
+        let emergency = op.params.get("mode").and_then(Value::as_str) == Some("emergency")
+            || op
+                .step_output("plan")
+                .and_then(|p| p.get("mode"))
+                .and_then(Value::as_str)
+                == Some("emergency");
+        return Ok(op.state == OperationState::Failed && emergency);
+    }
+    Ok(false)
+}
+
 /// Runs a step's action.
 #[instrument(skip_all, fields(tenant = %ctx.slug(), step))]
 pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> {
@@ -162,6 +234,21 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
                 return Ok(());
             }
             let current = svc.secrets.get(&secret_name(&secrets.app)?, None).await?;
+            // An emergency rotation that failed is not forgotten by the next rotation.
+            let mode = if emergency_pending(ctx).await? {
+                RotationMode::Emergency
+            } else {
+                mode_of(ctx)
+            };
+            if let Some(failed) = unfinished_rotation(ctx, &current).await? {
+                // Complete the failed rotation rather than re-target the login applications
+                // were just moved off.
+                let mut plan = failed;
+                plan["mode"] = json!(mode);
+                plan["continues"] = json!(current.properties.tags.get("operation"));
+                info!(continues = %plan["continues"], "completing a rotation that failed");
+                return ctx.save_output(&plan).await;
+            }
             let from = current
                 .properties
                 .tags
@@ -173,7 +260,7 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
                 _ => Principal::AppA,
             };
             ctx.save_output(&json!({
-                "mode": mode_of(ctx),
+                "mode": mode,
                 "from": label(from),
                 "to": label(to),
                 "previous_version": current.properties.version,
@@ -182,17 +269,14 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
         }
         "rotate_app" => {
             let plan = plan_of(ctx)?;
-            rotate_one(ctx, &secret_name(&secrets.app)?, plan.to).await
+            rotate_one(ctx, &plan, &secret_name(&secrets.app)?, plan.to).await
         }
         "retire_previous_app" => {
             let plan = plan_of(ctx)?;
             let name = secret_name(&secrets.app)?;
             // Only the version this rotation wrote stays marked active.
             for version in svc.secrets.list_versions(&name).await? {
-                let mine = version
-                    .tags
-                    .get("operation")
-                    .is_some_and(|op| *op == ctx.operation.id.to_string());
+                let mine = plan.wrote(ctx, &version.tags);
                 let compromised = plan.mode == RotationMode::Emergency && !mine;
                 let marked_active = version.tags.get("active").map(String::as_str) == Some("true");
                 let needs_change = marked_active || (compromised && version.enabled);
@@ -227,11 +311,7 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
             } else {
                 (&secrets.investigator, Principal::Investigator)
             };
-            rotate_one(ctx, &secret_name(name)?, principal).await?;
-            if plan_of(ctx)?.mode == RotationMode::Emergency {
-                svc.engine.end_principal_sessions(names, principal).await?;
-            }
-            Ok(())
+            rotate_one(ctx, &plan_of(ctx)?, &secret_name(name)?, principal).await
         }
         other => Err(StepError::permanent(format!(
             "unknown rotation step {other}"

@@ -157,16 +157,34 @@ mod sql {
     pub const HAS_AUDIT_SCHEMA: &str = "SELECT OBJECT_ID(N'audit.VerifyChain', N'P')";
     pub const VERIFY_CHAIN: &str = "EXEC audit.VerifyChain";
     /// Ends every session of one contained user (`@P1`), run in its database. Contained users
-    /// authenticate at the database, so their sessions carry its id and the user's SID.
+    /// authenticate at the database, so their sessions carry its id (`authenticating_database_id`)
+    /// and the user's SID as the *original* one (`EXECUTE AS` changes `security_id`). One `KILL`
+    /// per session, each in its own TRY: a session that ended meanwhile (6106) is not an error.
     pub const KILL_SESSIONS_OF: &str =
         "DECLARE @sid varbinary(85) = (SELECT sid FROM sys.database_principals WHERE name = @P1); \
-         DECLARE @kill nvarchar(max); \
-         SELECT @kill = STRING_AGG(CONCAT(N'KILL ', s.session_id, N';'), N' ') \
-           FROM sys.dm_exec_sessions AS s \
+         DECLARE @spid int, @kill nvarchar(40); \
+         DECLARE victims CURSOR LOCAL FAST_FORWARD FOR \
+             SELECT s.session_id FROM sys.dm_exec_sessions AS s \
+              WHERE s.authenticating_database_id = DB_ID() \
+                AND (s.original_security_id = @sid OR s.original_login_name = @P1) \
+                AND s.session_id <> @@SPID; \
+         OPEN victims; \
+         FETCH NEXT FROM victims INTO @spid; \
+         WHILE @@FETCH_STATUS = 0 \
+         BEGIN \
+             SET @kill = CONCAT(N'KILL ', @spid, N';'); \
+             BEGIN TRY EXEC sys.sp_executesql @kill; END TRY \
+             BEGIN CATCH IF ERROR_NUMBER() <> 6106 THROW; END CATCH; \
+             FETCH NEXT FROM victims INTO @spid; \
+         END; \
+         CLOSE victims; DEALLOCATE victims;";
+    /// How many sessions of one contained user (`@P1`) are left, run in its database.
+    pub const SESSIONS_OF: &str =
+        "DECLARE @sid varbinary(85) = (SELECT sid FROM sys.database_principals WHERE name = @P1); \
+         SELECT COUNT(*) FROM sys.dm_exec_sessions AS s \
           WHERE s.authenticating_database_id = DB_ID() \
-            AND (s.security_id = @sid OR s.original_login_name = @P1) \
-            AND s.session_id <> @@SPID; \
-         IF @kill IS NOT NULL EXEC sys.sp_executesql @kill;";
+            AND (s.original_security_id = @sid OR s.original_login_name = @P1) \
+            AND s.session_id <> @@SPID;";
 
     /// Creates the database (outside any transaction: CREATE DATABASE refuses to run in one).
     pub fn create_database(names: &TenantNames) -> Result<String, EngineError> {
@@ -200,9 +218,12 @@ mod sql {
 
     /// A new password for an existing user, who may connect again (GRANT replaces the DENY
     /// an emergency rotation left).
+    /// All or nothing: a failed ALTER must not re-open a login an emergency rotation denied.
     pub fn set_password(user: &str, password: &SecretValue) -> Result<String, EngineError> {
         Ok(format!(
-            "ALTER USER {u} WITH PASSWORD = {p}; GRANT CONNECT TO {u};",
+            "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+             ALTER USER {u} WITH PASSWORD = {p}; GRANT CONNECT TO {u}; \
+             COMMIT TRANSACTION;",
             u = ident(user)?,
             p = literal(password.expose())?
         ))
@@ -254,6 +275,18 @@ mod sql {
             ),
         ]
         .join("\n"))
+    }
+
+    /// A disabled login: no CONNECT, and a password nobody knows (as PostgreSQL's
+    /// `PASSWORD NULL`), so a later GRANT alone could not revive the leaked one.
+    pub fn disable_user(user: &str, unknown: &SecretValue) -> Result<String, EngineError> {
+        Ok(format!(
+            "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+             ALTER USER {u} WITH PASSWORD = {p}; DENY CONNECT TO {u}; \
+             COMMIT TRANSACTION;",
+            u = ident(user)?,
+            p = literal(unknown.expose())?
+        ))
     }
 
     /// No new sessions for these users.
@@ -325,6 +358,8 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("has_audit_schema", sql::HAS_AUDIT_SCHEMA.to_owned()),
         ("verify_chain", sql::VERIFY_CHAIN.to_owned()),
         ("kill_sessions_of", sql::KILL_SESSIONS_OF.to_owned()),
+        ("sessions_of", sql::SESSIONS_OF.to_owned()),
+        ("disable_user", sql::disable_user(&names.app_a, &pw)?),
         ("set_password", sql::set_password(&names.app_b, &pw)?),
         ("create_database", sql::create_database(&names)?),
         ("ensure_containment", sql::ensure_containment(&names)?),
@@ -645,10 +680,10 @@ impl Engine for SqlServerEngine {
         }
         let user = names.login(principal);
         if self.existing_users(names).await?.iter().any(|u| u == user) {
-            let deny = sql::deny_connect(std::iter::once(user))?;
+            let script = sql::disable_user(user, &generate_password())?;
             self.tenant_conn(&names.database)
                 .await?
-                .batch(&deny)
+                .batch(&script)
                 .await?;
         }
         self.end_principal_sessions(names, principal).await
@@ -663,11 +698,28 @@ impl Engine for SqlServerEngine {
         if !self.database_exists(&names.database).await? {
             return Ok(());
         }
-        self.tenant_conn(&names.database)
-            .await?
-            .execute(sql::KILL_SESSIONS_OF, &[&names.login(principal)])
-            .await?;
-        Ok(())
+        let user = names.login(principal);
+        let mut conn = self.tenant_conn(&names.database).await?;
+        conn.execute(sql::KILL_SESSIONS_OF, &[&user]).await?;
+        // KILL returns before a session that must roll back is gone; wait for them, as
+        // PostgreSQL's pg_terminate_backend(pid, timeout) does.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = conn
+                .query_opt(sql::SESSIONS_OF, &[&user])
+                .await?
+                .and_then(|r| r.get::<i32, _>(0))
+                .unwrap_or_default();
+            if left == 0 {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(EngineError::Timeout(format!(
+                    "{left} session(s) of {user} did not end within 5 s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     #[instrument(skip_all, fields(database = %names.database))]

@@ -171,7 +171,8 @@ impl AzureCredential {
 
 /// Access tokens from one configured Azure credential, for other Azure resources than Key Vault
 /// (SQL Server's Entra ID authentication asks for `https://database.windows.net/.default`).
-/// The SDK credential caches tokens and refreshes them before they expire.
+/// The managed identity, workload identity and client secret credentials cache tokens and
+/// refresh them before they expire; the Azure CLI credential runs `az` on every call.
 #[derive(Clone)]
 pub struct AzureTokenProvider {
     credential: Arc<dyn TokenCredential>,
