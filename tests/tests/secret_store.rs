@@ -884,7 +884,9 @@ mod key_vault_only {
 
     #[tokio::test]
     async fn unreachable_vault_is_unavailable() {
-        let port = tcp_tests::free_port();
+        // Port 1 (tcpmux) has no listener on our machines; a free_port() could be taken by a
+        // parallel test between its probe and our connect.
+        let port = 1;
         let double = double().await;
         let store = double.store_with(|o| {
             o.vault_url = format!("https://tcp-double.vault.localhost:{port}/");
@@ -893,6 +895,7 @@ mod key_vault_only {
         let err = store.list_names().await.unwrap_err();
         assert!(matches!(err, SecretError::Unavailable { .. }), "{err:?}");
         assert!(err.to_string().contains("cannot reach Key Vault"), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(3));
+        // Refused connections are retried a bounded number of times, quickly.
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
