@@ -390,7 +390,7 @@ async fn scheduler_rotates_due_tenants(engine: EngineUnderTest) {
 }
 
 async fn rotation_requests_are_checked(engine: EngineUnderTest) {
-    let env = TestEnv::new(engine).await;
+    let env = TestEnv::with(engine, Faults::none(), |c| c.rotate_after_secs = 1).await;
     let slug = "rot-checks";
     let (status, body) = env
         .call(
@@ -401,6 +401,14 @@ async fn rotation_requests_are_checked(engine: EngineUnderTest) {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     env.onboard(slug).await;
+    // Due one cryptoperiod (here 1 s) after onboarding; the scheduler is off in tests.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, due) = env.call(Method::GET, "/v1/rotations/due", None).await;
+    assert_eq!(status, StatusCode::OK, "{due}");
+    assert!(
+        due.as_array().unwrap().iter().any(|d| d["tenant"] == slug),
+        "{due}"
+    );
     let (status, body) = env
         .call(
             Method::POST,
@@ -443,6 +451,11 @@ async fn rotation_requests_are_checked(engine: EngineUnderTest) {
         env.wait(first).await;
     }
     env.offboard(slug).await;
+    let (_, due) = env.call(Method::GET, "/v1/rotations/due", None).await;
+    assert!(
+        !due.as_array().unwrap().iter().any(|d| d["tenant"] == slug),
+        "an offboarded tenant is never due: {due}"
+    );
     // An offboarded tenant has nothing to rotate.
     let (status, body) = env
         .call(

@@ -293,6 +293,27 @@ async fn list_rotations(
     Ok(Json(rotations))
 }
 
+/// Active tenants whose credentials are due for rotation now (the scheduler's view), oldest
+/// first: `[{"tenant", "rotate_after_secs"}]`.
+async fn rotations_due(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<serde_json::Value>>, AppError> {
+    caller.require("operator")?;
+    let policy = state.orchestrator.runner().services().rotation;
+    let now = chrono::Utc::now();
+    let due_before = now - chrono::Duration::from_std(policy.rotate_after).unwrap_or_default();
+    // Failed rotations count as due here: an operator wants to see them.
+    let ids = state.catalog.rotation_due(due_before, now, 1000).await?;
+    let mut due = Vec::new();
+    for id in ids {
+        if let Some(t) = state.catalog.tenant(id).await? {
+            due.push(json!({"tenant": t.slug, "rotate_after_secs": policy.rotate_after.as_secs()}));
+        }
+    }
+    Ok(Json(due))
+}
+
 async fn show_operation(
     State(state): State<AppState>,
     caller: Caller,
@@ -337,6 +358,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{slug}/offboard", post(offboard_tenant))
         .route("/v1/tenants/{slug}/rotate", post(rotate_tenant))
         .route("/v1/tenants/{slug}/rotations", get(list_rotations))
+        .route("/v1/rotations/due", get(rotations_due))
         .route("/v1/operations/{id}", get(show_operation))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
