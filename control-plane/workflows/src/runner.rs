@@ -59,6 +59,31 @@ impl StepContext<'_> {
             .await?)
     }
 
+    /// A tenant secret's name as the secret store takes it.
+    pub fn secret_name(&self, name: &str) -> Result<secrets::SecretName, StepError> {
+        secrets::SecretName::new(name).map_err(|e| StepError::permanent(e.to_string()))
+    }
+
+    /// Options of a new connection-string version of `principal` (`app_a`, `audit_admin`...):
+    /// the documented tags, the operation that wrote it, and an expiry of two cryptoperiods.
+    pub fn version_options(&self, principal: &str) -> secrets::SetOptions {
+        let svc = self.services;
+        let now = chrono::Utc::now();
+        let tags = std::collections::BTreeMap::from([
+            ("tenant".to_owned(), self.slug().to_string()),
+            ("principal".to_owned(), principal.to_owned()),
+            ("engine".to_owned(), svc.engine.name().to_owned()),
+            ("rotated-at".to_owned(), now.to_rfc3339()),
+            ("active".to_owned(), "true".to_owned()),
+            ("operation".to_owned(), self.operation.id.to_string()),
+        ]);
+        secrets::SetOptions {
+            tags,
+            expires_at: Some(now + svc.rotation.credential_lifetime()),
+            content_type: Some(svc.engine.connection_string_type().into()),
+        }
+    }
+
     /// Persists this step's output before its side effect, so a retry reuses it.
     pub async fn save_output(&self, output: &Value) -> Result<(), StepError> {
         Ok(self

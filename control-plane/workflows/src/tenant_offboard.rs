@@ -6,7 +6,7 @@
 
 use api_types::TenantSecrets;
 use chrono::Utc;
-use secrets::{ensure_absent, SecretName};
+use secrets::ensure_absent;
 use serde_json::{json, Value};
 use tracing::instrument;
 
@@ -21,10 +21,6 @@ pub const STEPS: &[&str] = &[
     "purge_secrets",
     "record_certificate",
 ];
-
-fn secret_name(s: &str) -> Result<SecretName, StepError> {
-    SecretName::new(s).map_err(|e| StepError::permanent(e.to_string()))
-}
 
 /// Runs a step's action.
 #[instrument(skip_all, fields(tenant = %ctx.slug(), step))]
@@ -42,7 +38,7 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
             let audit_head = svc.engine.audit_head(names).await?;
             let mut secrets = Vec::new();
             for name in TenantSecrets::for_slug(ctx.slug()).all() {
-                let name = secret_name(name)?;
+                let name = ctx.secret_name(name)?;
                 // Versions, not the current value: a disabled current version is still there.
                 let live = svc.secrets.list_versions(&name).await.is_ok();
                 let deleted = svc.secrets.get_deleted(&name).await.is_ok();
@@ -85,7 +81,7 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
         "purge_secrets" => {
             let mut outcomes = serde_json::Map::new();
             for name in TenantSecrets::for_slug(ctx.slug()).all() {
-                let removal = ensure_absent(svc.secrets.as_ref(), &secret_name(name)?).await?;
+                let removal = ensure_absent(svc.secrets.as_ref(), &ctx.secret_name(name)?).await?;
                 outcomes.insert(
                     name.to_owned(),
                     serde_json::to_value(removal).unwrap_or(Value::Null),

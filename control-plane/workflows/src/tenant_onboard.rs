@@ -5,12 +5,9 @@
 //! step reads them back instead of generating new ones, and the catalog never holds them.
 //! Every undo is "ensure absent", so a rollback after a crash at any point converges.
 
-use std::collections::BTreeMap;
-
 use api_types::TenantSecrets;
-use chrono::Utc;
 use engine::{generate_password, Credentials, Principal};
-use secrets::{ensure_absent, SecretError, SecretName, SecretValue, SetOptions};
+use secrets::{ensure_absent, SecretError, SecretValue};
 use serde_json::json;
 use tracing::instrument;
 
@@ -61,10 +58,6 @@ fn secret_principals(secrets: &TenantSecrets) -> [(&str, Principal, &'static str
     ]
 }
 
-fn secret_name(s: &str) -> Result<SecretName, StepError> {
-    SecretName::new(s).map_err(|e| StepError::permanent(e.to_string()))
-}
-
 /// Runs a step's action.
 #[instrument(skip_all, fields(tenant = %ctx.slug(), step))]
 pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> {
@@ -85,7 +78,7 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
         "store_credentials" => {
             let secrets = TenantSecrets::for_slug(ctx.slug());
             for (name, principal, label) in secret_principals(&secrets) {
-                let name = secret_name(name)?;
+                let name = ctx.secret_name(name)?;
                 match svc.secrets.get(&name, None).await {
                     // A previous attempt stored it: keep it, so the password stays the same.
                     Ok(_) => continue,
@@ -94,18 +87,7 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
                 }
                 let password = generate_password();
                 let value = svc.engine.connection_string(names, principal, &password);
-                let tags = BTreeMap::from([
-                    ("tenant".to_owned(), ctx.slug().to_string()),
-                    ("principal".to_owned(), label.to_owned()),
-                    ("engine".to_owned(), svc.engine.name().to_owned()),
-                    ("rotated-at".to_owned(), Utc::now().to_rfc3339()),
-                    ("active".to_owned(), "true".to_owned()),
-                ]);
-                let options = SetOptions {
-                    tags,
-                    expires_at: Some(Utc::now() + svc.rotation.credential_lifetime()),
-                    content_type: Some(svc.engine.connection_string_type().into()),
-                };
+                let options = ctx.version_options(label);
                 match svc.secrets.set(&name, value, options).await {
                     Ok(_) => {}
                     // The slug's previous tenant was offboarded under purge protection: its
@@ -130,7 +112,7 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
         "create_principals" => {
             let secrets = TenantSecrets::for_slug(ctx.slug());
             let read = |name: String| async move {
-                let secret = svc.secrets.get(&secret_name(&name)?, None).await?;
+                let secret = svc.secrets.get(&ctx.secret_name(&name)?, None).await?;
                 Ok::<SecretValue, StepError>(svc.engine.password_of(&secret.value)?)
             };
             let credentials = Credentials {
@@ -150,7 +132,10 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
         }
         "verify_access" => {
             let secrets = TenantSecrets::for_slug(ctx.slug());
-            let app = svc.secrets.get(&secret_name(&secrets.app)?, None).await?;
+            let app = svc
+                .secrets
+                .get(&ctx.secret_name(&secrets.app)?, None)
+                .await?;
             svc.engine.check_login(&app.value).await.map_err(|e| {
                 StepError::permanent(format!("the new app connection string does not work: {e}"))
             })
@@ -168,7 +153,7 @@ pub async fn undo(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> {
     match step {
         "store_credentials" => {
             for name in TenantSecrets::for_slug(ctx.slug()).all() {
-                ensure_absent(svc.secrets.as_ref(), &secret_name(name)?).await?;
+                ensure_absent(svc.secrets.as_ref(), &ctx.secret_name(name)?).await?;
             }
             Ok(())
         }

@@ -24,9 +24,8 @@
 use std::collections::BTreeMap;
 
 use api_types::{RotationMode, TenantSecrets};
-use chrono::Utc;
 use engine::{generate_password, Principal};
-use secrets::{PropertiesUpdate, Secret, SecretError, SecretName, SetOptions};
+use secrets::{PropertiesUpdate, Secret, SecretError, SecretName};
 use serde_json::{json, Value};
 use tracing::{info, instrument};
 
@@ -42,10 +41,6 @@ pub const STEPS: &[&str] = &[
     "rotate_audit_admin",
     "rotate_investigator",
 ];
-
-fn secret_name(s: &str) -> Result<SecretName, StepError> {
-    SecretName::new(s).map_err(|e| StepError::permanent(e.to_string()))
-}
 
 fn label(principal: Principal) -> &'static str {
     match principal {
@@ -154,21 +149,9 @@ async fn rotate_one(
             ),
             transient: e.is_transient(),
         })?;
-    let now = Utc::now();
-    let tags = BTreeMap::from([
-        ("tenant".to_owned(), ctx.slug().to_string()),
-        ("principal".to_owned(), label(principal).to_owned()),
-        ("engine".to_owned(), svc.engine.name().to_owned()),
-        ("rotated-at".to_owned(), now.to_rfc3339()),
-        ("active".to_owned(), "true".to_owned()),
-        ("operation".to_owned(), ctx.operation.id.to_string()),
-    ]);
-    let options = SetOptions {
-        tags,
-        expires_at: Some(now + svc.rotation.credential_lifetime()),
-        content_type: Some(svc.engine.connection_string_type().into()),
-    };
-    svc.secrets.set(name, value, options).await?;
+    svc.secrets
+        .set(name, value, ctx.version_options(label(principal)))
+        .await?;
     Ok(())
 }
 
@@ -233,7 +216,10 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
             if ctx.output_of("plan").is_some() {
                 return Ok(());
             }
-            let current = svc.secrets.get(&secret_name(&secrets.app)?, None).await?;
+            let current = svc
+                .secrets
+                .get(&ctx.secret_name(&secrets.app)?, None)
+                .await?;
             // An emergency rotation that failed is not forgotten by the next rotation.
             let mode = if emergency_pending(ctx).await? {
                 RotationMode::Emergency
@@ -269,11 +255,11 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
         }
         "rotate_app" => {
             let plan = plan_of(ctx)?;
-            rotate_one(ctx, &plan, &secret_name(&secrets.app)?, plan.to).await
+            rotate_one(ctx, &plan, &ctx.secret_name(&secrets.app)?, plan.to).await
         }
         "retire_previous_app" => {
             let plan = plan_of(ctx)?;
-            let name = secret_name(&secrets.app)?;
+            let name = ctx.secret_name(&secrets.app)?;
             // Only the version this rotation wrote stays marked active.
             for version in svc.secrets.list_versions(&name).await? {
                 let mine = plan.wrote(ctx, &version.tags);
@@ -311,7 +297,7 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
             } else {
                 (&secrets.investigator, Principal::Investigator)
             };
-            rotate_one(ctx, &plan_of(ctx)?, &secret_name(name)?, principal).await
+            rotate_one(ctx, &plan_of(ctx)?, &ctx.secret_name(name)?, principal).await
         }
         other => Err(StepError::permanent(format!(
             "unknown rotation step {other}"
