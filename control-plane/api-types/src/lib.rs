@@ -372,6 +372,40 @@ pub struct Rotation {
     pub error: Option<String>,
 }
 
+/// Body of `POST /v1/tenants/{slug}/investigations`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvestigateRequest {
+    /// The support ticket (1 to 64 of letters, digits, `-`, `_`, `.`, `#`).
+    pub ticket: String,
+    /// Why the data must be looked at (1 to 1000 characters).
+    pub reason: String,
+    /// One read-only query.
+    pub sql: String,
+    /// Most rows to return (1 to 1000; default 100).
+    #[serde(default = "default_max_rows")]
+    pub max_rows: u32,
+}
+
+fn default_max_rows() -> u32 {
+    100
+}
+
+/// Answer of a successful investigation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvestigateResponse {
+    /// Audit event recorded before the query ran.
+    pub query_event: i64,
+    /// Audit event recording the outcome.
+    pub outcome_event: i64,
+    /// Columns: name and server type.
+    pub columns: Vec<serde_json::Value>,
+    /// Rows: each value in its text form, or null.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// Whether more rows existed than `max_rows`.
+    pub truncated: bool,
+}
+
 /// Answer of the endpoints that start an operation (`202 Accepted`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Accepted {

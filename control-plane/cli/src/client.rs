@@ -11,8 +11,10 @@ use crate::error::{http_failure, transport_failure, Failure, HINT_UNAUTHENTICATE
 
 /// Lifetime of tokens minted on the fly from the local key.
 const AUTO_TOKEN_TTL_SECS: i64 = 600;
-/// The role every API command of this CLI needs.
+/// The role most API commands of this CLI need.
 pub const OPERATOR_ROLE: &str = "operator";
+/// The role of the auditor's commands (deletion certificates).
+pub const AUDITOR_ROLE: &str = "auditor";
 
 /// Where the bearer token came from (changes the hint on a 401).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +75,7 @@ pub struct Client {
     base: String,
     auth: HeaderValue,
     source: TokenSource,
+    role: String,
 }
 
 impl Client {
@@ -101,7 +104,14 @@ impl Client {
             base,
             auth,
             source,
+            role: OPERATOR_ROLE.to_owned(),
         })
+    }
+
+    /// Names the role the calls of this client need (for the hint of a 403; default operator).
+    pub fn for_role(mut self, role: &str) -> Self {
+        self.role = role.to_owned();
+        self
     }
 
     /// `GET path`, returning the typed answer and the raw JSON.
@@ -145,6 +155,13 @@ impl Client {
             .map_err(|e| transport_failure(&self.base, &e))?;
         if !status.is_success() {
             let mut failure = http_failure(status.as_u16(), &body, request_id.as_deref());
+            if status.as_u16() == 403 {
+                failure = failure.hint(format!(
+                    "your token lacks the role this needs ({0}); mint one with \
+                     `tenantctl token --role {0}`",
+                    self.role
+                ));
+            }
             if status.as_u16() == 401 {
                 failure = failure.hint(match &self.source {
                     TokenSource::Given => HINT_UNAUTHENTICATED.to_owned(),

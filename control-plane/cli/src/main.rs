@@ -3,6 +3,7 @@
 mod client;
 mod error;
 mod render;
+mod signed;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -11,15 +12,16 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use api_types::{
-    Accepted, CreateTenantRequest, OffboardRequest, Operation, OperationState, RotateRequest,
-    Rotation, RotationMode, StepState, Tenant, TenantSlug,
+    Accepted, CreateTenantRequest, InvestigateRequest, InvestigateResponse, OffboardRequest,
+    Operation, OperationState, RotateRequest, Rotation, RotationMode, StepState, Tenant,
+    TenantSlug,
 };
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 use secrets::{LocalSecretStore, LocalStoreOptions, SecretError, SecretName};
 use uuid::Uuid;
 
-use client::{Client, OPERATOR_ROLE};
+use client::{Client, AUDITOR_ROLE, OPERATOR_ROLE};
 use error::Failure;
 
 /// How often `--wait` polls the operation.
@@ -78,6 +80,32 @@ enum Command {
     /// Read the local secret store (on the control plane's machine).
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Run one read-only query on a tenant's data through the audited path (role `support`);
+    /// the query and its outcome are recorded in the tenant's audit log.
+    Investigate {
+        /// The tenant's slug.
+        slug: TenantSlug,
+        /// The support ticket, e.g. INC-1234.
+        #[arg(long)]
+        ticket: String,
+        /// Why the data must be looked at.
+        #[arg(long)]
+        reason: String,
+        /// Most rows to print.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_rows: u32,
+        /// One read-only query (SELECT, WITH, TABLE or VALUES).
+        sql: String,
+    },
+    /// Check the signature of a saved signed document (deletion certificate, evidence) offline.
+    Verify {
+        /// The document, as written by `--out`.
+        file: PathBuf,
+        /// The trusted public key (base64url, from `GET /v1/signing-key`), or a file holding it
+        /// or that endpoint's JSON answer; without it only the key the document names is used.
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +157,14 @@ enum TenantsCommand {
     Rotations {
         /// The tenant's slug.
         slug: TenantSlug,
+    },
+    /// Fetch an offboarded tenant's signed deletion certificate (needs the auditor role).
+    DeletionCertificate {
+        /// The tenant's slug.
+        slug: TenantSlug,
+        /// Write the signed document to this file (check it later with `tenantctl verify`).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -205,10 +241,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         json,
         command,
     } = cli;
-    let connect = || -> Result<Client, Failure> {
-        let (token, source) = client::resolve_token(token.as_deref(), &data_dir, OPERATOR_ROLE)?;
-        Client::new(&server, &token, source)
+    let connect_as = |role: &str| -> Result<Client, Failure> {
+        let (token, source) = client::resolve_token(token.as_deref(), &data_dir, role)?;
+        Ok(Client::new(&server, &token, source)?.for_role(role))
     };
+    let connect = || connect_as(OPERATOR_ROLE);
     match command {
         Command::Token {
             role,
@@ -294,6 +331,64 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 emit_json(&raw)?;
             } else {
                 emit(&render::rotation_table(&rotations));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tenants(TenantsCommand::DeletionCertificate { slug, out }) => {
+            let client = connect_as(AUDITOR_ROLE)?;
+            let (raw, verified) =
+                signed::fetch(&client, &format!("/v1/tenants/{slug}/deletion-certificate")).await?;
+            match (&out, json) {
+                (Some(file), _) => {
+                    signed::save(file, &raw)?;
+                    if json {
+                        let mut v = signed::verified_json(&verified);
+                        v["out"] = file.display().to_string().into();
+                        emit_json(&v)?;
+                    } else {
+                        emit(&format!(
+                            "deletion certificate of {slug} written to {} ({}); check it with \
+                             `tenantctl verify {}`",
+                            file.display(),
+                            signed::signed_by(&verified),
+                            file.display()
+                        ));
+                    }
+                }
+                (None, true) => emit_json(&raw)?,
+                (None, false) => emit(&signed::certificate_summary(&verified)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Investigate {
+            slug,
+            ticket,
+            reason,
+            max_rows,
+            sql,
+        } => {
+            let body = InvestigateRequest {
+                ticket,
+                reason,
+                sql,
+                max_rows,
+            };
+            let (answer, raw): (InvestigateResponse, _) = connect()?
+                .post(&format!("/v1/tenants/{slug}/investigations"), &body)
+                .await?;
+            if json {
+                emit_json(&raw)?;
+            } else {
+                emit(&render::investigation_table(&answer));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { file, public_key } => {
+            let verified = signed::verify_file(&file, public_key.as_deref())?;
+            if json {
+                emit_json(&signed::verified_json(&verified))?;
+            } else {
+                emit(&signed::verified_line(&verified));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -568,5 +663,28 @@ mod tests {
             })
         ));
         assert!(Cli::try_parse_from(["tenantctl", "tenants", "rotations", "Bad_Slug"]).is_err());
+        let cli = Cli::try_parse_from([
+            "tenantctl",
+            "tenants",
+            "deletion-certificate",
+            "acme-corp",
+            "--out",
+            "cert.json",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Tenants(TenantsCommand::DeletionCertificate { out: Some(_), .. })
+        ));
+        let cli =
+            Cli::try_parse_from(["tenantctl", "verify", "cert.json", "--public-key", "k"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Verify {
+                public_key: Some(_),
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["tenantctl", "verify"]).is_err());
     }
 }

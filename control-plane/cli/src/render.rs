@@ -1,6 +1,6 @@
 //! Human-readable output.
 
-use api_types::{Operation, OperationStep, Rotation, StepState, Tenant};
+use api_types::{InvestigateResponse, Operation, OperationStep, Rotation, StepState, Tenant};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::error::one_line;
@@ -62,6 +62,33 @@ pub fn tenant_table(tenants: &[Tenant]) -> String {
         ]
     }));
     columns(&rows)
+}
+
+/// `investigate`: the rows as a table, then where the query is on the record.
+pub fn investigation_table(answer: &InvestigateResponse) -> String {
+    let header: Vec<String> = answer
+        .columns
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    let mut rows = vec![header];
+    rows.extend(answer.rows.iter().map(|r| {
+        r.iter()
+            .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+            .collect()
+    }));
+    let more = if answer.truncated {
+        " (more rows exist; raise --max-rows)"
+    } else {
+        ""
+    };
+    format!(
+        "{}\n{} row(s){more}; recorded as audit events {} and {}",
+        columns(&rows),
+        answer.rows.len(),
+        answer.query_event,
+        answer.outcome_event
+    )
 }
 
 /// `tenants rotations`: a table, newest first.
@@ -177,6 +204,24 @@ pub fn summary_line(op: &Operation, elapsed_secs: f64) -> String {
 mod tests {
     use super::*;
     use api_types::{OperationKind, OperationState, TenantSlug};
+
+    #[test]
+    fn investigation_rows_print_as_a_table_with_the_record() {
+        let answer = InvestigateResponse {
+            query_event: 7,
+            outcome_event: 8,
+            columns: vec![
+                serde_json::json!({"name": "name", "type": "text"}),
+                serde_json::json!({"name": "email", "type": "text"}),
+            ],
+            rows: vec![vec![Some("Ada".into()), None]],
+            truncated: true,
+        };
+        let text = investigation_table(&answer);
+        assert!(text.starts_with("name  email\nAda   NULL"), "{text}");
+        assert!(text.contains("1 row(s) (more rows exist"), "{text}");
+        assert!(text.contains("audit events 7 and 8"), "{text}");
+    }
 
     fn step(name: &str, state: StepState, error: Option<&str>) -> OperationStep {
         OperationStep {

@@ -7,6 +7,7 @@
 
 pub mod assets;
 mod error;
+pub mod investigation;
 pub mod postgres;
 pub mod sql;
 pub mod sqlserver;
@@ -18,6 +19,10 @@ use secrets::SecretValue;
 use serde::{Deserialize, Serialize};
 
 pub use error::EngineError;
+pub use investigation::{
+    Investigation, InvestigationColumn, InvestigationFailure, InvestigationRequest,
+    InvestigationRows,
+};
 
 /// The names of everything a tenant owns on its server, derived from its slug only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +209,16 @@ pub trait Engine: Send + Sync + 'static {
         names: &TenantNames,
         principal: Principal,
     ) -> Result<(), EngineError>;
+    /// The audited read-only path: logs in with the investigator's connection string, records
+    /// the query as an `investigation.query` event in its own committed call, runs it read-only
+    /// as the reader (unless [`investigation::check_query`] refuses it), and records the outcome
+    /// as an `investigation.outcome` event. `Err` only when an event could not be recorded.
+    async fn investigate(
+        &self,
+        names: &TenantNames,
+        investigator: &SecretValue,
+        request: &InvestigationRequest,
+    ) -> Result<Investigation, EngineError>;
     /// Stops new logins of the tenant's principals and ends every session on its database.
     async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError>;
     /// Verifies the tenant's audit chain and returns its head; `None` when there is no database

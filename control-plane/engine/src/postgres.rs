@@ -20,8 +20,12 @@ use tokio_postgres::{Client, Config, NoTls};
 use tracing::{info, instrument, warn};
 
 use crate::assets::{self, POSTGRES_MIGRATIONS, POSTGRES_PROCEDURES};
+use crate::investigation::check_query;
 use crate::sql::{pg_ident, pg_literal};
-use crate::{AuditHead, Credentials, Engine, EngineError, Inventory, Principal, TenantNames};
+use crate::{
+    AuditHead, Credentials, Engine, EngineError, Inventory, Investigation, InvestigationColumn,
+    InvestigationFailure, InvestigationRequest, InvestigationRows, Principal, TenantNames,
+};
 
 /// The role that owns every object inside template databases; it owns nothing else, so
 /// `REASSIGN OWNED BY` it inside a clone moves exactly the clone's objects to the tenant owner.
@@ -121,6 +125,70 @@ fn describe(e: &tokio_postgres::Error) -> String {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
     }
+}
+
+/// Runs one checked query read-only as `reader`: `BEGIN READ ONLY`, `SET LOCAL ROLE`, a statement
+/// timeout, a prepare (the extended protocol refuses a second statement), then a cursor that
+/// fetches at most `max_rows + 1` rows as text. Always rolls back.
+async fn run_read_only(
+    client: &Client,
+    reader: &str,
+    sql: &str,
+    request: &InvestigationRequest,
+) -> Result<InvestigationRows, InvestigationFailure> {
+    let failed = |e: tokio_postgres::Error| InvestigationFailure::Failed(describe(&e));
+    let result = async {
+        client
+            .batch_execute(&format!(
+                "BEGIN READ ONLY; SET LOCAL ROLE {}; SET LOCAL statement_timeout = {}",
+                pg_ident(reader),
+                request.timeout_ms.max(1)
+            ))
+            .await
+            .map_err(failed)?;
+        let statement = client.prepare(sql).await.map_err(failed)?;
+        let columns = statement
+            .columns()
+            .iter()
+            .map(|c| InvestigationColumn {
+                name: c.name().to_owned(),
+                type_name: c.type_().name().to_owned(),
+            })
+            .collect();
+        client
+            .batch_execute(&format!("DECLARE investigation NO SCROLL CURSOR FOR {sql}"))
+            .await
+            .map_err(failed)?;
+        let fetched = client
+            .simple_query(&format!(
+                "FETCH FORWARD {} FROM investigation",
+                u64::from(request.max_rows) + 1
+            ))
+            .await
+            .map_err(failed)?;
+        let mut rows: Vec<Vec<Option<String>>> = fetched
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        let truncated = rows.len() > request.max_rows as usize;
+        rows.truncate(request.max_rows as usize);
+        Ok(InvestigationRows {
+            columns,
+            rows,
+            truncated,
+        })
+    }
+    .await;
+    // Read-only either way; after an error the transaction is aborted and must end too.
+    if !client.is_closed() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    result
 }
 
 fn is_code(e: &EngineError, code: &str) -> bool {
@@ -569,6 +637,15 @@ impl Engine for PostgresEngine {
                 ],
             )
             .await?;
+        // The investigator's one right: appending investigation events (the audited path
+        // records every query with it before running it).
+        client
+            .batch_execute(&format!(
+                "GRANT USAGE ON SCHEMA audit TO {inv}; \
+                 GRANT EXECUTE ON FUNCTION audit.record_investigation(text, jsonb, text) TO {inv}",
+                inv = pg_ident(&names.investigator)
+            ))
+            .await?;
         // The tenant's own audit log starts with its provisioning, once.
         let tx = client.transaction().await?;
         tx.execute("SELECT set_config('tcp.actor', $1, true)", &[&actor])
@@ -594,6 +671,68 @@ impl Engine for PostgresEngine {
         let client = connect(&config, &format!("tenant database as {user}")).await?;
         client.execute("SELECT 1", &[]).await?;
         Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database, ticket = %request.ticket))]
+    async fn investigate(
+        &self,
+        names: &TenantNames,
+        investigator: &SecretValue,
+        request: &InvestigationRequest,
+    ) -> Result<Investigation, EngineError> {
+        let config = Config::from_str(investigator.expose())
+            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
+        let client = connect(&config, "tenant database as the investigator").await?;
+        // record_event takes the request id from application_name.
+        client
+            .execute(
+                "SELECT set_config('application_name', $1, false)",
+                &[&request.request_id.clone().unwrap_or_default()],
+            )
+            .await?;
+        let detail = serde_json::json!({
+            "ticket": request.ticket,
+            "reason": request.reason,
+            "query": request.sql,
+            "max_rows": request.max_rows,
+            "request_id": request.request_id,
+        });
+        // Autocommit: the record is durable before the query runs, whatever happens next.
+        let query_event: i64 = client
+            .query_one(
+                "SELECT audit.record_investigation('investigation.query', $1, $2)",
+                &[&detail, &request.actor],
+            )
+            .await?
+            .get(0);
+        let result = match check_query(&request.sql) {
+            Err(why) => Err(InvestigationFailure::Refused(why)),
+            Ok(sql) => run_read_only(&client, &names.reader, sql, request).await,
+        };
+        let outcome = match &result {
+            Ok(rows) => serde_json::json!({
+                "query_event": query_event, "rows": rows.rows.len(), "truncated": rows.truncated,
+            }),
+            Err(f) => serde_json::json!({"query_event": query_event, "error": f}),
+        };
+        // The query's session may be gone (a timeout, a killed backend): record on a fresh one.
+        let recorder = if client.is_closed() {
+            connect(&config, "tenant database as the investigator").await?
+        } else {
+            client
+        };
+        let outcome_event: i64 = recorder
+            .query_one(
+                "SELECT audit.record_investigation('investigation.outcome', $1, $2)",
+                &[&outcome, &request.actor],
+            )
+            .await?
+            .get(0);
+        Ok(Investigation {
+            query_event,
+            outcome_event,
+            result,
+        })
     }
 
     #[instrument(skip_all, fields(database = %names.database, ?principal))]

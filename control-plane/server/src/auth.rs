@@ -4,14 +4,12 @@
 //! directory (`jwt-hs256.key`, mode 0600). `tenantctl token` mints tokens with the same key.
 //! Claims: `sub` (the actor recorded everywhere), `roles` (array), `exp`, `iat`, `iss`.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
+
+use crate::keyfile::{self, KeyFileError};
 
 /// File name of the local HS256 key under the data directory.
 pub const LOCAL_KEY_FILE: &str = "jwt-hs256.key";
@@ -77,53 +75,36 @@ fn key_path(data_dir: &Path) -> PathBuf {
     data_dir.join(LOCAL_KEY_FILE)
 }
 
+/// Length of a generated HS256 key.
+const KEY_BYTES: usize = 32;
+
+impl From<KeyFileError> for AuthError {
+    fn from(e: KeyFileError) -> Self {
+        AuthError::Key {
+            path: e.path,
+            detail: e.detail,
+        }
+    }
+}
+
 impl LocalKey {
     /// Reads the key under `data_dir`, creating it (32 random bytes, mode 0600) if missing.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, AuthError> {
-        let path = key_path(data_dir);
-        let err = |detail: String| AuthError::Key {
-            path: path.display().to_string(),
-            detail,
-        };
-        if !path.exists() {
-            std::fs::create_dir_all(data_dir).map_err(|e| err(e.to_string()))?;
-            let mut bytes = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut bytes);
-            let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut f) => f
-                    .write_all(encoded.as_bytes())
-                    .map_err(|e| err(e.to_string()))?,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(err(e.to_string())),
-            }
-        }
-        Self::load(data_dir)
+        let secret = keyfile::load_or_create(&key_path(data_dir), KEY_BYTES)?;
+        Ok(LocalKey { secret })
     }
 
     /// Reads an existing key under `data_dir`.
     pub fn load(data_dir: &Path) -> Result<Self, AuthError> {
         let path = key_path(data_dir);
-        let err = |detail: String| AuthError::Key {
-            path: path.display().to_string(),
-            detail,
-        };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            err(format!(
-                "{e} (start the control plane once with `make run` to create it)"
-            ))
-        })?;
-        let secret = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|_| err("not base64".into()))?;
-        if secret.len() < 32 {
-            return Err(err("shorter than 32 bytes".into()));
+        if !path.exists() {
+            return Err(AuthError::Key {
+                path: path.display().to_string(),
+                detail: "not found (start the control plane once with `make run` to create it)"
+                    .into(),
+            });
         }
+        let secret = keyfile::read(&path, KEY_BYTES)?;
         Ok(LocalKey { secret })
     }
 

@@ -4,7 +4,10 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod evidence;
+pub mod keyfile;
 pub mod routes;
+pub mod signing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +85,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let key = auth::LocalKey::load_or_create(&config.data_dir)?;
+    let signer = signing::load_or_create(&config.data_dir)?;
     let secrets = open_secret_store(config).await?;
     let engine: Arc<dyn Engine> = match config.engine {
         EngineKind::Postgres => Arc::new(
@@ -137,6 +141,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         orchestrator,
         catalog: catalog.clone(),
         key,
+        signer,
         max_body_bytes: config.max_body_bytes,
     });
     Ok(App {

@@ -2,8 +2,8 @@
 //! orchestrator or the catalog; they never touch an engine or a secret value.
 
 use api_types::{
-    Accepted, CreateTenantRequest, OffboardRequest, Operation, OperationKind, RotateRequest,
-    Rotation, Tenant, TenantSecrets, TenantSlug,
+    Accepted, CreateTenantRequest, InvestigateRequest, InvestigateResponse, OffboardRequest,
+    Operation, OperationKind, RotateRequest, Rotation, Tenant, TenantSecrets, TenantSlug,
 };
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -29,6 +29,8 @@ pub struct AppState {
     pub catalog: Catalog,
     /// Verifies bearer tokens.
     pub key: LocalKey,
+    /// Signs documents (deletion certificates, evidence).
+    pub signer: crate::signing::Signer,
     /// Largest accepted body.
     pub max_body_bytes: usize,
 }
@@ -314,6 +316,97 @@ async fn rotations_due(
     Ok(Json(due))
 }
 
+/// The audited read-only path for support staff. Both audit events are written in every case,
+/// the first before the query runs; support staff never see the investigator's credentials.
+async fn investigate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<InvestigateRequest>,
+) -> Result<Json<InvestigateResponse>, AppError> {
+    caller.require("support")?;
+    let slug = parse_slug(&slug)?;
+    let ticket = body.ticket.trim();
+    if ticket.is_empty()
+        || ticket.len() > 64
+        || !ticket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.#".contains(c))
+    {
+        return Err(AppError::bad_request(
+            "ticket must be 1 to 64 of letters, digits, '-', '_', '.' and '#' (e.g. INC-1234)",
+        ));
+    }
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 1000 {
+        return Err(AppError::bad_request("reason must be 1 to 1000 characters"));
+    }
+    if body.sql.trim().is_empty() || body.sql.len() > 20_000 {
+        return Err(AppError::bad_request(
+            "sql must be 1 to 20000 bytes of one read-only query",
+        ));
+    }
+    if !(1..=1000).contains(&body.max_rows) {
+        return Err(AppError::bad_request("max_rows must be 1 to 1000"));
+    }
+    let tenant = find_tenant(&state.catalog, &slug).await?;
+    if tenant.state != api_types::TenantState::Active {
+        return Err(AppError::conflict(format!(
+            "tenant {slug} is {}; only an active tenant can be investigated",
+            tenant.state
+        )));
+    }
+    let svc = state.orchestrator.runner().services();
+    let name = secrets::SecretName::new(&TenantSecrets::for_slug(&slug).investigator)
+        .map_err(|e| AppError::internal(&e))?;
+    let investigator = svc
+        .secrets
+        .get(&name, None)
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    let request = engine::InvestigationRequest {
+        actor: caller.subject.clone(),
+        ticket: ticket.to_owned(),
+        reason: reason.to_owned(),
+        sql: body.sql.clone(),
+        max_rows: body.max_rows,
+        request_id: caller.request_id.clone(),
+        timeout_ms: 10_000,
+    };
+    let names = svc.engine.names(&slug);
+    let done = svc
+        .engine
+        .investigate(&names, &investigator.value, &request)
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    match done.result {
+        Ok(rows) => Ok(Json(InvestigateResponse {
+            query_event: done.query_event,
+            outcome_event: done.outcome_event,
+            columns: rows
+                .columns
+                .iter()
+                .map(|c| json!({"name": c.name, "type": c.type_name}))
+                .collect(),
+            rows: rows.rows,
+            truncated: rows.truncated,
+        })),
+        Err(failure) => {
+            let (what, detail) = match failure {
+                engine::InvestigationFailure::Refused(d) => ("refused", d),
+                engine::InvestigationFailure::Failed(d) => ("failed", d),
+            };
+            Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "query {what} (recorded as audit events {} and {}): {detail}",
+                    done.query_event, done.outcome_event
+                ),
+            ))
+        }
+    }
+}
+
 async fn show_operation(
     State(state): State<AppState>,
     caller: Caller,
@@ -358,8 +451,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{slug}/offboard", post(offboard_tenant))
         .route("/v1/tenants/{slug}/rotate", post(rotate_tenant))
         .route("/v1/tenants/{slug}/rotations", get(list_rotations))
+        .route("/v1/tenants/{slug}/investigations", post(investigate))
         .route("/v1/rotations/due", get(rotations_due))
         .route("/v1/operations/{id}", get(show_operation))
+        .merge(crate::evidence::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(

@@ -30,8 +30,10 @@ use super::errors::{classify, to_engine_error, SqlServerErrorKind, CONTAINMENT_D
 use super::quote::{quote_name, quote_nstring};
 use super::split_batches;
 use crate::assets::{self, SQLSERVER_MIGRATIONS, SQLSERVER_PROCEDURES};
+use crate::investigation::check_query;
 use crate::{
-    generate_password, AuditHead, Credentials, Engine, EngineError, Inventory, Principal,
+    generate_password, AuditHead, Credentials, Engine, EngineError, Inventory, Investigation,
+    InvestigationColumn, InvestigationFailure, InvestigationRequest, InvestigationRows, Principal,
     TenantNames,
 };
 
@@ -178,6 +180,23 @@ mod sql {
              FETCH NEXT FROM victims INTO @spid; \
          END; \
          CLOSE victims; DEALLOCATE victims;";
+    /// Records an investigation event as the investigator (`@P1` request id, `@P2` action,
+    /// `@P3` detail, `@P4` actor) and returns its id.
+    pub const RECORD_INVESTIGATION: &str =
+        "EXEC sys.sp_set_session_context @key = N'request_id', @value = @P1; \
+         DECLARE @id bigint; \
+         EXEC audit.RecordInvestigation @Action = @P2, @Detail = @P3, @Actor = @P4, \
+              @Id = @id OUTPUT; \
+         SELECT @id;";
+
+    /// Enters the reader for good: the session can never come back to the investigator.
+    pub fn become_reader(reader: &str, lock_timeout_ms: u64) -> Result<String, EngineError> {
+        Ok(format!(
+            "EXECUTE AS USER = {} WITH NO REVERT; SET LOCK_TIMEOUT {lock_timeout_ms};",
+            literal(reader)?
+        ))
+    }
+
     /// How many sessions of one contained user (`@P1`) are left, run in its database.
     pub const SESSIONS_OF: &str =
         "DECLARE @sid varbinary(85) = (SELECT sid FROM sys.database_principals WHERE name = @P1); \
@@ -273,6 +292,10 @@ mod sql {
                 ident(&names.reader)?,
                 ident(&names.investigator)?
             ),
+            format!(
+                "GRANT EXECUTE ON OBJECT::audit.RecordInvestigation TO {};",
+                ident(&names.investigator)?
+            ),
         ]
         .join("\n"))
     }
@@ -358,6 +381,8 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("has_audit_schema", sql::HAS_AUDIT_SCHEMA.to_owned()),
         ("verify_chain", sql::VERIFY_CHAIN.to_owned()),
         ("kill_sessions_of", sql::KILL_SESSIONS_OF.to_owned()),
+        ("record_investigation", sql::RECORD_INVESTIGATION.to_owned()),
+        ("become_reader", sql::become_reader(&names.reader, 5000)?),
         ("sessions_of", sql::SESSIONS_OF.to_owned()),
         ("disable_user", sql::disable_user(&names.app_a, &pw)?),
         ("set_password", sql::set_password(&names.app_b, &pw)?),
@@ -373,6 +398,104 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("drop_database", sql::drop_database(&names)?),
         ("drop_users", sql::drop_users(&names)?),
     ])
+}
+
+/// Runs one checked query as the reader: `EXECUTE AS USER ... WITH NO REVERT` on the
+/// investigator's own connection, a lock timeout, and a client-side timeout; reads at most
+/// `max_rows + 1` rows. The connection is dropped (closed) afterwards.
+async fn run_as_reader(
+    conn: Conn,
+    reader: &str,
+    sql: &str,
+    request: &InvestigationRequest,
+) -> Result<InvestigationRows, InvestigationFailure> {
+    use futures::TryStreamExt as _;
+    let failed = |e: tiberius::error::Error| InvestigationFailure::Failed(e.to_string());
+    let enter = sql::become_reader(reader, request.timeout_ms.max(1))
+        .map_err(|e| InvestigationFailure::Refused(e.to_string()))?;
+    let mut client = conn.into_client();
+    let max = request.max_rows as usize;
+    let run = async {
+        client
+            .simple_query(enter)
+            .await
+            .map_err(failed)?
+            .into_results()
+            .await
+            .map_err(failed)?;
+        let mut stream = client.simple_query(sql).await.map_err(failed)?;
+        let columns: Vec<InvestigationColumn> = stream
+            .columns()
+            .await
+            .map_err(failed)?
+            .unwrap_or_default()
+            .iter()
+            .map(|c| InvestigationColumn {
+                name: c.name().to_owned(),
+                type_name: format!("{:?}", c.column_type()),
+            })
+            .collect();
+        let mut rows = Vec::new();
+        let mut truncated = false;
+        let mut row_stream = stream.into_row_stream();
+        while let Some(row) = row_stream.try_next().await.map_err(failed)? {
+            if rows.len() == max {
+                truncated = true;
+                break;
+            }
+            rows.push(row.into_iter().map(|cell| cell_text(&cell)).collect());
+        }
+        Ok(InvestigationRows {
+            columns,
+            rows,
+            truncated,
+        })
+    };
+    let timeout = Duration::from_millis(request.timeout_ms.max(1));
+    match tokio::time::timeout(timeout, run).await {
+        Ok(result) => result,
+        Err(_) => Err(InvestigationFailure::Failed(format!(
+            "the query did not finish within {} ms",
+            request.timeout_ms
+        ))),
+    }
+}
+
+/// The text form of one value, or `None` for NULL.
+fn cell_text(cell: &ColumnData<'static>) -> Option<String> {
+    use tiberius::FromSql as _;
+    match cell {
+        ColumnData::U8(v) => v.map(|x| x.to_string()),
+        ColumnData::I16(v) => v.map(|x| x.to_string()),
+        ColumnData::I32(v) => v.map(|x| x.to_string()),
+        ColumnData::I64(v) => v.map(|x| x.to_string()),
+        ColumnData::F32(v) => v.map(|x| x.to_string()),
+        ColumnData::F64(v) => v.map(|x| x.to_string()),
+        ColumnData::Bit(v) => v.map(|x| x.to_string()),
+        ColumnData::String(v) => v.as_ref().map(|x| x.to_string()),
+        ColumnData::Guid(v) => v.map(|x| x.to_string()),
+        ColumnData::Numeric(v) => v.map(|x| x.to_string()),
+        ColumnData::Binary(v) => v.as_ref().map(|x| format!("0x{}", hex::encode(x))),
+        ColumnData::Xml(v) => v.as_ref().map(|x| x.to_string()),
+        ColumnData::DateTimeOffset(_) => chrono::DateTime::<chrono::FixedOffset>::from_sql(cell)
+            .ok()
+            .flatten()
+            .map(|d| d.to_rfc3339()),
+        ColumnData::Date(_) => chrono::NaiveDate::from_sql(cell)
+            .ok()
+            .flatten()
+            .map(|d| d.to_string()),
+        ColumnData::Time(_) => chrono::NaiveTime::from_sql(cell)
+            .ok()
+            .flatten()
+            .map(|d| d.to_string()),
+        ColumnData::DateTime(_) | ColumnData::SmallDateTime(_) | ColumnData::DateTime2(_) => {
+            chrono::NaiveDateTime::from_sql(cell)
+                .ok()
+                .flatten()
+                .map(|d| d.to_string())
+        }
+    }
 }
 
 impl SqlServerEngine {
@@ -401,6 +524,48 @@ impl SqlServerEngine {
         database: &str,
     ) -> Result<bb8::PooledConnection<'static, mssql::Manager>, EngineError> {
         Ok(self.tenants.pool(database).get_owned().await?)
+    }
+
+    /// A connection target for a tenant connection string (a contained user on its database),
+    /// with the admin target's extra CAs.
+    fn login_target(&self, connection_string: &SecretValue) -> Result<Target, EngineError> {
+        let parsed = connstr::parse(connection_string.expose())?;
+        let mut target = Target::sql_login(
+            parsed.host.clone(),
+            parsed.port,
+            parsed.user.clone(),
+            SecretValue::new(parsed.password.clone()),
+        );
+        target.database = Some(parsed.database.clone());
+        target.tls.encrypt = parsed.encrypt;
+        target.tls.trust_server_certificate = parsed.trust_server_certificate;
+        target.tls.ca_bundle = self.admin.tls.ca_bundle.clone();
+        target.connect_timeout = Duration::from_secs(15);
+        Ok(target)
+    }
+
+    /// Records one investigation event on `conn` and returns its id.
+    async fn record_investigation(
+        conn: &mut Conn,
+        request: &InvestigationRequest,
+        action: &str,
+        detail: &serde_json::Value,
+    ) -> Result<i64, EngineError> {
+        let detail = detail.to_string();
+        let row = conn
+            .query_opt(
+                sql::RECORD_INVESTIGATION,
+                &[
+                    &request.request_id.as_deref(),
+                    &action,
+                    &detail.as_str(),
+                    &request.actor.as_str(),
+                ],
+            )
+            .await?;
+        row.and_then(|r| int_at(&r, 0)).ok_or_else(|| {
+            EngineError::Migration("audit.RecordInvestigation returned no event id".into())
+        })
     }
 
     async fn database_exists(&self, database: &str) -> Result<bool, EngineError> {
@@ -637,21 +802,50 @@ impl Engine for SqlServerEngine {
     }
 
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {
-        let parsed = connstr::parse(connection_string.expose())?;
-        let mut target = Target::sql_login(
-            parsed.host.clone(),
-            parsed.port,
-            parsed.user.clone(),
-            SecretValue::new(parsed.password.clone()),
-        );
-        target.database = Some(parsed.database.clone());
-        target.tls.encrypt = parsed.encrypt;
-        target.tls.trust_server_certificate = parsed.trust_server_certificate;
-        target.tls.ca_bundle = self.admin.tls.ca_bundle.clone();
-        target.connect_timeout = Duration::from_secs(15);
-        let mut conn = Conn::connect(&target).await?;
+        let mut conn = Conn::connect(&self.login_target(connection_string)?).await?;
         conn.query("SELECT 1", &[]).await?;
         Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database, ticket = %request.ticket))]
+    async fn investigate(
+        &self,
+        names: &TenantNames,
+        investigator: &SecretValue,
+        request: &InvestigationRequest,
+    ) -> Result<Investigation, EngineError> {
+        let target = self.login_target(investigator)?;
+        let mut conn = Conn::connect(&target).await?;
+        let detail = serde_json::json!({
+            "ticket": request.ticket,
+            "reason": request.reason,
+            "query": request.sql,
+            "max_rows": request.max_rows,
+            "request_id": request.request_id,
+        });
+        // Its own call, committed before the query runs, whatever happens next.
+        let query_event =
+            Self::record_investigation(&mut conn, request, "investigation.query", &detail).await?;
+        let result = match check_query(&request.sql) {
+            Err(why) => Err(InvestigationFailure::Refused(why)),
+            // The connection is consumed: after WITH NO REVERT it is closed, never pooled.
+            Ok(sql) => run_as_reader(conn, &names.reader, sql, request).await,
+        };
+        let outcome = match &result {
+            Ok(rows) => serde_json::json!({
+                "query_event": query_event, "rows": rows.rows.len(), "truncated": rows.truncated,
+            }),
+            Err(f) => serde_json::json!({"query_event": query_event, "error": f}),
+        };
+        let mut recorder = Conn::connect(&target).await?;
+        let outcome_event =
+            Self::record_investigation(&mut recorder, request, "investigation.outcome", &outcome)
+                .await?;
+        Ok(Investigation {
+            query_event,
+            outcome_event,
+            result,
+        })
     }
 
     #[instrument(skip_all, fields(database = %names.database, ?principal))]

@@ -1,0 +1,297 @@
+//! Signed documents on the operator's side: fetching and saving them, and verifying a saved
+//! one offline (`tenantctl verify`), with the `evidence` crate's verifier. No server code runs
+//! for verification and nothing is sent anywhere.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use chrono::SecondsFormat;
+use evidence::{Verified, VerifyError};
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::error::{one_line, Failure};
+
+const HINT_KEY: &str = "pass the public_key of `GET /v1/signing-key` (base64url), or a file \
+     holding that key or the endpoint's JSON answer";
+
+/// Fetches a signed document and checks that it is well formed and that its signature matches
+/// the key it names (so a damaged answer is never saved).
+pub async fn fetch(client: &Client, path: &str) -> Result<(Value, Verified), Failure> {
+    let (raw, _): (Value, _) = client.get(path).await?;
+    let verified = evidence::verify_document(&raw, None).map_err(|e| {
+        Failure::new(format!(
+            "the control plane sent a document that does not verify: {e}"
+        ))
+        .hint("look at the server log; this is a bug or a proxy that changes answers")
+    })?;
+    Ok((raw, verified))
+}
+
+/// Writes a signed document to `out` as pretty JSON. It is written to a temporary file first
+/// and renamed, so `out` is never left half written.
+pub fn save(out: &Path, envelope: &Value) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| Failure::new(format!("cannot write {}: {e}", out.display()));
+    let mut text = serde_json::to_string_pretty(envelope)
+        .map_err(|e| Failure::new(format!("cannot write JSON: {e}")))?;
+    text.push('\n');
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    let temp = out.with_file_name(name);
+    let written = (|| {
+        let mut f = std::fs::File::create(&temp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&temp, out)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map_err(fail)
+}
+
+/// `tenantctl verify FILE [--public-key KEY]`: reads and verifies a saved document.
+pub fn verify_file(file: &Path, public_key: Option<&str>) -> Result<Verified, Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::new(format!("cannot read {}: {e}", file.display())))?;
+    let envelope: Value = serde_json::from_str(&text).map_err(|e| {
+        Failure::new(format!("{} is not JSON: {e}", file.display()))
+            .hint("pass a file written by `tenantctl tenants deletion-certificate --out FILE`")
+    })?;
+    let trusted = public_key.map(trusted_key).transpose()?;
+    evidence::verify_document(&envelope, trusted.as_deref()).map_err(|e| verify_failure(file, &e))
+}
+
+/// The trusted key given on the command line: the key itself, or a file holding it (as text, or
+/// as the JSON answer of `GET /v1/signing-key`).
+pub fn trusted_key(arg: &str) -> Result<String, Failure> {
+    let path = Path::new(arg.trim());
+    if !path.is_file() {
+        return Ok(arg.trim().to_owned());
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => map
+            .get("public_key")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Failure::new(format!("{} has no public_key member", path.display())).hint(HINT_KEY)
+            }),
+        Ok(Value::String(key)) => Ok(key),
+        _ => Ok(text.trim().to_owned()),
+    }
+}
+
+fn verify_failure(file: &Path, e: &VerifyError) -> Failure {
+    let failure = Failure::new(format!("{}: {e}", file.display()));
+    match e {
+        VerifyError::BadSignature { .. } => failure
+            .hint("do not rely on its content; fetch the document again from the control plane"),
+        VerifyError::KeyMismatch { .. } => failure.hint(
+            "it was signed by another control plane or an earlier key; compare the kid with \
+             `GET /v1/signing-key` of the control plane that should have signed it",
+        ),
+        VerifyError::InvalidTrustedKey(_) => failure.hint(HINT_KEY),
+        VerifyError::UnknownAlgorithm(_) => {
+            failure.hint("this tenantctl verifies Ed25519 signatures only")
+        }
+        VerifyError::Malformed(_) => failure.hint(
+            "pass the document exactly as `tenantctl tenants deletion-certificate --out FILE` \
+             (or the API) wrote it",
+        ),
+    }
+}
+
+/// `kid …, signed at …`.
+pub fn signed_by(v: &Verified) -> String {
+    format!(
+        "kid {}, signed at {}",
+        v.kid,
+        v.signed_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )
+}
+
+/// The one line `tenantctl verify` prints on success.
+pub fn verified_line(v: &Verified) -> String {
+    let line = format!("signature valid: {}", signed_by(v));
+    if v.key_trusted {
+        format!("{line}, by the trusted key")
+    } else {
+        format!("{line} (key taken from the document; pass --public-key to check who signed it)")
+    }
+}
+
+/// `--json` output of `tenantctl verify`.
+pub fn verified_json(v: &Verified) -> Value {
+    serde_json::json!({
+        "valid": true,
+        "kid": v.kid,
+        "public_key": v.public_key,
+        "signed_at": v.signed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "key_trusted": v.key_trusted,
+    })
+}
+
+/// A few lines about a deletion certificate (`tenants deletion-certificate` without `--out`).
+pub fn certificate_summary(v: &Verified) -> String {
+    let p = &v.payload;
+    let text = |pointer: &str| {
+        p.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(one_line)
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    let count = |pointer: &str| {
+        p.pointer(pointer)
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
+    };
+    let secret_outcomes = p
+        .pointer("/removed/secret_removal")
+        .and_then(Value::as_object)
+        .map(|m| {
+            let protected = m
+                .values()
+                .filter(|o| o.get("outcome").and_then(Value::as_str) == Some("purge_protected"))
+                .count();
+            if protected > 0 {
+                format!(" ({protected} soft-deleted under purge protection)")
+            } else {
+                String::new()
+            }
+        })
+        .unwrap_or_default();
+    [
+        format!(
+            "deletion certificate of {} ({})",
+            text("/tenant/slug"),
+            text("/tenant/id")
+        ),
+        format!("completed:   {}", text("/completed_at")),
+        format!(
+            "requested:   by {} at {}: {}",
+            text("/requested_by"),
+            text("/requested_at"),
+            text("/reason")
+        ),
+        format!(
+            "removed:     database {}, {} principals, {} secrets{secret_outcomes}",
+            text("/removed/database"),
+            count("/removed/principals"),
+            count("/removed/secrets")
+        ),
+        format!("signature:   {}", signed_by(v)),
+        "save the signed document with --out FILE, check it later with `tenantctl verify FILE`"
+            .to_owned(),
+    ]
+    .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn signed(signer: &evidence::Signer) -> Value {
+        signer
+            .sign(&json!({
+                "certificate": "tenant-deletion",
+                "tenant": {"id": "5b0c7a52-6a51-4c8e-9a51-0c5d2a9f1e11", "slug": "acme-corp"},
+                "removed": {"database": "t_acme", "principals": ["a", "b"], "secrets": ["s"]},
+                "reason": "contract ended – Zürich",
+                "completed_at": "2026-03-01T12:00:00Z"
+            }))
+            .unwrap()
+            .to_value()
+    }
+
+    #[test]
+    fn a_saved_document_verifies_and_a_flipped_byte_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = evidence::Signer::from_seed(&[3; 32]);
+        let file = dir.path().join("cert.json");
+        save(&file, &signed(&signer)).unwrap();
+        let key = signer.public_key().public_key.clone();
+
+        let v = verify_file(&file, Some(&key)).unwrap();
+        assert!(v.key_trusted);
+        let line = verified_line(&v);
+        assert!(
+            line.starts_with(&format!(
+                "signature valid: kid {}, signed at ",
+                signer.kid()
+            )),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+        assert!(!verify_file(&file, None).unwrap().key_trusted);
+
+        // The key from a file: the /v1/signing-key answer, or the bare key.
+        let key_json = dir.path().join("signing-key.json");
+        std::fs::write(
+            &key_json,
+            serde_json::to_string(signer.public_key()).unwrap(),
+        )
+        .unwrap();
+        assert!(verify_file(&file, Some(key_json.to_str().unwrap())).is_ok());
+        let key_txt = dir.path().join("key.txt");
+        std::fs::write(&key_txt, format!("{key}\n")).unwrap();
+        assert!(verify_file(&file, Some(key_txt.to_str().unwrap())).is_ok());
+
+        // One byte of the payload changed on disk.
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replacen("acme-corp", "acme-corq", 1)).unwrap();
+        let f = verify_file(&file, Some(&key)).unwrap_err();
+        assert!(f.message.contains("does not match"), "{f:?}");
+        assert!(f.hint.as_deref().unwrap().contains("do not rely"));
+        assert_eq!(f.lines().len(), 2);
+    }
+
+    #[test]
+    fn failures_say_what_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = evidence::Signer::from_seed(&[4; 32]);
+        let b = evidence::Signer::from_seed(&[5; 32]);
+        let file = dir.path().join("cert.json");
+        save(&file, &signed(&a)).unwrap();
+
+        let f = verify_file(&file, Some(&b.public_key().public_key)).unwrap_err();
+        assert!(
+            f.message.contains(a.kid()) && f.message.contains(b.kid()),
+            "{f:?}"
+        );
+        assert!(f.hint.is_some());
+
+        let f = verify_file(&file, Some("nope")).unwrap_err();
+        assert!(f.message.contains("trusted public key"), "{f:?}");
+
+        let f = verify_file(&dir.path().join("missing.json"), None).unwrap_err();
+        assert!(f.message.starts_with("cannot read"), "{f:?}");
+
+        std::fs::write(&file, "not json").unwrap();
+        let f = verify_file(&file, None).unwrap_err();
+        assert!(f.message.contains("is not JSON"), "{f:?}");
+
+        std::fs::write(&file, r#"{"payload": {}}"#).unwrap();
+        let f = verify_file(&file, None).unwrap_err();
+        assert!(f.message.contains("malformed"), "{f:?}");
+        assert!(f.hint.is_some());
+    }
+
+    #[test]
+    fn the_summary_names_the_tenant_and_the_signature() {
+        let signer = evidence::Signer::from_seed(&[6; 32]);
+        let v = evidence::verify_document(&signed(&signer), None).unwrap();
+        let s = certificate_summary(&v);
+        assert!(s.contains("deletion certificate of acme-corp"), "{s}");
+        assert!(
+            s.contains("database t_acme, 2 principals, 1 secrets"),
+            "{s}"
+        );
+        assert!(s.contains(signer.kid()), "{s}");
+        assert_eq!(verified_json(&v)["valid"], true);
+    }
+}
