@@ -213,6 +213,21 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         tenant_id: Uuid,
     ) -> Result<Option<AuditRecord>, CatalogError>;
 
+    /// Records the head of a tenant's own audit chain (idempotent per tenant and head id).
+    async fn record_anchor(
+        &self,
+        tenant_id: Uuid,
+        head_id: i64,
+        head_hash: &str,
+        reason: &str,
+    ) -> Result<(), CatalogError>;
+
+    /// A tenant's anchors, oldest first.
+    async fn anchors(
+        &self,
+        tenant_id: Uuid,
+    ) -> Result<Vec<crate::model::AuditAnchor>, CatalogError>;
+
     /// The audit log, oldest first, for one tenant or for everything.
     async fn audit_log(&self, tenant_id: Option<Uuid>) -> Result<Vec<AuditRecord>, CatalogError>;
 

@@ -172,6 +172,22 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// The head of a tenant's own audit chain (in its database) as the control plane saw it at some
+/// moment: an external anchor, so a rewrite of the whole chain inside the database is caught.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditAnchor {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// Id of the newest event then.
+    pub head_id: i64,
+    /// Its hash (lower-case hex).
+    pub head_hash: String,
+    /// Why it was taken: `onboarding`, `rotation`, `investigation`, `purge`, `hourly`.
+    pub reason: String,
+    /// When.
+    pub taken_at: DateTime<Utc>,
+}
+
 /// Result of walking a hash chain.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChainVerification {

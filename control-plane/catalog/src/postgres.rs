@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use crate::api::{CatalogStore, Lease, StepChange, TenantTransition};
 use crate::error::CatalogError;
 use crate::model::{
-    AuditRecord, ChainVerification, NewOperation, NewTenant, OperationDirection, OperationRecord,
-    StepRecord, TenantRecord,
+    AuditAnchor, AuditRecord, ChainVerification, NewOperation, NewTenant, OperationDirection,
+    OperationRecord, StepRecord, TenantRecord,
 };
 
 mod migrations {
@@ -493,6 +493,51 @@ impl CatalogStore for PgCatalog {
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn record_anchor(
+        &self,
+        tenant_id: Uuid,
+        head_id: i64,
+        head_hash: &str,
+        reason: &str,
+    ) -> Result<(), CatalogError> {
+        self.conn()
+            .await?
+            .execute(
+                "INSERT INTO audit_anchors (tenant_id, head_id, head_hash, reason) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, head_id) DO NOTHING",
+                &[
+                    &tenant_id,
+                    &head_id,
+                    &head_hash.to_ascii_lowercase(),
+                    &reason,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn anchors(&self, tenant_id: Uuid) -> Result<Vec<AuditAnchor>, CatalogError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT head_id, head_hash, reason, taken_at FROM audit_anchors \
+                 WHERE tenant_id = $1 ORDER BY head_id",
+                &[&tenant_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditAnchor {
+                tenant_id,
+                head_id: r.get(0),
+                head_hash: r.get(1),
+                reason: r.get(2),
+                taken_at: r.get(3),
+            })
+            .collect())
     }
 
     async fn tenant_operations(&self, tenant_id: Uuid) -> Result<Vec<Uuid>, CatalogError> {

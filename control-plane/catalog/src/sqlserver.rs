@@ -30,8 +30,8 @@ use uuid::Uuid;
 use crate::api::{CatalogStore, Lease, StepChange, TenantTransition};
 use crate::error::CatalogError;
 use crate::model::{
-    AuditRecord, ChainVerification, NewOperation, NewTenant, OperationDirection, OperationRecord,
-    TenantRecord,
+    AuditAnchor, AuditRecord, ChainVerification, NewOperation, NewTenant, OperationDirection,
+    OperationRecord, TenantRecord,
 };
 
 mod rows;
@@ -533,6 +533,58 @@ impl CatalogStore for SqlServerCatalog {
         .await?
         .iter()
         .map(|r| required(r, "Id"))
+        .collect()
+    }
+
+    async fn record_anchor(
+        &self,
+        tenant_id: Uuid,
+        head_id: i64,
+        head_hash: &str,
+        reason: &str,
+    ) -> Result<(), CatalogError> {
+        let hash = head_hash.to_ascii_lowercase();
+        let result = self
+            .query(
+                "IF NOT EXISTS (SELECT 1 FROM catalog.AuditAnchors \
+                                 WHERE TenantId = @P1 AND HeadId = @P2) \
+                     INSERT INTO catalog.AuditAnchors (TenantId, HeadId, HeadHash, Reason) \
+                     VALUES (@P1, @P2, @P3, @P4);",
+                &[&tenant_id, &head_id, &hash.as_str(), &reason],
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Another replica anchored the same head a moment earlier.
+            Err(CatalogError::SqlServer(e))
+                if matches!(
+                    e.number(),
+                    Some(number::DUPLICATE_KEY_INDEX | number::DUPLICATE_KEY_CONSTRAINT)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn anchors(&self, tenant_id: Uuid) -> Result<Vec<AuditAnchor>, CatalogError> {
+        self.query(
+            "SELECT HeadId, HeadHash, Reason, TakenAt FROM catalog.AuditAnchors \
+             WHERE TenantId = @P1 ORDER BY HeadId",
+            &[&tenant_id],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditAnchor {
+                tenant_id,
+                head_id: required(r, "HeadId")?,
+                head_hash: text(r, "HeadHash")?,
+                reason: text(r, "Reason")?,
+                taken_at: timestamp(r, "TakenAt")?,
+            })
+        })
         .collect()
     }
 

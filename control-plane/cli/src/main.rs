@@ -97,6 +97,20 @@ enum Command {
         /// One read-only query (SELECT, WITH, TABLE or VALUES).
         sql: String,
     },
+    /// Fetch a tenant's signed evidence bundle (role `auditor`): principals and permissions, live
+    /// probes, temporal coverage, audit chain, rotations and investigations, each mapped to SOC 2
+    /// criteria. Writes it to FILE and prints each section's status.
+    Evidence {
+        /// The tenant's slug.
+        slug: TenantSlug,
+        /// Start of the period for rotations and investigations (RFC 3339, e.g.
+        /// 2026-01-01T00:00:00Z); default: 90 days ago.
+        #[arg(long, value_name = "TIME", value_parser = parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Write the signed document to this file (check it later with `tenantctl verify`).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Check the signature of a saved signed document (deletion certificate, evidence) offline.
     Verify {
         /// The document, as written by `--out`.
@@ -383,6 +397,20 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Evidence { slug, since, out } => {
+            let client = connect_as(AUDITOR_ROLE)?;
+            let (raw, verified) = signed::fetch(&client, &evidence_path(&slug, since)).await?;
+            signed::save(&out, &raw)?;
+            if json {
+                let mut v = signed::verified_json(&verified);
+                v["out"] = out.display().to_string().into();
+                v["sections"] = signed::section_statuses(&verified).into();
+                emit_json(&v)?;
+            } else {
+                emit(&signed::evidence_summary(&verified, &out));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify { file, public_key } => {
             let verified = signed::verify_file(&file, public_key.as_deref())?;
             if json {
@@ -409,6 +437,26 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Secret(SecretCommand::Show { name, version }) => {
             show_secret(&data_dir, &name, version.as_deref(), json)
         }
+    }
+}
+
+/// `--since`: an RFC 3339 time, in UTC from then on.
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("not an RFC 3339 time such as 2026-01-01T00:00:00Z: {e}"))
+}
+
+/// `GET /v1/tenants/{slug}/evidence[?since=...]`; the time is sent in UTC (`Z`), so it needs no
+/// escaping in the query.
+fn evidence_path(slug: &TenantSlug, since: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    let path = format!("/v1/tenants/{slug}/evidence");
+    match since {
+        Some(t) => format!(
+            "{path}?since={}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ),
+        None => path,
     }
 }
 
@@ -686,5 +734,39 @@ mod tests {
             }
         ));
         assert!(Cli::try_parse_from(["tenantctl", "verify"]).is_err());
+    }
+
+    #[test]
+    fn evidence_needs_an_out_file_and_a_valid_since() {
+        let cli = Cli::try_parse_from([
+            "tenantctl",
+            "evidence",
+            "acme-corp",
+            "--since",
+            "2026-01-01T01:00:00+01:00",
+            "--out",
+            "evidence.json",
+        ])
+        .unwrap();
+        let Command::Evidence { slug, since, out } = cli.command else {
+            panic!("not the evidence command")
+        };
+        assert_eq!(out, PathBuf::from("evidence.json"));
+        assert_eq!(
+            evidence_path(&slug, since),
+            "/v1/tenants/acme-corp/evidence?since=2026-01-01T00:00:00Z"
+        );
+        assert_eq!(evidence_path(&slug, None), "/v1/tenants/acme-corp/evidence");
+        assert!(Cli::try_parse_from(["tenantctl", "evidence", "acme-corp"]).is_err());
+        assert!(Cli::try_parse_from([
+            "tenantctl",
+            "evidence",
+            "acme-corp",
+            "--since",
+            "yesterday",
+            "--out",
+            "e.json"
+        ])
+        .is_err());
     }
 }

@@ -55,8 +55,10 @@ pub fn verify_file(file: &Path, public_key: Option<&str>) -> Result<Verified, Fa
     let text = std::fs::read_to_string(file)
         .map_err(|e| Failure::new(format!("cannot read {}: {e}", file.display())))?;
     let envelope: Value = serde_json::from_str(&text).map_err(|e| {
-        Failure::new(format!("{} is not JSON: {e}", file.display()))
-            .hint("pass a file written by `tenantctl tenants deletion-certificate --out FILE`")
+        Failure::new(format!("{} is not JSON: {e}", file.display())).hint(
+            "pass a file written by `tenantctl tenants deletion-certificate --out FILE` or \
+                 `tenantctl evidence SLUG --out FILE`",
+        )
     })?;
     let trusted = public_key.map(trusted_key).transpose()?;
     evidence::verify_document(&envelope, trusted.as_deref()).map_err(|e| verify_failure(file, &e))
@@ -98,8 +100,8 @@ fn verify_failure(file: &Path, e: &VerifyError) -> Failure {
             failure.hint("this tenantctl verifies Ed25519 signatures only")
         }
         VerifyError::Malformed(_) => failure.hint(
-            "pass the document exactly as `tenantctl tenants deletion-certificate --out FILE` \
-             (or the API) wrote it",
+            "pass the document exactly as `tenantctl tenants deletion-certificate --out FILE`, \
+             `tenantctl evidence SLUG --out FILE` (or the API) wrote it",
         ),
     }
 }
@@ -187,6 +189,105 @@ pub fn certificate_summary(v: &Verified) -> String {
             .to_owned(),
     ]
     .join("\n")
+}
+
+/// The sections of an evidence bundle in the order they are shown; others follow by name.
+const SECTION_ORDER: [&str; 6] = [
+    "principals",
+    "live_probes",
+    "temporal_coverage",
+    "audit_chain",
+    "rotations",
+    "investigations",
+];
+
+/// `(name, section)` of an evidence bundle's sections, in [`SECTION_ORDER`].
+fn sections(v: &Verified) -> Vec<(&str, &Value)> {
+    let Some(map) = v.payload.get("sections").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(&str, &Value)> = SECTION_ORDER
+        .iter()
+        .filter_map(|name| map.get_key_value(*name))
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    out.extend(
+        map.iter()
+            .filter(|(k, _)| !SECTION_ORDER.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v)),
+    );
+    out
+}
+
+/// `{"section": "status"}` of an evidence bundle (`tenantctl evidence --json`).
+pub fn section_statuses(v: &Verified) -> serde_json::Map<String, Value> {
+    sections(v)
+        .into_iter()
+        .map(|(name, s)| {
+            (
+                name.to_owned(),
+                s.get("status").cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
+
+/// What `tenantctl evidence` prints: the tenant, the period, and each section's status, SOC 2
+/// criteria and summary.
+pub fn evidence_summary(v: &Verified, out: &Path) -> String {
+    let p = &v.payload;
+    let text = |pointer: &str| {
+        p.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(one_line)
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    let mut lines = vec![
+        format!(
+            "evidence of {} ({}): {} {} database {}",
+            text("/tenant/slug"),
+            text("/tenant/id"),
+            text("/tenant/engine"),
+            text("/tenant/server"),
+            text("/tenant/database")
+        ),
+        format!(
+            "period:      {} to {}",
+            text("/period/since"),
+            text("/period/until")
+        ),
+        "sections:".to_owned(),
+    ];
+    for (name, section) in sections(v) {
+        let status = section.get("status").and_then(Value::as_str).unwrap_or("-");
+        let criteria = section
+            .get("criteria")
+            .and_then(Value::as_array)
+            .map(|c| {
+                c.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let summary = section
+            .get("summary")
+            .and_then(Value::as_str)
+            .map(one_line)
+            .unwrap_or_default();
+        let line = format!(
+            "  {name:<18} {:<9} {criteria:<13} {summary}",
+            status.to_uppercase()
+        );
+        lines.push(line.trim_end().to_owned());
+    }
+    lines.push(format!("signature:   {}", signed_by(v)));
+    lines.push(format!(
+        "written to {}; check it with `tenantctl verify {}`",
+        out.display(),
+        out.display()
+    ));
+    lines.join("\n")
 }
 
 #[cfg(test)]
@@ -279,6 +380,48 @@ mod tests {
         let f = verify_file(&file, None).unwrap_err();
         assert!(f.message.contains("malformed"), "{f:?}");
         assert!(f.hint.is_some());
+    }
+
+    #[test]
+    fn the_evidence_summary_lists_every_section_in_order() {
+        let signer = evidence::Signer::from_seed(&[7; 32]);
+        let doc = signer
+            .sign(&json!({
+                "document": "tenant-evidence",
+                "tenant": {"slug": "acme-corp", "id": "5b0c", "engine": "postgres",
+                           "server": "db:5432", "database": "tenant_acme_corp"},
+                "period": {"since": "2026-01-01T00:00:00Z", "until": "2026-03-01T00:00:00Z"},
+                "sections": {
+                    "investigations": {"criteria": ["CC7.2", "CC6.3"], "status": "recorded",
+                                       "summary": "1 investigation in the period"},
+                    "audit_chain": {"criteria": ["CC7.2"], "status": "pending"},
+                    "zz_extra": {"status": "pass"},
+                    "live_probes": {"criteria": ["CC6.1", "CC8.1"], "status": "fail",
+                                    "summary": "9 of 10 writes\nrefused"},
+                }
+            }))
+            .unwrap()
+            .to_value();
+        let v = evidence::verify_document(&doc, None).unwrap();
+        let s = evidence_summary(&v, Path::new("e.json"));
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(
+            lines[0],
+            "evidence of acme-corp (5b0c): postgres db:5432 database tenant_acme_corp"
+        );
+        assert_eq!(
+            lines[3],
+            "  live_probes        FAIL      CC6.1, CC8.1  9 of 10 writes refused"
+        );
+        assert_eq!(lines[4], "  audit_chain        PENDING   CC7.2");
+        assert!(lines[5].starts_with("  investigations     RECORDED"), "{s}");
+        assert_eq!(lines[6], "  zz_extra           PASS");
+        assert!(lines[7].contains(signer.kid()));
+        assert!(lines[8].contains("tenantctl verify e.json"));
+        let statuses = section_statuses(&v);
+        assert_eq!(statuses.len(), 4);
+        assert_eq!(statuses["audit_chain"], "pending");
+        assert_eq!(statuses["live_probes"], "fail");
     }
 
     #[test]

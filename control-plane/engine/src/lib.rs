@@ -7,6 +7,7 @@
 
 pub mod assets;
 mod error;
+pub mod evidence;
 pub mod investigation;
 pub mod postgres;
 pub mod sql;
@@ -19,6 +20,7 @@ use secrets::SecretValue;
 use serde::{Deserialize, Serialize};
 
 pub use error::EngineError;
+pub use evidence::{EngineEvidence, InvestigationEvent};
 pub use investigation::{
     Investigation, InvestigationColumn, InvestigationFailure, InvestigationRequest,
     InvestigationRows,
@@ -110,6 +112,53 @@ pub struct AuditHead {
     pub head_id: Option<i64>,
     /// Hex SHA-256 of the last event.
     pub head_hash: Option<String>,
+}
+
+/// A page of a tenant's audit events: ids after `after_id`, oldest first, filtered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEventQuery {
+    /// Only events with a larger id (paging).
+    pub after_id: i64,
+    /// Most events.
+    pub limit: i64,
+    /// Only events at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events before this time.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this actor.
+    pub actor: Option<String>,
+}
+
+/// One event of a tenant's own audit log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Position in the chain.
+    pub id: i64,
+    /// When.
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    /// The database principal that wrote it.
+    pub principal: String,
+    /// The person or system it acted for.
+    pub actor: String,
+    /// What happened.
+    pub action: String,
+    /// Details.
+    pub detail: serde_json::Value,
+    /// The request id, when known.
+    pub request_id: Option<String>,
+    /// Lower-case hex SHA-256 of the event chained to its predecessor.
+    pub hash: String,
+}
+
+/// Stored hashes of some events, and the oldest id still present (older ones were purged).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHashes {
+    /// The smallest id in the log, if any event is left.
+    pub first_id: Option<i64>,
+    /// `(id, lower-case hex hash)` of the requested events that exist.
+    pub hashes: Vec<(i64, String)>,
 }
 
 /// What of a tenant exists on its server.
@@ -224,10 +273,54 @@ pub trait Engine: Send + Sync + 'static {
     /// Verifies the tenant's audit chain and returns its head; `None` when there is no database
     /// (or it never got its schema).
     async fn audit_head(&self, names: &TenantNames) -> Result<Option<AuditHead>, EngineError>;
+    /// A page of the tenant's audit events (read as the control plane's admin).
+    async fn audit_events(
+        &self,
+        names: &TenantNames,
+        query: &AuditEventQuery,
+    ) -> Result<Vec<AuditEvent>, EngineError>;
+    /// The stored hashes of these events, for checking the catalog's anchors.
+    async fn audit_hashes(
+        &self,
+        names: &TenantNames,
+        ids: &[i64],
+    ) -> Result<AuditHashes, EngineError>;
+    /// Purges events older than `before` through the audit_admin principal (its connection
+    /// string `audit_admin`), which records the purge as an event with the chain's anchor.
+    /// Returns how many events were deleted.
+    async fn purge_audit(
+        &self,
+        names: &TenantNames,
+        audit_admin: &SecretValue,
+        before: chrono::DateTime<chrono::Utc>,
+        reason: &str,
+        actor: &str,
+    ) -> Result<i64, EngineError>;
     /// Ensures the database is gone; returns whether it existed.
     async fn drop_database(&self, names: &TenantNames) -> Result<bool, EngineError>;
     /// Ensures every principal is gone; returns those that existed.
     async fn drop_principals(&self, names: &TenantNames) -> Result<Vec<String>, EngineError>;
     /// What of the tenant exists right now.
     async fn inventory(&self, names: &TenantNames) -> Result<Inventory, EngineError>;
+    /// Facts for the evidence bundle, read live from the server: the tenant's principals with
+    /// their grants and effective permissions, the app principal's UPDATE and DELETE attempts on
+    /// the audit events and on every history table (logged in with its connection string `app`,
+    /// each inside a transaction that is rolled back, with row counts before and after), and
+    /// which business tables keep history.
+    async fn evidence(
+        &self,
+        names: &TenantNames,
+        app: &SecretValue,
+    ) -> Result<EngineEvidence, EngineError>;
+    /// The tenant's `investigation.query` and `investigation.outcome` events that occurred in
+    /// `[since, until]`, oldest first, at most `limit`, read as the audit_admin principal (its
+    /// connection string `audit_admin`), which may read the audit log and change nothing.
+    async fn investigation_events(
+        &self,
+        names: &TenantNames,
+        audit_admin: &SecretValue,
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<InvestigationEvent>, EngineError>;
 }

@@ -7,6 +7,8 @@
 //! database migrated in place. Either way PUBLIC's CONNECT is revoked right after creation,
 //! because a new database always grants it, whatever its template says.
 
+mod evidence;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -23,8 +25,9 @@ use crate::assets::{self, POSTGRES_MIGRATIONS, POSTGRES_PROCEDURES};
 use crate::investigation::check_query;
 use crate::sql::{pg_ident, pg_literal};
 use crate::{
-    AuditHead, Credentials, Engine, EngineError, Inventory, Investigation, InvestigationColumn,
-    InvestigationFailure, InvestigationRequest, InvestigationRows, Principal, TenantNames,
+    AuditEvent, AuditEventQuery, AuditHashes, AuditHead, Credentials, Engine, EngineError,
+    Inventory, Investigation, InvestigationColumn, InvestigationFailure, InvestigationRequest,
+    InvestigationRows, Principal, TenantNames,
 };
 
 /// The role that owns every object inside template databases; it owns nothing else, so
@@ -673,6 +676,93 @@ impl Engine for PostgresEngine {
         Ok(())
     }
 
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn audit_events(
+        &self,
+        names: &TenantNames,
+        query: &AuditEventQuery,
+    ) -> Result<Vec<AuditEvent>, EngineError> {
+        let client = self.connect_db(&names.database).await?;
+        let rows = client
+            .query(
+                "SELECT id, occurred_at, principal, actor, action, detail, request_id, \
+                        encode(hash, 'hex') \
+                   FROM audit.audit_events \
+                  WHERE id > $1 \
+                    AND ($2::timestamptz IS NULL OR occurred_at >= $2) \
+                    AND ($3::timestamptz IS NULL OR occurred_at < $3) \
+                    AND ($4::text IS NULL OR action = $4) \
+                    AND ($5::text IS NULL OR actor = $5) \
+                  ORDER BY id LIMIT $6",
+                &[
+                    &query.after_id,
+                    &query.since,
+                    &query.until,
+                    &query.action,
+                    &query.actor,
+                    &query.limit,
+                ],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEvent {
+                id: r.get(0),
+                occurred_at: r.get(1),
+                principal: r.get(2),
+                actor: r.get(3),
+                action: r.get(4),
+                detail: r.get(5),
+                request_id: r.get(6),
+                hash: r.get(7),
+            })
+            .collect())
+    }
+
+    async fn audit_hashes(
+        &self,
+        names: &TenantNames,
+        ids: &[i64],
+    ) -> Result<AuditHashes, EngineError> {
+        let client = self.connect_db(&names.database).await?;
+        let first_id: Option<i64> = client
+            .query_one("SELECT min(id) FROM audit.audit_events", &[])
+            .await?
+            .get(0);
+        let hashes = client
+            .query(
+                "SELECT id, encode(hash, 'hex') FROM audit.audit_events WHERE id = ANY($1) \
+                 ORDER BY id",
+                &[&ids],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(AuditHashes { first_id, hashes })
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn purge_audit(
+        &self,
+        names: &TenantNames,
+        audit_admin: &SecretValue,
+        before: chrono::DateTime<chrono::Utc>,
+        reason: &str,
+        actor: &str,
+    ) -> Result<i64, EngineError> {
+        let config = Config::from_str(audit_admin.expose())
+            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
+        let client = connect(&config, "tenant database as audit_admin").await?;
+        client
+            .execute("SELECT set_config('tcp.actor', $1, false)", &[&actor])
+            .await?;
+        Ok(client
+            .query_one("SELECT audit.purge_before($1, $2)", &[&before, &reason])
+            .await?
+            .get(0))
+    }
+
     #[instrument(skip_all, fields(database = %names.database, ticket = %request.ticket))]
     async fn investigate(
         &self,
@@ -894,6 +984,28 @@ impl Engine for PostgresEngine {
             database: self.database_exists(&names.database).await?,
             principals: self.existing_roles(&names.principals_drop_order()).await?,
         })
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn evidence(
+        &self,
+        names: &TenantNames,
+        app: &SecretValue,
+    ) -> Result<crate::EngineEvidence, EngineError> {
+        self.collect_evidence(names, app).await
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn investigation_events(
+        &self,
+        names: &TenantNames,
+        audit_admin: &SecretValue,
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::InvestigationEvent>, EngineError> {
+        self.read_investigation_events(audit_admin, since, until, limit)
+            .await
     }
 }
 

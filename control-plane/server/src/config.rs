@@ -111,6 +111,8 @@ pub struct Config {
     pub rotation_max_concurrent: usize,
     /// After a failed rotation, seconds before the scheduler tries that tenant again.
     pub rotation_retry_failed_after_secs: u64,
+    /// How often every active tenant's audit-chain head is anchored in the catalog, seconds.
+    pub audit_anchor_interval_secs: u64,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
     /// `text` or `json` logs.
@@ -183,6 +185,7 @@ impl Default for Config {
             rotation_check_interval_secs: 60,
             rotation_max_concurrent: 4,
             rotation_retry_failed_after_secs: 3600,
+            audit_anchor_interval_secs: 3600,
             max_body_bytes: 64 * 1024,
             log_format: "text".into(),
             faults: String::new(),

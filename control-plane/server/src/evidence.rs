@@ -1,16 +1,27 @@
-//! Signed documents over HTTP: the public signing key and deletion certificates.
+//! Signed documents over HTTP: the public signing key, deletion certificates and evidence
+//! bundles.
 //!
 //! `GET /v1/signing-key` publishes the public half of the key in `signing.rs` (any valid
 //! token). `GET /v1/tenants/{slug}/deletion-certificate` (role `auditor`) returns the deletion
 //! certificate the offboarding workflow recorded in the catalog, signed at the time of the
-//! request: the payload is the recorded certificate unchanged. The envelope format and its
-//! verification are in the `evidence` crate.
+//! request: the payload is the recorded certificate unchanged. `GET /v1/tenants/{slug}/evidence`
+//! (role `auditor`) reads an active tenant's controls live (through the engine, as the app and
+//! audit_admin principals and the administrator) and the catalog's rotations, and signs the
+//! bundle ([`bundle`] builds it). The envelope format and its verification are in the
+//! `evidence` crate.
 
-use api_types::{TenantSlug, TenantState};
-use axum::extract::{Path, State};
+mod bundle;
+
+use api_types::{TenantSecrets, TenantSlug, TenantState};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use catalog::{AuditRecord, TenantRecord};
+use engine::TenantNames;
+use secrets::{SecretName, SecretValue};
+use serde::Deserialize;
+use serde_json::{json, Value};
 
 use crate::error::AppError;
 use crate::routes::{AppState, Caller};
@@ -24,6 +35,7 @@ pub fn routes() -> Router<AppState> {
             "/v1/tenants/{slug}/deletion-certificate",
             get(deletion_certificate),
         )
+        .route("/v1/tenants/{slug}/evidence", get(tenant_evidence))
 }
 
 /// The public key documents are signed with; any authenticated caller may read it.
@@ -83,4 +95,119 @@ async fn earlier_certificate(
         }
     }
     Ok(None)
+}
+
+/// The query of `GET /v1/tenants/{slug}/evidence`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvidenceQuery {
+    /// Start of the period (RFC 3339); default 90 days ago.
+    since: Option<String>,
+}
+
+/// A tenant's evidence bundle, read live and signed.
+async fn tenant_evidence(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    query: Result<Query<EvidenceQuery>, QueryRejection>,
+) -> Result<Json<SignedDocument>, AppError> {
+    caller.require("auditor")?;
+    let slug = crate::routes::parse_slug(&slug)?;
+    let Query(query) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let period = bundle::Period::parse(query.since.as_deref(), chrono::Utc::now())
+        .map_err(AppError::bad_request)?;
+    let tenant = crate::routes::find_tenant(&state.catalog, &slug).await?;
+    if tenant.state != TenantState::Active {
+        return Err(AppError::conflict(format!(
+            "tenant {slug} is {}; evidence is read live from an active tenant's database",
+            tenant.state
+        )));
+    }
+    let svc = state.orchestrator.runner().services();
+    let secret_names = TenantSecrets::for_slug(&slug);
+    let app = current_secret(&state, &secret_names.app).await?;
+    let audit_admin = current_secret(&state, &secret_names.audit_admin).await?;
+    let names = svc.engine.names(&slug);
+    let engine_facts = svc
+        .engine
+        .evidence(&names, &app)
+        .await
+        .map_err(|e| AppError::internal(&format!("reading evidence of {slug}: {e}")))?;
+    let limit = bundle::MAX_INVESTIGATION_EVENTS;
+    let mut events = svc
+        .engine
+        .investigation_events(&names, &audit_admin, period.since, period.until, limit + 1)
+        .await
+        .map_err(|e| AppError::internal(&format!("reading investigations of {slug}: {e}")))?;
+    let investigations_truncated = events.len() > limit as usize;
+    events.truncate(limit as usize);
+    let rotations = crate::routes::rotation_history(&state.catalog, &tenant).await?;
+    let audit_chain = audit_chain_section(&state, &tenant, &names, &period).await?;
+    let payload = bundle::payload(&bundle::Facts {
+        tenant: &tenant,
+        generated_by: &caller.subject,
+        period,
+        engine: &engine_facts,
+        rotations: &rotations,
+        investigation_events: &events,
+        investigations_truncated,
+        audit_chain,
+    });
+    let signed = state
+        .signer
+        .sign(&payload)
+        .map_err(|e| AppError::internal(&format!("signing the evidence of {slug}: {e}")))?;
+    let statuses: Vec<String> = payload["sections"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v["status"].as_str().unwrap_or("-")))
+                .collect()
+        })
+        .unwrap_or_default();
+    tracing::info!(tenant = %slug, tenant_id = %tenant.id, kid = %signed.signature.kid,
+                   actor = %caller.subject, sections = %statuses.join(" "),
+                   "evidence bundle signed");
+    Ok(Json(signed))
+}
+
+/// The current value of one of the tenant's secrets.
+async fn current_secret(state: &AppState, name: &str) -> Result<SecretValue, AppError> {
+    let name = SecretName::new(name).map_err(|e| AppError::internal(&e))?;
+    let secret = state
+        .orchestrator
+        .runner()
+        .services()
+        .secrets
+        .get(&name, None)
+        .await
+        .map_err(|e| AppError::internal(&format!("reading secret {name}: {e}")))?;
+    Ok(secret.value)
+}
+
+/// The audit-chain section (SOC 2 CC7.2): the same verification as `GET …/audit/verify` (the
+/// chain inside the tenant database, and the catalog's anchors of its head).
+async fn audit_chain_section(
+    state: &AppState,
+    tenant: &TenantRecord,
+    names: &TenantNames,
+    _period: &bundle::Period,
+) -> Result<Value, AppError> {
+    let report = crate::audit::verify_tenant(state, tenant, names).await?;
+    let valid = report["valid"] == Value::Bool(true);
+    let summary = if valid {
+        format!(
+            "chain verified ({} events); {} of {} catalog anchors checked, none broken",
+            report["chain"]["checked"], report["anchors"]["checked"], report["anchors"]["total"]
+        )
+    } else {
+        format!("broken: {}", report["first_broken"])
+    };
+    Ok(json!({
+        "criteria": bundle::criteria::AUDIT_CHAIN,
+        "status": if valid { "pass" } else { "fail" },
+        "summary": summary,
+        "verification": report,
+    }))
 }

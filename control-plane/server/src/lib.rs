@@ -1,6 +1,7 @@
 //! The tenant control plane's HTTP server: configuration, authentication, the axum router, and
 //! start-up (catalog, engine, secret store, workflow runner). Only this crate knows HTTP.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -41,6 +42,7 @@ pub struct App {
     pub secrets: Arc<dyn SecretStore>,
     sweeper: tokio::task::JoinHandle<()>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
+    anchors: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for App {
@@ -49,6 +51,7 @@ impl Drop for App {
         if let Some(s) = &self.scheduler {
             s.abort();
         }
+        self.anchors.abort();
     }
 }
 
@@ -137,6 +140,9 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let sweeper = runner.start_sweeper();
     let orchestrator = Orchestrator::new(runner.clone());
     let scheduler = orchestrator.start_rotation_scheduler();
+    let anchors = orchestrator.start_anchor_task(Duration::from_secs(
+        config.audit_anchor_interval_secs.max(1),
+    ));
     let router = routes::router(AppState {
         orchestrator,
         catalog: catalog.clone(),
@@ -152,5 +158,6 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         secrets,
         sweeper,
         scheduler,
+        anchors,
     })
 }

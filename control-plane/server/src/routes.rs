@@ -114,7 +114,7 @@ fn json_rejection(r: JsonRejection) -> AppError {
     AppError::new(status, detail)
 }
 
-fn parse_slug(s: &str) -> Result<TenantSlug, AppError> {
+pub(crate) fn parse_slug(s: &str) -> Result<TenantSlug, AppError> {
     TenantSlug::parse(s).map_err(|e| AppError::bad_request(format!("invalid slug {s:?}: {e}")))
 }
 
@@ -134,7 +134,10 @@ pub fn tenant_view(t: &TenantRecord) -> Tenant {
     }
 }
 
-async fn find_tenant(catalog: &Catalog, slug: &TenantSlug) -> Result<TenantRecord, AppError> {
+pub(crate) async fn find_tenant(
+    catalog: &Catalog,
+    slug: &TenantSlug,
+) -> Result<TenantRecord, AppError> {
     catalog
         .tenant_by_slug(slug)
         .await?
@@ -261,9 +264,18 @@ async fn list_rotations(
     caller.require("operator")?;
     let slug = parse_slug(&slug)?;
     let tenant = find_tenant(&state.catalog, &slug).await?;
+    Ok(Json(rotation_history(&state.catalog, &tenant).await?))
+}
+
+/// A tenant's rotations (its catalog operations of kind `rotate`), newest first; also the
+/// evidence bundle's rotation history.
+pub(crate) async fn rotation_history(
+    catalog: &Catalog,
+    tenant: &TenantRecord,
+) -> Result<Vec<Rotation>, AppError> {
     let mut rotations = Vec::new();
-    for id in state.catalog.tenant_operations(tenant.id).await? {
-        let Some(op) = state.catalog.operation(id).await? else {
+    for id in catalog.tenant_operations(tenant.id).await? {
+        let Some(op) = catalog.operation(id).await? else {
             continue;
         };
         if op.kind != OperationKind::Rotate {
@@ -292,7 +304,7 @@ async fn list_rotations(
             error: op.error.clone(),
         });
     }
-    Ok(Json(rotations))
+    Ok(rotations)
 }
 
 /// Active tenants whose credentials are due for rotation now (the scheduler's view), oldest
@@ -379,6 +391,10 @@ async fn investigate(
         .investigate(&names, &investigator.value, &request)
         .await
         .map_err(|e| AppError::internal(&e))?;
+    // Both events are in the chain now: anchor its head outside the database.
+    if let Err(e) = workflows::anchor_audit_head(svc, tenant.id, &names, "investigation").await {
+        tracing::warn!(error = %e, "could not anchor the audit chain after an investigation");
+    }
     match done.result {
         Ok(rows) => Ok(Json(InvestigateResponse {
             query_event: done.query_event,
@@ -454,6 +470,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{slug}/investigations", post(investigate))
         .route("/v1/rotations/due", get(rotations_due))
         .route("/v1/operations/{id}", get(show_operation))
+        .merge(crate::audit::routes())
         .merge(crate::evidence::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))

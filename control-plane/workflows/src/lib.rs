@@ -89,3 +89,31 @@ pub struct Services {
     /// When credentials rotate.
     pub rotation: RotationPolicy,
 }
+
+/// Records the head of a tenant's own audit chain in the catalog (an external anchor that a
+/// rewrite of the whole chain inside the database cannot follow). A chain that does not verify
+/// is not anchored: the anchors must only ever hold good heads. Returns the head.
+pub async fn anchor_audit_head(
+    svc: &Services,
+    tenant_id: uuid::Uuid,
+    names: &engine::TenantNames,
+    reason: &str,
+) -> Result<Option<engine::AuditHead>, StepError> {
+    let Some(head) = svc.engine.audit_head(names).await? else {
+        return Ok(None);
+    };
+    match (&head.head_id, &head.head_hash) {
+        (Some(id), Some(hash)) if head.valid => {
+            svc.catalog
+                .record_anchor(tenant_id, *id, hash, reason)
+                .await?;
+        }
+        _ if !head.valid => tracing::warn!(
+            tenant = %tenant_id,
+            first_broken_id = ?head.first_broken_id,
+            "audit chain does not verify; not anchoring it"
+        ),
+        _ => {}
+    }
+    Ok(Some(head))
+}

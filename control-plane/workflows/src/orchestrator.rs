@@ -230,4 +230,38 @@ impl Orchestrator {
         }
         Ok(started)
     }
+
+    /// Anchors every active tenant's audit-chain head in the catalog every `interval`, so a
+    /// rewrite inside a tenant database is caught even between onboardings, rotations and
+    /// investigations.
+    pub fn start_anchor_task(&self, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(e) = this.anchor_all().await {
+                    warn!(error = %e, "hourly audit anchors: listing tenants failed");
+                }
+            }
+        })
+    }
+
+    /// One pass of the anchor task; returns how many tenants were anchored.
+    pub async fn anchor_all(&self) -> Result<usize, CatalogError> {
+        let svc = self.runner.services();
+        let mut anchored = 0;
+        for tenant in svc.catalog.list_tenants().await? {
+            if tenant.state != TenantState::Active {
+                continue;
+            }
+            let names = svc.engine.names(&tenant.slug);
+            match crate::anchor_audit_head(svc, tenant.id, &names, "hourly").await {
+                Ok(_) => anchored += 1,
+                Err(e) => {
+                    warn!(tenant = %tenant.slug, error = %e, "could not anchor the audit chain")
+                }
+            }
+        }
+        Ok(anchored)
+    }
 }

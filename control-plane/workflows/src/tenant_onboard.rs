@@ -138,7 +138,9 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
                 .await?;
             svc.engine.check_login(&app.value).await.map_err(|e| {
                 StepError::permanent(format!("the new app connection string does not work: {e}"))
-            })
+            })?;
+            crate::anchor_audit_head(svc, ctx.tenant.id, names, "onboarding").await?;
+            Ok(())
         }
         other => Err(StepError::permanent(format!(
             "unknown onboarding step {other}"

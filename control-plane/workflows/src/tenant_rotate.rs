@@ -297,7 +297,11 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
             } else {
                 (&secrets.investigator, Principal::Investigator)
             };
-            rotate_one(ctx, &plan_of(ctx)?, &ctx.secret_name(name)?, principal).await
+            rotate_one(ctx, &plan_of(ctx)?, &ctx.secret_name(name)?, principal).await?;
+            if step == "rotate_investigator" {
+                crate::anchor_audit_head(svc, ctx.tenant.id, names, "rotation").await?;
+            }
+            Ok(())
         }
         other => Err(StepError::permanent(format!(
             "unknown rotation step {other}"

@@ -169,4 +169,14 @@ pub trait Probe: Send + Sync {
     /// As the administrator, bypasses the audit triggers and changes the actor of the newest
     /// event with this action (what a rogue DBA could do); returns that event's id.
     async fn tamper_with_audit_event(&self, database: &str, action: &str) -> i64;
+    /// As the server's administrator, changes the actor of the oldest audit event and then
+    /// recomputes every hash and the chain head, so the chain verifies inside the database
+    /// (what a determined insider would do). Returns the changed event's id.
+    async fn rewrite_audit_chain(&self, database: &str) -> i64;
+    /// As the administrator, deletes the newest event with this action (bypassing the purge
+    /// guard); returns its id.
+    async fn delete_audit_event(&self, database: &str, action: &str) -> i64;
+    /// As the administrator, appends a forged event after the newest one (its hash is not the
+    /// chain's); returns its id.
+    async fn insert_audit_event(&self, database: &str) -> i64;
 }

@@ -338,6 +338,76 @@ impl Probe for PostgresProbe {
         .unwrap_or_else(|e| panic!("{e}"));
         id
     }
+
+    async fn delete_audit_event(&self, database: &str, action: &str) -> i64 {
+        let db = connect(&PgCluster::shared().url_for(database))
+            .await
+            .unwrap_or_else(|e| panic!("superuser on {database}: {e}"));
+        let id: i64 = db
+            .query_one(
+                "SELECT max(id) FROM audit.audit_events WHERE action = $1",
+                &[&action],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(0);
+        db.batch_execute(&format!(
+            "SET session_replication_role = replica; \
+             DELETE FROM audit.audit_events WHERE id = {id}; \
+             SET session_replication_role = origin"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        id
+    }
+
+    async fn insert_audit_event(&self, database: &str) -> i64 {
+        let db = connect(&PgCluster::shared().url_for(database))
+            .await
+            .unwrap_or_else(|e| panic!("superuser on {database}: {e}"));
+        db.query_one(
+            "INSERT INTO audit.audit_events \
+                 (id, occurred_at, principal, actor, action, detail, request_id, prev_hash, hash) \
+             OVERRIDING SYSTEM VALUE \
+             SELECT max(id) + 1, now(), 'postgres', 'mallory', 'customer.upsert', '{}', NULL, \
+                    (SELECT hash FROM audit.audit_events ORDER BY id DESC LIMIT 1), \
+                    sha256('forged') \
+               FROM audit.audit_events \
+             RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("forging an event in {database}: {e}"))
+        .get(0)
+    }
+
+    async fn rewrite_audit_chain(&self, database: &str) -> i64 {
+        let db = connect(&PgCluster::shared().url_for(database))
+            .await
+            .unwrap_or_else(|e| panic!("superuser on {database}: {e}"));
+        db.batch_execute(
+            "SET session_replication_role = replica; \
+             UPDATE audit.audit_events SET actor = 'mallory' \
+              WHERE id = (SELECT min(id) FROM audit.audit_events); \
+             DO $$ DECLARE r record; v_prev bytea; v_hash bytea; BEGIN \
+               SELECT prev_hash INTO v_prev FROM audit.audit_events ORDER BY id LIMIT 1; \
+               FOR r IN SELECT * FROM audit.audit_events ORDER BY id LOOP \
+                 v_hash := audit.event_hash(v_prev, r.id, r.occurred_at, r.principal, r.actor, \
+                                            r.action, r.detail, r.request_id); \
+                 UPDATE audit.audit_events SET prev_hash = v_prev, hash = v_hash WHERE id = r.id; \
+                 v_prev := v_hash; \
+               END LOOP; \
+               UPDATE audit.chain_head SET hash = v_prev; \
+             END $$; \
+             SET session_replication_role = origin",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("rewriting the chain of {database}: {e}"));
+        db.query_one("SELECT min(id) FROM audit.audit_events", &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(0)
+    }
 }
 
 #[cfg(test)]

@@ -457,6 +457,85 @@ impl Probe for SqlServerProbe {
             .and_then(|r| int_at(r, 0))
             .unwrap_or_else(|| panic!("no audit event with action {action} in {database}"))
     }
+
+    async fn delete_audit_event(&self, database: &str, action: &str) -> i64 {
+        let mut conn = Conn::connect(&self.admin.with_database(database))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on {database}: {e}"));
+        let sql = "SET XACT_ABORT ON;\n\
+             DECLARE @Id bigint = (SELECT MAX([Id]) FROM [audit].[AuditEvents] WHERE [Action] = @P1);\n\
+             BEGIN TRANSACTION;\n\
+             DISABLE TRIGGER [audit].[AuditEvents_GuardDelete] ON [audit].[AuditEvents];\n\
+             DELETE FROM [audit].[AuditEvents] WHERE [Id] = @Id;\n\
+             ENABLE TRIGGER [audit].[AuditEvents_GuardDelete] ON [audit].[AuditEvents];\n\
+             COMMIT TRANSACTION;\n\
+             SELECT @Id AS [Id];";
+        let rows = conn
+            .query(sql, &[&action])
+            .await
+            .unwrap_or_else(|e| panic!("deleting {action} in {database}: {e}"));
+        rows.first()
+            .and_then(|r| int_at(r, 0))
+            .unwrap_or_else(|| panic!("no audit event with action {action} in {database}"))
+    }
+
+    async fn insert_audit_event(&self, database: &str) -> i64 {
+        let mut conn = Conn::connect(&self.admin.with_database(database))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on {database}: {e}"));
+        let sql = "DECLARE @Id bigint, @Prev varbinary(32);\n\
+             SELECT TOP (1) @Id = [Id] + 1, @Prev = [Hash] FROM [audit].[AuditEvents] ORDER BY [Id] DESC;\n\
+             INSERT INTO [audit].[AuditEvents]\n\
+                 ([Id], [OccurredAt], [Principal], [Actor], [Action], [Detail], [RequestId], [PrevHash], [Hash])\n\
+             VALUES (@Id, SYSUTCDATETIME(), N'sa', N'mallory', N'customer.upsert', N'{}', NULL, @Prev,\n\
+                     HASHBYTES('SHA2_256', N'forged'));\n\
+             SELECT @Id AS [Id];";
+        let rows = conn
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("forging an event in {database}: {e}"));
+        rows.first()
+            .and_then(|r| int_at(r, 0))
+            .unwrap_or_else(|| panic!("no audit events in {database}"))
+    }
+
+    async fn rewrite_audit_chain(&self, database: &str) -> i64 {
+        let mut conn = Conn::connect(&self.admin.with_database(database))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on {database}: {e}"));
+        let sql = format!(
+            "SET XACT_ABORT ON;\n\
+             BEGIN TRANSACTION;\n\
+             DISABLE TRIGGER {AUDIT_NO_UPDATE_TRIGGER} ON [audit].[AuditEvents];\n\
+             DECLARE @First bigint = (SELECT MIN([Id]) FROM [audit].[AuditEvents]);\n\
+             UPDATE [audit].[AuditEvents] SET [Actor] = N'mallory' WHERE [Id] = @First;\n\
+             DECLARE @Prev varbinary(32) = (SELECT [PrevHash] FROM [audit].[AuditEvents] WHERE [Id] = @First);\n\
+             DECLARE @Id bigint, @Hash varbinary(32);\n\
+             DECLARE events CURSOR LOCAL FAST_FORWARD FOR SELECT [Id] FROM [audit].[AuditEvents] ORDER BY [Id];\n\
+             OPEN events;\n\
+             FETCH NEXT FROM events INTO @Id;\n\
+             WHILE @@FETCH_STATUS = 0\n\
+             BEGIN\n\
+                 SELECT @Hash = [audit].[EventHash](@Prev, e.[Id], e.[OccurredAt], e.[Principal], e.[Actor], e.[Action], e.[Detail], e.[RequestId])\n\
+                   FROM [audit].[AuditEvents] AS e WHERE e.[Id] = @Id;\n\
+                 UPDATE [audit].[AuditEvents] SET [PrevHash] = @Prev, [Hash] = @Hash WHERE [Id] = @Id;\n\
+                 SET @Prev = @Hash;\n\
+                 FETCH NEXT FROM events INTO @Id;\n\
+             END;\n\
+             CLOSE events; DEALLOCATE events;\n\
+             UPDATE [audit].[ChainHead] SET [Hash] = @Prev;\n\
+             ENABLE TRIGGER {AUDIT_NO_UPDATE_TRIGGER} ON [audit].[AuditEvents];\n\
+             COMMIT TRANSACTION;\n\
+             SELECT @First AS [Id];"
+        );
+        let rows = conn
+            .query(&sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("rewriting the chain of {database}: {e}"));
+        rows.first()
+            .and_then(|r| int_at(r, 0))
+            .unwrap_or_else(|| panic!("no audit events in {database}"))
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@
 //! database is dropped), because a SQL Server connection serves one database for life (Azure SQL
 //! Database refuses `USE`). Migrations run on a dedicated connection that is closed afterwards.
 
+mod evidence;
+
 use std::time::Duration;
 
 use api_types::TenantSlug;
@@ -32,9 +34,9 @@ use super::split_batches;
 use crate::assets::{self, SQLSERVER_MIGRATIONS, SQLSERVER_PROCEDURES};
 use crate::investigation::check_query;
 use crate::{
-    generate_password, AuditHead, Credentials, Engine, EngineError, Inventory, Investigation,
-    InvestigationColumn, InvestigationFailure, InvestigationRequest, InvestigationRows, Principal,
-    TenantNames,
+    generate_password, AuditEvent, AuditEventQuery, AuditHashes, AuditHead, Credentials, Engine,
+    EngineError, Inventory, Investigation, InvestigationColumn, InvestigationFailure,
+    InvestigationRequest, InvestigationRows, Principal, TenantNames,
 };
 
 /// Oldest supported major version: the audit hash needs UTF-8 collations (SQL Server 2019).
@@ -188,6 +190,29 @@ mod sql {
          EXEC audit.RecordInvestigation @Action = @P2, @Detail = @P3, @Actor = @P4, \
               @Id = @id OUTPUT; \
          SELECT @id;";
+
+    /// A page of audit events: after id `@P1`, from `@P2`, before `@P3`, action `@P4` and
+    /// actor `@P5` (empty: any), at most `@P6`.
+    pub const AUDIT_EVENTS: &str =
+        "SELECT TOP (@P6) Id, OccurredAt, Principal, Actor, Action, Detail, RequestId, \
+                CAST(LOWER(CONVERT(varchar(64), Hash, 2)) AS varchar(64)) AS Hash \
+           FROM audit.AuditEvents \
+          WHERE Id > @P1 AND OccurredAt >= @P2 AND OccurredAt < @P3 \
+            AND (@P4 = N'' OR Action = @P4) AND (@P5 = N'' OR Actor = @P5) \
+          ORDER BY Id;";
+    /// The oldest event id left.
+    pub const AUDIT_FIRST_ID: &str = "SELECT MIN(Id) FROM audit.AuditEvents;";
+    /// Stored hashes of the events whose ids are in the JSON array `@P1`.
+    pub const AUDIT_HASHES: &str =
+        "SELECT e.Id, CAST(LOWER(CONVERT(varchar(64), e.Hash, 2)) AS varchar(64)) \
+           FROM audit.AuditEvents AS e \
+          WHERE e.Id IN (SELECT CAST(j.[value] AS bigint) FROM OPENJSON(@P1) AS j) \
+          ORDER BY e.Id;";
+    /// Purges events before `@P2` as audit_admin for actor `@P1` with reason `@P3`; one row:
+    /// the number deleted.
+    pub const PURGE_AUDIT: &str = "EXEC sys.sp_set_session_context @key = N'actor', @value = @P1; \
+         DECLARE @Before datetime2(6) = @P2; \
+         EXEC audit.PurgeBefore @Before = @Before, @Reason = @P3;";
 
     /// Enters the reader for good: the session can never come back to the investigator.
     pub fn become_reader(reader: &str, lock_timeout_ms: u64) -> Result<String, EngineError> {
@@ -382,6 +407,10 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("verify_chain", sql::VERIFY_CHAIN.to_owned()),
         ("kill_sessions_of", sql::KILL_SESSIONS_OF.to_owned()),
         ("record_investigation", sql::RECORD_INVESTIGATION.to_owned()),
+        ("audit_events", sql::AUDIT_EVENTS.to_owned()),
+        ("audit_first_id", sql::AUDIT_FIRST_ID.to_owned()),
+        ("audit_hashes", sql::AUDIT_HASHES.to_owned()),
+        ("purge_audit", sql::PURGE_AUDIT.to_owned()),
         ("become_reader", sql::become_reader(&names.reader, 5000)?),
         ("sessions_of", sql::SESSIONS_OF.to_owned()),
         ("disable_user", sql::disable_user(&names.app_a, &pw)?),
@@ -397,7 +426,10 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("restrict", sql::restrict(&names)?),
         ("drop_database", sql::drop_database(&names)?),
         ("drop_users", sql::drop_users(&names)?),
-    ])
+    ]
+    .into_iter()
+    .chain(evidence::generated_statements()?)
+    .collect())
 }
 
 /// Runs one checked query as the reader: `EXECUTE AS USER ... WITH NO REVERT` on the
@@ -807,6 +839,102 @@ impl Engine for SqlServerEngine {
         Ok(())
     }
 
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn audit_events(
+        &self,
+        names: &TenantNames,
+        query: &AuditEventQuery,
+    ) -> Result<Vec<AuditEvent>, EngineError> {
+        // datetime2's range, for "no bound".
+        let far_past = chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .unwrap_or_default();
+        let far_future = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .unwrap_or_default();
+        let since = query.since.map(|t| t.naive_utc()).unwrap_or(far_past);
+        let until = query.until.map(|t| t.naive_utc()).unwrap_or(far_future);
+        let action = query.action.clone().unwrap_or_default();
+        let actor = query.actor.clone().unwrap_or_default();
+        let rows = self
+            .tenant_conn(&names.database)
+            .await?
+            .query(
+                sql::AUDIT_EVENTS,
+                &[
+                    &query.after_id,
+                    &since,
+                    &until,
+                    &action.as_str(),
+                    &actor.as_str(),
+                    &query.limit,
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text = |i: usize| r.get::<&str, _>(i).map(str::to_owned);
+                let detail = text(5).unwrap_or_else(|| "{}".into());
+                Ok(AuditEvent {
+                    id: int_at(r, 0).unwrap_or_default(),
+                    occurred_at: r
+                        .get::<chrono::NaiveDateTime, _>(1)
+                        .map(|t| t.and_utc())
+                        .unwrap_or_default(),
+                    principal: text(2).unwrap_or_default(),
+                    actor: text(3).unwrap_or_default(),
+                    action: text(4).unwrap_or_default(),
+                    detail: serde_json::from_str(&detail).map_err(|e| EngineError::Db {
+                        code: "0".into(),
+                        message: format!("audit event detail is not JSON: {e}"),
+                    })?,
+                    request_id: text(6),
+                    hash: text(7).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_hashes(
+        &self,
+        names: &TenantNames,
+        ids: &[i64],
+    ) -> Result<AuditHashes, EngineError> {
+        let mut conn = self.tenant_conn(&names.database).await?;
+        let first_id = conn
+            .query_opt(sql::AUDIT_FIRST_ID, &[])
+            .await?
+            .and_then(|r| int_at(&r, 0));
+        let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        let hashes = conn
+            .query(sql::AUDIT_HASHES, &[&ids.as_str()])
+            .await?
+            .iter()
+            .filter_map(|r| Some((int_at(r, 0)?, r.get::<&str, _>(1)?.to_owned())))
+            .collect();
+        Ok(AuditHashes { first_id, hashes })
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn purge_audit(
+        &self,
+        names: &TenantNames,
+        audit_admin: &SecretValue,
+        before: chrono::DateTime<chrono::Utc>,
+        reason: &str,
+        actor: &str,
+    ) -> Result<i64, EngineError> {
+        let mut conn = Conn::connect(&self.login_target(audit_admin)?).await?;
+        let row = conn
+            .query_opt(sql::PURGE_AUDIT, &[&actor, &before.naive_utc(), &reason])
+            .await?;
+        row.and_then(|r| int_at(&r, 0))
+            .ok_or_else(|| EngineError::Db {
+                code: "0".into(),
+                message: "audit.PurgeBefore returned no count".into(),
+            })
+    }
+
     #[instrument(skip_all, fields(database = %names.database, ticket = %request.ticket))]
     async fn investigate(
         &self,
@@ -1004,6 +1132,28 @@ impl Engine for SqlServerEngine {
             database: self.database_exists(&names.database).await?,
             principals: self.existing_users(names).await?,
         })
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn evidence(
+        &self,
+        names: &TenantNames,
+        app: &SecretValue,
+    ) -> Result<crate::EngineEvidence, EngineError> {
+        self.collect_evidence(names, app).await
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn investigation_events(
+        &self,
+        names: &TenantNames,
+        audit_admin: &SecretValue,
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::InvestigationEvent>, EngineError> {
+        self.read_investigation_events(audit_admin, since, until, limit)
+            .await
     }
 }
 

@@ -9,6 +9,7 @@ pub mod batches;
 pub mod connstr;
 mod engine;
 pub mod errors;
+pub mod permissions;
 pub mod quote;
 
 pub use engine::{generated_statements, SqlServerConfig, SqlServerEngine};

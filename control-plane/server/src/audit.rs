@@ -1,0 +1,220 @@
+//! A tenant's own audit log through the API: read it (role `auditor`), verify it against the
+//! hash chain and the catalog's anchors (role `auditor`), purge old events through the
+//! audit_admin principal (role `admin`).
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::AppError;
+use crate::routes::{find_tenant, parse_slug, ApiJson, AppState, Caller};
+
+/// The audit routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants/{slug}/audit-events", get(list_events))
+        .route("/v1/tenants/{slug}/audit/verify", get(verify))
+        .route("/v1/tenants/{slug}/audit/purge", post(purge))
+}
+
+/// Query of `GET /v1/tenants/{slug}/audit-events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Events after this id (paging: pass the previous page's `next_after_id`).
+    #[serde(default)]
+    after_id: i64,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<i64>,
+    /// Only events at or after this time (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// Only events before this time (RFC 3339).
+    until: Option<DateTime<Utc>>,
+    /// Only this action, e.g. `investigation.query`.
+    action: Option<String>,
+    /// Only this actor.
+    actor: Option<String>,
+}
+
+async fn active_tenant(
+    state: &AppState,
+    slug: &str,
+) -> Result<(catalog::TenantRecord, engine::TenantNames), AppError> {
+    let slug = parse_slug(slug)?;
+    let tenant = find_tenant(&state.catalog, &slug).await?;
+    if tenant.state != api_types::TenantState::Active {
+        return Err(AppError::conflict(format!(
+            "tenant {slug} is {}; its audit log lives in its database, which only an active \
+             tenant has (an offboarded tenant's final chain head is in its deletion certificate)",
+            tenant.state
+        )));
+    }
+    let names = state.orchestrator.runner().services().engine.names(&slug);
+    Ok((tenant, names))
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Value>, AppError> {
+    caller.require("auditor")?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::bad_request("limit must be 1 to 1000"));
+    }
+    let (_, names) = active_tenant(&state, &slug).await?;
+    let query = engine::AuditEventQuery {
+        after_id: q.after_id.max(0),
+        limit,
+        since: q.since,
+        until: q.until,
+        action: q.action.filter(|a| !a.is_empty()),
+        actor: q.actor.filter(|a| !a.is_empty()),
+    };
+    let events = state
+        .orchestrator
+        .runner()
+        .services()
+        .engine
+        .audit_events(&names, &query)
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    let next = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.id))
+        .flatten();
+    Ok(Json(json!({"events": events, "next_after_id": next})))
+}
+
+/// Verifies the tenant's chain inside its database (from the last purge anchor) and then every
+/// anchor the catalog holds: each anchored event must still be there with the same hash, unless
+/// a purge removed it. Reports the first broken link.
+async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    caller.require("auditor")?;
+    let (tenant, names) = active_tenant(&state, &slug).await?;
+    Ok(Json(verify_tenant(&state, &tenant, &names).await?))
+}
+
+/// The verification report (also a section of the evidence bundle).
+pub async fn verify_tenant(
+    state: &AppState,
+    tenant: &catalog::TenantRecord,
+    names: &engine::TenantNames,
+) -> Result<Value, AppError> {
+    let svc = state.orchestrator.runner().services();
+    let internal = |e: &dyn std::fmt::Display| AppError::internal(e);
+    let head = svc
+        .engine
+        .audit_head(names)
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| AppError::conflict("the tenant database has no audit log"))?;
+    let anchors = state
+        .catalog
+        .anchors(tenant.id)
+        .await
+        .map_err(|e| internal(&e))?;
+    let ids: Vec<i64> = anchors.iter().map(|a| a.head_id).collect();
+    let stored = svc
+        .engine
+        .audit_hashes(names, &ids)
+        .await
+        .map_err(|e| internal(&e))?;
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for anchor in &anchors {
+        if stored.first_id.is_none_or(|first| anchor.head_id < first) && head.valid {
+            // Purged: the chain verified, so its start is a recorded purge anchor.
+            continue;
+        }
+        checked += 1;
+        match stored.hashes.iter().find(|(id, _)| *id == anchor.head_id) {
+            Some((_, hash)) if hash.eq_ignore_ascii_case(&anchor.head_hash) => {}
+            Some((_, hash)) => broken.push(json!({
+                "id": anchor.head_id,
+                "problem": "rewritten: the event's hash differs from the one the control plane anchored",
+                "anchored_hash": anchor.head_hash, "stored_hash": hash,
+                "anchored_at": anchor.taken_at, "anchor_reason": anchor.reason,
+            })),
+            None => broken.push(json!({
+                "id": anchor.head_id,
+                "problem": "missing: an event the control plane anchored is gone, and no purge removed it",
+                "anchored_hash": anchor.head_hash,
+                "anchored_at": anchor.taken_at, "anchor_reason": anchor.reason,
+            })),
+        }
+    }
+    let first_broken = match (head.first_broken_id, broken.first()) {
+        (Some(id), _) => {
+            Some(json!({"id": id, "problem": "the hash chain inside the database is broken here"}))
+        }
+        (None, Some(b)) => Some(b.clone()),
+        (None, None) => None,
+    };
+    Ok(json!({
+        "valid": head.valid && broken.is_empty(),
+        "chain": head,
+        "anchors": {"total": anchors.len(), "checked": checked, "broken": broken},
+        "first_broken": first_broken,
+    }))
+}
+
+/// Body of `POST /v1/tenants/{slug}/audit/purge`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// Events that occurred before this time are deleted (RFC 3339).
+    before: DateTime<Utc>,
+    /// Why; recorded in the purge event.
+    reason: String,
+}
+
+async fn purge(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<PurgeRequest>,
+) -> Result<Json<Value>, AppError> {
+    caller.require("admin")?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 1000 {
+        return Err(AppError::bad_request("reason must be 1 to 1000 characters"));
+    }
+    if body.before > Utc::now() {
+        return Err(AppError::bad_request("before must not be in the future"));
+    }
+    let (tenant, names) = active_tenant(&state, &slug).await?;
+    let svc = state.orchestrator.runner().services();
+    let secret =
+        secrets::SecretName::new(&api_types::TenantSecrets::for_slug(&tenant.slug).audit_admin)
+            .map_err(|e| AppError::internal(&e))?;
+    let audit_admin = svc
+        .secrets
+        .get(&secret, None)
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    let deleted = svc
+        .engine
+        .purge_audit(
+            &names,
+            &audit_admin.value,
+            body.before,
+            reason,
+            &caller.subject,
+        )
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    let head = workflows::anchor_audit_head(svc, tenant.id, &names, "purge")
+        .await
+        .map_err(|e| AppError::internal(&e))?;
+    tracing::info!(tenant = %tenant.slug, deleted, "audit events purged");
+    Ok(Json(json!({"deleted": deleted, "head": head})))
+}
