@@ -147,8 +147,35 @@ async fn verification_catches_a_changed_row_and_a_rewritten_chain(engine: Engine
     let report = verify(slug).await;
     assert_eq!(report["valid"], false, "{report}");
     assert_eq!(report["first_broken"]["id"], id, "{report}");
+    // A log that does not verify is never purged: that would erase the evidence.
+    let (status, body) = as_role(
+        &env,
+        "admin",
+        Method::POST,
+        &format!("/v1/tenants/{slug}/audit/purge"),
+        Some(json!({"before": chrono::Utc::now().to_rfc3339(), "reason": "cover-up"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
-    // A row deleted from the middle, and a forged row appended, break it too.
+    // The whole log wiped (chain head reset, so it verifies empty inside the database) is
+    // caught by the anchors.
+    let slug = "audit-wipe";
+    busy_tenant(&env, slug).await;
+    probe.wipe_audit_log(&env.names(slug).database).await;
+    let report = verify(slug).await;
+    assert_eq!(report["chain"]["valid"], true, "{report}");
+    assert_eq!(report["valid"], false, "{report}");
+    assert!(
+        report["first_broken"]["problem"]
+            .as_str()
+            .unwrap()
+            .starts_with("missing"),
+        "{report}"
+    );
+    env.offboard(slug).await;
+
+    // The newest row deleted, and a forged row appended, break it too.
     let slug = "audit-delete";
     busy_tenant(&env, slug).await;
     let database = env.names(slug).database;

@@ -77,10 +77,16 @@ async fn investigations_are_recorded_before_they_run_and_read_only(engine: Engin
     assert_eq!(events[1].1["rows"], 2);
 
     // Every write or escape is refused, and still leaves both events.
-    let writing_call = if env.app.engine.contained_principals() {
-        "EXEC app.CustomerUpsert @Name = N'x'"
+    let (writing_call, audit_read) = if env.app.engine.contained_principals() {
+        (
+            "EXEC app.CustomerUpsert @Name = N'x'",
+            "SELECT * FROM audit.AuditEvents",
+        )
     } else {
-        "SELECT app.customer_upsert(NULL, 'x', NULL)"
+        (
+            "SELECT app.customer_upsert(NULL, 'x', NULL)",
+            "SELECT * FROM audit.audit_events",
+        )
     };
     let attempts = [
         "UPDATE app.customers SET name = 'x'",
@@ -90,8 +96,10 @@ async fn investigations_are_recorded_before_they_run_and_read_only(engine: Engin
         "SELECT 1; COMMIT; DELETE FROM app.customers",
         "SET ROLE NONE",
         writing_call,
-        "SELECT * FROM audit.audit_events",
+        audit_read,
         "SELECT nonsense FROM nowhere",
+        "SELECT 1 SELECT 2",
+        "SELECT name FROM app.customers --x\rWAITFOR DELAY '00:00:30'",
     ];
     let mut recorded = 2;
     for sql in attempts {
@@ -125,7 +133,8 @@ async fn investigations_are_recorded_before_they_run_and_read_only(engine: Engin
     assert_eq!(admin.verify_chain().await.unwrap(), (true, None));
     // The response never carries the investigator's credentials.
     let investigator = env.secret(&env.secret_names(slug).investigator).await;
-    assert!(!body.to_string().contains(investigator.expose()));
+    let password = env.app.engine.password_of(&investigator).unwrap();
+    assert!(!body.to_string().contains(password.expose()));
     env.offboard(slug).await;
 }
 

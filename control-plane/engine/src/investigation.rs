@@ -70,6 +70,9 @@ pub enum InvestigationFailure {
     Failed(String),
 }
 
+/// Most bytes of cell text one investigation returns; the rows after it are cut (`truncated`).
+pub const MAX_RESULT_BYTES: usize = 4 << 20;
+
 /// Words that have no business in a read-only query. Quoted identifiers, strings and comments
 /// are skipped, so a column named `"update"` is fine.
 const FORBIDDEN: &[&str] = &[
@@ -121,7 +124,58 @@ const FORBIDDEN: &[&str] = &[
     "into",
     "waitfor",
     "declare",
+    // T-SQL control flow: a batch needs no ';' between statements.
+    "if",
+    "while",
+    "goto",
+    "return",
+    "throw",
+    "print",
+    "raiserror",
+    "break",
+    "continue",
+    "checkpoint",
+    "readtext",
+    "writetext",
+    "updatetext",
+    "open",
+    "fetch",
+    "close",
+    // Locks a SELECT-only principal could still take, to block the application.
+    "share",
+    "tablock",
+    "tablockx",
+    "xlock",
+    "updlock",
+    "holdlock",
+    "paglock",
+    "serializable",
+    "repeatableread",
+    // Functions a reader may call that change the session, run SQL, sleep or touch files.
+    "set_config",
+    "query_to_xml",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "pg_sleep",
+    "pg_sleep_for",
+    "pg_sleep_until",
+    "dblink",
+    "dblink_exec",
+    "lo_import",
+    "lo_export",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_advisory_lock",
+    "pg_advisory_xact_lock",
+    "pg_notify",
+    "xp_cmdshell",
 ];
+
+/// Words before a depth-0 SELECT that make it part of the same query (set operations).
+const SET_OPERATORS: &[&str] = &["union", "all", "except", "intersect", "distinct"];
 
 /// Statements a query may start with.
 const STARTS: &[&str] = &["select", "with", "table", "values"];
@@ -137,26 +191,48 @@ pub fn check_query(sql: &str) -> Result<&str, String> {
         return Err("the query is empty".into());
     }
     let words = words(body)?;
-    let first = words.first().map(String::as_str).unwrap_or_default();
+    let first = words.first().map(|w| w.word.as_str()).unwrap_or_default();
     if !STARTS.contains(&first) {
         return Err(format!(
             "only one read-only query is allowed (SELECT, WITH, TABLE or VALUES); this one starts with {first:?}"
         ));
     }
-    if let Some(w) = words.iter().find(|w| FORBIDDEN.contains(&w.as_str())) {
+    if let Some(w) = words.iter().find(|w| FORBIDDEN.contains(&w.word.as_str())) {
         return Err(format!(
             "{} is not allowed in an investigation: only one read-only query runs",
-            w.to_uppercase()
+            w.word.to_uppercase()
         ));
+    }
+    // T-SQL runs `SELECT 1 SELECT 2` as two statements: at most one SELECT may stand at the
+    // top level other than after a set operation (UNION, EXCEPT, INTERSECT).
+    let top_level_selects = words
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| {
+            w.depth == 0
+                && w.word == "select"
+                && !(*i > 0 && SET_OPERATORS.contains(&words[i - 1].word.as_str()))
+        })
+        .count();
+    if top_level_selects > 1 {
+        return Err("only one statement may run: the query holds a second SELECT".into());
     }
     Ok(body)
 }
 
-/// The lower-cased bare words of `sql`, skipping comments, strings and quoted identifiers;
-/// `Err` on a `;` (a second statement) or an unterminated literal.
-fn words(sql: &str) -> Result<Vec<String>, String> {
+/// A bare word and the parenthesis depth it stands at.
+struct Word {
+    word: String,
+    depth: i32,
+}
+
+/// The lower-cased bare words of `sql` with their parenthesis depth, skipping comments, strings
+/// and quoted identifiers; `Err` on a `;` (a second statement), unbalanced parentheses or an
+/// unterminated literal.
+fn words(sql: &str) -> Result<Vec<Word>, String> {
     let chars: Vec<char> = sql.chars().collect();
-    let mut out = Vec::new();
+    let mut out: Vec<Word> = Vec::new();
+    let mut depth = 0i32;
     let mut i = 0;
     let n = chars.len();
     let until = |start: usize, close: &str| -> Result<usize, String> {
@@ -174,12 +250,67 @@ fn words(sql: &str) -> Result<Vec<String>, String> {
         let c = chars[i];
         let next = chars.get(i + 1).copied();
         match c {
+            // A line comment ends at either line break (SQL Server's parser takes '\r' too).
             '-' if next == Some('-') => {
-                while i < n && chars[i] != '\n' {
+                while i < n && chars[i] != '\n' && chars[i] != '\r' {
                     i += 1;
                 }
             }
-            '/' if next == Some('*') => i = until(i + 2, "*/")?,
+            '/' if next == Some('*') => {
+                // PostgreSQL nests block comments.
+                let mut level = 1;
+                i += 2;
+                while level > 0 {
+                    if i + 1 >= n {
+                        return Err(
+                            "the query has an unterminated string, identifier or comment".into(),
+                        );
+                    }
+                    if chars[i] == '/' && chars[i + 1] == '*' {
+                        level += 1;
+                        i += 2;
+                    } else if chars[i] == '*' && chars[i + 1] == '/' {
+                        level -= 1;
+                        i += 2;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            '(' => {
+                depth += 1;
+                i += 1;
+            }
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("the query's parentheses do not balance".into());
+                }
+                i += 1;
+            }
+            // PostgreSQL escape string E'...': a backslash escapes the next character.
+            '\'' if i > 0
+                && matches!(chars[i - 1], 'e' | 'E')
+                && out.last().is_some_and(|w| w.word == "e") =>
+            {
+                out.pop();
+                let mut j = i + 1;
+                loop {
+                    match chars.get(j) {
+                        None => {
+                            return Err(
+                                "the query has an unterminated string, identifier or comment"
+                                    .into(),
+                            )
+                        }
+                        Some('\\') => j += 2,
+                        Some('\'') if chars.get(j + 1) == Some(&'\'') => j += 2,
+                        Some('\'') => break,
+                        Some(_) => j += 1,
+                    }
+                }
+                i = j + 1;
+            }
             '\'' => {
                 // '' inside a string is an escaped quote: the scan restarts after it.
                 i = until(i + 1, "'")?;
@@ -208,10 +339,16 @@ fn words(sql: &str) -> Result<Vec<String>, String> {
                 while i < n && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$') {
                     i += 1;
                 }
-                out.push(chars[start..i].iter().collect::<String>().to_lowercase());
+                out.push(Word {
+                    word: chars[start..i].iter().collect::<String>().to_lowercase(),
+                    depth,
+                });
             }
             _ => i += 1,
         }
+    }
+    if depth != 0 {
+        return Err("the query's parentheses do not balance".into());
     }
     Ok(out)
 }
@@ -231,6 +368,9 @@ mod tests {
             "TABLE app.customers",
             "VALUES (1)",
             "SELECT $$ ; delete $$, $t$ set $t$",
+            "SELECT a FROM t UNION ALL SELECT b FROM u EXCEPT SELECT c FROM v",
+            "WITH x AS (SELECT 1 AS a) SELECT * FROM x WHERE a IN (SELECT 1)",
+            "SELECT E'it\\'s', 'plain' FROM t",
         ] {
             assert!(check_query(q).is_ok(), "{q}: {:?}", check_query(q));
         }
@@ -258,6 +398,19 @@ mod tests {
             ),
             ("EXEC app.CustomerUpsert", "starts with"),
             ("SELECT 1 WAITFOR DELAY '00:00:10'", "WAITFOR"),
+            ("SELECT 1 SELECT 2", "second SELECT"),
+            (
+                "SELECT name FROM t --x\rWAITFOR DELAY '00:00:30'",
+                "WAITFOR",
+            ),
+            ("SELECT 1 WHILE 1=1 IF 1=0 SELECT 1", "WHILE"),
+            ("SELECT E'\\'' , 1 FROM t FOR UPDATE --'", "UPDATE"),
+            ("SELECT * FROM t WITH (TABLOCKX, HOLDLOCK)", "TABLOCKX"),
+            ("SELECT pg_sleep(100)", "PG_SLEEP"),
+            ("SELECT set_config('role', 'none', true)", "SET_CONFIG"),
+            ("SELECT (1", "balance"),
+            ("SELECT 1) SELECT (2", "balance"),
+            ("SELECT 1 /* /* */ DELETE */ FROM t", "ok?"),
             ("", "empty"),
             ("SELECT 'unterminated", "unterminated"),
         ] {

@@ -162,24 +162,35 @@ async fn run_read_only(
             .batch_execute(&format!("DECLARE investigation NO SCROLL CURSOR FOR {sql}"))
             .await
             .map_err(failed)?;
-        let fetched = client
-            .simple_query(&format!(
-                "FETCH FORWARD {} FROM investigation",
-                u64::from(request.max_rows) + 1
-            ))
-            .await
-            .map_err(failed)?;
-        let mut rows: Vec<Vec<Option<String>>> = fetched
-            .iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => {
-                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+        // Small batches under a byte budget, so one query cannot fill the control plane's memory.
+        let max = request.max_rows as usize;
+        let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+        let mut bytes = 0usize;
+        let mut truncated = false;
+        'fetch: loop {
+            let batch = client
+                .simple_query("FETCH FORWARD 50 FROM investigation")
+                .await
+                .map_err(failed)?;
+            let mut got = 0;
+            for m in &batch {
+                let tokio_postgres::SimpleQueryMessage::Row(r) = m else {
+                    continue;
+                };
+                got += 1;
+                let row: Vec<Option<String>> =
+                    (0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect();
+                bytes += row.iter().flatten().map(String::len).sum::<usize>();
+                if rows.len() == max || bytes > crate::investigation::MAX_RESULT_BYTES {
+                    truncated = true;
+                    break 'fetch;
                 }
-                _ => None,
-            })
-            .collect();
-        let truncated = rows.len() > request.max_rows as usize;
-        rows.truncate(request.max_rows as usize);
+                rows.push(row);
+            }
+            if got == 0 {
+                break;
+            }
+        }
         Ok(InvestigationRows {
             columns,
             rows,

@@ -103,68 +103,18 @@ async fn verify(
     Ok(Json(verify_tenant(&state, &tenant, &names).await?))
 }
 
-/// The verification report (also a section of the evidence bundle).
+/// The verification report (also a section of the evidence bundle); see
+/// [`workflows::verify_audit`].
 pub async fn verify_tenant(
     state: &AppState,
     tenant: &catalog::TenantRecord,
     names: &engine::TenantNames,
 ) -> Result<Value, AppError> {
     let svc = state.orchestrator.runner().services();
-    let internal = |e: &dyn std::fmt::Display| AppError::internal(e);
-    let head = svc
-        .engine
-        .audit_head(names)
+    workflows::verify_audit(svc, tenant.id, names)
         .await
-        .map_err(|e| internal(&e))?
-        .ok_or_else(|| AppError::conflict("the tenant database has no audit log"))?;
-    let anchors = state
-        .catalog
-        .anchors(tenant.id)
-        .await
-        .map_err(|e| internal(&e))?;
-    let ids: Vec<i64> = anchors.iter().map(|a| a.head_id).collect();
-    let stored = svc
-        .engine
-        .audit_hashes(names, &ids)
-        .await
-        .map_err(|e| internal(&e))?;
-    let mut broken = Vec::new();
-    let mut checked = 0;
-    for anchor in &anchors {
-        if stored.first_id.is_none_or(|first| anchor.head_id < first) && head.valid {
-            // Purged: the chain verified, so its start is a recorded purge anchor.
-            continue;
-        }
-        checked += 1;
-        match stored.hashes.iter().find(|(id, _)| *id == anchor.head_id) {
-            Some((_, hash)) if hash.eq_ignore_ascii_case(&anchor.head_hash) => {}
-            Some((_, hash)) => broken.push(json!({
-                "id": anchor.head_id,
-                "problem": "rewritten: the event's hash differs from the one the control plane anchored",
-                "anchored_hash": anchor.head_hash, "stored_hash": hash,
-                "anchored_at": anchor.taken_at, "anchor_reason": anchor.reason,
-            })),
-            None => broken.push(json!({
-                "id": anchor.head_id,
-                "problem": "missing: an event the control plane anchored is gone, and no purge removed it",
-                "anchored_hash": anchor.head_hash,
-                "anchored_at": anchor.taken_at, "anchor_reason": anchor.reason,
-            })),
-        }
-    }
-    let first_broken = match (head.first_broken_id, broken.first()) {
-        (Some(id), _) => {
-            Some(json!({"id": id, "problem": "the hash chain inside the database is broken here"}))
-        }
-        (None, Some(b)) => Some(b.clone()),
-        (None, None) => None,
-    };
-    Ok(json!({
-        "valid": head.valid && broken.is_empty(),
-        "chain": head,
-        "anchors": {"total": anchors.len(), "checked": checked, "broken": broken},
-        "first_broken": first_broken,
-    }))
+        .map_err(|e| AppError::internal(&e))?
+        .ok_or_else(|| AppError::conflict("the tenant database has no audit log"))
 }
 
 /// Body of `POST /v1/tenants/{slug}/audit/purge`.
@@ -193,6 +143,15 @@ async fn purge(
     }
     let (tenant, names) = active_tenant(&state, &slug).await?;
     let svc = state.orchestrator.runner().services();
+    // A purge destroys events: never of a log that does not verify (it would erase the
+    // evidence of tampering).
+    let report = verify_tenant(&state, &tenant, &names).await?;
+    if report["valid"] != Value::Bool(true) {
+        return Err(AppError::conflict(format!(
+            "the audit log of {} does not verify (first broken: {}); refusing to purge it",
+            tenant.slug, report["first_broken"]
+        )));
+    }
     let secret =
         secrets::SecretName::new(&api_types::TenantSecrets::for_slug(&tenant.slug).audit_admin)
             .map_err(|e| AppError::internal(&e))?;
@@ -212,7 +171,7 @@ async fn purge(
         )
         .await
         .map_err(|e| AppError::internal(&e))?;
-    let head = workflows::anchor_audit_head(svc, tenant.id, &names, "purge")
+    let head = workflows::anchor_purge(svc, tenant.id, &names)
         .await
         .map_err(|e| AppError::internal(&e))?;
     tracing::info!(tenant = %tenant.slug, deleted, "audit events purged");

@@ -386,15 +386,29 @@ async fn investigate(
         timeout_ms: 10_000,
     };
     let names = svc.engine.names(&slug);
-    let done = svc
-        .engine
-        .investigate(&names, &investigator.value, &request)
+    // Its own task: a client that disconnects (which drops this handler) must not cut the
+    // investigation between its query event and its outcome event.
+    let task = {
+        let services = svc.clone();
+        let tenant_id = tenant.id;
+        tokio::spawn(async move {
+            let done = services
+                .engine
+                .investigate(&names, &investigator.value, &request)
+                .await?;
+            // Both events are in the chain now: anchor its head outside the database.
+            if let Err(e) =
+                workflows::anchor_audit_head(&services, tenant_id, &names, "investigation").await
+            {
+                tracing::warn!(error = %e, "could not anchor the audit chain after an investigation");
+            }
+            Ok::<_, engine::EngineError>(done)
+        })
+    };
+    let done = task
         .await
+        .map_err(|e| AppError::internal(&e))?
         .map_err(|e| AppError::internal(&e))?;
-    // Both events are in the chain now: anchor its head outside the database.
-    if let Err(e) = workflows::anchor_audit_head(svc, tenant.id, &names, "investigation").await {
-        tracing::warn!(error = %e, "could not anchor the audit chain after an investigation");
-    }
     match done.result {
         Ok(rows) => Ok(Json(InvestigateResponse {
             query_event: done.query_event,

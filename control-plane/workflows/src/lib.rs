@@ -90,30 +90,126 @@ pub struct Services {
     pub rotation: RotationPolicy,
 }
 
+/// Verifies a tenant's audit log twice: the hash chain inside its database (from the last purge
+/// anchor to the head), and every anchor the catalog holds. An anchored event must still be
+/// there with the same hash, unless a purge *through the control plane* (a catalog anchor with
+/// reason `purge` taken after it) removed it; so deleting the newest events, wiping the log, or
+/// rewriting the whole chain consistently is caught. A log that is gone while anchors exist is
+/// reported broken. `None` when there is neither a log nor an anchor.
+pub async fn verify_audit(
+    svc: &Services,
+    tenant_id: uuid::Uuid,
+    names: &engine::TenantNames,
+) -> Result<Option<serde_json::Value>, StepError> {
+    use serde_json::json;
+    let anchors = svc.catalog.anchors(tenant_id).await?;
+    let Some(head) = svc.engine.audit_head(names).await? else {
+        if anchors.is_empty() {
+            return Ok(None);
+        }
+        let gone = json!({"id": null, "problem": "the audit log (or its verification routine) is gone, but the catalog holds anchors of it"});
+        return Ok(Some(json!({
+            "valid": false,
+            "chain": null,
+            "anchors": {"total": anchors.len(), "checked": 0, "broken": [gone]},
+            "first_broken": gone,
+        })));
+    };
+    let ids: Vec<i64> = anchors.iter().map(|a| a.head_id).collect();
+    let stored = svc.engine.audit_hashes(names, &ids).await?;
+    let last_purge = anchors
+        .iter()
+        .filter(|a| a.reason == "purge")
+        .map(|a| a.head_id)
+        .max();
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for anchor in &anchors {
+        let before_first = stored.first_id.is_none_or(|first| anchor.head_id < first);
+        if before_first && last_purge.is_some_and(|p| anchor.head_id < p) {
+            // Removed by a purge the control plane ran (and anchored) after it.
+            continue;
+        }
+        checked += 1;
+        match stored.hashes.iter().find(|(id, _)| *id == anchor.head_id) {
+            Some((_, hash)) if hash.eq_ignore_ascii_case(&anchor.head_hash) => {}
+            Some((_, hash)) => broken.push(json!({
+                "id": anchor.head_id,
+                "problem": "rewritten: the event's hash differs from the one the control plane anchored",
+                "anchored_hash": anchor.head_hash, "stored_hash": hash,
+                "anchored_at": anchor.taken_at, "anchor_reason": anchor.reason,
+            })),
+            None => broken.push(json!({
+                "id": anchor.head_id,
+                "problem": "missing: an event the control plane anchored is gone, and no purge through the control plane removed it",
+                "anchored_hash": anchor.head_hash,
+                "anchored_at": anchor.taken_at, "anchor_reason": anchor.reason,
+            })),
+        }
+    }
+    let first_broken = match (head.first_broken_id, broken.first()) {
+        (Some(id), _) => {
+            Some(json!({"id": id, "problem": "the hash chain inside the database is broken here"}))
+        }
+        (None, Some(b)) => Some(b.clone()),
+        (None, None) => None,
+    };
+    Ok(Some(json!({
+        "valid": head.valid && broken.is_empty(),
+        "chain": head,
+        "anchors": {"total": anchors.len(), "checked": checked, "broken": broken},
+        "first_broken": first_broken,
+    })))
+}
+
 /// Records the head of a tenant's own audit chain in the catalog (an external anchor that a
-/// rewrite of the whole chain inside the database cannot follow). A chain that does not verify
-/// is not anchored: the anchors must only ever hold good heads. Returns the head.
+/// rewrite of the whole chain inside the database cannot follow). Only a log that verifies,
+/// inside the database *and* against the anchors already taken, is anchored: the anchors must
+/// only ever hold good heads. Returns the head.
 pub async fn anchor_audit_head(
     svc: &Services,
     tenant_id: uuid::Uuid,
     names: &engine::TenantNames,
     reason: &str,
 ) -> Result<Option<engine::AuditHead>, StepError> {
-    let Some(head) = svc.engine.audit_head(names).await? else {
+    let Some(report) = verify_audit(svc, tenant_id, names).await? else {
         return Ok(None);
     };
-    match (&head.head_id, &head.head_hash) {
-        (Some(id), Some(hash)) if head.valid => {
+    let head: Option<engine::AuditHead> =
+        serde_json::from_value(report["chain"].clone()).unwrap_or(None);
+    if report["valid"] != serde_json::Value::Bool(true) {
+        tracing::error!(
+            tenant = %tenant_id,
+            first_broken = %report["first_broken"],
+            "AUDIT LOG DOES NOT VERIFY; not anchoring it"
+        );
+        return Ok(head);
+    }
+    if let Some(h) = &head {
+        if let (Some(id), Some(hash)) = (h.head_id, &h.head_hash) {
             svc.catalog
-                .record_anchor(tenant_id, *id, hash, reason)
+                .record_anchor(tenant_id, id, hash, reason)
                 .await?;
         }
-        _ if !head.valid => tracing::warn!(
-            tenant = %tenant_id,
-            first_broken_id = ?head.first_broken_id,
-            "audit chain does not verify; not anchoring it"
-        ),
-        _ => {}
     }
-    Ok(Some(head))
+    Ok(head)
+}
+
+/// Anchors the head right after a purge the control plane ran (reason `purge`): the anchors
+/// taken before it may now be gone, which is what this anchor records. The caller verified the
+/// log before purging; here only the chain inside the database must verify.
+pub async fn anchor_purge(
+    svc: &Services,
+    tenant_id: uuid::Uuid,
+    names: &engine::TenantNames,
+) -> Result<Option<engine::AuditHead>, StepError> {
+    let head = svc.engine.audit_head(names).await?;
+    if let Some(h) = &head {
+        if let (true, Some(id), Some(hash)) = (h.valid, h.head_id, &h.head_hash) {
+            svc.catalog
+                .record_anchor(tenant_id, id, hash, "purge")
+                .await?;
+        }
+    }
+    Ok(head)
 }

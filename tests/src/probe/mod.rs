@@ -179,4 +179,7 @@ pub trait Probe: Send + Sync {
     /// As the administrator, appends a forged event after the newest one (its hash is not the
     /// chain's); returns its id.
     async fn insert_audit_event(&self, database: &str) -> i64;
+    /// As the administrator, deletes every event and resets the chain head to genesis, so the
+    /// empty log verifies inside the database.
+    async fn wipe_audit_log(&self, database: &str);
 }

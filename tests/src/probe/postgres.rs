@@ -381,6 +381,20 @@ impl Probe for PostgresProbe {
         .get(0)
     }
 
+    async fn wipe_audit_log(&self, database: &str) {
+        let db = connect(&PgCluster::shared().url_for(database))
+            .await
+            .unwrap_or_else(|e| panic!("superuser on {database}: {e}"));
+        db.batch_execute(
+            "SET session_replication_role = replica; \
+             DELETE FROM audit.audit_events; \
+             UPDATE audit.chain_head SET id = 0, hash = decode(repeat('00', 32), 'hex'); \
+             SET session_replication_role = origin",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("wiping the log of {database}: {e}"));
+    }
+
     async fn rewrite_audit_chain(&self, database: &str) -> i64 {
         let db = connect(&PgCluster::shared().url_for(database))
             .await

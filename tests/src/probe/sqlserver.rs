@@ -499,6 +499,22 @@ impl Probe for SqlServerProbe {
             .unwrap_or_else(|| panic!("no audit events in {database}"))
     }
 
+    async fn wipe_audit_log(&self, database: &str) {
+        let mut conn = Conn::connect(&self.admin.with_database(database))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on {database}: {e}"));
+        let sql = "SET XACT_ABORT ON;\n\
+             BEGIN TRANSACTION;\n\
+             DISABLE TRIGGER [audit].[AuditEvents_GuardDelete] ON [audit].[AuditEvents];\n\
+             DELETE FROM [audit].[AuditEvents];\n\
+             ENABLE TRIGGER [audit].[AuditEvents_GuardDelete] ON [audit].[AuditEvents];\n\
+             UPDATE [audit].[ChainHead] SET [Id] = 0, [Hash] = 0x0000000000000000000000000000000000000000000000000000000000000000;\n\
+             COMMIT TRANSACTION;";
+        conn.batch(sql)
+            .await
+            .unwrap_or_else(|e| panic!("wiping the log of {database}: {e}"));
+    }
+
     async fn rewrite_audit_chain(&self, database: &str) -> i64 {
         let mut conn = Conn::connect(&self.admin.with_database(database))
             .await

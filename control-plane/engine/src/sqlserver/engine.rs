@@ -215,11 +215,25 @@ mod sql {
          EXEC audit.PurgeBefore @Before = @Before, @Reason = @P3;";
 
     /// Enters the reader for good: the session can never come back to the investigator.
-    pub fn become_reader(reader: &str, lock_timeout_ms: u64) -> Result<String, EngineError> {
+    /// ROWCOUNT stops the server after the rows the control plane would read anyway.
+    pub fn become_reader(
+        reader: &str,
+        lock_timeout_ms: u64,
+        rowcount: u32,
+    ) -> Result<String, EngineError> {
         Ok(format!(
-            "EXECUTE AS USER = {} WITH NO REVERT; SET LOCK_TIMEOUT {lock_timeout_ms};",
+            "EXECUTE AS USER = {} WITH NO REVERT; SET LOCK_TIMEOUT {lock_timeout_ms}; \
+             SET ROWCOUNT {rowcount};",
             literal(reader)?
         ))
+    }
+
+    /// The session id, to end a query that outlives its timeout.
+    pub const SPID: &str = "SELECT CAST(@@SPID AS int);";
+
+    /// Ends one session (an investigation past its timeout), from the admin pool.
+    pub fn kill(spid: i64) -> String {
+        format!("KILL {spid};")
     }
 
     /// How many sessions of one contained user (`@P1`) are left, run in its database.
@@ -411,7 +425,12 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("audit_first_id", sql::AUDIT_FIRST_ID.to_owned()),
         ("audit_hashes", sql::AUDIT_HASHES.to_owned()),
         ("purge_audit", sql::PURGE_AUDIT.to_owned()),
-        ("become_reader", sql::become_reader(&names.reader, 5000)?),
+        (
+            "become_reader",
+            sql::become_reader(&names.reader, 5000, 101)?,
+        ),
+        ("spid", sql::SPID.to_owned()),
+        ("kill", sql::kill(57)),
         ("sessions_of", sql::SESSIONS_OF.to_owned()),
         ("disable_user", sql::disable_user(&names.app_a, &pw)?),
         ("set_password", sql::set_password(&names.app_b, &pw)?),
@@ -443,8 +462,12 @@ async fn run_as_reader(
 ) -> Result<InvestigationRows, InvestigationFailure> {
     use futures::TryStreamExt as _;
     let failed = |e: tiberius::error::Error| InvestigationFailure::Failed(e.to_string());
-    let enter = sql::become_reader(reader, request.timeout_ms.max(1))
-        .map_err(|e| InvestigationFailure::Refused(e.to_string()))?;
+    let enter = sql::become_reader(
+        reader,
+        request.timeout_ms.max(1),
+        request.max_rows.saturating_add(1),
+    )
+    .map_err(|e| InvestigationFailure::Refused(e.to_string()))?;
     let mut client = conn.into_client();
     let max = request.max_rows as usize;
     let run = async {
@@ -469,13 +492,16 @@ async fn run_as_reader(
             .collect();
         let mut rows = Vec::new();
         let mut truncated = false;
+        let mut bytes = 0usize;
         let mut row_stream = stream.into_row_stream();
         while let Some(row) = row_stream.try_next().await.map_err(failed)? {
-            if rows.len() == max {
+            let row: Vec<Option<String>> = row.into_iter().map(|cell| cell_text(&cell)).collect();
+            bytes += row.iter().flatten().map(String::len).sum::<usize>();
+            if rows.len() == max || bytes > crate::investigation::MAX_RESULT_BYTES {
                 truncated = true;
                 break;
             }
-            rows.push(row.into_iter().map(|cell| cell_text(&cell)).collect());
+            rows.push(row);
         }
         Ok(InvestigationRows {
             columns,
@@ -957,7 +983,23 @@ impl Engine for SqlServerEngine {
         let result = match check_query(&request.sql) {
             Err(why) => Err(InvestigationFailure::Refused(why)),
             // The connection is consumed: after WITH NO REVERT it is closed, never pooled.
-            Ok(sql) => run_as_reader(conn, &names.reader, sql, request).await,
+            Ok(sql) => {
+                let mut conn = conn;
+                let spid = conn
+                    .query_opt(sql::SPID, &[])
+                    .await?
+                    .and_then(|r| int_at(&r, 0));
+                let result = run_as_reader(conn, &names.reader, sql, request).await;
+                // Dropping the client does not stop the server's batch: end the session.
+                if let (Err(InvestigationFailure::Failed(why)), Some(spid)) = (&result, spid) {
+                    if why.contains("did not finish within") {
+                        if let Err(e) = self.master().await?.batch(&sql::kill(spid)).await {
+                            tracing::warn!(error = %e, spid, "could not end a timed-out investigation");
+                        }
+                    }
+                }
+                result
+            }
         };
         let outcome = match &result {
             Ok(rows) => serde_json::json!({
