@@ -255,6 +255,28 @@ impl TestEnv {
             None => req.body(Body::empty()),
         }
         .unwrap();
+        let (status, ctype, bytes) = self.send(req).await;
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, ctype, json)
+    }
+
+    /// Calls the router without a body and returns status, content type and the body as text
+    /// (for answers that are not JSON, such as `/metrics`).
+    pub async fn call_text(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, String, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let (status, ctype, bytes) = self.send(req.body(Body::empty()).unwrap()).await;
+        (status, ctype, String::from_utf8(bytes).unwrap())
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, String, Vec<u8>) {
         let resp = self.app.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let ctype = resp
@@ -266,8 +288,7 @@ impl TestEnv {
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await
             .unwrap();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, ctype, json)
+        (status, ctype, bytes.to_vec())
     }
 
     /// Calls the router with an operator token.

@@ -7,6 +7,8 @@ pub mod config;
 pub mod error;
 pub mod evidence;
 pub mod keyfile;
+pub mod metrics;
+pub mod policy;
 pub mod routes;
 pub mod signing;
 
@@ -123,6 +125,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     if !faults.is_empty() {
         tracing::warn!(faults = %config.faults, "FAULT INJECTION IS ON (tests only)");
     }
+    let metrics = Arc::new(metrics::Metrics::new());
     let runner = Runner::new(Services {
         catalog: catalog.clone(),
         engine: engine.clone(),
@@ -132,6 +135,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         lease_ttl: Duration::from_secs(config.lease_ttl_secs.max(3)),
         sweep_interval: Duration::from_secs(config.sweep_interval_secs.max(1)),
         rotation: config.rotation(),
+        observer: Some(metrics.clone()),
     });
     let resumed = runner.resume_all().await?;
     if resumed > 0 {
@@ -143,13 +147,31 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let anchors = orchestrator.start_anchor_task(Duration::from_secs(
         config.audit_anchor_interval_secs.max(1),
     ));
-    let router = routes::router(AppState {
+    let state = AppState {
         orchestrator,
         catalog: catalog.clone(),
         key,
         signer,
         max_body_bytes: config.max_body_bytes,
-    });
+    };
+    // `/metrics` (public in the policy table, checked like every route) and the HTTP metrics
+    // middleware around every route, the fallback included.
+    let scrape = metrics::routes(metrics::MetricsState {
+        metrics: metrics.clone(),
+        catalog: catalog.clone(),
+        node_id: config.node_id(),
+        rotation: config.rotation(),
+    })
+    .route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        policy::authorize,
+    ));
+    let router = routes::router(state)
+        .merge(scrape)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track_http,
+        ));
     Ok(App {
         router,
         runner,

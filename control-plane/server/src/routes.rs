@@ -48,20 +48,6 @@ pub struct Caller {
     pub request_id: Option<String>,
 }
 
-impl Caller {
-    /// Refuses with 403 unless the caller holds `role` (or `admin`).
-    pub fn require(&self, role: &str) -> Result<(), AppError> {
-        if self.roles.iter().any(|r| r == role || r == "admin") {
-            Ok(())
-        } else {
-            Err(AppError::new(
-                StatusCode::FORBIDDEN,
-                format!("this endpoint needs the {role} role"),
-            ))
-        }
-    }
-}
-
 impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
@@ -149,7 +135,6 @@ async fn create_tenant(
     caller: Caller,
     ApiJson(body): ApiJson<CreateTenantRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), AppError> {
-    caller.require("operator")?;
     let slug = parse_slug(&body.slug)?;
     let display_name = body.display_name.trim().to_owned();
     let length = display_name.chars().count();
@@ -176,21 +161,15 @@ async fn create_tenant(
     ))
 }
 
-async fn list_tenants(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<Vec<Tenant>>, AppError> {
-    caller.require("operator")?;
+async fn list_tenants(State(state): State<AppState>) -> Result<Json<Vec<Tenant>>, AppError> {
     let tenants = state.catalog.list_tenants().await?;
     Ok(Json(tenants.iter().map(tenant_view).collect()))
 }
 
 async fn show_tenant(
     State(state): State<AppState>,
-    caller: Caller,
     Path(slug): Path<String>,
 ) -> Result<Json<Tenant>, AppError> {
-    caller.require("operator")?;
     let slug = parse_slug(&slug)?;
     Ok(Json(tenant_view(
         &find_tenant(&state.catalog, &slug).await?,
@@ -203,7 +182,6 @@ async fn offboard_tenant(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<OffboardRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), AppError> {
-    caller.require("operator")?;
     let slug = parse_slug(&slug)?;
     let tenant = find_tenant(&state.catalog, &slug).await?;
     if body.confirm != slug.as_str() {
@@ -235,7 +213,6 @@ async fn rotate_tenant(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<RotateRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), AppError> {
-    caller.require("operator")?;
     let slug = parse_slug(&slug)?;
     let tenant = find_tenant(&state.catalog, &slug).await?;
     let op = state
@@ -258,10 +235,8 @@ async fn rotate_tenant(
 
 async fn list_rotations(
     State(state): State<AppState>,
-    caller: Caller,
     Path(slug): Path<String>,
 ) -> Result<Json<Vec<Rotation>>, AppError> {
-    caller.require("operator")?;
     let slug = parse_slug(&slug)?;
     let tenant = find_tenant(&state.catalog, &slug).await?;
     Ok(Json(rotation_history(&state.catalog, &tenant).await?))
@@ -311,9 +286,7 @@ pub(crate) async fn rotation_history(
 /// first: `[{"tenant", "rotate_after_secs"}]`.
 async fn rotations_due(
     State(state): State<AppState>,
-    caller: Caller,
 ) -> Result<Json<Vec<serde_json::Value>>, AppError> {
-    caller.require("operator")?;
     let policy = state.orchestrator.runner().services().rotation;
     let now = chrono::Utc::now();
     let due_before = now - chrono::Duration::from_std(policy.rotate_after).unwrap_or_default();
@@ -336,7 +309,6 @@ async fn investigate(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<InvestigateRequest>,
 ) -> Result<Json<InvestigateResponse>, AppError> {
-    caller.require("support")?;
     let slug = parse_slug(&slug)?;
     let ticket = body.ticket.trim();
     if ticket.is_empty()
@@ -439,10 +411,8 @@ async fn investigate(
 
 async fn show_operation(
     State(state): State<AppState>,
-    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Operation>, AppError> {
-    caller.require("operator")?;
     let id = Uuid::parse_str(&id).map_err(|_| {
         AppError::bad_request(format!("invalid operation id {id:?}: expected a UUID"))
     })?;
@@ -486,6 +456,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/operations/{id}", get(show_operation))
         .merge(crate::audit::routes())
         .merge(crate::evidence::routes())
+        // Every matched route passes the policy table first (after all merges, so it covers
+        // every route; before the fallback, which needs no token).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::policy::authorize,
+        ))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(

@@ -88,6 +88,16 @@ pub struct Services {
     pub sweep_interval: Duration,
     /// When credentials rotate.
     pub rotation: RotationPolicy,
+    /// Told when each forward step finishes (metrics); `None` observes nothing.
+    pub observer: Option<Arc<dyn StepObserver>>,
+}
+
+/// Watches the runner's steps, e.g. to count them and time them for metrics. It sees only the
+/// operation kind, the step name and the outcome: never a tenant, an id or a secret.
+pub trait StepObserver: Send + Sync {
+    /// A forward step finished after `seconds` (all its attempts, retries included) with
+    /// `outcome` `succeeded` or `failed`.
+    fn step_finished(&self, kind: &str, step: &str, outcome: &str, seconds: f64);
 }
 
 /// Verifies a tenant's audit log twice: the hash chain inside its database (from the last purge

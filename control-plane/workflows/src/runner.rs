@@ -258,7 +258,18 @@ impl Runner {
                         return Ok(OperationState::Succeeded);
                     };
                     let (idx, name) = (step.idx, step.name.clone());
-                    if let Err(e) = self.forward_step(lease, &op, &tenant, idx, &name).await {
+                    let started = std::time::Instant::now();
+                    let result = self.forward_step(lease, &op, &tenant, idx, &name).await;
+                    if let Some(observer) = &svc.observer {
+                        let outcome = if result.is_ok() {
+                            "succeeded"
+                        } else {
+                            "failed"
+                        };
+                        let seconds = started.elapsed().as_secs_f64();
+                        observer.step_finished(op.kind.as_str(), &name, outcome, seconds);
+                    }
+                    if let Err(e) = result {
                         let message = format!("step {name} failed: {}", e.message);
                         error!(step = %name, error = %e.message, "step failed");
                         svc.catalog.step_failed(lease, idx, &e.message).await?;

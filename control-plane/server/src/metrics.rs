@@ -1,0 +1,502 @@
+//! Prometheus metrics at `GET /metrics` (OpenMetrics text, through the official
+//! `prometheus-client` crate).
+//!
+//! Three sources feed one registry per process:
+//! - an HTTP middleware counts and times every request by method, route *template* (axum's
+//!   `MatchedPath`, e.g. `/v1/tenants/{slug}`; `unmatched` for anything no route matched) and
+//!   status;
+//! - the workflow runner reports each finished step through [`workflows::StepObserver`];
+//! - tenant, rotation and operation gauges are read from the catalog on each scrape, with the
+//!   `CatalogStore` methods the API already uses.
+//!
+//! `/metrics` needs no token, so Prometheus can scrape it; that is safe because no label ever
+//! carries a tenant slug, an id, a raw path or a secret: every label value comes from a closed
+//! set (methods, route templates, status codes, operation kinds, step names, tenant states).
+//! Restrict who reaches the port if even tenant counts are sensitive.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use api_types::TenantState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use catalog::Catalog;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use workflows::{RotationPolicy, StepObserver};
+
+/// The content type of the OpenMetrics text format, which Prometheus negotiates and parses.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A tenant whose rotation has been due for longer than this counts as overdue.
+pub const OVERDUE_AFTER: chrono::Duration = chrono::Duration::days(1);
+
+/// The `route` label of a request no route matched (so raw paths never become labels).
+pub const UNMATCHED: &str = "unmatched";
+
+/// At most this many tenants are counted as due (or overdue) per scrape.
+const DUE_LIMIT: i64 = 10_000;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: &'static str,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    kind: String,
+    step: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepKindLabels {
+    kind: String,
+    step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Request latencies: 1 ms to ~33 s.
+fn http_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Step durations: 5 ms to ~5.7 min (a template clone is tens of ms, a retried step minutes).
+fn step_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 17))
+}
+
+/// The process's metrics.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<RouteLabels>,
+    steps: Family<StepLabels, Counter>,
+    step_duration: HistogramFamily<StepKindLabels>,
+    tenants: Family<StateLabels, Gauge>,
+    rotations_due: Gauge,
+    rotations_overdue: Gauge,
+    operations_unfinished: Gauge,
+    scrape_errors: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// An empty registry with every `tcp_*` metric registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tcp");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route template and status",
+            http_requests.clone(),
+        );
+        let http_duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(http_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency in seconds by method and route template",
+            http_duration.clone(),
+        );
+        let steps = Family::<StepLabels, Counter>::default();
+        registry.register(
+            "operation_steps",
+            "Workflow steps finished, by operation kind, step and outcome (succeeded, failed)",
+            steps.clone(),
+        );
+        let step_duration: HistogramFamily<StepKindLabels> =
+            Family::new_with_constructor(step_histogram);
+        registry.register(
+            "operation_step_duration_seconds",
+            "Workflow step duration in seconds (all attempts of one run), by operation kind and step",
+            step_duration.clone(),
+        );
+        let tenants = Family::<StateLabels, Gauge>::default();
+        // Every state from the start (zero until the first scrape reads the catalog).
+        for state in ALL_STATES {
+            tenants
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(0);
+        }
+        registry.register(
+            "tenants",
+            "Tenants in the catalog by state (read at scrape time)",
+            tenants.clone(),
+        );
+        let rotations_due = Gauge::default();
+        registry.register(
+            "rotations_due",
+            "Active tenants whose credentials are due for rotation now (read at scrape time)",
+            rotations_due.clone(),
+        );
+        let rotations_overdue = Gauge::default();
+        registry.register(
+            "rotations_overdue",
+            "Active tenants whose rotation has been due for more than one day (read at scrape time)",
+            rotations_overdue.clone(),
+        );
+        let operations_unfinished = Gauge::default();
+        registry.register(
+            "operations_unfinished",
+            "Pending or running operations this replica runs or may claim (read at scrape time)",
+            operations_unfinished.clone(),
+        );
+        let scrape_errors = Counter::default();
+        registry.register(
+            "metrics_catalog_errors",
+            "Scrapes whose catalog reads failed (the catalog gauges then keep their last values)",
+            scrape_errors.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            steps,
+            step_duration,
+            tenants,
+            rotations_due,
+            rotations_overdue,
+            operations_unfinished,
+            scrape_errors,
+        }
+    }
+
+    /// Records one HTTP request. `route` is a route template or `None` (no route matched).
+    pub fn observe_http(&self, method: &str, route: Option<&str>, status: u16, seconds: f64) {
+        let method = method_label(method);
+        let route = route.unwrap_or(UNMATCHED).to_owned();
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                method,
+                route: route.clone(),
+                status,
+            })
+            .inc();
+        self.http_duration
+            .get_or_create(&RouteLabels { method, route })
+            .observe(seconds);
+    }
+
+    /// Reads the catalog gauges: tenants by state, rotations due and overdue, unfinished
+    /// operations.
+    pub async fn refresh(
+        &self,
+        catalog: &Catalog,
+        node_id: &str,
+        rotation: &RotationPolicy,
+    ) -> Result<(), catalog::CatalogError> {
+        let now = chrono::Utc::now();
+        let tenants = catalog.list_tenants().await?;
+        let due_before =
+            now - chrono::Duration::from_std(rotation.rotate_after).unwrap_or_default();
+        // `failed_after = now`: a tenant whose last rotation failed is still due (as in
+        // `GET /v1/rotations/due`); the scheduler's slower retry pace is not "not due".
+        let due = catalog.rotation_due(due_before, now, DUE_LIMIT).await?;
+        let overdue = catalog
+            .rotation_due(due_before - OVERDUE_AFTER, now, DUE_LIMIT)
+            .await?;
+        let unfinished = catalog.claimable_operations(node_id).await?;
+        // Every state is set, zeros included, so a state that emptied does not keep its count.
+        for state in ALL_STATES {
+            let n = tenants.iter().filter(|t| t.state == state).count();
+            self.tenants
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(count(n));
+        }
+        self.rotations_due.set(count(due.len()));
+        self.rotations_overdue.set(count(overdue.len()));
+        self.operations_unfinished.set(count(unfinished.len()));
+        Ok(())
+    }
+
+    /// The registry as OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+const ALL_STATES: [TenantState; 5] = [
+    TenantState::Provisioning,
+    TenantState::Active,
+    TenantState::Offboarding,
+    TenantState::Offboarded,
+    TenantState::Failed,
+];
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The method label: standard methods as they are, anything else `other` (clients may send
+/// any token as a method, which must not grow the label set).
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+impl StepObserver for Metrics {
+    fn step_finished(&self, kind: &str, step: &str, outcome: &str, seconds: f64) {
+        self.steps
+            .get_or_create(&StepLabels {
+                kind: kind.to_owned(),
+                step: step.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.step_duration
+            .get_or_create(&StepKindLabels {
+                kind: kind.to_owned(),
+                step: step.to_owned(),
+            })
+            .observe(seconds);
+    }
+}
+
+/// What `GET /metrics` needs.
+#[derive(Clone)]
+pub struct MetricsState {
+    /// The registry.
+    pub metrics: Arc<Metrics>,
+    /// Where the gauges are read.
+    pub catalog: Catalog,
+    /// This replica's node id (its claimable operations are the unfinished ones it sees).
+    pub node_id: String,
+    /// When credentials are due.
+    pub rotation: RotationPolicy,
+}
+
+/// The `/metrics` route.
+pub fn routes(state: MetricsState) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(state)
+}
+
+/// Counts and times every request; the route label is the matched template, never the path.
+pub async fn track_http(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let response = next.run(req).await;
+    metrics.observe_http(
+        &method,
+        route.as_deref(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+async fn scrape(State(state): State<MetricsState>) -> Response {
+    if let Err(e) = state
+        .metrics
+        .refresh(&state.catalog, &state.node_id, &state.rotation)
+        .await
+    {
+        tracing::warn!(error = %e, "metrics: catalog gauges not refreshed");
+        state.metrics.scrape_errors.inc();
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    fn line_value(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn http_requests_are_labelled_by_template_and_status() {
+        let m = Metrics::new();
+        m.observe_http("GET", Some("/v1/tenants/{slug}"), 200, 0.01);
+        m.observe_http("GET", Some("/v1/tenants/{slug}"), 200, 0.02);
+        m.observe_http("BREW", None, 404, 0.001);
+        let text = m.render();
+        assert_eq!(
+            line_value(
+                &text,
+                r#"tcp_http_requests_total{method="GET",route="/v1/tenants/{slug}",status="200"}"#
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"tcp_http_requests_total{method="other",route="unmatched",status="404"} 1"#
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                r#"tcp_http_request_duration_seconds_count{method="GET",route="/v1/tenants/{slug}"}"#
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP tcp_http_requests HTTP requests"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn steps_are_counted_and_timed() {
+        let m = Metrics::new();
+        m.step_finished("onboard", "create_database", "succeeded", 0.07);
+        m.step_finished("onboard", "create_database", "failed", 1.5);
+        let text = m.render();
+        assert!(text.contains(
+            r#"tcp_operation_steps_total{kind="onboard",step="create_database",outcome="succeeded"} 1"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"tcp_operation_steps_total{kind="onboard",step="create_database",outcome="failed"} 1"#
+        ), "{text}");
+        assert_eq!(
+            line_value(
+                &text,
+                r#"tcp_operation_step_duration_seconds_count{kind="onboard",step="create_database"}"#
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        let sum = line_value(
+            &text,
+            r#"tcp_operation_step_duration_seconds_sum{kind="onboard",step="create_database"}"#,
+        )
+        .unwrap();
+        assert!((sum - 1.57).abs() < 1e-9, "{text}");
+    }
+
+    #[test]
+    fn gauges_are_registered_with_help() {
+        let text = Metrics::new().render();
+        for name in [
+            "tcp_tenants",
+            "tcp_rotations_due",
+            "tcp_rotations_overdue",
+            "tcp_operations_unfinished",
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
+            assert!(
+                text.contains(&format!("# TYPE {name} gauge")),
+                "{name}: {text}"
+            );
+        }
+        for state in ALL_STATES {
+            let line = format!("tcp_tenants{{state=\"{}\"}} 0\n", state.as_str());
+            assert!(text.contains(&line), "{line}: {text}");
+        }
+    }
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("get"), "other");
+        assert_eq!(method_label("X-ANYTHING-1234"), "other");
+    }
+
+    /// The middleware sees the matched template, not the path, and `unmatched` for a miss.
+    #[tokio::test]
+    async fn the_middleware_records_route_templates() {
+        let metrics = Arc::new(Metrics::new());
+        let app = Router::new()
+            .route("/metrics", get(|| async { "ok" }))
+            // Only routes the policy table knows: its test reads every route registered in this file.
+            .route("/v1/tenants/{slug}", get(|| async { "tenant" }))
+            .fallback(|| async { StatusCode::NOT_FOUND })
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.clone(),
+                track_http,
+            ));
+        for uri in [
+            "/v1/tenants/acme-corp",
+            "/v1/tenants/other-co",
+            "/nope/secret-x",
+        ] {
+            let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            app.clone().oneshot(req).await.unwrap();
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"tcp_http_requests_total{method="GET",route="/v1/tenants/{slug}",status="200"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"tcp_http_requests_total{method="GET",route="unmatched",status="404"} 1"#
+            ),
+            "{text}"
+        );
+        for raw in ["acme-corp", "other-co", "secret-x"] {
+            assert!(!text.contains(raw), "{raw} leaked into labels: {text}");
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Who may call what: one declarative table, enforced by one middleware on every matched route.
+//!
+//! A route without a rule is refused (deny by default), and a unit test reads the router's
+//! `.route(...)` registrations from the source and fails when any of them lacks a rule, or a rule
+//! names no route. Handlers never check roles themselves.
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::AppError;
+use crate::routes::{AppState, Caller};
+
+/// What a route needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No token (probes and scrapers).
+    Public,
+    /// Any valid token.
+    Authenticated,
+    /// A token with one of these roles (`admin` passes every `Roles` rule).
+    Roles(&'static [&'static str]),
+}
+
+/// One rule: method, route template (as registered), access.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    /// HTTP method.
+    pub method: &'static str,
+    /// The route template, e.g. `/v1/tenants/{slug}`.
+    pub route: &'static str,
+    /// Who may call it.
+    pub access: Access,
+}
+
+const fn rule(method: &'static str, route: &'static str, access: Access) -> Rule {
+    Rule {
+        method,
+        route,
+        access,
+    }
+}
+
+const OPERATOR: Access = Access::Roles(&["operator"]);
+const SUPPORT: Access = Access::Roles(&["support"]);
+const AUDITOR: Access = Access::Roles(&["auditor"]);
+const ADMIN: Access = Access::Roles(&["admin"]);
+
+/// The policy: every route the API serves.
+pub const POLICY: &[Rule] = &[
+    rule("GET", "/healthz", Access::Public),
+    rule("GET", "/readyz", Access::Public),
+    rule("GET", "/metrics", Access::Public),
+    rule("POST", "/v1/tenants", OPERATOR),
+    rule("GET", "/v1/tenants", OPERATOR),
+    rule("GET", "/v1/tenants/{slug}", OPERATOR),
+    rule("POST", "/v1/tenants/{slug}/offboard", OPERATOR),
+    rule("POST", "/v1/tenants/{slug}/rotate", OPERATOR),
+    rule("GET", "/v1/tenants/{slug}/rotations", OPERATOR),
+    rule("GET", "/v1/rotations/due", OPERATOR),
+    rule("GET", "/v1/operations/{id}", OPERATOR),
+    rule("POST", "/v1/tenants/{slug}/investigations", SUPPORT),
+    rule("GET", "/v1/tenants/{slug}/audit-events", AUDITOR),
+    rule("GET", "/v1/tenants/{slug}/audit/verify", AUDITOR),
+    rule("POST", "/v1/tenants/{slug}/audit/purge", ADMIN),
+    rule("GET", "/v1/tenants/{slug}/deletion-certificate", AUDITOR),
+    rule("GET", "/v1/tenants/{slug}/evidence", AUDITOR),
+    rule("GET", "/v1/signing-key", Access::Authenticated),
+];
+
+/// The rule for a request, if any.
+pub fn lookup(method: &str, route: &str) -> Option<&'static Rule> {
+    POLICY
+        .iter()
+        .find(|r| r.method.eq_ignore_ascii_case(method) && r.route == route)
+}
+
+/// Enforces [`POLICY`] on a matched route: 401 without a valid token, 403 without a role the
+/// rule names, 500 (and an error log) for a route that has no rule.
+pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let method = req.method().as_str().to_owned();
+    let Some(rule) = lookup(&method, &route) else {
+        tracing::error!(%method, %route, "route has no authorization policy; refused");
+        return AppError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this endpoint has no authorization policy; refused",
+        )
+        .into_response();
+    };
+    if rule.access == Access::Public {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let caller = match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if let Access::Roles(roles) = rule.access {
+        let allowed = caller
+            .roles
+            .iter()
+            .any(|r| r == "admin" || roles.contains(&r.as_str()));
+        if !allowed {
+            return AppError::new(
+                StatusCode::FORBIDDEN,
+                format!("this endpoint needs the {} role", roles.join(" or ")),
+            )
+            .into_response();
+        }
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// `(method, route)` of every `.route("...", get(..).post(..))` in a source file.
+    fn registered(source: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut rest = source;
+        while let Some(i) = rest.find(".route(") {
+            rest = &rest[i + ".route(".len()..];
+            let Some(open) = rest.find('"') else { break };
+            let after = &rest[open + 1..];
+            let close = after.find('"').unwrap();
+            let path = after[..close].to_owned();
+            // The method router runs to the parenthesis that closes `.route(`.
+            let mut depth = 1;
+            let mut end = 0;
+            for (j, c) in rest.char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = j;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let methods = &rest[open + 1 + close..end];
+            for (name, method) in [
+                ("get(", "GET"),
+                ("post(", "POST"),
+                ("put(", "PUT"),
+                ("patch(", "PATCH"),
+                ("delete(", "DELETE"),
+            ] {
+                let called = methods
+                    .match_indices(name)
+                    .any(|(k, _)| k == 0 || !methods.as_bytes()[k - 1].is_ascii_alphanumeric());
+                if called {
+                    out.push((method.to_owned(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn all_registered() -> Vec<(String, String)> {
+        let mut routes = Vec::new();
+        for source in [
+            include_str!("routes.rs"),
+            include_str!("audit.rs"),
+            include_str!("evidence.rs"),
+        ] {
+            let source = source.split("#[cfg(test)]").next().unwrap_or_default();
+            routes.extend(registered(source));
+        }
+        let metrics = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs");
+        if let Ok(text) = std::fs::read_to_string(metrics) {
+            routes.extend(registered(
+                text.split("#[cfg(test)]").next().unwrap_or_default(),
+            ));
+        }
+        routes
+    }
+
+    #[test]
+    fn every_route_has_a_rule_and_every_rule_a_route() {
+        let routes = all_registered();
+        assert!(routes.len() >= 17, "too few routes found: {routes:?}");
+        for (method, path) in &routes {
+            assert!(
+                lookup(method, path).is_some(),
+                "{method} {path} has no authorization rule in policy::POLICY"
+            );
+        }
+        for rule in POLICY {
+            assert!(
+                routes
+                    .iter()
+                    .any(|(m, p)| m == rule.method && p == rule.route),
+                "policy rule {} {} names no route",
+                rule.method,
+                rule.route
+            );
+        }
+    }
+
+    #[test]
+    fn the_route_reader_finds_methods() {
+        let src = r#".route("/a", post(x).get(y)) .route("/b/{id}", get(z)) .route("/c", delete(budget))"#;
+        assert_eq!(
+            registered(src),
+            [
+                ("GET".to_owned(), "/a".to_owned()),
+                ("POST".to_owned(), "/a".to_owned()),
+                ("GET".to_owned(), "/b/{id}".to_owned()),
+                ("DELETE".to_owned(), "/c".to_owned()),
+            ]
+        );
+    }
+}
