@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::AppError;
-use crate::routes::{find_tenant, parse_slug, ApiJson, AppState, Caller};
+use crate::routes::{parse_slug, ApiJson, AppState, Caller};
 
 /// The audit routes.
 pub fn routes() -> Router<AppState> {
@@ -39,21 +39,18 @@ pub struct EventsQuery {
     actor: Option<String>,
 }
 
+/// The active tenant of `slug`: its audit log lives in its database.
 async fn active_tenant(
     state: &AppState,
     slug: &str,
 ) -> Result<(catalog::TenantRecord, engine::TenantNames), AppError> {
-    let slug = parse_slug(slug)?;
-    let tenant = find_tenant(&state.catalog, &slug).await?;
-    if tenant.state != api_types::TenantState::Active {
-        return Err(AppError::conflict(format!(
-            "tenant {slug} is {}; its audit log lives in its database, which only an active \
-             tenant has (an offboarded tenant's final chain head is in its deletion certificate)",
-            tenant.state
-        )));
-    }
-    let names = state.orchestrator.runner().services().engine.names(&slug);
-    Ok((tenant, names))
+    crate::routes::active_tenant(
+        state,
+        &parse_slug(slug)?,
+        "its audit log lives in its database, which only an active tenant has (an offboarded \
+         tenant's final chain head is in its deletion certificate)",
+    )
+    .await
 }
 
 async fn list_events(
@@ -147,23 +144,14 @@ async fn purge(
             tenant.slug, report["first_broken"]
         )));
     }
-    let secret =
-        secrets::SecretName::new(&api_types::TenantSecrets::for_slug(&tenant.slug).audit_admin)
-            .map_err(|e| AppError::internal(&e))?;
-    let audit_admin = svc
-        .secrets
-        .get(&secret, None)
-        .await
-        .map_err(|e| AppError::internal(&e))?;
+    let audit_admin = crate::routes::current_secret(
+        &state,
+        &api_types::TenantSecrets::for_slug(&tenant.slug).audit_admin,
+    )
+    .await?;
     let deleted = svc
         .engine
-        .purge_audit(
-            &names,
-            &audit_admin.value,
-            body.before,
-            reason,
-            &caller.subject,
-        )
+        .purge_audit(&names, &audit_admin, body.before, reason, &caller.subject)
         .await
         .map_err(|e| AppError::internal(&e))?;
     let head = workflows::anchor_purge(svc, tenant.id, &names)

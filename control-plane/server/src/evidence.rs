@@ -19,7 +19,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use catalog::{AuditRecord, TenantRecord};
 use engine::TenantNames;
-use secrets::{SecretName, SecretValue};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -115,18 +114,16 @@ async fn tenant_evidence(
     let Query(query) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
     let period = bundle::Period::parse(query.since.as_deref(), chrono::Utc::now())
         .map_err(AppError::bad_request)?;
-    let tenant = crate::routes::find_tenant(&state.catalog, &slug).await?;
-    if tenant.state != TenantState::Active {
-        return Err(AppError::conflict(format!(
-            "tenant {slug} is {}; evidence is read live from an active tenant's database",
-            tenant.state
-        )));
-    }
+    let (tenant, names) = crate::routes::active_tenant(
+        &state,
+        &slug,
+        "evidence is read live from an active tenant's database",
+    )
+    .await?;
     let svc = state.orchestrator.runner().services();
     let secret_names = TenantSecrets::for_slug(&slug);
-    let app = current_secret(&state, &secret_names.app).await?;
-    let audit_admin = current_secret(&state, &secret_names.audit_admin).await?;
-    let names = svc.engine.names(&slug);
+    let app = crate::routes::current_secret(&state, &secret_names.app).await?;
+    let audit_admin = crate::routes::current_secret(&state, &secret_names.audit_admin).await?;
     let engine_facts = svc
         .engine
         .evidence(&names, &app)
@@ -168,20 +165,6 @@ async fn tenant_evidence(
                    actor = %caller.subject, sections = %statuses.join(" "),
                    "evidence bundle signed");
     Ok(Json(signed))
-}
-
-/// The current value of one of the tenant's secrets.
-async fn current_secret(state: &AppState, name: &str) -> Result<SecretValue, AppError> {
-    let name = SecretName::new(name).map_err(|e| AppError::internal(&e))?;
-    let secret = state
-        .orchestrator
-        .runner()
-        .services()
-        .secrets
-        .get(&name, None)
-        .await
-        .map_err(|e| AppError::internal(&format!("reading secret {name}: {e}")))?;
-    Ok(secret.value)
 }
 
 /// The audit-chain section (SOC 2 CC7.2): the same verification as `GET …/audit/verify` (the

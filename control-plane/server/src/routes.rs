@@ -130,6 +130,41 @@ pub(crate) async fn find_tenant(
         .ok_or_else(|| AppError::not_found(format!("tenant {slug} not found")))
 }
 
+/// The active tenant holding `slug` and its names; 409 naming `why` an active tenant is needed
+/// (its database is read live) when it is in another state.
+pub(crate) async fn active_tenant(
+    state: &AppState,
+    slug: &TenantSlug,
+    why: &str,
+) -> Result<(TenantRecord, engine::TenantNames), AppError> {
+    let tenant = find_tenant(&state.catalog, slug).await?;
+    if tenant.state != api_types::TenantState::Active {
+        return Err(AppError::conflict(format!(
+            "tenant {slug} is {}; {why}",
+            tenant.state
+        )));
+    }
+    let names = state.orchestrator.runner().services().engine.names(slug);
+    Ok((tenant, names))
+}
+
+/// The current value of one of a tenant's secrets (for the control plane's own use only).
+pub(crate) async fn current_secret(
+    state: &AppState,
+    name: &str,
+) -> Result<secrets::SecretValue, AppError> {
+    let name = secrets::SecretName::new(name).map_err(|e| AppError::internal(&e))?;
+    let secret = state
+        .orchestrator
+        .runner()
+        .services()
+        .secrets
+        .get(&name, None)
+        .await
+        .map_err(|e| AppError::internal(&format!("reading secret {name}: {e}")))?;
+    Ok(secret.value)
+}
+
 async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -333,21 +368,10 @@ async fn investigate(
     if !(1..=1000).contains(&body.max_rows) {
         return Err(AppError::bad_request("max_rows must be 1 to 1000"));
     }
-    let tenant = find_tenant(&state.catalog, &slug).await?;
-    if tenant.state != api_types::TenantState::Active {
-        return Err(AppError::conflict(format!(
-            "tenant {slug} is {}; only an active tenant can be investigated",
-            tenant.state
-        )));
-    }
+    let (tenant, names) =
+        active_tenant(&state, &slug, "only an active tenant can be investigated").await?;
     let svc = state.orchestrator.runner().services();
-    let name = secrets::SecretName::new(&TenantSecrets::for_slug(&slug).investigator)
-        .map_err(|e| AppError::internal(&e))?;
-    let investigator = svc
-        .secrets
-        .get(&name, None)
-        .await
-        .map_err(|e| AppError::internal(&e))?;
+    let investigator = current_secret(&state, &TenantSecrets::for_slug(&slug).investigator).await?;
     let request = engine::InvestigationRequest {
         actor: caller.subject.clone(),
         ticket: ticket.to_owned(),
@@ -357,7 +381,6 @@ async fn investigate(
         request_id: caller.request_id.clone(),
         timeout_ms: 10_000,
     };
-    let names = svc.engine.names(&slug);
     // Its own task: a client that disconnects (which drops this handler) must not cut the
     // investigation between its query event and its outcome event.
     let task = {
@@ -366,7 +389,7 @@ async fn investigate(
         tokio::spawn(async move {
             let done = services
                 .engine
-                .investigate(&names, &investigator.value, &request)
+                .investigate(&names, &investigator, &request)
                 .await?;
             // Both events are in the chain now: anchor its head outside the database.
             if let Err(e) =

@@ -76,6 +76,13 @@ pub fn statement(attempt: Attempt) -> String {
     }
 }
 
+/// The cluster's superuser on a database (what a rogue administrator would use).
+async fn superuser_on(database: &str) -> tokio_postgres::Client {
+    connect(&PgCluster::shared().url_for(database))
+        .await
+        .unwrap_or_else(|e| panic!("superuser on {database}: {e}"))
+}
+
 impl PostgresSession {
     async fn one_uuid(
         &self,
@@ -308,9 +315,7 @@ impl Probe for PostgresProbe {
     }
 
     async fn admin(&self, database: &str) -> Box<dyn Session> {
-        let client = connect(&PgCluster::shared().url_for(database))
-            .await
-            .unwrap_or_else(|e| panic!("superuser on {database}: {e}"));
+        let client = superuser_on(database).await;
         Box::new(PostgresSession {
             client,
             reader: None,
@@ -318,9 +323,7 @@ impl Probe for PostgresProbe {
     }
 
     async fn tamper_with_audit_event(&self, database: &str, action: &str) -> i64 {
-        let db = connect(&PgCluster::shared().url_for(database))
-            .await
-            .unwrap_or_else(|e| panic!("superuser on {database}: {e}"));
+        let db = superuser_on(database).await;
         let id: i64 = db
             .query_one(
                 "SELECT max(id) FROM audit.audit_events WHERE action = $1",
@@ -340,9 +343,7 @@ impl Probe for PostgresProbe {
     }
 
     async fn delete_audit_event(&self, database: &str, action: &str) -> i64 {
-        let db = connect(&PgCluster::shared().url_for(database))
-            .await
-            .unwrap_or_else(|e| panic!("superuser on {database}: {e}"));
+        let db = superuser_on(database).await;
         let id: i64 = db
             .query_one(
                 "SELECT max(id) FROM audit.audit_events WHERE action = $1",
@@ -362,9 +363,7 @@ impl Probe for PostgresProbe {
     }
 
     async fn insert_audit_event(&self, database: &str) -> i64 {
-        let db = connect(&PgCluster::shared().url_for(database))
-            .await
-            .unwrap_or_else(|e| panic!("superuser on {database}: {e}"));
+        let db = superuser_on(database).await;
         db.query_one(
             "INSERT INTO audit.audit_events \
                  (id, occurred_at, principal, actor, action, detail, request_id, prev_hash, hash) \
@@ -382,9 +381,7 @@ impl Probe for PostgresProbe {
     }
 
     async fn wipe_audit_log(&self, database: &str) {
-        let db = connect(&PgCluster::shared().url_for(database))
-            .await
-            .unwrap_or_else(|e| panic!("superuser on {database}: {e}"));
+        let db = superuser_on(database).await;
         db.batch_execute(
             "SET session_replication_role = replica; \
              DELETE FROM audit.audit_events; \
@@ -396,9 +393,7 @@ impl Probe for PostgresProbe {
     }
 
     async fn rewrite_audit_chain(&self, database: &str) -> i64 {
-        let db = connect(&PgCluster::shared().url_for(database))
-            .await
-            .unwrap_or_else(|e| panic!("superuser on {database}: {e}"));
+        let db = superuser_on(database).await;
         db.batch_execute(
             "SET session_replication_role = replica; \
              UPDATE audit.audit_events SET actor = 'mallory' \
