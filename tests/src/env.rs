@@ -260,6 +260,20 @@ impl TestEnv {
         (status, ctype, json)
     }
 
+    /// Calls the router with a token of `role` and returns status and JSON body.
+    pub async fn call_as(
+        &self,
+        role: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let token = self.token(role);
+        let body = body.map(|b| serde_json::to_vec(&b).unwrap());
+        let (status, _, json) = self.call_raw(method, path, Some(&token), body).await;
+        (status, json)
+    }
+
     /// Calls the router without a body and returns status, content type and the body as text
     /// (for answers that are not JSON, such as `/metrics`).
     pub async fn call_text(

@@ -204,6 +204,42 @@ async fn control_plane_audit_log_records_every_state_change_with_actor_and_reque
         .all(|r| r.request_id.as_deref() == Some("req-audit-trail-1")));
     assert!(env.app.catalog.verify_audit_chain().await.unwrap().valid);
 
+    // The steps ran in database sessions tagged with the request id (PostgreSQL's
+    // application_name, SQL Server's SESSION_CONTEXT), so the tenant database's own audit event
+    // of the provisioning names the API call too.
+    let (status, events) = env
+        .call_as(
+            "auditor",
+            Method::GET,
+            "/v1/tenants/audit-trail/audit-events",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let provisioned = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "tenant.provisioned")
+        .unwrap_or_else(|| panic!("no tenant.provisioned event in {events}"));
+    assert_eq!(
+        provisioned["request_id"], "req-audit-trail-1",
+        "{provisioned}"
+    );
+
+    // An id that is not a plain token is replaced by a generated one (it would otherwise reach
+    // log lines and session tags as given).
+    let req = axum::http::Request::builder()
+        .uri("/healthz")
+        .header("x-request-id", "x'; DROP TABLE t; --")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(env.app.router.clone(), req)
+        .await
+        .unwrap();
+    let replaced = resp.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(replaced).is_ok(), "{replaced}");
+
     // The catalog's log is append-only, even for the superuser, and tampering is detected
     // (checked on the PostgreSQL catalog; the SQL Server catalog's trigger is its mirror).
     if env.app.catalog.backend() != "postgres" {

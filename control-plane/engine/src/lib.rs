@@ -6,6 +6,7 @@
 //! get validated names ([`TenantNames`]) and credentials, and return typed errors.
 
 pub mod assets;
+pub mod context;
 mod error;
 pub mod evidence;
 pub mod investigation;

@@ -107,7 +107,10 @@ fn host_of(config: &Config) -> String {
     }
 }
 
+/// Connects, tagging the session with the request in scope (`application_name`).
 async fn connect(config: &Config, target: &str) -> Result<Client, EngineError> {
+    let mut config = config.clone();
+    config.application_name(crate::context::session_tag());
     let (client, connection) = config
         .connect(NoTls)
         .await
@@ -254,13 +257,20 @@ impl PostgresEngine {
     async fn admin(
         &self,
     ) -> Result<bb8::PooledConnection<'_, PostgresConnectionManager<NoTls>>, EngineError> {
-        Ok(self.pool.get().await?)
+        let conn = self.pool.get().await?;
+        // A pooled session served other requests before: tag it with this one. The tag holds
+        // only characters that need no quoting (`context::valid_request_id`).
+        conn.batch_execute(&format!(
+            "SET application_name = '{}'",
+            crate::context::session_tag()
+        ))
+        .await?;
+        Ok(conn)
     }
 
     async fn connect_db(&self, database: &str) -> Result<Client, EngineError> {
         let mut config = self.admin.clone();
         config.dbname(database);
-        config.application_name("tenant-control-plane");
         connect(&config, database).await
     }
 

@@ -9,6 +9,7 @@ pub mod evidence;
 pub mod keyfile;
 pub mod metrics;
 pub mod policy;
+pub mod request_id;
 pub mod routes;
 pub mod signing;
 

@@ -8,17 +8,17 @@ use api_types::{
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use catalog::{Catalog, TenantRecord};
 use serde_json::json;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use uuid::Uuid;
 use workflows::Orchestrator;
 
 use crate::auth::{AuthError, LocalKey};
 use crate::error::AppError;
+use crate::request_id::REQUEST_ID;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -34,8 +34,6 @@ pub struct AppState {
     /// Largest accepted body.
     pub max_body_bytes: usize,
 }
-
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The authenticated caller.
 #[derive(Clone, Debug)]
@@ -386,7 +384,8 @@ async fn investigate(
     let task = {
         let services = svc.clone();
         let tenant_id = tenant.id;
-        tokio::spawn(async move {
+        let request_id = caller.request_id.clone();
+        tokio::spawn(engine::context::with_request_id(request_id, async move {
             let done = services
                 .engine
                 .investigate(&names, &investigator, &request)
@@ -398,7 +397,7 @@ async fn investigate(
                 tracing::warn!(error = %e, "could not anchor the audit chain after an investigation");
             }
             Ok::<_, engine::EngineError>(done)
-        })
+        }))
     };
     let done = task
         .await
@@ -500,7 +499,6 @@ pub fn router(state: AppState) -> Router {
                 },
             ),
         )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(axum::middleware::from_fn(crate::request_id::layer))
         .with_state(state)
 }

@@ -210,8 +210,18 @@ impl Runner {
                 }
             })
         };
+        // The request that started the operation tags every engine session of its steps and
+        // every log line (a DBA or an operator traces a step back to the API call).
+        let request_id = svc
+            .catalog
+            .operation(id)
+            .await?
+            .and_then(|op| op.request_id)
+            .filter(|r| engine::context::valid_request_id(r).is_some());
+        let span = tracing::info_span!("steps", request_id = request_id.as_deref().unwrap_or("-"));
+        let drive = engine::context::with_request_id(request_id, self.drive(&lease));
         let result = tokio::select! {
-            r = self.drive(&lease) => r,
+            r = drive.instrument(span) => r,
             _ = lost_rx.wait_for(|lost| *lost) => Err(CatalogError::LeaseLost { operation: id }),
         };
         heartbeat.abort();

@@ -152,6 +152,9 @@ mod sql {
          HAS_PERMS_BY_NAME(NULL, NULL, 'CREATE ANY DATABASE'), \
          HAS_PERMS_BY_NAME(NULL, NULL, 'ALTER ANY CONNECTION')";
     pub const REVOKE_GUEST: &str = "REVOKE CONNECT FROM guest;";
+    /// Tags the session with the API request it serves (`@P1`, NULL outside a request).
+    pub const TAG_SESSION: &str =
+        "EXEC sys.sp_set_session_context @key = N'request_id', @value = @P1;";
     pub const RECORD_PROVISIONED: &str =
         "EXEC sys.sp_set_session_context @key = N'actor', @value = @P1; \
          IF NOT EXISTS (SELECT 1 FROM audit.AuditEvents WHERE Action = N'tenant.provisioned') \
@@ -415,6 +418,7 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("tenant_users", sql::TENANT_USERS.to_owned()),
         ("server_facts", sql::SERVER_FACTS.to_owned()),
         ("revoke_guest", sql::REVOKE_GUEST.to_owned()),
+        ("tag_session", sql::TAG_SESSION.to_owned()),
         ("record_provisioned", sql::RECORD_PROVISIONED.to_owned()),
         ("schema_version", sql::SCHEMA_VERSION.to_owned()),
         ("has_audit_schema", sql::HAS_AUDIT_SCHEMA.to_owned()),
@@ -556,6 +560,14 @@ fn cell_text(cell: &ColumnData<'static>) -> Option<String> {
     }
 }
 
+/// Tags a pooled session with the request in scope (`SESSION_CONTEXT(N'request_id')`, which
+/// the tenant's audit procedures record too); a session borrowed outside a request is cleared.
+async fn tag_session(conn: &mut mssql::Conn) -> Result<(), EngineError> {
+    let id = crate::context::current_request_id();
+    conn.execute(sql::TAG_SESSION, &[&id.as_deref()]).await?;
+    Ok(())
+}
+
 impl SqlServerEngine {
     /// Builds the engine and its pools; no connection is made until first use.
     pub fn new(config: SqlServerConfig) -> Self {
@@ -573,7 +585,9 @@ impl SqlServerEngine {
     }
 
     async fn master(&self) -> Result<bb8::PooledConnection<'_, mssql::Manager>, EngineError> {
-        Ok(self.master.get().await?)
+        let mut conn = self.master.get().await?;
+        tag_session(&mut conn).await?;
+        Ok(conn)
     }
 
     /// A pooled admin connection on a tenant database.
@@ -581,7 +595,9 @@ impl SqlServerEngine {
         &self,
         database: &str,
     ) -> Result<bb8::PooledConnection<'static, mssql::Manager>, EngineError> {
-        Ok(self.tenants.pool(database).get_owned().await?)
+        let mut conn = self.tenants.pool(database).get_owned().await?;
+        tag_session(&mut conn).await?;
+        Ok(conn)
     }
 
     /// A connection target for a tenant connection string (a contained user on its database),
