@@ -431,3 +431,41 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
+
+/// Connection pool figures, for metrics (not part of the HTTP API; shared by the catalog and
+/// the engines).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PoolStats {
+    /// Which pool (`catalog`, `engine_admin`, ...).
+    pub pool: String,
+    /// Most connections it may open.
+    pub max_size: u32,
+    /// Connections open now.
+    pub connections: u32,
+    /// Of those, idle.
+    pub idle: u32,
+    /// Checkouts that found an idle connection at once, since start.
+    pub gets_direct: u64,
+    /// Checkouts that had to wait, since start.
+    pub gets_waited: u64,
+    /// Checkouts that gave up waiting, since start.
+    pub gets_timed_out: u64,
+    /// Time spent waiting for connections, since start.
+    pub wait_seconds: f64,
+}
+
+impl PoolStats {
+    /// The figures of a bb8 pool.
+    pub fn of_bb8(pool: &str, max_size: u32, state: bb8::State) -> PoolStats {
+        PoolStats {
+            pool: pool.to_owned(),
+            max_size,
+            connections: state.connections,
+            idle: state.idle_connections,
+            gets_direct: state.statistics.get_direct,
+            gets_waited: state.statistics.get_waited,
+            gets_timed_out: state.statistics.get_timed_out,
+            wait_seconds: state.statistics.get_wait_time.as_secs_f64(),
+        }
+    }
+}

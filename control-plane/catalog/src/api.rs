@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use api_types::PoolStats;
 use api_types::{OperationState, TenantSlug, TenantState};
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::error::CatalogError;
 use crate::model::{
-    AuditRecord, ChainVerification, NewOperation, NewTenant, OperationRecord, TenantRecord,
+    AuditRecord, ChainVerification, IdempotencyClaim, NewOperation, NewTenant, OperationRecord,
+    TenantRecord,
 };
 
 /// A shared handle on the catalog.
@@ -233,4 +235,32 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Walks the audit log's hash chain.
     async fn verify_audit_chain(&self) -> Result<ChainVerification, CatalogError>;
+
+    /// Claims `key_hash` (a caller's `Idempotency-Key`, hashed with the caller's subject) for a
+    /// request whose method, path and body hash to `request_hash`, or reports its first use.
+    /// Uses older than `expired_before` are forgotten first (the key may be used again).
+    async fn idempotency_claim(
+        &self,
+        key_hash: &str,
+        request_hash: &str,
+        expired_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<IdempotencyClaim, CatalogError>;
+
+    /// Records the answer of the request that claimed `key_hash`; replays return it.
+    async fn idempotency_complete(
+        &self,
+        key_hash: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<(), CatalogError>;
+
+    /// Gives a claimed key up (the request failed without an answer worth replaying), so a retry
+    /// with the same key runs again.
+    async fn idempotency_release(&self, key_hash: &str) -> Result<(), CatalogError>;
+
+    /// Operations counted by kind and state: `(kind, state, count)`.
+    async fn operation_counts(&self) -> Result<Vec<(String, String, i64)>, CatalogError>;
+
+    /// The catalog's connection pool figures.
+    fn pool_stats(&self) -> PoolStats;
 }

@@ -202,3 +202,25 @@ pub struct ChainVerification {
     /// Hex hash of the last row.
     pub head_hash: Option<String>,
 }
+
+/// What became of an `Idempotency-Key` when a request claims it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// First use (or the earlier use expired): this request runs, then completes or releases
+    /// the key.
+    Claimed,
+    /// The first request with this key finished: its answer.
+    Replay {
+        /// Its HTTP status.
+        status: u16,
+        /// Its body.
+        body: Vec<u8>,
+    },
+    /// The first request with this key has not finished (or its process died before it did).
+    InProgress {
+        /// When it claimed the key.
+        since: DateTime<Utc>,
+    },
+    /// The key was used for another request (another method, path or body).
+    Mismatch,
+}

@@ -8,13 +8,14 @@ use tokio_postgres::{GenericClient, NoTls, Row};
 use tracing::{info, instrument};
 use uuid::Uuid;
 
+use api_types::PoolStats;
 use async_trait::async_trait;
 
 use crate::api::{CatalogStore, Lease, StepChange, TenantTransition};
 use crate::error::CatalogError;
 use crate::model::{
-    AuditAnchor, AuditRecord, ChainVerification, NewOperation, NewTenant, OperationDirection,
-    OperationRecord, StepRecord, TenantRecord,
+    AuditAnchor, AuditRecord, ChainVerification, IdempotencyClaim, NewOperation, NewTenant,
+    OperationDirection, OperationRecord, StepRecord, TenantRecord,
 };
 
 mod migrations {
@@ -27,6 +28,7 @@ type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;
 #[derive(Clone)]
 pub struct PgCatalog {
     pool: Pool,
+    max_size: u32,
 }
 
 impl std::fmt::Debug for PgCatalog {
@@ -159,7 +161,10 @@ impl PgCatalog {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .await?;
-        Ok(PgCatalog { pool })
+        Ok(PgCatalog {
+            pool,
+            max_size: pool_size,
+        })
     }
 
     async fn conn(
@@ -516,6 +521,102 @@ impl CatalogStore for PgCatalog {
             )
             .await?;
         Ok(())
+    }
+
+    async fn idempotency_claim(
+        &self,
+        key_hash: &str,
+        request_hash: &str,
+        expired_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<IdempotencyClaim, CatalogError> {
+        let client = self.conn().await?;
+        client
+            .execute(
+                "DELETE FROM idempotency_keys WHERE created_at < $1",
+                &[&expired_before],
+            )
+            .await?;
+        let claimed = client
+            .execute(
+                "INSERT INTO idempotency_keys (key_hash, request_hash) VALUES ($1, $2) \
+                 ON CONFLICT (key_hash) DO NOTHING",
+                &[&key_hash, &request_hash],
+            )
+            .await?;
+        if claimed == 1 {
+            return Ok(IdempotencyClaim::Claimed);
+        }
+        let row = client
+            .query_opt(
+                "SELECT request_hash, status, response, created_at FROM idempotency_keys \
+                 WHERE key_hash = $1",
+                &[&key_hash],
+            )
+            .await?;
+        let Some(row) = row else {
+            // Released between the two statements: the caller may try again at once.
+            return Ok(IdempotencyClaim::InProgress {
+                since: chrono::Utc::now(),
+            });
+        };
+        let stored: String = row.get(0);
+        if stored != request_hash {
+            return Ok(IdempotencyClaim::Mismatch);
+        }
+        let status: Option<i32> = row.get(1);
+        Ok(match status {
+            Some(status) => IdempotencyClaim::Replay {
+                status: u16::try_from(status).unwrap_or(500),
+                body: row.get::<_, Option<Vec<u8>>>(2).unwrap_or_default(),
+            },
+            None => IdempotencyClaim::InProgress { since: row.get(3) },
+        })
+    }
+
+    async fn idempotency_complete(
+        &self,
+        key_hash: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<(), CatalogError> {
+        self.conn()
+            .await?
+            .execute(
+                "UPDATE idempotency_keys SET status = $2, response = $3 WHERE key_hash = $1",
+                &[&key_hash, &i32::from(status), &body],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn idempotency_release(&self, key_hash: &str) -> Result<(), CatalogError> {
+        self.conn()
+            .await?
+            .execute(
+                "DELETE FROM idempotency_keys WHERE key_hash = $1 AND status IS NULL",
+                &[&key_hash],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn operation_counts(&self) -> Result<Vec<(String, String, i64)>, CatalogError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT kind, state, count(*) FROM operations GROUP BY kind, state",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::of_bb8("catalog", self.max_size, self.pool.state())
     }
 
     async fn anchors(&self, tenant_id: Uuid) -> Result<Vec<AuditAnchor>, CatalogError> {

@@ -20,6 +20,7 @@
 
 use std::time::{Duration, Instant};
 
+use api_types::PoolStats;
 use api_types::{OperationKind, OperationState, TenantSlug, TenantState};
 use async_trait::async_trait;
 use mssql::{MssqlError, PoolOptions, Row, Target, ToSql};
@@ -30,15 +31,15 @@ use uuid::Uuid;
 use crate::api::{CatalogStore, Lease, StepChange, TenantTransition};
 use crate::error::CatalogError;
 use crate::model::{
-    AuditAnchor, AuditRecord, ChainVerification, NewOperation, NewTenant, OperationDirection,
-    OperationRecord, TenantRecord,
+    AuditAnchor, AuditRecord, ChainVerification, IdempotencyClaim, NewOperation, NewTenant,
+    OperationDirection, OperationRecord, TenantRecord,
 };
 
 mod rows;
 mod setup;
 
 use rows::{
-    audit_from_row, json_column, optional_text, optional_timestamp, parsed, required, slug,
+    audit_from_row, column, json_column, optional_text, optional_timestamp, parsed, required, slug,
     step_from_row, tenant_from_row, text, timestamp, verification_from_row,
 };
 use setup::{catalog_database, ensure_database, migrate};
@@ -88,6 +89,7 @@ const AUDIT_COLUMNS: &str = "Id, At, Actor, RequestId, TenantId, OperationId, Ac
 pub struct SqlServerCatalog {
     pool: mssql::Pool,
     database: String,
+    max_size: u32,
 }
 
 impl std::fmt::Debug for SqlServerCatalog {
@@ -219,7 +221,11 @@ impl SqlServerCatalog {
                 ..PoolOptions::default()
             },
         );
-        Ok(SqlServerCatalog { pool, database })
+        Ok(SqlServerCatalog {
+            pool,
+            database,
+            max_size: pool_size,
+        })
     }
 
     async fn conn(&self) -> Result<bb8::PooledConnection<'_, mssql::Manager>, CatalogError> {
@@ -566,6 +572,108 @@ impl CatalogStore for SqlServerCatalog {
             }
             Err(e) => Err(e),
         }
+    }
+
+    async fn idempotency_claim(
+        &self,
+        key_hash: &str,
+        request_hash: &str,
+        expired_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<IdempotencyClaim, CatalogError> {
+        // One batch: forget expired uses, claim the key unless it is held, and return the row
+        // with whether this call inserted it.
+        let rows = self
+            .query(
+                "DELETE FROM catalog.IdempotencyKeys WHERE CreatedAt < @P3; \
+                 DECLARE @claimed bit = 0; \
+                 IF NOT EXISTS (SELECT 1 FROM catalog.IdempotencyKeys \
+                                 WHERE KeyHash = @P1) \
+                 BEGIN \
+                     INSERT INTO catalog.IdempotencyKeys (KeyHash, RequestHash) \
+                     VALUES (@P1, @P2); \
+                     SET @claimed = 1; \
+                 END; \
+                 SELECT @claimed AS Claimed, RequestHash, Status, Response, CreatedAt \
+                   FROM catalog.IdempotencyKeys WHERE KeyHash = @P1;",
+                &[&key_hash, &request_hash, &expired_before.naive_utc()],
+            )
+            .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            // Another replica claimed the same key a moment earlier.
+            Err(CatalogError::SqlServer(e))
+                if matches!(
+                    e.number(),
+                    Some(number::DUPLICATE_KEY_INDEX | number::DUPLICATE_KEY_CONSTRAINT)
+                ) =>
+            {
+                return Ok(IdempotencyClaim::InProgress {
+                    since: chrono::Utc::now(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(row) = rows.first() else {
+            return Ok(IdempotencyClaim::InProgress {
+                since: chrono::Utc::now(),
+            });
+        };
+        if required::<bool>(row, "Claimed")? {
+            return Ok(IdempotencyClaim::Claimed);
+        }
+        if text(row, "RequestHash")? != request_hash {
+            return Ok(IdempotencyClaim::Mismatch);
+        }
+        Ok(match column::<i32>(row, "Status")? {
+            Some(status) => IdempotencyClaim::Replay {
+                status: u16::try_from(status).unwrap_or(500),
+                body: column::<&[u8]>(row, "Response")?
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default(),
+            },
+            None => IdempotencyClaim::InProgress {
+                since: timestamp(row, "CreatedAt")?,
+            },
+        })
+    }
+
+    async fn idempotency_complete(
+        &self,
+        key_hash: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<(), CatalogError> {
+        self.query(
+            "UPDATE catalog.IdempotencyKeys SET Status = @P2, Response = @P3 \
+              WHERE KeyHash = @P1;",
+            &[&key_hash, &i32::from(status), &body],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn idempotency_release(&self, key_hash: &str) -> Result<(), CatalogError> {
+        self.query(
+            "DELETE FROM catalog.IdempotencyKeys WHERE KeyHash = @P1 AND Status IS NULL;",
+            &[&key_hash],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn operation_counts(&self) -> Result<Vec<(String, String, i64)>, CatalogError> {
+        self.query(
+            "SELECT Kind, State, COUNT_BIG(*) AS N FROM catalog.Operations GROUP BY Kind, State;",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((text(r, "Kind")?, text(r, "State")?, required(r, "N")?)))
+        .collect()
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::of_bb8("catalog", self.max_size, self.pool.state())
     }
 
     async fn anchors(&self, tenant_id: Uuid) -> Result<Vec<AuditAnchor>, CatalogError> {

@@ -203,6 +203,10 @@ pub trait Engine: Send + Sync + 'static {
     fn server(&self) -> String;
     /// The schema version a new tenant database gets.
     fn schema_version(&self) -> i32;
+    /// The engine's connection pools (for metrics).
+    fn pool_stats(&self) -> Vec<api_types::PoolStats> {
+        Vec::new()
+    }
     /// Whether the tenant's principals live inside its database (SQL Server's contained users),
     /// so onboarding must create the database before the principals. PostgreSQL roles are
     /// server-wide and the database's owner must exist first, so there it is the other way round.

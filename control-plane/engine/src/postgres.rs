@@ -107,6 +107,9 @@ fn host_of(config: &Config) -> String {
     }
 }
 
+/// Connections the admin pool may open.
+const ADMIN_POOL_SIZE: u32 = 4;
+
 /// Connects, tagging the session with the request in scope (`application_name`).
 async fn connect(config: &Config, target: &str) -> Result<Client, EngineError> {
     let mut config = config.clone();
@@ -226,7 +229,7 @@ impl PostgresEngine {
             .or_else(|| admin.get_ports().first().copied())
             .unwrap_or(5432);
         let pool = bb8::Pool::builder()
-            .max_size(4)
+            .max_size(ADMIN_POOL_SIZE)
             .min_idle(Some(0))
             .idle_timeout(Some(Duration::from_secs(60)))
             .connection_timeout(Duration::from_secs(10))
@@ -420,6 +423,14 @@ impl PostgresEngine {
 
 #[async_trait]
 impl Engine for PostgresEngine {
+    fn pool_stats(&self) -> Vec<api_types::PoolStats> {
+        vec![api_types::PoolStats::of_bb8(
+            "engine_admin",
+            ADMIN_POOL_SIZE,
+            self.pool.state(),
+        )]
+    }
+
     fn name(&self) -> &'static str {
         "postgres"
     }

@@ -113,6 +113,17 @@ impl PoolSet {
         pools.remove(database);
     }
 
+    /// Every pool's state (one per database that has one).
+    pub fn states(&self) -> Vec<bb8::State> {
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.values().map(|p| p.state()).collect()
+    }
+
+    /// The per-database pools' size limit.
+    pub fn max_size(&self) -> u32 {
+        self.options.max_size.max(1)
+    }
+
     /// How many databases have a pool.
     pub fn len(&self) -> usize {
         self.pools.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -12,6 +12,7 @@ use workflows::WorkflowError;
 pub struct AppError {
     status: StatusCode,
     detail: String,
+    retry_after_secs: Option<u64>,
 }
 
 impl AppError {
@@ -20,6 +21,15 @@ impl AppError {
         AppError {
             status,
             detail: detail.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        AppError {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, detail)
         }
     }
 
@@ -61,7 +71,7 @@ impl IntoResponse for AppError {
             title,
             status: self.status.as_u16(),
             detail: self.detail,
-            request_id: None,
+            request_id: engine::context::current_request_id(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();
@@ -69,6 +79,11 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod evidence;
+pub mod idempotency;
 pub mod keyfile;
 pub mod metrics;
 pub mod policy;

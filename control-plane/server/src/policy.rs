@@ -114,6 +114,8 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
             .into_response();
         }
     }
+    // Inner layers (idempotency keys, per-subject limits) scope by the caller.
+    parts.extensions.insert(caller);
     next.run(Request::from_parts(parts, body)).await
 }
 

@@ -478,6 +478,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/operations/{id}", get(show_operation))
         .merge(crate::audit::routes())
         .merge(crate::evidence::routes())
+        // Inside the policy check: Idempotency-Key on POSTs, scoped by the authorized caller.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::idempotency::layer,
+        ))
         // Every matched route passes the policy table first (after all merges, so it covers
         // every route; before the fallback, which needs no token).
         .route_layer(axum::middleware::from_fn_with_state(

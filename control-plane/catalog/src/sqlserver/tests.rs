@@ -166,6 +166,7 @@ async fn debug_shows_the_database_but_no_secret() {
     let catalog = SqlServerCatalog {
         pool: mssql::lazy_pool(target, PoolOptions::default()),
         database: "tenant_catalog".into(),
+        max_size: 4,
     };
     let shown = format!("{catalog:?}");
     assert!(shown.contains("tenant_catalog"), "{shown}");

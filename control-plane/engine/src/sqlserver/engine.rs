@@ -60,6 +60,7 @@ pub struct SqlServerConfig {
 pub struct SqlServerEngine {
     admin: Target,
     master: mssql::Pool,
+    master_pool_size: u32,
     tenants: PoolSet,
     host: String,
     port: u16,
@@ -578,6 +579,7 @@ impl SqlServerEngine {
             host: config.tenant_host.unwrap_or_else(|| admin.host.clone()),
             port: config.tenant_port.unwrap_or(admin.port),
             master,
+            master_pool_size: config.pool.max_size.max(1),
             tenants,
             admin,
             version: assets::latest_version(SQLSERVER_MIGRATIONS),
@@ -707,6 +709,31 @@ impl SqlServerEngine {
 
 #[async_trait]
 impl Engine for SqlServerEngine {
+    fn pool_stats(&self) -> Vec<api_types::PoolStats> {
+        let mut tenants = api_types::PoolStats {
+            pool: "engine_tenant_databases".into(),
+            ..Default::default()
+        };
+        for state in self.tenants.states() {
+            let one = api_types::PoolStats::of_bb8("", self.tenants.max_size(), state);
+            tenants.max_size += one.max_size;
+            tenants.connections += one.connections;
+            tenants.idle += one.idle;
+            tenants.gets_direct += one.gets_direct;
+            tenants.gets_waited += one.gets_waited;
+            tenants.gets_timed_out += one.gets_timed_out;
+            tenants.wait_seconds += one.wait_seconds;
+        }
+        vec![
+            api_types::PoolStats::of_bb8(
+                "engine_master",
+                self.master_pool_size,
+                self.master.state(),
+            ),
+            tenants,
+        ]
+    }
+
     fn name(&self) -> &'static str {
         "sqlserver"
     }
