@@ -54,6 +54,41 @@ async fn metrics_show_tenants_requests_and_steps_without_names_or_secrets() {
         "{text}"
     );
 
+    // Operations by kind and final state; connection pools by name.
+    assert_eq!(
+        sample(
+            &text,
+            "tcp_operations{kind=\"onboard\",state=\"succeeded\"} "
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let catalog_open = sample(
+        &text,
+        "tcp_pool_connections{pool=\"catalog\",state=\"idle\"} ",
+    )
+    .unwrap_or_else(|| panic!("no catalog pool gauge: {text}"))
+        + sample(
+            &text,
+            "tcp_pool_connections{pool=\"catalog\",state=\"in_use\"} ",
+        )
+        .unwrap();
+    assert!(catalog_open >= 1.0, "{text}");
+    assert!(sample(&text, "tcp_pool_max_connections{pool=\"catalog\"} ").unwrap() >= 1.0);
+    let engine_pool = if env.app.engine.name() == "postgres" {
+        "engine_admin"
+    } else {
+        "engine_master"
+    };
+    assert!(
+        sample(&text, &format!("tcp_pool_waits{{pool=\"{engine_pool}\"}} ")).is_some(),
+        "{text}"
+    );
+    assert!(
+        text.contains("tcp_pool_wait_seconds{pool=\"catalog\"}"),
+        "{text}"
+    );
+
     // HTTP by route template, never the raw path.
     assert!(
         sample(

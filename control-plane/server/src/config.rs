@@ -115,6 +115,21 @@ pub struct Config {
     pub audit_anchor_interval_secs: u64,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
+    /// Largest accepted request head (all header names and values), bytes; larger is 431.
+    pub max_header_bytes: usize,
+    /// A request still unanswered after this many seconds is cut with 408 (workflows started by
+    /// it go on in the background).
+    pub request_timeout_secs: u64,
+    /// Sustained requests per second allowed to one token subject (0: no limit); more is 429
+    /// with `Retry-After`.
+    pub rate_limit_per_subject: u32,
+    /// Requests one subject may send at once above the sustained rate.
+    pub rate_limit_burst_per_subject: u32,
+    /// Sustained requests per second allowed from one client address, authenticated or not
+    /// (0: no limit).
+    pub rate_limit_per_ip: u32,
+    /// Requests one address may send at once above the sustained rate.
+    pub rate_limit_burst_per_ip: u32,
     /// `text` or `json` logs.
     pub log_format: String,
     /// Injected faults, for the crash tests only (see `workflows::faults`).
@@ -187,6 +202,12 @@ impl Default for Config {
             rotation_retry_failed_after_secs: 3600,
             audit_anchor_interval_secs: 3600,
             max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            request_timeout_secs: 30,
+            rate_limit_per_subject: 20,
+            rate_limit_burst_per_subject: 100,
+            rate_limit_per_ip: 50,
+            rate_limit_burst_per_ip: 200,
             log_format: "text".into(),
             faults: String::new(),
             secret_store: SecretStoreKind::Local,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod evidence;
 pub mod idempotency;
 pub mod keyfile;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod request_id;
@@ -47,6 +48,7 @@ pub struct App {
     sweeper: tokio::task::JoinHandle<()>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
     anchors: tokio::task::JoinHandle<()>,
+    limits_cleanup: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for App {
@@ -56,6 +58,7 @@ impl Drop for App {
             s.abort();
         }
         self.anchors.abort();
+        self.limits_cleanup.abort();
     }
 }
 
@@ -155,7 +158,9 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         key,
         signer,
         max_body_bytes: config.max_body_bytes,
+        limits: Arc::new(limits::Limits::new(config)),
     };
+    let limits_cleanup = state.limits.start_cleanup();
     // `/metrics` (public in the policy table, checked like every route) and the HTTP metrics
     // middleware around every route, the fallback included.
     let scrape = metrics::routes(metrics::MetricsState {
@@ -163,17 +168,15 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         catalog: catalog.clone(),
         node_id: config.node_id(),
         rotation: config.rotation(),
+        engine: engine.clone(),
     })
     .route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         policy::authorize,
     ));
-    let router = routes::router(state)
-        .merge(scrape)
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            metrics::track_http,
-        ));
+    let router = routes::edge(routes::router(state.clone()).merge(scrape), &state).layer(
+        axum::middleware::from_fn_with_state(metrics, metrics::track_http),
+    );
     Ok(App {
         router,
         runner,
@@ -183,5 +186,6 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         sweeper,
         scheduler,
         anchors,
+        limits_cleanup,
     })
 }

@@ -45,7 +45,12 @@ async fn run() -> anyhow::Result<()> {
         "tenant control plane listening on http://{}\n  get a token:   target/release/tenantctl token --role operator\n  or simply:     target/release/tenantctl tenants list   (mints a local operator token itself)",
         config.listen
     );
-    axum::serve(listener, app.router.clone())
+    // Connect info: the per-address rate limit needs the peer address.
+    let service = app
+        .router
+        .clone()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {

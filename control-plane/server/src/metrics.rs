@@ -76,6 +76,25 @@ struct StateLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    kind: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolStateLabels {
+    pool: String,
+    state: &'static str,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Request latencies: 1 ms to ~33 s.
@@ -99,6 +118,12 @@ pub struct Metrics {
     rotations_due: Gauge,
     rotations_overdue: Gauge,
     operations_unfinished: Gauge,
+    operations: Family<OperationLabels, Gauge>,
+    pool_connections: Family<PoolStateLabels, Gauge>,
+    pool_max: Family<PoolLabels, Gauge>,
+    pool_waits: Family<PoolLabels, Gauge>,
+    pool_timeouts: Family<PoolLabels, Gauge>,
+    pool_wait_seconds: Family<PoolLabels, FloatGauge>,
     scrape_errors: Counter,
 }
 
@@ -176,6 +201,42 @@ impl Metrics {
             "Pending or running operations this replica runs or may claim (read at scrape time)",
             operations_unfinished.clone(),
         );
+        let operations = Family::<OperationLabels, Gauge>::default();
+        registry.register(
+            "operations",
+            "Operations in the catalog by kind and state, final states included (read at scrape time)",
+            operations.clone(),
+        );
+        let pool_connections = Family::<PoolStateLabels, Gauge>::default();
+        registry.register(
+            "pool_connections",
+            "Open connections of each pool (catalog, engine_admin, engine_master, engine_tenant_databases) by state (idle, in_use)",
+            pool_connections.clone(),
+        );
+        let pool_max = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_max_connections",
+            "Most connections each pool may open",
+            pool_max.clone(),
+        );
+        let pool_waits = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_waits",
+            "Connection checkouts that had to wait for a free connection, since the pool was created",
+            pool_waits.clone(),
+        );
+        let pool_timeouts = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_wait_timeouts",
+            "Connection checkouts that gave up waiting, since the pool was created",
+            pool_timeouts.clone(),
+        );
+        let pool_wait_seconds = Family::<PoolLabels, FloatGauge>::default();
+        registry.register(
+            "pool_wait_seconds",
+            "Time spent waiting for connections, since the pool was created",
+            pool_wait_seconds.clone(),
+        );
         let scrape_errors = Counter::default();
         registry.register(
             "metrics_catalog_errors",
@@ -192,7 +253,44 @@ impl Metrics {
             rotations_due,
             rotations_overdue,
             operations_unfinished,
+            operations,
+            pool_connections,
+            pool_max,
+            pool_waits,
+            pool_timeouts,
+            pool_wait_seconds,
             scrape_errors,
+        }
+    }
+
+    /// Sets the pool gauges.
+    pub fn observe_pools(&self, pools: &[api_types::PoolStats]) {
+        for p in pools {
+            let pool = PoolLabels {
+                pool: p.pool.clone(),
+            };
+            let idle = i64::from(p.idle);
+            let in_use = i64::from(p.connections.saturating_sub(p.idle));
+            for (state, n) in [("idle", idle), ("in_use", in_use)] {
+                self.pool_connections
+                    .get_or_create(&PoolStateLabels {
+                        pool: p.pool.clone(),
+                        state,
+                    })
+                    .set(n);
+            }
+            self.pool_max
+                .get_or_create(&pool)
+                .set(i64::from(p.max_size));
+            self.pool_waits
+                .get_or_create(&pool)
+                .set(i64::try_from(p.gets_waited).unwrap_or(i64::MAX));
+            self.pool_timeouts
+                .get_or_create(&pool)
+                .set(i64::try_from(p.gets_timed_out).unwrap_or(i64::MAX));
+            self.pool_wait_seconds
+                .get_or_create(&pool)
+                .set(p.wait_seconds);
         }
     }
 
@@ -231,6 +329,13 @@ impl Metrics {
             .rotation_due(due_before - OVERDUE_AFTER, now, DUE_LIMIT)
             .await?;
         let unfinished = catalog.claimable_operations(node_id).await?;
+        // Known pairs are reset first so a pair that emptied reads 0, not its old count.
+        self.operations.clear();
+        for (kind, state, n) in catalog.operation_counts().await? {
+            self.operations
+                .get_or_create(&OperationLabels { kind, state })
+                .set(n);
+        }
         // Every state is set, zeros included, so a state that emptied does not keep its count.
         for state in ALL_STATES {
             let n = tenants.iter().filter(|t| t.state == state).count();
@@ -311,6 +416,8 @@ pub struct MetricsState {
     pub node_id: String,
     /// When credentials are due.
     pub rotation: RotationPolicy,
+    /// Its connection pools are reported.
+    pub engine: Arc<dyn engine::Engine>,
 }
 
 /// The `/metrics` route.
@@ -347,6 +454,9 @@ async fn scrape(State(state): State<MetricsState>) -> Response {
         tracing::warn!(error = %e, "metrics: catalog gauges not refreshed");
         state.metrics.scrape_errors.inc();
     }
+    let mut pools = vec![state.catalog.pool_stats()];
+    pools.extend(state.engine.pool_stats());
+    state.metrics.observe_pools(&pools);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, CONTENT_TYPE)],

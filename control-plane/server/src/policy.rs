@@ -114,7 +114,10 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
             .into_response();
         }
     }
-    // Inner layers (idempotency keys, per-subject limits) scope by the caller.
+    if let Err(e) = state.limits.check_subject(&caller.subject) {
+        return e.into_response();
+    }
+    // Inner layers (idempotency keys) scope by the caller.
     parts.extensions.insert(caller);
     next.run(Request::from_parts(parts, body)).await
 }

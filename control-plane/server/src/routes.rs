@@ -33,6 +33,8 @@ pub struct AppState {
     pub signer: crate::signing::Signer,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// Rate limits, head and time bounds.
+    pub limits: std::sync::Arc<crate::limits::Limits>,
 }
 
 /// The authenticated caller.
@@ -491,12 +493,23 @@ pub fn router(state: AppState) -> Router {
         ))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The layers every response passes, outermost last: the guard (head size, per-address rate,
+/// deadline), the request span, the request id. Applied once the public routes are merged in.
+pub fn edge(router: Router, state: &AppState) -> Router {
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            state.limits.clone(),
+            crate::limits::guard,
+        ))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |req: &axum::http::Request<axum::body::Body>| {
                     let rid = req
                         .headers()
-                        .get("x-request-id")
+                        .get(&REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(),
@@ -505,5 +518,4 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .layer(axum::middleware::from_fn(crate::request_id::layer))
-        .with_state(state)
 }

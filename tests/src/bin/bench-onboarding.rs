@@ -76,6 +76,38 @@ impl Api {
     }
 }
 
+/// The server's `/metrics` text.
+async fn scrape(client: &reqwest::Client, base: &str) -> String {
+    let r = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert!(r.status().is_success(), "/metrics answered {}", r.status());
+    r.text().await.unwrap()
+}
+
+/// The sample lines of the figures the issue names (histograms by `_count`/`_sum` only), or
+/// only the operation counts.
+fn figures(text: &str, operations_only: bool) -> String {
+    let wanted: &[&str] = if operations_only {
+        &["tcp_operations{"]
+    } else {
+        &[
+            "tcp_operations{",
+            "tcp_operations_unfinished",
+            "tcp_tenants{",
+            "tcp_rotations_",
+            "tcp_pool_",
+            "tcp_operation_step_duration_seconds_count",
+            "tcp_operation_step_duration_seconds_sum",
+            "tcp_http_request_duration_seconds_count",
+            "tcp_http_request_duration_seconds_sum",
+        ]
+    };
+    text.lines()
+        .filter(|l| !l.starts_with('#') && wanted.iter().any(|w| l.starts_with(w)))
+        .filter(|l| !operations_only || !l.ends_with(" 0"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -100,6 +132,9 @@ async fn main() {
         .env("TENANT_CP_DATA_DIR", data.path())
         .env("TENANT_CP_POSTGRES_ADMIN_URL", &cluster.admin_url)
         .env("TENANT_CP_LOG", "warn")
+        // The benchmark measures the workflows, not the rate limiter (it polls every 2 ms).
+        .env("TENANT_CP_RATE_LIMIT_PER_SUBJECT", "0")
+        .env("TENANT_CP_RATE_LIMIT_PER_IP", "0")
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
@@ -135,7 +170,12 @@ async fn main() {
     .await;
 
     let mut onboard = Vec::new();
+    let mut mid_run = String::new();
     for i in 0..n {
+        if i == n / 2 {
+            // What Prometheus sees half-way through: the figures an operator watches.
+            mid_run = scrape(&client, &base).await;
+        }
         let slug = format!("bench-{i:03}");
         let t = Instant::now();
         api.start(
@@ -156,6 +196,7 @@ async fn main() {
         .await;
         offboard.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    let after = scrape(&client, &base).await;
     let _ = child.kill();
     let _ = child.wait();
 
@@ -225,8 +266,13 @@ async fn main() {
          | onboarding through the API | {n} | {on50:.1} | {on95:.1} | {onmean:.1} |\n\
          | offboarding through the API | {n} | {off50:.1} | {off95:.1} | {offmean:.1} |\n\
          | baseline psql script (onboarding work) | {n} | {b50:.1} | {b95:.1} | {bmean:.1} |\n\n\
-         **Onboarding ratio API / baseline (p50): {ratio:.2}** (target ≤ 1.5).\n",
+         **Onboarding ratio API / baseline (p50): {ratio:.2}** (target ≤ 1.5).\n\n         ## `/metrics` during the run\n\n         Scraped from the server's `GET /metrics` half-way through the onboardings (operations by \
+         kind and state, tenants by state, rotations due/overdue, connection pools, step \
+         durations, HTTP latency by route), then the operation counts after the offboardings. \
+         Step and HTTP histograms are shown by their `_count` and `_sum` lines only.\n\n         ```text\n{mid}```\n\nAfter the offboardings:\n\n```text\n{end}```\n",
         date = chrono::Utc::now().format("%Y-%m-%d"),
+        mid = figures(&mid_run, false),
+        end = figures(&after, true),
     );
     if let Some(dir) = std::path::Path::new(&out).parent() {
         std::fs::create_dir_all(dir).unwrap();

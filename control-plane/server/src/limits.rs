@@ -1,0 +1,191 @@
+//! Abuse resistance: rate limits per client address (every request, before authentication, so
+//! token guessing is throttled too) and per token subject (after authentication), answered with
+//! 429 and `Retry-After`; a bound on the request head (431); a deadline per request (408).
+//! Request bodies are bounded by `max_body_bytes` (413) where they are read.
+//!
+//! The limits are per replica and in memory (GCRA from `governor`): N replicas behind a load
+//! balancer allow up to N times the configured rate.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::Config;
+use crate::error::AppError;
+
+/// The limits of one process.
+pub struct Limits {
+    per_subject: Option<DefaultKeyedRateLimiter<String>>,
+    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    max_header_bytes: usize,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("per_subject", &self.per_subject.is_some())
+            .field("per_ip", &self.per_ip.is_some())
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+fn quota(per_second: u32, burst: u32) -> Option<Quota> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+    Some(Quota::per_second(rate).allow_burst(burst))
+}
+
+impl Limits {
+    /// The configured limits.
+    pub fn new(config: &Config) -> Limits {
+        Limits {
+            per_subject: quota(
+                config.rate_limit_per_subject,
+                config.rate_limit_burst_per_subject,
+            )
+            .map(RateLimiter::keyed),
+            per_ip: quota(config.rate_limit_per_ip, config.rate_limit_burst_per_ip)
+                .map(RateLimiter::keyed),
+            max_header_bytes: config.max_header_bytes.max(1024),
+            timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+        }
+    }
+
+    /// Forgets callers whose budget is full again (keeps memory bounded by recent callers).
+    pub fn start_cleanup(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                let Some(limits) = this.upgrade() else { return };
+                if let Some(l) = &limits.per_subject {
+                    l.retain_recent();
+                }
+                if let Some(l) = &limits.per_ip {
+                    l.retain_recent();
+                }
+            }
+        })
+    }
+
+    /// Takes one request from `subject`'s budget, or the 429 to answer.
+    pub fn check_subject(&self, subject: &str) -> Result<(), AppError> {
+        let Some(limiter) = &self.per_subject else {
+            return Ok(());
+        };
+        limiter.check_key(&subject.to_owned()).map_err(|not_until| {
+            too_many(
+                "this caller",
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )
+        })
+    }
+
+    fn check_ip(&self, ip: IpAddr) -> Result<(), AppError> {
+        let Some(limiter) = &self.per_ip else {
+            return Ok(());
+        };
+        limiter.check_key(&ip).map_err(|not_until| {
+            too_many(
+                "this address",
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )
+        })
+    }
+}
+
+fn too_many(who: &str, wait: Duration) -> AppError {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    AppError::too_many_requests(
+        format!(
+            "too many requests from {who}; retry after {} s",
+            secs.max(1)
+        ),
+        secs,
+    )
+}
+
+/// The outer guard of every request: head size, per-address rate, deadline.
+pub async fn guard(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
+    let head: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri().to_string().len();
+    if head > limits.max_header_bytes {
+        return AppError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "request head is {head} bytes; at most {} are accepted",
+                limits.max_header_bytes
+            ),
+        )
+        .into_response();
+    }
+    // The peer address when the server was started with connect info (the binary is; an
+    // in-process router in tests may not be). X-Forwarded-For is not trusted.
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        if let Err(e) = limits.check_ip(addr.ip()) {
+            return e.into_response();
+        }
+    }
+    match tokio::time::timeout(limits.timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => AppError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "no answer within {} s; an operation it started goes on (see GET /v1/operations)",
+                limits.timeout.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_subject_over_its_burst_waits_and_others_do_not() {
+        let config = Config {
+            rate_limit_per_subject: 1,
+            rate_limit_burst_per_subject: 3,
+            ..Config::default()
+        };
+        let limits = Limits::new(&config);
+        for _ in 0..3 {
+            limits.check_subject("alice").unwrap();
+        }
+        let err = limits.check_subject("alice").unwrap_err();
+        assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
+        limits.check_subject("bob").unwrap();
+    }
+
+    #[test]
+    fn zero_turns_a_limit_off() {
+        let config = Config {
+            rate_limit_per_subject: 0,
+            rate_limit_per_ip: 0,
+            ..Config::default()
+        };
+        let limits = Limits::new(&config);
+        for _ in 0..10_000 {
+            limits.check_subject("alice").unwrap();
+            limits.check_ip(IpAddr::from([127, 0, 0, 1])).unwrap();
+        }
+    }
+}
