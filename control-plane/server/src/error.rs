@@ -12,6 +12,8 @@ use workflows::WorkflowError;
 pub struct AppError {
     status: StatusCode,
     detail: String,
+    /// A 401 for a presented but rejected token (RFC 6750 `error="invalid_token"`).
+    invalid_token: bool,
 }
 
 impl AppError {
@@ -20,6 +22,15 @@ impl AppError {
         AppError {
             status,
             detail: detail.into(),
+            invalid_token: false,
+        }
+    }
+
+    /// 401 for a bearer token that was presented but is not valid.
+    pub fn invalid_token(detail: impl Into<String>) -> Self {
+        AppError {
+            invalid_token: true,
+            ..Self::new(StatusCode::UNAUTHORIZED, detail)
         }
     }
 
@@ -56,6 +67,7 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error").to_owned();
+        let invalid_token = self.invalid_token;
         let problem = Problem {
             kind: "about:blank".into(),
             title,
@@ -72,7 +84,11 @@ impl IntoResponse for AppError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
+                header::HeaderValue::from_static(if invalid_token {
+                    "Bearer error=\"invalid_token\""
+                } else {
+                    "Bearer"
+                }),
             );
         }
         response

@@ -100,6 +100,7 @@ async fn main() {
         .env("TENANT_CP_DATA_DIR", data.path())
         .env("TENANT_CP_POSTGRES_ADMIN_URL", &cluster.admin_url)
         .env("TENANT_CP_LOG", "warn")
+        .env("TENANT_CP_AUTH_MODE", "local")
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
