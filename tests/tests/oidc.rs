@@ -357,6 +357,22 @@ async fn a_flood_of_unknown_kids_fetches_the_jwks_at_most_once() {
 }
 
 #[tokio::test]
+async fn an_unreachable_issuer_keeps_the_cached_keys_and_says_503_for_unknown_ones() {
+    let key = SigningKey::new("key-1");
+    let issuer = Issuer::start(&[&key]).await;
+    let env = TestEnv::with(EngineUnderTest::Postgres, Faults::none(), oidc(&issuer)).await;
+    let claims = issuer.claims(json!(["operator"]));
+    issuer.task.abort();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A key we never saw may be the issuer's new one: we cannot tell, so "try again later".
+    let (status, _, detail) = list(&env, Some(&SigningKey::new("key-2").sign(&claims))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{detail}");
+    assert!(detail.contains("cannot be fetched"), "{detail}");
+    // Tokens of cached keys keep working.
+    assert_eq!(list(&env, Some(&key.sign(&claims))).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn removed_keys_stop_being_accepted_after_the_refresh() {
     let old = SigningKey::new("key-old");
     let new = SigningKey::new("key-new");
