@@ -9,7 +9,9 @@ export CARGO_TERM_COLOR ?= never
 run: deps
 	@infra/pg-local.sh start
 	$(CARGO) build --release -p server -p tenantctl
-	./target/release/tenant-control-plane
+	@# Development: local tokens (`tenantctl token`) unless a mode or config file is given.
+	@if [ -z "$${TENANT_CP_AUTH_MODE:-}" ] && [ -z "$${TENANT_CP_CONFIG:-}" ]; then \
+		export TENANT_CP_AUTH_MODE=local; fi; exec ./target/release/tenant-control-plane
 
 ## stop: stop the local PostgreSQL cluster
 stop:

@@ -141,6 +141,8 @@ impl TestEnv {
             lease_ttl_secs: 10,
             // Tests that want scheduled rotations turn it on; others must not see any.
             rotation_scheduler: false,
+            // Tokens from `token(role)`; the OIDC tests switch to `oidc` in their tweak.
+            auth_mode: Some(server::config::AuthMode::Local),
             ..Config::default()
         };
         match &engine {
@@ -171,10 +173,14 @@ impl TestEnv {
     /// (engine, admin URL, catalog), for tests that run the real binary.
     pub fn server_env(&self) -> Vec<(&'static str, String)> {
         let c = &self.config;
-        let mut vars = vec![(
-            "TENANT_CP_CATALOG_URL",
-            c.catalog_url.clone().unwrap_or_default(),
-        )];
+        let mut vars = vec![
+            (
+                "TENANT_CP_CATALOG_URL",
+                c.catalog_url.clone().unwrap_or_default(),
+            ),
+            // The same local key as `token(role)` (the data directory is shared).
+            ("TENANT_CP_AUTH_MODE", "local".into()),
+        ];
         match &self.engine {
             EngineUnderTest::Postgres => vars.push((
                 "TENANT_CP_POSTGRES_ADMIN_URL",

@@ -40,8 +40,10 @@ pub fn mint(data_dir: &Path, role: &str, subject: &str, ttl_secs: i64) -> Result
     if !key.exists() {
         return Err(
             Failure::new(format!("no local signing key at {}", key.display())).hint(
-                "start the control plane once with `make run`, or pass --data-dir \
-             (TENANT_CP_DATA_DIR) pointing at its data directory",
+                "local mode: start the control plane once with `make run`, or pass --data-dir \
+             (TENANT_CP_DATA_DIR) pointing at its data directory; OIDC mode \
+             (auth_mode = \"oidc\") has no local key: pass an access token from your identity \
+             provider with --token or TENANTCTL_TOKEN",
             ),
         );
     }

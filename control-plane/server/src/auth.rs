@@ -1,14 +1,23 @@
-//! Bearer-token authentication and role checks.
+//! Bearer-token authentication: who is calling and with which of our roles. Authorization
+//! (which role may do what) is the policy table's job (`policy.rs`), never this module's.
 //!
-//! Local mode (the only mode so far): HS256 tokens signed with a key generated under the data
-//! directory (`jwt-hs256.key`, mode 0600). `tenantctl token` mints tokens with the same key.
-//! Claims: `sub` (the actor recorded everywhere), `roles` (array), `exp`, `iat`, `iss`.
+//! Two modes, chosen explicitly by `auth_mode` (no default, so production cannot fall into the
+//! development mode by omission):
+//! * `local`, for development: HS256 tokens signed with a key generated under the data directory
+//!   (`jwt-hs256.key`, mode 0600). `tenantctl token` mints tokens with the same key. Claims:
+//!   `sub` (the actor recorded everywhere), `roles` (array), `exp`, `iat`, `iss`.
+//! * `oidc`: access tokens of an OIDC issuer (Entra ID, Auth0), signed with an asymmetric key
+//!   from the issuer's JWKS ([`oidc`]).
+
+pub mod oidc;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{AuthMode, Config};
 use crate::keyfile::{self, KeyFileError};
 
 /// File name of the local HS256 key under the data directory.
@@ -46,6 +55,21 @@ pub enum AuthError {
     /// The token is malformed, expired, or signed with another key.
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// The token names a signing key we do not have and the issuer's key set cannot be fetched
+    /// now: the token may be valid, so the caller should retry rather than re-authenticate.
+    #[error("cannot check the token now: {0}")]
+    KeysUnavailable(String),
+    /// `auth_mode` is not set.
+    #[error(
+        "auth_mode is not set: for production set auth_mode = \"oidc\" with oidc_issuer and \
+         oidc_audience (TENANT_CP_AUTH_MODE=oidc, TENANT_CP_OIDC_ISSUER, TENANT_CP_OIDC_AUDIENCE), \
+         or auth_mode = \"local\" (TENANT_CP_AUTH_MODE=local) for development with locally \
+         minted tokens"
+    )]
+    NoMode,
+    /// The OIDC settings are incomplete or wrong, or the issuer cannot be reached at start-up.
+    #[error("auth_mode = oidc: {0}")]
+    Oidc(String),
     /// The key file could not be read or written.
     #[error("signing key {path}: {detail}")]
     Key {
@@ -100,7 +124,9 @@ impl LocalKey {
         if !path.exists() {
             return Err(AuthError::Key {
                 path: path.display().to_string(),
-                detail: "not found (start the control plane once with `make run` to create it)"
+                detail: "not found (start the control plane once with `make run` to create it; \
+                         in OIDC mode there is no local key: pass a token from your identity \
+                         provider with --token or TENANTCTL_TOKEN)"
                     .into(),
             });
         }
@@ -145,6 +171,71 @@ impl LocalKey {
         jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.secret), &validation)
             .map(|d| d.claims)
             .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+}
+
+/// Who a verified token names: the subject and those of its roles that are ours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The actor recorded in operations and audit events.
+    pub subject: String,
+    /// Our role names (see [`ROLES`]); values we do not know are dropped.
+    pub roles: Vec<String>,
+}
+
+/// Checks bearer tokens in the configured mode.
+#[derive(Clone, Debug)]
+pub enum Authenticator {
+    /// HS256 tokens of the local key (development).
+    Local(LocalKey),
+    /// Tokens of an OIDC issuer, checked against its JWKS.
+    Oidc(Arc<oidc::OidcVerifier>),
+}
+
+impl Authenticator {
+    /// The authenticator `config.auth_mode` selects. Local mode creates the key file when
+    /// missing and warns loudly; OIDC mode fetches the issuer's keys once, so a wrong issuer or
+    /// an unreachable identity provider stops start-up instead of failing every request.
+    pub async fn from_config(config: &Config) -> Result<Self, AuthError> {
+        match config.auth_mode {
+            None => Err(AuthError::NoMode),
+            Some(AuthMode::Local) => {
+                let key = LocalKey::load_or_create(&config.data_dir)?;
+                tracing::warn!(
+                    key = %key_path(&config.data_dir).display(),
+                    "LOCAL AUTHENTICATION: tokens are minted from a key file on this machine \
+                     (tenantctl token); for development only, not for production \
+                     (set auth_mode = \"oidc\")"
+                );
+                Ok(Authenticator::Local(key))
+            }
+            Some(AuthMode::Oidc) => {
+                let settings = oidc::OidcSettings::from_config(config)?;
+                let verifier = oidc::OidcVerifier::connect(settings).await?;
+                tracing::info!(
+                    issuer = %verifier.settings().issuer,
+                    audience = ?verifier.settings().audiences,
+                    jwks = %verifier.jwks_url(),
+                    keys = verifier.key_count(),
+                    "authenticating bearer tokens of an OIDC issuer"
+                );
+                Ok(Authenticator::Oidc(Arc::new(verifier)))
+            }
+        }
+    }
+
+    /// Verifies `token` and returns who it names.
+    pub async fn authenticate(&self, token: &str) -> Result<Authenticated, AuthError> {
+        match self {
+            Authenticator::Local(key) => {
+                let claims = key.verify(token)?;
+                Ok(Authenticated {
+                    subject: claims.sub,
+                    roles: claims.roles,
+                })
+            }
+            Authenticator::Oidc(verifier) => verifier.verify(token).await,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Configuration: built-in defaults, then a TOML file (`--config FILE` or `TENANT_CP_CONFIG`),
 //! then `TENANT_CP_*` environment variables (e.g. `TENANT_CP_LISTEN`), later ones winning.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,6 +52,16 @@ pub enum AzureCredentialKind {
     AzureCli,
     /// A fixed token from `azure_static_token`: for tests against the Key Vault test double only.
     StaticTokenForTests,
+}
+
+/// How callers authenticate (`auth_mode`). There is no default: an unset mode stops start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// HS256 tokens minted from `<data_dir>/jwt-hs256.key` (`tenantctl token`): development only.
+    Local,
+    /// JWT access tokens of an OIDC issuer (Entra ID, Auth0), checked against its JWKS.
+    Oidc,
 }
 
 /// The secret store the configuration selects.
@@ -161,6 +172,48 @@ pub struct Config {
     pub azure_client_secret: Option<String>,
     /// The fixed token of `static_token_for_tests`. Never printed.
     pub azure_static_token: Option<String>,
+    /// `local` (development) or `oidc`; must be set (see [`AuthMode`]).
+    pub auth_mode: Option<AuthMode>,
+    /// The OIDC issuer, compared exactly with each token's `iss`; its
+    /// `/.well-known/openid-configuration` names the JWKS unless `oidc_jwks_url` is set.
+    pub oidc_issuer: Option<String>,
+    /// Accepted `aud` values (a string, a comma-separated string, or an array).
+    #[serde(deserialize_with = "one_or_many")]
+    pub oidc_audience: Vec<String>,
+    /// The JWKS URL, when discovery is not wanted.
+    pub oidc_jwks_url: Option<String>,
+    /// The claim holding the caller's roles (a string or an array of strings).
+    pub oidc_roles_claim: String,
+    /// Identity-provider role value -> our role; without entries, values must be our role names.
+    pub oidc_role_map: BTreeMap<String, String>,
+    /// The claim recorded as the actor (`sub`; Entra users may prefer `oid` or
+    /// `preferred_username`).
+    pub oidc_subject_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`, seconds.
+    pub oidc_leeway_secs: u64,
+    /// How long a fetched JWKS is used before it is fetched again, seconds.
+    pub oidc_jwks_ttl_secs: u64,
+    /// Extra trusted root certificates (PEM) for reaching the issuer.
+    pub oidc_ca_bundle: Option<PathBuf>,
+}
+
+/// A string (comma-separated values) or an array of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let values = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(values
+        .into_iter()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 impl std::fmt::Debug for Config {
@@ -175,6 +228,8 @@ impl std::fmt::Debug for Config {
             .field("secret_store", &self.secret_store)
             .field("key_vault_url", &self.key_vault_url)
             .field("azure_credential", &self.azure_credential)
+            .field("auth_mode", &self.auth_mode)
+            .field("oidc_issuer", &self.oidc_issuer)
             .finish_non_exhaustive()
     }
 }
@@ -222,6 +277,16 @@ impl Default for Config {
             azure_federated_token_file: None,
             azure_client_secret: None,
             azure_static_token: None,
+            auth_mode: None,
+            oidc_issuer: None,
+            oidc_audience: Vec::new(),
+            oidc_jwks_url: None,
+            oidc_roles_claim: "roles".into(),
+            oidc_role_map: BTreeMap::new(),
+            oidc_subject_claim: "sub".into(),
+            oidc_leeway_secs: 60,
+            oidc_jwks_ttl_secs: 3600,
+            oidc_ca_bundle: None,
         }
     }
 }
@@ -619,6 +684,33 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("azure_static_token"));
+    }
+
+    #[test]
+    fn oidc_settings_from_toml_and_env_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.toml");
+        std::fs::write(
+            &path,
+            "auth_mode = \"oidc\"\n\
+             oidc_issuer = \"https://login.microsoftonline.com/t/v2.0\"\n\
+             oidc_audience = \"api://tenant-control-plane, 11111111-2222\"\n\
+             [oidc_role_map]\n\
+             \"TenantCP.Operator\" = \"operator\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.auth_mode, Some(AuthMode::Oidc));
+        assert_eq!(
+            c.oidc_audience,
+            vec!["api://tenant-control-plane", "11111111-2222"]
+        );
+        assert_eq!(c.oidc_role_map["TenantCP.Operator"], "operator");
+        assert_eq!(c.oidc_roles_claim, "roles");
+        std::fs::write(&path, "oidc_audience = [\"a\", \"b\"]\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.oidc_audience, vec!["a", "b"]);
+        assert_eq!(c.auth_mode, None);
     }
 
     #[test]

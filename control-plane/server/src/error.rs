@@ -13,6 +13,8 @@ pub struct AppError {
     status: StatusCode,
     detail: String,
     retry_after_secs: Option<u64>,
+    /// A 401 for a presented but rejected token (RFC 6750 `error="invalid_token"`).
+    invalid_token: bool,
 }
 
 impl AppError {
@@ -22,6 +24,7 @@ impl AppError {
             status,
             detail: detail.into(),
             retry_after_secs: None,
+            invalid_token: false,
         }
     }
 
@@ -30,6 +33,14 @@ impl AppError {
         AppError {
             retry_after_secs: Some(retry_after_secs.max(1)),
             ..Self::new(StatusCode::TOO_MANY_REQUESTS, detail)
+        }
+    }
+
+    /// 401 for a bearer token that was presented but is not valid.
+    pub fn invalid_token(detail: impl Into<String>) -> Self {
+        AppError {
+            invalid_token: true,
+            ..Self::new(StatusCode::UNAUTHORIZED, detail)
         }
     }
 
@@ -66,6 +77,7 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error").to_owned();
+        let invalid_token = self.invalid_token;
         let problem = Problem {
             kind: "about:blank".into(),
             title,
@@ -87,7 +99,11 @@ impl IntoResponse for AppError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
+                header::HeaderValue::from_static(if invalid_token {
+                    "Bearer error=\"invalid_token\""
+                } else {
+                    "Bearer"
+                }),
             );
         }
         response

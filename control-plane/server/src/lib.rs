@@ -92,9 +92,14 @@ pub async fn open_secret_store(config: &Config) -> anyhow::Result<Arc<dyn Secret
 /// Opens everything the control plane needs, resumes unfinished operations, and returns the
 /// router. `faults` overrides the configured faults (tests).
 pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<App> {
+    // The authentication mode first: an unset mode or a wrong issuer is a configuration error
+    // to see before anything is opened.
+    if config.auth_mode.is_none() {
+        return Err(auth::AuthError::NoMode.into());
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let key = auth::LocalKey::load_or_create(&config.data_dir)?;
+    let auth = auth::Authenticator::from_config(config).await?;
     let signer = signing::load_or_create(&config.data_dir)?;
     let secrets = open_secret_store(config).await?;
     let engine: Arc<dyn Engine> = match config.engine {
@@ -155,7 +160,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let state = AppState {
         orchestrator,
         catalog: catalog.clone(),
-        key,
+        auth,
         signer,
         max_body_bytes: config.max_body_bytes,
         limits: Arc::new(limits::Limits::new(config)),

@@ -41,10 +41,22 @@ async fn run() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(listen = %config.listen, node = %config.node_id(), "tenant control plane ready");
-    eprintln!(
-        "tenant control plane listening on http://{}\n  get a token:   target/release/tenantctl token --role operator\n  or simply:     target/release/tenantctl tenants list   (mints a local operator token itself)",
-        config.listen
-    );
+    eprintln!("tenant control plane listening on http://{}", config.listen);
+    match config.auth_mode {
+        Some(server::config::AuthMode::Local) => eprintln!(
+            "\n  !! LOCAL AUTHENTICATION (auth_mode = \"local\"): tokens are minted from {} on this\n  \
+             !! machine. For development only, NOT for production: set auth_mode = \"oidc\".\n\n  \
+             get a token:   target/release/tenantctl token --role operator\n  \
+             or simply:     target/release/tenantctl tenants list   (mints a local operator token itself)",
+            config.data_dir.join(server::auth::LOCAL_KEY_FILE).display()
+        ),
+        _ => eprintln!(
+            "  authentication: OIDC tokens of {} (audience {})\n  \
+             pass an access token from your identity provider: export TENANTCTL_TOKEN=...",
+            config.oidc_issuer.as_deref().unwrap_or_default(),
+            config.oidc_audience.join(", ")
+        ),
+    }
     // Connect info: the per-address rate limit needs the peer address.
     let service = app
         .router

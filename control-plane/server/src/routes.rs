@@ -16,7 +16,7 @@ use serde_json::json;
 use uuid::Uuid;
 use workflows::Orchestrator;
 
-use crate::auth::{AuthError, LocalKey};
+use crate::auth::{AuthError, Authenticator};
 use crate::error::AppError;
 use crate::request_id::REQUEST_ID;
 
@@ -27,8 +27,8 @@ pub struct AppState {
     pub orchestrator: Orchestrator,
     /// Reads tenants and operations.
     pub catalog: Catalog,
-    /// Verifies bearer tokens.
-    pub key: LocalKey,
+    /// Verifies bearer tokens (local key or OIDC issuer).
+    pub auth: Authenticator,
     /// Signs documents (deletion certificates, evidence).
     pub signer: crate::signing::Signer,
     /// Largest accepted body.
@@ -52,7 +52,13 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let unauthorized = |e: AuthError| AppError::new(StatusCode::UNAUTHORIZED, e.to_string());
+        let unauthorized = |e: AuthError| match e {
+            AuthError::Missing => AppError::new(StatusCode::UNAUTHORIZED, e.to_string()),
+            AuthError::KeysUnavailable(_) => {
+                AppError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            e => AppError::invalid_token(e.to_string()),
+        };
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -62,16 +68,20 @@ impl FromRequestParts<AppState> for Caller {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| unauthorized(AuthError::Missing))?;
-        let claims = state.key.verify(token.trim()).map_err(unauthorized)?;
+        let who = state
+            .auth
+            .authenticate(token.trim())
+            .await
+            .map_err(unauthorized)?;
         let request_id = parts
             .headers
             .get(&REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        tracing::Span::current().record("subject", claims.sub.as_str());
+        tracing::Span::current().record("subject", who.subject.as_str());
         Ok(Caller {
-            subject: claims.sub,
-            roles: claims.roles,
+            subject: who.subject,
+            roles: who.roles,
             request_id,
         })
     }

@@ -135,6 +135,7 @@ async fn main() {
         // The benchmark measures the workflows, not the rate limiter (it polls every 2 ms).
         .env("TENANT_CP_RATE_LIMIT_PER_SUBJECT", "0")
         .env("TENANT_CP_RATE_LIMIT_PER_IP", "0")
+        .env("TENANT_CP_AUTH_MODE", "local")
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
