@@ -27,44 +27,104 @@ use workflows::Faults;
 
 const AUDIENCE: &str = "api://tenant-control-plane";
 
+/// The private half of a test signing key.
+enum Private {
+    /// ECDSA P-256.
+    Ec(Box<rcgen::KeyPair>),
+    /// RSA 2048: PKCS#1 PEM, and the public modulus and exponent (big-endian).
+    Rsa { pem: String, n: Vec<u8>, e: Vec<u8> },
+}
+
 /// One signing key of the test issuer.
 struct SigningKey {
     kid: String,
-    pair: rcgen::KeyPair,
+    alg: Algorithm,
+    private: Private,
 }
 
 impl SigningKey {
+    /// An ES256 key.
     fn new(kid: &str) -> SigningKey {
         SigningKey {
             kid: kid.to_owned(),
-            pair: rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+            alg: Algorithm::ES256,
+            private: Private::Ec(Box::new(
+                rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+            )),
         }
     }
 
-    /// The public JWK (as Entra publishes RSA keys: no `alg`, `use: sig`).
+    /// An RSA key signing with `alg` (RS256 is what Entra ID and Auth0 use).
+    fn rsa(kid: &str, alg: Algorithm) -> SigningKey {
+        use rsa::pkcs1::EncodeRsaPrivateKey as _;
+        use rsa::traits::PublicKeyParts as _;
+        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        SigningKey {
+            kid: kid.to_owned(),
+            alg,
+            private: Private::Rsa {
+                pem: key
+                    .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
+                    .unwrap()
+                    .to_string(),
+                n: key.n().to_bytes_be(),
+                e: key.e().to_bytes_be(),
+            },
+        }
+    }
+
+    /// The public JWK, as Entra publishes its keys: `use: sig`, no `alg`.
     fn jwk(&self) -> Value {
-        // Uncompressed point: 0x04 || x || y.
-        let raw = self.pair.public_key_raw();
-        assert_eq!(raw.len(), 65);
-        json!({
-            "kty": "EC",
-            "use": "sig",
-            "crv": "P-256",
-            "kid": self.kid,
-            "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&raw[33..]),
-        })
+        match &self.private {
+            Private::Ec(pair) => {
+                // Uncompressed point: 0x04 || x || y.
+                let raw = pair.public_key_raw();
+                assert_eq!(raw.len(), 65);
+                json!({
+                    "kty": "EC",
+                    "use": "sig",
+                    "crv": "P-256",
+                    "kid": self.kid,
+                    "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+                    "y": URL_SAFE_NO_PAD.encode(&raw[33..]),
+                })
+            }
+            Private::Rsa { n, e, .. } => json!({
+                "kty": "RSA",
+                "use": "sig",
+                "kid": self.kid,
+                "n": URL_SAFE_NO_PAD.encode(n),
+                "e": URL_SAFE_NO_PAD.encode(e),
+            }),
+        }
+    }
+
+    /// Public key bytes an attacker has (for the HMAC key-confusion attempts).
+    fn public_bytes(&self) -> Vec<Vec<u8>> {
+        let mut all = vec![serde_json::to_vec(&self.jwk()).unwrap()];
+        match &self.private {
+            Private::Ec(pair) => {
+                all.push(pair.public_key_raw().to_vec());
+                all.push(pair.public_key_pem().into_bytes());
+            }
+            Private::Rsa { n, .. } => all.push(n.clone()),
+        }
+        all
     }
 
     fn sign(&self, claims: &Value) -> String {
-        self.sign_as(&self.kid, claims)
+        self.sign_as(&self.kid, self.alg, claims)
     }
 
-    /// Signs with this key but names `kid` in the header.
-    fn sign_as(&self, kid: &str, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::ES256);
+    /// Signs with this key, naming `kid` and `alg` in the header.
+    fn sign_as(&self, kid: &str, alg: Algorithm, claims: &Value) -> String {
+        let mut header = Header::new(alg);
         header.kid = Some(kid.to_owned());
-        let key = EncodingKey::from_ec_pem(self.pair.serialize_pem().as_bytes()).unwrap();
+        let key = match &self.private {
+            Private::Ec(pair) => EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()),
+            Private::Rsa { pem, .. } => EncodingKey::from_rsa_pem(pem.as_bytes()),
+        }
+        .unwrap();
         jsonwebtoken::encode(&header, claims, &key).unwrap()
     }
 }
@@ -263,7 +323,7 @@ async fn tokens_are_checked_against_the_issuer() {
     refused(&env, &stranger.sign(&good), "not one of the issuer's keys").await;
     refused(
         &env,
-        &stranger.sign_as("key-1", &good),
+        &stranger.sign_as("key-1", Algorithm::ES256, &good),
         "signature does not verify",
     )
     .await;
@@ -271,11 +331,7 @@ async fn tokens_are_checked_against_the_issuer() {
     // Key confusion: HS256 "signed" with the issuer's public key bytes, and `alg: none`.
     let mut hs = Header::new(Algorithm::HS256);
     hs.kid = Some("key-1".into());
-    for public in [
-        key.pair.public_key_raw().to_vec(),
-        key.pair.public_key_pem().into_bytes(),
-        serde_json::to_vec(&key.jwk()).unwrap(),
-    ] {
+    for public in key.public_bytes() {
         let token = jsonwebtoken::encode(&hs, &good, &EncodingKey::from_secret(&public)).unwrap();
         refused(&env, &token, "HS256 tokens are not accepted").await;
     }
@@ -319,15 +375,26 @@ async fn a_rotated_key_is_picked_up_without_a_restart() {
     let claims = issuer.claims(json!(["operator"]));
     assert_eq!(list(&env, Some(&old.sign(&claims))).await.0, StatusCode::OK);
 
-    // The issuer starts signing with a new key and publishes both.
-    let new = SigningKey::new("key-new");
+    // The issuer starts signing with a new key (RSA, as Entra ID's) and publishes both.
+    let new = SigningKey::rsa("key-new", Algorithm::RS256);
     issuer.serve_keys(&[&old, &new]);
     let (status, _, detail) = list(&env, Some(&new.sign(&claims))).await;
     assert_eq!(status, StatusCode::OK, "{detail}");
     assert_eq!(issuer.fetches(), 2, "one refresh for the new kid");
-    // Both keys are cached now: no more fetches.
+    // Both keys are cached now: no more fetches. An RSA JWK without `alg` takes PS256 too, but
+    // never an EC algorithm or HMAC keyed with its modulus.
     assert_eq!(list(&env, Some(&old.sign(&claims))).await.0, StatusCode::OK);
     assert_eq!(list(&env, Some(&new.sign(&claims))).await.0, StatusCode::OK);
+    let ps = new.sign_as("key-new", Algorithm::PS256, &claims);
+    assert_eq!(list(&env, Some(&ps)).await.0, StatusCode::OK);
+    let es_under_rsa_kid = old.sign_as("key-new", Algorithm::ES256, &claims);
+    refused(&env, &es_under_rsa_kid, "algorithm does not match").await;
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some("key-new".into());
+    for public in new.public_bytes() {
+        let token = jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&public)).unwrap();
+        refused(&env, &token, "HS256 tokens are not accepted").await;
+    }
     assert_eq!(issuer.fetches(), 2);
 }
 
@@ -341,7 +408,7 @@ async fn a_flood_of_unknown_kids_fetches_the_jwks_at_most_once() {
     let mut tasks = Vec::new();
     for i in 0..40 {
         let env = env.clone();
-        let token = key.sign_as(&format!("made-up-{i}"), &claims);
+        let token = key.sign_as(&format!("made-up-{i}"), Algorithm::ES256, &claims);
         tasks.push(tokio::spawn(
             async move { list(&env, Some(&token)).await.0 },
         ));
