@@ -277,6 +277,36 @@ mod tests {
     }
 
     #[test]
+    fn tenant_and_rotation_tables_align() {
+        let tenant: Tenant = serde_json::from_value(serde_json::json!({
+            "id": "00000000-0000-0000-0000-000000000001", "slug": "acme-corp",
+            "display_name": "Acme\nCorp", "state": "active", "engine": "postgres",
+            "server": "127.0.0.1:55432", "database": "t_acme_corp", "schema_version": 3,
+            "created_at": "2026-01-02T03:04:05Z",
+            "secrets": {"app": "tenant-acme-corp-app", "audit_admin": "tenant-acme-corp-audit-admin",
+                        "investigator": "tenant-acme-corp-investigator"}
+        }))
+        .expect("a tenant");
+        let mut other = tenant.clone();
+        other.slug = TenantSlug::parse("b2b").expect("valid");
+        other.state = api_types::TenantState::Offboarded;
+        assert_eq!(
+            tenant_table(&[tenant.clone(), other]),
+            "SLUG       STATE       ENGINE    DATABASE     CREATED\n\
+             acme-corp  active      postgres  t_acme_corp  2026-01-02T03:04:05Z\n\
+             b2b        offboarded  postgres  t_acme_corp  2026-01-02T03:04:05Z"
+        );
+        assert_eq!(tenant_table(&[]), "no tenants");
+        let details = tenant_details(&tenant);
+        assert!(
+            details.contains("display name         Acme Corp\n"),
+            "{details}"
+        );
+        assert!(details.ends_with("secret investigator  tenant-acme-corp-investigator"));
+        assert_eq!(rotation_table(&[]), "no rotations yet");
+    }
+
+    #[test]
     fn columns_align_without_trailing_spaces() {
         let rows = vec![
             vec!["A".to_owned(), "BB".to_owned(), String::new()],
