@@ -142,11 +142,18 @@ impl Live {
                 format!("{name} (rolling back)"),
                 true,
             ),
-            StepState::RolledBack => (
-                template("  {msg:.yellow}"),
-                format!("↶ {name} (rolled back)"),
-                false,
-            ),
+            StepState::RolledBack => match error {
+                Some(e) => (
+                    template("  {msg:.red}"),
+                    format!("✗ {name}: {} (rolled back)", one_line(e)),
+                    false,
+                ),
+                None => (
+                    template("  {msg:.yellow}"),
+                    format!("↶ {name} (rolled back)"),
+                    false,
+                ),
+            },
         };
         bar.set_style(style);
         bar.set_message(message);

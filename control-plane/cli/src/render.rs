@@ -188,7 +188,11 @@ pub fn step_line(step: &OperationStep) -> String {
             None => format!("  ✗ {name}"),
         },
         StepState::RollingBack => format!("  ↺ {name} (rolling back)"),
-        StepState::RolledBack => format!("  ↶ {name} (rolled back)"),
+        // The step that failed keeps its error after its undo: still the one to look at.
+        StepState::RolledBack => match step.error.as_deref() {
+            Some(e) => format!("  ✗ {name}: {} (rolled back)", one_line(e)),
+            None => format!("  ↶ {name} (rolled back)"),
+        },
     }
 }
 
@@ -252,6 +256,10 @@ mod tests {
         assert_eq!(
             step_line(&step("create_database", StepState::RolledBack, None)),
             "  ↶ create_database (rolled back)"
+        );
+        assert_eq!(
+            step_line(&step("verify_access", StepState::RolledBack, Some("boom"))),
+            "  ✗ verify_access: boom (rolled back)"
         );
     }
 
