@@ -14,6 +14,8 @@ pub struct Failure {
     pub message: String,
     /// What to do about it, if there is something useful to say.
     pub hint: Option<String>,
+    /// Seconds the server asked us to wait before retrying (a 429's or 503's `Retry-After`).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl Failure {
@@ -22,6 +24,7 @@ impl Failure {
         Failure {
             message: message.into(),
             hint: None,
+            retry_after_secs: None,
         }
     }
 
@@ -86,12 +89,16 @@ pub fn http_failure(
              mint one with `tenantctl token --role operator`",
         ),
         400 | 404 | 409 | 413 | 422 => Failure::new(detail),
-        429 => Failure::new(format!("the control plane is busy: {detail}"))
-            .hint(retry_hint(retry_after)),
-        503 if retry_after.is_some() => {
-            Failure::new(format!("the control plane is unavailable: {detail}"))
+        429 => Failure {
+            retry_after_secs: retry_secs(retry_after),
+            ..Failure::new(format!("the control plane is busy: {detail}"))
                 .hint(retry_hint(retry_after))
-        }
+        },
+        503 if retry_after.is_some() => Failure {
+            retry_after_secs: retry_secs(retry_after),
+            ..Failure::new(format!("the control plane is unavailable: {detail}"))
+                .hint(retry_hint(retry_after))
+        },
         500..=599 => {
             let failure = Failure::new(format!(
                 "the control plane failed (HTTP {status}): {detail}"
@@ -110,11 +117,15 @@ pub fn http_failure(
 /// "retry after N seconds" from a `Retry-After` header of delta-seconds (an HTTP date, or none,
 /// gives a vaguer hint).
 fn retry_hint(retry_after: Option<&str>) -> String {
-    match retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
+    match retry_secs(retry_after) {
         Some(1) => "retry after 1 second".to_owned(),
         Some(n) => format!("retry after {n} seconds"),
         None => "retry in a little while".to_owned(),
     }
+}
+
+fn retry_secs(retry_after: Option<&str>) -> Option<u64> {
+    retry_after.and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// Maps a transport error (no HTTP answer) to a failure.
@@ -231,6 +242,7 @@ mod tests {
         let f = http_failure(429, &problem(429, "slow down"), None, Some("7"));
         assert_eq!(f.message, "the control plane is busy: slow down");
         assert_eq!(f.hint.as_deref(), Some("retry after 7 seconds"));
+        assert_eq!(f.retry_after_secs, Some(7));
         let f = http_failure(429, "", None, Some("Wed, 21 Oct 2026 07:28:00 GMT"));
         assert_eq!(f.hint.as_deref(), Some("retry in a little while"));
         let f = http_failure(503, &problem(503, "draining"), None, Some("1"));

@@ -19,6 +19,8 @@ use crate::render;
 
 /// How often `--wait` polls the operation.
 const POLL_INTERVAL: Duration = Duration::from_millis(300);
+/// The longest `Retry-After` pause `--wait` sits through; a longer one ends the wait with a hint.
+const MAX_RETRY_AFTER_SECS: u64 = 60;
 /// Spinner frame interval.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -251,6 +253,14 @@ pub async fn follow(client: &Client, id: Uuid, style: Style) -> Result<(), Failu
         let polled = client.get::<Operation>(&path).await;
         let (op, raw) = match polled {
             Ok(answer) => answer,
+            // The server asked for a pause (429/503 with Retry-After): honour it, keep following.
+            Err(Failure {
+                retry_after_secs: Some(secs),
+                ..
+            }) if secs <= MAX_RETRY_AFTER_SECS => {
+                tokio::time::sleep(Duration::from_secs(secs.max(1))).await;
+                continue;
+            }
             Err(f) => {
                 reporter.finish();
                 return Err(resume_hint(f, id));
