@@ -14,6 +14,8 @@ pub struct Failure {
     pub message: String,
     /// What to do about it, if there is something useful to say.
     pub hint: Option<String>,
+    /// Seconds the server asked us to wait before retrying (a 429's or 503's `Retry-After`).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl Failure {
@@ -22,6 +24,7 @@ impl Failure {
         Failure {
             message: message.into(),
             hint: None,
+            retry_after_secs: None,
         }
     }
 
@@ -52,14 +55,20 @@ pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Hint shown for 401 answers.
+/// Hint shown for 401 answers (the client replaces it with one that knows the token's source).
 pub const HINT_UNAUTHENTICATED: &str = "pass a valid token with --token or TENANTCTL_TOKEN, \
-     or mint one with `export TENANTCTL_TOKEN=$(tenantctl token --role operator)`";
+     or set token_command in the config file";
 
 /// Maps an unsuccessful HTTP answer (status and body) to a failure.
 ///
-/// `request_id` is the `x-request-id` answer header, used to point at the server log.
-pub fn http_failure(status: u16, body: &str, request_id: Option<&str>) -> Failure {
+/// `request_id` is the `x-request-id` answer header, used to point at the server log;
+/// `retry_after` the `Retry-After` header of a 429 or 503.
+pub fn http_failure(
+    status: u16,
+    body: &str,
+    request_id: Option<&str>,
+    retry_after: Option<&str>,
+) -> Failure {
     let problem = serde_json::from_str::<Problem>(body).ok();
     let reason = reqwest::StatusCode::from_u16(status)
         .ok()
@@ -80,6 +89,16 @@ pub fn http_failure(status: u16, body: &str, request_id: Option<&str>) -> Failur
              mint one with `tenantctl token --role operator`",
         ),
         400 | 404 | 409 | 413 | 422 => Failure::new(detail),
+        429 => Failure {
+            retry_after_secs: retry_secs(retry_after),
+            ..Failure::new(format!("the control plane is busy: {detail}"))
+                .hint(retry_hint(retry_after))
+        },
+        503 if retry_after.is_some() => Failure {
+            retry_after_secs: retry_secs(retry_after),
+            ..Failure::new(format!("the control plane is unavailable: {detail}"))
+                .hint(retry_hint(retry_after))
+        },
         500..=599 => {
             let failure = Failure::new(format!(
                 "the control plane failed (HTTP {status}): {detail}"
@@ -93,6 +112,20 @@ pub fn http_failure(status: u16, body: &str, request_id: Option<&str>) -> Failur
             "unexpected answer from the control plane: {detail}"
         )),
     }
+}
+
+/// "retry after N seconds" from a `Retry-After` header of delta-seconds (an HTTP date, or none,
+/// gives a vaguer hint).
+fn retry_hint(retry_after: Option<&str>) -> String {
+    match retry_secs(retry_after) {
+        Some(1) => "retry after 1 second".to_owned(),
+        Some(n) => format!("retry after {n} seconds"),
+        None => "retry in a little while".to_owned(),
+    }
+}
+
+fn retry_secs(retry_after: Option<&str>) -> Option<u64> {
+    retry_after.and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// Maps a transport error (no HTTP answer) to a failure.
@@ -155,7 +188,12 @@ mod tests {
     #[test]
     fn client_errors_show_the_detail() {
         for status in [400, 404, 409, 413] {
-            let f = http_failure(status, &problem(status, "tenant acme already exists"), None);
+            let f = http_failure(
+                status,
+                &problem(status, "tenant acme already exists"),
+                None,
+                None,
+            );
             assert_eq!(f.message, "tenant acme already exists");
             assert_eq!(f.hint, None);
         }
@@ -163,12 +201,18 @@ mod tests {
 
     #[test]
     fn auth_errors_carry_hints() {
-        let f = http_failure(401, &problem(401, "invalid token: ExpiredSignature"), None);
+        let f = http_failure(
+            401,
+            &problem(401, "invalid token: ExpiredSignature"),
+            None,
+            None,
+        );
         assert!(f.message.contains("ExpiredSignature"));
         assert!(f.hint.as_deref().is_some_and(|h| h.contains("--token")));
         let f = http_failure(
             403,
             &problem(403, "this endpoint needs the operator role"),
+            None,
             None,
         );
         assert!(f
@@ -179,13 +223,35 @@ mod tests {
 
     #[test]
     fn non_problem_bodies_are_not_echoed() {
-        let f = http_failure(502, "<html>secret-ish proxy page</html>", Some("req-1"));
+        let f = http_failure(
+            502,
+            "<html>secret-ish proxy page</html>",
+            Some("req-1"),
+            None,
+        );
         assert!(!f.message.contains("html"));
         assert!(f.message.contains("502 Bad Gateway"));
         assert_eq!(
             f.hint.as_deref(),
             Some("look for request id req-1 in the server log")
         );
+    }
+
+    #[test]
+    fn too_many_requests_says_when_to_retry() {
+        let f = http_failure(429, &problem(429, "slow down"), None, Some("7"));
+        assert_eq!(f.message, "the control plane is busy: slow down");
+        assert_eq!(f.hint.as_deref(), Some("retry after 7 seconds"));
+        assert_eq!(f.retry_after_secs, Some(7));
+        let f = http_failure(429, "", None, Some("Wed, 21 Oct 2026 07:28:00 GMT"));
+        assert_eq!(f.hint.as_deref(), Some("retry in a little while"));
+        let f = http_failure(503, &problem(503, "draining"), None, Some("1"));
+        assert_eq!(f.hint.as_deref(), Some("retry after 1 second"));
+        let f = http_failure(503, &problem(503, "down"), Some("r"), None);
+        assert!(f
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("request id r")));
     }
 
     #[test]

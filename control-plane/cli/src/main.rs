@@ -1,56 +1,53 @@
 //! `tenantctl`: the operator CLI of the tenant control plane.
 
 mod client;
+mod config;
+mod confirm;
 mod error;
+mod progress;
 mod render;
 mod signed;
 
-use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use api_types::{
     Accepted, CreateTenantRequest, InvestigateRequest, InvestigateResponse, OffboardRequest,
-    Operation, OperationState, RotateRequest, Rotation, RotationMode, StepState, Tenant,
-    TenantSlug,
+    Operation, RotateRequest, Rotation, RotationMode, Tenant, TenantSlug,
 };
 use clap::builder::PossibleValuesParser;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use secrets::{LocalSecretStore, LocalStoreOptions, SecretError, SecretName};
 use uuid::Uuid;
 
 use client::{Client, AUDITOR_ROLE, OPERATOR_ROLE};
+use config::{Flags, Settings, TokenValue};
+use confirm::Destructive;
 use error::Failure;
-
-/// How often `--wait` polls the operation.
-const POLL_INTERVAL: Duration = Duration::from_millis(300);
+use progress::Style;
 
 /// Operator CLI for the tenant control plane.
 #[derive(Debug, Parser)]
 #[command(name = "tenantctl", version, about)]
 struct Cli {
-    /// Base URL of the control plane.
-    #[arg(
-        long,
-        global = true,
-        env = "TENANTCTL_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
-    /// Bearer token; without it, one is minted from `<data-dir>/jwt-hs256.key` if present.
-    #[arg(long, global = true, env = "TENANTCTL_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// The control plane's data directory (local signing key and secret store).
-    #[arg(
-        long,
-        global = true,
-        env = "TENANT_CP_DATA_DIR",
-        default_value = ".data"
-    )]
-    data_dir: PathBuf,
-    /// Print raw JSON instead of human-readable output.
+    /// Base URL of the control plane [env: TENANTCTL_SERVER; config: server; default:
+    /// http://127.0.0.1:8080].
+    #[arg(long, global = true, value_name = "URL")]
+    server: Option<String>,
+    /// Bearer token [env: TENANTCTL_TOKEN; config: token or token_command]; without one, a
+    /// token is minted from `<data-dir>/jwt-hs256.key` (local mode).
+    #[arg(long, global = true, value_name = "TOKEN", hide_default_value = true)]
+    token: Option<TokenValue>,
+    /// The control plane's data directory: local signing key and secret store [env:
+    /// TENANT_CP_DATA_DIR; config: data_dir; default: .data].
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The config file [env: TENANTCTL_CONFIG; default:
+    /// $XDG_CONFIG_HOME/tenantctl/config.toml, else ~/.config/tenantctl/config.toml].
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the API's JSON (only that, on stdout) instead of human-readable output.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -111,6 +108,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Show the resolved settings (server, token, data dir) and where each came from.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script, e.g. `tenantctl completions bash > ~/.local/share/bash-completion/completions/tenantctl`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Check the signature of a saved signed document (deletion certificate, evidence) offline.
     Verify {
         /// The document, as written by `--out`.
@@ -131,7 +136,7 @@ enum TenantsCommand {
         /// Human-readable name.
         #[arg(long)]
         display_name: String,
-        /// Follow the operation until it finishes.
+        /// Follow the operation until it finishes; exit 0 only if it succeeded.
         #[arg(long)]
         wait: bool,
     },
@@ -149,10 +154,11 @@ enum TenantsCommand {
         /// Why; recorded in the deletion certificate.
         #[arg(long)]
         reason: String,
-        /// Repeat the slug to confirm (asked interactively when stdin is a terminal).
+        /// Repeat the slug to confirm (asked interactively when stdin is a terminal; without a
+        /// terminal this flag is required).
         #[arg(long, value_name = "SLUG")]
         confirm: Option<String>,
-        /// Follow the operation until it finishes.
+        /// Follow the operation until it finishes; exit 0 only if it succeeded.
         #[arg(long)]
         wait: bool,
     },
@@ -160,10 +166,17 @@ enum TenantsCommand {
     Rotate {
         /// The tenant's slug.
         slug: TenantSlug,
-        /// Disable the previous app login at once and end its sessions (a suspected leak).
-        #[arg(long)]
+        /// `emergency` disables the previous app login at once and ends its sessions (a
+        /// suspected leak); it asks you to type the slug unless --confirm is given.
+        #[arg(long, value_enum, default_value_t = Mode::Scheduled)]
+        mode: Mode,
+        /// Short for --mode emergency.
+        #[arg(long, conflicts_with = "mode")]
         emergency: bool,
-        /// Follow the operation until it finishes.
+        /// Repeat the slug to confirm an emergency rotation.
+        #[arg(long, value_name = "SLUG")]
+        confirm: Option<String>,
+        /// Follow the operation until it finishes; exit 0 only if it succeeded.
         #[arg(long)]
         wait: bool,
     },
@@ -192,6 +205,21 @@ enum OperationsCommand {
         #[arg(long)]
         wait: bool,
     },
+}
+
+/// `tenants rotate --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// A routine rotation: the previous app login keeps working until the next rotation.
+    Scheduled,
+    /// A suspected leak: the previous app login is disabled and its sessions end at once.
+    Emergency,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the resolved settings and where each came from (never the token).
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,13 +262,13 @@ fn fail(failure: &Failure) -> ExitCode {
 }
 
 /// Writes one or more lines to stdout; a closed pipe (`| head`) is not an error worth a panic.
-fn emit(text: &str) {
+pub(crate) fn emit(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{text}");
     let _ = stdout.flush();
 }
 
-fn emit_json(value: &serde_json::Value) -> Result<(), Failure> {
+pub(crate) fn emit_json(value: &serde_json::Value) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Failure::new(format!("cannot print JSON: {e}")))?;
     emit(&text);
@@ -252,22 +280,49 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         server,
         token,
         data_dir,
+        config,
         json,
         command,
     } = cli;
+    if let Command::Completions { shell } = command {
+        return completions(shell);
+    }
+    let flags = Flags {
+        server,
+        token,
+        data_dir,
+        config,
+    };
+    let settings = config::resolve(&flags, &|name| std::env::var(name).ok())?;
+    let Settings {
+        server: (server, _),
+        data_dir: (data_dir, _),
+        token,
+        ..
+    } = &settings;
     let connect_as = |role: &str| -> Result<Client, Failure> {
-        let (token, source) = client::resolve_token(token.as_deref(), &data_dir, role)?;
-        Ok(Client::new(&server, &token, source)?.for_role(role))
+        let (token, source) = client::resolve_token(token, data_dir, role)?;
+        Ok(Client::new(server, &token, source)?.for_role(role))
     };
     let connect = || connect_as(OPERATOR_ROLE);
+    let style = Style::pick(json, std::io::stderr().is_terminal());
     match command {
+        Command::Completions { shell } => completions(shell),
+        Command::Config(ConfigCommand::Show) => {
+            if json {
+                emit_json(&settings.describe_json())?;
+            } else {
+                emit(&settings.describe());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token {
             role,
             subject,
             ttl_secs,
         } => {
             let subject = subject.unwrap_or_else(client::default_subject);
-            let token = client::mint(&data_dir, &role, &subject, ttl_secs)?;
+            let token = client::mint(data_dir, &role, &subject, ttl_secs)?;
             emit(&token);
             Ok(ExitCode::SUCCESS)
         }
@@ -282,7 +337,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 display_name,
             };
             let (accepted, raw): (Accepted, _) = client.post("/v1/tenants", &body).await?;
-            started(&client, &accepted, &raw, json, wait).await
+            started(&client, &accepted, &raw, style, wait).await
         }
         Command::Tenants(TenantsCommand::List) => {
             let (tenants, raw): (Vec<Tenant>, _) = connect()?.get("/v1/tenants").await?;
@@ -308,34 +363,63 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             confirm,
             wait,
         }) => {
-            // Resolve the token first so a missing token is reported before the prompt.
+            let action = Destructive::Offboard;
+            // A wrong --confirm, or no terminal to ask at, fails before anything else; the
+            // token is resolved before the prompt so a missing one is reported first.
+            let plan = confirm::plan(
+                &slug,
+                action,
+                confirm.as_deref(),
+                std::io::stdin().is_terminal(),
+            )?;
             let client = connect()?;
-            let confirm = resolve_confirm(&slug, confirm, std::io::stdin().is_terminal(), || {
-                prompt_confirm(&slug)
-            })?;
-            let body = OffboardRequest { confirm, reason };
+            let confirmed = plan.resolve(&slug, || confirm::prompt_terminal(&slug, action))?;
+            let body = OffboardRequest {
+                confirm: confirmed.into_string(),
+                reason,
+            };
             let (accepted, raw): (Accepted, _) = client
                 .post(&format!("/v1/tenants/{slug}/offboard"), &body)
                 .await?;
-            started(&client, &accepted, &raw, json, wait).await
+            started(&client, &accepted, &raw, style, wait).await
         }
         Command::Tenants(TenantsCommand::Rotate {
             slug,
+            mode,
             emergency,
+            confirm,
             wait,
         }) => {
+            let mode = if emergency { Mode::Emergency } else { mode };
+            let action = Destructive::EmergencyRotation;
+            let plan = match (mode, confirm.as_deref()) {
+                (Mode::Emergency, given) => Some(confirm::plan(
+                    &slug,
+                    action,
+                    given,
+                    std::io::stdin().is_terminal(),
+                )?),
+                // A scheduled rotation needs no confirmation, but a wrong one is still refused.
+                (Mode::Scheduled, Some(given)) => {
+                    confirm::plan(&slug, action, Some(given), false)?;
+                    None
+                }
+                (Mode::Scheduled, None) => None,
+            };
             let client = connect()?;
+            if let Some(plan) = plan {
+                plan.resolve(&slug, || confirm::prompt_terminal(&slug, action))?;
+            }
             let body = RotateRequest {
-                mode: if emergency {
-                    RotationMode::Emergency
-                } else {
-                    RotationMode::Scheduled
+                mode: match mode {
+                    Mode::Scheduled => RotationMode::Scheduled,
+                    Mode::Emergency => RotationMode::Emergency,
                 },
             };
             let (accepted, raw): (Accepted, _) = client
                 .post(&format!("/v1/tenants/{slug}/rotate"), &body)
                 .await?;
-            started(&client, &accepted, &raw, json, wait).await
+            started(&client, &accepted, &raw, style, wait).await
         }
         Command::Tenants(TenantsCommand::Rotations { slug }) => {
             let (rotations, raw): (Vec<Rotation>, _) = connect()?
@@ -423,7 +507,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Operations(OperationsCommand::Show { id, wait }) => {
             let client = connect()?;
             if wait {
-                follow(&client, id, json).await
+                progress::follow(&client, id, style).await?;
+                Ok(ExitCode::SUCCESS)
             } else {
                 let (op, raw): (Operation, _) = client.get(&format!("/v1/operations/{id}")).await?;
                 if json {
@@ -435,7 +520,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Secret(SecretCommand::Show { name, version }) => {
-            show_secret(&data_dir, &name, version.as_deref(), json)
+            show_secret(data_dir, &name, version.as_deref(), json)
         }
     }
 }
@@ -460,26 +545,25 @@ fn evidence_path(slug: &TenantSlug, since: Option<chrono::DateTime<chrono::Utc>>
     }
 }
 
-/// Output after an operation was accepted (create, offboard), then `--wait` if asked.
+/// Output after an operation was accepted (create, offboard, rotate), then `--wait` if asked.
 async fn started(
     client: &Client,
     accepted: &Accepted,
     raw: &serde_json::Value,
-    json: bool,
+    style: Style,
     wait: bool,
 ) -> Result<ExitCode, Failure> {
     let op = &accepted.operation;
-    if json {
+    if style == Style::Quiet {
         // With --wait, the single JSON document printed is the finished operation.
         if !wait {
             emit_json(raw)?;
         }
     } else {
         emit(&format!(
-            "tenant {}: {}",
-            accepted.tenant.slug, accepted.tenant.state
+            "tenant {}: {}; operation {} ({}) started",
+            accepted.tenant.slug, accepted.tenant.state, op.id, op.kind
         ));
-        emit(&format!("operation {} ({})", op.id, op.kind));
         if !wait {
             emit(&format!(
                 "follow it with: tenantctl operations show {} --wait",
@@ -488,108 +572,20 @@ async fn started(
         }
     }
     if wait {
-        follow(client, op.id, json).await
-    } else {
-        Ok(ExitCode::SUCCESS)
+        progress::follow(client, op.id, style).await?;
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-/// `--wait`: polls the operation, printing each step's state change, until it is terminal.
-async fn follow(client: &Client, id: Uuid, json: bool) -> Result<ExitCode, Failure> {
-    let started = Instant::now();
-    let path = format!("/v1/operations/{id}");
-    let mut seen: HashMap<String, StepState> = HashMap::new();
-    loop {
-        let (op, raw): (Operation, _) = client.get(&path).await.map_err(|f| {
-            let resume = format!(
-                "the operation continues on the server; resume with \
-                 `tenantctl operations show {id} --wait`"
-            );
-            match f.hint {
-                Some(h) => Failure {
-                    hint: Some(format!("{h}; {resume}")),
-                    ..f
-                },
-                None => f.hint(resume),
-            }
-        })?;
-        if !json {
-            for step in &op.steps {
-                if step_changed(&mut seen, &step.name, step.state) {
-                    emit(&render::step_line(step));
-                }
-            }
-        }
-        if op.state.is_terminal() {
-            let elapsed = match op.finished_at {
-                Some(end) => (end - op.created_at).num_milliseconds().max(0) as f64 / 1000.0,
-                None => started.elapsed().as_secs_f64(),
-            };
-            if json {
-                emit_json(&raw)?;
-            } else {
-                emit(&render::summary_line(&op, elapsed));
-            }
-            return Ok(if op.state == OperationState::Succeeded {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-/// Records a step's state; true if it is worth a progress line (new and started, or changed).
-fn step_changed(seen: &mut HashMap<String, StepState>, name: &str, state: StepState) -> bool {
-    match seen.insert(name.to_owned(), state) {
-        None => state != StepState::Pending,
-        Some(previous) => previous != state,
-    }
-}
-
-/// The confirmation sent with an offboard request: `--confirm`, else typed at a terminal.
-///
-/// It must repeat the slug exactly; a mismatch fails here, before anything is sent.
-fn resolve_confirm(
-    slug: &TenantSlug,
-    confirm: Option<String>,
-    stdin_is_terminal: bool,
-    prompt: impl FnOnce() -> std::io::Result<String>,
-) -> Result<String, Failure> {
-    let typed = match confirm {
-        Some(c) => c,
-        None if stdin_is_terminal => prompt()
-            .map_err(|e| Failure::new(format!("cannot read the confirmation: {e}")))?
-            .trim()
-            .to_owned(),
-        None => {
-            return Err(Failure::new(format!(
-                "offboarding {slug} needs a confirmation and stdin is not a terminal"
-            ))
-            .hint(format!("pass --confirm {slug}")))
-        }
-    };
-    if typed != slug.as_str() {
-        return Err(Failure::new(format!(
-            "confirmation {typed:?} does not match tenant {slug}; nothing was changed"
-        ))
-        .hint(format!("type the slug exactly, or pass --confirm {slug}")));
-    }
-    Ok(typed)
-}
-
-fn prompt_confirm(slug: &TenantSlug) -> std::io::Result<String> {
-    let mut stderr = std::io::stderr().lock();
-    write!(
-        stderr,
-        "Offboarding removes {slug}'s database, principals and secrets; it cannot be undone.\n\
-         Type the tenant slug ({slug}) to confirm: "
-    )?;
-    stderr.flush()?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    Ok(line)
+/// `completions SHELL`: the script on stdout.
+fn completions(shell: clap_complete::Shell) -> Result<ExitCode, Failure> {
+    use clap::CommandFactory as _;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "tenantctl", &mut out);
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(&out);
+    let _ = stdout.flush();
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `secret show`: reads the local store under `<data-dir>/secrets` directly.
@@ -639,48 +635,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn slug() -> TenantSlug {
-        TenantSlug::parse("acme-corp").unwrap()
-    }
-
-    fn no_prompt() -> std::io::Result<String> {
-        panic!("must not prompt")
-    }
-
-    #[test]
-    fn confirm_flag_must_match() {
-        assert_eq!(
-            resolve_confirm(&slug(), Some("acme-corp".into()), false, no_prompt).unwrap(),
-            "acme-corp"
-        );
-        let err = resolve_confirm(&slug(), Some("acme".into()), true, no_prompt).unwrap_err();
-        assert!(err.message.contains("does not match"));
-    }
-
-    #[test]
-    fn confirm_without_terminal_fails_with_hint() {
-        let err = resolve_confirm(&slug(), None, false, no_prompt).unwrap_err();
-        assert_eq!(err.hint.as_deref(), Some("pass --confirm acme-corp"));
-    }
-
-    #[test]
-    fn confirm_prompt_is_trimmed_and_checked() {
-        let ok = resolve_confirm(&slug(), None, true, || Ok("acme-corp\n".into()));
-        assert_eq!(ok.unwrap(), "acme-corp");
-        assert!(resolve_confirm(&slug(), None, true, || Ok(String::new())).is_err());
-        assert!(resolve_confirm(&slug(), None, true, || Ok("other\n".into())).is_err());
-    }
-
-    #[test]
-    fn step_changes_are_reported_once() {
-        let mut seen = HashMap::new();
-        assert!(!step_changed(&mut seen, "a", StepState::Pending));
-        assert!(step_changed(&mut seen, "a", StepState::Running));
-        assert!(!step_changed(&mut seen, "a", StepState::Running));
-        assert!(step_changed(&mut seen, "a", StepState::Succeeded));
-        assert!(step_changed(&mut seen, "b", StepState::Failed));
-    }
-
     #[test]
     fn cli_parses_and_rejects_bad_input() {
         use clap::CommandFactory as _;
@@ -710,6 +664,46 @@ mod tests {
                 ..
             })
         ));
+        let cli = Cli::try_parse_from([
+            "tenantctl",
+            "tenants",
+            "rotate",
+            "acme-corp",
+            "--mode",
+            "emergency",
+            "--confirm",
+            "acme-corp",
+            "--wait",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Tenants(TenantsCommand::Rotate {
+                mode: Mode::Emergency,
+                confirm: Some(_),
+                wait: true,
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from([
+            "tenantctl",
+            "tenants",
+            "rotate",
+            "acme-corp",
+            "--mode",
+            "scheduled",
+            "--emergency"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "tenantctl",
+            "tenants",
+            "rotate",
+            "acme-corp",
+            "--mode",
+            "now"
+        ])
+        .is_err());
         assert!(Cli::try_parse_from(["tenantctl", "tenants", "rotations", "Bad_Slug"]).is_err());
         let cli = Cli::try_parse_from([
             "tenantctl",
@@ -768,5 +762,35 @@ mod tests {
             "e.json"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn completions_generate_for_every_shell() {
+        use clap::CommandFactory as _;
+        for shell in clap_complete::Shell::value_variants() {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "tenantctl", &mut out);
+            let text = String::from_utf8(out).unwrap();
+            // Every shell's script knows the nested subcommands and the global flags.
+            for word in ["tenantctl", "offboard", "deletion-certificate", "server"] {
+                assert!(text.contains(word), "{shell}: no {word} in the script");
+            }
+        }
+        let cli = Cli::try_parse_from(["tenantctl", "completions", "zsh"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Completions {
+                shell: clap_complete::Shell::Zsh
+            }
+        ));
+        assert!(Cli::try_parse_from(["tenantctl", "completions", "tcsh"]).is_err());
+    }
+
+    #[test]
+    fn the_token_flag_is_not_in_debug_output() {
+        let cli =
+            Cli::try_parse_from(["tenantctl", "--token", "s3cret", "config", "show"]).unwrap();
+        assert!(!format!("{cli:?}").contains("s3cret"));
+        assert_eq!(cli.token.unwrap().expose(), "s3cret");
     }
 }

@@ -188,7 +188,11 @@ pub fn step_line(step: &OperationStep) -> String {
             None => format!("  ✗ {name}"),
         },
         StepState::RollingBack => format!("  ↺ {name} (rolling back)"),
-        StepState::RolledBack => format!("  ↶ {name} (rolled back)"),
+        // The step that failed keeps its error after its undo: still the one to look at.
+        StepState::RolledBack => match step.error.as_deref() {
+            Some(e) => format!("  ✗ {name}: {} (rolled back)", one_line(e)),
+            None => format!("  ↶ {name} (rolled back)"),
+        },
     }
 }
 
@@ -253,6 +257,10 @@ mod tests {
             step_line(&step("create_database", StepState::RolledBack, None)),
             "  ↶ create_database (rolled back)"
         );
+        assert_eq!(
+            step_line(&step("verify_access", StepState::RolledBack, Some("boom"))),
+            "  ✗ verify_access: boom (rolled back)"
+        );
     }
 
     #[test]
@@ -274,6 +282,36 @@ mod tests {
         assert!(text.contains("  create_database  rolled_back\n"));
         assert!(text.ends_with("  verify_access    failed       boom"));
         assert_eq!(summary_line(&op, 1.34), "onboard acme rolled_back in 1.3s");
+    }
+
+    #[test]
+    fn tenant_and_rotation_tables_align() {
+        let tenant: Tenant = serde_json::from_value(serde_json::json!({
+            "id": "00000000-0000-0000-0000-000000000001", "slug": "acme-corp",
+            "display_name": "Acme\nCorp", "state": "active", "engine": "postgres",
+            "server": "127.0.0.1:55432", "database": "t_acme_corp", "schema_version": 3,
+            "created_at": "2026-01-02T03:04:05Z",
+            "secrets": {"app": "tenant-acme-corp-app", "audit_admin": "tenant-acme-corp-audit-admin",
+                        "investigator": "tenant-acme-corp-investigator"}
+        }))
+        .expect("a tenant");
+        let mut other = tenant.clone();
+        other.slug = TenantSlug::parse("b2b").expect("valid");
+        other.state = api_types::TenantState::Offboarded;
+        assert_eq!(
+            tenant_table(&[tenant.clone(), other]),
+            "SLUG       STATE       ENGINE    DATABASE     CREATED\n\
+             acme-corp  active      postgres  t_acme_corp  2026-01-02T03:04:05Z\n\
+             b2b        offboarded  postgres  t_acme_corp  2026-01-02T03:04:05Z"
+        );
+        assert_eq!(tenant_table(&[]), "no tenants");
+        let details = tenant_details(&tenant);
+        assert!(
+            details.contains("display name         Acme Corp\n"),
+            "{details}"
+        );
+        assert!(details.ends_with("secret investigator  tenant-acme-corp-investigator"));
+        assert_eq!(rotation_table(&[]), "no rotations yet");
     }
 
     #[test]
