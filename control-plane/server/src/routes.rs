@@ -52,6 +52,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        // The policy middleware authenticated this request already: one token check per call.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let unauthorized = |e: AuthError| match e {
             AuthError::Missing => AppError::new(StatusCode::UNAUTHORIZED, e.to_string()),
             AuthError::KeysUnavailable(_) => {
