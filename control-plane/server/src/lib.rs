@@ -8,6 +8,7 @@ pub mod error;
 pub mod evidence;
 pub mod keyfile;
 pub mod metrics;
+pub mod openapi;
 pub mod policy;
 pub mod routes;
 pub mod signing;

@@ -1,9 +1,10 @@
 //! The HTTP API, `/v1/...`. Handlers validate input, check the caller's role, and call the
 //! orchestrator or the catalog; they never touch an engine or a secret value.
 
+#[allow(unused_imports)] // `Problem` is named by the `#[utoipa::path]` attributes only.
 use api_types::{
     Accepted, CreateTenantRequest, InvestigateRequest, InvestigateResponse, OffboardRequest,
-    Operation, OperationKind, RotateRequest, Rotation, Tenant, TenantSecrets, TenantSlug,
+    Operation, OperationKind, Problem, RotateRequest, Rotation, Tenant, TenantSecrets, TenantSlug,
 };
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -165,6 +166,17 @@ pub(crate) async fn current_secret(
     Ok(secret.value)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    tag = "tenants",
+    request_body = CreateTenantRequest,
+    responses(
+        (status = 202, description = "Onboarding started", body = Accepted),
+        (status = 400, description = "The slug or display name is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A tenant with this slug exists", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -196,11 +208,28 @@ async fn create_tenant(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    tag = "tenants",
+    responses((status = 200, description = "Every tenant, newest first", body = Vec<Tenant>))
+)]
 async fn list_tenants(State(state): State<AppState>) -> Result<Json<Vec<Tenant>>, AppError> {
     let tenants = state.catalog.list_tenants().await?;
     Ok(Json(tenants.iter().map(tenant_view).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{slug}",
+    tag = "tenants",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn show_tenant(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -211,6 +240,19 @@ async fn show_tenant(
     )))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{slug}/offboard",
+    tag = "tenants",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    request_body = OffboardRequest,
+    responses(
+        (status = 202, description = "Offboarding started", body = Accepted),
+        (status = 400, description = "The slug, confirmation or reason is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not in a state that can be offboarded, or an operation is running", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn offboard_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -242,6 +284,19 @@ async fn offboard_tenant(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{slug}/rotate",
+    tag = "rotations",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    request_body = RotateRequest,
+    responses(
+        (status = 202, description = "Rotation started", body = Accepted),
+        (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, or an operation is running", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn rotate_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -268,6 +323,17 @@ async fn rotate_tenant(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{slug}/rotations",
+    tag = "rotations",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    responses(
+        (status = 200, description = "The tenant's rotations, newest first", body = Vec<Rotation>),
+        (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn list_rotations(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -319,6 +385,12 @@ pub(crate) async fn rotation_history(
 
 /// Active tenants whose credentials are due for rotation now (the scheduler's view), oldest
 /// first: `[{"tenant", "rotate_after_secs"}]`.
+#[utoipa::path(
+    get,
+    path = "/v1/rotations/due",
+    tag = "rotations",
+    responses((status = 200, description = "Active tenants due for rotation, oldest first", body = Vec<crate::openapi::DueRotation>))
+)]
 async fn rotations_due(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<serde_json::Value>>, AppError> {
@@ -338,6 +410,20 @@ async fn rotations_due(
 
 /// The audited read-only path for support staff. Both audit events are written in every case,
 /// the first before the query runs; support staff never see the investigator's credentials.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{slug}/investigations",
+    tag = "investigations",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    request_body = InvestigateRequest,
+    responses(
+        (status = 200, description = "The rows, and the two audit events recorded", body = InvestigateResponse),
+        (status = 400, description = "The slug, ticket, reason, sql or max_rows is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The query was refused or failed (both audit events are recorded)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn investigate(
     State(state): State<AppState>,
     caller: Caller,
@@ -432,6 +518,17 @@ async fn investigate(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/operations/{id}",
+    tag = "operations",
+    params(("id" = Uuid, Path, description = "The operation id")),
+    responses(
+        (status = 200, description = "The operation and its steps", body = Operation),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn show_operation(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -447,10 +544,25 @@ async fn show_operation(
     Ok(Json(op.to_api()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "probes",
+    responses((status = 200, description = "The process is up", body = crate::openapi::Health))
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "probes",
+    responses(
+        (status = 200, description = "The catalog answers", body = crate::openapi::Health),
+        (status = 503, description = "The catalog is unreachable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
     state.catalog.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "not ready");
@@ -479,6 +591,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/operations/{id}", get(show_operation))
         .merge(crate::audit::routes())
         .merge(crate::evidence::routes())
+        .merge(crate::openapi::routes())
         // Every matched route passes the policy table first (after all merges, so it covers
         // every route; before the fallback, which needs no token).
         .route_layer(axum::middleware::from_fn_with_state(
