@@ -143,6 +143,12 @@ async fn tenant_evidence(
 ) -> Result<Json<SignedDocument>, AppError> {
     let slug = crate::routes::parse_slug(&slug)?;
     let Query(query) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
+    // An empty `since=` is not a time (the document declares `date-time`); leave it out instead.
+    if query.since.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        return Err(AppError::bad_request(
+            "since must be an RFC 3339 time such as 2026-01-01T00:00:00Z (or be left out)",
+        ));
+    }
     let period = bundle::Period::parse(query.since.as_deref(), chrono::Utc::now())
         .map_err(AppError::bad_request)?;
     let (tenant, names) = crate::routes::active_tenant(
