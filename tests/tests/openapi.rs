@@ -115,6 +115,43 @@ async fn the_document_is_served_and_unmatched_requests_answer_problems() {
     let (status, _, _) = send(&env, Method::HEAD, "/v1/tenants", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
+    // NUL in text that reaches PostgreSQL is a 400, not the 500 of a failed insert (schemathesis).
+    let admin = env.token("admin");
+    for (path, body) in [
+        (
+            "/v1/tenants/acme/audit/purge",
+            serde_json::json!({"before": "2020-01-01T00:00:00Z", "reason": "old\0events"}),
+        ),
+        (
+            "/v1/tenants/acme/investigations",
+            serde_json::json!({"ticket": "INC-1", "reason": "r", "sql": "SELECT 1\0"}),
+        ),
+    ] {
+        let (status, ctype, answer) = env
+            .call_raw(
+                Method::POST,
+                path,
+                Some(&admin),
+                Some(serde_json::to_vec(&body).unwrap()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
+        assert_eq!(ctype, "application/problem+json");
+        assert!(
+            answer["detail"].as_str().unwrap().contains("NUL"),
+            "{answer}"
+        );
+    }
+    let (status, _, answer) = env
+        .call_raw(
+            Method::GET,
+            "/v1/tenants/acme/audit-events?actor=a%00b",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
     // A query that does not parse is the handler's problem+json 400, not axum's text.
     let auditor = env.token("auditor");
     for path in [

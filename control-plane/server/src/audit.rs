@@ -80,6 +80,9 @@ async fn list_events(
     if !(1..=1000).contains(&limit) {
         return Err(AppError::bad_request("limit must be 1 to 1000"));
     }
+    for (field, value) in [("action", &q.action), ("actor", &q.actor)] {
+        crate::routes::no_nul(field, value.as_deref().unwrap_or_default())?;
+    }
     let (_, names) = active_tenant(&state, &slug).await?;
     let query = engine::AuditEventQuery {
         after_id: q.after_id.max(0),
@@ -170,6 +173,7 @@ async fn purge(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<PurgeRequest>,
 ) -> Result<Json<Value>, AppError> {
+    crate::routes::no_nul("reason", &body.reason)?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(AppError::bad_request("reason must be 1 to 1000 characters"));

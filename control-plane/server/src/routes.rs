@@ -101,6 +101,17 @@ fn json_rejection(r: JsonRejection) -> AppError {
     AppError::new(status, detail)
 }
 
+/// 400 for text holding a NUL character: PostgreSQL text cannot store one (the insert would fail
+/// as a 500), and no reason, query or filter needs one.
+pub(crate) fn no_nul(field: &str, value: &str) -> Result<(), AppError> {
+    if value.contains('\0') {
+        return Err(AppError::bad_request(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_slug(s: &str) -> Result<TenantSlug, AppError> {
     TenantSlug::parse(s).map_err(|e| AppError::bad_request(format!("invalid slug {s:?}: {e}")))
 }
@@ -266,6 +277,7 @@ async fn offboard_tenant(
             "confirm must repeat the tenant slug exactly ({slug}) to offboard it"
         )));
     }
+    no_nul("reason", &body.reason)?;
     let reason = body.reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(AppError::bad_request("reason must be 1 to 1000 characters"));
@@ -442,6 +454,8 @@ async fn investigate(
             "ticket must be 1 to 64 of letters, digits, '-', '_', '.' and '#' (e.g. INC-1234)",
         ));
     }
+    no_nul("reason", &body.reason)?;
+    no_nul("sql", &body.sql)?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(AppError::bad_request("reason must be 1 to 1000 characters"));
