@@ -432,7 +432,7 @@ async fn rotations_due(
         (status = 200, description = "The rows, and the two audit events recorded", body = InvestigateResponse),
         (status = 400, description = "The slug, ticket, reason, sql or max_rows is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant is not active", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, or an operation of it (a rotation) made the query's connection fail; retry", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The query was refused or failed (both audit events are recorded)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -500,10 +500,19 @@ async fn investigate(
             Ok::<_, engine::EngineError>(done)
         })
     };
-    let done = task
-        .await
-        .map_err(|e| AppError::internal(&e))?
-        .map_err(|e| AppError::internal(&e))?;
+    let done = match task.await.map_err(|e| AppError::internal(&e))? {
+        Ok(done) => done,
+        // A rotation that is changing the investigator's password or ending its sessions makes
+        // the connection fail: that is the caller's cue to retry, not an internal error.
+        Err(e) if operation_running(&state.catalog, tenant.id).await? => {
+            tracing::warn!(tenant = %slug, error = %e, "investigation failed during an operation");
+            return Err(AppError::conflict(format!(
+                "tenant {slug} has an operation in progress (e.g. a credential rotation); \
+                 retry when it has finished"
+            )));
+        }
+        Err(e) => return Err(AppError::internal(&e)),
+    };
     match done.result {
         Ok(rows) => Ok(Json(InvestigateResponse {
             query_event: done.query_event,
@@ -530,6 +539,18 @@ async fn investigate(
             ))
         }
     }
+}
+
+/// Whether the tenant has an unfinished operation.
+async fn operation_running(catalog: &Catalog, tenant: Uuid) -> Result<bool, AppError> {
+    for id in catalog.tenant_operations(tenant).await? {
+        if let Some(op) = catalog.operation(id).await? {
+            if !op.state.is_terminal() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 #[utoipa::path(
