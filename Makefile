@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run stop test unit integration lint fmt tsql-gate bench deps build clean
+.PHONY: run stop test unit integration lint fmt tsql-gate bench deps build clean openapi fuzz
 
 ## run: start the local PostgreSQL cluster (.data/pg, 127.0.0.1:55432) and the control plane on 127.0.0.1:8080
 run: deps
@@ -34,6 +34,14 @@ test: deps
 bench: deps
 	$(CARGO) build --release -p server -p tcp-tests --bins
 	./target/release/bench-onboarding --tenants $${BENCH_TENANTS:-50} --out docs/benchmarks.md
+
+## openapi: regenerate docs/openapi.json from the code (a test fails when it is stale)
+openapi:
+	$(CARGO) run -q -p server --example openapi > docs/openapi.json
+
+## fuzz: schemathesis against a release server on the local cluster (no 5xx, no schema breaks)
+fuzz: deps
+	@infra/fuzz.sh
 
 ## deps: install what the build and tests need when missing (PostgreSQL 15 server, nextest)
 deps:

@@ -127,6 +127,12 @@ async fn every_endpoint_answers_every_role_exactly(engine: EngineUnderTest) {
             None,
             [200, 200, 200, 200, 401],
         ),
+        (
+            Method::GET,
+            "/v1/openapi.json".into(),
+            None,
+            [200, 200, 200, 200, 200],
+        ),
     ];
     let mut wrong = Vec::new();
     for (method, path, body, expected) in &matrix {

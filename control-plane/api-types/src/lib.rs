@@ -9,14 +9,15 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 mod slug;
 
-pub use slug::{SlugError, TenantSlug};
+pub use slug::{SlugError, TenantSlug, SLUG_PATTERN};
 
 /// The lifecycle state of a tenant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TenantState {
     /// Onboarding is running.
@@ -65,7 +66,7 @@ impl FromStr for TenantState {
 }
 
 /// The kind of a long-running operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OperationKind {
     /// Create the tenant's database, principals and secrets.
@@ -106,7 +107,7 @@ impl FromStr for OperationKind {
 }
 
 /// The state of an operation as a whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OperationState {
     /// Accepted, no step started yet.
@@ -163,7 +164,7 @@ impl FromStr for OperationState {
 }
 
 /// The state of one step of an operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepState {
     /// Not started.
@@ -216,7 +217,7 @@ impl FromStr for StepState {
 }
 
 /// Names of the secrets that hold a tenant's connection strings (never their values).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TenantSecrets {
     /// Connection string of the currently active application login.
     pub app: String,
@@ -243,7 +244,7 @@ impl TenantSecrets {
 }
 
 /// A tenant as the API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Tenant {
     /// Stable id; a slug may be reused after offboarding, the id never is.
     pub id: Uuid,
@@ -268,7 +269,7 @@ pub struct Tenant {
 }
 
 /// One step of an operation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OperationStep {
     /// Step name, e.g. `create_database`.
     pub name: String,
@@ -279,7 +280,7 @@ pub struct OperationStep {
 }
 
 /// A long-running operation as the API shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Operation {
     /// Operation id.
     pub id: Uuid,
@@ -298,27 +299,34 @@ pub struct Operation {
 }
 
 /// Body of `POST /v1/tenants`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
     /// The slug (validated by the server; see [`TenantSlug`]).
+    #[schema(
+        min_length = 3,
+        max_length = 40,
+        pattern = "^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+    )]
     pub slug: String,
     /// Human-readable name, 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub display_name: String,
 }
 
 /// Body of `POST /v1/tenants/{slug}/offboard`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OffboardRequest {
     /// Must repeat the tenant's slug exactly: a guard against offboarding the wrong tenant.
     pub confirm: String,
     /// Why the tenant is offboarded; recorded in the deletion certificate.
+    #[schema(min_length = 1, max_length = 1000)]
     pub reason: String,
 }
 
 /// How a credential rotation treats the credentials it replaces.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RotationMode {
     /// The previous app login keeps working until the next rotation, so applications that
@@ -341,7 +349,7 @@ impl RotationMode {
 }
 
 /// Body of `POST /v1/tenants/{slug}/rotate`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     /// `scheduled` (default) or `emergency`.
@@ -350,7 +358,7 @@ pub struct RotateRequest {
 }
 
 /// One credential rotation of a tenant, from `GET /v1/tenants/{slug}/rotations`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Rotation {
     /// The rotation's operation id.
     pub operation: Uuid,
@@ -373,17 +381,21 @@ pub struct Rotation {
 }
 
 /// Body of `POST /v1/tenants/{slug}/investigations`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvestigateRequest {
     /// The support ticket (1 to 64 of letters, digits, `-`, `_`, `.`, `#`).
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.#-]+$")]
     pub ticket: String,
     /// Why the data must be looked at (1 to 1000 characters).
+    #[schema(min_length = 1, max_length = 1000)]
     pub reason: String,
     /// One read-only query.
+    #[schema(min_length = 1, max_length = 20000)]
     pub sql: String,
     /// Most rows to return (1 to 1000; default 100).
     #[serde(default = "default_max_rows")]
+    #[schema(minimum = 1, maximum = 1000, default = 100)]
     pub max_rows: u32,
 }
 
@@ -392,7 +404,7 @@ fn default_max_rows() -> u32 {
 }
 
 /// Answer of a successful investigation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct InvestigateResponse {
     /// Audit event recorded before the query ran.
     pub query_event: i64,
@@ -407,7 +419,7 @@ pub struct InvestigateResponse {
 }
 
 /// Answer of the endpoints that start an operation (`202 Accepted`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Accepted {
     /// The tenant as it is now.
     pub tenant: Tenant,
@@ -416,7 +428,7 @@ pub struct Accepted {
 }
 
 /// An `application/problem+json` body (RFC 9457).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
     /// A URI reference naming the problem type.
     #[serde(rename = "type")]

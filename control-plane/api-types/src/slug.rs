@@ -89,6 +89,28 @@ impl<'de> Deserialize<'de> for TenantSlug {
     }
 }
 
+/// The slug grammar as a regular expression (for the OpenAPI document; [`TenantSlug::parse`] is
+/// the authority and says which rule a value breaks).
+pub const SLUG_PATTERN: &str = "^[a-z][a-z0-9]*(-[a-z0-9]+)*$";
+
+impl utoipa::PartialSchema for TenantSlug {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(3))
+            .max_length(Some(40))
+            .pattern(Some(SLUG_PATTERN))
+            .description(Some(
+                "A lowercase letter first, then lowercase letters, digits or single hyphens; \
+                 3 to 40 characters, not ending in a hyphen",
+            ))
+            .examples(["acme-corp"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TenantSlug {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

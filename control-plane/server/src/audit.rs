@@ -2,6 +2,8 @@
 //! hash chain and the catalog's anchors (role `auditor`), purge old events through the
 //! audit_admin principal (role `admin`).
 
+use api_types::{Problem, TenantSlug};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,13 +23,16 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Query of `GET /v1/tenants/{slug}/audit-events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Events after this id (paging: pass the previous page's `next_after_id`).
     #[serde(default)]
+    #[param(default = 0)]
     after_id: i64,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Only events at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
@@ -53,14 +58,30 @@ async fn active_tenant(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{slug}/audit-events",
+    tag = "audit",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug"), EventsQuery),
+    responses(
+        (status = 200, description = "One page of events", body = crate::openapi::AuditEventsPage),
+        (status = 400, description = "The slug or a query parameter is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active (its audit log lives in its database)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn list_events(
     State(state): State<AppState>,
     Path(slug): Path<String>,
-    Query(q): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
+    let Query(q) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(AppError::bad_request("limit must be 1 to 1000"));
+    }
+    for (field, value) in [("action", &q.action), ("actor", &q.actor)] {
+        crate::routes::no_nul(field, value.as_deref().unwrap_or_default())?;
     }
     let (_, names) = active_tenant(&state, &slug).await?;
     let query = engine::AuditEventQuery {
@@ -88,6 +109,18 @@ async fn list_events(
 /// Verifies the tenant's chain inside its database (from the last purge anchor) and then every
 /// anchor the catalog holds: each anchored event must still be there with the same hash, unless
 /// a purge removed it. Reports the first broken link.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{slug}/audit/verify",
+    tag = "audit",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    responses(
+        (status = 200, description = "The verification report", body = crate::openapi::AuditVerification),
+        (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, or its database has no audit log", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn verify(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -111,21 +144,36 @@ pub async fn verify_tenant(
 }
 
 /// Body of `POST /v1/tenants/{slug}/audit/purge`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
-    /// Events that occurred before this time are deleted (RFC 3339).
+    /// Events that occurred before this time are deleted (RFC 3339); not in the future.
     before: DateTime<Utc>,
     /// Why; recorded in the purge event.
+    #[schema(min_length = 1, max_length = 1000)]
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{slug}/audit/purge",
+    tag = "audit",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    request_body = PurgeRequest,
+    responses(
+        (status = 200, description = "Events deleted; the new chain head is anchored", body = crate::openapi::PurgeResult),
+        (status = 400, description = "The slug, time or reason is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, or its audit log does not verify", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn purge(
     State(state): State<AppState>,
     caller: Caller,
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<PurgeRequest>,
 ) -> Result<Json<Value>, AppError> {
+    crate::routes::no_nul("reason", &body.reason)?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(AppError::bad_request("reason must be 1 to 1000 characters"));

@@ -12,7 +12,7 @@
 
 mod bundle;
 
-use api_types::{TenantSecrets, TenantSlug, TenantState};
+use api_types::{Problem, TenantSecrets, TenantSlug, TenantState};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -38,11 +38,28 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The public key documents are signed with; any authenticated caller may read it.
+#[utoipa::path(
+    get,
+    path = "/v1/signing-key",
+    tag = "evidence",
+    responses((status = 200, description = "The public signing key", body = crate::openapi::PublicKeyInfoDoc))
+)]
 async fn signing_key(State(state): State<AppState>, _caller: Caller) -> Json<PublicKeyInfo> {
     Json(state.signer.public_key().clone())
 }
 
 /// The newest deletion certificate recorded under this slug, signed.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{slug}/deletion-certificate",
+    tag = "evidence",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    responses(
+        (status = 200, description = "The signed deletion certificate", body = crate::openapi::SignedDocumentDoc),
+        (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug, or it has no deletion certificate yet", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn deletion_certificate(
     State(state): State<AppState>,
     caller: Caller,
@@ -96,14 +113,28 @@ async fn earlier_certificate(
 }
 
 /// The query of `GET /v1/tenants/{slug}/evidence`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EvidenceQuery {
-    /// Start of the period (RFC 3339); default 90 days ago.
+    /// Start of the period (RFC 3339, not in the future); default 90 days ago.
+    #[param(format = DateTime)]
     since: Option<String>,
 }
 
 /// A tenant's evidence bundle, read live and signed.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{slug}/evidence",
+    tag = "evidence",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug"), EvidenceQuery),
+    responses(
+        (status = 200, description = "The signed evidence bundle", body = crate::openapi::SignedDocumentDoc),
+        (status = 400, description = "The slug or `since` is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active (evidence is read live from its database)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn tenant_evidence(
     State(state): State<AppState>,
     caller: Caller,
@@ -112,6 +143,12 @@ async fn tenant_evidence(
 ) -> Result<Json<SignedDocument>, AppError> {
     let slug = crate::routes::parse_slug(&slug)?;
     let Query(query) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
+    // An empty `since=` is not a time (the document declares `date-time`); leave it out instead.
+    if query.since.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        return Err(AppError::bad_request(
+            "since must be an RFC 3339 time such as 2026-01-01T00:00:00Z (or be left out)",
+        ));
+    }
     let period = bundle::Period::parse(query.since.as_deref(), chrono::Utc::now())
         .map_err(AppError::bad_request)?;
     let (tenant, names) = crate::routes::active_tenant(

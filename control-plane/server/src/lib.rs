@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod keyfile;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod policy;
 pub mod request_id;
 pub mod routes;

@@ -67,6 +67,7 @@ pub const POLICY: &[Rule] = &[
     rule("GET", "/v1/tenants/{slug}/deletion-certificate", AUDITOR),
     rule("GET", "/v1/tenants/{slug}/evidence", AUDITOR),
     rule("GET", "/v1/signing-key", Access::Authenticated),
+    rule("GET", "/v1/openapi.json", Access::Public),
 ];
 
 /// The rule for a request, if any.
@@ -77,15 +78,46 @@ pub fn lookup(method: &str, route: &str) -> Option<&'static Rule> {
 }
 
 /// Enforces [`POLICY`] on a matched route: 401 without a valid token, 403 without a role the
-/// rule names, 500 (and an error log) for a route that has no rule.
+/// rule names, 405 (with `Allow`) for a method the route's rules do not name, 500 (and an error
+/// log) for a route that has no rule at all.
 pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
-    let method = req.method().as_str().to_owned();
+    // A GET route answers HEAD too (axum runs the GET handler), under the GET rule.
+    let method = match req.method() {
+        &axum::http::Method::HEAD => "GET".to_owned(),
+        m => m.as_str().to_owned(),
+    };
     let Some(rule) = lookup(&method, &route) else {
+        // The path is routed, but not for this method: the router's own answer would be 405
+        // (this middleware wraps it too); answer it here, as problem+json, from the table.
+        let mut allowed: Vec<&str> = POLICY
+            .iter()
+            .filter(|r| r.route == route)
+            .map(|r| r.method)
+            .collect();
+        if !allowed.is_empty() {
+            if allowed.contains(&"GET") {
+                allowed.push("HEAD");
+            }
+            let mut response = AppError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!(
+                    "{route} does not accept {method}; it accepts {}",
+                    allowed.join(", ")
+                ),
+            )
+            .into_response();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&allowed.join(", ")) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::ALLOW, value);
+            }
+            return response;
+        }
         tracing::error!(%method, %route, "route has no authorization policy; refused");
         return AppError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -178,6 +210,7 @@ mod tests {
             include_str!("routes.rs"),
             include_str!("audit.rs"),
             include_str!("evidence.rs"),
+            include_str!("openapi.rs"),
         ] {
             let source = source.split("#[cfg(test)]").next().unwrap_or_default();
             routes.extend(registered(source));

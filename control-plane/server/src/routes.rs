@@ -1,9 +1,10 @@
 //! The HTTP API, `/v1/...`. Handlers validate input, check the caller's role, and call the
 //! orchestrator or the catalog; they never touch an engine or a secret value.
 
+#[allow(unused_imports)] // `Problem` is named by the `#[utoipa::path]` attributes only.
 use api_types::{
     Accepted, CreateTenantRequest, InvestigateRequest, InvestigateResponse, OffboardRequest,
-    Operation, OperationKind, RotateRequest, Rotation, Tenant, TenantSecrets, TenantSlug,
+    Operation, OperationKind, Problem, RotateRequest, Rotation, Tenant, TenantSecrets, TenantSlug,
 };
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -114,6 +115,17 @@ fn json_rejection(r: JsonRejection) -> AppError {
     AppError::new(status, detail)
 }
 
+/// 400 for text holding a NUL character: PostgreSQL text cannot store one (the insert would fail
+/// as a 500), and no reason, query or filter needs one.
+pub(crate) fn no_nul(field: &str, value: &str) -> Result<(), AppError> {
+    if value.contains('\0') {
+        return Err(AppError::bad_request(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_slug(s: &str) -> Result<TenantSlug, AppError> {
     TenantSlug::parse(s).map_err(|e| AppError::bad_request(format!("invalid slug {s:?}: {e}")))
 }
@@ -179,6 +191,17 @@ pub(crate) async fn current_secret(
     Ok(secret.value)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    tag = "tenants",
+    request_body = CreateTenantRequest,
+    responses(
+        (status = 202, description = "Onboarding started", body = Accepted),
+        (status = 400, description = "The slug or display name is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A tenant with this slug exists", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -210,11 +233,28 @@ async fn create_tenant(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    tag = "tenants",
+    responses((status = 200, description = "Every tenant, newest first", body = Vec<Tenant>))
+)]
 async fn list_tenants(State(state): State<AppState>) -> Result<Json<Vec<Tenant>>, AppError> {
     let tenants = state.catalog.list_tenants().await?;
     Ok(Json(tenants.iter().map(tenant_view).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{slug}",
+    tag = "tenants",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn show_tenant(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -225,6 +265,19 @@ async fn show_tenant(
     )))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{slug}/offboard",
+    tag = "tenants",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    request_body = OffboardRequest,
+    responses(
+        (status = 202, description = "Offboarding started", body = Accepted),
+        (status = 400, description = "The slug, confirmation or reason is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not in a state that can be offboarded, or an operation is running", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn offboard_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,6 +291,7 @@ async fn offboard_tenant(
             "confirm must repeat the tenant slug exactly ({slug}) to offboard it"
         )));
     }
+    no_nul("reason", &body.reason)?;
     let reason = body.reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(AppError::bad_request("reason must be 1 to 1000 characters"));
@@ -256,6 +310,19 @@ async fn offboard_tenant(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{slug}/rotate",
+    tag = "rotations",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    request_body = RotateRequest,
+    responses(
+        (status = 202, description = "Rotation started", body = Accepted),
+        (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, or an operation is running", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn rotate_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -282,6 +349,17 @@ async fn rotate_tenant(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{slug}/rotations",
+    tag = "rotations",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    responses(
+        (status = 200, description = "The tenant's rotations, newest first", body = Vec<Rotation>),
+        (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn list_rotations(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -333,6 +411,12 @@ pub(crate) async fn rotation_history(
 
 /// Active tenants whose credentials are due for rotation now (the scheduler's view), oldest
 /// first: `[{"tenant", "rotate_after_secs"}]`.
+#[utoipa::path(
+    get,
+    path = "/v1/rotations/due",
+    tag = "rotations",
+    responses((status = 200, description = "Active tenants due for rotation, oldest first", body = Vec<crate::openapi::DueRotation>))
+)]
 async fn rotations_due(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<serde_json::Value>>, AppError> {
@@ -352,6 +436,20 @@ async fn rotations_due(
 
 /// The audited read-only path for support staff. Both audit events are written in every case,
 /// the first before the query runs; support staff never see the investigator's credentials.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{slug}/investigations",
+    tag = "investigations",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    request_body = InvestigateRequest,
+    responses(
+        (status = 200, description = "The rows, and the two audit events recorded", body = InvestigateResponse),
+        (status = 400, description = "The slug, ticket, reason, sql or max_rows is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, or an operation of it (a rotation) made the query's connection fail; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The query was refused or failed (both audit events are recorded)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn investigate(
     State(state): State<AppState>,
     caller: Caller,
@@ -370,6 +468,8 @@ async fn investigate(
             "ticket must be 1 to 64 of letters, digits, '-', '_', '.' and '#' (e.g. INC-1234)",
         ));
     }
+    no_nul("reason", &body.reason)?;
+    no_nul("sql", &body.sql)?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(AppError::bad_request("reason must be 1 to 1000 characters"));
@@ -415,10 +515,19 @@ async fn investigate(
             Ok::<_, engine::EngineError>(done)
         }))
     };
-    let done = task
-        .await
-        .map_err(|e| AppError::internal(&e))?
-        .map_err(|e| AppError::internal(&e))?;
+    let done = match task.await.map_err(|e| AppError::internal(&e))? {
+        Ok(done) => done,
+        // A rotation that is changing the investigator's password or ending its sessions makes
+        // the connection fail: that is the caller's cue to retry, not an internal error.
+        Err(e) if operation_running(&state.catalog, tenant.id).await? => {
+            tracing::warn!(tenant = %slug, error = %e, "investigation failed during an operation");
+            return Err(AppError::conflict(format!(
+                "tenant {slug} has an operation in progress (e.g. a credential rotation); \
+                 retry when it has finished"
+            )));
+        }
+        Err(e) => return Err(AppError::internal(&e)),
+    };
     match done.result {
         Ok(rows) => Ok(Json(InvestigateResponse {
             query_event: done.query_event,
@@ -447,6 +556,29 @@ async fn investigate(
     }
 }
 
+/// Whether the tenant has an unfinished operation.
+async fn operation_running(catalog: &Catalog, tenant: Uuid) -> Result<bool, AppError> {
+    for id in catalog.tenant_operations(tenant).await? {
+        if let Some(op) = catalog.operation(id).await? {
+            if !op.state.is_terminal() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/operations/{id}",
+    tag = "operations",
+    params(("id" = Uuid, Path, description = "The operation id")),
+    responses(
+        (status = 200, description = "The operation and its steps", body = Operation),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No operation has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn show_operation(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -462,10 +594,25 @@ async fn show_operation(
     Ok(Json(op.to_api()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "probes",
+    responses((status = 200, description = "The process is up", body = crate::openapi::Health))
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "probes",
+    responses(
+        (status = 200, description = "The catalog answers", body = crate::openapi::Health),
+        (status = 503, description = "The catalog is unreachable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
     state.catalog.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "not ready");
@@ -499,6 +646,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::idempotency::layer,
         ))
+        .merge(crate::openapi::routes())
         // Every matched route passes the policy table first (after all merges, so it covers
         // every route; before the fallback, which needs no token).
         .route_layer(axum::middleware::from_fn_with_state(

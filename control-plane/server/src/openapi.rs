@@ -1,0 +1,479 @@
+//! The OpenAPI 3.1 document of the API, generated from the code: the request and response types
+//! of `api-types` (`ToSchema`), one `#[utoipa::path]` attribute per handler (its parameters, body
+//! and the statuses the handler itself answers), and [`Conventions`], which adds what every
+//! route shares from one place: the bearer scheme and 401/403/429 from [`crate::policy::POLICY`],
+//! the `Idempotency-Key` header and body rejections of every POST, 408/431/500, and the
+//! `X-Request-Id` header of every response.
+//!
+//! Served at `GET /v1/openapi.json` (public) and committed as `docs/openapi.json`
+//! (`make openapi` regenerates it). Tests below fail when the document's operations differ from
+//! the policy table (which the policy test proves equal to the router's registrations), and when
+//! the committed copy is stale. `GET /metrics` (OpenMetrics text for scrapers, not the JSON API)
+//! is left out on purpose: see [`UNDOCUMENTED`].
+
+use std::sync::LazyLock;
+
+use api_types::{Problem, TenantSlug};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    Content, HeaderBuilder, ObjectBuilder, Ref, RefOr, Required, Response as ApiResponse,
+    ResponseBuilder, Type,
+};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::policy::{self, Access};
+use crate::routes::AppState;
+
+/// Routes of the router that the document leaves out on purpose, as `(method, template)`.
+pub const UNDOCUMENTED: &[(&str, &str)] = &[
+    // Prometheus/OpenMetrics text for scrapers, not part of the JSON API.
+    ("GET", "/metrics"),
+];
+
+/// The route of this module, merged into [`crate::routes::router`].
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/openapi.json", get(openapi_json))
+}
+
+/// The document, rendered once.
+static DOCUMENT: LazyLock<String> = LazyLock::new(document);
+
+/// The document as pretty JSON with a trailing newline (the bytes of `docs/openapi.json`).
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "This document", body = Object, content_type = "application/json"))
+)]
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+        .into_response()
+}
+
+/// The document's root.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tenant-control-plane",
+        description = "Onboards tenants (one database each), keeps their connection strings in a \
+                       secret store, rotates them and offboards them. Errors are \
+                       `application/problem+json` (RFC 9457).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        crate::routes::healthz,
+        crate::routes::readyz,
+        crate::routes::create_tenant,
+        crate::routes::list_tenants,
+        crate::routes::show_tenant,
+        crate::routes::offboard_tenant,
+        crate::routes::rotate_tenant,
+        crate::routes::list_rotations,
+        crate::routes::investigate,
+        crate::routes::rotations_due,
+        crate::routes::show_operation,
+        crate::audit::list_events,
+        crate::audit::verify,
+        crate::audit::purge,
+        crate::evidence::signing_key,
+        crate::evidence::deletion_certificate,
+        crate::evidence::tenant_evidence,
+        openapi_json,
+    ),
+    components(schemas(Problem, TenantSlug)),
+    modifiers(&Conventions),
+    tags(
+        (name = "probes", description = "Liveness and readiness (no token)"),
+        (name = "tenants", description = "Onboarding, offboarding and reading tenants (role operator)"),
+        (name = "rotations", description = "Credential rotation (role operator)"),
+        (name = "operations", description = "Long-running operations (role operator)"),
+        (name = "investigations", description = "Audited read-only queries (role support)"),
+        (name = "audit", description = "A tenant's own audit log (roles auditor, admin)"),
+        (name = "evidence", description = "Signed deletion certificates and evidence bundles"),
+        (name = "meta", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `{"status": ...}` of the probes.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` (healthz) or `ready` (readyz).
+    #[schema(examples("ok"))]
+    pub status: String,
+}
+
+/// A tenant whose credentials are due for rotation.
+#[derive(Serialize, ToSchema)]
+pub struct DueRotation {
+    /// The tenant.
+    pub tenant: TenantSlug,
+    /// The rotation interval in seconds.
+    pub rotate_after_secs: u64,
+}
+
+/// One page of a tenant's audit events, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEventsPage {
+    /// The events.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `after_id` for the next page; null on the last page.
+    pub next_after_id: Option<i64>,
+}
+
+/// One event of a tenant's own audit log.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEvent {
+    /// Position in the chain.
+    pub id: i64,
+    /// When.
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    /// The database principal that wrote it.
+    pub principal: String,
+    /// The person or system it acted for.
+    pub actor: String,
+    /// What happened, e.g. `investigation.query`.
+    pub action: String,
+    /// Details.
+    pub detail: Value,
+    /// The request id, when known.
+    pub request_id: Option<String>,
+    /// Lower-case hex SHA-256 of the event chained to its predecessor.
+    pub hash: String,
+}
+
+/// The verification of a tenant's audit chain and the catalog's anchors of it.
+#[derive(Serialize, ToSchema)]
+pub struct AuditVerification {
+    /// Whether the chain and every anchor verify.
+    pub valid: bool,
+    /// The first broken link, if any.
+    #[schema(nullable)]
+    pub first_broken: Option<Value>,
+    /// The chain inside the tenant database.
+    pub chain: Value,
+    /// The catalog's anchors.
+    pub anchors: Value,
+}
+
+/// What a purge removed.
+#[derive(Serialize, ToSchema)]
+pub struct PurgeResult {
+    /// How many events were deleted.
+    pub deleted: u64,
+    /// The chain head after the purge (anchored in the catalog), if any event is left.
+    pub head: Option<Value>,
+}
+
+/// The public half of the document-signing key.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PublicKeyInfo)]
+pub struct PublicKeyInfoDoc {
+    /// Always `Ed25519`.
+    pub alg: String,
+    /// Key id: the first 16 hex characters of SHA-256 of the public key bytes.
+    pub kid: String,
+    /// The 32-byte public key, base64url without padding.
+    pub public_key: String,
+}
+
+/// A signed JSON document: the payload and its signature (verify with `tenantctl verify`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = SignedDocument)]
+pub struct SignedDocumentDoc {
+    /// The document.
+    pub payload: Value,
+    /// Its signature.
+    pub signature: SignatureDoc,
+}
+
+/// The `signature` member of a signed document.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Signature)]
+pub struct SignatureDoc {
+    /// Always `Ed25519`.
+    pub alg: String,
+    /// Id of the signing key.
+    pub kid: String,
+    /// The signing key's public half, base64url without padding.
+    pub public_key: String,
+    /// When the document was signed (RFC 3339, UTC).
+    pub signed_at: String,
+    /// The 64-byte Ed25519 signature over the signing input, base64url without padding.
+    pub value: String,
+}
+
+/// Adds what every operation shares (see the module documentation).
+struct Conventions;
+
+const PROBLEM: &str = "application/problem+json";
+
+fn problem(description: &str) -> ApiResponse {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM,
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        )
+        .build()
+}
+
+fn string_header(description: &str) -> utoipa::openapi::Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+        .build()
+}
+
+/// Every operation of a path item, with its method.
+fn operations_mut(item: &mut PathItem) -> Vec<(&'static str, &mut Operation)> {
+    [
+        ("GET", item.get.as_mut()),
+        ("PUT", item.put.as_mut()),
+        ("POST", item.post.as_mut()),
+        ("DELETE", item.delete.as_mut()),
+        ("PATCH", item.patch.as_mut()),
+        ("HEAD", item.head.as_mut()),
+        ("OPTIONS", item.options.as_mut()),
+        ("TRACE", item.trace.as_mut()),
+    ]
+    .into_iter()
+    .filter_map(|(m, op)| op.map(|op| (m, op)))
+    .collect()
+}
+
+/// The shared responses, kept once under `components/responses`: `(status, name, description)`.
+const SHARED: &[(&str, &str, &str)] = &[
+    ("400", "BadRequest", "The body is not valid JSON, or a field is invalid"),
+    ("401", "Unauthorized", "No valid bearer token"),
+    ("403", "Forbidden", "The token lacks the role this endpoint needs (admin passes every role check)"),
+    ("408", "RequestTimeout", "The request took longer than the server's timeout"),
+    ("409", "IdempotencyConflict", "A conflicting operation is running, or a request with this `Idempotency-Key` is still running"),
+    ("413", "PayloadTooLarge", "The body is larger than the limit"),
+    ("415", "UnsupportedMediaType", "The body is not `application/json`"),
+    ("422", "UnprocessableBody", "The body does not fit the schema, or this `Idempotency-Key` was used with another body"),
+    ("429", "TooManyRequests", "Too many requests; retry after `Retry-After` seconds"),
+    ("431", "HeadersTooLarge", "The request headers are too large"),
+    ("500", "Internal", "Internal error (details are in the server log, under the request id)"),
+];
+
+fn shared(status: &str) -> RefOr<ApiResponse> {
+    let name = SHARED
+        .iter()
+        .find(|(s, _, _)| *s == status)
+        .map(|(_, n, _)| *n)
+        .unwrap_or("Internal");
+    RefOr::Ref(Ref::new(format!("#/components/responses/{name}")))
+}
+
+fn with_request_id(mut response: ApiResponse) -> ApiResponse {
+    response.headers.insert(
+        "X-Request-Id".to_owned(),
+        string_header("The request's id (the client's `X-Request-Id`, or a generated UUID)"),
+    );
+    response
+}
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("An HS256 token (`tenantctl token --role ROLE`)"))
+                    .build(),
+            ),
+        );
+        for (status, name, description) in SHARED {
+            let mut response = with_request_id(problem(description));
+            match *status {
+                "401" => {
+                    response
+                        .headers
+                        .insert("WWW-Authenticate".to_owned(), string_header("`Bearer`"));
+                }
+                "429" => {
+                    response
+                        .headers
+                        .insert("Retry-After".to_owned(), string_header("Seconds to wait"));
+                }
+                _ => {}
+            }
+            components
+                .responses
+                .insert((*name).to_owned(), RefOr::T(response));
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, op) in operations_mut(item) {
+                let access = policy::lookup(method, path).map(|r| r.access);
+                conventions(method, access, op);
+            }
+        }
+    }
+}
+
+fn conventions(method: &str, access: Option<Access>, op: &mut Operation) {
+    // The handler's own responses first (they carry the request id too), then the shared ones
+    // it does not describe itself.
+    for response in op.responses.responses.values_mut() {
+        if let RefOr::T(response) = response {
+            *response = with_request_id(std::mem::take(response));
+        }
+    }
+    let mut statuses = vec!["408", "431", "500"];
+    if method == "POST" {
+        statuses.extend(["400", "409", "413", "415", "422"]);
+    }
+    match access {
+        Some(Access::Public) | None => {}
+        Some(access) => {
+            statuses.extend(["401", "429"]);
+            if matches!(access, Access::Roles(_)) {
+                statuses.push("403");
+            }
+            op.security = Some(vec![SecurityRequirement::new::<_, _, String>("bearer", [])]);
+        }
+    }
+    for status in statuses {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| shared(status));
+    }
+    if method == "POST" {
+        let key = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "1 to 255 visible ASCII characters. A retry with the same key and body returns \
+                 the first answer; the same key with another body answers 422; a retry while \
+                 the first request still runs answers 409.",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(255))
+                    .pattern(Some("^[\\x21-\\x7E]+$")),
+            ))
+            .build();
+        op.parameters.get_or_insert_with(Vec::new).push(key);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn documented() -> BTreeSet<(String, String)> {
+        let mut doc = ApiDoc::openapi();
+        let mut out = BTreeSet::new();
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for (method, _) in operations_mut(item) {
+                out.insert((method.to_owned(), path.clone()));
+            }
+        }
+        out
+    }
+
+    /// The policy table is proven equal to the router's registrations (policy's own test), so
+    /// comparing the document with it compares the document with the router.
+    #[test]
+    fn the_document_matches_the_router() {
+        let routed: BTreeSet<(String, String)> = policy::POLICY
+            .iter()
+            .filter(|r| !UNDOCUMENTED.contains(&(r.method, r.route)))
+            .map(|r| (r.method.to_owned(), r.route.to_owned()))
+            .collect();
+        let documented = documented();
+        let missing: Vec<_> = routed.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "the OpenAPI document differs from the router:\n  routed but not documented \
+             (add #[utoipa::path] and list it in ApiDoc, or add it to UNDOCUMENTED): {missing:?}\n  \
+             documented but not routed: {extra:?}"
+        );
+        for (method, route) in UNDOCUMENTED {
+            assert!(
+                policy::lookup(method, route).is_some(),
+                "UNDOCUMENTED names {method} {route}, which is not routed"
+            );
+        }
+    }
+
+    #[test]
+    fn the_committed_document_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == document(),
+            "{} is stale; regenerate it with `make openapi`",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn security_and_shared_responses_follow_the_policy() {
+        let doc: Value = serde_json::from_str(&document()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = &doc["paths"];
+        let healthz = &paths["/healthz"]["get"];
+        assert!(healthz.get("security").is_none());
+        assert!(healthz["responses"].get("401").is_none());
+        let create = &paths["/v1/tenants"]["post"];
+        assert_eq!(create["security"], serde_json::json!([{"bearer": []}]));
+        for status in [
+            "202", "400", "401", "403", "409", "413", "415", "422", "429", "500",
+        ] {
+            assert!(
+                create["responses"].get(status).is_some(),
+                "POST /v1/tenants lacks {status}"
+            );
+        }
+        assert!(create["responses"]["202"]["headers"]
+            .get("X-Request-Id")
+            .is_some());
+        let shared = &doc["components"]["responses"];
+        assert!(shared["TooManyRequests"]["headers"]
+            .get("Retry-After")
+            .is_some());
+        assert!(shared["Internal"]["headers"].get("X-Request-Id").is_some());
+        assert!(create["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"));
+        // Any token may read the signing key: 401 but no 403.
+        let key = &paths["/v1/signing-key"]["get"];
+        assert!(key["responses"].get("401").is_some());
+        assert!(key["responses"].get("403").is_none());
+        assert!(paths.get("/metrics").is_none());
+    }
+}
