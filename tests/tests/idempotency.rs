@@ -201,10 +201,33 @@ async fn keys_are_scoped_checked_and_held_while_running(engine: EngineUnderTest)
     let claim = env
         .app
         .catalog
-        .idempotency_claim(&held, &same, week_ago)
+        .idempotency_claim(&held, &same, uuid::Uuid::new_v4(), week_ago)
         .await
         .unwrap();
     assert_eq!(claim, catalog::IdempotencyClaim::Claimed);
+    // A claim retried by the same call (say after a deadlock) is still its own; another
+    // call's is not.
+    let token_a = uuid::Uuid::new_v4();
+    let retried = server::idempotency::key_hash("test-operator", "retried-key");
+    for _ in 0..2 {
+        let c = env
+            .app
+            .catalog
+            .idempotency_claim(&retried, &same, token_a, week_ago)
+            .await
+            .unwrap();
+        assert_eq!(c, catalog::IdempotencyClaim::Claimed);
+    }
+    let c = env
+        .app
+        .catalog
+        .idempotency_claim(&retried, &same, uuid::Uuid::new_v4(), week_ago)
+        .await
+        .unwrap();
+    assert!(
+        matches!(c, catalog::IdempotencyClaim::InProgress { .. }),
+        "{c:?}"
+    );
     let (s, _, p) = post(&env, &token, "/v1/tenants", other.clone(), Some("held-key")).await;
     assert_eq!(s, StatusCode::CONFLICT, "{p}");
     assert!(
@@ -225,6 +248,7 @@ async fn keys_are_scoped_checked_and_held_while_running(engine: EngineUnderTest)
         .idempotency_claim(
             &held,
             "yet-another",
+            uuid::Uuid::new_v4(),
             chrono::Utc::now() + chrono::Duration::seconds(5),
         )
         .await

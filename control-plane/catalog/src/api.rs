@@ -238,11 +238,14 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Claims `key_hash` (a caller's `Idempotency-Key`, hashed with the caller's subject) for a
     /// request whose method, path and body hash to `request_hash`, or reports its first use.
-    /// Uses older than `expired_before` are forgotten first (the key may be used again).
+    /// Uses older than `expired_before` are forgotten first (the key may be used again). The
+    /// claim is one atomic statement; `token` (new per call) lets a retried call recognise a
+    /// claim it made itself.
     async fn idempotency_claim(
         &self,
         key_hash: &str,
         request_hash: &str,
+        token: Uuid,
         expired_before: chrono::DateTime<chrono::Utc>,
     ) -> Result<IdempotencyClaim, CatalogError>;
 

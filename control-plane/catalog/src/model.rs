@@ -224,3 +224,25 @@ pub enum IdempotencyClaim {
     /// The key was used for another request (another method, path or body).
     Mismatch,
 }
+
+/// What a key's row says to the call that tried to claim it (`ours`: its token is on the row).
+pub(crate) fn claim_outcome(
+    ours: bool,
+    stored_request: &str,
+    request_hash: &str,
+    status: Option<i32>,
+    response: Option<Vec<u8>>,
+    since: DateTime<Utc>,
+) -> IdempotencyClaim {
+    if stored_request != request_hash {
+        return IdempotencyClaim::Mismatch;
+    }
+    match status {
+        Some(status) => IdempotencyClaim::Replay {
+            status: u16::try_from(status).unwrap_or(500),
+            body: response.unwrap_or_default(),
+        },
+        None if ours => IdempotencyClaim::Claimed,
+        None => IdempotencyClaim::InProgress { since },
+    }
+}

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use crate::api::{CatalogStore, Lease, StepChange, TenantTransition};
 use crate::error::CatalogError;
+use crate::model::claim_outcome;
 use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, IdempotencyClaim, NewOperation, NewTenant,
     OperationDirection, OperationRecord, StepRecord, TenantRecord,
@@ -527,6 +528,7 @@ impl CatalogStore for PgCatalog {
         &self,
         key_hash: &str,
         request_hash: &str,
+        token: Uuid,
         expired_before: chrono::DateTime<chrono::Utc>,
     ) -> Result<IdempotencyClaim, CatalogError> {
         let client = self.conn().await?;
@@ -536,40 +538,33 @@ impl CatalogStore for PgCatalog {
                 &[&expired_before],
             )
             .await?;
-        let claimed = client
+        client
             .execute(
-                "INSERT INTO idempotency_keys (key_hash, request_hash) VALUES ($1, $2) \
+                "INSERT INTO idempotency_keys (key_hash, request_hash, claim) VALUES ($1, $2, $3) \
                  ON CONFLICT (key_hash) DO NOTHING",
-                &[&key_hash, &request_hash],
+                &[&key_hash, &request_hash, &token],
             )
             .await?;
-        if claimed == 1 {
-            return Ok(IdempotencyClaim::Claimed);
-        }
         let row = client
             .query_opt(
-                "SELECT request_hash, status, response, created_at FROM idempotency_keys \
+                "SELECT request_hash, status, response, created_at, claim FROM idempotency_keys \
                  WHERE key_hash = $1",
                 &[&key_hash],
             )
             .await?;
-        let Some(row) = row else {
+        Ok(match row {
             // Released between the two statements: the caller may try again at once.
-            return Ok(IdempotencyClaim::InProgress {
+            None => IdempotencyClaim::InProgress {
                 since: chrono::Utc::now(),
-            });
-        };
-        let stored: String = row.get(0);
-        if stored != request_hash {
-            return Ok(IdempotencyClaim::Mismatch);
-        }
-        let status: Option<i32> = row.get(1);
-        Ok(match status {
-            Some(status) => IdempotencyClaim::Replay {
-                status: u16::try_from(status).unwrap_or(500),
-                body: row.get::<_, Option<Vec<u8>>>(2).unwrap_or_default(),
             },
-            None => IdempotencyClaim::InProgress { since: row.get(3) },
+            Some(row) => claim_outcome(
+                row.get::<_, Uuid>(4) == token,
+                &row.get::<_, String>(0),
+                request_hash,
+                row.get(1),
+                row.get(2),
+                row.get(3),
+            ),
         })
     }
 

@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::api::{CatalogStore, Lease, StepChange, TenantTransition};
 use crate::error::CatalogError;
+use crate::model::claim_outcome;
 use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, IdempotencyClaim, NewOperation, NewTenant,
     OperationDirection, OperationRecord, TenantRecord,
@@ -578,24 +579,26 @@ impl CatalogStore for SqlServerCatalog {
         &self,
         key_hash: &str,
         request_hash: &str,
+        token: Uuid,
         expired_before: chrono::DateTime<chrono::Utc>,
     ) -> Result<IdempotencyClaim, CatalogError> {
-        // One batch: forget expired uses, claim the key unless it is held, and return the row
-        // with whether this call inserted it.
+        // One statement claims (its key-range lock makes the check and the insert atomic); the
+        // row then says whose claim it is, so a call retried after a deadlock knows its own.
         let rows = self
             .query(
-                "DELETE FROM catalog.IdempotencyKeys WHERE CreatedAt < @P3; \
-                 DECLARE @claimed bit = 0; \
-                 IF NOT EXISTS (SELECT 1 FROM catalog.IdempotencyKeys \
-                                 WHERE KeyHash = @P1) \
-                 BEGIN \
-                     INSERT INTO catalog.IdempotencyKeys (KeyHash, RequestHash) \
-                     VALUES (@P1, @P2); \
-                     SET @claimed = 1; \
-                 END; \
-                 SELECT @claimed AS Claimed, RequestHash, Status, Response, CreatedAt \
+                "DELETE FROM catalog.IdempotencyKeys WHERE CreatedAt < @P4; \
+                 INSERT INTO catalog.IdempotencyKeys (KeyHash, RequestHash, ClaimToken) \
+                 SELECT @P1, @P2, @P3 \
+                  WHERE NOT EXISTS (SELECT 1 FROM catalog.IdempotencyKeys WITH (UPDLOCK, HOLDLOCK) \
+                                     WHERE KeyHash = @P1); \
+                 SELECT RequestHash, Status, Response, CreatedAt, ClaimToken \
                    FROM catalog.IdempotencyKeys WHERE KeyHash = @P1;",
-                &[&key_hash, &request_hash, &expired_before.naive_utc()],
+                &[
+                    &key_hash,
+                    &request_hash,
+                    &token,
+                    &expired_before.naive_utc(),
+                ],
             )
             .await;
         let rows = match rows {
@@ -618,23 +621,14 @@ impl CatalogStore for SqlServerCatalog {
                 since: chrono::Utc::now(),
             });
         };
-        if required::<bool>(row, "Claimed")? {
-            return Ok(IdempotencyClaim::Claimed);
-        }
-        if text(row, "RequestHash")? != request_hash {
-            return Ok(IdempotencyClaim::Mismatch);
-        }
-        Ok(match column::<i32>(row, "Status")? {
-            Some(status) => IdempotencyClaim::Replay {
-                status: u16::try_from(status).unwrap_or(500),
-                body: column::<&[u8]>(row, "Response")?
-                    .map(<[u8]>::to_vec)
-                    .unwrap_or_default(),
-            },
-            None => IdempotencyClaim::InProgress {
-                since: timestamp(row, "CreatedAt")?,
-            },
-        })
+        Ok(claim_outcome(
+            required::<Uuid>(row, "ClaimToken")? == token,
+            &text(row, "RequestHash")?,
+            request_hash,
+            column::<i32>(row, "Status")?,
+            column::<&[u8]>(row, "Response")?.map(<[u8]>::to_vec),
+            timestamp(row, "CreatedAt")?,
+        ))
     }
 
     async fn idempotency_complete(

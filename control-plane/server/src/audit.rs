@@ -197,14 +197,25 @@ async fn purge(
         &api_types::TenantSecrets::for_slug(&tenant.slug).audit_admin,
     )
     .await?;
-    let deleted = svc
-        .engine
-        .purge_audit(&names, &audit_admin, body.before, reason, &caller.subject)
-        .await
-        .map_err(|e| AppError::internal(&e))?;
-    let head = workflows::anchor_purge(svc, tenant.id, &names)
-        .await
-        .map_err(|e| AppError::internal(&e))?;
+    // The purge and its anchor run in a task of their own: a disconnect or the request
+    // deadline must not leave purged events behind anchors that still name them.
+    let task = {
+        let svc = svc.clone();
+        let (reason, actor, before) = (reason.to_owned(), caller.subject.clone(), body.before);
+        let request_id = engine::context::current_request_id();
+        tokio::spawn(engine::context::with_request_id(request_id, async move {
+            let deleted = svc
+                .engine
+                .purge_audit(&names, &audit_admin, before, &reason, &actor)
+                .await
+                .map_err(|e| AppError::internal(&e))?;
+            let head = workflows::anchor_purge(&svc, tenant.id, &names)
+                .await
+                .map_err(|e| AppError::internal(&e))?;
+            Ok::<_, AppError>((deleted, head))
+        }))
+    };
+    let (deleted, head) = task.await.map_err(|e| AppError::internal(&e))??;
     tracing::info!(tenant = %tenant.slug, deleted, "audit events purged");
     Ok(Json(json!({"deleted": deleted, "head": head})))
 }

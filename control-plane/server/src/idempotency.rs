@@ -28,8 +28,6 @@ pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-ke
 pub static REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 /// How long an answer is kept.
 pub const RETENTION: chrono::Duration = chrono::Duration::hours(24);
-/// Largest answer kept (bigger answers are not replayable: the key is released).
-const MAX_KEPT_ANSWER: usize = 1 << 20;
 /// The route whose answers hold tenant data.
 const INVESTIGATIONS: &str = "/v1/tenants/{slug}/investigations";
 
@@ -57,6 +55,16 @@ pub fn request_hash(method: &str, path: &str, query: &str, body: &[u8]) -> Strin
     sha256_hex(&[method.as_bytes(), path.as_bytes(), query.as_bytes(), body])
 }
 
+/// The audit events of an investigation, attached to its response by the handler: what its
+/// replay names instead of its rows.
+#[derive(Clone, Copy, Debug)]
+pub struct InvestigationEvents {
+    /// The query event.
+    pub query_event: i64,
+    /// The outcome event.
+    pub outcome_event: i64,
+}
+
 /// Applies the idempotency rules to a POST that carries an `Idempotency-Key`.
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
@@ -76,11 +84,11 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         )
         .into_response();
     };
-    let subject = req
-        .extensions()
-        .get::<Caller>()
-        .map(|c| c.subject.clone())
-        .unwrap_or_default();
+    // Keys belong to a caller; an unauthenticated POST has none to scope them by.
+    let Some(subject) = req.extensions().get::<Caller>().map(|c| c.subject.clone()) else {
+        return AppError::bad_request("Idempotency-Key needs an authenticated request")
+            .into_response();
+    };
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -101,46 +109,82 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         parts.uri.query().unwrap_or(""),
         &bytes,
     );
-    let claim = state
-        .catalog
-        .idempotency_claim(&key_hash, &request_hash, chrono::Utc::now() - RETENTION)
-        .await;
-    match claim {
-        Err(e) => AppError::internal(&e).into_response(),
-        Ok(IdempotencyClaim::Replay { status, body }) => replay(status, body),
-        Ok(IdempotencyClaim::InProgress { since }) => AppError::conflict(format!(
-            "a request with this Idempotency-Key has been running since {}; retry once it \
-             has finished to get its answer",
-            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ))
-        .into_response(),
-        Ok(IdempotencyClaim::Mismatch) => AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "this Idempotency-Key was already used for a different request (method, path or \
-             body); use a new key for a new request",
-        )
-        .into_response(),
-        Ok(IdempotencyClaim::Claimed) => {
-            let req = Request::from_parts(parts, Body::from(bytes));
-            let catalog = state.catalog.clone();
-            let request_id = engine::context::current_request_id();
-            let first = async move {
-                let resp = next.run(req).await;
-                keep(&catalog, &key_hash, &route, resp).await
-            };
-            let task = tokio::spawn(
-                engine::context::with_request_id(request_id, first)
+    let catalog = state.catalog.clone();
+    let deadline = state.limits.timeout();
+    let request_id = engine::context::current_request_id();
+    // Claim, run and keep in a task of their own: a client that disconnects (or the deadline)
+    // cannot stop it between the claim and the kept answer.
+    let first = async move {
+        let claim = catalog
+            .idempotency_claim(
+                &key_hash,
+                &request_hash,
+                uuid::Uuid::new_v4(),
+                chrono::Utc::now() - RETENTION,
+            )
+            .await;
+        match claim {
+            Err(e) => AppError::internal(&e).into_response(),
+            Ok(IdempotencyClaim::Replay { status, body }) => replay(status, body),
+            Ok(IdempotencyClaim::InProgress { since }) => in_progress(since, deadline),
+            Ok(IdempotencyClaim::Mismatch) => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "this Idempotency-Key was already used for a different request (method, path \
+                 or body); use a new key for a new request",
+            )
+            .into_response(),
+            Ok(IdempotencyClaim::Claimed) => {
+                let req = Request::from_parts(parts, Body::from(bytes));
+                let run = tokio::spawn(
+                    engine::context::with_request_id(
+                        engine::context::current_request_id(),
+                        next.run(req),
+                    )
                     .instrument(tracing::Span::current()),
-            );
-            match task.await {
-                Ok(resp) => resp,
-                Err(e) => AppError::internal(&e).into_response(),
+                );
+                match run.await {
+                    Ok(resp) => keep(&catalog, &key_hash, &route, resp).await,
+                    // The handler panicked: nothing to replay, the key is free again.
+                    Err(e) => {
+                        release(&catalog, &key_hash).await;
+                        AppError::internal(&e).into_response()
+                    }
+                }
             }
         }
+    };
+    let task = tokio::spawn(
+        engine::context::with_request_id(request_id, first).instrument(tracing::Span::current()),
+    );
+    match task.await {
+        Ok(resp) => resp,
+        Err(e) => AppError::internal(&e).into_response(),
     }
 }
 
-/// Stores the first answer (or releases the key when it is not worth replaying) and returns it.
+/// 409 for a key whose first request has no answer yet; past the request deadline that request
+/// was cut off by a stop of its server, which the answer says.
+fn in_progress(since: chrono::DateTime<chrono::Utc>, deadline: std::time::Duration) -> Response {
+    let at = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let stale =
+        chrono::Duration::from_std(deadline).unwrap_or_default() + chrono::Duration::minutes(1);
+    let detail = if chrono::Utc::now() - since > stale {
+        format!(
+            "the request with this Idempotency-Key that started at {at} never answered (its \
+             server stopped); check what it did (GET /v1/tenants/..., GET /v1/operations/...) \
+             and send a new key to try again"
+        )
+    } else {
+        format!(
+            "a request with this Idempotency-Key has been running since {at}; retry once it \
+             has finished to get its answer"
+        )
+    };
+    AppError::conflict(detail).into_response()
+}
+
+/// Stores the first answer (or releases the key when it says the request did not run) and
+/// returns it unchanged.
 async fn keep(catalog: &catalog::Catalog, key_hash: &str, route: &str, resp: Response) -> Response {
     let status = resp.status();
     let not_run = status.is_server_error()
@@ -152,8 +196,19 @@ async fn keep(catalog: &catalog::Catalog, key_hash: &str, route: &str, resp: Res
             StatusCode::TOO_MANY_REQUESTS,
         ]
         .contains(&status);
+    if not_run {
+        release(catalog, key_hash).await;
+        return resp;
+    }
+    if route == INVESTIGATIONS {
+        // Its rows are never kept (nor read here): the replay names its audit events.
+        let events = resp.extensions().get::<InvestigationEvents>().copied();
+        complete(catalog, key_hash, investigation_replay(status, events)).await;
+        return resp;
+    }
     let (parts, body) = resp.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_KEPT_ANSWER).await {
+    // Our own answers other than investigations are small JSON documents.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(e) => {
             release(catalog, key_hash).await;
@@ -161,15 +216,11 @@ async fn keep(catalog: &catalog::Catalog, key_hash: &str, route: &str, resp: Res
                 .into_response();
         }
     };
-    if not_run {
-        release(catalog, key_hash).await;
-        return Response::from_parts(parts, Body::from(bytes));
-    }
-    let kept = if route == INVESTIGATIONS {
-        investigation_replay(status, &bytes)
-    } else {
-        (status, bytes.to_vec())
-    };
+    complete(catalog, key_hash, (status, bytes.to_vec())).await;
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn complete(catalog: &catalog::Catalog, key_hash: &str, kept: (StatusCode, Vec<u8>)) {
     if let Err(e) = catalog
         .idempotency_complete(key_hash, kept.0.as_u16(), &kept.1)
         .await
@@ -177,7 +228,6 @@ async fn keep(catalog: &catalog::Catalog, key_hash: &str, route: &str, resp: Res
         // The key stays held: a retry gets 409 rather than running the request twice.
         tracing::error!(error = %e, "could not keep the answer of an idempotent request");
     }
-    Response::from_parts(parts, Body::from(bytes))
 }
 
 async fn release(catalog: &catalog::Catalog, key_hash: &str) {
@@ -187,12 +237,13 @@ async fn release(catalog: &catalog::Catalog, key_hash: &str) {
 }
 
 /// What a replayed investigation answers: its audit events, never its rows.
-fn investigation_replay(status: StatusCode, first: &[u8]) -> (StatusCode, Vec<u8>) {
-    let v: serde_json::Value = serde_json::from_slice(first).unwrap_or_default();
-    let events = match (v.get("query_event"), v.get("outcome_event")) {
-        (Some(q), Some(o)) => format!(" (audit events {q} and {o})"),
-        _ => String::new(),
-    };
+fn investigation_replay(
+    status: StatusCode,
+    events: Option<InvestigationEvents>,
+) -> (StatusCode, Vec<u8>) {
+    let events = events
+        .map(|e| format!(" (audit events {} and {})", e.query_event, e.outcome_event))
+        .unwrap_or_default();
     let detail = format!(
         "this investigation already ran with this Idempotency-Key and answered {}{events}; its \
          result is not kept outside the tenant database; send a new key to run it again",
@@ -203,18 +254,26 @@ fn investigation_replay(status: StatusCode, first: &[u8]) -> (StatusCode, Vec<u8
         title: "Conflict".into(),
         status: 409,
         detail,
-        request_id: engine::context::current_request_id(),
+        request_id: None,
     })
     .unwrap_or_default();
     (StatusCode::CONFLICT, body)
 }
 
+/// The kept answer, with this request's id in a problem body (not the first request's).
 fn replay(status: u16, body: Vec<u8>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let ctype = if status.is_success() {
         "application/json"
     } else {
         "application/problem+json"
+    };
+    let body = match serde_json::from_slice::<api_types::Problem>(&body) {
+        Ok(mut problem) if !status.is_success() => {
+            problem.request_id = engine::context::current_request_id();
+            serde_json::to_vec(&problem).unwrap_or(body)
+        }
+        _ => body,
     };
     let mut resp = (status, body).into_response();
     resp.headers_mut()

@@ -79,6 +79,11 @@ impl Limits {
         })
     }
 
+    /// The per-request deadline.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Takes one request from `subject`'s budget, or the 429 to answer.
     pub fn check_subject(&self, subject: &str) -> Result<(), AppError> {
         let Some(limiter) = &self.per_subject else {
@@ -96,12 +101,26 @@ impl Limits {
         let Some(limiter) = &self.per_ip else {
             return Ok(());
         };
-        limiter.check_key(&ip).map_err(|not_until| {
+        limiter.check_key(&client_key(ip)).map_err(|not_until| {
             too_many(
                 "this address",
                 not_until.wait_time_from(DefaultClock::default().now()),
             )
         })
+    }
+}
+
+/// The budget an address draws on: itself for IPv4, its /64 for IPv6 (one host usually holds a
+/// whole /64, so per-address keys would let it rotate freely).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
     }
 }
 
@@ -173,6 +192,17 @@ mod tests {
         let err = limits.check_subject("alice").unwrap_err();
         assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
         limits.check_subject("bob").unwrap();
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub const OVERDUE_AFTER: chrono::Duration = chrono::Duration::days(1);
 /// The `route` label of a request no route matched (so raw paths never become labels).
 pub const UNMATCHED: &str = "unmatched";
 
+/// The catalog figures are read at most once per this interval (scrapes in between get the
+/// last figures).
+const MIN_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// At most this many tenants are counted as due (or overdue) per scrape.
 const DUE_LIMIT: i64 = 10_000;
 
@@ -125,6 +129,7 @@ pub struct Metrics {
     pool_timeouts: Family<PoolLabels, Gauge>,
     pool_wait_seconds: Family<PoolLabels, FloatGauge>,
     scrape_errors: Counter,
+    last_refresh: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -260,6 +265,7 @@ impl Metrics {
             pool_timeouts,
             pool_wait_seconds,
             scrape_errors,
+            last_refresh: std::sync::Mutex::new(None),
         }
     }
 
@@ -318,6 +324,15 @@ impl Metrics {
         node_id: &str,
         rotation: &RotationPolicy,
     ) -> Result<(), catalog::CatalogError> {
+        // `/metrics` is public: at most one round of catalog reads per interval, however often
+        // it is asked.
+        {
+            let mut last = self.last_refresh.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < MIN_REFRESH_INTERVAL) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
         let now = chrono::Utc::now();
         let tenants = catalog.list_tenants().await?;
         let due_before =
@@ -329,9 +344,10 @@ impl Metrics {
             .rotation_due(due_before - OVERDUE_AFTER, now, DUE_LIMIT)
             .await?;
         let unfinished = catalog.claimable_operations(node_id).await?;
+        let operations = catalog.operation_counts().await?;
         // Known pairs are reset first so a pair that emptied reads 0, not its old count.
         self.operations.clear();
-        for (kind, state, n) in catalog.operation_counts().await? {
+        for (kind, state, n) in operations {
             self.operations
                 .get_or_create(&OperationLabels { kind, state })
                 .set(n);

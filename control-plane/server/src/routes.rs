@@ -10,6 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use catalog::{Catalog, TenantRecord};
@@ -455,7 +456,7 @@ async fn investigate(
     caller: Caller,
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<InvestigateRequest>,
-) -> Result<Json<InvestigateResponse>, AppError> {
+) -> Result<axum::response::Response, AppError> {
     let slug = parse_slug(&slug)?;
     let ticket = body.ticket.trim();
     if ticket.is_empty()
@@ -528,8 +529,12 @@ async fn investigate(
         }
         Err(e) => return Err(AppError::internal(&e)),
     };
-    match done.result {
-        Ok(rows) => Ok(Json(InvestigateResponse {
+    let events = crate::idempotency::InvestigationEvents {
+        query_event: done.query_event,
+        outcome_event: done.outcome_event,
+    };
+    let mut response = match done.result {
+        Ok(rows) => Json(InvestigateResponse {
             query_event: done.query_event,
             outcome_event: done.outcome_event,
             columns: rows
@@ -539,21 +544,26 @@ async fn investigate(
                 .collect(),
             rows: rows.rows,
             truncated: rows.truncated,
-        })),
+        })
+        .into_response(),
         Err(failure) => {
             let (what, detail) = match failure {
                 engine::InvestigationFailure::Refused(d) => ("refused", d),
                 engine::InvestigationFailure::Failed(d) => ("failed", d),
             };
-            Err(AppError::new(
+            AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
                     "query {what} (recorded as audit events {} and {}): {detail}",
                     done.query_event, done.outcome_event
                 ),
-            ))
+            )
+            .into_response()
         }
-    }
+    };
+    // What an Idempotency-Key replay names instead of the rows (which are never kept).
+    response.extensions_mut().insert(events);
+    Ok(response)
 }
 
 /// Whether the tenant has an unfinished operation.

@@ -215,7 +215,9 @@ impl Runner {
         let request_id = svc
             .catalog
             .operation(id)
-            .await?
+            .await
+            .ok()
+            .flatten()
             .and_then(|op| op.request_id)
             .filter(|r| engine::context::valid_request_id(r).is_some());
         let span = tracing::info_span!("steps", request_id = request_id.as_deref().unwrap_or("-"));

@@ -4,6 +4,7 @@
 CREATE TABLE idempotency_keys (
     key_hash     text        PRIMARY KEY,
     request_hash text        NOT NULL,
+    claim        uuid        NOT NULL, -- the claiming call's token: a retried claim knows its own
     status       integer,             -- NULL while the first request runs
     response     bytea,
     created_at   timestamptz NOT NULL DEFAULT now()

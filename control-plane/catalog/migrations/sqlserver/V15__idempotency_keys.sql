@@ -3,9 +3,10 @@
 -- subject; the answer is the API's own JSON (never tenant data).
 -- Counterpart of migrations/postgres/V4__idempotency_keys.sql.
 CREATE TABLE catalog.IdempotencyKeys (
-    KeyHash     char(64)       NOT NULL
+    KeyHash     nvarchar(64)   NOT NULL -- nvarchar: compared with nvarchar parameters
                 CONSTRAINT PK_IdempotencyKeys PRIMARY KEY,
-    RequestHash char(64)       NOT NULL,
+    RequestHash nvarchar(64)   NOT NULL,
+    ClaimToken  uniqueidentifier NOT NULL, -- a retried claim knows its own
     Status      int            NULL, -- NULL while the first request runs
     Response    varbinary(max) NULL,
     CreatedAt   datetime2(6)   NOT NULL

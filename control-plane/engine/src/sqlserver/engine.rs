@@ -569,6 +569,13 @@ async fn tag_session(conn: &mut mssql::Conn) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// A new (unpooled) connection, tagged like pooled ones.
+pub(super) async fn connect_tagged(target: &Target) -> Result<Conn, EngineError> {
+    let mut conn = Conn::connect(target).await?;
+    tag_session(&mut conn).await?;
+    Ok(conn)
+}
+
 impl SqlServerEngine {
     /// Builds the engine and its pools; no connection is made until first use.
     pub fn new(config: SqlServerConfig) -> Self {
@@ -675,7 +682,7 @@ impl SqlServerEngine {
 
     /// Runs the migrations and the procedures in the tenant database on a dedicated connection.
     async fn migrate(&self, database: &str) -> Result<(), EngineError> {
-        let conn = Conn::connect(&self.admin.with_database(database)).await?;
+        let conn = connect_tagged(&self.admin.with_database(database)).await?;
         let mut client = conn.into_client();
         let migrations = SQLSERVER_MIGRATIONS
             .iter()
@@ -903,7 +910,7 @@ impl Engine for SqlServerEngine {
     }
 
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {
-        let mut conn = Conn::connect(&self.login_target(connection_string)?).await?;
+        let mut conn = connect_tagged(&self.login_target(connection_string)?).await?;
         conn.query("SELECT 1", &[]).await?;
         Ok(())
     }
@@ -993,7 +1000,7 @@ impl Engine for SqlServerEngine {
         reason: &str,
         actor: &str,
     ) -> Result<i64, EngineError> {
-        let mut conn = Conn::connect(&self.login_target(audit_admin)?).await?;
+        let mut conn = connect_tagged(&self.login_target(audit_admin)?).await?;
         let row = conn
             .query_opt(sql::PURGE_AUDIT, &[&actor, &before.naive_utc(), &reason])
             .await?;
@@ -1012,7 +1019,7 @@ impl Engine for SqlServerEngine {
         request: &InvestigationRequest,
     ) -> Result<Investigation, EngineError> {
         let target = self.login_target(investigator)?;
-        let mut conn = Conn::connect(&target).await?;
+        let mut conn = connect_tagged(&target).await?;
         let detail = serde_json::json!({
             "ticket": request.ticket,
             "reason": request.reason,
@@ -1050,7 +1057,7 @@ impl Engine for SqlServerEngine {
             }),
             Err(f) => serde_json::json!({"query_event": query_event, "error": f}),
         };
-        let mut recorder = Conn::connect(&target).await?;
+        let mut recorder = connect_tagged(&target).await?;
         let outcome_event =
             Self::record_investigation(&mut recorder, request, "investigation.outcome", &outcome)
                 .await?;

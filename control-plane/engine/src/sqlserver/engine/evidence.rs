@@ -472,7 +472,7 @@ impl SqlServerEngine {
     ) -> Result<LiveProbes, EngineError> {
         let target = self.login_target(app)?;
         let login = target.user().unwrap_or_default().to_owned();
-        let mut conn = Conn::connect(&target).await?;
+        let mut conn = super::connect_tagged(&target).await?;
         let session = conn
             .query_opt(sql::SESSION, &[])
             .await?
@@ -546,7 +546,7 @@ impl SqlServerEngine {
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<InvestigationEvent>, EngineError> {
-        let mut conn = Conn::connect(&self.login_target(audit_admin)?).await?;
+        let mut conn = super::connect_tagged(&self.login_target(audit_admin)?).await?;
         // OccurredAt is a UTC datetime2(6).
         let (since, until) = (since.naive_utc(), until.naive_utc());
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
