@@ -17,11 +17,12 @@ run: deps
 stop:
 	@infra/pg-local.sh stop
 
-## test: format, lint, every test, the T-SQL parse gate
+## test: format, lint, the T-SQL parse gate, schemathesis against a running server, every test
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@infra/tsql-gate.sh
+	@infra/fuzz.sh
 	@if [ -n "$$MSSQL_URL" ]; then \
 		echo "sqlserver conformance: running against MSSQL_URL"; \
 		$(CARGO) nextest run --workspace --no-fail-fast; \

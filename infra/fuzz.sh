@@ -67,9 +67,13 @@ port=$(free_port)
 base=http://127.0.0.1:$port
 # The catalog and the tenant databases live on the throwaway cluster (its admin URL is in
 # $work/pg-admin-url, the server's default); local token auth is what the admin token below needs.
+# Rate limits are off: a 429 would stand in for the answers the checks expect (the limits are
+# tested in tests/tests/limits.rs; the document declares 429 on every route).
 env TENANT_CP_LISTEN="127.0.0.1:$port" \
   TENANT_CP_DATA_DIR="$work" \
   TENANT_CP_AUTH_MODE=local \
+  TENANT_CP_RATE_LIMIT_PER_IP=0 \
+  TENANT_CP_RATE_LIMIT_PER_SUBJECT=0 \
   TENANT_CP_NODE_ID=fuzz \
   TENANT_CP_LOG="${TENANT_CP_LOG:-warn}" \
   ./target/release/tenant-control-plane >"$work/server.log" 2>&1 &

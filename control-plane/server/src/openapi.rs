@@ -342,14 +342,15 @@ fn conventions(method: &str, access: Option<Access>, op: &mut Operation) {
             *response = with_request_id(std::mem::take(response));
         }
     }
-    let mut statuses = vec!["408", "431", "500"];
+    // 429: the per-address limit applies to every route, public ones included.
+    let mut statuses = vec!["408", "429", "431", "500"];
     if method == "POST" {
         statuses.extend(["400", "409", "413", "415", "422"]);
     }
     match access {
         Some(Access::Public) | None => {}
         Some(access) => {
-            statuses.extend(["401", "429"]);
+            statuses.push("401");
             if matches!(access, Access::Roles(_)) {
                 statuses.push("403");
             }
