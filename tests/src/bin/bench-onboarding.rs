@@ -267,10 +267,13 @@ async fn main() {
          | onboarding through the API | {n} | {on50:.1} | {on95:.1} | {onmean:.1} |\n\
          | offboarding through the API | {n} | {off50:.1} | {off95:.1} | {offmean:.1} |\n\
          | baseline psql script (onboarding work) | {n} | {b50:.1} | {b95:.1} | {bmean:.1} |\n\n\
-         **Onboarding ratio API / baseline (p50): {ratio:.2}** (target ≤ 1.5).\n\n         ## `/metrics` during the run\n\n         Scraped from the server's `GET /metrics` half-way through the onboardings (operations by \
+         **Onboarding ratio API / baseline (p50): {ratio:.2}** (target ≤ 1.5).\n\n\
+         ## `/metrics` during the run\n\n\
+         Scraped from the server's `GET /metrics` half-way through the onboardings (operations by \
          kind and state, tenants by state, rotations due/overdue, connection pools, step \
          durations, HTTP latency by route), then the operation counts after the offboardings. \
-         Step and HTTP histograms are shown by their `_count` and `_sum` lines only.\n\n         ```text\n{mid}```\n\nAfter the offboardings:\n\n```text\n{end}```\n",
+         Step and HTTP histograms are shown by their `_count` and `_sum` lines only.\n\n\
+         ```text\n{mid}```\n\nAfter the offboardings:\n\n```text\n{end}```\n",
         date = chrono::Utc::now().format("%Y-%m-%d"),
         mid = figures(&mid_run, false),
         end = figures(&after, true),
