@@ -302,7 +302,10 @@ impl Modify for Conventions {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("An HS256 token (`tenantctl token --role ROLE`)"))
+                    .description(Some(
+                        "A JWT: an access token from the OIDC issuer (`auth_mode = \"oidc\"`), \
+                         or a local token from `tenantctl token --role ROLE` (`auth_mode = \"local\"`)",
+                    ))
                     .build(),
             ),
         );
