@@ -215,7 +215,9 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         tenant_id: Uuid,
     ) -> Result<Option<AuditRecord>, CatalogError>;
 
-    /// Records the head of a tenant's own audit chain (idempotent per tenant and head id).
+    /// Records the head of a tenant's own audit chain (idempotent per tenant and head id). An
+    /// anchor with reason `periodic` replaces the tenant's earlier periodic anchor (in the same
+    /// transaction): the caller verified the chain from the latest anchor before taking it.
     async fn record_anchor(
         &self,
         tenant_id: Uuid,

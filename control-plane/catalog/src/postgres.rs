@@ -511,7 +511,14 @@ impl CatalogStore for PgCatalog {
         self.conn()
             .await?
             .execute(
-                "INSERT INTO audit_anchors (tenant_id, head_id, head_hash, reason) \
+                // A periodic anchor replaces the tenant's previous periodic one: it was taken
+                // after verifying the chain from that one, and a hash chain's later head commits
+                // to every earlier event, so keeping one per minute would only grow the table.
+                "WITH replaced AS ( \
+                     DELETE FROM audit_anchors \
+                      WHERE $4 = 'periodic' AND tenant_id = $1 AND reason = 'periodic' \
+                        AND head_id < $2) \
+                 INSERT INTO audit_anchors (tenant_id, head_id, head_hash, reason) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, head_id) DO NOTHING",
                 &[
                     &tenant_id,

@@ -553,10 +553,18 @@ impl CatalogStore for SqlServerCatalog {
         let hash = head_hash.to_ascii_lowercase();
         let result = self
             .query(
-                "IF NOT EXISTS (SELECT 1 FROM catalog.AuditAnchors \
+                // A periodic anchor replaces the tenant's previous periodic one: it was taken
+                // after verifying the chain from that one, and a hash chain's later head commits
+                // to every earlier event, so keeping one per minute would only grow the table.
+                "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+                 IF @P4 = N'periodic' \
+                     DELETE FROM catalog.AuditAnchors \
+                      WHERE TenantId = @P1 AND Reason = N'periodic' AND HeadId < @P2; \
+                 IF NOT EXISTS (SELECT 1 FROM catalog.AuditAnchors \
                                  WHERE TenantId = @P1 AND HeadId = @P2) \
                      INSERT INTO catalog.AuditAnchors (TenantId, HeadId, HeadHash, Reason) \
-                     VALUES (@P1, @P2, @P3, @P4);",
+                     VALUES (@P1, @P2, @P3, @P4); \
+                 COMMIT TRANSACTION;",
                 &[&tenant_id, &head_id, &hash.as_str(), &reason],
             )
             .await;

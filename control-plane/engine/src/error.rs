@@ -34,6 +34,10 @@ pub enum EngineError {
     /// Something the server does asynchronously did not finish in time; trying again may work.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A lock stayed held by another transaction past the lock timeout (e.g. an application
+    /// transaction holding a tenant's audit-chain head); trying again later may work.
+    #[error("locked: {0}")]
+    Locked(String),
 }
 
 impl EngineError {
@@ -41,7 +45,7 @@ impl EngineError {
     /// statement as a deadlock victim, serialization failure, timeout and the like.
     pub fn is_transient(&self) -> bool {
         match self {
-            EngineError::Connect { .. } | EngineError::Timeout(_) => true,
+            EngineError::Connect { .. } | EngineError::Timeout(_) | EngineError::Locked(_) => true,
             EngineError::Db { code, .. } => {
                 // PostgreSQL: connection exceptions, serialization failure, deadlock, starting up.
                 let postgres = code.len() == 5
@@ -58,6 +62,12 @@ impl EngineError {
             }
             _ => false,
         }
+    }
+
+    /// Whether the server gave up waiting for a lock (PostgreSQL `lock_timeout`, SQLSTATE 55P03;
+    /// SQL Server `LOCK_TIMEOUT`, error 1222).
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(self, EngineError::Locked(_)) || matches!(self.code(), Some("55P03" | "1222"))
     }
 
     /// The SQLSTATE or error number, if the server returned one.

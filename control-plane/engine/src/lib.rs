@@ -6,6 +6,7 @@
 //! get validated names ([`TenantNames`]) and credentials, and return typed errors.
 
 pub mod assets;
+pub mod audit_hash;
 pub mod context;
 mod error;
 pub mod evidence;
@@ -115,6 +116,15 @@ pub struct AuditHead {
     pub head_hash: Option<String>,
 }
 
+/// An event of a tenant's audit chain that the control plane already trusts (an anchor).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainPoint {
+    /// The event's id.
+    pub id: i64,
+    /// Its lower-case hex hash.
+    pub hash: String,
+}
+
 /// A page of a tenant's audit events: ids after `after_id`, oldest first, filtered.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEventQuery {
@@ -132,22 +142,28 @@ pub struct AuditEventQuery {
     pub actor: Option<String>,
 }
 
-/// One event of a tenant's own audit log.
+/// One event of a tenant's own audit log. `principal` and `origin` are **verified** (the
+/// database derives them from the login that wrote the event); `actor` and `request_id` are
+/// **asserted** by the writer (any login can set them), so they say who the writer claims to act
+/// for, nothing more.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// Position in the chain.
     pub id: i64,
     /// When.
     pub occurred_at: chrono::DateTime<chrono::Utc>,
-    /// The database principal that wrote it.
+    /// Verified: the database login that wrote it.
     pub principal: String,
-    /// The person or system it acted for.
+    /// Verified: `control_plane` (the control plane's admin, audit admin or investigator) or
+    /// `application`; `None` for events written before audit format 2.
+    pub origin: Option<String>,
+    /// Asserted: the person or system the writer says it acted for.
     pub actor: String,
     /// What happened.
     pub action: String,
     /// Details.
     pub detail: serde_json::Value,
-    /// The request id, when known.
+    /// Asserted: the request id the writer gave, when any.
     pub request_id: Option<String>,
     /// Lower-case hex SHA-256 of the event chained to its predecessor.
     pub hash: String,
@@ -276,8 +292,15 @@ pub trait Engine: Send + Sync + 'static {
     /// Stops new logins of the tenant's principals and ends every session on its database.
     async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError>;
     /// Verifies the tenant's audit chain and returns its head; `None` when there is no database
-    /// (or it never got its schema).
-    async fn audit_head(&self, names: &TenantNames) -> Result<Option<AuditHead>, EngineError>;
+    /// (or it never got its schema). With `after`, only from that event on (it must still be
+    /// there with that hash): what the control plane anchored earlier is trusted, so anchoring
+    /// every minute reads only the new events. A tenant database from before audit format 2
+    /// verifies from genesis either way.
+    async fn audit_head(
+        &self,
+        names: &TenantNames,
+        after: Option<&ChainPoint>,
+    ) -> Result<Option<AuditHead>, EngineError>;
     /// A page of the tenant's audit events (read as the control plane's admin).
     async fn audit_events(
         &self,

@@ -22,12 +22,13 @@ use tokio_postgres::{Client, Config, NoTls};
 use tracing::{info, instrument, warn};
 
 use crate::assets::{self, POSTGRES_MIGRATIONS, POSTGRES_PROCEDURES};
-use crate::investigation::check_query;
+use crate::investigation::flow::{self, ReaderDialect, RECORD_LOCK_TIMEOUT_MS};
+use crate::investigation::Dialect;
 use crate::sql::{pg_ident, pg_literal};
 use crate::{
-    AuditEvent, AuditEventQuery, AuditHashes, AuditHead, Credentials, Engine, EngineError,
-    Inventory, Investigation, InvestigationColumn, InvestigationFailure, InvestigationRequest,
-    InvestigationRows, Principal, TenantNames,
+    AuditEvent, AuditEventQuery, AuditHashes, AuditHead, ChainPoint, Credentials, Engine,
+    EngineError, Inventory, Investigation, InvestigationColumn, InvestigationFailure,
+    InvestigationRequest, InvestigationRows, Principal, TenantNames,
 };
 
 /// The role that owns every object inside template databases; it owns nothing else, so
@@ -136,79 +137,151 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Runs one checked query read-only as `reader`: `BEGIN READ ONLY`, `SET LOCAL ROLE`, a statement
-/// timeout, a prepare (the extended protocol refuses a second statement), then a cursor that
-/// fetches at most `max_rows + 1` rows as text. Always rolls back.
-async fn run_read_only(
-    client: &Client,
-    reader: &str,
-    sql: &str,
-    request: &InvestigationRequest,
-) -> Result<InvestigationRows, InvestigationFailure> {
-    let failed = |e: tokio_postgres::Error| InvestigationFailure::Failed(describe(&e));
-    let result = async {
+/// The audited path's PostgreSQL side: connections and SQL for `investigation::flow`.
+struct PgReader<'a> {
+    engine: &'a PostgresEngine,
+}
+
+#[async_trait]
+impl ReaderDialect for PgReader<'_> {
+    type Session = Client;
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    async fn connect(&self, investigator: &SecretValue) -> Result<Client, EngineError> {
+        let config = Config::from_str(investigator.expose())
+            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
+        let client = connect(&config, "tenant database as the investigator").await?;
         client
-            .batch_execute(&format!(
-                "BEGIN READ ONLY; SET LOCAL ROLE {}; SET LOCAL statement_timeout = {}",
-                pg_ident(reader),
-                request.timeout_ms.max(1)
-            ))
-            .await
-            .map_err(failed)?;
-        let statement = client.prepare(sql).await.map_err(failed)?;
-        let columns = statement
-            .columns()
-            .iter()
-            .map(|c| InvestigationColumn {
-                name: c.name().to_owned(),
-                type_name: c.type_().name().to_owned(),
-            })
-            .collect();
+            .batch_execute(&format!("SET lock_timeout = {RECORD_LOCK_TIMEOUT_MS}"))
+            .await?;
+        Ok(client)
+    }
+
+    async fn record(
+        &self,
+        client: &mut Client,
+        request: &InvestigationRequest,
+        action: &str,
+        detail: &serde_json::Value,
+    ) -> Result<i64, EngineError> {
+        // record_event takes the request id from application_name.
         client
-            .batch_execute(&format!("DECLARE investigation NO SCROLL CURSOR FOR {sql}"))
-            .await
-            .map_err(failed)?;
-        // Small batches under a byte budget, so one query cannot fill the control plane's memory.
-        let max = request.max_rows as usize;
-        let mut rows: Vec<Vec<Option<String>>> = Vec::new();
-        let mut bytes = 0usize;
-        let mut truncated = false;
-        'fetch: loop {
-            let batch = client
-                .simple_query("FETCH FORWARD 50 FROM investigation")
+            .execute(
+                "SELECT set_config('application_name', $1, false)",
+                &[&request.request_id.clone().unwrap_or_default()],
+            )
+            .await?;
+        Ok(client
+            .query_one(
+                "SELECT audit.record_investigation($1, $2, $3)",
+                &[&action, detail, &request.actor],
+            )
+            .await?
+            .get(0))
+    }
+
+    async fn session_id(&self, client: &mut Client) -> Result<i64, EngineError> {
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        Ok(i64::from(pid))
+    }
+
+    /// `BEGIN READ ONLY`, `SET LOCAL ROLE` to the reader, statement and lock timeouts, a
+    /// prepare (the extended protocol refuses a second statement), then a cursor that fetches at
+    /// most `max_rows + 1` rows as text under a byte budget. Always rolls back. Each `FETCH` is a
+    /// statement of its own with its own `statement_timeout`, so only the flow's deadline bounds
+    /// the whole query.
+    async fn run_as_reader(
+        &self,
+        client: Client,
+        names: &TenantNames,
+        sql: &str,
+        request: &InvestigationRequest,
+    ) -> Result<InvestigationRows, InvestigationFailure> {
+        let failed = |e: tokio_postgres::Error| match e.code() {
+            Some(c) if *c == tokio_postgres::error::SqlState::QUERY_CANCELED => {
+                InvestigationFailure::Timeout(describe(&e))
+            }
+            _ => InvestigationFailure::Failed(describe(&e)),
+        };
+        let result = async {
+            client
+                .batch_execute(&format!(
+                    "BEGIN READ ONLY; SET LOCAL ROLE {}; SET LOCAL statement_timeout = {ms}; \
+                     SET LOCAL lock_timeout = {ms}",
+                    pg_ident(&names.reader),
+                    ms = request.timeout_ms.max(1)
+                ))
                 .await
                 .map_err(failed)?;
-            let mut got = 0;
-            for m in &batch {
-                let tokio_postgres::SimpleQueryMessage::Row(r) = m else {
-                    continue;
-                };
-                got += 1;
-                let row: Vec<Option<String>> =
-                    (0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect();
-                bytes += row.iter().flatten().map(String::len).sum::<usize>();
-                if rows.len() == max || bytes > crate::investigation::MAX_RESULT_BYTES {
-                    truncated = true;
-                    break 'fetch;
+            let statement = client.prepare(sql).await.map_err(failed)?;
+            let columns = statement
+                .columns()
+                .iter()
+                .map(|c| InvestigationColumn {
+                    name: c.name().to_owned(),
+                    type_name: c.type_().name().to_owned(),
+                })
+                .collect();
+            client
+                .batch_execute(&format!("DECLARE investigation NO SCROLL CURSOR FOR {sql}"))
+                .await
+                .map_err(failed)?;
+            let max = request.max_rows as usize;
+            let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+            let mut bytes = 0usize;
+            let mut truncated = false;
+            'fetch: loop {
+                let batch = client
+                    .simple_query("FETCH FORWARD 50 FROM investigation")
+                    .await
+                    .map_err(failed)?;
+                let mut got = 0;
+                for m in &batch {
+                    let tokio_postgres::SimpleQueryMessage::Row(r) = m else {
+                        continue;
+                    };
+                    got += 1;
+                    let row: Vec<Option<String>> =
+                        (0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect();
+                    bytes += row.iter().flatten().map(String::len).sum::<usize>();
+                    if rows.len() == max || bytes > crate::investigation::MAX_RESULT_BYTES {
+                        truncated = true;
+                        break 'fetch;
+                    }
+                    rows.push(row);
                 }
-                rows.push(row);
+                if got == 0 {
+                    break;
+                }
             }
-            if got == 0 {
-                break;
-            }
+            Ok(InvestigationRows {
+                columns,
+                rows,
+                truncated,
+            })
         }
-        Ok(InvestigationRows {
-            columns,
-            rows,
-            truncated,
-        })
+        .await;
+        // Read-only either way; after an error the transaction is aborted and must end too.
+        if !client.is_closed() {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        result
     }
-    .await;
-    // Read-only either way; after an error the transaction is aborted and must end too.
-    if !client.is_closed() {
-        let _ = client.batch_execute("ROLLBACK").await;
+
+    async fn end_session(&self, _names: &TenantNames, session_id: i64) -> Result<(), EngineError> {
+        let pid = i32::try_from(session_id)
+            .map_err(|_| EngineError::Configuration(format!("no backend has pid {session_id}")))?;
+        // With a timeout, pg_terminate_backend waits until the backend has exited.
+        self.engine
+            .admin()
+            .await?
+            .execute("SELECT pg_terminate_backend($1, 5000)", &[&pid])
+            .await?;
+        Ok(())
     }
-    result
 }
 
 fn is_code(e: &EngineError, code: &str) -> bool {
@@ -376,6 +449,22 @@ impl PostgresEngine {
             .await?;
         info!(template = %self.template, "built tenant template database");
         Ok(())
+    }
+
+    /// The statement that creates a tenant database: a template clone or an empty database,
+    /// owned by the tenant owner and **closed to every login** (`ALLOW_CONNECTIONS false`), so
+    /// the CONNECT that PostgreSQL grants PUBLIC on every new database is revoked before anyone
+    /// can use it. `ensure_database` opens it after the revoke.
+    pub fn create_statement(&self, names: &TenantNames) -> String {
+        let template = match self.provisioning {
+            Provisioning::Template => format!(" TEMPLATE {}", pg_ident(&self.template)),
+            Provisioning::Migrations => String::new(),
+        };
+        format!(
+            "CREATE DATABASE {}{template} OWNER {} ALLOW_CONNECTIONS false",
+            pg_ident(&names.database),
+            pg_ident(&names.owner)
+        )
     }
 
     async fn ensure_role(
@@ -600,33 +689,22 @@ impl Engine for PostgresEngine {
     async fn ensure_database(&self, names: &TenantNames) -> Result<(), EngineError> {
         if !self.database_exists(&names.database).await? {
             let admin = self.admin().await?;
-            let statement = match self.provisioning {
-                Provisioning::Template => format!(
-                    "CREATE DATABASE {} TEMPLATE {} OWNER {}",
-                    pg_ident(&names.database),
-                    pg_ident(&self.template),
-                    pg_ident(&names.owner)
-                ),
-                Provisioning::Migrations => format!(
-                    "CREATE DATABASE {} OWNER {}",
-                    pg_ident(&names.database),
-                    pg_ident(&names.owner)
-                ),
-            };
-            if let Err(e) = admin.batch_execute(&statement).await {
+            if let Err(e) = admin.batch_execute(&self.create_statement(names)).await {
                 let e = EngineError::from(e);
                 if !is_code(&e, "42P04") {
                     return Err(e);
                 }
             }
         }
-        // Every new database grants CONNECT and TEMPORARY to PUBLIC; take them away at once
-        // (and again on every retry: this is the step's idempotent half).
+        // Every new database grants CONNECT and TEMPORARY to PUBLIC. It was created closed to
+        // every login, so nobody got in before this revoke; only then does it open (both again
+        // on every retry: this is the step's idempotent half).
         self.admin()
             .await?
             .batch_execute(&format!(
-                "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
-                pg_ident(&names.database)
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
+                 ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true",
+                db = pg_ident(&names.database)
             ))
             .await?;
         Ok(())
@@ -717,9 +795,11 @@ impl Engine for PostgresEngine {
         let client = self.connect_db(&names.database).await?;
         let rows = client
             .query(
+                // The origin through to_jsonb: a tenant database from before audit format 2
+                // has no such column, and its events have no origin.
                 "SELECT id, occurred_at, principal, actor, action, detail, request_id, \
-                        encode(hash, 'hex') \
-                   FROM audit.audit_events \
+                        encode(hash, 'hex'), to_jsonb(e) ->> 'origin' \
+                   FROM audit.audit_events e \
                   WHERE id > $1 \
                     AND ($2::timestamptz IS NULL OR occurred_at >= $2) \
                     AND ($3::timestamptz IS NULL OR occurred_at < $3) \
@@ -747,6 +827,7 @@ impl Engine for PostgresEngine {
                 detail: r.get(5),
                 request_id: r.get(6),
                 hash: r.get(7),
+                origin: r.get(8),
             })
             .collect())
     }
@@ -802,59 +883,7 @@ impl Engine for PostgresEngine {
         investigator: &SecretValue,
         request: &InvestigationRequest,
     ) -> Result<Investigation, EngineError> {
-        let config = Config::from_str(investigator.expose())
-            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
-        let client = connect(&config, "tenant database as the investigator").await?;
-        // record_event takes the request id from application_name.
-        client
-            .execute(
-                "SELECT set_config('application_name', $1, false)",
-                &[&request.request_id.clone().unwrap_or_default()],
-            )
-            .await?;
-        let detail = serde_json::json!({
-            "ticket": request.ticket,
-            "reason": request.reason,
-            "query": request.sql,
-            "max_rows": request.max_rows,
-            "request_id": request.request_id,
-        });
-        // Autocommit: the record is durable before the query runs, whatever happens next.
-        let query_event: i64 = client
-            .query_one(
-                "SELECT audit.record_investigation('investigation.query', $1, $2)",
-                &[&detail, &request.actor],
-            )
-            .await?
-            .get(0);
-        let result = match check_query(&request.sql) {
-            Err(why) => Err(InvestigationFailure::Refused(why)),
-            Ok(sql) => run_read_only(&client, &names.reader, sql, request).await,
-        };
-        let outcome = match &result {
-            Ok(rows) => serde_json::json!({
-                "query_event": query_event, "rows": rows.rows.len(), "truncated": rows.truncated,
-            }),
-            Err(f) => serde_json::json!({"query_event": query_event, "error": f}),
-        };
-        // The query's session may be gone (a timeout, a killed backend): record on a fresh one.
-        let recorder = if client.is_closed() {
-            connect(&config, "tenant database as the investigator").await?
-        } else {
-            client
-        };
-        let outcome_event: i64 = recorder
-            .query_one(
-                "SELECT audit.record_investigation('investigation.outcome', $1, $2)",
-                &[&outcome, &request.actor],
-            )
-            .await?
-            .get(0);
-        Ok(Investigation {
-            query_event,
-            outcome_event,
-            result,
-        })
+        flow::investigate(&PgReader { engine: self }, names, investigator, request).await
     }
 
     #[instrument(skip_all, fields(database = %names.database, ?principal))]
@@ -951,15 +980,43 @@ impl Engine for PostgresEngine {
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
-    async fn audit_head(&self, names: &TenantNames) -> Result<Option<AuditHead>, EngineError> {
+    async fn audit_head(
+        &self,
+        names: &TenantNames,
+        after: Option<&ChainPoint>,
+    ) -> Result<Option<AuditHead>, EngineError> {
         if !self.database_exists(&names.database).await? {
             return Ok(None);
         }
         let client = self.connect_db(&names.database).await?;
-        match client
-            .query_one("SELECT * FROM audit.verify_chain()", &[])
-            .await
-        {
+        let row = match after {
+            Some(p) => {
+                let from = client
+                    .query_one(
+                        "SELECT * FROM audit.verify_chain_from($1, $2)",
+                        &[&p.id, &p.hash],
+                    )
+                    .await;
+                match from {
+                    // A tenant database from before audit format 2 verifies from genesis.
+                    Err(e)
+                        if e.code()
+                            == Some(&tokio_postgres::error::SqlState::UNDEFINED_FUNCTION) =>
+                    {
+                        client
+                            .query_one("SELECT * FROM audit.verify_chain()", &[])
+                            .await
+                    }
+                    other => other,
+                }
+            }
+            None => {
+                client
+                    .query_one("SELECT * FROM audit.verify_chain()", &[])
+                    .await
+            }
+        };
+        match row {
             Ok(r) => Ok(Some(AuditHead {
                 valid: r.get("valid"),
                 checked: r.get("checked"),

@@ -122,8 +122,13 @@ pub struct Config {
     pub rotation_max_concurrent: usize,
     /// After a failed rotation, seconds before the scheduler tries that tenant again.
     pub rotation_retry_failed_after_secs: u64,
-    /// How often every active tenant's audit-chain head is anchored in the catalog, seconds.
+    /// How often every active tenant's audit-chain head is anchored in the catalog, seconds: a
+    /// rewrite of a tenant's audit log inside its database is detected unless it is younger than
+    /// this (see README, threat model).
     pub audit_anchor_interval_secs: u64,
+    /// How long one investigation query may run, milliseconds; its session is ended at most
+    /// about a second later, whatever the query does to its own settings.
+    pub investigation_timeout_ms: u64,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
     /// Largest accepted request head (all header names and values), bytes; larger is 431.
@@ -255,7 +260,8 @@ impl Default for Config {
             rotation_check_interval_secs: 60,
             rotation_max_concurrent: 4,
             rotation_retry_failed_after_secs: 3600,
-            audit_anchor_interval_secs: 3600,
+            audit_anchor_interval_secs: 60,
+            investigation_timeout_ms: 10_000,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,

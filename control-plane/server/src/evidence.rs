@@ -227,5 +227,6 @@ async fn audit_chain_section(
         "status": if valid { "pass" } else { "fail" },
         "summary": summary,
         "verification": report,
+        "scope": bundle::audit_scope(state.audit_anchor_interval_secs),
     }))
 }

@@ -164,6 +164,8 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         auth,
         signer,
         max_body_bytes: config.max_body_bytes,
+        investigation_timeout_ms: config.investigation_timeout_ms.max(1),
+        audit_anchor_interval_secs: config.audit_anchor_interval_secs.max(1),
         limits: Arc::new(limits::Limits::new(config)),
     };
     let limits_cleanup = state.limits.start_cleanup();

@@ -140,22 +140,26 @@ pub struct AuditEventsPage {
     pub next_after_id: Option<i64>,
 }
 
-/// One event of a tenant's own audit log.
+/// One event of a tenant's own audit log. `principal` and `origin` are verified by the tenant
+/// database; `actor` and `request_id` are only asserted by whoever wrote the event.
 #[derive(Serialize, ToSchema)]
 pub struct AuditEvent {
     /// Position in the chain.
     pub id: i64,
     /// When.
     pub occurred_at: chrono::DateTime<chrono::Utc>,
-    /// The database principal that wrote it.
+    /// Verified: the database login that wrote it.
     pub principal: String,
-    /// The person or system it acted for.
+    /// Verified: `control_plane` (the control plane's admin, audit admin or investigator login)
+    /// or `application`; null for events written before audit format 2.
+    pub origin: Option<String>,
+    /// Asserted by the writer: the person or system it says it acted for.
     pub actor: String,
     /// What happened, e.g. `investigation.query`.
     pub action: String,
     /// Details.
     pub detail: Value,
-    /// The request id, when known.
+    /// Asserted by the writer: the request id it gave, when any.
     pub request_id: Option<String>,
     /// Lower-case hex SHA-256 of the event chained to its predecessor.
     pub hash: String,

@@ -35,6 +35,10 @@ pub struct AppState {
     pub signer: crate::signing::Signer,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// How long one investigation query may run, milliseconds.
+    pub investigation_timeout_ms: u64,
+    /// How often the audit chains are anchored (the rewrite-detection window), seconds.
+    pub audit_anchor_interval_secs: u64,
     /// Rate limits, head and time bounds.
     pub limits: std::sync::Arc<crate::limits::Limits>,
 }
@@ -447,8 +451,8 @@ async fn rotations_due(
         (status = 200, description = "The rows, and the two audit events recorded", body = InvestigateResponse),
         (status = 400, description = "The slug, ticket, reason, sql or max_rows is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant is not active, or an operation of it (a rotation) made the query's connection fail; retry", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The query was refused or failed (both audit events are recorded)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, an operation of it (a rotation) made the query's connection fail, or an open application transaction locks its audit log so the query could not be recorded (nothing ran); retry", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The query was refused, failed or timed out (both audit events are recorded)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn investigate(
@@ -494,7 +498,7 @@ async fn investigate(
         sql: body.sql.clone(),
         max_rows: body.max_rows,
         request_id: caller.request_id.clone(),
-        timeout_ms: 10_000,
+        timeout_ms: state.investigation_timeout_ms,
     };
     // Its own task: a client that disconnects (which drops this handler) must not cut the
     // investigation between its query event and its outcome event.
@@ -518,6 +522,15 @@ async fn investigate(
     };
     let done = match task.await.map_err(|e| AppError::internal(&e))? {
         Ok(done) => done,
+        // An application transaction holds the audit log's head: nothing runs unrecorded.
+        Err(e @ engine::EngineError::Locked(_)) => {
+            tracing::warn!(tenant = %slug, error = %e, "investigation could not be recorded");
+            return Err(AppError::conflict(format!(
+                "the audit log of tenant {slug} is locked by an open transaction of the \
+                 application, so the investigation could not be recorded and did not run; retry \
+                 later ({e})"
+            )));
+        }
         // A rotation that is changing the investigator's password or ending its sessions makes
         // the connection fail: that is the caller's cue to retry, not an internal error.
         Err(e) if operation_running(&state.catalog, tenant.id).await? => {
@@ -550,6 +563,7 @@ async fn investigate(
             let (what, detail) = match failure {
                 engine::InvestigationFailure::Refused(d) => ("refused", d),
                 engine::InvestigationFailure::Failed(d) => ("failed", d),
+                engine::InvestigationFailure::Timeout(d) => ("timed out", d),
             };
             AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

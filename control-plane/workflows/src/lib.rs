@@ -113,7 +113,7 @@ pub async fn verify_audit(
 ) -> Result<Option<serde_json::Value>, StepError> {
     use serde_json::json;
     let anchors = svc.catalog.anchors(tenant_id).await?;
-    let Some(head) = svc.engine.audit_head(names).await? else {
+    let Some(head) = svc.engine.audit_head(names, None).await? else {
         if anchors.is_empty() {
             return Ok(None);
         }
@@ -205,6 +205,50 @@ pub async fn anchor_audit_head(
     Ok(head)
 }
 
+/// The periodic anchor (`Orchestrator::start_anchor_task`, every `audit_anchor_interval_secs`):
+/// verifies the chain only from the tenant's newest anchor on (that event must still be there
+/// with the anchored hash) and, when the head moved and everything verifies, anchors the new
+/// head with reason `periodic`, replacing the previous periodic anchor. So a rewrite of the log
+/// inside the database is caught by `verify_audit` unless it is younger than the interval, at
+/// the cost of reading only the events appended since the last pass. A tenant with no anchor
+/// yet is verified from genesis. Returns whether a new anchor was taken.
+pub async fn anchor_periodic(
+    svc: &Services,
+    tenant_id: uuid::Uuid,
+    names: &engine::TenantNames,
+) -> Result<bool, StepError> {
+    let latest = svc
+        .catalog
+        .anchors(tenant_id)
+        .await?
+        .into_iter()
+        .max_by_key(|a| a.head_id)
+        .map(|a| engine::ChainPoint {
+            id: a.head_id,
+            hash: a.head_hash,
+        });
+    let Some(head) = svc.engine.audit_head(names, latest.as_ref()).await? else {
+        return Ok(false);
+    };
+    if !head.valid {
+        tracing::error!(
+            tenant = %tenant_id,
+            first_broken = ?head.first_broken_id,
+            "AUDIT LOG DOES NOT VERIFY from the last anchor on; not anchoring it"
+        );
+        return Ok(false);
+    }
+    match (head.head_id, &head.head_hash) {
+        (Some(id), Some(hash)) if latest.as_ref().is_none_or(|l| l.id != id) => {
+            svc.catalog
+                .record_anchor(tenant_id, id, hash, "periodic")
+                .await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// Anchors the head right after a purge the control plane ran (reason `purge`): the anchors
 /// taken before it may now be gone, which is what this anchor records. The caller verified the
 /// log before purging; here only the chain inside the database must verify.
@@ -213,7 +257,7 @@ pub async fn anchor_purge(
     tenant_id: uuid::Uuid,
     names: &engine::TenantNames,
 ) -> Result<Option<engine::AuditHead>, StepError> {
-    let head = svc.engine.audit_head(names).await?;
+    let head = svc.engine.audit_head(names, None).await?;
     if let Some(h) = &head {
         if let (true, Some(id), Some(hash)) = (h.valid, h.head_id, &h.head_hash) {
             svc.catalog

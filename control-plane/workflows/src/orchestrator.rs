@@ -231,22 +231,22 @@ impl Orchestrator {
         Ok(started)
     }
 
-    /// Anchors every active tenant's audit-chain head in the catalog every `interval`, so a
-    /// rewrite inside a tenant database is caught even between onboardings, rotations and
-    /// investigations.
+    /// Anchors every active tenant's audit-chain head in the catalog every `interval` (see
+    /// [`crate::anchor_periodic`]), so a rewrite inside a tenant database is caught unless it is
+    /// younger than `interval`, even between onboardings, rotations and investigations.
     pub fn start_anchor_task(&self, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
                 if let Err(e) = this.anchor_all().await {
-                    warn!(error = %e, "hourly audit anchors: listing tenants failed");
+                    warn!(error = %e, "periodic audit anchors: listing tenants failed");
                 }
             }
         })
     }
 
-    /// One pass of the anchor task; returns how many tenants were anchored.
+    /// One pass of the anchor task; returns how many tenants got a new anchor.
     pub async fn anchor_all(&self) -> Result<usize, CatalogError> {
         let svc = self.runner.services();
         let mut anchored = 0;
@@ -255,8 +255,9 @@ impl Orchestrator {
                 continue;
             }
             let names = svc.engine.names(&tenant.slug);
-            match crate::anchor_audit_head(svc, tenant.id, &names, "hourly").await {
-                Ok(_) => anchored += 1,
+            match crate::anchor_periodic(svc, tenant.id, &names).await {
+                Ok(true) => anchored += 1,
+                Ok(false) => {}
                 Err(e) => {
                     warn!(tenant = %tenant.slug, error = %e, "could not anchor the audit chain")
                 }

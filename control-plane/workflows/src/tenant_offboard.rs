@@ -35,7 +35,7 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
                 return Ok(());
             }
             let inventory = svc.engine.inventory(names).await?;
-            let audit_head = svc.engine.audit_head(names).await?;
+            let audit_head = svc.engine.audit_head(names, None).await?;
             let mut secrets = Vec::new();
             for name in TenantSecrets::for_slug(ctx.slug()).all() {
                 let name = ctx.secret_name(name)?;

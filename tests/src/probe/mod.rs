@@ -92,6 +92,12 @@ pub enum Attempt {
     CreateTable,
     /// Create a schema.
     CreateSchema,
+    /// Store data outside `app.*` in something persistent that is not a table (PostgreSQL: a
+    /// large object, `lo_create`; SQL Server: a synonym, the nearest persistent object).
+    StoreOutsideApp,
+    /// Switch the statement timeout off for the session (PostgreSQL `set_config`; SQL Server
+    /// has no server-side statement timeout, so the attempt sets the lock timeout to forever).
+    DisableStatementTimeout,
 }
 
 /// One session on a tenant database.
@@ -147,6 +153,14 @@ pub trait Session: Send {
     async fn purge_all(&mut self, reason: &str) -> Result<i64, Refusal>;
     /// Verifies the audit chain: (valid, first broken id).
     async fn verify_chain(&mut self) -> Result<(bool, Option<i64>), Refusal>;
+    /// Claims an actor and a request id for the events this session writes (PostgreSQL
+    /// `tcp.actor` and `application_name`, SQL Server `SESSION_CONTEXT`): what any login can
+    /// assert about itself.
+    async fn assert_identity(&mut self, actor: &str, request_id: &str) -> Result<(), Refusal>;
+    /// Opens a transaction that stays open until [`Session::rollback`].
+    async fn begin(&mut self) -> Result<(), Refusal>;
+    /// Rolls the open transaction back.
+    async fn rollback(&mut self) -> Result<(), Refusal>;
 }
 
 /// The engine-specific side of the suite.
@@ -182,4 +196,24 @@ pub trait Probe: Send + Sync {
     /// As the administrator, deletes every event and resets the chain head to genesis, so the
     /// empty log verifies inside the database.
     async fn wipe_audit_log(&self, database: &str);
+    /// As the administrator, forges the purge routine's marker (PostgreSQL `tcp.audit_purge`
+    /// naming the current transaction, SQL Server's session-context keys), deletes the newest
+    /// event and moves the chain head back to the one before, so the shortened log verifies
+    /// inside the database. Returns the deleted event's id.
+    async fn forge_purge_of_newest(&self, database: &str) -> i64;
+    /// As the administrator, deletes the events `from_id..=to_id` and re-chains every later
+    /// event (hashes recomputed in each event's own format, chain head updated): the links all
+    /// hold, only the ids jump.
+    async fn cut_and_rechain(&self, database: &str, from_id: i64, to_id: i64);
+    /// As the administrator, moves text between two fields of an event without touching its
+    /// hash: the part of the actor after its last `|` goes to the front of the action
+    /// (`actor = "a|b", action = "c"` becomes `actor = "a", action = "b|c"`).
+    async fn shift_between_fields(&self, database: &str, id: i64);
+    /// The tenant database's own format 2 hash of these fields after 32 zero bytes, lower-case
+    /// hex.
+    async fn event_hash_v2(
+        &self,
+        database: &str,
+        e: &engine::audit_hash::EventFields<'_>,
+    ) -> String;
 }

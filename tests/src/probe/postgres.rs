@@ -73,6 +73,10 @@ pub fn statement(attempt: Attempt) -> String {
         Attempt::CallWritingProcedure => "SELECT app.customer_upsert(NULL, 'x', NULL)".into(),
         Attempt::CreateTable => "CREATE TABLE public.t (x int)".into(),
         Attempt::CreateSchema => "CREATE SCHEMA evil".into(),
+        Attempt::StoreOutsideApp => "SELECT lo_create(0)".into(),
+        Attempt::DisableStatementTimeout => {
+            "SELECT set_config('statement_timeout', '0', false)".into()
+        }
     }
 }
 
@@ -260,6 +264,27 @@ impl Session for PostgresSession {
             .map_err(refusal)?;
         Ok((row.get(0), row.get(1)))
     }
+
+    async fn assert_identity(&mut self, actor: &str, request_id: &str) -> Result<(), Refusal> {
+        // SET, not set_config: the statement needs no function right at all.
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        self.client
+            .batch_execute(&format!(
+                "SET tcp.actor = {}; SET application_name = {}",
+                quote(actor),
+                quote(request_id)
+            ))
+            .await
+            .map_err(refusal)
+    }
+
+    async fn begin(&mut self) -> Result<(), Refusal> {
+        self.client.batch_execute("BEGIN").await.map_err(refusal)
+    }
+
+    async fn rollback(&mut self) -> Result<(), Refusal> {
+        self.client.batch_execute("ROLLBACK").await.map_err(refusal)
+    }
 }
 
 /// The tenant's reader role for a tenant login `t_<tenant>_<principal>` (the principal itself
@@ -366,11 +391,12 @@ impl Probe for PostgresProbe {
         let db = superuser_on(database).await;
         db.query_one(
             "INSERT INTO audit.audit_events \
-                 (id, occurred_at, principal, actor, action, detail, request_id, prev_hash, hash) \
+                 (id, occurred_at, principal, actor, action, detail, request_id, prev_hash, hash, \
+                  hash_version, origin) \
              OVERRIDING SYSTEM VALUE \
              SELECT max(id) + 1, now(), 'postgres', 'mallory', 'customer.upsert', '{}', NULL, \
                     (SELECT hash FROM audit.audit_events ORDER BY id DESC LIMIT 1), \
-                    sha256('forged') \
+                    sha256('forged'), 2, 'application' \
                FROM audit.audit_events \
              RETURNING id",
             &[],
@@ -401,8 +427,8 @@ impl Probe for PostgresProbe {
              DO $$ DECLARE r record; v_prev bytea; v_hash bytea; BEGIN \
                SELECT prev_hash INTO v_prev FROM audit.audit_events ORDER BY id LIMIT 1; \
                FOR r IN SELECT * FROM audit.audit_events ORDER BY id LOOP \
-                 v_hash := audit.event_hash(v_prev, r.id, r.occurred_at, r.principal, r.actor, \
-                                            r.action, r.detail, r.request_id); \
+                 v_hash := audit.hash_of(r.hash_version, v_prev, r.id, r.occurred_at, r.origin, \
+                                         r.principal, r.actor, r.action, r.detail, r.request_id); \
                  UPDATE audit.audit_events SET prev_hash = v_prev, hash = v_hash WHERE id = r.id; \
                  v_prev := v_hash; \
                END LOOP; \
@@ -415,6 +441,88 @@ impl Probe for PostgresProbe {
         db.query_one("SELECT min(id) FROM audit.audit_events", &[])
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+            .get(0)
+    }
+
+    async fn forge_purge_of_newest(&self, database: &str) -> i64 {
+        let db = superuser_on(database).await;
+        let id: i64 = db
+            .query_one("SELECT max(id) FROM audit.audit_events", &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(0);
+        db.batch_execute(&format!(
+            "BEGIN; \
+             SELECT set_config('tcp.audit_purge', txid_current()::text, true); \
+             DELETE FROM audit.audit_events WHERE id = {id}; \
+             UPDATE audit.chain_head h SET id = e.id, hash = e.hash \
+               FROM (SELECT id, hash FROM audit.audit_events ORDER BY id DESC LIMIT 1) e; \
+             COMMIT"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("forging a purge in {database}: {e}"));
+        id
+    }
+
+    async fn cut_and_rechain(&self, database: &str, from_id: i64, to_id: i64) {
+        let db = superuser_on(database).await;
+        db.batch_execute(&format!(
+            "SET session_replication_role = replica; \
+             DELETE FROM audit.audit_events WHERE id BETWEEN {from_id} AND {to_id}; \
+             DO $$ DECLARE r record; v_prev bytea; v_hash bytea; BEGIN \
+               SELECT hash INTO v_prev FROM audit.audit_events WHERE id < {from_id} \
+                ORDER BY id DESC LIMIT 1; \
+               FOR r IN SELECT * FROM audit.audit_events WHERE id > {to_id} ORDER BY id LOOP \
+                 v_hash := audit.hash_of(r.hash_version, v_prev, r.id, r.occurred_at, r.origin, \
+                                         r.principal, r.actor, r.action, r.detail, r.request_id); \
+                 UPDATE audit.audit_events SET prev_hash = v_prev, hash = v_hash WHERE id = r.id; \
+                 v_prev := v_hash; \
+               END LOOP; \
+               UPDATE audit.chain_head SET hash = v_prev; \
+             END $$; \
+             SET session_replication_role = origin"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("cutting events from {database}: {e}"));
+    }
+
+    async fn shift_between_fields(&self, database: &str, id: i64) {
+        let db = superuser_on(database).await;
+        db.batch_execute(&format!(
+            "SET session_replication_role = replica; \
+             UPDATE audit.audit_events \
+                SET actor = regexp_replace(actor, '\\|[^|]*$', ''), \
+                    action = substring(actor from '[^|]*$') || '|' || action \
+              WHERE id = {id}; \
+             SET session_replication_role = origin"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("shifting text in {database}: {e}"));
+    }
+
+    async fn event_hash_v2(
+        &self,
+        database: &str,
+        e: &engine::audit_hash::EventFields<'_>,
+    ) -> String {
+        superuser_on(database)
+            .await
+            .query_one(
+                "SELECT encode(audit.event_hash_v2(decode(repeat('00', 32), 'hex'), $1, $2, $3, \
+                        $4, $5, $6, $7::text::jsonb, $8), 'hex')",
+                &[
+                    &e.id,
+                    &e.occurred_at,
+                    &e.origin,
+                    &e.principal,
+                    &e.actor,
+                    &e.action,
+                    &e.detail,
+                    &e.request_id,
+                ],
+            )
+            .await
+            .unwrap_or_else(|err| panic!("audit.event_hash_v2 in {database}: {err}"))
             .get(0)
     }
 }

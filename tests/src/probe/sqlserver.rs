@@ -25,6 +25,17 @@ const READER_USER: &str = "investigator_reader";
 /// The INSTEAD OF UPDATE trigger that keeps the audit log append-only (V3).
 const AUDIT_NO_UPDATE_TRIGGER: &str = "[audit].[AuditEvents_NoUpdate]";
 
+/// A stored event's hash recomputed in its own format (`e` is the row, `@Prev` its new
+/// predecessor's hash), for the probes that rewrite the chain as an insider would.
+const HASH_OF_ROW: &str = "CASE e.[HashVersion] \
+     WHEN 1 THEN [audit].[EventHash](@Prev, e.[Id], e.[OccurredAt], e.[Principal], e.[Actor], \
+                                     e.[Action], e.[Detail], e.[RequestId]) \
+     ELSE [audit].[EventHashV2](@Prev, e.[Id], e.[OccurredAt], e.[Origin], e.[Principal], \
+                                e.[Actor], e.[Action], e.[Detail], e.[RequestId]) END";
+
+/// The INSTEAD OF DELETE trigger that lets only the purge routine delete audit events (V4).
+const AUDIT_GUARD_DELETE_TRIGGER: &str = "[audit].[AuditEvents_GuardDelete]";
+
 /// The probe for a SQL Server reached with an administrator (sysadmin) target.
 #[derive(Debug)]
 pub struct SqlServerProbe {
@@ -124,6 +135,10 @@ pub fn statement(attempt: Attempt) -> String {
         Attempt::CreateTable => "CREATE TABLE [dbo].[t] ([x] int);".into(),
         // CREATE SCHEMA must be the first statement of its batch; here it is the only one.
         Attempt::CreateSchema => "CREATE SCHEMA [evil];".into(),
+        Attempt::StoreOutsideApp => {
+            "CREATE SYNONYM [dbo].[tcp_probe] FOR [app].[Customers];".into()
+        }
+        Attempt::DisableStatementTimeout => "SET LOCK_TIMEOUT -1;".into(),
     }
 }
 
@@ -364,6 +379,34 @@ impl Session for SqlServerSession {
             .ok_or_else(|| Refusal::Other("Valid is NULL".into()))?;
         Ok((valid, int_at(&row, 2)))
     }
+
+    async fn assert_identity(&mut self, actor: &str, request_id: &str) -> Result<(), Refusal> {
+        self.conn
+            .execute(
+                "EXEC sys.sp_set_session_context @key = N'actor', @value = @P1; \
+                 EXEC sys.sp_set_session_context @key = N'request_id', @value = @P2;",
+                &[&actor, &request_id],
+            )
+            .await
+            .map(|_| ())
+            .map_err(refusal)
+    }
+
+    async fn begin(&mut self) -> Result<(), Refusal> {
+        self.conn
+            .batch("BEGIN TRANSACTION;")
+            .await
+            .map(|_| ())
+            .map_err(refusal)
+    }
+
+    async fn rollback(&mut self) -> Result<(), Refusal> {
+        self.conn
+            .batch("IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;")
+            .await
+            .map(|_| ())
+            .map_err(refusal)
+    }
 }
 
 /// Reads a connection string the control plane (or this probe) wrote.
@@ -486,9 +529,10 @@ impl Probe for SqlServerProbe {
         let sql = "DECLARE @Id bigint, @Prev varbinary(32);\n\
              SELECT TOP (1) @Id = [Id] + 1, @Prev = [Hash] FROM [audit].[AuditEvents] ORDER BY [Id] DESC;\n\
              INSERT INTO [audit].[AuditEvents]\n\
-                 ([Id], [OccurredAt], [Principal], [Actor], [Action], [Detail], [RequestId], [PrevHash], [Hash])\n\
+                 ([Id], [OccurredAt], [Principal], [Actor], [Action], [Detail], [RequestId], [PrevHash], [Hash],\n\
+                  [HashVersion], [Origin])\n\
              VALUES (@Id, SYSUTCDATETIME(), N'sa', N'mallory', N'customer.upsert', N'{}', NULL, @Prev,\n\
-                     HASHBYTES('SHA2_256', N'forged'));\n\
+                     HASHBYTES('SHA2_256', N'forged'), 2, N'application');\n\
              SELECT @Id AS [Id];";
         let rows = conn
             .query(sql, &[])
@@ -532,7 +576,7 @@ impl Probe for SqlServerProbe {
              FETCH NEXT FROM events INTO @Id;\n\
              WHILE @@FETCH_STATUS = 0\n\
              BEGIN\n\
-                 SELECT @Hash = [audit].[EventHash](@Prev, e.[Id], e.[OccurredAt], e.[Principal], e.[Actor], e.[Action], e.[Detail], e.[RequestId])\n\
+                 SELECT @Hash = {HASH_OF_ROW}\n\
                    FROM [audit].[AuditEvents] AS e WHERE e.[Id] = @Id;\n\
                  UPDATE [audit].[AuditEvents] SET [PrevHash] = @Prev, [Hash] = @Hash WHERE [Id] = @Id;\n\
                  SET @Prev = @Hash;\n\
@@ -551,6 +595,117 @@ impl Probe for SqlServerProbe {
         rows.first()
             .and_then(|r| int_at(r, 0))
             .unwrap_or_else(|| panic!("no audit events in {database}"))
+    }
+
+    async fn forge_purge_of_newest(&self, database: &str) -> i64 {
+        let mut conn = Conn::connect(&self.admin.with_database(database))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on {database}: {e}"));
+        let sql = "SET XACT_ABORT ON;\n\
+             BEGIN TRANSACTION;\n\
+             DECLARE @Tx bigint = CURRENT_TRANSACTION_ID();\n\
+             DECLARE @Last bigint = (SELECT MAX([Id]) FROM [audit].[AuditEvents]);\n\
+             EXEC sys.sp_set_session_context @key = N'audit_purge', @value = 1;\n\
+             EXEC sys.sp_set_session_context @key = N'audit_purge_tx', @value = @Tx;\n\
+             DELETE FROM [audit].[AuditEvents] WHERE [Id] = @Last;\n\
+             EXEC sys.sp_set_session_context @key = N'audit_purge', @value = NULL;\n\
+             UPDATE h SET [Id] = e.[Id], [Hash] = e.[Hash]\n\
+               FROM [audit].[ChainHead] AS h\n\
+               CROSS JOIN (SELECT TOP (1) [Id], [Hash] FROM [audit].[AuditEvents] ORDER BY [Id] DESC) AS e;\n\
+             COMMIT TRANSACTION;\n\
+             SELECT @Last AS [Id];";
+        let rows = conn
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("forging a purge in {database}: {e}"));
+        rows.first()
+            .and_then(|r| int_at(r, 0))
+            .unwrap_or_else(|| panic!("no audit events in {database}"))
+    }
+
+    async fn cut_and_rechain(&self, database: &str, from_id: i64, to_id: i64) {
+        let mut conn = Conn::connect(&self.admin.with_database(database))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on {database}: {e}"));
+        let sql = format!(
+            "SET XACT_ABORT ON;\n\
+             BEGIN TRANSACTION;\n\
+             DISABLE TRIGGER {AUDIT_GUARD_DELETE_TRIGGER} ON [audit].[AuditEvents];\n\
+             DISABLE TRIGGER {AUDIT_NO_UPDATE_TRIGGER} ON [audit].[AuditEvents];\n\
+             DELETE FROM [audit].[AuditEvents] WHERE [Id] BETWEEN {from_id} AND {to_id};\n\
+             DECLARE @Prev varbinary(32) = (SELECT TOP (1) [Hash] FROM [audit].[AuditEvents] WHERE [Id] < {from_id} ORDER BY [Id] DESC);\n\
+             DECLARE @Id bigint, @Hash varbinary(32);\n\
+             DECLARE events CURSOR LOCAL FAST_FORWARD FOR SELECT [Id] FROM [audit].[AuditEvents] WHERE [Id] > {to_id} ORDER BY [Id];\n\
+             OPEN events;\n\
+             FETCH NEXT FROM events INTO @Id;\n\
+             WHILE @@FETCH_STATUS = 0\n\
+             BEGIN\n\
+                 SELECT @Hash = {HASH_OF_ROW} FROM [audit].[AuditEvents] AS e WHERE e.[Id] = @Id;\n\
+                 UPDATE [audit].[AuditEvents] SET [PrevHash] = @Prev, [Hash] = @Hash WHERE [Id] = @Id;\n\
+                 SET @Prev = @Hash;\n\
+                 FETCH NEXT FROM events INTO @Id;\n\
+             END;\n\
+             CLOSE events; DEALLOCATE events;\n\
+             UPDATE [audit].[ChainHead] SET [Hash] = @Prev;\n\
+             ENABLE TRIGGER {AUDIT_NO_UPDATE_TRIGGER} ON [audit].[AuditEvents];\n\
+             ENABLE TRIGGER {AUDIT_GUARD_DELETE_TRIGGER} ON [audit].[AuditEvents];\n\
+             COMMIT TRANSACTION;"
+        );
+        conn.batch(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("cutting events from {database}: {e}"));
+    }
+
+    async fn shift_between_fields(&self, database: &str, id: i64) {
+        let mut conn = Conn::connect(&self.admin.with_database(database))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on {database}: {e}"));
+        // The last '|' of the actor, found from the end.
+        let sql = format!(
+            "SET XACT_ABORT ON;\n\
+             BEGIN TRANSACTION;\n\
+             DISABLE TRIGGER {AUDIT_NO_UPDATE_TRIGGER} ON [audit].[AuditEvents];\n\
+             UPDATE [audit].[AuditEvents]\n\
+                SET [Actor] = LEFT([Actor], LEN([Actor]) - CHARINDEX(N'|', REVERSE([Actor]))),\n\
+                    [Action] = CONCAT(RIGHT([Actor], CHARINDEX(N'|', REVERSE([Actor])) - 1), N'|', [Action])\n\
+              WHERE [Id] = {id};\n\
+             ENABLE TRIGGER {AUDIT_NO_UPDATE_TRIGGER} ON [audit].[AuditEvents];\n\
+             COMMIT TRANSACTION;"
+        );
+        conn.batch(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("shifting text in {database}: {e}"));
+    }
+
+    async fn event_hash_v2(
+        &self,
+        database: &str,
+        e: &engine::audit_hash::EventFields<'_>,
+    ) -> String {
+        let mut conn = Conn::connect(&self.admin.with_database(database))
+            .await
+            .unwrap_or_else(|err| panic!("sysadmin on {database}: {err}"));
+        let rows = conn
+            .query(
+                "SELECT CAST(LOWER(CONVERT(varchar(64), [audit].[EventHashV2](\
+                     0x0000000000000000000000000000000000000000000000000000000000000000, \
+                     @P1, CAST(@P2 AS datetime2(6)), @P3, @P4, @P5, @P6, @P7, @P8), 2)) AS varchar(64));",
+                &[
+                    &e.id,
+                    &e.occurred_at.naive_utc(),
+                    &e.origin,
+                    &e.principal,
+                    &e.actor,
+                    &e.action,
+                    &e.detail,
+                    &e.request_id,
+                ],
+            )
+            .await
+            .unwrap_or_else(|err| panic!("audit.EventHashV2 in {database}: {err}"));
+        rows.first()
+            .and_then(|r| r.try_get::<&str, _>(0).ok().flatten().map(str::to_owned))
+            .unwrap_or_else(|| panic!("audit.EventHashV2 returned nothing in {database}"))
     }
 }
 

@@ -17,6 +17,7 @@
 //! Database refuses `USE`). Migrations run on a dedicated connection that is closed afterwards.
 
 mod evidence;
+mod investigation;
 
 use std::time::Duration;
 
@@ -32,12 +33,13 @@ use super::errors::{classify, to_engine_error, SqlServerErrorKind, CONTAINMENT_D
 use super::quote::{quote_name, quote_nstring};
 use super::split_batches;
 use crate::assets::{self, SQLSERVER_MIGRATIONS, SQLSERVER_PROCEDURES};
-use crate::investigation::check_query;
+use crate::investigation::flow;
 use crate::{
-    generate_password, AuditEvent, AuditEventQuery, AuditHashes, AuditHead, Credentials, Engine,
-    EngineError, Inventory, Investigation, InvestigationColumn, InvestigationFailure,
-    InvestigationRequest, InvestigationRows, Principal, TenantNames,
+    generate_password, AuditEvent, AuditEventQuery, AuditHashes, AuditHead, ChainPoint,
+    Credentials, Engine, EngineError, Inventory, Investigation, InvestigationRequest, Principal,
+    TenantNames,
 };
+use investigation::SqlReader;
 
 /// Oldest supported major version: the audit hash needs UTF-8 collations (SQL Server 2019).
 const MIN_MAJOR_VERSION: i64 = 15;
@@ -164,6 +166,10 @@ mod sql {
     pub const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM refinery_schema_history";
     pub const HAS_AUDIT_SCHEMA: &str = "SELECT OBJECT_ID(N'audit.VerifyChain', N'P')";
     pub const VERIFY_CHAIN: &str = "EXEC audit.VerifyChain";
+    /// Verifies from an anchored event (`@P1` id, `@P2` lower-case hex hash) onward.
+    pub const VERIFY_CHAIN_FROM: &str = "EXEC audit.VerifyChain @AfterId = @P1, @AfterHash = @P2;";
+    /// Whether the tenant database has audit format 2 (the Origin column); NULL before it.
+    pub const HAS_ORIGIN: &str = "SELECT COL_LENGTH(N'audit.AuditEvents', N'Origin');";
     /// Ends every session of one contained user (`@P1`), run in its database. Contained users
     /// authenticate at the database, so their sessions carry its id (`authenticating_database_id`)
     /// and the user's SID as the *original* one (`EXECUTE AS` changes `security_id`). One `KILL`
@@ -186,20 +192,20 @@ mod sql {
              FETCH NEXT FROM victims INTO @spid; \
          END; \
          CLOSE victims; DEALLOCATE victims;";
-    /// Records an investigation event as the investigator (`@P1` request id, `@P2` action,
-    /// `@P3` detail, `@P4` actor) and returns its id.
-    pub const RECORD_INVESTIGATION: &str =
-        "EXEC sys.sp_set_session_context @key = N'request_id', @value = @P1; \
-         DECLARE @id bigint; \
-         EXEC audit.RecordInvestigation @Action = @P2, @Detail = @P3, @Actor = @P4, \
-              @Id = @id OUTPUT; \
-         SELECT @id;";
-
     /// A page of audit events: after id `@P1`, from `@P2`, before `@P3`, action `@P4` and
     /// actor `@P5` (empty: any), at most `@P6`.
     pub const AUDIT_EVENTS: &str =
         "SELECT TOP (@P6) Id, OccurredAt, Principal, Actor, Action, Detail, RequestId, \
-                CAST(LOWER(CONVERT(varchar(64), Hash, 2)) AS varchar(64)) AS Hash \
+                CAST(LOWER(CONVERT(varchar(64), Hash, 2)) AS varchar(64)) AS Hash, Origin \
+           FROM audit.AuditEvents \
+          WHERE Id > @P1 AND OccurredAt >= @P2 AND OccurredAt < @P3 \
+            AND (@P4 = N'' OR Action = @P4) AND (@P5 = N'' OR Actor = @P5) \
+          ORDER BY Id;";
+    /// The same page from a tenant database of audit format 1 (no Origin column yet).
+    pub const AUDIT_EVENTS_FORMAT_1: &str =
+        "SELECT TOP (@P6) Id, OccurredAt, Principal, Actor, Action, Detail, RequestId, \
+                CAST(LOWER(CONVERT(varchar(64), Hash, 2)) AS varchar(64)) AS Hash, \
+                CAST(NULL AS nvarchar(20)) AS Origin \
            FROM audit.AuditEvents \
           WHERE Id > @P1 AND OccurredAt >= @P2 AND OccurredAt < @P3 \
             AND (@P4 = N'' OR Action = @P4) AND (@P5 = N'' OR Actor = @P5) \
@@ -218,28 +224,6 @@ mod sql {
          DECLARE @Before datetime2(6) = @P2; \
          EXEC audit.PurgeBefore @Before = @Before, @Reason = @P3;";
 
-    /// Enters the reader for good: the session can never come back to the investigator.
-    /// ROWCOUNT stops the server after the rows the control plane would read anyway.
-    pub fn become_reader(
-        reader: &str,
-        lock_timeout_ms: u64,
-        rowcount: u32,
-    ) -> Result<String, EngineError> {
-        Ok(format!(
-            "EXECUTE AS USER = {} WITH NO REVERT; SET LOCK_TIMEOUT {lock_timeout_ms}; \
-             SET ROWCOUNT {rowcount};",
-            literal(reader)?
-        ))
-    }
-
-    /// The session id, to end a query that outlives its timeout.
-    pub const SPID: &str = "SELECT CAST(@@SPID AS int);";
-
-    /// Ends one session (an investigation past its timeout), from the admin pool.
-    pub fn kill(spid: i64) -> String {
-        format!("KILL {spid};")
-    }
-
     /// How many sessions of one contained user (`@P1`) are left, run in its database.
     pub const SESSIONS_OF: &str =
         "DECLARE @sid varbinary(85) = (SELECT sid FROM sys.database_principals WHERE name = @P1); \
@@ -252,6 +236,19 @@ mod sql {
     pub fn create_database(names: &TenantNames) -> Result<String, EngineError> {
         Ok(format!(
             "IF DB_ID({name}) IS NULL CREATE DATABASE {db} CONTAINMENT = PARTIAL;",
+            name = literal(&names.database)?,
+            db = ident(&names.database)?
+        ))
+    }
+
+    /// Lets the database run SNAPSHOT transactions (the investigation path reads under SNAPSHOT
+    /// isolation, taking no shared locks). ALTER DATABASE cannot run inside a migration's
+    /// transaction, so the engine sets it here, idempotently.
+    pub fn ensure_snapshot(names: &TenantNames) -> Result<String, EngineError> {
+        Ok(format!(
+            "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = {name} \
+                        AND snapshot_isolation_state = 0) \
+             ALTER DATABASE {db} SET ALLOW_SNAPSHOT_ISOLATION ON;",
             name = literal(&names.database)?,
             db = ident(&names.database)?
         ))
@@ -424,18 +421,18 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("schema_version", sql::SCHEMA_VERSION.to_owned()),
         ("has_audit_schema", sql::HAS_AUDIT_SCHEMA.to_owned()),
         ("verify_chain", sql::VERIFY_CHAIN.to_owned()),
+        ("verify_chain_from", sql::VERIFY_CHAIN_FROM.to_owned()),
+        ("has_origin", sql::HAS_ORIGIN.to_owned()),
+        (
+            "audit_events_format_1",
+            sql::AUDIT_EVENTS_FORMAT_1.to_owned(),
+        ),
+        ("ensure_snapshot", sql::ensure_snapshot(&names)?),
         ("kill_sessions_of", sql::KILL_SESSIONS_OF.to_owned()),
-        ("record_investigation", sql::RECORD_INVESTIGATION.to_owned()),
         ("audit_events", sql::AUDIT_EVENTS.to_owned()),
         ("audit_first_id", sql::AUDIT_FIRST_ID.to_owned()),
         ("audit_hashes", sql::AUDIT_HASHES.to_owned()),
         ("purge_audit", sql::PURGE_AUDIT.to_owned()),
-        (
-            "become_reader",
-            sql::become_reader(&names.reader, 5000, 101)?,
-        ),
-        ("spid", sql::SPID.to_owned()),
-        ("kill", sql::kill(57)),
         ("sessions_of", sql::SESSIONS_OF.to_owned()),
         ("disable_user", sql::disable_user(&names.app_a, &pw)?),
         ("set_password", sql::set_password(&names.app_b, &pw)?),
@@ -453,75 +450,8 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
     ]
     .into_iter()
     .chain(evidence::generated_statements()?)
+    .chain(investigation::generated_statements()?)
     .collect())
-}
-
-/// Runs one checked query as the reader: `EXECUTE AS USER ... WITH NO REVERT` on the
-/// investigator's own connection, a lock timeout, and a client-side timeout; reads at most
-/// `max_rows + 1` rows. The connection is dropped (closed) afterwards.
-async fn run_as_reader(
-    conn: Conn,
-    reader: &str,
-    sql: &str,
-    request: &InvestigationRequest,
-) -> Result<InvestigationRows, InvestigationFailure> {
-    use futures::TryStreamExt as _;
-    let failed = |e: tiberius::error::Error| InvestigationFailure::Failed(e.to_string());
-    let enter = sql::become_reader(
-        reader,
-        request.timeout_ms.max(1),
-        request.max_rows.saturating_add(1),
-    )
-    .map_err(|e| InvestigationFailure::Refused(e.to_string()))?;
-    let mut client = conn.into_client();
-    let max = request.max_rows as usize;
-    let run = async {
-        client
-            .simple_query(enter)
-            .await
-            .map_err(failed)?
-            .into_results()
-            .await
-            .map_err(failed)?;
-        let mut stream = client.simple_query(sql).await.map_err(failed)?;
-        let columns: Vec<InvestigationColumn> = stream
-            .columns()
-            .await
-            .map_err(failed)?
-            .unwrap_or_default()
-            .iter()
-            .map(|c| InvestigationColumn {
-                name: c.name().to_owned(),
-                type_name: format!("{:?}", c.column_type()),
-            })
-            .collect();
-        let mut rows = Vec::new();
-        let mut truncated = false;
-        let mut bytes = 0usize;
-        let mut row_stream = stream.into_row_stream();
-        while let Some(row) = row_stream.try_next().await.map_err(failed)? {
-            let row: Vec<Option<String>> = row.into_iter().map(|cell| cell_text(&cell)).collect();
-            bytes += row.iter().flatten().map(String::len).sum::<usize>();
-            if rows.len() == max || bytes > crate::investigation::MAX_RESULT_BYTES {
-                truncated = true;
-                break;
-            }
-            rows.push(row);
-        }
-        Ok(InvestigationRows {
-            columns,
-            rows,
-            truncated,
-        })
-    };
-    let timeout = Duration::from_millis(request.timeout_ms.max(1));
-    match tokio::time::timeout(timeout, run).await {
-        Ok(result) => result,
-        Err(_) => Err(InvestigationFailure::Failed(format!(
-            "the query did not finish within {} ms",
-            request.timeout_ms
-        ))),
-    }
 }
 
 /// The text form of one value, or `None` for NULL.
@@ -625,30 +555,6 @@ impl SqlServerEngine {
         target.tls.ca_bundle = self.admin.tls.ca_bundle.clone();
         target.connect_timeout = Duration::from_secs(15);
         Ok(target)
-    }
-
-    /// Records one investigation event on `conn` and returns its id.
-    async fn record_investigation(
-        conn: &mut Conn,
-        request: &InvestigationRequest,
-        action: &str,
-        detail: &serde_json::Value,
-    ) -> Result<i64, EngineError> {
-        let detail = detail.to_string();
-        let row = conn
-            .query_opt(
-                sql::RECORD_INVESTIGATION,
-                &[
-                    &request.request_id.as_deref(),
-                    &action,
-                    &detail.as_str(),
-                    &request.actor.as_str(),
-                ],
-            )
-            .await?;
-        row.and_then(|r| int_at(&r, 0)).ok_or_else(|| {
-            EngineError::Migration("audit.RecordInvestigation returned no event id".into())
-        })
     }
 
     async fn database_exists(&self, database: &str) -> Result<bool, EngineError> {
@@ -859,6 +765,10 @@ impl Engine for SqlServerEngine {
             .await?
             .batch(&sql::ensure_containment(names)?)
             .await?;
+        self.master()
+            .await?
+            .batch(&sql::ensure_snapshot(names)?)
+            .await?;
         self.tenant_conn(&names.database)
             .await?
             .batch(sql::REVOKE_GUEST)
@@ -932,11 +842,19 @@ impl Engine for SqlServerEngine {
         let until = query.until.map(|t| t.naive_utc()).unwrap_or(far_future);
         let action = query.action.clone().unwrap_or_default();
         let actor = query.actor.clone().unwrap_or_default();
-        let rows = self
-            .tenant_conn(&names.database)
+        let mut conn = self.tenant_conn(&names.database).await?;
+        let format_2 = conn
+            .query_opt(sql::HAS_ORIGIN, &[])
             .await?
+            .and_then(|r| int_at(&r, 0))
+            .is_some();
+        let rows = conn
             .query(
-                sql::AUDIT_EVENTS,
+                if format_2 {
+                    sql::AUDIT_EVENTS
+                } else {
+                    sql::AUDIT_EVENTS_FORMAT_1
+                },
                 &[
                     &query.after_id,
                     &since,
@@ -966,6 +884,7 @@ impl Engine for SqlServerEngine {
                     })?,
                     request_id: text(6),
                     hash: text(7).unwrap_or_default(),
+                    origin: text(8),
                 })
             })
             .collect()
@@ -1018,54 +937,7 @@ impl Engine for SqlServerEngine {
         investigator: &SecretValue,
         request: &InvestigationRequest,
     ) -> Result<Investigation, EngineError> {
-        let target = self.login_target(investigator)?;
-        let mut conn = connect_tagged(&target).await?;
-        let detail = serde_json::json!({
-            "ticket": request.ticket,
-            "reason": request.reason,
-            "query": request.sql,
-            "max_rows": request.max_rows,
-            "request_id": request.request_id,
-        });
-        // Its own call, committed before the query runs, whatever happens next.
-        let query_event =
-            Self::record_investigation(&mut conn, request, "investigation.query", &detail).await?;
-        let result = match check_query(&request.sql) {
-            Err(why) => Err(InvestigationFailure::Refused(why)),
-            // The connection is consumed: after WITH NO REVERT it is closed, never pooled.
-            Ok(sql) => {
-                let mut conn = conn;
-                let spid = conn
-                    .query_opt(sql::SPID, &[])
-                    .await?
-                    .and_then(|r| int_at(&r, 0));
-                let result = run_as_reader(conn, &names.reader, sql, request).await;
-                // Dropping the client does not stop the server's batch: end the session.
-                if let (Err(InvestigationFailure::Failed(why)), Some(spid)) = (&result, spid) {
-                    if why.contains("did not finish within") {
-                        if let Err(e) = self.master().await?.batch(&sql::kill(spid)).await {
-                            tracing::warn!(error = %e, spid, "could not end a timed-out investigation");
-                        }
-                    }
-                }
-                result
-            }
-        };
-        let outcome = match &result {
-            Ok(rows) => serde_json::json!({
-                "query_event": query_event, "rows": rows.rows.len(), "truncated": rows.truncated,
-            }),
-            Err(f) => serde_json::json!({"query_event": query_event, "error": f}),
-        };
-        let mut recorder = connect_tagged(&target).await?;
-        let outcome_event =
-            Self::record_investigation(&mut recorder, request, "investigation.outcome", &outcome)
-                .await?;
-        Ok(Investigation {
-            query_event,
-            outcome_event,
-            result,
-        })
+        flow::investigate(&SqlReader { engine: self }, names, investigator, request).await
     }
 
     #[instrument(skip_all, fields(database = %names.database, ?principal))]
@@ -1163,7 +1035,11 @@ impl Engine for SqlServerEngine {
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
-    async fn audit_head(&self, names: &TenantNames) -> Result<Option<AuditHead>, EngineError> {
+    async fn audit_head(
+        &self,
+        names: &TenantNames,
+        after: Option<&ChainPoint>,
+    ) -> Result<Option<AuditHead>, EngineError> {
         if !self.database_exists(&names.database).await? {
             return Ok(None);
         }
@@ -1177,13 +1053,23 @@ impl Engine for SqlServerEngine {
             tracing::warn!("tenant database has no audit schema");
             return Ok(None);
         }
-        let row = conn
-            .query_opt(sql::VERIFY_CHAIN, &[])
+        let format_2 = conn
+            .query_opt(sql::HAS_ORIGIN, &[])
             .await?
-            .ok_or_else(|| EngineError::Db {
-                code: "0".into(),
-                message: "audit.VerifyChain returned no row".into(),
-            })?;
+            .and_then(|r| int_at(&r, 0))
+            .is_some();
+        // A tenant database from before audit format 2 verifies from genesis.
+        let row = match after.filter(|_| format_2) {
+            Some(p) => {
+                conn.query_opt(sql::VERIFY_CHAIN_FROM, &[&p.id, &p.hash.as_str()])
+                    .await?
+            }
+            None => conn.query_opt(sql::VERIFY_CHAIN, &[]).await?,
+        }
+        .ok_or_else(|| EngineError::Db {
+            code: "0".into(),
+            message: "audit.VerifyChain returned no row".into(),
+        })?;
         Ok(Some(AuditHead {
             valid: row.get::<bool, _>(0).unwrap_or(false),
             checked: int_at(&row, 1).unwrap_or(0),

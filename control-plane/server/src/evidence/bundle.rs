@@ -302,6 +302,37 @@ pub fn pair_investigations(events: &[InvestigationEvent]) -> Vec<Value> {
         .collect()
 }
 
+/// What the tenant's audit chain proves, stated once for the bundle (and the README's threat
+/// model says the same): which fields the database verified and which the writer only asserted,
+/// which events are guaranteed, and the window within which a rewrite by someone inside the
+/// database goes unnoticed.
+pub fn audit_scope(anchor_interval_secs: u64) -> Value {
+    json!({
+        "fields": {
+            "principal": "verified: the database login that wrote the event",
+            "origin": "verified: control_plane or application, derived by the database from that login (events from before audit format 2 have none)",
+            "actor": "asserted by the writer; any login can set it",
+            "request_id": "asserted by the writer; any login can set it",
+        },
+        "guaranteed_events": [
+            "every business write through app.* (its event commits or rolls back with the write)",
+            "every investigation query, committed by the investigator before the query runs, and its outcome",
+            "every purge, naming the range it removed",
+            "the tenant's provisioning",
+        ],
+        "not_guaranteed": [
+            "reads by the application: a read's event is written in the application's own transaction, so a read the application rolls back (or whose statement fails after returning rows) leaves no event; the application principal is the application itself and is trusted with the data it reads",
+        ],
+        "rewrite_detection": {
+            "by": "the control plane's anchors of the chain head, kept outside the tenant database",
+            "anchor_interval_secs": anchor_interval_secs,
+            "window": format!(
+                "a consistent rewrite of the log by a database superuser or owner is detected unless it is younger than {anchor_interval_secs} s (the latest anchor)"
+            ),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
