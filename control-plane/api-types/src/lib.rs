@@ -373,6 +373,12 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     /// Names of the tenant's secrets.
     pub secrets: TenantSecrets,
+    /// Whether the current versions of the tenant's secrets still log in, as the periodic
+    /// credential check last found.
+    // A server older than the check sends none: `tenantctl` then shows `unchecked`.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub credentials: CredentialHealth,
 }
 
 /// One step of an operation.
