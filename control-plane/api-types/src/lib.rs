@@ -243,6 +243,113 @@ impl TenantSecrets {
     }
 }
 
+/// One of a tenant's three credentials: the current version of one of its secrets.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialName {
+    /// `tenant-<slug>-app`: the active application login.
+    App,
+    /// `tenant-<slug>-audit-admin`.
+    AuditAdmin,
+    /// `tenant-<slug>-investigator`.
+    Investigator,
+}
+
+impl CredentialName {
+    /// All three, in the order of [`TenantSecrets::all`].
+    pub const ALL: [CredentialName; 3] = [
+        CredentialName::App,
+        CredentialName::AuditAdmin,
+        CredentialName::Investigator,
+    ];
+
+    /// The lowercase name stored in the catalog and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialName::App => "app",
+            CredentialName::AuditAdmin => "audit_admin",
+            CredentialName::Investigator => "investigator",
+        }
+    }
+
+    /// The secret holding this credential.
+    pub fn secret(self, secrets: &TenantSecrets) -> &str {
+        match self {
+            CredentialName::App => &secrets.app,
+            CredentialName::AuditAdmin => &secrets.audit_admin,
+            CredentialName::Investigator => &secrets.investigator,
+        }
+    }
+}
+
+impl fmt::Display for CredentialName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CredentialName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "app" => CredentialName::App,
+            "audit_admin" => CredentialName::AuditAdmin,
+            "investigator" => CredentialName::Investigator,
+            other => return Err(format!("unknown credential {other:?}")),
+        })
+    }
+}
+
+/// What the last credential check found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialState {
+    /// Every credential logged in.
+    Ok,
+    /// At least one credential did not log in (see `failing` and `detail`): its secret no
+    /// longer holds a working connection string, e.g. because an application changed its own
+    /// password. A rotation repairs it.
+    Failing,
+    /// Not checked yet, or the tenant is not active (only active tenants are checked).
+    #[default]
+    Unchecked,
+}
+
+impl CredentialState {
+    /// The lowercase name shown in the API and used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialState::Ok => "ok",
+            CredentialState::Failing => "failing",
+            CredentialState::Unchecked => "unchecked",
+        }
+    }
+}
+
+impl fmt::Display for CredentialState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a tenant's connection strings still log in, as the periodic credential check last
+/// found (it logs in with the current version of each secret; it never changes anything).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CredentialHealth {
+    /// `ok`, `failing` or `unchecked`.
+    pub state: CredentialState,
+    /// When the last check began (null while unchecked).
+    pub checked_at: Option<DateTime<Utc>>,
+    /// The credentials that did not log in (empty unless `failing`).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub failing: Vec<CredentialName>,
+    /// Why they did not, one `name: reason` per failing credential (never a secret value).
+    pub detail: Option<String>,
+}
+
 /// A tenant as the API shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Tenant {
@@ -266,6 +373,12 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     /// Names of the tenant's secrets.
     pub secrets: TenantSecrets,
+    /// Whether the current versions of the tenant's secrets still log in, as the periodic
+    /// credential check last found.
+    // A server older than the check sends none: `tenantctl` then shows `unchecked`.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub credentials: CredentialHealth,
 }
 
 /// One step of an operation.

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::error::CatalogError;
 use crate::model::{
-    AuditRecord, ChainVerification, IdempotencyClaim, NewOperation, NewTenant, OperationRecord,
-    TenantRecord,
+    AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation, NewTenant,
+    OperationRecord, TenantRecord,
 };
 
 /// A shared handle on the catalog.
@@ -262,6 +262,22 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
     /// Gives a claimed key up (the request failed without an answer worth replaying), so a retry
     /// with the same key runs again.
     async fn idempotency_release(&self, key_hash: &str) -> Result<(), CatalogError>;
+
+    /// Records the outcome of a credential check of a tenant (when it began, which credentials
+    /// did not log in and why). It changes no state, so it appends no audit row.
+    ///
+    /// `operations_seen` is how many operations the tenant had when the check began (a
+    /// rotation that checks its own result counts itself). Nothing is written, and `false`
+    /// returned, when another operation has started since (a rotation changes passwords on
+    /// purpose, so a result taken before or during it says nothing about after it), when a
+    /// check that began later is already recorded, or when the tenant does not exist. Decided
+    /// under the tenant's row lock, which starting an operation takes too.
+    async fn record_credential_check(
+        &self,
+        tenant_id: Uuid,
+        operations_seen: usize,
+        check: &CredentialCheck,
+    ) -> Result<bool, CatalogError>;
 
     /// Operations counted by kind and state: `(kind, state, count)`.
     async fn operation_counts(&self) -> Result<Vec<(String, String, i64)>, CatalogError>;

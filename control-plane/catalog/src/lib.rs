@@ -21,8 +21,8 @@ use std::sync::Arc;
 pub use api::{Catalog, CatalogStore, Lease, StepChange, TenantTransition};
 pub use error::CatalogError;
 pub use model::{
-    AuditAnchor, AuditRecord, ChainVerification, IdempotencyClaim, NewOperation, NewTenant,
-    OperationDirection, OperationRecord, StepRecord, TenantRecord,
+    AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
+    NewTenant, OperationDirection, OperationRecord, StepRecord, TenantRecord,
 };
 pub use postgres::PgCatalog;
 pub use sqlserver::SqlServerCatalog;

@@ -1,4 +1,7 @@
-use api_types::{OperationKind, OperationState, StepState, TenantSlug, TenantState};
+use api_types::{
+    CredentialHealth, CredentialName, CredentialState, OperationKind, OperationState, StepState,
+    TenantSlug, TenantState,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -26,6 +29,81 @@ pub struct TenantRecord {
     pub created_at: DateTime<Utc>,
     /// When nothing of it was left anywhere (offboarded or rolled back).
     pub released_at: Option<DateTime<Utc>>,
+    /// The last credential check's outcome; `None` until the first one is recorded.
+    pub credentials: Option<CredentialCheck>,
+}
+
+impl TenantRecord {
+    /// The API view of the last credential check. Only active tenants are checked, so any
+    /// other tenant shows `unchecked` (an offboarded tenant's last result would describe
+    /// secrets that no longer exist).
+    pub fn credential_health(&self) -> CredentialHealth {
+        match (&self.credentials, self.state) {
+            (Some(check), TenantState::Active) => CredentialHealth {
+                state: check.state(),
+                checked_at: Some(check.checked_at),
+                failing: check.failing.clone(),
+                detail: check.detail.clone(),
+            },
+            _ => CredentialHealth::default(),
+        }
+    }
+}
+
+/// The outcome of one credential check of a tenant: the control plane logged in with the
+/// current version of each of its secrets. Never holds a secret value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialCheck {
+    /// When the check began.
+    pub checked_at: DateTime<Utc>,
+    /// The credentials that did not log in, in [`CredentialName::ALL`] order; empty when all
+    /// did.
+    pub failing: Vec<CredentialName>,
+    /// Why, one `name: reason` per failing credential; `None` when all logged in.
+    pub detail: Option<String>,
+}
+
+impl CredentialCheck {
+    /// `ok` when every credential logged in, else `failing`.
+    pub fn state(&self) -> CredentialState {
+        if self.failing.is_empty() {
+            CredentialState::Ok
+        } else {
+            CredentialState::Failing
+        }
+    }
+
+    /// The failing credentials as stored: comma-separated names, empty when none.
+    pub(crate) fn failing_text(&self) -> String {
+        self.failing
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Reads the stored columns back; `None` when the tenant was never checked.
+    pub(crate) fn from_columns(
+        checked_at: Option<DateTime<Utc>>,
+        failing: Option<&str>,
+        detail: Option<String>,
+    ) -> Result<Option<CredentialCheck>, crate::CatalogError> {
+        let Some(checked_at) = checked_at else {
+            return Ok(None);
+        };
+        let failing = failing
+            .unwrap_or_default()
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<CredentialName>, _>>()
+            .map_err(crate::CatalogError::Corrupt)?;
+        Ok(Some(CredentialCheck {
+            checked_at,
+            failing,
+            detail,
+        }))
+    }
 }
 
 /// A tenant to insert.

@@ -15,8 +15,8 @@ use crate::api::{CatalogStore, Lease, StepChange, TenantTransition};
 use crate::error::CatalogError;
 use crate::model::claim_outcome;
 use crate::model::{
-    AuditAnchor, AuditRecord, ChainVerification, IdempotencyClaim, NewOperation, NewTenant,
-    OperationDirection, OperationRecord, StepRecord, TenantRecord,
+    AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
+    NewTenant, OperationDirection, OperationRecord, StepRecord, TenantRecord,
 };
 
 mod migrations {
@@ -39,7 +39,8 @@ impl std::fmt::Debug for PgCatalog {
 }
 
 const TENANT_COLUMNS: &str = "id, slug, display_name, state, engine, server, database_name, \
-                              schema_version, created_at, released_at";
+                              schema_version, created_at, released_at, credentials_checked_at, \
+                              credentials_failing, credentials_detail";
 
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -62,6 +63,11 @@ fn tenant_from_row(row: &Row) -> Result<TenantRecord, CatalogError> {
         schema_version: row.get("schema_version"),
         created_at: row.get("created_at"),
         released_at: row.get("released_at"),
+        credentials: CredentialCheck::from_columns(
+            row.get("credentials_checked_at"),
+            row.get("credentials_failing"),
+            row.get("credentials_detail"),
+        )?,
     })
 }
 
@@ -600,6 +606,57 @@ impl CatalogStore for PgCatalog {
             )
             .await?;
         Ok(())
+    }
+
+    /// Locks the tenant row (as `start_operation` does before it inserts an operation), so the
+    /// operation count read next is current, then writes the result if the fence holds.
+    async fn record_credential_check(
+        &self,
+        tenant_id: Uuid,
+        operations_seen: usize,
+        check: &CredentialCheck,
+    ) -> Result<bool, CatalogError> {
+        let seen = i64::try_from(operations_seen).unwrap_or(i64::MAX);
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT credentials_checked_at FROM tenants WHERE id = $1 FOR UPDATE",
+                &[&tenant_id],
+            )
+            .await?
+        else {
+            return Ok(false);
+        };
+        let last: Option<chrono::DateTime<chrono::Utc>> = row.get(0);
+        // A statement of its own: under READ COMMITTED it sees an operation that committed
+        // while this transaction waited for the row lock (a subquery of the locking statement
+        // would not).
+        let operations: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM operations WHERE tenant_id = $1",
+                &[&tenant_id],
+            )
+            .await?
+            .get(0);
+        if operations != seen || last.is_some_and(|at| at > check.checked_at) {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE tenants SET credentials_checked_at = $2, credentials_ok = $3, \
+                    credentials_failing = $4, credentials_detail = $5 \
+              WHERE id = $1",
+            &[
+                &tenant_id,
+                &check.checked_at,
+                &check.failing.is_empty(),
+                &check.failing_text(),
+                &check.detail,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn operation_counts(&self) -> Result<Vec<(String, String, i64)>, CatalogError> {

@@ -5,8 +5,10 @@
 //! runner. Every change that touches more than one row (create a tenant with its operation,
 //! start an operation, begin an undo, finish, record a deletion certificate) is one stored
 //! procedure, called in one round trip: it runs in its own transaction and appends its audit rows
-//! through `catalog.AuditAppend` in that same transaction. Single-row changes (claim, renew,
-//! release, step updates) are one parameterised statement each. Reads are plain queries.
+//! through `catalog.AuditAppend` in that same transaction. So is recording a credential check,
+//! which decides under the tenant's row lock whether an operation started meanwhile. Single-row
+//! changes (claim, renew, release, step updates) are one parameterised statement each. Reads are
+//! plain queries.
 //!
 //! Invariants:
 //! - no value is ever concatenated into SQL; the only identifier built here (the catalog
@@ -32,8 +34,8 @@ use crate::api::{CatalogStore, Lease, StepChange, TenantTransition};
 use crate::error::CatalogError;
 use crate::model::claim_outcome;
 use crate::model::{
-    AuditAnchor, AuditRecord, ChainVerification, IdempotencyClaim, NewOperation, NewTenant,
-    OperationDirection, OperationRecord, TenantRecord,
+    AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
+    NewTenant, OperationDirection, OperationRecord, TenantRecord,
 };
 
 mod rows;
@@ -72,7 +74,8 @@ const SLUG_CLAIMED_INDEX: &str = "UX_Tenants_SlugClaimed";
 const ONE_ACTIVE_INDEX: &str = "UX_Operations_OneActivePerTenant";
 
 const TENANT_COLUMNS: &str = "Id, Slug, DisplayName, State, Engine, Server, DatabaseName, \
-                              SchemaVersion, CreatedAt, ReleasedAt";
+                              SchemaVersion, CreatedAt, ReleasedAt, CredentialsCheckedAt, \
+                              CredentialsFailing, CredentialsDetail";
 
 /// The session options SQL Server requires for writes to tables with filtered indexes (error
 /// 1934 otherwise). tiberius logs in as an ODBC client, which turns the ANSI defaults on, but
@@ -661,6 +664,35 @@ impl CatalogStore for SqlServerCatalog {
         )
         .await?;
         Ok(())
+    }
+
+    /// One call of `catalog.RecordCredentialCheck` (the fence is checked under the tenant's
+    /// row lock there).
+    async fn record_credential_check(
+        &self,
+        tenant_id: Uuid,
+        operations_seen: usize,
+        check: &CredentialCheck,
+    ) -> Result<bool, CatalogError> {
+        let seen = i64::try_from(operations_seen).unwrap_or(i64::MAX);
+        let row = self
+            .query_opt(
+                "EXEC catalog.RecordCredentialCheck @TenantId = @P1, @OperationsSeen = @P2, \
+                      @CheckedAt = @P3, @Ok = @P4, @Failing = @P5, @Detail = @P6",
+                &[
+                    &tenant_id,
+                    &seen,
+                    &check.checked_at.naive_utc(),
+                    &check.failing.is_empty(),
+                    &check.failing_text(),
+                    &check.detail.as_deref(),
+                ],
+            )
+            .await?
+            .ok_or_else(|| {
+                CatalogError::Corrupt("catalog.RecordCredentialCheck returned no row".into())
+            })?;
+        required::<bool>(&row, "Recorded")
     }
 
     async fn operation_counts(&self) -> Result<Vec<(String, String, i64)>, CatalogError> {

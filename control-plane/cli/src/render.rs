@@ -1,6 +1,9 @@
 //! Human-readable output.
 
-use api_types::{InvestigateResponse, Operation, OperationStep, Rotation, StepState, Tenant};
+use api_types::{
+    CredentialHealth, CredentialState, InvestigateResponse, Operation, OperationStep, Rotation,
+    StepState, Tenant,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::error::one_line;
@@ -131,11 +134,36 @@ pub fn tenant_details(t: &Tenant) -> String {
         ("secret app", t.secrets.app.clone()),
         ("secret audit admin", t.secrets.audit_admin.clone()),
         ("secret investigator", t.secrets.investigator.clone()),
+        ("credentials", credentials(&t.credentials)),
     ]
     .into_iter()
     .map(|(k, v)| vec![k.to_owned(), v])
     .collect();
     columns(&rows)
+}
+
+/// The credential check's finding on one line: `ok checked <time>`, `failing (<detail>)
+/// checked <time>`, or `unchecked`.
+pub fn credentials(c: &CredentialHealth) -> String {
+    let checked = c
+        .checked_at
+        .map(|t| format!(" checked {}", time(&t)))
+        .unwrap_or_default();
+    match c.state {
+        CredentialState::Failing => {
+            let why = match &c.detail {
+                Some(d) => one_line(d),
+                None => c
+                    .failing
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            format!("failing ({why}){checked}; rotate to repair")
+        }
+        state => format!("{state}{checked}"),
+    }
 }
 
 /// `operations show`: the operation and a table of its steps.
@@ -310,8 +338,33 @@ mod tests {
             details.contains("display name         Acme Corp\n"),
             "{details}"
         );
-        assert!(details.ends_with("secret investigator  tenant-acme-corp-investigator"));
+        assert!(details.contains("secret investigator  tenant-acme-corp-investigator\n"));
+        // A server older than the credential check sends no `credentials`.
+        assert!(
+            details.ends_with("credentials          unchecked"),
+            "{details}"
+        );
         assert_eq!(rotation_table(&[]), "no rotations yet");
+    }
+
+    #[test]
+    fn credentials_read_as_one_line() {
+        let failing: CredentialHealth = serde_json::from_value(serde_json::json!({
+            "state": "failing", "checked_at": "2026-03-01T12:00:00Z", "failing": ["app"],
+            "detail": "app: cannot connect to tenant database as t_acme_app_a:\npassword authentication failed"
+        }))
+        .expect("credentials");
+        assert_eq!(
+            credentials(&failing),
+            "failing (app: cannot connect to tenant database as t_acme_app_a: password \
+             authentication failed) checked 2026-03-01T12:00:00Z; rotate to repair"
+        );
+        let ok: CredentialHealth = serde_json::from_value(serde_json::json!({
+            "state": "ok", "checked_at": "2026-03-01T12:05:00Z", "failing": [], "detail": null
+        }))
+        .expect("credentials");
+        assert_eq!(credentials(&ok), "ok checked 2026-03-01T12:05:00Z");
+        assert_eq!(credentials(&CredentialHealth::default()), "unchecked");
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub struct Config {
     pub rotation_max_concurrent: usize,
     /// After a failed rotation, seconds before the scheduler tries that tenant again.
     pub rotation_retry_failed_after_secs: u64,
+    /// How often every active tenant's credentials are checked (a login with the current
+    /// version of each of its secrets), seconds; 0 turns the check off.
+    pub credential_check_interval_secs: u64,
     /// How often every active tenant's audit-chain head is anchored in the catalog, seconds: a
     /// rewrite of a tenant's audit log inside its database is detected unless it is younger than
     /// this (see README, threat model).
@@ -262,6 +265,7 @@ impl Default for Config {
             rotation_retry_failed_after_secs: 3600,
             audit_anchor_interval_secs: 60,
             investigation_timeout_ms: 10_000,
+            credential_check_interval_secs: 300,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,
@@ -465,6 +469,12 @@ impl Config {
             max_concurrent: self.rotation_max_concurrent.max(1),
             retry_failed_after: Duration::from_secs(self.rotation_retry_failed_after_secs),
         }
+    }
+
+    /// How often the credential check runs; `None` when it is off (`0`).
+    pub fn credential_check_interval(&self) -> Option<Duration> {
+        (self.credential_check_interval_secs > 0)
+            .then(|| Duration::from_secs(self.credential_check_interval_secs))
     }
 
     /// The admin URL, from the configuration or the local cluster's file.
@@ -717,6 +727,22 @@ mod tests {
         let c = Config::load(Some(&path)).unwrap();
         assert_eq!(c.oidc_audience, vec!["a", "b"]);
         assert_eq!(c.auth_mode, None);
+    }
+
+    #[test]
+    fn the_credential_check_runs_every_five_minutes_unless_zero() {
+        assert_eq!(
+            Config::default().credential_check_interval(),
+            Some(Duration::from_secs(300))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.toml");
+        std::fs::write(&path, "credential_check_interval_secs = 0\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.credential_check_interval(), None);
+        std::fs::write(&path, "credential_check_interval_secs = 60\n").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.credential_check_interval(), Some(Duration::from_secs(60)));
     }
 
     #[test]

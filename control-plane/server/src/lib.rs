@@ -49,7 +49,17 @@ pub struct App {
     sweeper: tokio::task::JoinHandle<()>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
     anchors: tokio::task::JoinHandle<()>,
+    credential_checks: Option<tokio::task::JoinHandle<()>>,
     limits_cleanup: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    /// Whether the periodic credential check runs (`credential_check_interval_secs` > 0).
+    pub fn credential_check_running(&self) -> bool {
+        self.credential_checks
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
 }
 
 impl Drop for App {
@@ -59,6 +69,9 @@ impl Drop for App {
             s.abort();
         }
         self.anchors.abort();
+        if let Some(c) = &self.credential_checks {
+            c.abort();
+        }
         self.limits_cleanup.abort();
     }
 }
@@ -158,6 +171,13 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let anchors = orchestrator.start_anchor_task(Duration::from_secs(
         config.audit_anchor_interval_secs.max(1),
     ));
+    let credential_checks = match config.credential_check_interval() {
+        Some(interval) => Some(orchestrator.start_credential_check_task(interval)),
+        None => {
+            tracing::warn!("the credential check is off (credential_check_interval_secs = 0)");
+            None
+        }
+    };
     let state = AppState {
         orchestrator,
         catalog: catalog.clone(),
@@ -194,6 +214,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         sweeper,
         scheduler,
         anchors,
+        credential_checks,
         limits_cleanup,
     })
 }

@@ -5,19 +5,21 @@
 //! - an HTTP middleware counts and times every request by method, route *template* (axum's
 //!   `MatchedPath`, e.g. `/v1/tenants/{slug}`; `unmatched` for anything no route matched) and
 //!   status;
-//! - the workflow runner reports each finished step through [`workflows::StepObserver`];
-//! - tenant, rotation and operation gauges are read from the catalog on each scrape, with the
-//!   `CatalogStore` methods the API already uses.
+//! - the workflow runner reports each finished step, and the credential check each tenant's
+//!   outcome and each pass, through [`workflows::StepObserver`];
+//! - tenant, credential, rotation and operation gauges are read from the catalog on each
+//!   scrape, with the `CatalogStore` methods the API already uses.
 //!
 //! `/metrics` needs no token, so Prometheus can scrape it; that is safe because no label ever
 //! carries a tenant slug, an id, a raw path or a secret: every label value comes from a closed
-//! set (methods, route templates, status codes, operation kinds, step names, tenant states).
+//! set (methods, route templates, status codes, operation kinds, step names, tenant states,
+//! credential states, credential-check outcomes).
 //! Restrict who reaches the port if even tenant counts are sensitive.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use api_types::TenantState;
+use api_types::{CredentialState, TenantState};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -111,6 +113,28 @@ fn step_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 17))
 }
 
+/// Credential-check pass durations: 10 ms to ~11 min (a few logins per tenant, four tenants
+/// at a time; thousands of tenants take minutes).
+fn pass_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 17))
+}
+
+/// The credential states a tenant can be in, each always reported.
+const CREDENTIAL_STATES: [CredentialState; 3] = [
+    CredentialState::Ok,
+    CredentialState::Failing,
+    CredentialState::Unchecked,
+];
+
+/// The outcomes of one tenant's credential check (see [`workflows::StepObserver`]); anything
+/// else is counted as `error`, so the label set stays closed.
+const CREDENTIAL_OUTCOMES: [&str; 4] = ["ok", "failing", "skipped", "error"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 /// The process's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -119,6 +143,9 @@ pub struct Metrics {
     steps: Family<StepLabels, Counter>,
     step_duration: HistogramFamily<StepKindLabels>,
     tenants: Family<StateLabels, Gauge>,
+    tenant_credentials: Family<StateLabels, Gauge>,
+    credential_checks: Family<OutcomeLabels, Counter>,
+    credential_pass_duration: Histogram,
     rotations_due: Gauge,
     rotations_overdue: Gauge,
     operations_unfinished: Gauge,
@@ -188,6 +215,35 @@ impl Metrics {
             "Tenants in the catalog by state (read at scrape time)",
             tenants.clone(),
         );
+        let tenant_credentials = Family::<StateLabels, Gauge>::default();
+        for state in CREDENTIAL_STATES {
+            tenant_credentials
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(0);
+        }
+        registry.register(
+            "tenant_credentials",
+            "Active tenants by the last credential check's finding: ok, failing (a secret's current connection string did not log in; rotate to repair), unchecked (read at scrape time)",
+            tenant_credentials.clone(),
+        );
+        let credential_checks = Family::<OutcomeLabels, Counter>::default();
+        // Every outcome from the start, at zero, so an alert on `failing` has a series.
+        for outcome in CREDENTIAL_OUTCOMES {
+            drop(credential_checks.get_or_create(&OutcomeLabels { outcome }));
+        }
+        registry.register(
+            "credential_checks",
+            "Tenant credential checks by outcome: ok, failing (both recorded), skipped (an operation ran), error (secret store or catalog failed)",
+            credential_checks.clone(),
+        );
+        let credential_pass_duration = pass_histogram();
+        registry.register(
+            "credential_check_pass_duration_seconds",
+            "Duration in seconds of each periodic credential-check pass over every active tenant",
+            credential_pass_duration.clone(),
+        );
         let rotations_due = Gauge::default();
         registry.register(
             "rotations_due",
@@ -255,6 +311,9 @@ impl Metrics {
             steps,
             step_duration,
             tenants,
+            tenant_credentials,
+            credential_checks,
+            credential_pass_duration,
             rotations_due,
             rotations_overdue,
             operations_unfinished,
@@ -316,8 +375,8 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Reads the catalog gauges: tenants by state, rotations due and overdue, unfinished
-    /// operations.
+    /// Reads the catalog gauges: tenants by state, active tenants by credential state,
+    /// rotations due and overdue, unfinished operations.
     pub async fn refresh(
         &self,
         catalog: &Catalog,
@@ -356,6 +415,19 @@ impl Metrics {
         for state in ALL_STATES {
             let n = tenants.iter().filter(|t| t.state == state).count();
             self.tenants
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(count(n));
+        }
+        // Active tenants only: the check looks at no other.
+        for state in CREDENTIAL_STATES {
+            let n = tenants
+                .iter()
+                .filter(|t| t.state == TenantState::Active)
+                .filter(|t| t.credential_health().state == state)
+                .count();
+            self.tenant_credentials
                 .get_or_create(&StateLabels {
                     state: state.as_str(),
                 })
@@ -418,6 +490,20 @@ impl StepObserver for Metrics {
                 step: step.to_owned(),
             })
             .observe(seconds);
+    }
+
+    fn credential_checked(&self, outcome: &str) {
+        let outcome = CREDENTIAL_OUTCOMES
+            .into_iter()
+            .find(|o| *o == outcome)
+            .unwrap_or("error");
+        self.credential_checks
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    fn credential_pass_finished(&self, seconds: f64) {
+        self.credential_pass_duration.observe(seconds);
     }
 }
 
@@ -578,6 +664,30 @@ mod tests {
             let line = format!("tcp_tenants{{state=\"{}\"}} 0\n", state.as_str());
             assert!(text.contains(&line), "{line}: {text}");
         }
+        for state in ["ok", "failing", "unchecked"] {
+            let line = format!("tcp_tenant_credentials{{state=\"{state}\"}} 0\n");
+            assert!(text.contains(&line), "{line}: {text}");
+        }
+    }
+
+    #[test]
+    fn credential_checks_are_counted_by_a_closed_set_of_outcomes() {
+        let m = Metrics::new();
+        m.credential_checked("ok");
+        m.credential_checked("failing");
+        m.credential_checked("acme-corp");
+        m.credential_pass_finished(0.25);
+        let text = m.render();
+        for (outcome, n) in [("ok", 1), ("failing", 1), ("skipped", 0), ("error", 1)] {
+            let line = format!("tcp_credential_checks_total{{outcome=\"{outcome}\"}} {n}\n");
+            assert!(text.contains(&line), "{line}: {text}");
+        }
+        assert!(!text.contains("acme-corp"), "{text}");
+        assert_eq!(
+            line_value(&text, "tcp_credential_check_pass_duration_seconds_count "),
+            Some(1.0),
+            "{text}"
+        );
     }
 
     #[test]

@@ -148,6 +148,7 @@ pub fn tenant_view(t: &TenantRecord) -> Tenant {
         schema_version: t.schema_version,
         created_at: t.created_at,
         secrets: TenantSecrets::for_slug(&t.slug),
+        credentials: t.credential_health(),
     }
 }
 

@@ -5,7 +5,12 @@
 //! transition in the catalog before the side effect, holds a lease with a heartbeat on each
 //! running operation, and resumes unfinished operations after a crash. Steps never see HTTP
 //! types; they get a [`StepContext`] with the catalog, the engine and the secret store.
+//!
+//! Beside the workflows, the orchestrator runs periodic passes over active tenants: audit
+//! anchors and the credential check (`credential_check.rs`), which only reads secrets and logs
+//! in.
 
+mod credential_check;
 mod error;
 pub mod faults;
 mod orchestrator;
@@ -21,6 +26,7 @@ use catalog::Catalog;
 use engine::Engine;
 use secrets::SecretStore;
 
+pub use credential_check::{CredentialCheckLimits, CredentialCheckPass};
 pub use error::{StepError, WorkflowError};
 pub use faults::{FaultAction, Faults};
 pub use orchestrator::{Orchestrator, SCHEDULER_ACTOR};
@@ -92,12 +98,20 @@ pub struct Services {
     pub observer: Option<Arc<dyn StepObserver>>,
 }
 
-/// Watches the runner's steps, e.g. to count them and time them for metrics. It sees only the
-/// operation kind, the step name and the outcome: never a tenant, an id or a secret.
+/// Watches the runner's steps and the credential check, e.g. to count them and time them for
+/// metrics. It sees only the operation kind, the step name, outcomes and durations: never a
+/// tenant, an id or a secret.
 pub trait StepObserver: Send + Sync {
     /// A forward step finished after `seconds` (all its attempts, retries included) with
     /// `outcome` `succeeded` or `failed`.
     fn step_finished(&self, kind: &str, step: &str, outcome: &str, seconds: f64);
+
+    /// One tenant's credential check ended with `outcome`: `ok`, `failing` (both recorded),
+    /// `skipped` (an operation ran) or `error` (could not be carried out).
+    fn credential_checked(&self, _outcome: &str) {}
+
+    /// A pass of the periodic credential check over every active tenant took `seconds`.
+    fn credential_pass_finished(&self, _seconds: f64) {}
 }
 
 /// Verifies a tenant's audit log twice: the hash chain inside its database (from the last purge

@@ -262,6 +262,9 @@ impl Runner {
                 OperationDirection::Forward => {
                     let next = op.steps.iter().find(|s| s.state != StepState::Succeeded);
                     let Some(step) = next else {
+                        if op.kind == OperationKind::Rotate {
+                            self.check_rotated_credentials(&tenant).await;
+                        }
                         let transition = self.success_transition(&op);
                         svc.catalog
                             .finish(lease, OperationState::Succeeded, None, transition)
@@ -304,6 +307,29 @@ impl Runner {
                 }
                 OperationDirection::Undo => return self.undo_all(lease, &op, &tenant).await,
             }
+        }
+    }
+
+    /// After a rotation's last step, before it is reported succeeded: checks the tenant's
+    /// credentials and records the result, so a credential the check had flagged reads `ok`
+    /// as soon as the rotation that repaired it has succeeded, not an interval later. The
+    /// rotation counts itself among the tenant's operations (the fence that keeps an older
+    /// pass's result out). Its outcome never fails the rotation: the rotation proved each new
+    /// password logs in before publishing it.
+    async fn check_rotated_credentials(&self, tenant: &TenantRecord) {
+        let svc = &self.services;
+        match svc.catalog.tenant_operations(tenant.id).await {
+            Ok(ops) => {
+                let outcome = crate::credential_check::check_and_record(
+                    svc,
+                    tenant,
+                    ops.len(),
+                    crate::CredentialCheckLimits::default(),
+                )
+                .await;
+                info!(tenant = %tenant.slug, ?outcome, "credentials checked after the rotation");
+            }
+            Err(e) => warn!(error = %e, "credential check after the rotation: catalog read failed"),
         }
     }
 

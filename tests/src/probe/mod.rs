@@ -178,6 +178,15 @@ pub trait Probe: Send + Sync {
     ) -> SecretValue;
     /// The same connection string pointed at another database.
     fn with_database(&self, connection_string: &SecretValue, database: &str) -> SecretValue;
+    /// Logs in with `connection_string` and, as that principal, changes its own password to
+    /// `new_password` (PostgreSQL `ALTER ROLE CURRENT_USER PASSWORD ...`, SQL Server
+    /// `ALTER USER <self> WITH PASSWORD = ... OLD_PASSWORD = ...`): what an application may do
+    /// behind the control plane's back. Returns the string with the new password.
+    async fn change_own_password(
+        &self,
+        connection_string: &SecretValue,
+        new_password: &str,
+    ) -> Result<SecretValue, Refusal>;
     /// A session of the server's administrator (superuser / sysadmin) on a tenant database.
     async fn admin(&self, database: &str) -> Box<dyn Session>;
     /// As the administrator, bypasses the audit triggers and changes the actor of the newest

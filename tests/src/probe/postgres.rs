@@ -330,6 +330,26 @@ impl Probe for PostgresProbe {
         ))
     }
 
+    async fn change_own_password(
+        &self,
+        connection_string: &SecretValue,
+        new_password: &str,
+    ) -> Result<SecretValue, Refusal> {
+        let user = parse(connection_string)
+            .get_user()
+            .unwrap_or_default()
+            .to_owned();
+        let client = connect(connection_string.expose()).await.map_err(refusal)?;
+        // ALTER ROLE takes no parameters; the literal is quoted. Any role may do this to itself.
+        let literal = engine::sql::pg_literal(new_password)
+            .ok_or_else(|| Refusal::Other("the password holds a NUL character".into()))?;
+        client
+            .batch_execute(&format!("ALTER ROLE CURRENT_USER PASSWORD {literal}"))
+            .await
+            .map_err(refusal)?;
+        Ok(self.with_credentials(connection_string, &user, new_password))
+    }
+
     fn with_database(&self, connection_string: &SecretValue, database: &str) -> SecretValue {
         let base = connection_string
             .expose()

@@ -461,6 +461,34 @@ impl Probe for SqlServerProbe {
         )
     }
 
+    async fn change_own_password(
+        &self,
+        connection_string: &SecretValue,
+        new_password: &str,
+    ) -> Result<SecretValue, Refusal> {
+        let cs = parse(connection_string);
+        let mut conn = Conn::connect(&login_target(&self.admin, &cs))
+            .await
+            .map_err(refusal)?;
+        // A contained user may change its own password when it names the old one; the
+        // statement takes no parameters, so both are quoted literals.
+        let (Some(user), Some(new), Some(old)) = (
+            engine::sqlserver::quote_name(&cs.user),
+            engine::sqlserver::quote_nstring(new_password),
+            engine::sqlserver::quote_nstring(&cs.password),
+        ) else {
+            return Err(Refusal::Other("unquotable user or password".into()));
+        };
+        conn.batch(&format!(
+            "ALTER USER {user} WITH PASSWORD = {new} OLD_PASSWORD = {old};"
+        ))
+        .await
+        .map_err(refusal)?;
+        Ok(SecretValue::new(
+            cs.password(new_password).to_secret_string(),
+        ))
+    }
+
     fn with_database(&self, connection_string: &SecretValue, database: &str) -> SecretValue {
         SecretValue::new(
             parse(connection_string)

@@ -7,7 +7,7 @@ use mssql::Row;
 use tiberius::FromSql;
 
 use crate::error::CatalogError;
-use crate::model::{AuditRecord, ChainVerification, StepRecord, TenantRecord};
+use crate::model::{AuditRecord, ChainVerification, CredentialCheck, StepRecord, TenantRecord};
 
 pub(super) fn column<'a, T: FromSql<'a>>(
     row: &'a Row,
@@ -75,6 +75,11 @@ pub(super) fn tenant_from_row(row: &Row) -> Result<TenantRecord, CatalogError> {
         schema_version: column(row, "SchemaVersion")?,
         created_at: timestamp(row, "CreatedAt")?,
         released_at: optional_timestamp(row, "ReleasedAt")?,
+        credentials: CredentialCheck::from_columns(
+            optional_timestamp(row, "CredentialsCheckedAt")?,
+            column::<&str>(row, "CredentialsFailing")?,
+            optional_text(row, "CredentialsDetail")?,
+        )?,
     })
 }
 

@@ -444,6 +444,7 @@ mod tests {
             schema_version: Some(3),
             created_at: at("2026-01-01T00:00:00Z"),
             released_at: None,
+            credentials: None,
         }
     }
 
