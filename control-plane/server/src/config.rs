@@ -606,6 +606,15 @@ mod tests {
     }
 
     #[test]
+    fn defaults_keep_the_audit_window_and_investigations_short() {
+        // The README's threat model promises a rewrite inside a tenant database is caught
+        // unless it is younger than a minute, and investigations stop within seconds.
+        let c = Config::default();
+        assert!(c.audit_anchor_interval_secs <= 60);
+        assert!(c.investigation_timeout_ms <= 10_000);
+    }
+
+    #[test]
     fn debug_hides_urls() {
         let c = Config {
             postgres_admin_url: Some("postgresql://u:hunter2@h/p".into()),
