@@ -209,8 +209,11 @@ impl ReaderDialect for PgReader<'_> {
         let result = async {
             client
                 .batch_execute(&format!(
+                    // standard_conforming_strings: the lexical check reads '\' as PostgreSQL
+                    // does with it on (the default); a server configured otherwise must not
+                    // read the query differently.
                     "BEGIN READ ONLY; SET LOCAL ROLE {}; SET LOCAL statement_timeout = {ms}; \
-                     SET LOCAL lock_timeout = {ms}",
+                     SET LOCAL lock_timeout = {ms}; SET LOCAL standard_conforming_strings = on",
                     pg_ident(&names.reader),
                     ms = request.timeout_ms.max(1)
                 ))
