@@ -16,6 +16,7 @@ use tcp_tests::{EngineUnderTest, TestEnv};
 
 tcp_tests::conformance!(
     a_forged_purge_of_the_newest_event_is_caught_within_the_anchor_interval,
+    a_periodic_pass_never_anchors_a_log_that_does_not_verify,
     a_gap_cut_from_the_middle_breaks_the_chain,
     purge_events_name_the_range_they_removed,
     text_moved_between_fields_breaks_the_hash,
@@ -25,6 +26,7 @@ tcp_tests::conformance!(
     an_investigation_stops_at_its_deadline_whatever_the_query_does,
     the_reviews_lexical_bypasses_are_refused,
     an_application_transaction_holding_the_audit_head_gets_a_clear_409,
+    recording_tries_again_while_the_audit_head_is_held_briefly,
     the_app_cannot_store_data_outside_app,
 );
 
@@ -158,6 +160,60 @@ async fn a_forged_purge_of_the_newest_event_is_caught_within_the_anchor_interval
             .contains("missing"),
         "{report}"
     );
+}
+
+/// Item 3: the periodic pass anchors only a head that verifies from the newest anchor. Events
+/// cut after that anchor (and the rest re-chained) leave a gap; a pass that anchored the head
+/// anyway would replace the periodic anchor taken before the cut, and the catalog would hold a
+/// head of a log that never verified.
+async fn a_periodic_pass_never_anchors_a_log_that_does_not_verify(engine: EngineUnderTest) {
+    // The anchor task's own passes stay out of the way; the test runs each pass itself.
+    let env = TestEnv::with(engine, workflows::Faults::none(), |c| {
+        c.audit_anchor_interval_secs = 3600;
+    })
+    .await;
+    let slug = "unverified-head";
+    let mut app = tenant_with_customers(&env, slug, 2).await;
+    let tenant = env
+        .app
+        .catalog
+        .tenant_by_slug(&api_types::TenantSlug::parse(slug).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let names = env.names(slug);
+    let svc = env.app.runner.services();
+    // One pass of the anchor task.
+    assert!(workflows::anchor_periodic(svc, tenant.id, &names)
+        .await
+        .unwrap());
+    let anchored = env.app.catalog.anchors(tenant.id).await.unwrap();
+    let newest = events(&env, slug).await.last().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        anchored
+            .iter()
+            .any(|a| a.head_id == newest && a.reason == "periodic"),
+        "{anchored:?}"
+    );
+
+    for i in 0..3 {
+        app.customer_upsert(None, &format!("After {i}"), None)
+            .await
+            .unwrap();
+    }
+    env.probe()
+        .cut_and_rechain(&names.database, newest + 2, newest + 2)
+        .await;
+    assert!(
+        !workflows::anchor_periodic(svc, tenant.id, &names)
+            .await
+            .unwrap(),
+        "the periodic pass anchored a head that does not verify from the newest anchor"
+    );
+    assert_eq!(env.app.catalog.anchors(tenant.id).await.unwrap(), anchored);
+    assert_eq!(verify_api(&env, slug).await["valid"], false);
 }
 
 /// Item 3: events cut from the middle and every later event re-chained with recomputed hashes:
@@ -439,6 +495,29 @@ async fn an_application_transaction_holding_the_audit_head_gets_a_clear_409(
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
+/// Item 7: recording gives up only after several tries: an application transaction that holds
+/// the chain head for a moment longer than one lock timeout (2 s) delays the investigation
+/// instead of refusing it.
+async fn recording_tries_again_while_the_audit_head_is_held_briefly(engine: EngineUnderTest) {
+    let env = TestEnv::new(engine).await;
+    let slug = "head-held-briefly";
+    let mut app = tenant_with_customers(&env, slug, 0).await;
+    app.begin().await.unwrap();
+    app.customer_upsert(None, "Ada", None).await.unwrap();
+    let started = Instant::now();
+    let ((status, body), ()) = tokio::join!(investigate(&env, slug, "SELECT 1 AS one", 1), async {
+        // Past the first try's lock timeout, well before the last try's.
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        app.rollback().await.unwrap();
+    });
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(3000),
+        "the investigation did not wait for the head: {:?}",
+        started.elapsed()
+    );
+}
+
 /// Item 7: no persistent data path outside `app.*` (PostgreSQL large objects, which PUBLIC may
 /// create by default; SQL Server: a synonym, as a persistent object of the app's own).
 async fn the_app_cannot_store_data_outside_app(engine: EngineUnderTest) {
@@ -475,6 +554,45 @@ mod postgres_only {
             .await
             .unwrap_err();
         assert!(refused.is_denied(), "{refused:?}");
+    }
+
+    /// Item 2: the functions that run SQL given as text (`query_to_xml` and its family) are
+    /// nobody's in a tenant database: neither the application nor the reader can call them, so a
+    /// query the lexical check let through could still not run a statement it carries as text.
+    #[tokio::test]
+    async fn nobody_runs_sql_given_as_text() {
+        let env = TestEnv::new(EngineUnderTest::Postgres).await;
+        let slug = "sql-as-text";
+        env.onboard(slug).await;
+        let names = env.names(slug);
+        let app = connect(env.secret(&env.secret_names(slug).app).await.expose())
+            .await
+            .unwrap();
+        let investigator = connect(
+            env.secret(&env.secret_names(slug).investigator)
+                .await
+                .expose(),
+        )
+        .await
+        .unwrap();
+        investigator
+            .batch_execute(&format!("SET ROLE \"{}\"", names.reader))
+            .await
+            .unwrap();
+        for (who, client) in [("the app", &app), ("the reader", &investigator)] {
+            for sql in [
+                "SELECT query_to_xml('SELECT 1', true, false, '')",
+                "SELECT query_to_xmlschema('SELECT 1', true, false, '')",
+                "SELECT query_to_xml_and_xmlschema('SELECT 1', true, false, '')",
+            ] {
+                let e = client
+                    .batch_execute(sql)
+                    .await
+                    .err()
+                    .unwrap_or_else(|| panic!("{who} ran SQL given as text: {sql}"));
+                assert_eq!(sqlstate(&e), "42501", "{who}: {sql}: {e}");
+            }
+        }
     }
 
     /// Item 7: a new database is created closed to every login (`ALLOW_CONNECTIONS false`), so

@@ -273,6 +273,10 @@ impl ReaderDialect for SqlReader<'_> {
 /// Every statement of a batch is one `Stmt…` element (`StmtSimple`, `StmtCond`, `StmtCursor`,
 /// `StmtReceive`, `StmtUseDb`), nested ones (inside `StmtCond`) included, so counting the
 /// elements counts the statements the server would run.
+///
+/// SQL Server names a query with a `FROM` `SELECT` and one without (`SELECT 1`) `SELECT WITHOUT
+/// QUERY`, hence the prefix; but it also names `SELECT … INTO` `SELECT INTO`, which creates a
+/// table (a temporary one needs no permission at all), so that one is refused by name.
 pub(crate) fn plan_statements(xml: &str) -> Result<(), String> {
     let statements: Vec<&str> = xml
         .match_indices("<Stmt")
@@ -292,7 +296,7 @@ pub(crate) fn plan_statements(xml: &str) -> Result<(), String> {
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .unwrap_or_default();
-    if element.starts_with("StmtSimple") && kind.starts_with("SELECT") {
+    if element.starts_with("StmtSimple") && kind.starts_with("SELECT") && kind != "SELECT INTO" {
         Ok(())
     } else {
         Err(format!(
@@ -318,6 +322,15 @@ mod tests {
              Version=\"1.564\" Build=\"16.0.1000.6\"><BatchSequence><Batch><Statements>\
              {statements}</Statements></Batch></BatchSequence></ShowPlanXML>"
         )
+    }
+
+    #[test]
+    fn a_select_without_a_table_passes() {
+        let xml = plan(
+            "<StmtSimple StatementText=\"SELECT 1 AS one\" StatementId=\"1\" \
+             StatementCompId=\"1\" StatementType=\"SELECT WITHOUT QUERY\"/>",
+        );
+        assert_eq!(plan_statements(&xml), Ok(()));
     }
 
     #[test]
@@ -351,6 +364,13 @@ mod tests {
             (
                 plan("<StmtSimple StatementText=\"UPDATE t\" StatementType=\"UPDATE\"/>"),
                 "UPDATE",
+            ),
+            (
+                plan(
+                    "<StmtSimple StatementText=\"SELECT * INTO #t FROM app.Customers\" \
+                     StatementType=\"SELECT INTO\"/>",
+                ),
+                "SELECT INTO",
             ),
         ] {
             match plan_statements(&xml) {
