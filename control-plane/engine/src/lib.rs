@@ -76,6 +76,23 @@ impl TenantNames {
     }
 }
 
+#[cfg(test)]
+impl TenantNames {
+    /// The names of a tenant `acme`, for unit tests.
+    pub(crate) fn sample() -> TenantNames {
+        TenantNames {
+            database: "tenant_acme".into(),
+            owner: "t_acme_owner".into(),
+            app_rw: "t_acme_app_rw".into(),
+            app_a: "t_acme_app_a".into(),
+            app_b: "t_acme_app_b".into(),
+            audit_admin: "t_acme_audit_admin".into(),
+            reader: "t_acme_reader".into(),
+            investigator: "t_acme_investigator".into(),
+        }
+    }
+}
+
 /// A principal that has a connection string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

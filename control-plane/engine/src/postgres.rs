@@ -22,6 +22,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use tracing::{info, instrument, warn};
 
 use crate::assets::{self, POSTGRES_MIGRATIONS, POSTGRES_PROCEDURES};
+use crate::evidence::gather;
 use crate::investigation::flow::{self, ReaderDialect, RECORD_LOCK_TIMEOUT_MS};
 use crate::investigation::Dialect;
 use crate::sql::{pg_ident, pg_literal};
@@ -30,6 +31,7 @@ use crate::{
     EngineError, Inventory, Investigation, InvestigationColumn, InvestigationFailure,
     InvestigationRequest, InvestigationRows, Principal, TenantNames,
 };
+use evidence::PgEvidence;
 
 /// The role that owns every object inside template databases; it owns nothing else, so
 /// `REASSIGN OWNED BY` it inside a clone moves exactly the clone's objects to the tenant owner.
@@ -148,9 +150,7 @@ impl ReaderDialect for PgReader<'_> {
     const DIALECT: Dialect = Dialect::Postgres;
 
     async fn connect(&self, investigator: &SecretValue) -> Result<Client, EngineError> {
-        let config = Config::from_str(investigator.expose())
-            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
-        let client = connect(&config, "tenant database as the investigator").await?;
+        let (client, _) = log_in(investigator).await?;
         client
             .batch_execute(&format!("SET lock_timeout = {RECORD_LOCK_TIMEOUT_MS}"))
             .await?;
@@ -285,6 +285,15 @@ impl ReaderDialect for PgReader<'_> {
             .await?;
         Ok(())
     }
+}
+
+/// Logs in with a tenant connection string; returns the session and the login it names.
+async fn log_in(connection_string: &SecretValue) -> Result<(Client, String), EngineError> {
+    let config = Config::from_str(connection_string.expose())
+        .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
+    let user = config.get_user().unwrap_or_default().to_owned();
+    let client = connect(&config, &format!("tenant database as {user}")).await?;
+    Ok((client, user))
 }
 
 fn is_code(e: &EngineError, code: &str) -> bool {
@@ -781,10 +790,7 @@ impl Engine for PostgresEngine {
     }
 
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {
-        let config = Config::from_str(connection_string.expose())
-            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
-        let user = config.get_user().unwrap_or_default().to_owned();
-        let client = connect(&config, &format!("tenant database as {user}")).await?;
+        let (client, _) = log_in(connection_string).await?;
         client.execute("SELECT 1", &[]).await?;
         Ok(())
     }
@@ -867,9 +873,7 @@ impl Engine for PostgresEngine {
         reason: &str,
         actor: &str,
     ) -> Result<i64, EngineError> {
-        let config = Config::from_str(audit_admin.expose())
-            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
-        let client = connect(&config, "tenant database as audit_admin").await?;
+        let (client, _) = log_in(audit_admin).await?;
         client
             .execute("SELECT set_config('tcp.actor', $1, false)", &[&actor])
             .await?;
@@ -1084,7 +1088,7 @@ impl Engine for PostgresEngine {
         names: &TenantNames,
         app: &SecretValue,
     ) -> Result<crate::EngineEvidence, EngineError> {
-        self.collect_evidence(names, app).await
+        gather::evidence(&PgEvidence { engine: self }, names, app).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -1096,8 +1100,8 @@ impl Engine for PostgresEngine {
         until: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<Vec<crate::InvestigationEvent>, EngineError> {
-        self.read_investigation_events(audit_admin, since, until, limit)
-            .await
+        let dialect = PgEvidence { engine: self };
+        gather::investigation_events(&dialect, audit_admin, since, until, limit).await
     }
 }
 

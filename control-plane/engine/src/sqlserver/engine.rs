@@ -33,12 +33,14 @@ use super::errors::{classify, to_engine_error, SqlServerErrorKind, CONTAINMENT_D
 use super::quote::{quote_name, quote_nstring};
 use super::split_batches;
 use crate::assets::{self, SQLSERVER_MIGRATIONS, SQLSERVER_PROCEDURES};
+use crate::evidence::gather;
 use crate::investigation::flow;
 use crate::{
     generate_password, AuditEvent, AuditEventQuery, AuditHashes, AuditHead, ChainPoint,
     Credentials, Engine, EngineError, Inventory, Investigation, InvestigationRequest, Principal,
     TenantNames,
 };
+use evidence::SqlEvidence;
 use investigation::SqlReader;
 
 /// Oldest supported major version: the audit hash needs UTF-8 collations (SQL Server 2019).
@@ -1118,7 +1120,7 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         app: &SecretValue,
     ) -> Result<crate::EngineEvidence, EngineError> {
-        self.collect_evidence(names, app).await
+        gather::evidence(&SqlEvidence { engine: self }, names, app).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -1130,8 +1132,8 @@ impl Engine for SqlServerEngine {
         until: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<Vec<crate::InvestigationEvent>, EngineError> {
-        self.read_investigation_events(audit_admin, since, until, limit)
-            .await
+        let dialect = SqlEvidence { engine: self };
+        gather::investigation_events(&dialect, audit_admin, since, until, limit).await
     }
 }
 
