@@ -12,6 +12,7 @@ mod error;
 pub mod evidence;
 pub mod investigation;
 pub mod postgres;
+mod sessions;
 pub mod sql;
 pub mod sqlserver;
 

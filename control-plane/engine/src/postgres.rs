@@ -8,6 +8,7 @@
 //! because a new database always grants it, whatever its template says.
 
 mod evidence;
+mod sessions;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use crate::assets::{self, POSTGRES_MIGRATIONS, POSTGRES_PROCEDURES};
 use crate::evidence::gather;
 use crate::investigation::flow::{self, ReaderDialect, RECORD_LOCK_TIMEOUT_MS};
 use crate::investigation::Dialect;
+use crate::sessions::Ending;
 use crate::sql::{pg_ident, pg_literal};
 use crate::{
     AuditEvent, AuditEventQuery, AuditHashes, AuditHead, ChainPoint, Credentials, Engine,
@@ -32,6 +34,7 @@ use crate::{
     InvestigationRequest, InvestigationRows, Principal, TenantNames,
 };
 use evidence::PgEvidence;
+use sessions::PgSessions;
 
 /// The role that owns every object inside template databases; it owns nothing else, so
 /// `REASSIGN OWNED BY` it inside a clone moves exactly the clone's objects to the tenant owner.
@@ -917,12 +920,8 @@ impl Engine for PostgresEngine {
         names: &TenantNames,
         principal: Principal,
     ) -> Result<(), EngineError> {
-        let role = names.login(principal);
-        if !self.existing_roles(&[role]).await?.is_empty() {
-            let admin = self.admin().await?;
-            self.ensure_role(&admin, role, "NOLOGIN", None).await?;
-        }
-        self.end_principal_sessions(names, principal).await
+        let ending = Ending::DisableLogin(principal);
+        crate::sessions::end(&PgSessions { engine: self }, names, ending).await
     }
 
     #[instrument(skip_all, fields(database = %names.database, ?principal))]
@@ -931,59 +930,13 @@ impl Engine for PostgresEngine {
         names: &TenantNames,
         principal: Principal,
     ) -> Result<(), EngineError> {
-        let role = names.login(principal);
-        // With a timeout, pg_terminate_backend waits until each backend has exited, so the
-        // sessions are gone when this returns (false for one that outlived 5 s).
-        let rows = self
-            .admin()
-            .await?
-            .query(
-                // MATERIALIZED: otherwise the planner pushes the terminate call below the
-                // join that filters on the user name, and it ends every session on the server.
-                "WITH victims AS MATERIALIZED (SELECT pid FROM pg_stat_activity \
-                      WHERE usename = $1 AND pid <> pg_backend_pid()) \
-                 SELECT pid FROM victims WHERE NOT pg_terminate_backend(pid, 5000)",
-                &[&role],
-            )
-            .await?;
-        if rows.is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::Timeout(format!(
-                "{} session(s) of {role} did not end within 5 s",
-                rows.len()
-            )))
-        }
+        let ending = Ending::PrincipalSessions(principal);
+        crate::sessions::end(&PgSessions { engine: self }, names, ending).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
     async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError> {
-        let admin = self.admin().await?;
-        let logins = [
-            &names.app_a,
-            &names.app_b,
-            &names.audit_admin,
-            &names.investigator,
-        ];
-        let existing = self.existing_roles(&logins.map(|s| s.as_str())).await?;
-        for role in &existing {
-            admin
-                .batch_execute(&format!("ALTER ROLE {} NOLOGIN", pg_ident(role)))
-                .await?;
-        }
-        let all: Vec<String> = names
-            .principals_drop_order()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE (datname = $1 OR usename = ANY($2)) AND pid <> pg_backend_pid()",
-                &[&names.database, &all],
-            )
-            .await?;
-        Ok(())
+        crate::sessions::end(&PgSessions { engine: self }, names, Ending::Tenant).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]

@@ -18,6 +18,7 @@
 
 mod evidence;
 mod investigation;
+mod sessions;
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use super::split_batches;
 use crate::assets::{self, SQLSERVER_MIGRATIONS, SQLSERVER_PROCEDURES};
 use crate::evidence::gather;
 use crate::investigation::flow;
+use crate::sessions::Ending;
 use crate::{
     generate_password, AuditEvent, AuditEventQuery, AuditHashes, AuditHead, ChainPoint,
     Credentials, Engine, EngineError, Inventory, Investigation, InvestigationRequest, Principal,
@@ -42,6 +44,7 @@ use crate::{
 };
 use evidence::SqlEvidence;
 use investigation::SqlReader;
+use sessions::SqlSessions;
 
 /// Oldest supported major version: the audit hash needs UTF-8 collations (SQL Server 2019).
 const MIN_MAJOR_VERSION: i64 = 15;
@@ -172,28 +175,6 @@ mod sql {
     pub const VERIFY_CHAIN_FROM: &str = "EXEC audit.VerifyChain @AfterId = @P1, @AfterHash = @P2;";
     /// Whether the tenant database has audit format 2 (the Origin column); NULL before it.
     pub const HAS_ORIGIN: &str = "SELECT COL_LENGTH(N'audit.AuditEvents', N'Origin');";
-    /// Ends every session of one contained user (`@P1`), run in its database. Contained users
-    /// authenticate at the database, so their sessions carry its id (`authenticating_database_id`)
-    /// and the user's SID as the *original* one (`EXECUTE AS` changes `security_id`). One `KILL`
-    /// per session, each in its own TRY: a session that ended meanwhile (6106) is not an error.
-    pub const KILL_SESSIONS_OF: &str =
-        "DECLARE @sid varbinary(85) = (SELECT sid FROM sys.database_principals WHERE name = @P1); \
-         DECLARE @spid int, @kill nvarchar(40); \
-         DECLARE victims CURSOR LOCAL FAST_FORWARD FOR \
-             SELECT s.session_id FROM sys.dm_exec_sessions AS s \
-              WHERE s.authenticating_database_id = DB_ID() \
-                AND (s.original_security_id = @sid OR s.original_login_name = @P1) \
-                AND s.session_id <> @@SPID; \
-         OPEN victims; \
-         FETCH NEXT FROM victims INTO @spid; \
-         WHILE @@FETCH_STATUS = 0 \
-         BEGIN \
-             SET @kill = CONCAT(N'KILL ', @spid, N';'); \
-             BEGIN TRY EXEC sys.sp_executesql @kill; END TRY \
-             BEGIN CATCH IF ERROR_NUMBER() <> 6106 THROW; END CATCH; \
-             FETCH NEXT FROM victims INTO @spid; \
-         END; \
-         CLOSE victims; DEALLOCATE victims;";
     /// A page of audit events: after id `@P1`, from `@P2`, before `@P3`, action `@P4` and
     /// actor `@P5` (empty: any), at most `@P6`.
     pub const AUDIT_EVENTS: &str =
@@ -225,14 +206,6 @@ mod sql {
     pub const PURGE_AUDIT: &str = "EXEC sys.sp_set_session_context @key = N'actor', @value = @P1; \
          DECLARE @Before datetime2(6) = @P2; \
          EXEC audit.PurgeBefore @Before = @Before, @Reason = @P3;";
-
-    /// How many sessions of one contained user (`@P1`) are left, run in its database.
-    pub const SESSIONS_OF: &str =
-        "DECLARE @sid varbinary(85) = (SELECT sid FROM sys.database_principals WHERE name = @P1); \
-         SELECT COUNT(*) FROM sys.dm_exec_sessions AS s \
-          WHERE s.authenticating_database_id = DB_ID() \
-            AND (s.original_security_id = @sid OR s.original_login_name = @P1) \
-            AND s.session_id <> @@SPID;";
 
     /// Creates the database (outside any transaction: CREATE DATABASE refuses to run in one).
     pub fn create_database(names: &TenantNames) -> Result<String, EngineError> {
@@ -342,35 +315,6 @@ mod sql {
         .join("\n"))
     }
 
-    /// A disabled login: no CONNECT, and a password nobody knows (as PostgreSQL's
-    /// `PASSWORD NULL`), so a later GRANT alone could not revive the leaked one.
-    pub fn disable_user(user: &str, unknown: &SecretValue) -> Result<String, EngineError> {
-        Ok(format!(
-            "SET XACT_ABORT ON; BEGIN TRANSACTION; \
-             ALTER USER {u} WITH PASSWORD = {p}; DENY CONNECT TO {u}; \
-             COMMIT TRANSACTION;",
-            u = ident(user)?,
-            p = literal(unknown.expose())?
-        ))
-    }
-
-    /// No new sessions for these users.
-    pub fn deny_connect<'a>(users: impl Iterator<Item = &'a str>) -> Result<String, EngineError> {
-        let mut out = String::new();
-        for user in users {
-            out.push_str(&format!("DENY CONNECT TO {};\n", ident(user)?));
-        }
-        Ok(out)
-    }
-
-    /// Ends every session on the database but those of db_owner, dbcreator and sysadmin.
-    pub fn restrict(names: &TenantNames) -> Result<String, EngineError> {
-        Ok(format!(
-            "ALTER DATABASE {} SET RESTRICTED_USER WITH ROLLBACK IMMEDIATE;",
-            ident(&names.database)?
-        ))
-    }
-
     /// One batch on one session: nobody can take the single-user slot in between.
     pub fn drop_database(names: &TenantNames) -> Result<String, EngineError> {
         Ok(format!(
@@ -430,29 +374,22 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
             sql::AUDIT_EVENTS_FORMAT_1.to_owned(),
         ),
         ("ensure_snapshot", sql::ensure_snapshot(&names)?),
-        ("kill_sessions_of", sql::KILL_SESSIONS_OF.to_owned()),
         ("audit_events", sql::AUDIT_EVENTS.to_owned()),
         ("audit_first_id", sql::AUDIT_FIRST_ID.to_owned()),
         ("audit_hashes", sql::AUDIT_HASHES.to_owned()),
         ("purge_audit", sql::PURGE_AUDIT.to_owned()),
-        ("sessions_of", sql::SESSIONS_OF.to_owned()),
-        ("disable_user", sql::disable_user(&names.app_a, &pw)?),
         ("set_password", sql::set_password(&names.app_b, &pw)?),
         ("create_database", sql::create_database(&names)?),
         ("ensure_containment", sql::ensure_containment(&names)?),
         ("principals", sql::principals(&names, &pw, &pw, &pw, &pw)?),
         ("memberships", sql::memberships(&names)?),
-        (
-            "deny_connect",
-            sql::deny_connect(tenant_users(&names).into_iter())?,
-        ),
-        ("restrict", sql::restrict(&names)?),
         ("drop_database", sql::drop_database(&names)?),
         ("drop_users", sql::drop_users(&names)?),
     ]
     .into_iter()
     .chain(evidence::generated_statements()?)
     .chain(investigation::generated_statements()?)
+    .chain(sessions::generated_statements(&names, &pw)?)
     .collect())
 }
 
@@ -963,18 +900,8 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         principal: Principal,
     ) -> Result<(), EngineError> {
-        if !self.database_exists(&names.database).await? {
-            return Ok(());
-        }
-        let user = names.login(principal);
-        if self.existing_users(names).await?.iter().any(|u| u == user) {
-            let script = sql::disable_user(user, &generate_password())?;
-            self.tenant_conn(&names.database)
-                .await?
-                .batch(&script)
-                .await?;
-        }
-        self.end_principal_sessions(names, principal).await
+        let ending = Ending::DisableLogin(principal);
+        crate::sessions::end(&SqlSessions { engine: self }, names, ending).await
     }
 
     #[instrument(skip_all, fields(database = %names.database, ?principal))]
@@ -983,57 +910,13 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         principal: Principal,
     ) -> Result<(), EngineError> {
-        if !self.database_exists(&names.database).await? {
-            return Ok(());
-        }
-        let user = names.login(principal);
-        let mut conn = self.tenant_conn(&names.database).await?;
-        conn.execute(sql::KILL_SESSIONS_OF, &[&user]).await?;
-        // KILL returns before a session that must roll back is gone; wait for them, as
-        // PostgreSQL's pg_terminate_backend(pid, timeout) does.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = conn
-                .query_opt(sql::SESSIONS_OF, &[&user])
-                .await?
-                .and_then(|r| r.get::<i32, _>(0))
-                .unwrap_or_default();
-            if left == 0 {
-                return Ok(());
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(EngineError::Timeout(format!(
-                    "{left} session(s) of {user} did not end within 5 s"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let ending = Ending::PrincipalSessions(principal);
+        crate::sessions::end(&SqlSessions { engine: self }, names, ending).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
     async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError> {
-        if !self.database_exists(&names.database).await? {
-            return Ok(());
-        }
-        // No new sessions for the tenant's users...
-        let users = self.existing_users(names).await?;
-        let deny = sql::deny_connect(
-            users
-                .iter()
-                .map(String::as_str)
-                .filter(|u| *u != names.reader),
-        )?;
-        if !deny.is_empty() {
-            self.tenant_conn(&names.database)
-                .await?
-                .batch(&deny)
-                .await?;
-        }
-        // ...and every open session on the database ends now (only db_owner, dbcreator and
-        // sysadmin members may connect from here on). Our own pooled sessions end too.
-        self.tenants.forget(&names.database);
-        self.master().await?.batch(&sql::restrict(names)?).await?;
-        Ok(())
+        crate::sessions::end(&SqlSessions { engine: self }, names, Ending::Tenant).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
