@@ -3,10 +3,14 @@
 //! the application principal cannot change audit events or history (statements it really sent,
 //! each refused and rolled back), and which business tables keep history.
 //!
-//! Each engine gathers these in its own SQL (`postgres/evidence.rs`,
-//! `sqlserver/engine/evidence.rs`) into the same types, so the bundle and its checks
-//! ([`EngineEvidence::principal_findings`]) are written once. Nothing here is a secret: the probes
-//! log in with the app's connection string, but only names and the server's answers are kept.
+//! The gathering is written once ([`gather`]: the order of the reads, the probe loop between two
+//! row counts, the assembly of these types); each engine supplies only its sessions and SQL
+//! through [`gather::EvidenceDialect`] (`postgres/evidence.rs`, `sqlserver/engine/evidence.rs`),
+//! so the bundle and its checks ([`EngineEvidence::principal_findings`]) are written once too.
+//! Nothing here is a secret: the probes log in with the app's connection string, but only names
+//! and the server's answers are kept.
+
+pub(crate) mod gather;
 
 use std::collections::BTreeMap;
 
@@ -346,19 +350,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn names() -> TenantNames {
-        TenantNames {
-            database: "tenant_acme".into(),
-            owner: "t_acme_owner".into(),
-            app_rw: "t_acme_app_rw".into(),
-            app_a: "t_acme_app_a".into(),
-            app_b: "t_acme_app_b".into(),
-            audit_admin: "t_acme_audit_admin".into(),
-            reader: "t_acme_reader".into(),
-            investigator: "t_acme_investigator".into(),
-        }
-    }
-
     fn principal(name: &str, purpose: &str) -> PrincipalFacts {
         PrincipalFacts {
             name: name.into(),
@@ -404,7 +395,7 @@ mod tests {
 
     #[test]
     fn purposes_follow_the_names() {
-        let n = names();
+        let n = TenantNames::sample();
         assert_eq!(n.purpose_of("t_acme_app_b"), "app_b");
         assert_eq!(n.purpose_of("t_acme_owner"), "owner");
         assert_eq!(n.purpose_of("reader_role"), "reader_role");

@@ -12,6 +12,7 @@ mod error;
 pub mod evidence;
 pub mod investigation;
 pub mod postgres;
+mod sessions;
 pub mod sql;
 pub mod sqlserver;
 
@@ -72,6 +73,23 @@ impl TenantNames {
             Principal::AppB => &self.app_b,
             Principal::AuditAdmin => &self.audit_admin,
             Principal::Investigator => &self.investigator,
+        }
+    }
+}
+
+#[cfg(test)]
+impl TenantNames {
+    /// The names of a tenant `acme`, for unit tests.
+    pub(crate) fn sample() -> TenantNames {
+        TenantNames {
+            database: "tenant_acme".into(),
+            owner: "t_acme_owner".into(),
+            app_rw: "t_acme_app_rw".into(),
+            app_a: "t_acme_app_a".into(),
+            app_b: "t_acme_app_b".into(),
+            audit_admin: "t_acme_audit_admin".into(),
+            reader: "t_acme_reader".into(),
+            investigator: "t_acme_investigator".into(),
         }
     }
 }

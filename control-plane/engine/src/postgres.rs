@@ -8,6 +8,9 @@
 //! because a new database always grants it, whatever its template says.
 
 mod evidence;
+mod investigation;
+mod sessions;
+mod template;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,32 +22,21 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use secrets::SecretValue;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::{Client, Config, NoTls};
-use tracing::{info, instrument, warn};
+use tracing::{instrument, warn};
 
-use crate::assets::{self, POSTGRES_MIGRATIONS, POSTGRES_PROCEDURES};
-use crate::investigation::flow::{self, ReaderDialect, RECORD_LOCK_TIMEOUT_MS};
-use crate::investigation::Dialect;
+use crate::assets::{self, POSTGRES_MIGRATIONS};
+use crate::evidence::gather;
+use crate::investigation::flow;
+use crate::sessions::Ending;
 use crate::sql::{pg_ident, pg_literal};
 use crate::{
     AuditEvent, AuditEventQuery, AuditHashes, AuditHead, ChainPoint, Credentials, Engine,
-    EngineError, Inventory, Investigation, InvestigationColumn, InvestigationFailure,
-    InvestigationRequest, InvestigationRows, Principal, TenantNames,
+    EngineError, Inventory, Investigation, InvestigationRequest, Principal, TenantNames,
 };
-
-/// The role that owns every object inside template databases; it owns nothing else, so
-/// `REASSIGN OWNED BY` it inside a clone moves exactly the clone's objects to the tenant owner.
-pub const TEMPLATE_OWNER: &str = "tcp_template_owner";
-/// Stand-ins for the tenant's other roles inside template databases (app_rw, audit_admin, reader,
-/// investigator), so the template carries the exact grants a tenant gets; every clone drops them.
-pub const TEMPLATE_STAND_INS: [&str; 4] = [
-    "tcp_template_app_rw",
-    "tcp_template_audit_admin",
-    "tcp_template_reader",
-    "tcp_template_investigator",
-];
-const PREPARE_LOCK: i64 = 7_201_002;
-/// Bump when `build_template` changes how a template is made, so servers get a fresh template.
-const TEMPLATE_RECIPE: &str = "2";
+use evidence::PgEvidence;
+use investigation::PgReader;
+use sessions::PgSessions;
+pub use template::{TEMPLATE_OWNER, TEMPLATE_STAND_INS};
 
 /// How a new tenant database is created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,154 +129,13 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// The audited path's PostgreSQL side: connections and SQL for `investigation::flow`.
-struct PgReader<'a> {
-    engine: &'a PostgresEngine,
-}
-
-#[async_trait]
-impl ReaderDialect for PgReader<'_> {
-    type Session = Client;
-    const DIALECT: Dialect = Dialect::Postgres;
-
-    async fn connect(&self, investigator: &SecretValue) -> Result<Client, EngineError> {
-        let config = Config::from_str(investigator.expose())
-            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
-        let client = connect(&config, "tenant database as the investigator").await?;
-        client
-            .batch_execute(&format!("SET lock_timeout = {RECORD_LOCK_TIMEOUT_MS}"))
-            .await?;
-        Ok(client)
-    }
-
-    async fn record(
-        &self,
-        client: &mut Client,
-        request: &InvestigationRequest,
-        action: &str,
-        detail: &serde_json::Value,
-    ) -> Result<i64, EngineError> {
-        // record_event takes the request id from application_name.
-        client
-            .execute(
-                "SELECT set_config('application_name', $1, false)",
-                &[&request.request_id.clone().unwrap_or_default()],
-            )
-            .await?;
-        Ok(client
-            .query_one(
-                "SELECT audit.record_investigation($1, $2, $3)",
-                &[&action, detail, &request.actor],
-            )
-            .await?
-            .get(0))
-    }
-
-    async fn session_id(&self, client: &mut Client) -> Result<i64, EngineError> {
-        let pid: i32 = client
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await?
-            .get(0);
-        Ok(i64::from(pid))
-    }
-
-    /// `BEGIN READ ONLY`, `SET LOCAL ROLE` to the reader, statement and lock timeouts, a
-    /// prepare (the extended protocol refuses a second statement), then a cursor that fetches at
-    /// most `max_rows + 1` rows as text under a byte budget. Always rolls back. Each `FETCH` is a
-    /// statement of its own with its own `statement_timeout`, so only the flow's deadline bounds
-    /// the whole query.
-    async fn run_as_reader(
-        &self,
-        client: Client,
-        names: &TenantNames,
-        sql: &str,
-        request: &InvestigationRequest,
-    ) -> Result<InvestigationRows, InvestigationFailure> {
-        let failed = |e: tokio_postgres::Error| match e.code() {
-            Some(c) if *c == tokio_postgres::error::SqlState::QUERY_CANCELED => {
-                InvestigationFailure::Timeout(describe(&e))
-            }
-            _ => InvestigationFailure::Failed(describe(&e)),
-        };
-        let result = async {
-            client
-                .batch_execute(&format!(
-                    // standard_conforming_strings: the lexical check reads '\' as PostgreSQL
-                    // does with it on (the default); a server configured otherwise must not
-                    // read the query differently.
-                    "BEGIN READ ONLY; SET LOCAL ROLE {}; SET LOCAL statement_timeout = {ms}; \
-                     SET LOCAL lock_timeout = {ms}; SET LOCAL standard_conforming_strings = on",
-                    pg_ident(&names.reader),
-                    ms = request.timeout_ms.max(1)
-                ))
-                .await
-                .map_err(failed)?;
-            let statement = client.prepare(sql).await.map_err(failed)?;
-            let columns = statement
-                .columns()
-                .iter()
-                .map(|c| InvestigationColumn {
-                    name: c.name().to_owned(),
-                    type_name: c.type_().name().to_owned(),
-                })
-                .collect();
-            client
-                .batch_execute(&format!("DECLARE investigation NO SCROLL CURSOR FOR {sql}"))
-                .await
-                .map_err(failed)?;
-            let max = request.max_rows as usize;
-            let mut rows: Vec<Vec<Option<String>>> = Vec::new();
-            let mut bytes = 0usize;
-            let mut truncated = false;
-            'fetch: loop {
-                let batch = client
-                    .simple_query("FETCH FORWARD 50 FROM investigation")
-                    .await
-                    .map_err(failed)?;
-                let mut got = 0;
-                for m in &batch {
-                    let tokio_postgres::SimpleQueryMessage::Row(r) = m else {
-                        continue;
-                    };
-                    got += 1;
-                    let row: Vec<Option<String>> =
-                        (0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect();
-                    bytes += row.iter().flatten().map(String::len).sum::<usize>();
-                    if rows.len() == max || bytes > crate::investigation::MAX_RESULT_BYTES {
-                        truncated = true;
-                        break 'fetch;
-                    }
-                    rows.push(row);
-                }
-                if got == 0 {
-                    break;
-                }
-            }
-            Ok(InvestigationRows {
-                columns,
-                rows,
-                truncated,
-            })
-        }
-        .await;
-        // Read-only either way; after an error the transaction is aborted and must end too.
-        if !client.is_closed() {
-            let _ = client.batch_execute("ROLLBACK").await;
-        }
-        result
-    }
-
-    async fn end_session(&self, _names: &TenantNames, session_id: i64) -> Result<(), EngineError> {
-        let pid = i32::try_from(session_id)
-            .map_err(|_| EngineError::Configuration(format!("no backend has pid {session_id}")))?;
-        // With a timeout, pg_terminate_backend waits until the backend has exited.
-        self.engine
-            .admin()
-            .await?
-            .execute("SELECT pg_terminate_backend($1, 5000)", &[&pid])
-            .await?;
-        Ok(())
-    }
+/// Logs in with a tenant connection string; returns the session and the login it names.
+async fn log_in(connection_string: &SecretValue) -> Result<(Client, String), EngineError> {
+    let config = Config::from_str(connection_string.expose())
+        .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
+    let user = config.get_user().unwrap_or_default().to_owned();
+    let client = connect(&config, &format!("tenant database as {user}")).await?;
+    Ok((client, user))
 }
 
 fn is_code(e: &EngineError, code: &str) -> bool {
@@ -311,11 +162,7 @@ impl PostgresEngine {
             .connection_timeout(Duration::from_secs(10))
             .build_unchecked(PostgresConnectionManager::new(admin.clone(), NoTls));
         let version = assets::latest_version(POSTGRES_MIGRATIONS);
-        let recipe: &[(&str, &str)] = &[("recipe", TEMPLATE_RECIPE)];
-        let template = format!(
-            "tcp_template_v{version}_{}",
-            assets::fingerprint(&[POSTGRES_MIGRATIONS, POSTGRES_PROCEDURES, recipe])
-        );
+        let template = template::name(version);
         Ok(PostgresEngine {
             admin,
             pool,
@@ -373,85 +220,6 @@ impl PostgresEngine {
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    /// Runs the migrations and the procedures in `client`'s database as the current role.
-    async fn migrate(client: &mut Client) -> Result<(), EngineError> {
-        let migrations = POSTGRES_MIGRATIONS
-            .iter()
-            .map(|(name, sql)| refinery::Migration::unapplied(name, sql))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| EngineError::Migration(e.to_string()))?;
-        refinery::Runner::new(&migrations)
-            .run_async(client)
-            .await
-            .map_err(|e| EngineError::Migration(e.to_string()))?;
-        for (name, body) in POSTGRES_PROCEDURES {
-            client.batch_execute(body).await.map_err(|e| {
-                EngineError::Migration(format!("procedure {name}: {}", describe(&e)))
-            })?;
-        }
-        Ok(())
-    }
-
-    async fn build_template(&self, admin: &Client) -> Result<(), EngineError> {
-        let building = format!("{}_build", self.template);
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                pg_ident(&building)
-            ))
-            .await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {}", pg_ident(&building)))
-            .await?;
-        admin
-            .batch_execute(&format!(
-                "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
-                 GRANT CREATE ON DATABASE {db} TO {owner}",
-                db = pg_ident(&building),
-                owner = pg_ident(TEMPLATE_OWNER)
-            ))
-            .await?;
-        {
-            let mut client = self.connect_db(&building).await?;
-            // refinery keeps its history table in `public`, where PostgreSQL 15 lets only the
-            // database owner create; DROP OWNED in every clone takes this grant away again.
-            client
-                .batch_execute(&format!(
-                    "GRANT CREATE ON SCHEMA public TO {owner}; SET ROLE {owner}",
-                    owner = pg_ident(TEMPLATE_OWNER)
-                ))
-                .await?;
-            Self::migrate(&mut client).await?;
-            client.batch_execute("RESET ROLE").await?;
-            // Lock the template down as every tenant database will be: nothing for PUBLIC, and
-            // the tenant grants held by stand-in roles that the clone's rebind replaces.
-            let [rw, aa, rd, inv] = TEMPLATE_STAND_INS;
-            client
-                .execute(
-                    "SELECT platform.apply_grants($1, $2, $3, $4, $5)",
-                    &[&TEMPLATE_OWNER, &rw, &aa, &rd, &inv],
-                )
-                .await?;
-        }
-        admin
-            .batch_execute(&format!(
-                "REVOKE CREATE ON DATABASE {db} FROM {owner}; \
-                 ALTER DATABASE {db} RENAME TO {final_name}",
-                db = pg_ident(&building),
-                owner = pg_ident(TEMPLATE_OWNER),
-                final_name = pg_ident(&self.template)
-            ))
-            .await?;
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
-                pg_ident(&self.template)
-            ))
-            .await?;
-        info!(template = %self.template, "built tenant template database");
-        Ok(())
     }
 
     /// The statement that creates a tenant database: a template clone or an empty database,
@@ -589,54 +357,7 @@ impl Engine for PostgresEngine {
 
     #[instrument(skip_all)]
     async fn prepare(&self) -> Result<(), EngineError> {
-        let admin = connect(&self.admin, "admin database").await?;
-        let is_super: bool = admin
-            .query_one(
-                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
-                &[],
-            )
-            .await?
-            .get(0);
-        if !is_super {
-            return Err(EngineError::Configuration(
-                "the admin role must be a superuser (it creates roles and databases and \
-                 reassigns ownership); grant SUPERUSER or use another admin_url"
-                    .into(),
-            ));
-        }
-        admin
-            .execute("SELECT pg_advisory_lock($1)", &[&PREPARE_LOCK])
-            .await?;
-        let result = async {
-            if self.lock_down {
-                admin
-                    .batch_execute(
-                        "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC; \
-                         REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC",
-                    )
-                    .await?;
-            }
-            for role in std::iter::once(TEMPLATE_OWNER).chain(TEMPLATE_STAND_INS) {
-                self.ensure_role(&admin, role, "NOLOGIN NOINHERIT", None)
-                    .await?;
-            }
-            let ready = admin
-                .query_opt(
-                    "SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate",
-                    &[&self.template],
-                )
-                .await?
-                .is_some();
-            if !ready && self.provisioning == Provisioning::Template {
-                self.build_template(&admin).await?;
-            }
-            Ok::<(), EngineError>(())
-        }
-        .await;
-        admin
-            .execute("SELECT pg_advisory_unlock($1)", &[&PREPARE_LOCK])
-            .await?;
-        result
+        self.prepare_server().await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -737,7 +458,7 @@ impl Engine for PostgresEngine {
                 client
                     .batch_execute(&format!("SET ROLE {}", pg_ident(&names.owner)))
                     .await?;
-                Self::migrate(&mut client).await?;
+                template::migrate(&mut client).await?;
                 client.batch_execute("RESET ROLE").await?;
             }
         }
@@ -781,10 +502,7 @@ impl Engine for PostgresEngine {
     }
 
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {
-        let config = Config::from_str(connection_string.expose())
-            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
-        let user = config.get_user().unwrap_or_default().to_owned();
-        let client = connect(&config, &format!("tenant database as {user}")).await?;
+        let (client, _) = log_in(connection_string).await?;
         client.execute("SELECT 1", &[]).await?;
         Ok(())
     }
@@ -867,9 +585,7 @@ impl Engine for PostgresEngine {
         reason: &str,
         actor: &str,
     ) -> Result<i64, EngineError> {
-        let config = Config::from_str(audit_admin.expose())
-            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
-        let client = connect(&config, "tenant database as audit_admin").await?;
+        let (client, _) = log_in(audit_admin).await?;
         client
             .execute("SELECT set_config('tcp.actor', $1, false)", &[&actor])
             .await?;
@@ -913,12 +629,8 @@ impl Engine for PostgresEngine {
         names: &TenantNames,
         principal: Principal,
     ) -> Result<(), EngineError> {
-        let role = names.login(principal);
-        if !self.existing_roles(&[role]).await?.is_empty() {
-            let admin = self.admin().await?;
-            self.ensure_role(&admin, role, "NOLOGIN", None).await?;
-        }
-        self.end_principal_sessions(names, principal).await
+        let ending = Ending::DisableLogin(principal);
+        crate::sessions::end(&PgSessions { engine: self }, names, ending).await
     }
 
     #[instrument(skip_all, fields(database = %names.database, ?principal))]
@@ -927,59 +639,13 @@ impl Engine for PostgresEngine {
         names: &TenantNames,
         principal: Principal,
     ) -> Result<(), EngineError> {
-        let role = names.login(principal);
-        // With a timeout, pg_terminate_backend waits until each backend has exited, so the
-        // sessions are gone when this returns (false for one that outlived 5 s).
-        let rows = self
-            .admin()
-            .await?
-            .query(
-                // MATERIALIZED: otherwise the planner pushes the terminate call below the
-                // join that filters on the user name, and it ends every session on the server.
-                "WITH victims AS MATERIALIZED (SELECT pid FROM pg_stat_activity \
-                      WHERE usename = $1 AND pid <> pg_backend_pid()) \
-                 SELECT pid FROM victims WHERE NOT pg_terminate_backend(pid, 5000)",
-                &[&role],
-            )
-            .await?;
-        if rows.is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::Timeout(format!(
-                "{} session(s) of {role} did not end within 5 s",
-                rows.len()
-            )))
-        }
+        let ending = Ending::PrincipalSessions(principal);
+        crate::sessions::end(&PgSessions { engine: self }, names, ending).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
     async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError> {
-        let admin = self.admin().await?;
-        let logins = [
-            &names.app_a,
-            &names.app_b,
-            &names.audit_admin,
-            &names.investigator,
-        ];
-        let existing = self.existing_roles(&logins.map(|s| s.as_str())).await?;
-        for role in &existing {
-            admin
-                .batch_execute(&format!("ALTER ROLE {} NOLOGIN", pg_ident(role)))
-                .await?;
-        }
-        let all: Vec<String> = names
-            .principals_drop_order()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE (datname = $1 OR usename = ANY($2)) AND pid <> pg_backend_pid()",
-                &[&names.database, &all],
-            )
-            .await?;
-        Ok(())
+        crate::sessions::end(&PgSessions { engine: self }, names, Ending::Tenant).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -1084,7 +750,7 @@ impl Engine for PostgresEngine {
         names: &TenantNames,
         app: &SecretValue,
     ) -> Result<crate::EngineEvidence, EngineError> {
-        self.collect_evidence(names, app).await
+        gather::evidence(&PgEvidence { engine: self }, names, app).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -1096,8 +762,8 @@ impl Engine for PostgresEngine {
         until: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<Vec<crate::InvestigationEvent>, EngineError> {
-        self.read_investigation_events(audit_admin, since, until, limit)
-            .await
+        let dialect = PgEvidence { engine: self };
+        gather::investigation_events(&dialect, audit_admin, since, until, limit).await
     }
 }
 

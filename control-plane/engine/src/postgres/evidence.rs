@@ -1,4 +1,5 @@
-//! The PostgreSQL side of the evidence bundle (see [`crate::evidence`]).
+//! The PostgreSQL side of the evidence bundle: sessions and SQL for
+//! [`crate::evidence::gather`], which owns the control flow.
 //!
 //! Principals and permissions come from the catalogs as the superuser sees them: role attributes
 //! from `pg_roles`/`pg_authid`, memberships from `pg_auth_members`, stored grants by
@@ -7,32 +8,29 @@
 //! memberships and `INHERIT` exactly as a session would; a right on an object in a schema counts
 //! only with `USAGE` on that schema.
 //!
-//! The probes log in with the app's connection string and, for the audit table and every table
-//! in `history`, send an UPDATE and a DELETE inside `BEGIN; ... SAVEPOINT`, then roll back to the
-//! savepoint, ask `pg_current_xact_id_if_assigned()` (null: the transaction never wrote anything,
-//! not even a row it later rolled back) and roll back.
+//! A probe sends its UPDATE or DELETE inside `BEGIN; ... SAVEPOINT`, then rolls back to the
+//! savepoint, asks `pg_current_xact_id_if_assigned()` (null: the transaction never wrote anything,
+//! not even a row it later rolled back) and rolls back.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrets::SecretValue;
 use serde_json::json;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
 
-use super::{connect, PostgresEngine};
+use super::{log_in, PostgresEngine};
+use crate::evidence::gather::{EvidenceDialect, Login, ProbeOutcome, ProbeTarget, StoredPrincipal};
 use crate::evidence::{
-    Effective, EngineEvidence, Grant, GrantState, InvestigationEvent, LiveProbes, PrincipalFacts,
-    ProbeResult, ProbedTable, Refusal, TableVersioning, TemporalCoverage, INVESTIGATION_ACTIONS,
+    Effective, Grant, GrantState, InvestigationEvent, ProbedTable, Refusal, TableVersioning,
+    TemporalCoverage, INVESTIGATION_ACTIONS,
 };
 use crate::sql::pg_ident;
 use crate::{EngineError, TenantNames};
 
 /// The tenant database's schemas whose objects the evidence covers.
 const SCHEMAS: [&str; 5] = ["app", "audit", "history", "platform", "public"];
-
-/// Sessions the evidence opens say so in `pg_stat_activity` and the server log.
-const APPLICATION_NAME: &str = "tenant-control-plane-evidence";
 
 /// Every object of the tenant's schemas, and the database, with its ACL (`kind` is the object
 /// type letter `acldefault` takes). `$1`: the schemas.
@@ -100,150 +98,266 @@ const HISTORY_TABLES: &str = "\
      WHERE n.nspname = 'history' AND c.relkind IN ('r', 'p') \
      ORDER BY c.relname";
 
-/// One table the app principal tries to change.
-struct Target {
-    table: String,
-    quoted: String,
-    kind: ProbedTable,
-    update: String,
-    delete: String,
+/// The evidence's PostgreSQL side.
+pub(super) struct PgEvidence<'a> {
+    pub(super) engine: &'a PostgresEngine,
 }
 
-impl Target {
-    fn new(schema: &str, table: &str, kind: ProbedTable, set_column: &str) -> Target {
-        let quoted = format!("{}.{}", pg_ident(schema), pg_ident(table));
-        let column = pg_ident(set_column);
-        Target {
-            table: format!("{schema}.{table}"),
-            update: format!("UPDATE {quoted} SET {column} = {column}"),
-            delete: format!("DELETE FROM {quoted}"),
-            quoted,
-            kind,
-        }
+/// A probe target: `schema.table`, quoted in its statements; the UPDATE sets `set_column` to
+/// itself.
+fn target(schema: &str, table: &str, kind: ProbedTable, set_column: &str) -> ProbeTarget {
+    let quoted = format!("{}.{}", pg_ident(schema), pg_ident(table));
+    let column = pg_ident(set_column);
+    ProbeTarget {
+        table: format!("{schema}.{table}"),
+        kind,
+        update: format!("UPDATE {quoted} SET {column} = {column}"),
+        delete: format!("DELETE FROM {quoted}"),
+        count: format!("SELECT count(*) FROM {quoted}"),
     }
 }
 
-/// Parses a tenant connection string and names the session after the evidence.
-fn login_config(connection_string: &SecretValue) -> Result<Config, EngineError> {
-    let mut config = Config::from_str(connection_string.expose())
-        .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
-    config.application_name(APPLICATION_NAME);
-    Ok(config)
+fn schemas() -> Vec<String> {
+    SCHEMAS.iter().map(|s| s.to_string()).collect()
 }
 
-impl PostgresEngine {
-    /// See [`crate::Engine::evidence`].
-    pub(super) async fn collect_evidence(
+#[async_trait]
+impl EvidenceDialect for PgEvidence<'_> {
+    type Admin = Client;
+    type Session = Client;
+
+    async fn admin(&self, names: &TenantNames) -> Result<Client, EngineError> {
+        self.engine.connect_db(&names.database).await
+    }
+
+    async fn stored_grants(&self, admin: &mut Client) -> Result<Vec<Grant>, EngineError> {
+        let sql = format!(
+            "WITH objects AS ({OBJECTS}) \
+             SELECT o.object_type, o.object, \
+                    CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END, \
+                    pg_get_userbyid(a.grantor)::text, a.privilege_type, a.is_grantable \
+               FROM objects o \
+               CROSS JOIN LATERAL aclexplode(coalesce(o.acl, acldefault(o.kind::\"char\", o.owner))) a \
+              ORDER BY 3, 1, 2, 5"
+        );
+        let rows = admin.query(&sql, &[&schemas()]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| Grant {
+                object_type: r.get(0),
+                object: r.get(1),
+                grantee: r.get(2),
+                grantor: r.get(3),
+                permission: r.get(4),
+                state: if r.get::<_, bool>(5) {
+                    GrantState::GrantWithGrantOption
+                } else {
+                    GrantState::Grant
+                },
+            })
+            .collect())
+    }
+
+    /// The tenant's roles that exist.
+    async fn principals(
         &self,
+        admin: &mut Client,
         names: &TenantNames,
-        app: &SecretValue,
-    ) -> Result<EngineEvidence, EngineError> {
-        let admin = self.connect_db(&names.database).await?;
+    ) -> Result<Vec<StoredPrincipal>, EngineError> {
         let roles: Vec<String> = names
             .principals_drop_order()
             .iter()
             .map(|r| r.to_string())
             .collect();
-        let schemas: Vec<String> = SCHEMAS.iter().map(|s| s.to_string()).collect();
-        let mut grants = stored_grants(&admin, &schemas).await?;
-        let mut effective = effective_permissions(&admin, &roles, &schemas).await?;
-        let mut principals = Vec::new();
+        let mut out = Vec::new();
         for row in admin.query(PRINCIPALS, &[&roles]).await? {
-            let name: String = row.get(0);
             let valid_until: Option<DateTime<Utc>> = row.get(9);
-            let attributes = BTreeMap::from([
-                ("superuser".to_owned(), json!(row.get::<_, bool>(2))),
-                ("inherit".to_owned(), json!(row.get::<_, bool>(3))),
-                ("createrole".to_owned(), json!(row.get::<_, bool>(4))),
-                ("createdb".to_owned(), json!(row.get::<_, bool>(5))),
-                ("replication".to_owned(), json!(row.get::<_, bool>(6))),
-                ("bypassrls".to_owned(), json!(row.get::<_, bool>(7))),
-                ("connection_limit".to_owned(), json!(row.get::<_, i32>(8))),
-                ("valid_until".to_owned(), json!(valid_until)),
-                ("password_set".to_owned(), json!(row.get::<_, bool>(10))),
-            ]);
-            let (mine, rest): (Vec<Grant>, Vec<Grant>) =
-                grants.into_iter().partition(|g| g.grantee == name);
-            grants = rest;
-            principals.push(PrincipalFacts {
-                purpose: names.purpose_of(&name).to_owned(),
+            out.push(StoredPrincipal {
+                name: row.get(0),
                 kind: "role".to_owned(),
-                can_login: row.get(1),
+                login: Login::Attribute(row.get(1)),
                 bypasses_permissions: row.get(2),
-                attributes,
+                attributes: BTreeMap::from([
+                    ("superuser".to_owned(), json!(row.get::<_, bool>(2))),
+                    ("inherit".to_owned(), json!(row.get::<_, bool>(3))),
+                    ("createrole".to_owned(), json!(row.get::<_, bool>(4))),
+                    ("createdb".to_owned(), json!(row.get::<_, bool>(5))),
+                    ("replication".to_owned(), json!(row.get::<_, bool>(6))),
+                    ("bypassrls".to_owned(), json!(row.get::<_, bool>(7))),
+                    ("connection_limit".to_owned(), json!(row.get::<_, i32>(8))),
+                    ("valid_until".to_owned(), json!(valid_until)),
+                    ("password_set".to_owned(), json!(row.get::<_, bool>(10))),
+                ]),
                 member_of: row.get(11),
-                grants: mine,
-                effective: effective.remove(&name).unwrap_or_default(),
-                name,
             });
         }
-        // Grants to roles of the tenant that do not exist (a half-removed tenant) stay here too.
-        let other_grants = grants;
-        let temporal = temporal_coverage(&admin).await?;
-        let probes = self.run_probes(&admin, app).await?;
-        Ok(EngineEvidence {
-            principals,
-            other_grants,
-            probes,
-            temporal,
+        Ok(out)
+    }
+
+    /// By the server's `has_*_privilege` functions.
+    async fn effective_permissions(
+        &self,
+        admin: &mut Client,
+        _names: &TenantNames,
+        principals: &[StoredPrincipal],
+    ) -> Result<BTreeMap<String, Vec<Effective>>, EngineError> {
+        let roles: Vec<&str> = principals.iter().map(|p| p.name.as_str()).collect();
+        let sql = format!(
+            "WITH objects AS ({OBJECTS}), \
+             checks AS ( \
+               SELECT r.rolname::text AS role, o.object_type, o.object, p.privilege, \
+                      CASE o.object_type \
+                        WHEN 'database' THEN has_database_privilege(r.oid, o.oid, p.privilege) \
+                        WHEN 'schema' THEN has_schema_privilege(r.oid, o.oid, p.privilege) \
+                        WHEN 'sequence' THEN has_schema_privilege(r.oid, o.nsp, 'USAGE') \
+                                         AND has_sequence_privilege(r.oid, o.oid, p.privilege) \
+                        WHEN 'function' THEN has_schema_privilege(r.oid, o.nsp, 'USAGE') \
+                                         AND has_function_privilege(r.oid, o.oid, p.privilege) \
+                        WHEN 'procedure' THEN has_schema_privilege(r.oid, o.nsp, 'USAGE') \
+                                          AND has_function_privilege(r.oid, o.oid, p.privilege) \
+                        ELSE has_schema_privilege(r.oid, o.nsp, 'USAGE') \
+                             AND has_table_privilege(r.oid, o.oid, p.privilege) \
+                      END AS held \
+                 FROM pg_roles r \
+                 CROSS JOIN objects o \
+                 CROSS JOIN LATERAL unnest(CASE o.object_type \
+                        WHEN 'database' THEN ARRAY['CONNECT', 'CREATE', 'TEMPORARY'] \
+                        WHEN 'schema' THEN ARRAY['CREATE', 'USAGE'] \
+                        WHEN 'sequence' THEN ARRAY['SELECT', 'UPDATE', 'USAGE'] \
+                        WHEN 'function' THEN ARRAY['EXECUTE'] \
+                        WHEN 'procedure' THEN ARRAY['EXECUTE'] \
+                        ELSE ARRAY['DELETE', 'INSERT', 'REFERENCES', 'SELECT', 'TRIGGER', \
+                                   'TRUNCATE', 'UPDATE'] END) AS p(privilege) \
+                WHERE r.rolname = ANY($2)) \
+             SELECT role, object_type, object, array_agg(privilege ORDER BY privilege) \
+               FROM checks WHERE held GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        );
+        let mut out: BTreeMap<String, Vec<Effective>> = BTreeMap::new();
+        for r in admin.query(&sql, &[&schemas(), &roles]).await? {
+            out.entry(r.get(0)).or_default().push(Effective {
+                object_type: r.get(1),
+                object: r.get(2),
+                permissions: r.get(3),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn temporal_coverage(&self, admin: &mut Client) -> Result<TemporalCoverage, EngineError> {
+        let mut tables = Vec::new();
+        for r in admin.query(TEMPORAL, &[]).await? {
+            let history_table: Option<String> = r.get(1);
+            let keep_history: Option<String> = r.get(2);
+            let truncate_refused: bool = r.get(3);
+            tables.push(TableVersioning {
+                table: r.get(0),
+                versioned: history_table.is_some() && keep_history.is_some(),
+                history_table,
+                mechanism: "triggers".to_owned(),
+                history_append_only: r.get(4),
+                details: BTreeMap::from([
+                    ("keep_history_triggers".to_owned(), json!(keep_history)),
+                    ("truncate_refused".to_owned(), json!(truncate_refused)),
+                ]),
+            });
+        }
+        let history_tables = admin
+            .query(HISTORY_TABLES, &[])
+            .await?
+            .iter()
+            .map(|r| format!("{}.{}", r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        Ok(TemporalCoverage {
+            tables,
+            history_tables,
         })
     }
 
-    /// Logs in as the app and sends every probe; counts rows as the administrator around them.
-    async fn run_probes(
-        &self,
-        admin: &Client,
-        app: &SecretValue,
-    ) -> Result<LiveProbes, EngineError> {
-        let mut targets = vec![Target::new(
-            "audit",
-            "audit_events",
-            ProbedTable::Audit,
-            "actor",
-        )];
+    async fn probe_targets(&self, admin: &mut Client) -> Result<Vec<ProbeTarget>, EngineError> {
+        let mut targets = vec![target("audit", "audit_events", ProbedTable::Audit, "actor")];
         for row in admin.query(HISTORY_TABLES, &[]).await? {
             let (schema, table): (String, String) = (row.get(0), row.get(1));
             let column: Option<String> = row.get(2);
             // A history table always has columns; the identity-free one is `id`, the first.
             let column = column.unwrap_or_else(|| "id".to_owned());
-            targets.push(Target::new(&schema, &table, ProbedTable::History, &column));
+            targets.push(target(&schema, &table, ProbedTable::History, &column));
         }
-        let config = login_config(app)?;
-        let login = config.get_user().unwrap_or_default().to_owned();
-        let client = connect(&config, &format!("tenant database as {login}")).await?;
-        let session_user: String = client
+        Ok(targets)
+    }
+
+    async fn count_rows(
+        &self,
+        admin: &mut Client,
+        target: &ProbeTarget,
+    ) -> Result<i64, EngineError> {
+        Ok(admin.query_one(&target.count, &[]).await?.get(0))
+    }
+
+    async fn log_in(
+        &self,
+        connection_string: &SecretValue,
+    ) -> Result<(Client, String), EngineError> {
+        log_in(connection_string).await
+    }
+
+    async fn session_user(&self, session: &mut Client) -> Result<String, EngineError> {
+        Ok(session
             .query_one("SELECT session_user::text", &[])
             .await?
+            .get(0))
+    }
+
+    /// Inside a transaction and a savepoint, then rolls both back.
+    async fn probe(
+        &self,
+        session: &mut Client,
+        statement: &str,
+    ) -> Result<ProbeOutcome, EngineError> {
+        session
+            .batch_execute(
+                "BEGIN; SET LOCAL statement_timeout = 5000; SET LOCAL lock_timeout = 2000; \
+                 SAVEPOINT probe",
+            )
+            .await?;
+        let (code, message) = match session.batch_execute(statement).await {
+            Ok(()) => (None, None),
+            Err(e) => match e.as_db_error() {
+                Some(db) => (
+                    Some(db.code().code().to_owned()),
+                    Some(db.message().to_owned()),
+                ),
+                // The connection failed: nothing can be said about this probe.
+                None => return Err(e.into()),
+            },
+        };
+        session.batch_execute("ROLLBACK TO SAVEPOINT probe").await?;
+        let wrote: bool = session
+            .query_one("SELECT pg_current_xact_id_if_assigned() IS NOT NULL", &[])
+            .await?
             .get(0);
-        let row_counts_before = row_counts(admin, &targets).await?;
-        let mut probes = Vec::new();
-        for target in &targets {
-            for (operation, statement) in [("UPDATE", &target.update), ("DELETE", &target.delete)] {
-                probes.push(probe(&client, target, operation, statement).await?);
-            }
-        }
-        let row_counts_after = row_counts(admin, &targets).await?;
-        Ok(LiveProbes {
-            login,
-            session_user,
-            probes,
-            row_counts_before,
-            row_counts_after,
+        session.batch_execute("ROLLBACK").await?;
+        let refusal = match (&code, &message) {
+            (Some(c), Some(m)) => refusal(c, m),
+            _ => None,
+        };
+        Ok(ProbeOutcome {
+            code,
+            message,
+            refusal,
+            rolled_back: true,
+            wrote_nothing: Some(!wrote),
         })
     }
 
-    /// See [`crate::Engine::investigation_events`].
-    pub(super) async fn read_investigation_events(
+    async fn investigation_events(
         &self,
-        audit_admin: &SecretValue,
+        session: &mut Client,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<InvestigationEvent>, EngineError> {
-        let config = login_config(audit_admin)?;
-        let client = connect(&config, "tenant database as audit_admin").await?;
         let actions: Vec<&str> = INVESTIGATION_ACTIONS.to_vec();
-        let rows = client
+        let rows = session
             .query(
                 "SELECT id, occurred_at, principal, actor, action, detail, request_id \
                    FROM audit.audit_events \
@@ -267,129 +381,6 @@ impl PostgresEngine {
     }
 }
 
-/// Every grant on the tenant's objects, to anyone, as stored.
-async fn stored_grants(admin: &Client, schemas: &[String]) -> Result<Vec<Grant>, EngineError> {
-    let sql = format!(
-        "WITH objects AS ({OBJECTS}) \
-         SELECT o.object_type, o.object, \
-                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END, \
-                pg_get_userbyid(a.grantor)::text, a.privilege_type, a.is_grantable \
-           FROM objects o \
-           CROSS JOIN LATERAL aclexplode(coalesce(o.acl, acldefault(o.kind::\"char\", o.owner))) a \
-          ORDER BY 3, 1, 2, 5"
-    );
-    let rows = admin.query(&sql, &[&schemas]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| Grant {
-            object_type: r.get(0),
-            object: r.get(1),
-            grantee: r.get(2),
-            grantor: r.get(3),
-            permission: r.get(4),
-            state: if r.get::<_, bool>(5) {
-                GrantState::GrantWithGrantOption
-            } else {
-                GrantState::Grant
-            },
-        })
-        .collect())
-}
-
-/// What each role can do with each object, by the server's `has_*_privilege` functions.
-async fn effective_permissions(
-    admin: &Client,
-    roles: &[String],
-    schemas: &[String],
-) -> Result<BTreeMap<String, Vec<Effective>>, EngineError> {
-    let sql = format!(
-        "WITH objects AS ({OBJECTS}), \
-         checks AS ( \
-           SELECT r.rolname::text AS role, o.object_type, o.object, p.privilege, \
-                  CASE o.object_type \
-                    WHEN 'database' THEN has_database_privilege(r.oid, o.oid, p.privilege) \
-                    WHEN 'schema' THEN has_schema_privilege(r.oid, o.oid, p.privilege) \
-                    WHEN 'sequence' THEN has_schema_privilege(r.oid, o.nsp, 'USAGE') \
-                                     AND has_sequence_privilege(r.oid, o.oid, p.privilege) \
-                    WHEN 'function' THEN has_schema_privilege(r.oid, o.nsp, 'USAGE') \
-                                     AND has_function_privilege(r.oid, o.oid, p.privilege) \
-                    WHEN 'procedure' THEN has_schema_privilege(r.oid, o.nsp, 'USAGE') \
-                                      AND has_function_privilege(r.oid, o.oid, p.privilege) \
-                    ELSE has_schema_privilege(r.oid, o.nsp, 'USAGE') \
-                         AND has_table_privilege(r.oid, o.oid, p.privilege) \
-                  END AS held \
-             FROM pg_roles r \
-             CROSS JOIN objects o \
-             CROSS JOIN LATERAL unnest(CASE o.object_type \
-                    WHEN 'database' THEN ARRAY['CONNECT', 'CREATE', 'TEMPORARY'] \
-                    WHEN 'schema' THEN ARRAY['CREATE', 'USAGE'] \
-                    WHEN 'sequence' THEN ARRAY['SELECT', 'UPDATE', 'USAGE'] \
-                    WHEN 'function' THEN ARRAY['EXECUTE'] \
-                    WHEN 'procedure' THEN ARRAY['EXECUTE'] \
-                    ELSE ARRAY['DELETE', 'INSERT', 'REFERENCES', 'SELECT', 'TRIGGER', \
-                               'TRUNCATE', 'UPDATE'] END) AS p(privilege) \
-            WHERE r.rolname = ANY($2)) \
-         SELECT role, object_type, object, array_agg(privilege ORDER BY privilege) \
-           FROM checks WHERE held GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-    );
-    let mut out: BTreeMap<String, Vec<Effective>> = BTreeMap::new();
-    for r in admin.query(&sql, &[&schemas, &roles]).await? {
-        out.entry(r.get(0)).or_default().push(Effective {
-            object_type: r.get(1),
-            object: r.get(2),
-            permissions: r.get(3),
-        });
-    }
-    Ok(out)
-}
-
-/// Every business table and its history.
-async fn temporal_coverage(admin: &Client) -> Result<TemporalCoverage, EngineError> {
-    let mut tables = Vec::new();
-    for r in admin.query(TEMPORAL, &[]).await? {
-        let history_table: Option<String> = r.get(1);
-        let keep_history: Option<String> = r.get(2);
-        let truncate_refused: bool = r.get(3);
-        tables.push(TableVersioning {
-            table: r.get(0),
-            versioned: history_table.is_some() && keep_history.is_some(),
-            history_table,
-            mechanism: "triggers".to_owned(),
-            history_append_only: r.get(4),
-            details: BTreeMap::from([
-                ("keep_history_triggers".to_owned(), json!(keep_history)),
-                ("truncate_refused".to_owned(), json!(truncate_refused)),
-            ]),
-        });
-    }
-    let history_tables = admin
-        .query(HISTORY_TABLES, &[])
-        .await?
-        .iter()
-        .map(|r| format!("{}.{}", r.get::<_, String>(0), r.get::<_, String>(1)))
-        .collect();
-    Ok(TemporalCoverage {
-        tables,
-        history_tables,
-    })
-}
-
-/// Rows in each target, counted by the administrator.
-async fn row_counts(
-    admin: &Client,
-    targets: &[Target],
-) -> Result<BTreeMap<String, i64>, EngineError> {
-    let mut out = BTreeMap::new();
-    for t in targets {
-        let n: i64 = admin
-            .query_one(&format!("SELECT count(*) FROM {}", t.quoted), &[])
-            .await?
-            .get(0);
-        out.insert(t.table.clone(), n);
-    }
-    Ok(out)
-}
-
 /// The refusal a SQLSTATE and message stand for: 42501 is a permission check, unless the
 /// append-only triggers raised it (they use the same SQLSTATE and say "append-only").
 fn refusal(code: &str, message: &str) -> Option<Refusal> {
@@ -400,68 +391,24 @@ fn refusal(code: &str, message: &str) -> Option<Refusal> {
     }
 }
 
-/// Sends one statement inside a transaction and a savepoint, then rolls both back.
-async fn probe(
-    client: &Client,
-    target: &Target,
-    operation: &str,
-    statement: &str,
-) -> Result<ProbeResult, EngineError> {
-    client
-        .batch_execute(
-            "BEGIN; SET LOCAL statement_timeout = 5000; SET LOCAL lock_timeout = 2000; \
-             SAVEPOINT probe",
-        )
-        .await?;
-    let (code, message) = match client.batch_execute(statement).await {
-        Ok(()) => (None, None),
-        Err(e) => match e.as_db_error() {
-            Some(db) => (
-                Some(db.code().code().to_owned()),
-                Some(db.message().to_owned()),
-            ),
-            // The connection failed: nothing can be said about this probe.
-            None => return Err(e.into()),
-        },
-    };
-    client.batch_execute("ROLLBACK TO SAVEPOINT probe").await?;
-    let wrote: bool = client
-        .query_one("SELECT pg_current_xact_id_if_assigned() IS NOT NULL", &[])
-        .await?
-        .get(0);
-    client.batch_execute("ROLLBACK").await?;
-    let refusal = match (&code, &message) {
-        (Some(c), Some(m)) => refusal(c, m),
-        _ => None,
-    };
-    Ok(ProbeResult {
-        table: target.table.clone(),
-        kind: target.kind,
-        operation: operation.to_owned(),
-        statement: statement.to_owned(),
-        refused: refusal.is_some(),
-        refusal,
-        code,
-        message,
-        rolled_back: true,
-        wrote_nothing: Some(!wrote),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn probe_statements_quote_every_name() {
-        let t = Target::new("history", "customers_history", ProbedTable::History, "id");
+        let t = target("history", "customers_history", ProbedTable::History, "id");
         assert_eq!(t.table, "history.customers_history");
         assert_eq!(
             t.update,
             "UPDATE \"history\".\"customers_history\" SET \"id\" = \"id\""
         );
         assert_eq!(t.delete, "DELETE FROM \"history\".\"customers_history\"");
-        let odd = Target::new("history", "a\"b", ProbedTable::History, "c\"d");
+        assert_eq!(
+            t.count,
+            "SELECT count(*) FROM \"history\".\"customers_history\""
+        );
+        let odd = target("history", "a\"b", ProbedTable::History, "c\"d");
         assert_eq!(odd.delete, "DELETE FROM \"history\".\"a\"\"b\"");
     }
 

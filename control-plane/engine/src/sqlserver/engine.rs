@@ -16,8 +16,11 @@
 //! database is dropped), because a SQL Server connection serves one database for life (Azure SQL
 //! Database refuses `USE`). Migrations run on a dedicated connection that is closed afterwards.
 
+mod audit;
 mod evidence;
 mod investigation;
+mod sessions;
+mod sql;
 
 use std::time::Duration;
 
@@ -33,13 +36,17 @@ use super::errors::{classify, to_engine_error, SqlServerErrorKind, CONTAINMENT_D
 use super::quote::{quote_name, quote_nstring};
 use super::split_batches;
 use crate::assets::{self, SQLSERVER_MIGRATIONS, SQLSERVER_PROCEDURES};
+use crate::evidence::gather;
 use crate::investigation::flow;
+use crate::sessions::Ending;
 use crate::{
     generate_password, AuditEvent, AuditEventQuery, AuditHashes, AuditHead, ChainPoint,
     Credentials, Engine, EngineError, Inventory, Investigation, InvestigationRequest, Principal,
     TenantNames,
 };
+use evidence::SqlEvidence;
 use investigation::SqlReader;
+use sessions::SqlSessions;
 
 /// Oldest supported major version: the audit hash needs UTF-8 collations (SQL Server 2019).
 const MIN_MAJOR_VERSION: i64 = 15;
@@ -128,6 +135,21 @@ fn int_at(row: &tiberius::Row, idx: usize) -> Option<i64> {
     }
 }
 
+/// The names of the tenant whose database is `database`: the principals' names are the same in
+/// every tenant database.
+fn tenant_names(database: String) -> TenantNames {
+    TenantNames {
+        database,
+        owner: "dbo".into(),
+        app_rw: "app_rw".into(),
+        app_a: "app_a".into(),
+        app_b: "app_b".into(),
+        audit_admin: "audit_admin".into(),
+        reader: "investigator_reader".into(),
+        investigator: "readonly_investigator".into(),
+    }
+}
+
 /// The contained users the control plane creates in a tenant database, in drop order.
 fn tenant_users(names: &TenantNames) -> [&str; 5] {
     [
@@ -139,277 +161,11 @@ fn tenant_users(names: &TenantNames) -> [&str; 5] {
     ]
 }
 
-/// Every statement the engine sends, built in one place so `generated_statements` can hand
-/// them all to Microsoft's parser (`infra/tsql-gate.sh`). Parameterised ones use `@P1`...
-mod sql {
-    use super::{ident, literal, tenant_users};
-    use crate::{EngineError, SecretValue, TenantNames};
-
-    pub const DB_ID: &str = "SELECT DB_ID(@P1)";
-    pub const TENANT_USERS: &str = "SELECT name FROM sys.database_principals \
-         WHERE name IN (@P1, @P2, @P3, @P4, @P5) ORDER BY name";
-    pub const SERVER_FACTS: &str = "SELECT CAST(SERVERPROPERTY('ProductMajorVersion') AS int), \
-         CAST(SERVERPROPERTY('EngineEdition') AS int), \
-         (SELECT CAST(value_in_use AS int) FROM sys.configurations \
-          WHERE name = 'contained database authentication'), \
-         HAS_PERMS_BY_NAME(NULL, NULL, 'CREATE ANY DATABASE'), \
-         HAS_PERMS_BY_NAME(NULL, NULL, 'ALTER ANY CONNECTION')";
-    pub const REVOKE_GUEST: &str = "REVOKE CONNECT FROM guest;";
-    /// Tags the session with the API request it serves (`@P1`, NULL outside a request).
-    pub const TAG_SESSION: &str =
-        "EXEC sys.sp_set_session_context @key = N'request_id', @value = @P1;";
-    pub const RECORD_PROVISIONED: &str =
-        "EXEC sys.sp_set_session_context @key = N'actor', @value = @P1; \
-         IF NOT EXISTS (SELECT 1 FROM audit.AuditEvents WHERE Action = N'tenant.provisioned') \
-             EXEC audit.RecordEvent @Action = N'tenant.provisioned', @Detail = @P2; \
-         EXEC sys.sp_set_session_context @key = N'actor', @value = NULL;";
-    pub const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM refinery_schema_history";
-    pub const HAS_AUDIT_SCHEMA: &str = "SELECT OBJECT_ID(N'audit.VerifyChain', N'P')";
-    pub const VERIFY_CHAIN: &str = "EXEC audit.VerifyChain";
-    /// Verifies from an anchored event (`@P1` id, `@P2` lower-case hex hash) onward.
-    pub const VERIFY_CHAIN_FROM: &str = "EXEC audit.VerifyChain @AfterId = @P1, @AfterHash = @P2;";
-    /// Whether the tenant database has audit format 2 (the Origin column); NULL before it.
-    pub const HAS_ORIGIN: &str = "SELECT COL_LENGTH(N'audit.AuditEvents', N'Origin');";
-    /// Ends every session of one contained user (`@P1`), run in its database. Contained users
-    /// authenticate at the database, so their sessions carry its id (`authenticating_database_id`)
-    /// and the user's SID as the *original* one (`EXECUTE AS` changes `security_id`). One `KILL`
-    /// per session, each in its own TRY: a session that ended meanwhile (6106) is not an error.
-    pub const KILL_SESSIONS_OF: &str =
-        "DECLARE @sid varbinary(85) = (SELECT sid FROM sys.database_principals WHERE name = @P1); \
-         DECLARE @spid int, @kill nvarchar(40); \
-         DECLARE victims CURSOR LOCAL FAST_FORWARD FOR \
-             SELECT s.session_id FROM sys.dm_exec_sessions AS s \
-              WHERE s.authenticating_database_id = DB_ID() \
-                AND (s.original_security_id = @sid OR s.original_login_name = @P1) \
-                AND s.session_id <> @@SPID; \
-         OPEN victims; \
-         FETCH NEXT FROM victims INTO @spid; \
-         WHILE @@FETCH_STATUS = 0 \
-         BEGIN \
-             SET @kill = CONCAT(N'KILL ', @spid, N';'); \
-             BEGIN TRY EXEC sys.sp_executesql @kill; END TRY \
-             BEGIN CATCH IF ERROR_NUMBER() <> 6106 THROW; END CATCH; \
-             FETCH NEXT FROM victims INTO @spid; \
-         END; \
-         CLOSE victims; DEALLOCATE victims;";
-    /// A page of audit events: after id `@P1`, from `@P2`, before `@P3`, action `@P4` and
-    /// actor `@P5` (empty: any), at most `@P6`.
-    pub const AUDIT_EVENTS: &str =
-        "SELECT TOP (@P6) Id, OccurredAt, Principal, Actor, Action, Detail, RequestId, \
-                CAST(LOWER(CONVERT(varchar(64), Hash, 2)) AS varchar(64)) AS Hash, Origin \
-           FROM audit.AuditEvents \
-          WHERE Id > @P1 AND OccurredAt >= @P2 AND OccurredAt < @P3 \
-            AND (@P4 = N'' OR Action = @P4) AND (@P5 = N'' OR Actor = @P5) \
-          ORDER BY Id;";
-    /// The same page from a tenant database of audit format 1 (no Origin column yet).
-    pub const AUDIT_EVENTS_FORMAT_1: &str =
-        "SELECT TOP (@P6) Id, OccurredAt, Principal, Actor, Action, Detail, RequestId, \
-                CAST(LOWER(CONVERT(varchar(64), Hash, 2)) AS varchar(64)) AS Hash, \
-                CAST(NULL AS nvarchar(20)) AS Origin \
-           FROM audit.AuditEvents \
-          WHERE Id > @P1 AND OccurredAt >= @P2 AND OccurredAt < @P3 \
-            AND (@P4 = N'' OR Action = @P4) AND (@P5 = N'' OR Actor = @P5) \
-          ORDER BY Id;";
-    /// The oldest event id left.
-    pub const AUDIT_FIRST_ID: &str = "SELECT MIN(Id) FROM audit.AuditEvents;";
-    /// Stored hashes of the events whose ids are in the JSON array `@P1`.
-    pub const AUDIT_HASHES: &str =
-        "SELECT e.Id, CAST(LOWER(CONVERT(varchar(64), e.Hash, 2)) AS varchar(64)) \
-           FROM audit.AuditEvents AS e \
-          WHERE e.Id IN (SELECT CAST(j.[value] AS bigint) FROM OPENJSON(@P1) AS j) \
-          ORDER BY e.Id;";
-    /// Purges events before `@P2` as audit_admin for actor `@P1` with reason `@P3`; one row:
-    /// the number deleted.
-    pub const PURGE_AUDIT: &str = "EXEC sys.sp_set_session_context @key = N'actor', @value = @P1; \
-         DECLARE @Before datetime2(6) = @P2; \
-         EXEC audit.PurgeBefore @Before = @Before, @Reason = @P3;";
-
-    /// How many sessions of one contained user (`@P1`) are left, run in its database.
-    pub const SESSIONS_OF: &str =
-        "DECLARE @sid varbinary(85) = (SELECT sid FROM sys.database_principals WHERE name = @P1); \
-         SELECT COUNT(*) FROM sys.dm_exec_sessions AS s \
-          WHERE s.authenticating_database_id = DB_ID() \
-            AND (s.original_security_id = @sid OR s.original_login_name = @P1) \
-            AND s.session_id <> @@SPID;";
-
-    /// Creates the database (outside any transaction: CREATE DATABASE refuses to run in one).
-    pub fn create_database(names: &TenantNames) -> Result<String, EngineError> {
-        Ok(format!(
-            "IF DB_ID({name}) IS NULL CREATE DATABASE {db} CONTAINMENT = PARTIAL;",
-            name = literal(&names.database)?,
-            db = ident(&names.database)?
-        ))
-    }
-
-    /// Lets the database run SNAPSHOT transactions (the investigation path reads under SNAPSHOT
-    /// isolation, taking no shared locks). ALTER DATABASE cannot run inside a migration's
-    /// transaction, so the engine sets it here, idempotently.
-    pub fn ensure_snapshot(names: &TenantNames) -> Result<String, EngineError> {
-        Ok(format!(
-            "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = {name} \
-                        AND snapshot_isolation_state = 0) \
-             ALTER DATABASE {db} SET ALLOW_SNAPSHOT_ISOLATION ON;",
-            name = literal(&names.database)?,
-            db = ident(&names.database)?
-        ))
-    }
-
-    /// Makes an existing database partially contained.
-    pub fn ensure_containment(names: &TenantNames) -> Result<String, EngineError> {
-        Ok(format!(
-            "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = {name} AND containment = 0) \
-             ALTER DATABASE {db} SET CONTAINMENT = PARTIAL WITH NO_WAIT;",
-            name = literal(&names.database)?,
-            db = ident(&names.database)?
-        ))
-    }
-
-    /// Creates a contained user with a password, or sets the password of an existing one.
-    /// The password travels inside the statement text (DDL takes no parameters); SQL Server
-    /// masks it in traces and Query Store, and the control plane never logs statements.
-    pub fn upsert_user(user: &str, password: &SecretValue) -> Result<String, EngineError> {
-        let (u, p, n) = (ident(user)?, literal(password.expose())?, literal(user)?);
-        Ok(format!(
-            "IF USER_ID({n}) IS NULL CREATE USER {u} WITH PASSWORD = {p}; \
-             ELSE ALTER USER {u} WITH PASSWORD = {p};"
-        ))
-    }
-
-    /// A new password for an existing user, who may connect again (GRANT replaces the DENY
-    /// an emergency rotation left).
-    /// All or nothing: a failed ALTER must not re-open a login an emergency rotation denied.
-    pub fn set_password(user: &str, password: &SecretValue) -> Result<String, EngineError> {
-        Ok(format!(
-            "SET XACT_ABORT ON; BEGIN TRANSACTION; \
-             ALTER USER {u} WITH PASSWORD = {p}; GRANT CONNECT TO {u}; \
-             COMMIT TRANSACTION;",
-            u = ident(user)?,
-            p = literal(password.expose())?
-        ))
-    }
-
-    /// Every contained user; `app_b` gets `unknown` (a password never stored anywhere).
-    pub fn principals(
-        names: &TenantNames,
-        app_a: &SecretValue,
-        app_b_unknown: &SecretValue,
-        audit_admin: &SecretValue,
-        investigator: &SecretValue,
-    ) -> Result<String, EngineError> {
-        Ok([
-            upsert_user(&names.app_a, app_a)?,
-            upsert_user(&names.app_b, app_b_unknown)?,
-            upsert_user(&names.audit_admin, audit_admin)?,
-            upsert_user(&names.investigator, investigator)?,
-            format!(
-                "IF USER_ID({}) IS NULL CREATE USER {} WITHOUT LOGIN;",
-                literal(&names.reader)?,
-                ident(&names.reader)?
-            ),
-        ]
-        .join("\n"))
-    }
-
-    /// Role memberships and the investigator's one right (after the migrations made the
-    /// roles); IS_ROLEMEMBER keeps it idempotent.
-    pub fn memberships(names: &TenantNames) -> Result<String, EngineError> {
-        let member = |role: &str, user: &str| -> Result<String, EngineError> {
-            Ok(format!(
-                "IF ISNULL(IS_ROLEMEMBER({rn}, {un}), 0) = 0 ALTER ROLE {r} ADD MEMBER {u};",
-                rn = literal(role)?,
-                un = literal(user)?,
-                r = ident(role)?,
-                u = ident(user)?
-            ))
-        };
-        Ok([
-            member(&names.app_rw, &names.app_a)?,
-            member(&names.app_rw, &names.app_b)?,
-            member("audit_admin_role", &names.audit_admin)?,
-            member("reader_role", &names.reader)?,
-            format!(
-                "GRANT IMPERSONATE ON USER::{} TO {};",
-                ident(&names.reader)?,
-                ident(&names.investigator)?
-            ),
-            format!(
-                "GRANT EXECUTE ON OBJECT::audit.RecordInvestigation TO {};",
-                ident(&names.investigator)?
-            ),
-        ]
-        .join("\n"))
-    }
-
-    /// A disabled login: no CONNECT, and a password nobody knows (as PostgreSQL's
-    /// `PASSWORD NULL`), so a later GRANT alone could not revive the leaked one.
-    pub fn disable_user(user: &str, unknown: &SecretValue) -> Result<String, EngineError> {
-        Ok(format!(
-            "SET XACT_ABORT ON; BEGIN TRANSACTION; \
-             ALTER USER {u} WITH PASSWORD = {p}; DENY CONNECT TO {u}; \
-             COMMIT TRANSACTION;",
-            u = ident(user)?,
-            p = literal(unknown.expose())?
-        ))
-    }
-
-    /// No new sessions for these users.
-    pub fn deny_connect<'a>(users: impl Iterator<Item = &'a str>) -> Result<String, EngineError> {
-        let mut out = String::new();
-        for user in users {
-            out.push_str(&format!("DENY CONNECT TO {};\n", ident(user)?));
-        }
-        Ok(out)
-    }
-
-    /// Ends every session on the database but those of db_owner, dbcreator and sysadmin.
-    pub fn restrict(names: &TenantNames) -> Result<String, EngineError> {
-        Ok(format!(
-            "ALTER DATABASE {} SET RESTRICTED_USER WITH ROLLBACK IMMEDIATE;",
-            ident(&names.database)?
-        ))
-    }
-
-    /// One batch on one session: nobody can take the single-user slot in between.
-    pub fn drop_database(names: &TenantNames) -> Result<String, EngineError> {
-        Ok(format!(
-            "IF DB_ID({name}) IS NOT NULL \
-             BEGIN \
-                 ALTER DATABASE {db} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
-                 DROP DATABASE {db}; \
-             END;",
-            name = literal(&names.database)?,
-            db = ident(&names.database)?
-        ))
-    }
-
-    /// Drops the contained users that exist.
-    pub fn drop_users(names: &TenantNames) -> Result<String, EngineError> {
-        let mut out = String::new();
-        for user in tenant_users(names) {
-            out.push_str(&format!(
-                "IF USER_ID({}) IS NOT NULL DROP USER {};\n",
-                literal(user)?,
-                ident(user)?
-            ));
-        }
-        Ok(out)
-    }
-}
-
 /// Every statement the engine can send, for a sample tenant whose passwords hold quotes and
 /// brackets: `(what, T-SQL)`. `infra/tsql-gate.sh` writes them out and parses each with
 /// Microsoft's parser, so generated T-SQL is held to the same gate as the files.
 pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError> {
-    let names = TenantNames {
-        database: "tenant_acme_corp".into(),
-        owner: "dbo".into(),
-        app_rw: "app_rw".into(),
-        app_a: "app_a".into(),
-        app_b: "app_b".into(),
-        audit_admin: "audit_admin".into(),
-        reader: "investigator_reader".into(),
-        investigator: "readonly_investigator".into(),
-    };
+    let names = tenant_names("tenant_acme_corp".into());
     let pw = SecretValue::new("it's]a\"pass;word--");
     Ok(vec![
         ("db_id", sql::DB_ID.to_owned()),
@@ -419,76 +175,21 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("tag_session", sql::TAG_SESSION.to_owned()),
         ("record_provisioned", sql::RECORD_PROVISIONED.to_owned()),
         ("schema_version", sql::SCHEMA_VERSION.to_owned()),
-        ("has_audit_schema", sql::HAS_AUDIT_SCHEMA.to_owned()),
-        ("verify_chain", sql::VERIFY_CHAIN.to_owned()),
-        ("verify_chain_from", sql::VERIFY_CHAIN_FROM.to_owned()),
-        ("has_origin", sql::HAS_ORIGIN.to_owned()),
-        (
-            "audit_events_format_1",
-            sql::AUDIT_EVENTS_FORMAT_1.to_owned(),
-        ),
         ("ensure_snapshot", sql::ensure_snapshot(&names)?),
-        ("kill_sessions_of", sql::KILL_SESSIONS_OF.to_owned()),
-        ("audit_events", sql::AUDIT_EVENTS.to_owned()),
-        ("audit_first_id", sql::AUDIT_FIRST_ID.to_owned()),
-        ("audit_hashes", sql::AUDIT_HASHES.to_owned()),
-        ("purge_audit", sql::PURGE_AUDIT.to_owned()),
-        ("sessions_of", sql::SESSIONS_OF.to_owned()),
-        ("disable_user", sql::disable_user(&names.app_a, &pw)?),
         ("set_password", sql::set_password(&names.app_b, &pw)?),
         ("create_database", sql::create_database(&names)?),
         ("ensure_containment", sql::ensure_containment(&names)?),
         ("principals", sql::principals(&names, &pw, &pw, &pw, &pw)?),
         ("memberships", sql::memberships(&names)?),
-        (
-            "deny_connect",
-            sql::deny_connect(tenant_users(&names).into_iter())?,
-        ),
-        ("restrict", sql::restrict(&names)?),
         ("drop_database", sql::drop_database(&names)?),
         ("drop_users", sql::drop_users(&names)?),
     ]
     .into_iter()
+    .chain(audit::generated_statements())
     .chain(evidence::generated_statements()?)
     .chain(investigation::generated_statements()?)
+    .chain(sessions::generated_statements(&names, &pw)?)
     .collect())
-}
-
-/// The text form of one value, or `None` for NULL.
-fn cell_text(cell: &ColumnData<'static>) -> Option<String> {
-    use tiberius::FromSql as _;
-    match cell {
-        ColumnData::U8(v) => v.map(|x| x.to_string()),
-        ColumnData::I16(v) => v.map(|x| x.to_string()),
-        ColumnData::I32(v) => v.map(|x| x.to_string()),
-        ColumnData::I64(v) => v.map(|x| x.to_string()),
-        ColumnData::F32(v) => v.map(|x| x.to_string()),
-        ColumnData::F64(v) => v.map(|x| x.to_string()),
-        ColumnData::Bit(v) => v.map(|x| x.to_string()),
-        ColumnData::String(v) => v.as_ref().map(|x| x.to_string()),
-        ColumnData::Guid(v) => v.map(|x| x.to_string()),
-        ColumnData::Numeric(v) => v.map(|x| x.to_string()),
-        ColumnData::Binary(v) => v.as_ref().map(|x| format!("0x{}", hex::encode(x))),
-        ColumnData::Xml(v) => v.as_ref().map(|x| x.to_string()),
-        ColumnData::DateTimeOffset(_) => chrono::DateTime::<chrono::FixedOffset>::from_sql(cell)
-            .ok()
-            .flatten()
-            .map(|d| d.to_rfc3339()),
-        ColumnData::Date(_) => chrono::NaiveDate::from_sql(cell)
-            .ok()
-            .flatten()
-            .map(|d| d.to_string()),
-        ColumnData::Time(_) => chrono::NaiveTime::from_sql(cell)
-            .ok()
-            .flatten()
-            .map(|d| d.to_string()),
-        ColumnData::DateTime(_) | ColumnData::SmallDateTime(_) | ColumnData::DateTime2(_) => {
-            chrono::NaiveDateTime::from_sql(cell)
-                .ok()
-                .flatten()
-                .map(|d| d.to_string())
-        }
-    }
 }
 
 /// Tags a pooled session with the request in scope (`SESSION_CONTEXT(N'request_id')`, which
@@ -664,16 +365,7 @@ impl Engine for SqlServerEngine {
     }
 
     fn names(&self, slug: &TenantSlug) -> TenantNames {
-        TenantNames {
-            database: format!("tenant_{}", slug.ident()),
-            owner: "dbo".into(),
-            app_rw: "app_rw".into(),
-            app_a: "app_a".into(),
-            app_b: "app_b".into(),
-            audit_admin: "audit_admin".into(),
-            reader: "investigator_reader".into(),
-            investigator: "readonly_investigator".into(),
-        }
+        tenant_names(format!("tenant_{}", slug.ident()))
     }
 
     fn connection_string(
@@ -831,63 +523,7 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         query: &AuditEventQuery,
     ) -> Result<Vec<AuditEvent>, EngineError> {
-        // datetime2's range, for "no bound".
-        let far_past = chrono::NaiveDate::from_ymd_opt(1, 1, 1)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .unwrap_or_default();
-        let far_future = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .unwrap_or_default();
-        let since = query.since.map(|t| t.naive_utc()).unwrap_or(far_past);
-        let until = query.until.map(|t| t.naive_utc()).unwrap_or(far_future);
-        let action = query.action.clone().unwrap_or_default();
-        let actor = query.actor.clone().unwrap_or_default();
-        let mut conn = self.tenant_conn(&names.database).await?;
-        let format_2 = conn
-            .query_opt(sql::HAS_ORIGIN, &[])
-            .await?
-            .and_then(|r| int_at(&r, 0))
-            .is_some();
-        let rows = conn
-            .query(
-                if format_2 {
-                    sql::AUDIT_EVENTS
-                } else {
-                    sql::AUDIT_EVENTS_FORMAT_1
-                },
-                &[
-                    &query.after_id,
-                    &since,
-                    &until,
-                    &action.as_str(),
-                    &actor.as_str(),
-                    &query.limit,
-                ],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let text = |i: usize| r.get::<&str, _>(i).map(str::to_owned);
-                let detail = text(5).unwrap_or_else(|| "{}".into());
-                Ok(AuditEvent {
-                    id: int_at(r, 0).unwrap_or_default(),
-                    occurred_at: r
-                        .get::<chrono::NaiveDateTime, _>(1)
-                        .map(|t| t.and_utc())
-                        .unwrap_or_default(),
-                    principal: text(2).unwrap_or_default(),
-                    actor: text(3).unwrap_or_default(),
-                    action: text(4).unwrap_or_default(),
-                    detail: serde_json::from_str(&detail).map_err(|e| EngineError::Db {
-                        code: "0".into(),
-                        message: format!("audit event detail is not JSON: {e}"),
-                    })?,
-                    request_id: text(6),
-                    hash: text(7).unwrap_or_default(),
-                    origin: text(8),
-                })
-            })
-            .collect()
+        self.read_audit_events(names, query).await
     }
 
     async fn audit_hashes(
@@ -895,19 +531,7 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         ids: &[i64],
     ) -> Result<AuditHashes, EngineError> {
-        let mut conn = self.tenant_conn(&names.database).await?;
-        let first_id = conn
-            .query_opt(sql::AUDIT_FIRST_ID, &[])
-            .await?
-            .and_then(|r| int_at(&r, 0));
-        let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-        let hashes = conn
-            .query(sql::AUDIT_HASHES, &[&ids.as_str()])
-            .await?
-            .iter()
-            .filter_map(|r| Some((int_at(r, 0)?, r.get::<&str, _>(1)?.to_owned())))
-            .collect();
-        Ok(AuditHashes { first_id, hashes })
+        self.read_audit_hashes(names, ids).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -919,15 +543,8 @@ impl Engine for SqlServerEngine {
         reason: &str,
         actor: &str,
     ) -> Result<i64, EngineError> {
-        let mut conn = connect_tagged(&self.login_target(audit_admin)?).await?;
-        let row = conn
-            .query_opt(sql::PURGE_AUDIT, &[&actor, &before.naive_utc(), &reason])
-            .await?;
-        row.and_then(|r| int_at(&r, 0))
-            .ok_or_else(|| EngineError::Db {
-                code: "0".into(),
-                message: "audit.PurgeBefore returned no count".into(),
-            })
+        self.purge_audit_as(audit_admin, before, reason, actor)
+            .await
     }
 
     #[instrument(skip_all, fields(database = %names.database, ticket = %request.ticket))]
@@ -961,18 +578,8 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         principal: Principal,
     ) -> Result<(), EngineError> {
-        if !self.database_exists(&names.database).await? {
-            return Ok(());
-        }
-        let user = names.login(principal);
-        if self.existing_users(names).await?.iter().any(|u| u == user) {
-            let script = sql::disable_user(user, &generate_password())?;
-            self.tenant_conn(&names.database)
-                .await?
-                .batch(&script)
-                .await?;
-        }
-        self.end_principal_sessions(names, principal).await
+        let ending = Ending::DisableLogin(principal);
+        crate::sessions::end(&SqlSessions { engine: self }, names, ending).await
     }
 
     #[instrument(skip_all, fields(database = %names.database, ?principal))]
@@ -981,57 +588,13 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         principal: Principal,
     ) -> Result<(), EngineError> {
-        if !self.database_exists(&names.database).await? {
-            return Ok(());
-        }
-        let user = names.login(principal);
-        let mut conn = self.tenant_conn(&names.database).await?;
-        conn.execute(sql::KILL_SESSIONS_OF, &[&user]).await?;
-        // KILL returns before a session that must roll back is gone; wait for them, as
-        // PostgreSQL's pg_terminate_backend(pid, timeout) does.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = conn
-                .query_opt(sql::SESSIONS_OF, &[&user])
-                .await?
-                .and_then(|r| r.get::<i32, _>(0))
-                .unwrap_or_default();
-            if left == 0 {
-                return Ok(());
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(EngineError::Timeout(format!(
-                    "{left} session(s) of {user} did not end within 5 s"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let ending = Ending::PrincipalSessions(principal);
+        crate::sessions::end(&SqlSessions { engine: self }, names, ending).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
     async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError> {
-        if !self.database_exists(&names.database).await? {
-            return Ok(());
-        }
-        // No new sessions for the tenant's users...
-        let users = self.existing_users(names).await?;
-        let deny = sql::deny_connect(
-            users
-                .iter()
-                .map(String::as_str)
-                .filter(|u| *u != names.reader),
-        )?;
-        if !deny.is_empty() {
-            self.tenant_conn(&names.database)
-                .await?
-                .batch(&deny)
-                .await?;
-        }
-        // ...and every open session on the database ends now (only db_owner, dbcreator and
-        // sysadmin members may connect from here on). Our own pooled sessions end too.
-        self.tenants.forget(&names.database);
-        self.master().await?.batch(&sql::restrict(names)?).await?;
-        Ok(())
+        crate::sessions::end(&SqlSessions { engine: self }, names, Ending::Tenant).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -1040,43 +603,7 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         after: Option<&ChainPoint>,
     ) -> Result<Option<AuditHead>, EngineError> {
-        if !self.database_exists(&names.database).await? {
-            return Ok(None);
-        }
-        let mut conn = self.tenant_conn(&names.database).await?;
-        let has_schema = conn
-            .query_opt(sql::HAS_AUDIT_SCHEMA, &[])
-            .await?
-            .and_then(|r| int_at(&r, 0))
-            .is_some();
-        if !has_schema {
-            tracing::warn!("tenant database has no audit schema");
-            return Ok(None);
-        }
-        let format_2 = conn
-            .query_opt(sql::HAS_ORIGIN, &[])
-            .await?
-            .and_then(|r| int_at(&r, 0))
-            .is_some();
-        // A tenant database from before audit format 2 verifies from genesis.
-        let row = match after.filter(|_| format_2) {
-            Some(p) => {
-                conn.query_opt(sql::VERIFY_CHAIN_FROM, &[&p.id, &p.hash.as_str()])
-                    .await?
-            }
-            None => conn.query_opt(sql::VERIFY_CHAIN, &[]).await?,
-        }
-        .ok_or_else(|| EngineError::Db {
-            code: "0".into(),
-            message: "audit.VerifyChain returned no row".into(),
-        })?;
-        Ok(Some(AuditHead {
-            valid: row.get::<bool, _>(0).unwrap_or(false),
-            checked: int_at(&row, 1).unwrap_or(0),
-            first_broken_id: int_at(&row, 2),
-            head_id: int_at(&row, 3),
-            head_hash: row.get::<&str, _>(4).map(str::to_owned),
-        }))
+        self.verify_audit_chain(names, after).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -1118,7 +645,7 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         app: &SecretValue,
     ) -> Result<crate::EngineEvidence, EngineError> {
-        self.collect_evidence(names, app).await
+        gather::evidence(&SqlEvidence { engine: self }, names, app).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -1130,8 +657,8 @@ impl Engine for SqlServerEngine {
         until: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<Vec<crate::InvestigationEvent>, EngineError> {
-        self.read_investigation_events(audit_admin, since, until, limit)
-            .await
+        let dialect = SqlEvidence { engine: self };
+        gather::investigation_events(&dialect, audit_admin, since, until, limit).await
     }
 }
 

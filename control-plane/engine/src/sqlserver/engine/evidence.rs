@@ -1,6 +1,9 @@
-//! The SQL Server side of the evidence bundle (see [`crate::evidence`]).
+//! The SQL Server side of the evidence bundle: sessions and T-SQL for
+//! [`crate::evidence::gather`], which owns the control flow.
 //!
-//! Everything is read from the catalog views as `dbo` on the tenant database:
+//! Everything is read from the catalog views as `dbo` on the tenant database (memberships and
+//! stored permissions once per bundle, so the grants shown and the permissions derived from them
+//! are the same reading):
 //! - principals: `sys.database_principals` (every user and role but the built-in ones, so a
 //!   principal the control plane did not create shows up), `sys.database_role_members`, and
 //!   `sys.database_permissions` with GRANT and DENY per database, schema, object and principal;
@@ -21,15 +24,17 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use mssql::Conn;
 use secrets::SecretValue;
 use serde_json::json;
 
 use super::{int_at, SqlServerEngine};
+use crate::evidence::gather::{EvidenceDialect, Login, ProbeOutcome, ProbeTarget, StoredPrincipal};
 use crate::evidence::{
-    EngineEvidence, Grant, GrantState, InvestigationEvent, LiveProbes, PrincipalFacts, ProbeResult,
-    ProbedTable, Refusal, TableVersioning, TemporalCoverage,
+    Effective, Grant, GrantState, InvestigationEvent, ProbedTable, Refusal, TableVersioning,
+    TemporalCoverage,
 };
 use crate::sqlserver::errors::{classify, SqlServerErrorKind};
 use crate::sqlserver::permissions::{self, DatabaseObject, Securable, StoredPermission};
@@ -302,38 +307,143 @@ fn stored_permission(row: &tiberius::Row) -> Result<(Grant, StoredPermission), E
     ))
 }
 
-/// A table the app principal tries to change.
-struct Target {
-    table: String,
-    schema: String,
-    name: String,
-    kind: ProbedTable,
-    update: String,
-    delete: String,
+/// The administrator's session on the tenant database, with the catalog rows more than one
+/// step reads, read once.
+pub(super) struct SqlAdmin {
+    conn: bb8::PooledConnection<'static, mssql::Manager>,
+    memberships: Option<Vec<(String, String)>>,
+    permissions: Option<Vec<(Grant, StoredPermission)>>,
 }
 
-impl SqlServerEngine {
-    /// See [`crate::Engine::evidence`].
-    pub(super) async fn collect_evidence(
-        &self,
-        names: &TenantNames,
-        app: &SecretValue,
-    ) -> Result<EngineEvidence, EngineError> {
-        let mut admin = self.tenant_conn(&names.database).await?;
-        let memberships: Vec<(String, String)> = admin
-            .query(sql::MEMBERSHIPS, &[])
-            .await?
-            .iter()
-            .filter_map(|r| Some((text(r, 0)?, text(r, 1)?)))
-            .collect();
-        let mut grants = Vec::new();
-        let mut stored = Vec::new();
-        for row in admin.query(sql::PERMISSIONS, &[]).await? {
-            let (g, s) = stored_permission(&row)?;
-            grants.push(g);
-            stored.push(s);
+impl SqlAdmin {
+    /// Every role membership: (member, role).
+    async fn memberships(&mut self) -> Result<Vec<(String, String)>, EngineError> {
+        if self.memberships.is_none() {
+            let rows = self.conn.query(sql::MEMBERSHIPS, &[]).await?;
+            self.memberships = Some(
+                rows.iter()
+                    .filter_map(|r| Some((text(r, 0)?, text(r, 1)?)))
+                    .collect(),
+            );
         }
+        Ok(self.memberships.clone().unwrap_or_default())
+    }
+
+    /// Every stored permission, as the evidence's grant and as the evaluator's input.
+    async fn permissions(&mut self) -> Result<Vec<(Grant, StoredPermission)>, EngineError> {
+        if self.permissions.is_none() {
+            let mut read = Vec::new();
+            for row in self.conn.query(sql::PERMISSIONS, &[]).await? {
+                read.push(stored_permission(&row)?);
+            }
+            self.permissions = Some(read);
+        }
+        Ok(self.permissions.clone().unwrap_or_default())
+    }
+}
+
+/// The evidence's SQL Server side.
+pub(super) struct SqlEvidence<'a> {
+    pub(super) engine: &'a SqlServerEngine,
+}
+
+/// A probe target: `[schema].[table]` in its statements; the UPDATE sets `set_column` to itself.
+fn target(
+    schema: &str,
+    table: &str,
+    kind: ProbedTable,
+    set_column: &str,
+) -> Result<ProbeTarget, EngineError> {
+    Ok(ProbeTarget {
+        table: format!("{schema}.{table}"),
+        kind,
+        update: sql::probe_update(schema, table, set_column)?,
+        delete: sql::probe_delete(schema, table)?,
+        count: sql::count_rows(schema, table)?,
+    })
+}
+
+#[async_trait]
+impl EvidenceDialect for SqlEvidence<'_> {
+    type Admin = SqlAdmin;
+    type Session = Conn;
+
+    async fn admin(&self, names: &TenantNames) -> Result<SqlAdmin, EngineError> {
+        Ok(SqlAdmin {
+            conn: self.engine.tenant_conn(&names.database).await?,
+            memberships: None,
+            permissions: None,
+        })
+    }
+
+    async fn stored_grants(&self, admin: &mut SqlAdmin) -> Result<Vec<Grant>, EngineError> {
+        Ok(admin
+            .permissions()
+            .await?
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect())
+    }
+
+    /// Every user and role of the database but the built-in ones, so a principal the control
+    /// plane did not create shows up.
+    async fn principals(
+        &self,
+        admin: &mut SqlAdmin,
+        _names: &TenantNames,
+    ) -> Result<Vec<StoredPrincipal>, EngineError> {
+        let memberships = admin.memberships().await?;
+        let mut out = Vec::new();
+        for row in admin.conn.query(sql::PRINCIPALS, &[]).await? {
+            let name = required(&row, 0, "principal name")?;
+            let authentication = text(&row, 2);
+            let is_role = text(&row, 4).as_deref() == Some("R");
+            // A user authenticates itself (contained, with a password), through a server
+            // login, or through Entra ID; either way CONNECT decides whether it gets in.
+            let authenticates = matches!(
+                authentication.as_deref(),
+                Some("DATABASE" | "INSTANCE" | "EXTERNAL" | "WINDOWS")
+            );
+            out.push(StoredPrincipal {
+                kind: required(&row, 1, "principal type")?,
+                login: if !is_role && authenticates {
+                    Login::IfItMayConnect
+                } else {
+                    Login::Never
+                },
+                bypasses_permissions: permissions::roles_of(&name, &memberships)
+                    .contains("db_owner"),
+                attributes: BTreeMap::from([
+                    ("authentication_type".to_owned(), json!(authentication)),
+                    ("default_schema".to_owned(), json!(text(&row, 3))),
+                ]),
+                member_of: memberships
+                    .iter()
+                    .filter(|(m, _)| *m == name)
+                    .map(|(_, r)| r.clone())
+                    .collect(),
+                name,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Derived from the stored permissions and memberships ([`permissions::effective`]).
+    async fn effective_permissions(
+        &self,
+        admin: &mut SqlAdmin,
+        names: &TenantNames,
+        principals: &[StoredPrincipal],
+    ) -> Result<BTreeMap<String, Vec<Effective>>, EngineError> {
+        let memberships = admin.memberships().await?;
+        let stored: Vec<StoredPermission> = admin
+            .permissions()
+            .await?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
         let objects: Vec<DatabaseObject> = admin
+            .conn
             .query(sql::OBJECTS, &[])
             .await?
             .iter()
@@ -345,71 +455,31 @@ impl SqlServerEngine {
                 })
             })
             .collect();
-        let mut principals = Vec::new();
-        for row in admin.query(sql::PRINCIPALS, &[]).await? {
-            let name = required(&row, 0, "principal name")?;
-            let kind = required(&row, 1, "principal type")?;
-            let authentication = text(&row, 2);
-            let is_role = text(&row, 4).as_deref() == Some("R");
-            let roles = permissions::roles_of(&name, &memberships);
-            let effective = permissions::effective(
-                &name,
-                is_role,
-                &names.database,
-                &memberships,
-                &stored,
-                &objects,
-            );
-            let connects = effective.iter().any(|e| {
-                e.object_type == "database" && e.permissions.iter().any(|p| p == "CONNECT")
-            });
-            // A user authenticates itself (contained, with a password), through a server
-            // login, or through Entra ID; either way CONNECT decides whether it gets in.
-            let authenticates = matches!(
-                authentication.as_deref(),
-                Some("DATABASE" | "INSTANCE" | "EXTERNAL" | "WINDOWS")
-            );
-            let (mine, rest): (Vec<Grant>, Vec<Grant>) =
-                grants.into_iter().partition(|g| g.grantee == name);
-            grants = rest;
-            principals.push(PrincipalFacts {
-                purpose: names.purpose_of(&name).to_owned(),
-                can_login: !is_role && authenticates && connects,
-                bypasses_permissions: roles.contains("db_owner"),
-                attributes: BTreeMap::from([
-                    ("authentication_type".to_owned(), json!(authentication)),
-                    ("default_schema".to_owned(), json!(text(&row, 3))),
-                ]),
-                member_of: memberships
-                    .iter()
-                    .filter(|(m, _)| *m == name)
-                    .map(|(_, r)| r.clone())
-                    .collect(),
-                grants: mine,
-                effective,
-                kind,
-                name,
-            });
-        }
-        let other_grants = grants;
-        let (temporal, targets) = self.temporal_and_targets(&mut admin).await?;
-        drop(admin);
-        let probes = self.run_probes(names, app, &targets).await?;
-        Ok(EngineEvidence {
-            principals,
-            other_grants,
-            probes,
-            temporal,
-        })
+        Ok(principals
+            .iter()
+            .map(|p| {
+                // sys.database_principals.type 'R' is type_desc DATABASE_ROLE: a role gets no
+                // permissions of `public`.
+                let is_role = p.kind == "DATABASE_ROLE";
+                let effective = permissions::effective(
+                    &p.name,
+                    is_role,
+                    &names.database,
+                    &memberships,
+                    &stored,
+                    &objects,
+                );
+                (p.name.clone(), effective)
+            })
+            .collect())
     }
 
-    /// Temporal coverage, and the tables to probe (the audit events and every history table).
-    async fn temporal_and_targets(
+    async fn temporal_coverage(
         &self,
-        admin: &mut Conn,
-    ) -> Result<(TemporalCoverage, Vec<Target>), EngineError> {
+        admin: &mut SqlAdmin,
+    ) -> Result<TemporalCoverage, EngineError> {
         let mut tables = Vec::new();
-        for row in admin.query(sql::TEMPORAL, &[]).await? {
+        for row in admin.conn.query(sql::TEMPORAL, &[]).await? {
             let table = format!(
                 "{}.{}",
                 required(&row, 0, "schema")?,
@@ -431,126 +501,97 @@ impl SqlServerEngine {
                 details: BTreeMap::from([("temporal_type".to_owned(), json!(text(&row, 3)))]),
             });
         }
-        let mut targets = vec![Target {
-            table: "audit.AuditEvents".into(),
-            schema: "audit".into(),
-            name: "AuditEvents".into(),
-            kind: ProbedTable::Audit,
-            update: sql::probe_update("audit", "AuditEvents", "Actor")?,
-            delete: sql::probe_delete("audit", "AuditEvents")?,
-        }];
         let mut history_tables = Vec::new();
-        for row in admin.query(sql::HISTORY_TABLES, &[]).await? {
+        for row in admin.conn.query(sql::HISTORY_TABLES, &[]).await? {
+            history_tables.push(format!(
+                "{}.{}",
+                required(&row, 0, "schema")?,
+                required(&row, 1, "table")?
+            ));
+        }
+        Ok(TemporalCoverage {
+            tables,
+            history_tables,
+        })
+    }
+
+    /// The audit events and every history table.
+    async fn probe_targets(&self, admin: &mut SqlAdmin) -> Result<Vec<ProbeTarget>, EngineError> {
+        let mut targets = vec![target("audit", "AuditEvents", ProbedTable::Audit, "Actor")?];
+        for row in admin.conn.query(sql::HISTORY_TABLES, &[]).await? {
             let schema = required(&row, 0, "schema")?;
             let name = required(&row, 1, "table")?;
             let column = text(&row, 2).unwrap_or_else(|| "Id".to_owned());
-            history_tables.push(format!("{schema}.{name}"));
-            targets.push(Target {
-                table: format!("{schema}.{name}"),
-                kind: ProbedTable::History,
-                update: sql::probe_update(&schema, &name, &column)?,
-                delete: sql::probe_delete(&schema, &name)?,
-                schema,
-                name,
-            });
+            targets.push(target(&schema, &name, ProbedTable::History, &column)?);
         }
-        Ok((
-            TemporalCoverage {
-                tables,
-                history_tables,
-            },
-            targets,
-        ))
+        Ok(targets)
     }
 
-    /// Logs in as the app and sends every probe; counts rows as dbo around them.
-    async fn run_probes(
+    async fn count_rows(
         &self,
-        names: &TenantNames,
-        app: &SecretValue,
-        targets: &[Target],
-    ) -> Result<LiveProbes, EngineError> {
-        let target = self.login_target(app)?;
+        admin: &mut SqlAdmin,
+        target: &ProbeTarget,
+    ) -> Result<i64, EngineError> {
+        Ok(admin
+            .conn
+            .query_opt(&target.count, &[])
+            .await?
+            .and_then(|r| int_at(&r, 0))
+            .unwrap_or(0))
+    }
+
+    async fn log_in(&self, connection_string: &SecretValue) -> Result<(Conn, String), EngineError> {
+        let target = self.engine.login_target(connection_string)?;
         let login = target.user().unwrap_or_default().to_owned();
-        let mut conn = super::connect_tagged(&target).await?;
-        let session = conn
+        Ok((super::connect_tagged(&target).await?, login))
+    }
+
+    async fn session_user(&self, session: &mut Conn) -> Result<String, EngineError> {
+        let row = session
             .query_opt(sql::SESSION, &[])
             .await?
             .ok_or_else(|| EngineError::Db {
                 code: "0".into(),
                 message: "the server did not say who the session is".into(),
             })?;
-        let session_user = required(&session, 0, "user name")?;
-        let row_counts_before = self.row_counts(names, targets).await?;
-        let mut probes = Vec::new();
-        for t in targets {
-            for (operation, statement) in [("UPDATE", &t.update), ("DELETE", &t.delete)] {
-                let row = conn
-                    .query_opt(sql::PROBE, &[&statement.as_str()])
-                    .await?
-                    .ok_or_else(|| EngineError::Db {
-                        code: "0".into(),
-                        message: "the probe returned no row".into(),
-                    })?;
-                let number = int_at(&row, 0).and_then(|n| u32::try_from(n).ok());
-                let refusal = number.and_then(refusal);
-                probes.push(ProbeResult {
-                    table: t.table.clone(),
-                    kind: t.kind,
-                    operation: operation.to_owned(),
-                    statement: statement.clone(),
-                    refused: refusal.is_some(),
-                    refusal,
-                    code: number.map(|n| n.to_string()),
-                    message: text(&row, 1),
-                    rolled_back: int_at(&row, 4) == Some(0),
-                    wrote_nothing: None,
-                });
-            }
-        }
-        drop(conn);
-        let row_counts_after = self.row_counts(names, targets).await?;
-        Ok(LiveProbes {
-            login,
-            session_user,
-            probes,
-            row_counts_before,
-            row_counts_after,
+        required(&row, 0, "user name")
+    }
+
+    /// In one batch ([`sql::PROBE`]) that rolls back whatever the statement did and reports
+    /// whether a transaction is left open.
+    async fn probe(
+        &self,
+        session: &mut Conn,
+        statement: &str,
+    ) -> Result<ProbeOutcome, EngineError> {
+        let row = session
+            .query_opt(sql::PROBE, &[&statement])
+            .await?
+            .ok_or_else(|| EngineError::Db {
+                code: "0".into(),
+                message: "the probe returned no row".into(),
+            })?;
+        let number = int_at(&row, 0).and_then(|n| u32::try_from(n).ok());
+        Ok(ProbeOutcome {
+            code: number.map(|n| n.to_string()),
+            message: text(&row, 1),
+            refusal: number.and_then(refusal),
+            rolled_back: int_at(&row, 4) == Some(0),
+            wrote_nothing: None,
         })
     }
 
-    /// Rows in each target, counted by dbo.
-    async fn row_counts(
+    async fn investigation_events(
         &self,
-        names: &TenantNames,
-        targets: &[Target],
-    ) -> Result<BTreeMap<String, i64>, EngineError> {
-        let mut admin = self.tenant_conn(&names.database).await?;
-        let mut out = BTreeMap::new();
-        for t in targets {
-            let n = admin
-                .query_opt(&sql::count_rows(&t.schema, &t.name)?, &[])
-                .await?
-                .and_then(|r| int_at(&r, 0))
-                .unwrap_or(0);
-            out.insert(t.table.clone(), n);
-        }
-        Ok(out)
-    }
-
-    /// See [`crate::Engine::investigation_events`].
-    pub(super) async fn read_investigation_events(
-        &self,
-        audit_admin: &SecretValue,
+        session: &mut Conn,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<InvestigationEvent>, EngineError> {
-        let mut conn = super::connect_tagged(&self.login_target(audit_admin)?).await?;
         // OccurredAt is a UTC datetime2(6).
         let (since, until) = (since.naive_utc(), until.naive_utc());
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let rows = conn
+        let rows = session
             .query(sql::INVESTIGATION_EVENTS, &[&since, &until, &limit])
             .await?;
         let mut out = Vec::new();

@@ -26,7 +26,7 @@ use mssql::Conn;
 use secrets::SecretValue;
 use tiberius::ColumnData;
 
-use super::{cell_text, connect_tagged, int_at, SqlServerEngine};
+use super::{connect_tagged, int_at, SqlServerEngine};
 use crate::investigation::flow::{ReaderDialect, RECORD_LOCK_TIMEOUT_MS};
 use crate::investigation::{
     Dialect, InvestigationColumn, InvestigationFailure, InvestigationRequest, InvestigationRows,
@@ -266,6 +266,43 @@ impl ReaderDialect for SqlReader<'_> {
             .batch(&sql::kill(session_id))
             .await?;
         Ok(())
+    }
+}
+
+/// The text form of one value, or `None` for NULL.
+fn cell_text(cell: &ColumnData<'static>) -> Option<String> {
+    use tiberius::FromSql as _;
+    match cell {
+        ColumnData::U8(v) => v.map(|x| x.to_string()),
+        ColumnData::I16(v) => v.map(|x| x.to_string()),
+        ColumnData::I32(v) => v.map(|x| x.to_string()),
+        ColumnData::I64(v) => v.map(|x| x.to_string()),
+        ColumnData::F32(v) => v.map(|x| x.to_string()),
+        ColumnData::F64(v) => v.map(|x| x.to_string()),
+        ColumnData::Bit(v) => v.map(|x| x.to_string()),
+        ColumnData::String(v) => v.as_ref().map(|x| x.to_string()),
+        ColumnData::Guid(v) => v.map(|x| x.to_string()),
+        ColumnData::Numeric(v) => v.map(|x| x.to_string()),
+        ColumnData::Binary(v) => v.as_ref().map(|x| format!("0x{}", hex::encode(x))),
+        ColumnData::Xml(v) => v.as_ref().map(|x| x.to_string()),
+        ColumnData::DateTimeOffset(_) => chrono::DateTime::<chrono::FixedOffset>::from_sql(cell)
+            .ok()
+            .flatten()
+            .map(|d| d.to_rfc3339()),
+        ColumnData::Date(_) => chrono::NaiveDate::from_sql(cell)
+            .ok()
+            .flatten()
+            .map(|d| d.to_string()),
+        ColumnData::Time(_) => chrono::NaiveTime::from_sql(cell)
+            .ok()
+            .flatten()
+            .map(|d| d.to_string()),
+        ColumnData::DateTime(_) | ColumnData::SmallDateTime(_) | ColumnData::DateTime2(_) => {
+            chrono::NaiveDateTime::from_sql(cell)
+                .ok()
+                .flatten()
+                .map(|d| d.to_string())
+        }
     }
 }
 

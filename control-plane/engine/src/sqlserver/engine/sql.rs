@@ -1,0 +1,160 @@
+//! The statements of provisioning, rotation and removal (the audit log, the evidence, the
+//! investigation and session ending keep theirs in their own `mod sql`), built here rather than
+//! in the control flow so `generated_statements` can hand every one of them to Microsoft's parser
+//! (`infra/tsql-gate.sh`). Parameterised ones use `@P1`...
+
+use super::{ident, literal, tenant_users};
+use crate::{EngineError, SecretValue, TenantNames};
+
+pub const DB_ID: &str = "SELECT DB_ID(@P1)";
+pub const TENANT_USERS: &str = "SELECT name FROM sys.database_principals \
+     WHERE name IN (@P1, @P2, @P3, @P4, @P5) ORDER BY name";
+pub const SERVER_FACTS: &str = "SELECT CAST(SERVERPROPERTY('ProductMajorVersion') AS int), \
+     CAST(SERVERPROPERTY('EngineEdition') AS int), \
+     (SELECT CAST(value_in_use AS int) FROM sys.configurations \
+      WHERE name = 'contained database authentication'), \
+     HAS_PERMS_BY_NAME(NULL, NULL, 'CREATE ANY DATABASE'), \
+     HAS_PERMS_BY_NAME(NULL, NULL, 'ALTER ANY CONNECTION')";
+pub const REVOKE_GUEST: &str = "REVOKE CONNECT FROM guest;";
+/// Tags the session with the API request it serves (`@P1`, NULL outside a request).
+pub const TAG_SESSION: &str = "EXEC sys.sp_set_session_context @key = N'request_id', @value = @P1;";
+pub const RECORD_PROVISIONED: &str =
+    "EXEC sys.sp_set_session_context @key = N'actor', @value = @P1; \
+     IF NOT EXISTS (SELECT 1 FROM audit.AuditEvents WHERE Action = N'tenant.provisioned') \
+         EXEC audit.RecordEvent @Action = N'tenant.provisioned', @Detail = @P2; \
+     EXEC sys.sp_set_session_context @key = N'actor', @value = NULL;";
+pub const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM refinery_schema_history";
+
+/// Creates the database (outside any transaction: CREATE DATABASE refuses to run in one).
+pub fn create_database(names: &TenantNames) -> Result<String, EngineError> {
+    Ok(format!(
+        "IF DB_ID({name}) IS NULL CREATE DATABASE {db} CONTAINMENT = PARTIAL;",
+        name = literal(&names.database)?,
+        db = ident(&names.database)?
+    ))
+}
+
+/// Lets the database run SNAPSHOT transactions (the investigation path reads under SNAPSHOT
+/// isolation, taking no shared locks). ALTER DATABASE cannot run inside a migration's
+/// transaction, so the engine sets it here, idempotently.
+pub fn ensure_snapshot(names: &TenantNames) -> Result<String, EngineError> {
+    Ok(format!(
+        "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = {name} \
+                    AND snapshot_isolation_state = 0) \
+         ALTER DATABASE {db} SET ALLOW_SNAPSHOT_ISOLATION ON;",
+        name = literal(&names.database)?,
+        db = ident(&names.database)?
+    ))
+}
+
+/// Makes an existing database partially contained.
+pub fn ensure_containment(names: &TenantNames) -> Result<String, EngineError> {
+    Ok(format!(
+        "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = {name} AND containment = 0) \
+         ALTER DATABASE {db} SET CONTAINMENT = PARTIAL WITH NO_WAIT;",
+        name = literal(&names.database)?,
+        db = ident(&names.database)?
+    ))
+}
+
+/// Creates a contained user with a password, or sets the password of an existing one.
+/// The password travels inside the statement text (DDL takes no parameters); SQL Server
+/// masks it in traces and Query Store, and the control plane never logs statements.
+pub fn upsert_user(user: &str, password: &SecretValue) -> Result<String, EngineError> {
+    let (u, p, n) = (ident(user)?, literal(password.expose())?, literal(user)?);
+    Ok(format!(
+        "IF USER_ID({n}) IS NULL CREATE USER {u} WITH PASSWORD = {p}; \
+         ELSE ALTER USER {u} WITH PASSWORD = {p};"
+    ))
+}
+
+/// A new password for an existing user, who may connect again (GRANT replaces the DENY
+/// an emergency rotation left).
+/// All or nothing: a failed ALTER must not re-open a login an emergency rotation denied.
+pub fn set_password(user: &str, password: &SecretValue) -> Result<String, EngineError> {
+    Ok(format!(
+        "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+         ALTER USER {u} WITH PASSWORD = {p}; GRANT CONNECT TO {u}; \
+         COMMIT TRANSACTION;",
+        u = ident(user)?,
+        p = literal(password.expose())?
+    ))
+}
+
+/// Every contained user; `app_b` gets `unknown` (a password never stored anywhere).
+pub fn principals(
+    names: &TenantNames,
+    app_a: &SecretValue,
+    app_b_unknown: &SecretValue,
+    audit_admin: &SecretValue,
+    investigator: &SecretValue,
+) -> Result<String, EngineError> {
+    Ok([
+        upsert_user(&names.app_a, app_a)?,
+        upsert_user(&names.app_b, app_b_unknown)?,
+        upsert_user(&names.audit_admin, audit_admin)?,
+        upsert_user(&names.investigator, investigator)?,
+        format!(
+            "IF USER_ID({}) IS NULL CREATE USER {} WITHOUT LOGIN;",
+            literal(&names.reader)?,
+            ident(&names.reader)?
+        ),
+    ]
+    .join("\n"))
+}
+
+/// Role memberships and the investigator's one right (after the migrations made the
+/// roles); IS_ROLEMEMBER keeps it idempotent.
+pub fn memberships(names: &TenantNames) -> Result<String, EngineError> {
+    let member = |role: &str, user: &str| -> Result<String, EngineError> {
+        Ok(format!(
+            "IF ISNULL(IS_ROLEMEMBER({rn}, {un}), 0) = 0 ALTER ROLE {r} ADD MEMBER {u};",
+            rn = literal(role)?,
+            un = literal(user)?,
+            r = ident(role)?,
+            u = ident(user)?
+        ))
+    };
+    Ok([
+        member(&names.app_rw, &names.app_a)?,
+        member(&names.app_rw, &names.app_b)?,
+        member("audit_admin_role", &names.audit_admin)?,
+        member("reader_role", &names.reader)?,
+        format!(
+            "GRANT IMPERSONATE ON USER::{} TO {};",
+            ident(&names.reader)?,
+            ident(&names.investigator)?
+        ),
+        format!(
+            "GRANT EXECUTE ON OBJECT::audit.RecordInvestigation TO {};",
+            ident(&names.investigator)?
+        ),
+    ]
+    .join("\n"))
+}
+
+/// One batch on one session: nobody can take the single-user slot in between.
+pub fn drop_database(names: &TenantNames) -> Result<String, EngineError> {
+    Ok(format!(
+        "IF DB_ID({name}) IS NOT NULL \
+         BEGIN \
+             ALTER DATABASE {db} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
+             DROP DATABASE {db}; \
+         END;",
+        name = literal(&names.database)?,
+        db = ident(&names.database)?
+    ))
+}
+
+/// Drops the contained users that exist.
+pub fn drop_users(names: &TenantNames) -> Result<String, EngineError> {
+    let mut out = String::new();
+    for user in tenant_users(names) {
+        out.push_str(&format!(
+            "IF USER_ID({}) IS NOT NULL DROP USER {};\n",
+            literal(user)?,
+            ident(user)?
+        ));
+    }
+    Ok(out)
+}
