@@ -92,12 +92,12 @@ pub fn test_vector() -> (EventFields<'static>, &'static str) {
             occurred_at,
             origin: Some("control_plane"),
             principal: "t_acme_audit_admin",
-            actor: "Zoë|ops ✓",
+            actor: "Zoë|ops ✓ 🦀",
             action: "audit.purge",
             detail: r#"{"a": 1}"#,
             request_id: None,
         },
-        "fe8399fce572aab3d724b231a5e49145e78d0bc909e884a22e0cc2d331c8c7db",
+        "28d723fa1657e5982a200ea38695702fdbff4e03a39e2531807252d899e61810",
     )
 }
 
@@ -112,7 +112,7 @@ mod tests {
         assert_eq!(
             input_v2(&e),
             "tcp-audit-v2,1:7,27:2026-01-02T03:04:05.000006Z,13:control_plane,\
-             18:t_acme_audit_admin,12:Zoë|ops ✓,11:audit.purge,8:{\"a\": 1},-,"
+             18:t_acme_audit_admin,17:Zoë|ops ✓ 🦀,11:audit.purge,8:{\"a\": 1},-,"
         );
     }
 

@@ -13,9 +13,15 @@ use crate::{
 /// The statements of the audit log, all parsed by the T-SQL gate.
 pub(super) mod sql {
     pub const HAS_AUDIT_SCHEMA: &str = "SELECT OBJECT_ID(N'audit.VerifyChain', N'P')";
-    pub const VERIFY_CHAIN: &str = "EXEC audit.VerifyChain";
+    /// Verifies the whole chain. VerifyChain locks the chain head as appenders do; an
+    /// application transaction left open holds it, so the wait is bounded (error 1222 after
+    /// 5 s) and the periodic anchoring of every other tenant goes on. A failed call's
+    /// connection is never pooled again, so the setting cannot leak to another caller.
+    pub const VERIFY_CHAIN: &str =
+        "SET LOCK_TIMEOUT 5000; EXEC audit.VerifyChain; SET LOCK_TIMEOUT -1;";
     /// Verifies from an anchored event (`@P1` id, `@P2` lower-case hex hash) onward.
-    pub const VERIFY_CHAIN_FROM: &str = "EXEC audit.VerifyChain @AfterId = @P1, @AfterHash = @P2;";
+    pub const VERIFY_CHAIN_FROM: &str = "SET LOCK_TIMEOUT 5000; \
+         EXEC audit.VerifyChain @AfterId = @P1, @AfterHash = @P2; SET LOCK_TIMEOUT -1;";
     /// Whether the tenant database has audit format 2 (the Origin column); NULL before it.
     pub const HAS_ORIGIN: &str = "SELECT COL_LENGTH(N'audit.AuditEvents', N'Origin');";
     /// A page of audit events: after id `@P1`, from `@P2`, before `@P3`, action `@P4` and

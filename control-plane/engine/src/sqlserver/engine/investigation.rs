@@ -87,6 +87,10 @@ pub(super) mod sql {
     /// The session id, to end a query that outlives its timeout.
     pub const SPID: &str = "SELECT CAST(@@SPID AS int);";
 
+    /// Whether session `@P1` still exists (1) or not (0).
+    pub const SESSION_ALIVE: &str =
+        "SELECT COUNT(*) FROM sys.dm_exec_sessions WHERE session_id = @P1;";
+
     /// Ends one session (an investigation past its deadline), from the admin pool.
     pub fn kill(spid: i64) -> String {
         format!("KILL {spid};")
@@ -107,6 +111,7 @@ pub(super) fn generated_statements() -> Result<Vec<(&'static str, String)>, Engi
         ("showplan_off", sql::SHOWPLAN_OFF.to_owned()),
         ("spid", sql::SPID.to_owned()),
         ("kill", sql::kill(57)),
+        ("session_alive", sql::SESSION_ALIVE.to_owned()),
     ])
 }
 
@@ -260,12 +265,24 @@ impl ReaderDialect for SqlReader<'_> {
     }
 
     async fn end_session(&self, _names: &TenantNames, session_id: i64) -> Result<(), EngineError> {
-        self.engine
-            .master()
-            .await?
-            .batch(&sql::kill(session_id))
-            .await?;
-        Ok(())
+        let mut master = self.engine.master().await?;
+        master.batch(&sql::kill(session_id)).await?;
+        // KILL returns before a session that must roll back is gone; wait for it (as
+        // PostgreSQL's pg_terminate_backend(pid, timeout) does), so its locks are released.
+        for _ in 0..50 {
+            let left = master
+                .query_opt(sql::SESSION_ALIVE, &[&session_id])
+                .await?
+                .and_then(|r| int_at(&r, 0))
+                .unwrap_or(0);
+            if left == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(EngineError::Timeout(format!(
+            "investigation session {session_id} did not end within 5 s of its KILL"
+        )))
     }
 }
 
