@@ -14,10 +14,26 @@ pub mod cluster;
 pub mod env;
 pub mod keyvault;
 pub mod probe;
+pub mod real_server;
+pub mod workflow_suite;
 
 pub use cluster::{free_port, server_binary, PgCluster};
 pub use env::{EngineUnderTest, Snapshot, TestEnv, SQLSERVER_SKIPPED};
 pub use keyvault::{KeyVaultDouble, KeyVaultDoubleOptions, LoggedRequest};
+pub use real_server::RealServer;
+
+/// The step names an operation of `kind` gets on `engine` (from the workflow registry).
+pub fn step_names(
+    kind: &api_types::OperationKind,
+    engine: &dyn engine::Engine,
+) -> Vec<&'static str> {
+    workflows::registry::find(kind)
+        .unwrap_or_else(|| panic!("no workflow {kind}"))
+        .steps(engine)
+        .iter()
+        .map(|s| s.name)
+        .collect()
+}
 
 /// Declares conformance tests: each listed `async fn name(engine: EngineUnderTest)` runs once as
 /// `postgres::name` on the harness's PostgreSQL and once as `sqlserver::name` on the SQL Server

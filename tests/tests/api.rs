@@ -390,7 +390,7 @@ async fn listing_and_operation_views_have_the_documented_shape(engine: EngineUnd
         .collect();
     assert_eq!(
         names,
-        workflows::onboard_steps(env.app.engine.contained_principals())
+        tcp_tests::step_names(&api_types::OperationKind::ONBOARD, env.app.engine.as_ref())
     );
     env.offboard("api-shape").await;
 }

@@ -13,7 +13,7 @@ use catalog::{CredentialCheck, NewOperation};
 use secrets::{SecretName, SecretValue};
 use serde_json::{json, Value};
 use tcp_tests::{EngineUnderTest, TestEnv};
-use workflows::{CredentialCheckLimits, Faults, Orchestrator, ROTATE_STEPS};
+use workflows::{CredentialCheckLimits, Faults, Orchestrator};
 
 tcp_tests::conformance!(
     an_app_that_changes_its_own_password_is_flagged_and_a_rotation_repairs_it,
@@ -245,12 +245,13 @@ async fn a_tenant_whose_rotation_runs_is_skipped_and_stays_as_it_was(engine: Eng
         .start_operation(
             tenant.id,
             NewOperation {
-                kind: OperationKind::Rotate,
-                steps: ROTATE_STEPS.to_vec(),
+                kind: OperationKind::ROTATE,
+                steps: tcp_tests::step_names(&OperationKind::ROTATE, env.app.engine.as_ref()),
                 params: json!({"mode": "scheduled"}),
                 actor: "test".into(),
                 request_id: None,
                 allowed_from: &[TenantState::Active],
+                parent: None,
             },
             TenantState::Active,
         )

@@ -11,7 +11,7 @@ use axum::http::{Method, StatusCode};
 use secrets::SecretName;
 use tcp_tests::probe::Probe;
 use tcp_tests::{EngineUnderTest, TestEnv};
-use workflows::{Faults, ROTATE_STEPS};
+use workflows::Faults;
 
 tcp_tests::conformance!(
     scheduled_rotation_alternates_and_keeps_the_previous_login,
@@ -52,9 +52,12 @@ async fn scheduled_rotation_alternates_and_keeps_the_previous_login(engine: Engi
     let first_investigator = env.secret(&names.investigator).await;
 
     let op = env.rotate(slug, "scheduled").await;
-    assert_eq!(op.kind, OperationKind::Rotate);
+    assert_eq!(op.kind, OperationKind::ROTATE);
     let steps: Vec<&str> = op.steps.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(steps, ROTATE_STEPS);
+    assert_eq!(
+        steps,
+        tcp_tests::step_names(&OperationKind::ROTATE, env.app.engine.as_ref())
+    );
 
     // The app secret now names app_b, with a new password; both logins work.
     let second_app = env.secret(&names.app).await;
@@ -265,8 +268,12 @@ async fn rotation_converges_when_every_step_runs_twice_or_fails(engine: EngineUn
     env.offboard(slug).await;
     drop(env);
 
+    let steps = {
+        let env = TestEnv::new(engine.clone()).await;
+        tcp_tests::step_names(&OperationKind::ROTATE, env.app.engine.as_ref())
+    };
     for mode in ["scheduled", "emergency"] {
-        for step in ROTATE_STEPS {
+        for step in &steps {
             let faults = Faults::parse(&format!("fail:rotate:{step}")).unwrap();
             let env = TestEnv::with(engine.clone(), faults, |_| {}).await;
             let slug = format!("rot-fail-{}-{}", &mode[..5], step.replace('_', "-"));
@@ -341,7 +348,7 @@ async fn scheduler_rotates_due_tenants(engine: EngineUnderTest) {
             let mut rotated = false;
             for id in env.app.catalog.tenant_operations(t.id).await.unwrap() {
                 let op = env.app.catalog.operation(id).await.unwrap().unwrap();
-                if op.kind == OperationKind::Rotate {
+                if op.kind == OperationKind::ROTATE {
                     assert_eq!(op.actor, workflows::SCHEDULER_ACTOR);
                     rotated |= op.state == OperationState::Succeeded;
                     running += usize::from(!op.state.is_terminal());

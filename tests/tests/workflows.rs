@@ -1,70 +1,45 @@
-//! Fail-at-every-step and run-every-step-twice, through the real runner and engine.
+//! Fail-at-every-step, fail-at-every-undo and run-every-step-twice, through the real runner and
+//! engine: the generic checks of `tcp_tests::workflow_suite` for every registered workflow, plus
+//! what only onboarding and offboarding promise (one secret version, one provisioning event, a
+//! certificate that names everything).
 //! A conformance suite: every test runs on PostgreSQL and on SQL Server (`MSSQL_URL`).
 
 #![allow(clippy::unwrap_used, clippy::err_expect)]
 
 use api_types::{OperationState, TenantSlug, TenantState};
-use tcp_tests::{EngineUnderTest, TestEnv};
-use workflows::{onboard_steps, FaultAction, Faults, OFFBOARD_STEPS};
+use tcp_tests::{workflow_suite, EngineUnderTest, TestEnv};
+use workflows::{FaultAction, Faults};
 
 tcp_tests::conformance!(
-    onboarding_failure_at_every_step_rolls_back_to_exactly_before,
-    offboarding_failure_at_every_step_stops_and_a_retry_finishes_it,
+    every_workflow_converges_after_a_failure_at_every_step,
+    every_undo_workflow_is_cleaned_up_after_its_undo_fails_at_every_step,
+    every_workflow_converges_with_every_step_run_twice,
     every_step_run_twice_reaches_the_same_end_state,
+    an_offboarding_that_failed_after_a_removal_still_certifies_everything,
     offboarding_finishes_off_a_tenant_whose_rollback_could_not_finish,
 );
 
-async fn onboarding_failure_at_every_step_rolls_back_to_exactly_before(engine: EngineUnderTest) {
-    let contained = matches!(engine, EngineUnderTest::SqlServer { .. });
-    for (i, step) in onboard_steps(contained).iter().enumerate() {
-        let slug = format!("fail-on-{i}");
-        let env = TestEnv::with(
-            engine.clone(),
-            Faults::single(FaultAction::Fail, "onboard", step),
-            |_| {},
-        )
-        .await;
-        let before = env.snapshot(&[&slug]).await;
-        let op = env.wait(env.start_onboard(&slug).await).await;
-        assert_eq!(
-            op.state,
-            OperationState::RolledBack,
-            "failing at {step}: {op:#?}"
-        );
-        let failed = op.steps.iter().find(|s| s.name == *step).unwrap();
-        assert!(
-            failed
-                .error
-                .as_deref()
-                .unwrap_or_default()
-                .contains("injected"),
-            "{failed:?}"
-        );
-        assert_eq!(
-            env.snapshot(&[&slug]).await,
-            before,
-            "leftovers after failing at {step}"
-        );
-        let tenant = env
-            .app
-            .catalog
-            .tenant_by_slug(&TenantSlug::parse(&slug).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(tenant.state, TenantState::Failed);
-        assert!(tenant.released_at.is_some());
-        // The slug can be onboarded again once the fault is gone.
-        let env = env.restart(Faults::none()).await;
-        env.onboard(&slug).await;
-        env.offboard(&slug).await;
-        assert_eq!(env.snapshot(&[&slug]).await, before);
-    }
+async fn every_workflow_converges_after_a_failure_at_every_step(engine: EngineUnderTest) {
+    workflow_suite::fail_at_every_step(engine).await;
 }
 
-async fn offboarding_failure_at_every_step_stops_and_a_retry_finishes_it(engine: EngineUnderTest) {
-    for (i, step) in OFFBOARD_STEPS.iter().enumerate() {
-        let slug = format!("fail-off-{i}");
+async fn every_undo_workflow_is_cleaned_up_after_its_undo_fails_at_every_step(
+    engine: EngineUnderTest,
+) {
+    workflow_suite::fail_at_every_undo(engine).await;
+}
+
+async fn every_workflow_converges_with_every_step_run_twice(engine: EngineUnderTest) {
+    workflow_suite::every_step_twice(engine).await;
+}
+
+/// A failure after `drop_database` or `drop_principals` leaves the next attempt nothing to see
+/// of what was removed: the certificate still names it (the inventories are merged).
+async fn an_offboarding_that_failed_after_a_removal_still_certifies_everything(
+    engine: EngineUnderTest,
+) {
+    for step in ["drop_database", "drop_principals"] {
+        let slug = format!("cert-{}", step.replace('_', "-"));
         let env = TestEnv::with(
             engine.clone(),
             Faults::single(FaultAction::Fail, "offboard", step),
@@ -74,11 +49,7 @@ async fn offboarding_failure_at_every_step_stops_and_a_retry_finishes_it(engine:
         let empty = env.snapshot(&[&slug]).await;
         env.onboard(&slug).await;
         let op = env.wait(env.start_offboard(&slug).await).await;
-        assert_eq!(
-            op.state,
-            OperationState::Failed,
-            "failing at {step}: {op:#?}"
-        );
+        assert_eq!(op.state, OperationState::Failed, "{step}: {op:#?}");
         let tenant = env
             .app
             .catalog
@@ -86,19 +57,10 @@ async fn offboarding_failure_at_every_step_stops_and_a_retry_finishes_it(engine:
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(
-            tenant.state,
-            TenantState::Offboarding,
-            "stays offboarding after failing at {step}"
-        );
-        assert!(tenant.released_at.is_none());
+        assert_eq!(tenant.state, TenantState::Offboarding, "{step}");
         let env = env.restart(Faults::none()).await;
         env.offboard(&slug).await;
-        assert_eq!(
-            env.snapshot(&[&slug]).await,
-            empty,
-            "leftovers after retrying {step}"
-        );
+        assert_eq!(env.snapshot(&[&slug]).await, empty, "{step}");
         let cert = env
             .app
             .catalog
@@ -113,6 +75,7 @@ async fn offboarding_failure_at_every_step_stops_and_a_retry_finishes_it(engine:
             Some(env.full_principals()),
             "{step}"
         );
+        assert!(cert.detail["removed"]["database"].is_string(), "{step}");
     }
 }
 

@@ -65,26 +65,39 @@ impl FromStr for TenantState {
     }
 }
 
-/// The kind of a long-running operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OperationKind {
-    /// Create the tenant's database, principals and secrets.
-    Onboard,
-    /// Remove everything the tenant owns and record a deletion certificate.
-    Offboard,
-    /// Give the tenant's credentials new passwords (the app login alternates).
-    Rotate,
-}
+/// The kind of a long-running operation: the name of a registered workflow (`onboard`,
+/// `offboard`, `rotate`, ...). An open set, validated by shape here and by the server's workflow
+/// registry (`workflows::registry`), so adding a workflow adds no variant anywhere.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^[a-z][a-z_]{0,19}$", example = "onboard")]
+pub struct OperationKind(std::borrow::Cow<'static, str>);
 
 impl OperationKind {
-    /// The lowercase name stored in the catalog and shown in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationKind::Onboard => "onboard",
-            OperationKind::Offboard => "offboard",
-            OperationKind::Rotate => "rotate",
-        }
+    /// Create the tenant's database, principals and secrets.
+    pub const ONBOARD: OperationKind = OperationKind::of("onboard");
+    /// Remove everything the tenant owns and record a deletion certificate.
+    pub const OFFBOARD: OperationKind = OperationKind::of("offboard");
+    /// Give the tenant's credentials new passwords (the app login alternates).
+    pub const ROTATE: OperationKind = OperationKind::of("rotate");
+
+    /// A kind from a workflow's constant name (checked by the workflow registry's tests: a
+    /// lowercase letter, then lowercase letters or `_`, at most 20).
+    pub const fn of(name: &'static str) -> OperationKind {
+        OperationKind(std::borrow::Cow::Borrowed(name))
+    }
+
+    /// The name stored in the catalog and shown in the API.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `name` has the shape of a kind.
+    pub fn is_valid(name: &str) -> bool {
+        let mut chars = name.chars();
+        name.len() <= 20
+            && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c == '_')
     }
 }
 
@@ -97,12 +110,24 @@ impl fmt::Display for OperationKind {
 impl FromStr for OperationKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "onboard" => OperationKind::Onboard,
-            "offboard" => OperationKind::Offboard,
-            "rotate" => OperationKind::Rotate,
-            other => return Err(format!("unknown operation kind {other:?}")),
-        })
+        if OperationKind::is_valid(s) {
+            Ok(OperationKind(std::borrow::Cow::Owned(s.to_owned())))
+        } else {
+            Err(format!("{s:?} is not an operation kind"))
+        }
+    }
+}
+
+impl TryFrom<String> for OperationKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<OperationKind> for String {
+    fn from(k: OperationKind) -> String {
+        k.0.into_owned()
     }
 }
 
@@ -409,6 +434,13 @@ pub struct Operation {
     pub created_at: DateTime<Utc>,
     /// When it reached a terminal state.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The operation this one is a child of (a fleet-level operation's fan-out), if any.
+    #[serde(default)]
+    pub parent: Option<Uuid>,
+    /// What the operator can do next when it ended `failed` or `rolled_back` (each workflow
+    /// says it for itself); null otherwise.
+    #[serde(default)]
+    pub hint: Option<String>,
 }
 
 /// Body of `POST /v1/tenants`.

@@ -137,6 +137,8 @@ pub struct NewOperation {
     /// The tenant states the operation may start from (empty: any). Checked under the tenant's
     /// row lock, so a tenant offboarded a moment ago cannot start a rotation.
     pub allowed_from: &'static [api_types::TenantState],
+    /// The operation this one is a child of (a fleet-level operation's fan-out), if any.
+    pub parent: Option<Uuid>,
 }
 
 /// Which way an operation is running.
@@ -186,6 +188,8 @@ pub struct OperationRecord {
     pub actor: String,
     /// Request id that started it.
     pub request_id: Option<String>,
+    /// The operation this one is a child of, if any.
+    pub parent: Option<Uuid>,
     /// Final error, if it failed.
     pub error: Option<String>,
     /// Steps in order.
@@ -197,12 +201,12 @@ pub struct OperationRecord {
 }
 
 impl OperationRecord {
-    /// The API view of this operation.
+    /// The API view of this operation (without a hint: the server adds its workflow's).
     pub fn to_api(&self) -> api_types::Operation {
         api_types::Operation {
             id: self.id,
             tenant: self.tenant_slug.clone(),
-            kind: self.kind,
+            kind: self.kind.clone(),
             state: self.state,
             steps: self
                 .steps
@@ -215,6 +219,8 @@ impl OperationRecord {
                 .collect(),
             created_at: self.created_at,
             finished_at: self.finished_at,
+            parent: self.parent,
+            hint: None,
         }
     }
 

@@ -104,8 +104,9 @@ async fn insert_operation(
     let id = Uuid::new_v4();
     client
         .execute(
-            "INSERT INTO operations (id, tenant_id, kind, state, params, actor, request_id) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
+            "INSERT INTO operations (id, tenant_id, kind, state, params, actor, request_id, \
+                                     parent_id) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7)",
             &[
                 &id,
                 &tenant_id,
@@ -113,6 +114,7 @@ async fn insert_operation(
                 &op.params,
                 &op.actor,
                 &op.request_id,
+                &op.parent,
             ],
         )
         .await?;
@@ -417,7 +419,7 @@ impl CatalogStore for PgCatalog {
         let Some(row) = conn
             .query_opt(
                 "SELECT o.id, o.tenant_id, t.slug, o.kind, o.state, o.direction, o.params, o.actor, \
-                        o.request_id, o.error, o.created_at, o.finished_at \
+                        o.request_id, o.parent_id, o.error, o.created_at, o.finished_at \
                  FROM operations o JOIN tenants t ON t.id = o.tenant_id WHERE o.id = $1",
                 &[&id],
             )
@@ -460,6 +462,7 @@ impl CatalogStore for PgCatalog {
             params: row.get("params"),
             actor: row.get("actor"),
             request_id: row.get("request_id"),
+            parent: row.get("parent_id"),
             error: row.get("error"),
             steps,
             created_at: row.get("created_at"),

@@ -389,7 +389,7 @@ impl CatalogStore for SqlServerCatalog {
                 "EXEC catalog.StartOperation @TenantId = @P1, @TenantState = @P2, \
                       @OperationId = @P3, @Kind = @P4, @Steps = @P5, @Params = @P6, \
                       @Actor = @P7, @RequestId = @P8, @OperationDetail = @P9, \
-                      @AllowedFrom = @P10",
+                      @AllowedFrom = @P10, @ParentId = @P11",
                 &[
                     &tenant_id,
                     &tenant_state.as_str(),
@@ -401,6 +401,7 @@ impl CatalogStore for SqlServerCatalog {
                     &op.request_id.as_deref(),
                     &operation_created_detail(&op),
                     &allowed_from,
+                    &op.parent,
                 ],
             )
             .await;
@@ -469,7 +470,7 @@ impl CatalogStore for SqlServerCatalog {
         let Some(row) = self
             .query_opt(
                 "SELECT o.Id, o.TenantId, t.Slug, o.Kind, o.State, o.Direction, o.Params, \
-                        o.Actor, o.RequestId, o.Error, o.CreatedAt, o.FinishedAt \
+                        o.Actor, o.RequestId, o.ParentId, o.Error, o.CreatedAt, o.FinishedAt \
                  FROM catalog.Operations AS o \
                  JOIN catalog.Tenants AS t ON t.Id = o.TenantId \
                  WHERE o.Id = @P1",
@@ -503,6 +504,9 @@ impl CatalogStore for SqlServerCatalog {
             params: json_column(&row, "Params")?,
             actor: text(&row, "Actor")?,
             request_id: optional_text(&row, "RequestId")?,
+            parent: row
+                .try_get::<Uuid, _>("ParentId")
+                .map_err(|e| CatalogError::Corrupt(format!("ParentId: {e}")))?,
             error: optional_text(&row, "Error")?,
             steps,
             created_at: timestamp(&row, "CreatedAt")?,

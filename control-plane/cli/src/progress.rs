@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use api_types::{Operation, OperationKind, OperationState, StepState};
+use api_types::{Operation, OperationState, StepState};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
@@ -220,21 +220,11 @@ pub fn failure(op: &Operation) -> Failure {
         ),
         None => format!("{} {} {}", op.kind, op.tenant, op.state),
     };
-    let (slug, id) = (&op.tenant, op.id);
-    let hint = match (op.kind, op.state) {
-        (OperationKind::Onboard, OperationState::RolledBack) => format!(
-            "every step was undone and the slug {slug} is free again; fix the cause, then create \
-             it again (details: tenantctl operations show {id})"
-        ),
-        (OperationKind::Offboard, _) => format!(
-            "offboarding again continues where it stopped: tenantctl tenants offboard {slug} \
-             --reason ... --confirm {slug} (details: tenantctl operations show {id})"
-        ),
-        (OperationKind::Rotate, _) => format!(
-            "the tenant keeps working on its current credentials; rotating again continues this \
-             rotation (details: tenantctl operations show {id})"
-        ),
-        _ => format!("details: tenantctl operations show {id}, and the server log"),
+    // The workflow's own advice comes with the operation; the details are always there.
+    let details = format!("details: tenantctl operations show {}", op.id);
+    let hint = match &op.hint {
+        Some(h) => format!("{h} ({details})"),
+        None => format!("{details}, and the server log"),
     };
     Failure::new(message).hint(hint)
 }
@@ -304,7 +294,7 @@ fn resume_hint(f: Failure, id: Uuid) -> Failure {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use api_types::{OperationStep, TenantSlug};
+    use api_types::{OperationKind, OperationStep, TenantSlug};
     use chrono::Utc;
 
     fn op(kind: OperationKind, state: OperationState, steps: &[(&str, StepState)]) -> Operation {
@@ -323,6 +313,8 @@ mod tests {
                 .collect(),
             created_at: Utc::now(),
             finished_at: None,
+            parent: None,
+            hint: None,
         }
     }
 
@@ -343,22 +335,22 @@ mod tests {
             let mut plain = Plain::new(&mut out);
             let polls = [
                 op(
-                    OperationKind::Onboard,
+                    OperationKind::ONBOARD,
                     O::Running,
                     &[("a", S::Running), ("b", S::Pending)],
                 ),
                 op(
-                    OperationKind::Onboard,
+                    OperationKind::ONBOARD,
                     O::Running,
                     &[("a", S::Running), ("b", S::Pending)],
                 ),
                 op(
-                    OperationKind::Onboard,
+                    OperationKind::ONBOARD,
                     O::Running,
                     &[("a", S::Succeeded), ("b", S::Failed)],
                 ),
                 op(
-                    OperationKind::Onboard,
+                    OperationKind::ONBOARD,
                     O::RolledBack,
                     &[("a", S::RolledBack), ("b", S::Failed)],
                 ),
@@ -385,30 +377,31 @@ mod tests {
 
     #[test]
     fn failures_name_the_step_and_say_what_to_do() {
-        let f = failure(&op(
-            OperationKind::Onboard,
+        let mut rolled_back = op(
+            OperationKind::ONBOARD,
             OperationState::RolledBack,
             &[
                 ("create_database", StepState::RolledBack),
                 ("verify_access", StepState::Failed),
             ],
-        ));
+        );
+        rolled_back.hint = Some("every step was undone and the slug acme is free again".into());
+        let f = failure(&rolled_back);
         assert_eq!(
             f.message,
             "onboard acme rolled_back: step verify_access failed: login failed for x"
         );
-        assert!(f.hint.as_deref().unwrap().contains("free again"));
+        let hint = f.hint.as_deref().unwrap();
+        assert!(hint.contains("free again"), "{hint}");
+        assert!(hint.contains("tenantctl operations show"), "{hint}");
+        // Without a hint from the server: where to look.
         let f = failure(&op(
-            OperationKind::Offboard,
+            OperationKind::OFFBOARD,
             OperationState::Failed,
             &[("drop_database", StepState::Failed)],
         ));
-        assert!(f
-            .hint
-            .as_deref()
-            .unwrap()
-            .contains("tenantctl tenants offboard acme"));
-        let f = failure(&op(OperationKind::Rotate, OperationState::Failed, &[]));
+        assert!(f.hint.as_deref().unwrap().contains("the server log"));
+        let f = failure(&op(OperationKind::ROTATE, OperationState::Failed, &[]));
         assert_eq!(f.message, "rotate acme failed");
         assert_eq!(f.lines().len(), 2);
     }
@@ -433,7 +426,7 @@ mod tests {
             bars: Vec::new(),
         };
         live.update(&op(
-            OperationKind::Rotate,
+            OperationKind::ROTATE,
             OperationState::Running,
             &[
                 ("plan", StepState::Succeeded),
@@ -441,7 +434,7 @@ mod tests {
             ],
         ));
         live.update(&op(
-            OperationKind::Rotate,
+            OperationKind::ROTATE,
             OperationState::Failed,
             &[
                 ("plan", StepState::Succeeded),

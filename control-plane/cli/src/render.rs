@@ -296,7 +296,7 @@ mod tests {
         let op = Operation {
             id: uuid::Uuid::nil(),
             tenant: TenantSlug::parse("acme").expect("valid"),
-            kind: OperationKind::Onboard,
+            kind: OperationKind::ONBOARD,
             state: OperationState::RolledBack,
             steps: vec![
                 step("create_database", StepState::RolledBack, None),
@@ -304,6 +304,8 @@ mod tests {
             ],
             created_at: Utc::now(),
             finished_at: None,
+            parent: None,
+            hint: None,
         };
         let text = operation_details(&op);
         assert!(text.contains("kind       onboard"));

@@ -131,6 +131,7 @@ impl From<WorkflowError> for AppError {
         match e {
             WorkflowError::Catalog(c) => c.into(),
             WorkflowError::Conflict(detail) => AppError::conflict(detail),
+            WorkflowError::Invalid(detail) => AppError::bad_request(detail),
         }
     }
 }

@@ -332,6 +332,24 @@ impl Modify for Conventions {
                 .responses
                 .insert((*name).to_owned(), RefOr::T(response));
         }
+        // The operation kinds are the workflow registry's, listed from it.
+        if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(kind))) =
+            components.schemas.get_mut("OperationKind")
+        {
+            kind.enum_values = Some(
+                workflows::registry()
+                    .iter()
+                    .map(|w| serde_json::Value::from(w.kind.as_str()))
+                    .collect(),
+            );
+            kind.description = Some(
+                workflows::registry()
+                    .iter()
+                    .map(|w| format!("`{}`: {}", w.kind, w.description))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+        }
         for (path, item) in openapi.paths.paths.iter_mut() {
             for (method, op) in operations_mut(item) {
                 let access = policy::lookup(method, path).map(|r| r.access);

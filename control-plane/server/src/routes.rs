@@ -136,6 +136,19 @@ pub(crate) fn parse_slug(s: &str) -> Result<TenantSlug, AppError> {
 }
 
 /// The API view of a tenant row.
+/// The API view of an operation, with its workflow's hint when it did not succeed.
+pub fn operation_view(op: &catalog::OperationRecord) -> Operation {
+    let mut view = op.to_api();
+    if matches!(
+        op.state,
+        api_types::OperationState::Failed | api_types::OperationState::RolledBack
+    ) {
+        view.hint = workflows::registry::find(&op.kind)
+            .and_then(|w| w.hint(op.state, op.tenant_slug.as_str()));
+    }
+    view
+}
+
 pub fn tenant_view(t: &TenantRecord) -> Tenant {
     Tenant {
         id: t.id,
@@ -234,7 +247,7 @@ async fn create_tenant(
         StatusCode::ACCEPTED,
         Json(Accepted {
             tenant: tenant_view(&tenant),
-            operation: op.to_api(),
+            operation: operation_view(&op),
         }),
     ))
 }
@@ -311,7 +324,7 @@ async fn offboard_tenant(
         StatusCode::ACCEPTED,
         Json(Accepted {
             tenant: tenant_view(&tenant),
-            operation: op.to_api(),
+            operation: operation_view(&op),
         }),
     ))
 }
@@ -350,7 +363,7 @@ async fn rotate_tenant(
         StatusCode::ACCEPTED,
         Json(Accepted {
             tenant: tenant_view(&tenant),
-            operation: op.to_api(),
+            operation: operation_view(&op),
         }),
     ))
 }
@@ -386,27 +399,25 @@ pub(crate) async fn rotation_history(
         let Some(op) = catalog.operation(id).await? else {
             continue;
         };
-        if op.kind != OperationKind::Rotate {
+        if op.kind != OperationKind::ROTATE {
             continue;
         }
-        let plan = op.step_output("plan");
-        let field = |k: &str| {
-            plan.and_then(|p| p.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
+        use workflows::tenant_rotate::{Plan, Rotate};
+        let plan = workflows::output_of::<Plan>(&op);
+        let label = |p: engine::Principal| {
+            serde_json::to_value(p)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
         };
         rotations.push(Rotation {
             operation: op.id,
-            mode: op
-                .params
-                .get("mode")
-                .cloned()
-                .and_then(|m| serde_json::from_value(m).ok())
+            mode: workflows::workflow::params_of::<Rotate>(&op)
+                .map(|p| p.mode)
                 .unwrap_or_default(),
             actor: op.actor.clone(),
             state: op.state,
-            from: field("from"),
-            to: field("to"),
+            from: plan.as_ref().and_then(|p| label(p.from)),
+            to: plan.as_ref().and_then(|p| label(p.to)),
             started_at: op.created_at,
             finished_at: op.finished_at,
             error: op.error.clone(),
@@ -616,7 +627,7 @@ async fn show_operation(
         .operation(id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("operation {id} not found")))?;
-    Ok(Json(op.to_api()))
+    Ok(Json(operation_view(&op)))
 }
 
 #[utoipa::path(

@@ -62,4 +62,7 @@ pub enum WorkflowError {
     /// The request is not valid in the tenant's current state.
     #[error("{0}")]
     Conflict(String),
+    /// The request itself is not valid (parameters, a workflow that cannot start this way).
+    #[error("{0}")]
+    Invalid(String),
 }

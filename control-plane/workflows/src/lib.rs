@@ -1,10 +1,11 @@
 //! Durable tenant workflows.
 //!
-//! A workflow is a named list of steps; each step is an idempotent action with an optional undo
-//! (see `tenant_onboard.rs`, `tenant_offboard.rs`). The [`runner`] persists every step
-//! transition in the catalog before the side effect, holds a lease with a heartbeat on each
-//! running operation, and resumes unfinished operations after a crash. Steps never see HTTP
-//! types; they get a [`StepContext`] with the catalog, the engine and the secret store.
+//! A workflow is a type ([`Workflow`]) with typed steps ([`Step`]), one file each
+//! (`tenant_onboard.rs`, `tenant_offboard.rs`, `tenant_rotate.rs`), listed once in
+//! [`registry`]. The [`Runner`] persists every step transition in the catalog before the side
+//! effect, holds a lease with a heartbeat on each running operation, resumes unfinished
+//! operations after a crash, and on a failure does what the workflow declares. Steps never see
+//! HTTP types; they get a [`StepContext`] with the catalog, the engine and the secret store.
 //!
 //! Beside the workflows, the orchestrator runs periodic passes over active tenants: audit
 //! anchors and the credential check (`credential_check.rs`), which only reads secrets and logs
@@ -14,10 +15,12 @@ mod credential_check;
 mod error;
 pub mod faults;
 mod orchestrator;
+pub mod registry;
 mod runner;
-mod tenant_offboard;
-mod tenant_onboard;
-mod tenant_rotate;
+pub mod tenant_offboard;
+pub mod tenant_onboard;
+pub mod tenant_rotate;
+pub mod workflow;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,11 +33,9 @@ pub use credential_check::{CredentialCheckLimits, CredentialCheckPass};
 pub use error::{StepError, WorkflowError};
 pub use faults::{FaultAction, Faults};
 pub use orchestrator::{Orchestrator, SCHEDULER_ACTOR};
+pub use registry::registry;
 pub use runner::{Runner, StepContext};
-pub use tenant_offboard::STEPS as OFFBOARD_STEPS;
-pub use tenant_onboard::steps as onboard_steps;
-pub use tenant_onboard::STEPS as ONBOARD_STEPS;
-pub use tenant_rotate::STEPS as ROTATE_STEPS;
+pub use workflow::{output_of, step, OnFailure, Step, StepDef, Workflow, WorkflowDef};
 
 /// When credentials rotate on their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,11 +6,35 @@ use std::collections::HashSet;
 use api_types::{OperationKind, RotationMode, TenantSlug, TenantState};
 use catalog::{CatalogError, NewOperation, NewTenant, OperationRecord, TenantRecord};
 use chrono::Utc;
-use serde_json::json;
+use serde_json::Value;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::{tenant_offboard, tenant_onboard, tenant_rotate, Runner, WorkflowError};
+use crate::tenant_offboard::{Offboard, OffboardParams};
+use crate::tenant_onboard::{Onboard, OnboardParams};
+use crate::tenant_rotate::{Rotate, RotateParams};
+use crate::workflow::Workflow;
+use crate::{Runner, WorkflowError};
+
+/// The catalog row of a new operation of workflow `W` on `engine`.
+fn new_operation<W: Workflow>(
+    engine: &dyn engine::Engine,
+    params: W::Params,
+    actor: &str,
+    request_id: Option<String>,
+) -> Result<NewOperation, WorkflowError> {
+    let params = serde_json::to_value(params)
+        .map_err(|e| WorkflowError::Invalid(format!("{} parameters: {e}", W::KIND)))?;
+    Ok(NewOperation {
+        kind: W::KIND,
+        steps: W::steps(engine).iter().map(|s| s.name).collect(),
+        params,
+        actor: actor.to_owned(),
+        request_id,
+        allowed_from: W::ALLOWED_FROM,
+        parent: None,
+    })
+}
 
 /// The actor recorded for rotations the scheduler starts.
 pub const SCHEDULER_ACTOR: &str = "scheduler";
@@ -52,18 +76,118 @@ impl Orchestrator {
                     server: svc.engine.server(),
                     database: names.database,
                 },
-                NewOperation {
-                    kind: OperationKind::Onboard,
-                    steps: tenant_onboard::steps(svc.engine.contained_principals()).to_vec(),
-                    params: json!({}),
-                    actor: actor.to_owned(),
+                new_operation::<Onboard>(
+                    svc.engine.as_ref(),
+                    OnboardParams::default(),
+                    actor,
                     request_id,
-                    allowed_from: &[],
-                },
+                )?,
             )
             .await?;
         self.runner.spawn(op.id);
         Ok((tenant, op))
+    }
+
+    /// Starts workflow `W` on an existing tenant: the tenant must be in one of the workflow's
+    /// start states (checked here for a clear message, and again under the tenant's row lock in
+    /// the catalog, so an operation that finished a moment ago wins), the operation gets the
+    /// workflow's steps for the tenant's engine, and the runner takes it.
+    pub async fn start<W: Workflow>(
+        &self,
+        tenant: &TenantRecord,
+        params: W::Params,
+        actor: &str,
+        request_id: Option<String>,
+    ) -> Result<OperationRecord, WorkflowError> {
+        let params = serde_json::to_value(params)
+            .map_err(|e| WorkflowError::Invalid(format!("{} parameters: {e}", W::KIND)))?;
+        self.start_kind(&W::KIND, tenant, params, actor, request_id, None)
+            .await
+    }
+
+    /// [`Orchestrator::start`] by kind, with the parameters as JSON (checked against the
+    /// workflow's type), for callers that hold a kind rather than a type; `parent` makes it a
+    /// child of another operation.
+    pub async fn start_kind(
+        &self,
+        kind: &OperationKind,
+        tenant: &TenantRecord,
+        params: Value,
+        actor: &str,
+        request_id: Option<String>,
+        parent: Option<Uuid>,
+    ) -> Result<OperationRecord, WorkflowError> {
+        let op = self
+            .record_kind(kind, tenant, params, actor, request_id, parent)
+            .await?;
+        self.runner.spawn(op.id);
+        Ok(op)
+    }
+
+    /// Records an operation of `kind` on `tenant` without running it here: whichever replica's
+    /// sweeper claims it first runs it (a fleet-level workflow fanning out to its children, or a
+    /// test that runs operations in another process).
+    pub async fn record_kind(
+        &self,
+        kind: &OperationKind,
+        tenant: &TenantRecord,
+        params: Value,
+        actor: &str,
+        request_id: Option<String>,
+        parent: Option<Uuid>,
+    ) -> Result<OperationRecord, WorkflowError> {
+        let svc = self.runner.services();
+        let def = crate::registry::find(kind)
+            .ok_or_else(|| WorkflowError::Invalid(format!("no workflow {kind} is registered")))?;
+        def.check_params(&params).map_err(WorkflowError::Invalid)?;
+        if def.allowed_from.is_empty() {
+            return Err(WorkflowError::Invalid(format!(
+                "{kind} creates its tenant and cannot start on tenant {}",
+                tenant.slug
+            )));
+        }
+        if tenant.released_at.is_some() {
+            return Err(WorkflowError::Conflict(format!(
+                "tenant {} was {}; nothing of it is left",
+                tenant.slug,
+                if tenant.state == TenantState::Offboarded {
+                    "offboarded"
+                } else {
+                    "rolled back"
+                }
+            )));
+        }
+        if !def.allowed_from.contains(&tenant.state) {
+            let allowed: Vec<&str> = def.allowed_from.iter().map(|s| s.as_str()).collect();
+            return Err(WorkflowError::Conflict(format!(
+                "tenant {} is {}; {kind} starts only from {} (wait for its operation to finish, \
+                 or check its state)",
+                tenant.slug,
+                tenant.state,
+                allowed.join(" or ")
+            )));
+        }
+        let op = svc
+            .catalog
+            .start_operation(
+                tenant.id,
+                NewOperation {
+                    kind: def.kind.clone(),
+                    steps: def
+                        .steps(svc.engine.as_ref())
+                        .iter()
+                        .map(|s| s.name)
+                        .collect(),
+                    params,
+                    actor: actor.to_owned(),
+                    request_id,
+                    allowed_from: def.allowed_from,
+                    parent,
+                },
+                def.running_state.unwrap_or(tenant.state),
+            )
+            .await?;
+        Ok(op)
     }
 
     /// Starts offboarding a tenant: allowed when it is active, failed (an onboarding that did
@@ -75,49 +199,8 @@ impl Orchestrator {
         actor: &str,
         request_id: Option<String>,
     ) -> Result<OperationRecord, WorkflowError> {
-        match tenant.state {
-            TenantState::Active | TenantState::Failed | TenantState::Offboarding => {}
-            TenantState::Provisioning => {
-                return Err(WorkflowError::Conflict(format!(
-                    "tenant {} is still being onboarded; wait for its operation to finish",
-                    tenant.slug
-                )))
-            }
-            TenantState::Offboarded => {
-                return Err(WorkflowError::Conflict(format!(
-                    "tenant {} is already offboarded",
-                    tenant.slug
-                )))
-            }
-        }
-        if tenant.released_at.is_some() {
-            return Err(WorkflowError::Conflict(format!(
-                "tenant {} was rolled back; nothing is left to offboard",
-                tenant.slug
-            )));
-        }
-        let svc = self.runner.services();
-        let op = svc
-            .catalog
-            .start_operation(
-                tenant.id,
-                NewOperation {
-                    kind: OperationKind::Offboard,
-                    steps: tenant_offboard::STEPS.to_vec(),
-                    params: json!({"reason": reason}),
-                    actor: actor.to_owned(),
-                    request_id,
-                    allowed_from: &[
-                        TenantState::Active,
-                        TenantState::Failed,
-                        TenantState::Offboarding,
-                    ],
-                },
-                TenantState::Offboarding,
-            )
-            .await?;
-        self.runner.spawn(op.id);
-        Ok(op)
+        self.start::<Offboard>(tenant, OffboardParams { reason }, actor, request_id)
+            .await
     }
 
     /// Starts a credential rotation of an active tenant.
@@ -128,33 +211,8 @@ impl Orchestrator {
         actor: &str,
         request_id: Option<String>,
     ) -> Result<OperationRecord, WorkflowError> {
-        if tenant.state != TenantState::Active {
-            return Err(WorkflowError::Conflict(format!(
-                "tenant {} is {}; only an active tenant's credentials can be rotated",
-                tenant.slug,
-                tenant.state.as_str()
-            )));
-        }
-        let svc = self.runner.services();
-        let op = svc
-            .catalog
-            .start_operation(
-                tenant.id,
-                NewOperation {
-                    kind: OperationKind::Rotate,
-                    steps: tenant_rotate::STEPS.to_vec(),
-                    params: json!({"mode": mode}),
-                    actor: actor.to_owned(),
-                    request_id,
-                    // Checked again under the tenant's lock: an offboarding that finished a
-                    // moment ago wins.
-                    allowed_from: &[TenantState::Active],
-                },
-                TenantState::Active,
-            )
-            .await?;
-        self.runner.spawn(op.id);
-        Ok(op)
+        self.start::<Rotate>(tenant, RotateParams { mode }, actor, request_id)
+            .await
     }
 
     /// Starts rotations that are due, at most `max_concurrent` of its own at once, every
@@ -226,6 +284,9 @@ impl Orchestrator {
                 | Err(WorkflowError::Catalog(CatalogError::OperationInProgress { .. }))
                 | Err(WorkflowError::Catalog(CatalogError::WrongState { .. })) => {}
                 Err(WorkflowError::Catalog(e)) => return Err(e),
+                Err(WorkflowError::Invalid(e)) => {
+                    warn!(tenant = %tenant.slug, error = %e, "scheduled rotation refused")
+                }
             }
         }
         Ok(started)

@@ -1,23 +1,24 @@
 //! Drives operations: claims the lease, keeps it alive, runs each step (written to the catalog
-//! before its side effect), turns a failed onboarding around into its undo, and finishes the
-//! operation together with the tenant's state change.
+//! before its side effect), and on a failed step does what the operation's workflow says
+//! ([`OnFailure`]: undo every started step in reverse, or stop), finishing the operation together
+//! with the tenant transition the workflow declares. Nothing here knows a workflow by name: the
+//! kind is looked up in [`crate::registry`].
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api_types::{OperationKind, OperationState, StepState, TenantSlug};
-use catalog::{
-    CatalogError, Lease, OperationDirection, OperationRecord, TenantRecord, TenantTransition,
-};
-use engine::TenantNames;
+use api_types::{OperationState, StepState, TenantSlug};
+use catalog::{CatalogError, Lease, OperationDirection, OperationRecord, TenantRecord};
+use engine::{Engine, TenantNames};
 use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{error, info, instrument, warn, Instrument};
 use uuid::Uuid;
 
 use crate::faults::FaultAction;
-use crate::{tenant_offboard, tenant_onboard, tenant_rotate, Services, StepError};
+use crate::workflow::{OnFailure, Step, StepDef, Workflow, WorkflowDef};
+use crate::{Services, StepError};
 
 /// Forward attempts of one step for transient errors before the step counts as failed.
 const MAX_ATTEMPTS: u32 = 4;
@@ -45,11 +46,28 @@ impl StepContext<'_> {
         &self.tenant.slug
     }
 
-    /// Output a step recorded earlier (also this step's own output from a previous attempt).
-    pub fn output_of(&self, step: &str) -> Option<&Value> {
-        self.operation.step_output(step)
+    /// The engine of the tenant's database server.
+    pub fn engine(&self) -> &dyn Engine {
+        self.services.engine.as_ref()
     }
 
+    /// The output step `S` recorded earlier in this operation (also this step's own, from a
+    /// previous attempt), typed.
+    pub fn output<S: Step>(&self) -> Result<Option<S::Output>, StepError> {
+        self.operation
+            .step_output(S::NAME)
+            .map(|v| {
+                serde_json::from_value(v.clone()).map_err(|e| {
+                    StepError::permanent(format!("step {}: its recorded output: {e}", S::NAME))
+                })
+            })
+            .transpose()
+    }
+
+    /// The operation's parameters as its workflow declares them.
+    pub fn params<W: Workflow>(&self) -> Result<W::Params, StepError> {
+        crate::workflow::params_of::<W>(self.operation)
+    }
     /// Records the tenant's deletion certificate (once per operation) in the catalog's audit log.
     pub async fn record_deletion_certificate(&self, certificate: &Value) -> Result<(), StepError> {
         Ok(self
@@ -84,12 +102,16 @@ impl StepContext<'_> {
         }
     }
 
-    /// Persists this step's output before its side effect, so a retry reuses it.
-    pub async fn save_output(&self, output: &Value) -> Result<(), StepError> {
+    /// Records this step's output now, before its side effect, so a retry (or a run after a
+    /// crash) reads it back with [`StepContext::output`] instead of deciding again. `S` must be
+    /// the running step.
+    pub async fn save<S: Step>(&self, output: &S::Output) -> Result<(), StepError> {
+        let value = serde_json::to_value(output)
+            .map_err(|e| StepError::permanent(format!("step {}: output: {e}", S::NAME)))?;
         Ok(self
             .services
             .catalog
-            .step_output(self.lease, self.idx, output)
+            .step_output(self.lease, self.idx, &value)
             .await?)
     }
 }
@@ -251,6 +273,18 @@ impl Runner {
             if op.state.is_terminal() {
                 return Ok(op.state);
             }
+            let Some(workflow) = crate::registry::find(&op.kind) else {
+                // A newer control plane started it; this one cannot run it.
+                let message = format!(
+                    "no workflow {} is registered in this control plane",
+                    op.kind
+                );
+                error!(%message, "operation of an unknown kind");
+                svc.catalog
+                    .finish(lease, OperationState::Failed, Some(&message), None)
+                    .await?;
+                return Ok(OperationState::Failed);
+            };
             let tenant =
                 svc.catalog
                     .tenant(op.tenant_id)
@@ -262,10 +296,7 @@ impl Runner {
                 OperationDirection::Forward => {
                     let next = op.steps.iter().find(|s| s.state != StepState::Succeeded);
                     let Some(step) = next else {
-                        if op.kind == OperationKind::Rotate {
-                            self.check_rotated_credentials(&tenant).await;
-                        }
-                        let transition = self.success_transition(&op);
+                        let transition = workflow.success_transition(&op);
                         svc.catalog
                             .finish(lease, OperationState::Succeeded, None, transition)
                             .await?;
@@ -274,7 +305,13 @@ impl Runner {
                     };
                     let (idx, name) = (step.idx, step.name.clone());
                     let started = std::time::Instant::now();
-                    let result = self.forward_step(lease, &op, &tenant, idx, &name).await;
+                    let result = match workflow.step(&name) {
+                        Some(def) => self.forward_step(lease, &op, &tenant, idx, def).await,
+                        None => Err(StepError::permanent(format!(
+                            "workflow {} has no step {name}",
+                            op.kind
+                        ))),
+                    };
                     if let Some(observer) = &svc.observer {
                         let outcome = if result.is_ok() {
                             "succeeded"
@@ -288,70 +325,27 @@ impl Runner {
                         let message = format!("step {name} failed: {}", e.message);
                         error!(step = %name, error = %e.message, "step failed");
                         svc.catalog.step_failed(lease, idx, &e.message).await?;
-                        match op.kind {
-                            OperationKind::Onboard => {
-                                svc.catalog.begin_undo(lease, &message).await?
-                            }
-                            OperationKind::Offboard | OperationKind::Rotate => {
-                                // Offboarding has no undo: its steps only remove things, and
-                                // starting it again continues where it failed. A rotation needs
-                                // none: the app secret's current version always names a login
-                                // that works, and the next rotation completes this one.
+                        match workflow.on_failure {
+                            OnFailure::Undo => svc.catalog.begin_undo(lease, &message).await?,
+                            OnFailure::Stop => {
                                 svc.catalog
-                                    .finish(lease, OperationState::Failed, Some(&message), None)
+                                    .finish(
+                                        lease,
+                                        OperationState::Failed,
+                                        Some(&message),
+                                        workflow.failed_transition(),
+                                    )
                                     .await?;
                                 return Ok(OperationState::Failed);
                             }
                         }
                     }
                 }
-                OperationDirection::Undo => return self.undo_all(lease, &op, &tenant).await,
+                OperationDirection::Undo => {
+                    return self.undo_all(lease, &op, &tenant, workflow).await
+                }
             }
         }
-    }
-
-    /// After a rotation's last step, before it is reported succeeded: checks the tenant's
-    /// credentials and records the result, so a credential the check had flagged reads `ok`
-    /// as soon as the rotation that repaired it has succeeded, not an interval later. The
-    /// rotation counts itself among the tenant's operations (the fence that keeps an older
-    /// pass's result out). Its outcome never fails the rotation: the rotation proved each new
-    /// password logs in before publishing it.
-    async fn check_rotated_credentials(&self, tenant: &TenantRecord) {
-        let svc = &self.services;
-        match svc.catalog.tenant_operations(tenant.id).await {
-            Ok(ops) => {
-                let outcome = crate::credential_check::check_and_record(
-                    svc,
-                    tenant,
-                    ops.len(),
-                    crate::CredentialCheckLimits::default(),
-                )
-                .await;
-                info!(tenant = %tenant.slug, ?outcome, "credentials checked after the rotation");
-            }
-            Err(e) => warn!(error = %e, "credential check after the rotation: catalog read failed"),
-        }
-    }
-
-    fn success_transition(&self, op: &OperationRecord) -> Option<TenantTransition> {
-        Some(match op.kind {
-            OperationKind::Onboard => TenantTransition {
-                state: api_types::TenantState::Active,
-                released: false,
-                schema_version: op
-                    .step_output("bind_database")
-                    .and_then(|o| o.get("schema_version"))
-                    .and_then(Value::as_i64)
-                    .and_then(|v| i32::try_from(v).ok()),
-            },
-            OperationKind::Offboard => TenantTransition {
-                state: api_types::TenantState::Offboarded,
-                released: true,
-                schema_version: None,
-            },
-            // The tenant stays active.
-            OperationKind::Rotate => return None,
-        })
     }
 
     /// Runs one step forward, retrying transient errors. Catalog failures (including a lost
@@ -362,10 +356,11 @@ impl Runner {
         op: &OperationRecord,
         tenant: &TenantRecord,
         idx: i32,
-        name: &str,
+        step: StepDef,
     ) -> Result<(), StepError> {
         let svc = &self.services;
         let kind = op.kind.as_str();
+        let name = step.name;
         let mut attempt = 0;
         loop {
             svc.catalog.step_started(lease, idx).await?;
@@ -390,9 +385,9 @@ impl Runner {
                 lease,
                 idx,
             };
-            let mut result = run_action(op.kind, &ctx, name).await;
+            let mut result = step.action(&ctx).await;
             if result.is_ok() && svc.faults.has(FaultAction::Twice, kind, name) {
-                result = run_action(op.kind, &ctx, name).await;
+                result = step.action(&ctx).await;
             }
             if result.is_ok() {
                 svc.faults.maybe_crash(kind, name);
@@ -403,7 +398,10 @@ impl Runner {
                 }
             }
             match result {
-                Ok(()) => {
+                Ok(output) => {
+                    if let Some(output) = output {
+                        svc.catalog.step_output(lease, idx, &output).await?;
+                    }
                     svc.catalog.step_succeeded(lease, idx).await?;
                     return Ok(());
                 }
@@ -423,6 +421,7 @@ impl Runner {
         lease: &Lease,
         op: &OperationRecord,
         tenant: &TenantRecord,
+        workflow: &WorkflowDef,
     ) -> Result<OperationState, CatalogError> {
         let svc = &self.services;
         let kind = op.kind.as_str();
@@ -445,7 +444,13 @@ impl Runner {
                     idx: step.idx,
                 };
                 let undo_kind = format!("{kind}-undo");
-                let mut result = run_undo(op.kind, &ctx, &step.name).await;
+                let mut result = match workflow.step(&step.name) {
+                    Some(def) => def.undo(&ctx).await,
+                    None => Err(StepError::permanent(format!(
+                        "workflow {} has no step {}",
+                        op.kind, step.name
+                    ))),
+                };
                 if result.is_ok() {
                     svc.faults.maybe_crash(&undo_kind, &step.name);
                     if svc.faults.has(FaultAction::Fail, &undo_kind, &step.name) {
@@ -478,11 +483,7 @@ impl Runner {
                                 lease,
                                 OperationState::Failed,
                                 Some(&message),
-                                Some(TenantTransition {
-                                    state: api_types::TenantState::Failed,
-                                    released: false,
-                                    schema_version: None,
-                                }),
+                                workflow.failed_transition(),
                             )
                             .await?;
                         return Ok(OperationState::Failed);
@@ -495,34 +496,10 @@ impl Runner {
                 lease,
                 OperationState::RolledBack,
                 None,
-                Some(TenantTransition {
-                    state: api_types::TenantState::Failed,
-                    released: true,
-                    schema_version: None,
-                }),
+                workflow.rolled_back_transition(),
             )
             .await?;
         info!(tenant = %tenant.slug, "operation rolled back");
         Ok(OperationState::RolledBack)
-    }
-}
-
-async fn run_action(
-    kind: OperationKind,
-    ctx: &StepContext<'_>,
-    step: &str,
-) -> Result<(), StepError> {
-    match kind {
-        OperationKind::Onboard => tenant_onboard::action(ctx, step).await,
-        OperationKind::Offboard => tenant_offboard::action(ctx, step).await,
-        OperationKind::Rotate => tenant_rotate::action(ctx, step).await,
-    }
-}
-
-async fn run_undo(kind: OperationKind, ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> {
-    match kind {
-        OperationKind::Onboard => tenant_onboard::undo(ctx, step).await,
-        // Offboarding steps only remove, and rotations never undo (see `drive`).
-        OperationKind::Offboard | OperationKind::Rotate => Ok(()),
     }
 }

@@ -4,133 +4,242 @@
 //! `take_inventory` records what exists (and the final audit-chain head) before anything is
 //! removed, so the deletion certificate says what was removed even when a later step ran twice.
 
-use api_types::TenantSecrets;
+use api_types::{OperationKind, OperationState, TenantSecrets, TenantState};
+use async_trait::async_trait;
 use chrono::Utc;
+use engine::Engine;
 use secrets::ensure_absent;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tracing::instrument;
 
+use crate::workflow::{output_of, params_of, step, EndState, OnFailure, Step, StepDef, Workflow};
 use crate::{StepContext, StepError};
 
-/// The offboarding steps, in order.
-pub const STEPS: &[&str] = &[
-    "end_sessions",
-    "take_inventory",
-    "drop_database",
-    "drop_principals",
-    "purge_secrets",
-    "record_certificate",
-];
+/// Offboarding: the workflow.
+pub struct Offboard;
 
-/// Runs a step's action.
-#[instrument(skip_all, fields(tenant = %ctx.slug(), step))]
-pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> {
-    let svc = ctx.services;
-    let names = &ctx.names;
-    match step {
-        "end_sessions" => Ok(svc.engine.end_sessions(names).await?),
-        "take_inventory" => {
-            // Taken once: a retry after the drop must not replace it with an empty inventory.
-            if ctx.output_of("take_inventory").is_some() {
-                return Ok(());
-            }
-            let inventory = svc.engine.inventory(names).await?;
-            let audit_head = svc.engine.audit_head(names, None).await?;
-            let mut secrets = Vec::new();
-            for name in TenantSecrets::for_slug(ctx.slug()).all() {
-                let name = ctx.secret_name(name)?;
-                // Versions, not the current value: a disabled current version is still there.
-                let live = svc.secrets.list_versions(&name).await.is_ok();
-                let deleted = svc.secrets.get_deleted(&name).await.is_ok();
-                if live || deleted {
-                    secrets.push(name.to_string());
-                }
-            }
-            let mut taken = json!({
-                "database": inventory.database.then(|| names.database.clone()),
-                "principals": inventory.principals,
-                "secrets": secrets,
-                "audit_head": audit_head,
-            });
-            // An earlier offboarding of this tenant that failed part-way removed some things
-            // already; the certificate must still name them.
-            for id in svc.catalog.tenant_operations(ctx.tenant.id).await? {
-                if id == ctx.operation.id {
-                    continue;
-                }
-                let Some(earlier) = svc.catalog.operation(id).await? else {
-                    continue;
-                };
-                if earlier.kind != api_types::OperationKind::Offboard {
-                    continue;
-                }
-                if let Some(prev) = earlier.step_output("take_inventory") {
-                    merge_inventory(&mut taken, prev);
-                }
-            }
-            ctx.save_output(&taken).await
+/// What offboarding is started with.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffboardParams {
+    /// Why the tenant is offboarded; recorded in the deletion certificate.
+    pub reason: String,
+}
+
+impl Workflow for Offboard {
+    const KIND: OperationKind = OperationKind::OFFBOARD;
+    const DESCRIPTION: &'static str =
+        "remove the tenant's database, principals and secrets and record a deletion certificate";
+    type Params = OffboardParams;
+    // No undo: its steps only remove, and starting it again continues where it failed.
+    const ON_FAILURE: OnFailure = OnFailure::Stop;
+    const ALLOWED_FROM: &'static [TenantState] = &[
+        TenantState::Active,
+        TenantState::Failed,
+        TenantState::Offboarding,
+    ];
+    const RUNNING_STATE: Option<TenantState> = Some(TenantState::Offboarding);
+    const ON_SUCCESS: Option<EndState> = Some(EndState {
+        state: TenantState::Offboarded,
+        released: true,
+    });
+    // Stays `offboarding`; offboarding again continues.
+    const ON_FAILED: Option<EndState> = None;
+    const ON_ROLLED_BACK: Option<EndState> = None;
+
+    fn steps(_engine: &dyn Engine) -> Vec<StepDef> {
+        Self::all_steps()
+    }
+
+    fn all_steps() -> Vec<StepDef> {
+        vec![
+            step::<EndSessions>(),
+            step::<TakeInventory>(),
+            step::<DropDatabase>(),
+            step::<DropPrincipals>(),
+            step::<PurgeSecrets>(),
+            step::<RecordCertificate>(),
+        ]
+    }
+
+    fn hint(state: OperationState, slug: &str) -> Option<String> {
+        (state == OperationState::Failed).then(|| {
+            format!(
+                "offboarding again continues where it stopped: tenantctl tenants offboard {slug} \
+                 --reason ... --confirm {slug}"
+            )
+        })
+    }
+}
+
+/// Stops new logins of the tenant's principals and ends every session on its database.
+pub struct EndSessions;
+
+#[async_trait]
+impl Step for EndSessions {
+    const NAME: &'static str = "end_sessions";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        Ok(ctx.engine().end_sessions(&ctx.names).await?)
+    }
+}
+
+/// What exists before anything is removed, merged with earlier failed offboardings.
+pub struct TakeInventory;
+
+#[async_trait]
+impl Step for TakeInventory {
+    const NAME: &'static str = "take_inventory";
+    /// `{"database", "principals", "secrets", "audit_head"}`, as the certificate quotes it.
+    type Output = Value;
+
+    async fn action(ctx: &StepContext<'_>) -> Result<Value, StepError> {
+        // Taken once: a retry after the drop must not replace it with an empty inventory.
+        if let Some(taken) = ctx.output::<Self>()? {
+            return Ok(taken);
         }
-        "drop_database" => {
-            svc.engine.drop_database(names).await?;
-            Ok(())
-        }
-        "drop_principals" => {
-            svc.engine.drop_principals(names).await?;
-            Ok(())
-        }
-        "purge_secrets" => {
-            let mut outcomes = serde_json::Map::new();
-            for name in TenantSecrets::for_slug(ctx.slug()).all() {
-                let removal = ensure_absent(svc.secrets.as_ref(), &ctx.secret_name(name)?).await?;
-                outcomes.insert(
-                    name.to_owned(),
-                    serde_json::to_value(removal).unwrap_or(Value::Null),
-                );
+        let svc = ctx.services;
+        let engine = ctx.engine();
+        let names = &ctx.names;
+        let inventory = engine.inventory(names).await?;
+        let audit_head = engine.audit_head(names, None).await?;
+        let mut secrets = Vec::new();
+        for name in TenantSecrets::for_slug(ctx.slug()).all() {
+            let name = ctx.secret_name(name)?;
+            // Versions, not the current value: a disabled current version is still there.
+            let live = svc.secrets.list_versions(&name).await.is_ok();
+            let deleted = svc.secrets.get_deleted(&name).await.is_ok();
+            if live || deleted {
+                secrets.push(name.to_string());
             }
-            // Keep the first attempt's outcomes: a retry sees "already absent" for everything.
-            if ctx.output_of("purge_secrets").is_none() {
-                ctx.save_output(&Value::Object(outcomes)).await?;
-            }
-            Ok(())
         }
-        "record_certificate" => {
-            let op = ctx.operation;
-            let inventory = ctx
-                .output_of("take_inventory")
-                .cloned()
-                .unwrap_or(Value::Null);
-            let after = svc.engine.inventory(names).await?;
-            if !after.is_empty() {
-                return Err(StepError::permanent(format!(
-                    "refusing to certify deletion: still present on the server: {after:?}"
-                )));
+        let mut taken = json!({
+            "database": inventory.database.then(|| names.database.clone()),
+            "principals": inventory.principals,
+            "secrets": secrets,
+            "audit_head": audit_head,
+        });
+        // An earlier offboarding of this tenant that failed part-way removed some things
+        // already; the certificate must still name them.
+        for id in svc.catalog.tenant_operations(ctx.tenant.id).await? {
+            if id == ctx.operation.id {
+                continue;
             }
-            let certificate = json!({
-                "certificate": "tenant-deletion",
-                "tenant": {"id": ctx.tenant.id, "slug": ctx.tenant.slug, "display_name": ctx.tenant.display_name},
-                "engine": svc.engine.name(),
-                "server": svc.engine.server(),
-                "removed": {
-                    "database": inventory.get("database"),
-                    "principals": inventory.get("principals"),
-                    "secrets": inventory.get("secrets"),
-                    "secret_store": {"backend": svc.secrets.backend(), "location": svc.secrets.location()},
-                    "secret_removal": ctx.output_of("purge_secrets"),
-                },
-                "final_audit_chain_head": inventory.get("audit_head"),
-                "requested_by": op.actor,
-                "requested_at": op.created_at,
-                "reason": op.params.get("reason"),
-                "request_id": op.request_id,
-                "operation_id": op.id,
-                "completed_at": Utc::now(),
-                "verified_absent": true,
-            });
-            ctx.record_deletion_certificate(&certificate).await
+            let Some(earlier) = svc.catalog.operation(id).await? else {
+                continue;
+            };
+            if earlier.kind != OperationKind::OFFBOARD {
+                continue;
+            }
+            if let Some(prev) = output_of::<TakeInventory>(&earlier) {
+                merge_inventory(&mut taken, &prev);
+            }
         }
-        other => Err(StepError::permanent(format!(
-            "unknown offboarding step {other}"
-        ))),
+        ctx.save::<Self>(&taken).await?;
+        Ok(taken)
+    }
+}
+
+/// Drops the database (sessions ended first).
+pub struct DropDatabase;
+
+#[async_trait]
+impl Step for DropDatabase {
+    const NAME: &'static str = "drop_database";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        ctx.engine().drop_database(&ctx.names).await?;
+        Ok(())
+    }
+}
+
+/// Drops every principal.
+pub struct DropPrincipals;
+
+#[async_trait]
+impl Step for DropPrincipals {
+    const NAME: &'static str = "drop_principals";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        ctx.engine().drop_principals(&ctx.names).await?;
+        Ok(())
+    }
+}
+
+/// Deletes and purges every secret; records how each went (the first attempt's outcomes).
+pub struct PurgeSecrets;
+
+#[async_trait]
+impl Step for PurgeSecrets {
+    const NAME: &'static str = "purge_secrets";
+    type Output = serde_json::Map<String, Value>;
+
+    async fn action(ctx: &StepContext<'_>) -> Result<Self::Output, StepError> {
+        let mut outcomes = serde_json::Map::new();
+        for name in TenantSecrets::for_slug(ctx.slug()).all() {
+            let removal =
+                ensure_absent(ctx.services.secrets.as_ref(), &ctx.secret_name(name)?).await?;
+            outcomes.insert(
+                name.to_owned(),
+                serde_json::to_value(removal).unwrap_or(Value::Null),
+            );
+        }
+        // Keep the first attempt's outcomes: a retry sees "already absent" for everything.
+        match ctx.output::<Self>()? {
+            Some(first) => Ok(first),
+            None => {
+                ctx.save::<Self>(&outcomes).await?;
+                Ok(outcomes)
+            }
+        }
+    }
+}
+
+/// Refuses unless the server shows nothing left, then records the deletion certificate.
+pub struct RecordCertificate;
+
+#[async_trait]
+impl Step for RecordCertificate {
+    const NAME: &'static str = "record_certificate";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        let svc = ctx.services;
+        let engine = ctx.engine();
+        let op = ctx.operation;
+        let inventory = ctx.output::<TakeInventory>()?.unwrap_or(Value::Null);
+        let after = engine.inventory(&ctx.names).await?;
+        if !after.is_empty() {
+            return Err(StepError::permanent(format!(
+                "refusing to certify deletion: still present on the server: {after:?}"
+            )));
+        }
+        let params = params_of::<Offboard>(op)?;
+        let certificate = json!({
+            "certificate": "tenant-deletion",
+            "tenant": {"id": ctx.tenant.id, "slug": ctx.tenant.slug, "display_name": ctx.tenant.display_name},
+            "engine": engine.name(),
+            "server": engine.server(),
+            "removed": {
+                "database": inventory.get("database"),
+                "principals": inventory.get("principals"),
+                "secrets": inventory.get("secrets"),
+                "secret_store": {"backend": svc.secrets.backend(), "location": svc.secrets.location()},
+                "secret_removal": ctx.output::<PurgeSecrets>()?,
+            },
+            "final_audit_chain_head": inventory.get("audit_head"),
+            "requested_by": op.actor,
+            "requested_at": op.created_at,
+            "reason": params.reason,
+            "request_id": op.request_id,
+            "operation_id": op.id,
+            "completed_at": Utc::now(),
+            "verified_absent": true,
+        });
+        ctx.record_deletion_certificate(&certificate).await
     }
 }
 

@@ -5,43 +5,98 @@
 //! step reads them back instead of generating new ones, and the catalog never holds them.
 //! Every undo is "ensure absent", so a rollback after a crash at any point converges.
 
-use api_types::TenantSecrets;
-use engine::{generate_password, Credentials, Principal};
+use api_types::{OperationKind, OperationState, TenantSecrets, TenantState};
+use async_trait::async_trait;
+use catalog::OperationRecord;
+use engine::{generate_password, Credentials, Engine, Principal, TenantNames};
 use secrets::{ensure_absent, SecretError, SecretValue};
-use serde_json::json;
-use tracing::instrument;
+use serde::{Deserialize, Serialize};
 
+use crate::workflow::{output_of, step, EndState, OnFailure, Step, StepDef, Workflow};
 use crate::{StepContext, StepError};
 
-/// The onboarding steps, in order, for engines whose principals are server-wide (PostgreSQL):
-/// the principals exist before the database that they own.
-pub const STEPS: &[&str] = &[
-    "reserve_names",
-    "store_credentials",
-    "create_principals",
-    "create_database",
-    "bind_database",
-    "verify_access",
-];
+/// Onboarding: the workflow.
+pub struct Onboard;
 
-/// The onboarding steps, in order, for engines whose principals live inside the database
-/// (SQL Server's contained users): the database exists before its users.
-pub const STEPS_CONTAINED: &[&str] = &[
-    "reserve_names",
-    "store_credentials",
-    "create_database",
-    "create_principals",
-    "bind_database",
-    "verify_access",
-];
+/// Onboarding takes no parameters (the slug and display name are the tenant's).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardParams {}
 
-/// The onboarding steps for an engine. Either order undoes cleanly in reverse: each undo is
-/// "ensure absent", and dropping a database also removes the contained users inside it.
-pub fn steps(contained_principals: bool) -> &'static [&'static str] {
-    if contained_principals {
-        STEPS_CONTAINED
-    } else {
-        STEPS
+impl Workflow for Onboard {
+    const KIND: OperationKind = OperationKind::ONBOARD;
+    const DESCRIPTION: &'static str =
+        "create the tenant's database, principals and connection-string secrets";
+    type Params = OnboardParams;
+    const ON_FAILURE: OnFailure = OnFailure::Undo;
+    const ALLOWED_FROM: &'static [TenantState] = &[];
+    const RUNNING_STATE: Option<TenantState> = Some(TenantState::Provisioning);
+    const ON_SUCCESS: Option<EndState> = Some(EndState {
+        state: TenantState::Active,
+        released: false,
+    });
+    // An undo that could not finish: the tenant stays claimed until offboarding removes the rest.
+    const ON_FAILED: Option<EndState> = Some(EndState {
+        state: TenantState::Failed,
+        released: false,
+    });
+    const ON_ROLLED_BACK: Option<EndState> = Some(EndState {
+        state: TenantState::Failed,
+        released: true,
+    });
+
+    /// Engines whose principals are server-wide (PostgreSQL) create them before the database
+    /// they own; engines whose principals live inside the database (SQL Server's contained
+    /// users) create the database first. Either order undoes cleanly in reverse: each undo is
+    /// "ensure absent", and dropping a database also removes the contained users inside it.
+    fn steps(engine: &dyn Engine) -> Vec<StepDef> {
+        if engine.contained_principals() {
+            vec![
+                step::<ReserveNames>(),
+                step::<StoreCredentials>(),
+                step::<CreateDatabase>(),
+                step::<CreatePrincipals>(),
+                step::<BindDatabase>(),
+                step::<VerifyAccess>(),
+            ]
+        } else {
+            vec![
+                step::<ReserveNames>(),
+                step::<StoreCredentials>(),
+                step::<CreatePrincipals>(),
+                step::<CreateDatabase>(),
+                step::<BindDatabase>(),
+                step::<VerifyAccess>(),
+            ]
+        }
+    }
+
+    fn all_steps() -> Vec<StepDef> {
+        vec![
+            step::<ReserveNames>(),
+            step::<StoreCredentials>(),
+            step::<CreatePrincipals>(),
+            step::<CreateDatabase>(),
+            step::<BindDatabase>(),
+            step::<VerifyAccess>(),
+        ]
+    }
+
+    fn schema_version(op: &OperationRecord) -> Option<i32> {
+        output_of::<BindDatabase>(op).map(|b| b.schema_version)
+    }
+
+    fn hint(state: OperationState, slug: &str) -> Option<String> {
+        match state {
+            OperationState::RolledBack => Some(format!(
+                "every step was undone and the slug {slug} is free again; fix the cause, then \
+                 create it again"
+            )),
+            OperationState::Failed => Some(format!(
+                "the rollback could not finish; offboarding {slug} removes what is left"
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -58,119 +113,184 @@ fn secret_principals(secrets: &TenantSecrets) -> [(&str, Principal, &'static str
     ]
 }
 
-/// Runs a step's action.
-#[instrument(skip_all, fields(tenant = %ctx.slug(), step))]
-pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> {
-    let svc = ctx.services;
-    let names = &ctx.names;
-    match step {
-        "reserve_names" => {
-            if ctx.tenant.database != names.database {
-                return Err(StepError::permanent(format!(
-                    "catalog names database {} but the engine derives {}",
-                    ctx.tenant.database, names.database
-                )));
-            }
-            let secrets = TenantSecrets::for_slug(ctx.slug());
-            ctx.save_output(&json!({"names": names, "secrets": secrets}))
-                .await
+/// Checks the names the catalog recorded against the engine's derivation and records them.
+pub struct ReserveNames;
+
+/// What `reserve_names` recorded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReservedNames {
+    /// Every name on the server.
+    pub names: TenantNames,
+    /// The secret names.
+    pub secrets: TenantSecrets,
+}
+
+#[async_trait]
+impl Step for ReserveNames {
+    const NAME: &'static str = "reserve_names";
+    type Output = ReservedNames;
+
+    async fn action(ctx: &StepContext<'_>) -> Result<ReservedNames, StepError> {
+        let names = &ctx.names;
+        if ctx.tenant.database != names.database {
+            return Err(StepError::permanent(format!(
+                "catalog names database {} but the engine derives {}",
+                ctx.tenant.database, names.database
+            )));
         }
-        "store_credentials" => {
-            let secrets = TenantSecrets::for_slug(ctx.slug());
-            for (name, principal, label) in secret_principals(&secrets) {
-                let name = ctx.secret_name(name)?;
-                match svc.secrets.get(&name, None).await {
-                    // A previous attempt stored it: keep it, so the password stays the same.
-                    Ok(_) => continue,
-                    Err(SecretError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                let password = generate_password();
-                let value = svc.engine.connection_string(names, principal, &password);
-                let options = ctx.version_options(label);
-                match svc.secrets.set(&name, value, options).await {
-                    Ok(_) => {}
-                    // The slug's previous tenant was offboarded under purge protection: its
-                    // secret waits, soft-deleted, for its scheduled purge. Retrying cannot help.
-                    Err(SecretError::DeletedButRecoverable { .. }) => {
-                        let until = match svc.secrets.get_deleted(&name).await {
-                            Ok(d) => format!(" until {}", d.scheduled_purge_at.to_rfc3339()),
-                            Err(_) => String::new(),
-                        };
-                        return Err(StepError::permanent(format!(
-                            "secret {name} of an earlier tenant with this slug is soft-deleted \
-                             in {} and kept{until} (purge protection); onboard under another \
-                             slug, or wait for the purge",
-                            svc.secrets.location()
-                        )));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Ok(())
-        }
-        "create_principals" => {
-            let secrets = TenantSecrets::for_slug(ctx.slug());
-            let read = |name: String| async move {
-                let secret = svc.secrets.get(&ctx.secret_name(&name)?, None).await?;
-                Ok::<SecretValue, StepError>(svc.engine.password_of(&secret.value)?)
-            };
-            let credentials = Credentials {
-                app_a: read(secrets.app.clone()).await?,
-                audit_admin: read(secrets.audit_admin.clone()).await?,
-                investigator: read(secrets.investigator.clone()).await?,
-            };
-            Ok(svc.engine.ensure_principals(names, &credentials).await?)
-        }
-        "create_database" => Ok(svc.engine.ensure_database(names).await?),
-        "bind_database" => {
-            let version = svc
-                .engine
-                .bind_database(names, &ctx.operation.actor)
-                .await?;
-            ctx.save_output(&json!({"schema_version": version})).await
-        }
-        "verify_access" => {
-            let secrets = TenantSecrets::for_slug(ctx.slug());
-            let app = svc
-                .secrets
-                .get(&ctx.secret_name(&secrets.app)?, None)
-                .await?;
-            svc.engine.check_login(&app.value).await.map_err(|e| {
-                StepError::permanent(format!("the new app connection string does not work: {e}"))
-            })?;
-            crate::anchor_audit_head(svc, ctx.tenant.id, names, "onboarding").await?;
-            Ok(())
-        }
-        other => Err(StepError::permanent(format!(
-            "unknown onboarding step {other}"
-        ))),
+        Ok(ReservedNames {
+            names: names.clone(),
+            secrets: TenantSecrets::for_slug(ctx.slug()),
+        })
     }
 }
 
-/// Undoes a step: every undo makes sure what the step may have created is gone.
-#[instrument(skip_all, fields(tenant = %ctx.slug(), step))]
-pub async fn undo(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> {
-    let svc = ctx.services;
-    match step {
-        "store_credentials" => {
-            for name in TenantSecrets::for_slug(ctx.slug()).all() {
-                ensure_absent(svc.secrets.as_ref(), &ctx.secret_name(name)?).await?;
+/// Generates the passwords and stores the connection strings: passwords live only in the
+/// secret store, and a retry reads them back instead of generating new ones.
+pub struct StoreCredentials;
+
+#[async_trait]
+impl Step for StoreCredentials {
+    const NAME: &'static str = "store_credentials";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        let svc = ctx.services;
+        let engine = ctx.engine();
+        let secrets = TenantSecrets::for_slug(ctx.slug());
+        for (name, principal, label) in secret_principals(&secrets) {
+            let name = ctx.secret_name(name)?;
+            match svc.secrets.get(&name, None).await {
+                // A previous attempt stored it: keep it, so the password stays the same.
+                Ok(_) => continue,
+                Err(SecretError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
-            Ok(())
+            let password = generate_password();
+            let value = engine.connection_string(&ctx.names, principal, &password);
+            let options = ctx.version_options(label);
+            match svc.secrets.set(&name, value, options).await {
+                Ok(_) => {}
+                // The slug's previous tenant was offboarded under purge protection: its secret
+                // waits, soft-deleted, for its scheduled purge. Retrying cannot help.
+                Err(SecretError::DeletedButRecoverable { .. }) => {
+                    let until = match svc.secrets.get_deleted(&name).await {
+                        Ok(d) => format!(" until {}", d.scheduled_purge_at.to_rfc3339()),
+                        Err(_) => String::new(),
+                    };
+                    return Err(StepError::permanent(format!(
+                        "secret {name} of an earlier tenant with this slug is soft-deleted in {} \
+                         and kept{until} (purge protection); onboard under another slug, or \
+                         wait for the purge",
+                        svc.secrets.location()
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        "create_principals" => {
-            svc.engine.drop_principals(&ctx.names).await?;
-            Ok(())
+        Ok(())
+    }
+
+    async fn undo(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        for name in TenantSecrets::for_slug(ctx.slug()).all() {
+            ensure_absent(ctx.services.secrets.as_ref(), &ctx.secret_name(name)?).await?;
         }
-        "create_database" => {
-            svc.engine.drop_database(&ctx.names).await?;
-            Ok(())
-        }
-        // These create nothing outside the database, whose removal undoes them.
-        "reserve_names" | "bind_database" | "verify_access" => Ok(()),
-        other => Err(StepError::permanent(format!(
-            "unknown onboarding step {other}"
-        ))),
+        Ok(())
+    }
+}
+
+/// Creates the tenant's principals with the stored passwords.
+pub struct CreatePrincipals;
+
+#[async_trait]
+impl Step for CreatePrincipals {
+    const NAME: &'static str = "create_principals";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        let svc = ctx.services;
+        let engine = ctx.engine();
+        let secrets = TenantSecrets::for_slug(ctx.slug());
+        let read = |name: String| async move {
+            let secret = svc.secrets.get(&ctx.secret_name(&name)?, None).await?;
+            Ok::<SecretValue, StepError>(engine.password_of(&secret.value)?)
+        };
+        let credentials = Credentials {
+            app_a: read(secrets.app.clone()).await?,
+            audit_admin: read(secrets.audit_admin.clone()).await?,
+            investigator: read(secrets.investigator.clone()).await?,
+        };
+        Ok(engine.ensure_principals(&ctx.names, &credentials).await?)
+    }
+
+    async fn undo(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        ctx.engine().drop_principals(&ctx.names).await?;
+        Ok(())
+    }
+}
+
+/// Creates the database (a template clone on PostgreSQL), PUBLIC's access revoked.
+pub struct CreateDatabase;
+
+#[async_trait]
+impl Step for CreateDatabase {
+    const NAME: &'static str = "create_database";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        Ok(ctx.engine().ensure_database(&ctx.names).await?)
+    }
+
+    async fn undo(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        ctx.engine().drop_database(&ctx.names).await?;
+        Ok(())
+    }
+}
+
+/// Binds the database to the tenant's principals (ownership, grants, schema at the current
+/// version). Creates nothing outside the database, whose removal undoes it.
+pub struct BindDatabase;
+
+/// What `bind_database` recorded.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct BoundDatabase {
+    /// The tenant database's schema version.
+    pub schema_version: i32,
+}
+
+#[async_trait]
+impl Step for BindDatabase {
+    const NAME: &'static str = "bind_database";
+    type Output = BoundDatabase;
+
+    async fn action(ctx: &StepContext<'_>) -> Result<BoundDatabase, StepError> {
+        let schema_version = ctx
+            .engine()
+            .bind_database(&ctx.names, &ctx.operation.actor)
+            .await?;
+        Ok(BoundDatabase { schema_version })
+    }
+}
+
+/// Proves the new app connection string logs in, and anchors the audit chain's first head.
+pub struct VerifyAccess;
+
+#[async_trait]
+impl Step for VerifyAccess {
+    const NAME: &'static str = "verify_access";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        let svc = ctx.services;
+        let secrets = TenantSecrets::for_slug(ctx.slug());
+        let app = svc
+            .secrets
+            .get(&ctx.secret_name(&secrets.app)?, None)
+            .await?;
+        ctx.engine().check_login(&app.value).await.map_err(|e| {
+            StepError::permanent(format!("the new app connection string does not work: {e}"))
+        })?;
+        crate::anchor_audit_head(svc, ctx.tenant.id, &ctx.names, "onboarding").await?;
+        Ok(())
     }
 }

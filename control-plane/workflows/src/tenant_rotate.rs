@@ -23,24 +23,67 @@
 
 use std::collections::BTreeMap;
 
-use api_types::{RotationMode, TenantSecrets};
-use engine::{generate_password, Principal};
+use api_types::{OperationKind, OperationState, RotationMode, TenantSecrets, TenantState};
+use async_trait::async_trait;
+use engine::{generate_password, Engine, Principal};
 use secrets::{PropertiesUpdate, Secret, SecretError, SecretName};
-use serde_json::{json, Value};
-use tracing::{info, instrument};
-
-use crate::{StepContext, StepError};
-use api_types::{OperationKind, OperationState};
+use serde::{Deserialize, Serialize};
+use tracing::info;
 use uuid::Uuid;
 
-/// The rotation steps, in order.
-pub const STEPS: &[&str] = &[
-    "plan",
-    "rotate_app",
-    "retire_previous_app",
-    "rotate_audit_admin",
-    "rotate_investigator",
-];
+use crate::workflow::{output_of, params_of, step, EndState, OnFailure, Step, StepDef, Workflow};
+use crate::{StepContext, StepError};
+
+/// Credential rotation: the workflow.
+pub struct Rotate;
+
+/// What a rotation is started with.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateParams {
+    /// Scheduled (the previous login keeps working) or emergency (it is disabled at once).
+    #[serde(default)]
+    pub mode: RotationMode,
+}
+
+impl Workflow for Rotate {
+    const KIND: OperationKind = OperationKind::ROTATE;
+    const DESCRIPTION: &'static str =
+        "give the tenant's credentials new passwords, alternating the app login";
+    type Params = RotateParams;
+    // No undo: the app secret's current version always names a login that works, and the next
+    // rotation completes this one.
+    const ON_FAILURE: OnFailure = OnFailure::Stop;
+    // Checked again under the tenant's lock: an offboarding that finished a moment ago wins.
+    const ALLOWED_FROM: &'static [TenantState] = &[TenantState::Active];
+    const RUNNING_STATE: Option<TenantState> = None;
+    const ON_SUCCESS: Option<EndState> = None;
+    const ON_FAILED: Option<EndState> = None;
+    const ON_ROLLED_BACK: Option<EndState> = None;
+
+    fn steps(_engine: &dyn Engine) -> Vec<StepDef> {
+        Self::all_steps()
+    }
+
+    fn all_steps() -> Vec<StepDef> {
+        vec![
+            step::<Plan>(),
+            step::<RotateApp>(),
+            step::<RetirePreviousApp>(),
+            step::<RotateAuditAdmin>(),
+            step::<RotateInvestigator>(),
+            step::<CheckCredentials>(),
+        ]
+    }
+
+    fn hint(state: OperationState, _slug: &str) -> Option<String> {
+        (state == OperationState::Failed).then(|| {
+            "the tenant keeps working on its current credentials; rotating again continues this \
+             rotation"
+                .to_owned()
+        })
+    }
+}
 
 fn label(principal: Principal) -> &'static str {
     match principal {
@@ -59,96 +102,74 @@ fn app_principal(label: &str) -> Option<Principal> {
     }
 }
 
-/// What `plan` decided, read back by every later step.
-struct Plan {
-    mode: RotationMode,
-    from: Principal,
-    to: Principal,
+/// What `plan` decided, read back by every later step (and by the API's rotation history).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationPlan {
+    /// The mode this rotation runs in (a failed emergency rotation makes it an emergency one).
+    pub mode: RotationMode,
+    /// The app login applications are moved off.
+    pub from: Principal,
+    /// The app login that gets the new password.
+    pub to: Principal,
     /// The app secret's version that was current before the rotation.
-    previous_version: String,
+    #[serde(default)]
+    pub previous_version: String,
     /// A failed rotation this one completes: versions it wrote count as this one's.
-    continues: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
 }
 
-impl Plan {
+impl RotationPlan {
     /// Whether `secret` was written by this rotation (or the failed one it continues).
     fn wrote(&self, ctx: &StepContext<'_>, tags: &BTreeMap<String, String>) -> bool {
         tags.get("operation").is_some_and(|op| {
             *op == ctx.operation.id.to_string() || self.continues.as_deref() == Some(op.as_str())
         })
     }
-}
 
-fn plan_of(ctx: &StepContext<'_>) -> Result<Plan, StepError> {
-    let out = ctx
-        .output_of("plan")
-        .ok_or_else(|| StepError::permanent("the rotation has no plan; step plan did not run"))?;
-    let field = |k: &str| out.get(k).and_then(Value::as_str).unwrap_or_default();
-    let principal = |k: &str| {
-        app_principal(field(k))
-            .ok_or_else(|| StepError::permanent(format!("the rotation plan has no valid {k}")))
-    };
-    Ok(Plan {
-        mode: serde_json::from_value(out.get("mode").cloned().unwrap_or_default())
-            .unwrap_or_default(),
-        from: principal("from")?,
-        to: principal("to")?,
-        previous_version: field("previous_version").to_owned(),
-        continues: out
-            .get("continues")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-    })
-}
-
-/// The mode a rotation was started with (`params.mode`; scheduled when absent).
-fn mode_of(ctx: &StepContext<'_>) -> RotationMode {
-    ctx.operation
-        .params
-        .get("mode")
-        .cloned()
-        .and_then(|m| serde_json::from_value(m).ok())
-        .unwrap_or_default()
+    /// The plan this rotation's `plan` step recorded.
+    fn of(ctx: &StepContext<'_>) -> Result<RotationPlan, StepError> {
+        ctx.output::<Plan>()?
+            .ok_or_else(|| StepError::permanent("the rotation has no plan; step plan did not run"))
+    }
 }
 
 /// Gives `principal` a new password and writes its connection string as `name`'s new version,
 /// after proving it connects. Idempotent per operation (see the module comment).
 async fn rotate_one(
     ctx: &StepContext<'_>,
-    plan: &Plan,
+    plan: &RotationPlan,
     name: &SecretName,
     principal: Principal,
 ) -> Result<(), StepError> {
     let svc = ctx.services;
+    let engine = ctx.engine();
     let names = &ctx.names;
     match svc.secrets.get(name, None).await {
         Ok(current) if plan.wrote(ctx, &current.properties.tags) => {
             // An earlier attempt wrote it after its ALTER succeeded; make sure the server
             // still agrees (cheap, idempotent) and stop.
-            let password = svc.engine.password_of(&current.value)?;
-            return Ok(svc.engine.set_password(names, principal, &password).await?);
+            let password = engine.password_of(&current.value)?;
+            return Ok(engine.set_password(names, principal, &password).await?);
         }
         Ok(_) | Err(SecretError::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
     let password = generate_password();
-    svc.engine.set_password(names, principal, &password).await?;
+    engine.set_password(names, principal, &password).await?;
     if plan.mode == RotationMode::Emergency {
         // Sessions opened with this principal's old (possibly leaked) password end now,
         // before anyone is handed the new one.
-        svc.engine.end_principal_sessions(names, principal).await?;
+        engine.end_principal_sessions(names, principal).await?;
     }
-    let value = svc.engine.connection_string(names, principal, &password);
-    svc.engine
-        .check_login(&value)
-        .await
-        .map_err(|e| StepError {
-            message: format!(
-                "{} does not authenticate with its new password: {e}",
-                label(principal)
-            ),
-            transient: e.is_transient(),
-        })?;
+    let value = engine.connection_string(names, principal, &password);
+    engine.check_login(&value).await.map_err(|e| StepError {
+        message: format!(
+            "{} does not authenticate with its new password: {e}",
+            label(principal)
+        ),
+        transient: e.is_transient(),
+    })?;
     svc.secrets
         .set(name, value, ctx.version_options(label(principal)))
         .await?;
@@ -160,7 +181,7 @@ async fn rotate_one(
 async fn unfinished_rotation(
     ctx: &StepContext<'_>,
     current: &Secret,
-) -> Result<Option<Value>, StepError> {
+) -> Result<Option<RotationPlan>, StepError> {
     let Some(id) = current
         .properties
         .tags
@@ -173,10 +194,10 @@ async fn unfinished_rotation(
     let Some(op) = ctx.services.catalog.operation(id).await? else {
         return Ok(None);
     };
-    if op.kind != OperationKind::Rotate || op.state != OperationState::Failed {
+    if op.kind != OperationKind::ROTATE || op.state != OperationState::Failed {
         return Ok(None);
     }
-    Ok(op.step_output("plan").cloned())
+    Ok(output_of::<Plan>(&op))
 }
 
 /// Whether the tenant's newest other rotation is an emergency rotation that failed.
@@ -189,52 +210,53 @@ async fn emergency_pending(ctx: &StepContext<'_>) -> Result<bool, StepError> {
         let Some(op) = catalog.operation(id).await? else {
             continue;
         };
-        if op.kind != OperationKind::Rotate {
+        if op.kind != OperationKind::ROTATE {
             continue;
         }
-        let emergency = op.params.get("mode").and_then(Value::as_str) == Some("emergency")
-            || op
-                .step_output("plan")
-                .and_then(|p| p.get("mode"))
-                .and_then(Value::as_str)
-                == Some("emergency");
+        let emergency = params_of::<Rotate>(&op).is_ok_and(|p| p.mode == RotationMode::Emergency)
+            || output_of::<Plan>(&op).is_some_and(|p| p.mode == RotationMode::Emergency);
         return Ok(op.state == OperationState::Failed && emergency);
     }
     Ok(false)
 }
 
-/// Runs a step's action.
-#[instrument(skip_all, fields(tenant = %ctx.slug(), step))]
-pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> {
-    let svc = ctx.services;
-    let names = &ctx.names;
-    let secrets = TenantSecrets::for_slug(ctx.slug());
-    match step {
-        "plan" => {
-            // Decided once: after rotate_app wrote its version, a re-run would see the new
-            // login as the active one and pick the wrong target.
-            if ctx.output_of("plan").is_some() {
-                return Ok(());
+/// Decides once which app login gets the new password.
+pub struct Plan;
+
+#[async_trait]
+impl Step for Plan {
+    const NAME: &'static str = "plan";
+    type Output = RotationPlan;
+
+    async fn action(ctx: &StepContext<'_>) -> Result<RotationPlan, StepError> {
+        // Decided once: after rotate_app wrote its version, a re-run would see the new login as
+        // the active one and pick the wrong target.
+        if let Some(plan) = ctx.output::<Self>()? {
+            return Ok(plan);
+        }
+        let secrets = TenantSecrets::for_slug(ctx.slug());
+        let current = ctx
+            .services
+            .secrets
+            .get(&ctx.secret_name(&secrets.app)?, None)
+            .await?;
+        // An emergency rotation that failed is not forgotten by the next rotation.
+        let mode = if emergency_pending(ctx).await? {
+            RotationMode::Emergency
+        } else {
+            ctx.params::<Rotate>()?.mode
+        };
+        let plan = if let Some(failed) = unfinished_rotation(ctx, &current).await? {
+            // Complete the failed rotation rather than re-target the login applications were
+            // just moved off.
+            let continues = current.properties.tags.get("operation").cloned();
+            info!(continues = ?continues, "completing a rotation that failed");
+            RotationPlan {
+                mode,
+                continues,
+                ..failed
             }
-            let current = svc
-                .secrets
-                .get(&ctx.secret_name(&secrets.app)?, None)
-                .await?;
-            // An emergency rotation that failed is not forgotten by the next rotation.
-            let mode = if emergency_pending(ctx).await? {
-                RotationMode::Emergency
-            } else {
-                mode_of(ctx)
-            };
-            if let Some(failed) = unfinished_rotation(ctx, &current).await? {
-                // Complete the failed rotation rather than re-target the login applications
-                // were just moved off.
-                let mut plan = failed;
-                plan["mode"] = json!(mode);
-                plan["continues"] = json!(current.properties.tags.get("operation"));
-                info!(continues = %plan["continues"], "completing a rotation that failed");
-                return ctx.save_output(&plan).await;
-            }
+        } else {
             let from = current
                 .properties
                 .tags
@@ -245,66 +267,133 @@ pub async fn action(ctx: &StepContext<'_>, step: &str) -> Result<(), StepError> 
                 Principal::AppA => Principal::AppB,
                 _ => Principal::AppA,
             };
-            ctx.save_output(&json!({
-                "mode": mode,
-                "from": label(from),
-                "to": label(to),
-                "previous_version": current.properties.version,
-            }))
-            .await
-        }
-        "rotate_app" => {
-            let plan = plan_of(ctx)?;
-            rotate_one(ctx, &plan, &ctx.secret_name(&secrets.app)?, plan.to).await
-        }
-        "retire_previous_app" => {
-            let plan = plan_of(ctx)?;
-            let name = ctx.secret_name(&secrets.app)?;
-            // Only the version this rotation wrote stays marked active.
-            for version in svc.secrets.list_versions(&name).await? {
-                let mine = plan.wrote(ctx, &version.tags);
-                let compromised = plan.mode == RotationMode::Emergency && !mine;
-                let marked_active = version.tags.get("active").map(String::as_str) == Some("true");
-                let needs_change = marked_active || (compromised && version.enabled);
-                if mine || !needs_change {
-                    continue;
-                }
-                let mut tags = version.tags.clone();
-                tags.insert("active".into(), "false".into());
-                svc.secrets
-                    .update_properties(
-                        &name,
-                        &version.version,
-                        PropertiesUpdate {
-                            // A leaked string is not only inactive but unreadable.
-                            enabled: compromised.then_some(false),
-                            expires_at: None,
-                            tags: Some(tags),
-                        },
-                    )
-                    .await?;
+            RotationPlan {
+                mode,
+                from,
+                to,
+                previous_version: current.properties.version.clone(),
+                continues: None,
             }
-            if plan.mode == RotationMode::Emergency {
-                svc.engine.disable_login(names, plan.from).await?;
-                info!(login = label(plan.from), previous_version = %plan.previous_version,
-                      "previous app login disabled and its sessions ended");
+        };
+        ctx.save::<Self>(&plan).await?;
+        Ok(plan)
+    }
+}
+
+/// New password on the inactive app login, a login with it, then the secret's new version.
+pub struct RotateApp;
+
+#[async_trait]
+impl Step for RotateApp {
+    const NAME: &'static str = "rotate_app";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        let plan = RotationPlan::of(ctx)?;
+        let secrets = TenantSecrets::for_slug(ctx.slug());
+        rotate_one(ctx, &plan, &ctx.secret_name(&secrets.app)?, plan.to).await
+    }
+}
+
+/// Older versions tagged inactive; emergency: the previous login disabled, its sessions ended,
+/// its versions disabled.
+pub struct RetirePreviousApp;
+
+#[async_trait]
+impl Step for RetirePreviousApp {
+    const NAME: &'static str = "retire_previous_app";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        let svc = ctx.services;
+        let plan = RotationPlan::of(ctx)?;
+        let name = ctx.secret_name(&TenantSecrets::for_slug(ctx.slug()).app)?;
+        // Only the version this rotation wrote stays marked active.
+        for version in svc.secrets.list_versions(&name).await? {
+            let mine = plan.wrote(ctx, &version.tags);
+            let compromised = plan.mode == RotationMode::Emergency && !mine;
+            let marked_active = version.tags.get("active").map(String::as_str) == Some("true");
+            let needs_change = marked_active || (compromised && version.enabled);
+            if mine || !needs_change {
+                continue;
             }
-            Ok(())
+            let mut tags = version.tags.clone();
+            tags.insert("active".into(), "false".into());
+            svc.secrets
+                .update_properties(
+                    &name,
+                    &version.version,
+                    PropertiesUpdate {
+                        // A leaked string is not only inactive but unreadable.
+                        enabled: compromised.then_some(false),
+                        expires_at: None,
+                        tags: Some(tags),
+                    },
+                )
+                .await?;
         }
-        "rotate_audit_admin" | "rotate_investigator" => {
-            let (name, principal) = if step == "rotate_audit_admin" {
-                (&secrets.audit_admin, Principal::AuditAdmin)
-            } else {
-                (&secrets.investigator, Principal::Investigator)
-            };
-            rotate_one(ctx, &plan_of(ctx)?, &ctx.secret_name(name)?, principal).await?;
-            if step == "rotate_investigator" {
-                crate::anchor_audit_head(svc, ctx.tenant.id, names, "rotation").await?;
-            }
-            Ok(())
+        if plan.mode == RotationMode::Emergency {
+            ctx.engine().disable_login(&ctx.names, plan.from).await?;
+            info!(login = label(plan.from), previous_version = %plan.previous_version,
+                  "previous app login disabled and its sessions ended");
         }
-        other => Err(StepError::permanent(format!(
-            "unknown rotation step {other}"
-        ))),
+        Ok(())
+    }
+}
+
+/// New password for audit_admin, in place.
+pub struct RotateAuditAdmin;
+
+#[async_trait]
+impl Step for RotateAuditAdmin {
+    const NAME: &'static str = "rotate_audit_admin";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        let name = ctx.secret_name(&TenantSecrets::for_slug(ctx.slug()).audit_admin)?;
+        rotate_one(ctx, &RotationPlan::of(ctx)?, &name, Principal::AuditAdmin).await
+    }
+}
+
+/// New password for the investigator, in place; then the audit head is anchored.
+pub struct RotateInvestigator;
+
+#[async_trait]
+impl Step for RotateInvestigator {
+    const NAME: &'static str = "rotate_investigator";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        let name = ctx.secret_name(&TenantSecrets::for_slug(ctx.slug()).investigator)?;
+        rotate_one(ctx, &RotationPlan::of(ctx)?, &name, Principal::Investigator).await?;
+        crate::anchor_audit_head(ctx.services, ctx.tenant.id, &ctx.names, "rotation").await?;
+        Ok(())
+    }
+}
+
+/// Checks and records the tenant's credentials, so a credential the periodic check had flagged
+/// (an application that changed its own password) reads `ok` as soon as the rotation that
+/// repaired it has succeeded, not an interval later. Never fails the rotation: each new
+/// password was proved to log in before it was published. The rotation counts itself among the
+/// tenant's operations (the fence that keeps an older pass's result out).
+pub struct CheckCredentials;
+
+#[async_trait]
+impl Step for CheckCredentials {
+    const NAME: &'static str = "check_credentials";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        let svc = ctx.services;
+        let operations = svc.catalog.tenant_operations(ctx.tenant.id).await?;
+        let outcome = crate::credential_check::check_and_record(
+            svc,
+            ctx.tenant,
+            operations.len(),
+            crate::CredentialCheckLimits::default(),
+        )
+        .await;
+        info!(tenant = %ctx.slug(), ?outcome, "credentials checked after the rotation");
+        Ok(())
     }
 }

@@ -142,12 +142,13 @@ fn step_changes_carry_their_value_as_the_fourth_parameter() {
 #[test]
 fn steps_travel_as_a_json_array_in_order() {
     let op = NewOperation {
-        kind: OperationKind::Onboard,
+        kind: OperationKind::ONBOARD,
         steps: vec!["create_database", "create_principals"],
         params: json!({}),
         actor: "alice".into(),
         request_id: None,
         allowed_from: &[],
+        parent: None,
     };
     assert_eq!(
         steps_json(&op),
