@@ -9,12 +9,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tcp_tests::{free_port, server_binary, EngineUnderTest, TestEnv};
+use tcp_tests::{EngineUnderTest, RealServer, TestEnv};
 use workflows::Faults;
 
 /// The `tenantctl` binary, built (or brought up to date) once per test process.
@@ -41,53 +40,6 @@ fn tenantctl_binary() -> PathBuf {
         bin
     })
     .clone()
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The real server binary on the observer's catalog and data directory.
-async fn spawn(env: &TestEnv, node: &str, faults: &str) -> Server {
-    let port = free_port();
-    let child = Command::new(server_binary())
-        .envs(env.server_env())
-        // Explicit local mode (required once the server refuses to guess its auth mode).
-        .env("TENANT_CP_AUTH_MODE", "local")
-        .env("TENANT_CP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TENANT_CP_DATA_DIR", env.data_dir())
-        .env("TENANT_CP_NODE_ID", node)
-        .env("TENANT_CP_SWEEP_INTERVAL_SECS", "1")
-        .env("TENANT_CP_ROTATION_SCHEDULER", "false")
-        .env("TENANT_CP_FAULTS", faults)
-        .env("TENANT_CP_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/healthz", server.base)).await {
-            if r.status().is_success() {
-                return server;
-            }
-        }
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// What one `tenantctl` run did.
@@ -188,7 +140,7 @@ async fn observer() -> TestEnv {
 #[tokio::test]
 async fn a_full_lifecycle_through_tenantctl() {
     let env = observer().await;
-    let server = spawn(&env, "cli-node", "").await;
+    let server = RealServer::spawn(&env, "cli-node", "", &[]).await;
     let data_dir = env.data_dir().to_str().unwrap().to_owned();
     // Local mode: the server is found through the environment, the token minted from the key.
     let cli = Cli::new()
@@ -410,7 +362,7 @@ async fn a_full_lifecycle_through_tenantctl() {
 #[tokio::test]
 async fn a_failed_operation_exits_non_zero_with_its_step_and_a_hint() {
     let env = observer().await;
-    let server = spawn(&env, "cli-fail-node", "fail:onboard:verify_access").await;
+    let server = RealServer::spawn(&env, "cli-fail-node", "fail:onboard:verify_access", &[]).await;
     let cli = Cli::new()
         .var("TENANTCTL_SERVER", &server.base)
         .var("TENANT_CP_DATA_DIR", env.data_dir().to_str().unwrap());
