@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::AppError;
-use crate::routes::{parse_slug, ApiJson, AppState, Caller};
+use crate::extract::{parse_slug, ApiJson, Caller};
+use crate::state::AppState;
 
 /// The audit routes.
 pub fn routes() -> Router<AppState> {
@@ -81,7 +82,7 @@ async fn list_events(
         return Err(AppError::bad_request("limit must be 1 to 1000"));
     }
     for (field, value) in [("action", &q.action), ("actor", &q.actor)] {
-        crate::routes::no_nul(field, value.as_deref().unwrap_or_default())?;
+        crate::extract::no_nul(field, value.as_deref().unwrap_or_default())?;
     }
     let (_, names) = active_tenant(&state, &slug).await?;
     let query = engine::AuditEventQuery {
@@ -173,7 +174,7 @@ async fn purge(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<PurgeRequest>,
 ) -> Result<Json<Value>, AppError> {
-    crate::routes::no_nul("reason", &body.reason)?;
+    crate::extract::no_nul("reason", &body.reason)?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(AppError::bad_request("reason must be 1 to 1000 characters"));

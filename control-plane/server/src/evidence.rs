@@ -23,8 +23,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::AppError;
-use crate::routes::{AppState, Caller};
+use crate::extract::Caller;
 use crate::signing::{PublicKeyInfo, SignedDocument};
+use crate::state::AppState;
 
 /// The routes of this module, merged into [`crate::routes::router`].
 pub fn routes() -> Router<AppState> {
@@ -141,7 +142,7 @@ async fn tenant_evidence(
     Path(slug): Path<String>,
     query: Result<Query<EvidenceQuery>, QueryRejection>,
 ) -> Result<Json<SignedDocument>, AppError> {
-    let slug = crate::routes::parse_slug(&slug)?;
+    let slug = crate::extract::parse_slug(&slug)?;
     let Query(query) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
     // An empty `since=` is not a time (the document declares `date-time`); leave it out instead.
     if query.since.as_deref().is_some_and(|s| s.trim().is_empty()) {

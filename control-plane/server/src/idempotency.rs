@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument as _;
 
 use crate::error::AppError;
-use crate::routes::{AppState, Caller};
+use crate::extract::Caller;
+use crate::state::AppState;
 
 /// The request header.
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");

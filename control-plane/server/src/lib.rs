@@ -6,6 +6,8 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod evidence;
+pub mod extract;
+pub mod guard;
 pub mod idempotency;
 pub mod keyfile;
 pub mod limits;
@@ -15,6 +17,7 @@ pub mod policy;
 pub mod request_id;
 pub mod routes;
 pub mod signing;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +35,8 @@ use secrets::{
 use workflows::{Faults, Orchestrator, Runner, Services};
 
 pub use config::Config;
-pub use routes::{router, AppState};
+pub use routes::router;
+pub use state::AppState;
 
 /// A started control plane (without its listener): the router and the workflow runner.
 pub struct App {

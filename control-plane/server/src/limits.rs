@@ -1,20 +1,20 @@
-//! Abuse resistance: rate limits per client address (every request, before authentication, so
-//! token guessing is throttled too) and per token subject (after authentication), answered with
-//! 429 and `Retry-After`; a bound on the request head (431); a deadline per request (408).
-//! Request bodies are bounded by `max_body_bytes` (413) where they are read.
+//! Layer: state (the bottom, with `state.rs` and `extract.rs`). Abuse resistance, the budgets:
+//! rate limits per client address (every request, before authentication, so token guessing is
+//! throttled too) and per token subject (after authentication), answered with 429 and
+//! `Retry-After`; a bound on the request head (431); a deadline per request (408). [`Limits`] is
+//! part of `AppState`, so it sits below it; the middleware that applies the per-address limit,
+//! the head bound and the deadline to every request is `guard.rs`, and the per-subject limit is
+//! checked in `policy::authorize`. Request bodies are bounded by `max_body_bytes` (413) where
+//! they are read.
 //!
 //! The limits are per replica and in memory (GCRA from `governor`): N replicas behind a load
 //! balancer allow up to N times the configured rate.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -84,6 +84,11 @@ impl Limits {
         self.timeout
     }
 
+    /// The largest request head accepted, bytes.
+    pub fn max_header_bytes(&self) -> usize {
+        self.max_header_bytes
+    }
+
     /// Takes one request from `subject`'s budget, or the 429 to answer.
     pub fn check_subject(&self, subject: &str) -> Result<(), AppError> {
         let Some(limiter) = &self.per_subject else {
@@ -97,7 +102,8 @@ impl Limits {
         })
     }
 
-    fn check_ip(&self, ip: IpAddr) -> Result<(), AppError> {
+    /// Takes one request from `ip`'s budget (its /64 for IPv6), or the 429 to answer.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), AppError> {
         let Some(limiter) = &self.per_ip else {
             return Ok(());
         };
@@ -135,47 +141,11 @@ fn too_many(who: &str, wait: Duration) -> AppError {
     )
 }
 
-/// The outer guard of every request: head size, per-address rate, deadline.
-pub async fn guard(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
-    let head: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + req.uri().to_string().len();
-    if head > limits.max_header_bytes {
-        return AppError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            format!(
-                "request head is {head} bytes; at most {} are accepted",
-                limits.max_header_bytes
-            ),
-        )
-        .into_response();
-    }
-    // The peer address when the server was started with connect info (the binary is; an
-    // in-process router in tests may not be). X-Forwarded-For is not trusted.
-    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
-        if let Err(e) = limits.check_ip(addr.ip()) {
-            return e.into_response();
-        }
-    }
-    match tokio::time::timeout(limits.timeout, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => AppError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "no answer within {} s; an operation it started goes on (see GET /v1/operations)",
-                limits.timeout.as_secs()
-            ),
-        )
-        .into_response(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use axum::http::StatusCode;
+
     use super::*;
 
     #[test]

@@ -29,7 +29,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::policy::{self, Access};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Routes of the router that the document leaves out on purpose, as `(method, template)`.
 pub const UNDOCUMENTED: &[(&str, &str)] = &[

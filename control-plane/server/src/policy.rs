@@ -10,7 +10,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
-use crate::routes::{AppState, Caller};
+use crate::extract::Caller;
+use crate::state::AppState;
 
 /// What a route needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,15 +1,15 @@
-//! Request ids: the caller's `X-Request-Id` when it is a plain token (1 to 63 of letters,
-//! digits and `-_.:`), else a generated UUID. The id is set on the request (handlers and the
-//! request span read it there), returned on the response, and put in scope for the engine, which
-//! tags every database session it uses with it (`engine::context`).
+//! Layer: middleware. Request ids: the caller's `X-Request-Id` when it is a plain token (1 to 63
+//! of letters, digits and `-_.:`), else a generated UUID. The id is set on the request (handlers
+//! and the request span read it there), returned on the response, and put in scope for the
+//! engine, which tags every database session it uses with it (`engine::context`). The header's
+//! name is in `extract.rs`, below, where the `Caller` extractor reads it too.
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 
-/// The header.
-pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use crate::extract::REQUEST_ID;
 
 /// Normalizes the request id, scopes the request with it and returns it on the response.
 pub async fn layer(mut req: Request, next: Next) -> Response {

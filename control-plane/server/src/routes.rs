@@ -6,9 +6,7 @@ use api_types::{
     Accepted, CreateTenantRequest, InvestigateRequest, InvestigateResponse, OffboardRequest,
     Operation, OperationKind, Problem, RotateRequest, Rotation, Tenant, TenantSecrets, TenantSlug,
 };
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
@@ -16,124 +14,10 @@ use axum::{Json, Router};
 use catalog::{Catalog, TenantRecord};
 use serde_json::json;
 use uuid::Uuid;
-use workflows::Orchestrator;
 
-use crate::auth::{AuthError, Authenticator};
 use crate::error::AppError;
-use crate::request_id::REQUEST_ID;
-
-/// Shared state of the handlers.
-#[derive(Clone)]
-pub struct AppState {
-    /// Starts workflows.
-    pub orchestrator: Orchestrator,
-    /// Reads tenants and operations.
-    pub catalog: Catalog,
-    /// Verifies bearer tokens (local key or OIDC issuer).
-    pub auth: Authenticator,
-    /// Signs documents (deletion certificates, evidence).
-    pub signer: crate::signing::Signer,
-    /// Largest accepted body.
-    pub max_body_bytes: usize,
-    /// How long one investigation query may run, milliseconds.
-    pub investigation_timeout_ms: u64,
-    /// How often the audit chains are anchored (the rewrite-detection window), seconds.
-    pub audit_anchor_interval_secs: u64,
-    /// Rate limits, head and time bounds.
-    pub limits: std::sync::Arc<crate::limits::Limits>,
-}
-
-/// The authenticated caller.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// Token subject.
-    pub subject: String,
-    /// Roles.
-    pub roles: Vec<String>,
-    /// The request id (from `X-Request-Id` or generated).
-    pub request_id: Option<String>,
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        // The policy middleware authenticated this request already: one token check per call.
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(caller.clone());
-        }
-        let unauthorized = |e: AuthError| match e {
-            AuthError::Missing => AppError::new(StatusCode::UNAUTHORIZED, e.to_string()),
-            AuthError::KeysUnavailable(_) => {
-                AppError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            }
-            e => AppError::invalid_token(e.to_string()),
-        };
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized(AuthError::Missing))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| unauthorized(AuthError::Missing))?;
-        let who = state
-            .auth
-            .authenticate(token.trim())
-            .await
-            .map_err(unauthorized)?;
-        let request_id = parts
-            .headers
-            .get(&REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        tracing::Span::current().record("subject", who.subject.as_str());
-        Ok(Caller {
-            subject: who.subject,
-            roles: who.roles,
-            request_id,
-        })
-    }
-}
-
-/// JSON body extractor whose rejections are problem+json (413 for an oversized body).
-pub struct ApiJson<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = AppError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
-    }
-}
-
-fn json_rejection(r: JsonRejection) -> AppError {
-    let status = r.status();
-    let detail = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".to_owned(),
-        _ => r.body_text(),
-    };
-    AppError::new(status, detail)
-}
-
-/// 400 for text holding a NUL character: PostgreSQL text cannot store one (the insert would fail
-/// as a 500), and no reason, query or filter needs one.
-pub(crate) fn no_nul(field: &str, value: &str) -> Result<(), AppError> {
-    if value.contains('\0') {
-        return Err(AppError::bad_request(format!(
-            "{field} must not contain NUL characters"
-        )));
-    }
-    Ok(())
-}
-
-pub(crate) fn parse_slug(s: &str) -> Result<TenantSlug, AppError> {
-    TenantSlug::parse(s).map_err(|e| AppError::bad_request(format!("invalid slug {s:?}: {e}")))
-}
+use crate::extract::{no_nul, parse_slug, ApiJson, Caller, REQUEST_ID};
+use crate::state::AppState;
 
 /// The API view of a tenant row.
 /// The API view of an operation, with its workflow's hint when it did not succeed.
@@ -700,7 +584,7 @@ pub fn edge(router: Router, state: &AppState) -> Router {
     router
         .layer(axum::middleware::from_fn_with_state(
             state.limits.clone(),
-            crate::limits::guard,
+            crate::guard::guard,
         ))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(

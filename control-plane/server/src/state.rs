@@ -1,0 +1,30 @@
+//! Layer: state (the bottom, with `extract`). The state every handler and middleware shares,
+//! built once by `lib.rs::start`: the orchestrator (workflows), the catalog, the token verifier,
+//! the document signer, the limits and the request bounds. This module holds data only; what
+//! handlers do with it goes through the service layer (`service.rs`).
+
+use catalog::Catalog;
+use workflows::Orchestrator;
+
+use crate::auth::Authenticator;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Starts workflows.
+    pub orchestrator: Orchestrator,
+    /// Reads tenants and operations.
+    pub catalog: Catalog,
+    /// Verifies bearer tokens (local key or OIDC issuer).
+    pub auth: Authenticator,
+    /// Signs documents (deletion certificates, evidence).
+    pub signer: crate::signing::Signer,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+    /// How long one investigation query may run, milliseconds.
+    pub investigation_timeout_ms: u64,
+    /// How often the audit chains are anchored (the rewrite-detection window), seconds.
+    pub audit_anchor_interval_secs: u64,
+    /// Rate limits, head and time bounds.
+    pub limits: std::sync::Arc<crate::limits::Limits>,
+}
