@@ -50,13 +50,13 @@ async fn active_tenant(
     state: &AppState,
     slug: &str,
 ) -> Result<(catalog::TenantRecord, engine::TenantNames), AppError> {
-    crate::routes::active_tenant(
-        state,
-        &parse_slug(slug)?,
-        "its audit log lives in its database, which only an active tenant has (an offboarded \
-         tenant's final chain head is in its deletion certificate)",
-    )
-    .await
+    state
+        .active_tenant(
+            &parse_slug(slug)?,
+            "its audit log lives in its database, which only an active tenant has (an offboarded \
+             tenant's final chain head is in its deletion certificate)",
+        )
+        .await
 }
 
 #[utoipa::path(
@@ -84,7 +84,7 @@ async fn list_events(
     for (field, value) in [("action", &q.action), ("actor", &q.actor)] {
         crate::extract::no_nul(field, value.as_deref().unwrap_or_default())?;
     }
-    let (_, names) = active_tenant(&state, &slug).await?;
+    let (tenant, names) = active_tenant(&state, &slug).await?;
     let query = engine::AuditEventQuery {
         after_id: q.after_id.max(0),
         limit,
@@ -94,10 +94,7 @@ async fn list_events(
         actor: q.actor.filter(|a| !a.is_empty()),
     };
     let events = state
-        .orchestrator
-        .runner()
-        .services()
-        .engine
+        .engine_for(&tenant)?
         .audit_events(&names, &query)
         .await
         .map_err(|e| AppError::internal(&e))?;
@@ -127,21 +124,7 @@ async fn verify(
     Path(slug): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     let (tenant, names) = active_tenant(&state, &slug).await?;
-    Ok(Json(verify_tenant(&state, &tenant, &names).await?))
-}
-
-/// The verification report (also a section of the evidence bundle); see
-/// [`workflows::verify_audit`].
-pub async fn verify_tenant(
-    state: &AppState,
-    tenant: &catalog::TenantRecord,
-    names: &engine::TenantNames,
-) -> Result<Value, AppError> {
-    let svc = state.orchestrator.runner().services();
-    workflows::verify_audit(svc, tenant.id, names)
-        .await
-        .map_err(|e| AppError::internal(&e))?
-        .ok_or_else(|| AppError::conflict("the tenant database has no audit log"))
+    Ok(Json(state.verify_audit(&tenant, &names).await?))
 }
 
 /// Body of `POST /v1/tenants/{slug}/audit/purge`.
@@ -183,34 +166,32 @@ async fn purge(
         return Err(AppError::bad_request("before must not be in the future"));
     }
     let (tenant, names) = active_tenant(&state, &slug).await?;
-    let svc = state.orchestrator.runner().services();
     // A purge destroys events: never of a log that does not verify (it would erase the
     // evidence of tampering).
-    let report = verify_tenant(&state, &tenant, &names).await?;
+    let report = state.verify_audit(&tenant, &names).await?;
     if report["valid"] != Value::Bool(true) {
         return Err(AppError::conflict(format!(
             "the audit log of {} does not verify (first broken: {}); refusing to purge it",
             tenant.slug, report["first_broken"]
         )));
     }
-    let audit_admin = crate::routes::current_secret(
-        &state,
-        &api_types::TenantSecrets::for_slug(&tenant.slug).audit_admin,
-    )
-    .await?;
+    let audit_admin = state
+        .current_secret(&api_types::TenantSecrets::for_slug(&tenant.slug).audit_admin)
+        .await?;
+    let engine = state.engine_for(&tenant)?;
     // The purge and its anchor run in a task of their own: a disconnect or the request
     // deadline must not leave purged events behind anchors that still name them.
     let task = {
-        let svc = svc.clone();
+        let state = state.clone();
         let (reason, actor, before) = (reason.to_owned(), caller.subject.clone(), body.before);
         let request_id = engine::context::current_request_id();
         tokio::spawn(engine::context::with_request_id(request_id, async move {
-            let deleted = svc
-                .engine
+            let deleted = engine
                 .purge_audit(&names, &audit_admin, before, &reason, &actor)
                 .await
                 .map_err(|e| AppError::internal(&e))?;
-            let head = workflows::anchor_purge(&svc, tenant.id, &names)
+            let head = state
+                .anchor_purge(tenant.id, &names)
                 .await
                 .map_err(|e| AppError::internal(&e))?;
             Ok::<_, AppError>((deleted, head))

@@ -152,30 +152,28 @@ async fn tenant_evidence(
     }
     let period = bundle::Period::parse(query.since.as_deref(), chrono::Utc::now())
         .map_err(AppError::bad_request)?;
-    let (tenant, names) = crate::routes::active_tenant(
-        &state,
-        &slug,
-        "evidence is read live from an active tenant's database",
-    )
-    .await?;
-    let svc = state.orchestrator.runner().services();
+    let (tenant, names) = state
+        .active_tenant(
+            &slug,
+            "evidence is read live from an active tenant's database",
+        )
+        .await?;
+    let engine = state.engine_for(&tenant)?;
     let secret_names = TenantSecrets::for_slug(&slug);
-    let app = crate::routes::current_secret(&state, &secret_names.app).await?;
-    let audit_admin = crate::routes::current_secret(&state, &secret_names.audit_admin).await?;
-    let engine_facts = svc
-        .engine
+    let app = state.current_secret(&secret_names.app).await?;
+    let audit_admin = state.current_secret(&secret_names.audit_admin).await?;
+    let engine_facts = engine
         .evidence(&names, &app)
         .await
         .map_err(|e| AppError::internal(&format!("reading evidence of {slug}: {e}")))?;
     let limit = bundle::MAX_INVESTIGATION_EVENTS;
-    let mut events = svc
-        .engine
+    let mut events = engine
         .investigation_events(&names, &audit_admin, period.since, period.until, limit + 1)
         .await
         .map_err(|e| AppError::internal(&format!("reading investigations of {slug}: {e}")))?;
     let investigations_truncated = events.len() > limit as usize;
     events.truncate(limit as usize);
-    let rotations = crate::routes::rotation_history(&state.catalog, &tenant).await?;
+    let rotations = state.rotation_history(&tenant).await?;
     let audit_chain = audit_chain_section(&state, &tenant, &names, &period).await?;
     let payload = bundle::payload(&bundle::Facts {
         tenant: &tenant,
@@ -213,7 +211,7 @@ async fn audit_chain_section(
     names: &TenantNames,
     _period: &bundle::Period,
 ) -> Result<Value, AppError> {
-    let report = crate::audit::verify_tenant(state, tenant, names).await?;
+    let report = state.verify_audit(tenant, names).await?;
     let valid = report["valid"] == Value::Bool(true);
     let summary = if valid {
         format!(

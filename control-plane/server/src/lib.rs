@@ -16,8 +16,10 @@ pub mod openapi;
 pub mod policy;
 pub mod request_id;
 pub mod routes;
+pub mod service;
 pub mod signing;
 pub mod state;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! The HTTP API, `/v1/...`. Handlers validate input, check the caller's role, and call the
-//! orchestrator or the catalog; they never touch an engine or a secret value.
+//! The HTTP API, `/v1/...`. Handlers validate input and call the service layer, the
+//! orchestrator or the catalog; they never touch a secret value.
 
 #[allow(unused_imports)] // `Problem` is named by the `#[utoipa::path]` attributes only.
 use api_types::{
@@ -11,88 +11,14 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use catalog::{Catalog, TenantRecord};
+use catalog::Catalog;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::extract::{no_nul, parse_slug, ApiJson, Caller, REQUEST_ID};
 use crate::state::AppState;
-
-/// The API view of a tenant row.
-/// The API view of an operation, with its workflow's hint when it did not succeed.
-pub fn operation_view(op: &catalog::OperationRecord) -> Operation {
-    let mut view = op.to_api();
-    if matches!(
-        op.state,
-        api_types::OperationState::Failed | api_types::OperationState::RolledBack
-    ) {
-        view.hint = workflows::registry::find(&op.kind)
-            .and_then(|w| w.hint(op.state, op.tenant_slug.as_str()));
-    }
-    view
-}
-
-pub fn tenant_view(t: &TenantRecord) -> Tenant {
-    Tenant {
-        id: t.id,
-        slug: t.slug.clone(),
-        display_name: t.display_name.clone(),
-        state: t.state,
-        engine: t.engine.clone(),
-        server: t.server.clone(),
-        database: t.database.clone(),
-        schema_version: t.schema_version,
-        created_at: t.created_at,
-        secrets: TenantSecrets::for_slug(&t.slug),
-        credentials: t.credential_health(),
-    }
-}
-
-pub(crate) async fn find_tenant(
-    catalog: &Catalog,
-    slug: &TenantSlug,
-) -> Result<TenantRecord, AppError> {
-    catalog
-        .tenant_by_slug(slug)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("tenant {slug} not found")))
-}
-
-/// The active tenant holding `slug` and its names; 409 naming `why` an active tenant is needed
-/// (its database is read live) when it is in another state.
-pub(crate) async fn active_tenant(
-    state: &AppState,
-    slug: &TenantSlug,
-    why: &str,
-) -> Result<(TenantRecord, engine::TenantNames), AppError> {
-    let tenant = find_tenant(&state.catalog, slug).await?;
-    if tenant.state != api_types::TenantState::Active {
-        return Err(AppError::conflict(format!(
-            "tenant {slug} is {}; {why}",
-            tenant.state
-        )));
-    }
-    let names = state.orchestrator.runner().services().engine.names(slug);
-    Ok((tenant, names))
-}
-
-/// The current value of one of a tenant's secrets (for the control plane's own use only).
-pub(crate) async fn current_secret(
-    state: &AppState,
-    name: &str,
-) -> Result<secrets::SecretValue, AppError> {
-    let name = secrets::SecretName::new(name).map_err(|e| AppError::internal(&e))?;
-    let secret = state
-        .orchestrator
-        .runner()
-        .services()
-        .secrets
-        .get(&name, None)
-        .await
-        .map_err(|e| AppError::internal(&format!("reading secret {name}: {e}")))?;
-    Ok(secret.value)
-}
+use crate::view::{operation_view, tenant_view};
 
 #[utoipa::path(
     post,
@@ -163,9 +89,7 @@ async fn show_tenant(
     Path(slug): Path<String>,
 ) -> Result<Json<Tenant>, AppError> {
     let slug = parse_slug(&slug)?;
-    Ok(Json(tenant_view(
-        &find_tenant(&state.catalog, &slug).await?,
-    )))
+    Ok(Json(tenant_view(&state.find_tenant(&slug).await?)))
 }
 
 #[utoipa::path(
@@ -188,7 +112,7 @@ async fn offboard_tenant(
     ApiJson(body): ApiJson<OffboardRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), AppError> {
     let slug = parse_slug(&slug)?;
-    let tenant = find_tenant(&state.catalog, &slug).await?;
+    let tenant = state.find_tenant(&slug).await?;
     if body.confirm != slug.as_str() {
         return Err(AppError::bad_request(format!(
             "confirm must repeat the tenant slug exactly ({slug}) to offboard it"
@@ -233,7 +157,7 @@ async fn rotate_tenant(
     ApiJson(body): ApiJson<RotateRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), AppError> {
     let slug = parse_slug(&slug)?;
-    let tenant = find_tenant(&state.catalog, &slug).await?;
+    let tenant = state.find_tenant(&slug).await?;
     let op = state
         .orchestrator
         .rotate(
@@ -268,46 +192,8 @@ async fn list_rotations(
     Path(slug): Path<String>,
 ) -> Result<Json<Vec<Rotation>>, AppError> {
     let slug = parse_slug(&slug)?;
-    let tenant = find_tenant(&state.catalog, &slug).await?;
-    Ok(Json(rotation_history(&state.catalog, &tenant).await?))
-}
-
-/// A tenant's rotations (its catalog operations of kind `rotate`), newest first; also the
-/// evidence bundle's rotation history.
-pub(crate) async fn rotation_history(
-    catalog: &Catalog,
-    tenant: &TenantRecord,
-) -> Result<Vec<Rotation>, AppError> {
-    let mut rotations = Vec::new();
-    for id in catalog.tenant_operations(tenant.id).await? {
-        let Some(op) = catalog.operation(id).await? else {
-            continue;
-        };
-        if op.kind != OperationKind::ROTATE {
-            continue;
-        }
-        use workflows::tenant_rotate::{Plan, Rotate};
-        let plan = workflows::output_of::<Plan>(&op);
-        let label = |p: engine::Principal| {
-            serde_json::to_value(p)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-        };
-        rotations.push(Rotation {
-            operation: op.id,
-            mode: workflows::workflow::params_of::<Rotate>(&op)
-                .map(|p| p.mode)
-                .unwrap_or_default(),
-            actor: op.actor.clone(),
-            state: op.state,
-            from: plan.as_ref().and_then(|p| label(p.from)),
-            to: plan.as_ref().and_then(|p| label(p.to)),
-            started_at: op.created_at,
-            finished_at: op.finished_at,
-            error: op.error.clone(),
-        });
-    }
-    Ok(rotations)
+    let tenant = state.find_tenant(&slug).await?;
+    Ok(Json(state.rotation_history(&tenant).await?))
 }
 
 /// Active tenants whose credentials are due for rotation now (the scheduler's view), oldest
@@ -321,7 +207,7 @@ pub(crate) async fn rotation_history(
 async fn rotations_due(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<serde_json::Value>>, AppError> {
-    let policy = state.orchestrator.runner().services().rotation;
+    let policy = state.rotation_policy();
     let now = chrono::Utc::now();
     let due_before = now - chrono::Duration::from_std(policy.rotate_after).unwrap_or_default();
     // Failed rotations count as due here: an operator wants to see them.
@@ -383,10 +269,12 @@ async fn investigate(
     if !(1..=1000).contains(&body.max_rows) {
         return Err(AppError::bad_request("max_rows must be 1 to 1000"));
     }
-    let (tenant, names) =
-        active_tenant(&state, &slug, "only an active tenant can be investigated").await?;
-    let svc = state.orchestrator.runner().services();
-    let investigator = current_secret(&state, &TenantSecrets::for_slug(&slug).investigator).await?;
+    let (tenant, names) = state
+        .active_tenant(&slug, "only an active tenant can be investigated")
+        .await?;
+    let investigator = state
+        .current_secret(&TenantSecrets::for_slug(&slug).investigator)
+        .await?;
     let request = engine::InvestigationRequest {
         actor: caller.subject.clone(),
         ticket: ticket.to_owned(),
@@ -396,20 +284,19 @@ async fn investigate(
         request_id: caller.request_id.clone(),
         timeout_ms: state.investigation_timeout_ms,
     };
+    let engine = state.engine_for(&tenant)?;
     // Its own task: a client that disconnects (which drops this handler) must not cut the
     // investigation between its query event and its outcome event.
     let task = {
-        let services = svc.clone();
+        let state = state.clone();
         let tenant_id = tenant.id;
         let request_id = caller.request_id.clone();
         tokio::spawn(engine::context::with_request_id(request_id, async move {
-            let done = services
-                .engine
-                .investigate(&names, &investigator, &request)
-                .await?;
+            let done = engine.investigate(&names, &investigator, &request).await?;
             // Both events are in the chain now: anchor its head outside the database.
-            if let Err(e) =
-                workflows::anchor_audit_head(&services, tenant_id, &names, "investigation").await
+            if let Err(e) = state
+                .anchor_audit_head(tenant_id, &names, "investigation")
+                .await
             {
                 tracing::warn!(error = %e, "could not anchor the audit chain after an investigation");
             }
