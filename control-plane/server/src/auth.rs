@@ -1,5 +1,6 @@
-//! Bearer-token authentication: who is calling and with which of our roles. Authorization
-//! (which role may do what) is the policy table's job (`policy.rs`), never this module's.
+//! Layer: foundation. Bearer-token authentication: who is calling and with which of our roles.
+//! Authorization (which role may do what) is the policy table's job (`policy.rs`), never this
+//! module's.
 //!
 //! Two modes, chosen explicitly by `auth_mode` (no default, so production cannot fall into the
 //! development mode by omission):

@@ -1,5 +1,6 @@
-//! Configuration: built-in defaults, then a TOML file (`--config FILE` or `TENANT_CP_CONFIG`),
-//! then `TENANT_CP_*` environment variables (e.g. `TENANT_CP_LISTEN`), later ones winning.
+//! Layer: foundation. Configuration: built-in defaults, then a TOML file (`--config FILE` or
+//! `TENANT_CP_CONFIG`), then `TENANT_CP_*` environment variables (e.g. `TENANT_CP_LISTEN`), later
+//! ones winning.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

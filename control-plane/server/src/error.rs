@@ -1,5 +1,5 @@
-//! The one error type of the HTTP layer, rendered as `application/problem+json`. Internal
-//! details (database messages, paths) are logged, never sent to the client.
+//! Layer: foundation. The one error type of the HTTP layer, rendered as `application/problem+json`.
+//! Internal details (database messages, paths) are logged, never sent to the client.
 
 use api_types::Problem;
 use axum::http::{header, StatusCode};

@@ -1,8 +1,8 @@
-//! Layer: state (the bottom, with `state.rs` and `limits.rs`). What handlers and middleware read from a request:
-//! the authenticated [`Caller`] (the policy middleware authenticates once and leaves it in the
-//! request's extensions), the problem+json [`ApiJson`] body, the slug and text checks every
-//! handler shares, and the name of the request-id header (set by the `request_id` middleware,
-//! read here and in the request span).
+//! Layer: state (the bottom, with `state.rs` and `limits.rs`). What handlers and middleware read
+//! from a request: the authenticated [`Caller`] (the policy middleware authenticates once and
+//! leaves it in the request's extensions), the problem+json [`ApiJson`] body, the slug and text
+//! checks every handler shares, and the name of the request-id header (set by the `request_id`
+//! middleware, read here and in the request span).
 
 use api_types::TenantSlug;
 use axum::extract::rejection::JsonRejection;

@@ -1,8 +1,8 @@
-//! `Idempotency-Key` on every POST: the first request with a key runs and its answer is kept for
-//! 24 hours (in the catalog, so every replica and a restarted process see it); a retry with the
-//! same key and the same request gets that answer back (`Idempotent-Replayed: true`) and starts
-//! nothing new. The same key with another request is refused (422); a retry while the first is
-//! still running waits for nothing and gets 409.
+//! Layer: middleware. `Idempotency-Key` on every POST: the first request with a key runs and its
+//! answer is kept for 24 hours (in the catalog, so every replica and a restarted process see it); a
+//! retry with the same key and the same request gets that answer back (`Idempotent-Replayed: true`)
+//! and starts nothing new. The same key with another request is refused (422); a retry while the
+//! first is still running waits for nothing and gets 409.
 //!
 //! Keys are scoped to the caller (hashed with the token's subject). Answers that say the request
 //! did not run (401, 403, 408, 413, 429 and 5xx) are not kept: the key stays free for a retry.

@@ -1,4 +1,4 @@
-//! Key files under the data directory: random bytes, base64 text, mode 0600.
+//! Layer: foundation. Key files under the data directory: random bytes, base64 text, mode 0600.
 //!
 //! A missing key is created atomically: the bytes are written and synced to a temporary file in
 //! the same directory (created 0600), which is then linked to the final name. `link(2)`, unlike

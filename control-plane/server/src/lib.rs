@@ -1,13 +1,29 @@
-//! The tenant control plane's HTTP server: configuration, authentication, the axum router, and
-//! start-up (catalog, engine, secret store, workflow runner). Only this crate knows HTTP.
+//! Layer: top. The tenant control plane's HTTP server: configuration, authentication, the axum
+//! router, and start-up (catalog, engine, secret store, workflow runner). Only this crate knows
+//! HTTP.
+//!
+//! Its modules form layers that only point down (a module uses its own layer and those listed
+//! before it; `tests/layers.rs` fails on an import upwards, between two handler modules, or in
+//! a cycle):
+//! 1. foundation: [`config`], [`keyfile`], [`auth`], [`signing`], [`error`];
+//! 2. state: [`state`] (`AppState`), [`extract`] (`Caller`, `ApiJson`, slug and text checks),
+//!    [`limits`] (the budgets `AppState` holds);
+//! 3. services: [`service`] (what handlers ask of the workflows, the engine and the secret
+//!    store, methods on `AppState`; `engine_for` is the one door to a tenant's engine) and
+//!    [`view`] (API views shared by several resources);
+//! 4. middleware: [`request_id`], [`guard`], [`policy`], [`idempotency`], [`metrics`];
+//! 5. handlers: one module per resource under [`handlers`], each owning its request and
+//!    response types and exposing its routes, never importing another;
+//! 6. top: [`openapi`] (the document, listing every handler's `#[utoipa::path]`),
+//!    [`router`](mod@router) (merges the handlers' routes, applies the middleware) and this
+//!    file's [`start`].
 
-pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
-pub mod evidence;
 pub mod extract;
 pub mod guard;
+pub mod handlers;
 pub mod idempotency;
 pub mod keyfile;
 pub mod limits;
@@ -15,7 +31,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod policy;
 pub mod request_id;
-pub mod routes;
+pub mod router;
 pub mod service;
 pub mod signing;
 pub mod state;
@@ -37,7 +53,7 @@ use secrets::{
 use workflows::{Faults, Orchestrator, Runner, Services};
 
 pub use config::Config;
-pub use routes::router;
+pub use router::router;
 pub use state::AppState;
 
 /// A started control plane (without its listener): the router and the workflow runner.
@@ -195,21 +211,15 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         limits: Arc::new(limits::Limits::new(config)),
     };
     let limits_cleanup = state.limits.start_cleanup();
-    // `/metrics` (public in the policy table, checked like every route) and the HTTP metrics
-    // middleware around every route, the fallback included.
-    let scrape = metrics::routes(metrics::MetricsState {
-        metrics: metrics.clone(),
-        catalog: catalog.clone(),
-        node_id: config.node_id(),
-        rotation: config.rotation(),
-        engine: engine.clone(),
-    })
-    .route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        policy::authorize,
-    ));
-    let router = routes::edge(routes::router(state.clone()).merge(scrape), &state).layer(
-        axum::middleware::from_fn_with_state(metrics, metrics::track_http),
+    let router = router::app(
+        state,
+        handlers::metrics::MetricsState {
+            metrics,
+            catalog: catalog.clone(),
+            node_id: config.node_id(),
+            rotation: config.rotation(),
+            engine: engine.clone(),
+        },
     );
     Ok(App {
         router,

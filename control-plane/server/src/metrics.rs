@@ -1,5 +1,6 @@
-//! Prometheus metrics at `GET /metrics` (OpenMetrics text, through the official
-//! `prometheus-client` crate).
+//! Layer: middleware. Prometheus metrics, served at `GET /metrics` (OpenMetrics text, through
+//! the official `prometheus-client` crate) by `handlers/metrics.rs`; this module holds the
+//! registry, the HTTP middleware ([`track_http`]) and the runner's observer.
 //!
 //! Three sources feed one registry per process:
 //! - an HTTP middleware counts and times every request by method, route *template* (axum's
@@ -21,11 +22,8 @@ use std::time::Instant;
 
 use api_types::{CredentialState, TenantState};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::response::Response;
 use catalog::Catalog;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -439,6 +437,11 @@ impl Metrics {
         Ok(())
     }
 
+    /// Counts a scrape whose catalog reads failed.
+    pub fn catalog_read_failed(&self) {
+        self.scrape_errors.inc();
+    }
+
     /// The registry as OpenMetrics text.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -507,28 +510,6 @@ impl StepObserver for Metrics {
     }
 }
 
-/// What `GET /metrics` needs.
-#[derive(Clone)]
-pub struct MetricsState {
-    /// The registry.
-    pub metrics: Arc<Metrics>,
-    /// Where the gauges are read.
-    pub catalog: Catalog,
-    /// This replica's node id (its claimable operations are the unfinished ones it sees).
-    pub node_id: String,
-    /// When credentials are due.
-    pub rotation: RotationPolicy,
-    /// Its connection pools are reported.
-    pub engine: Arc<dyn engine::Engine>,
-}
-
-/// The `/metrics` route.
-pub fn routes(state: MetricsState) -> Router {
-    Router::new()
-        .route("/metrics", get(scrape))
-        .with_state(state)
-}
-
 /// Counts and times every request; the route label is the matched template, never the path.
 pub async fn track_http(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -547,31 +528,14 @@ pub async fn track_http(State(metrics): State<Arc<Metrics>>, req: Request, next:
     response
 }
 
-async fn scrape(State(state): State<MetricsState>) -> Response {
-    if let Err(e) = state
-        .metrics
-        .refresh(&state.catalog, &state.node_id, &state.rotation)
-        .await
-    {
-        tracing::warn!(error = %e, "metrics: catalog gauges not refreshed");
-        state.metrics.scrape_errors.inc();
-    }
-    let mut pools = vec![state.catalog.pool_stats()];
-    pools.extend(state.engine.pool_stats());
-    state.metrics.observe_pools(&pools);
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use axum::Router;
     use tower::ServiceExt as _;
 
     fn line_value(text: &str, prefix: &str) -> Option<f64> {

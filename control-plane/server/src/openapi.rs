@@ -1,9 +1,9 @@
-//! The OpenAPI 3.1 document of the API, generated from the code: the request and response types
-//! of `api-types` (`ToSchema`), one `#[utoipa::path]` attribute per handler (its parameters, body
-//! and the statuses the handler itself answers), and [`Conventions`], which adds what every
-//! route shares from one place: the bearer scheme and 401/403/429 from [`crate::policy::POLICY`],
-//! the `Idempotency-Key` header and body rejections of every POST, 408/431/500, and the
-//! `X-Request-Id` header of every response.
+//! Layer: top (with `router.rs`). The OpenAPI 3.1 document of the API, generated from the code: the
+//! request and response types of `api-types` (`ToSchema`), one `#[utoipa::path]` attribute per
+//! handler (its parameters, body and the statuses the handler itself answers), and [`Conventions`],
+//! which adds what every route shares from one place: the bearer scheme and 401/403/429 from
+//! [`crate::policy::POLICY`], the `Idempotency-Key` header and body rejections of every POST,
+//! 408/431/500, and the `X-Request-Id` header of every response.
 //!
 //! Served at `GET /v1/openapi.json` (public) and committed as `docs/openapi.json`
 //! (`make openapi` regenerates it). Tests below fail when the document's operations differ from
@@ -18,16 +18,15 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::Serialize;
-use serde_json::Value;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     Content, HeaderBuilder, ObjectBuilder, Ref, RefOr, Required, Response as ApiResponse,
     ResponseBuilder, Type,
 };
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
+use crate::handlers;
 use crate::policy::{self, Access};
 use crate::state::AppState;
 
@@ -37,7 +36,7 @@ pub const UNDOCUMENTED: &[(&str, &str)] = &[
     ("GET", "/metrics"),
 ];
 
-/// The route of this module, merged into [`crate::routes::router`].
+/// The route of this module, merged into [`crate::router::router`].
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/openapi.json", get(openapi_json))
 }
@@ -80,23 +79,23 @@ async fn openapi_json() -> Response {
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
-        crate::routes::healthz,
-        crate::routes::readyz,
-        crate::routes::create_tenant,
-        crate::routes::list_tenants,
-        crate::routes::show_tenant,
-        crate::routes::offboard_tenant,
-        crate::routes::rotate_tenant,
-        crate::routes::list_rotations,
-        crate::routes::investigate,
-        crate::routes::rotations_due,
-        crate::routes::show_operation,
-        crate::audit::list_events,
-        crate::audit::verify,
-        crate::audit::purge,
-        crate::evidence::signing_key,
-        crate::evidence::deletion_certificate,
-        crate::evidence::tenant_evidence,
+        handlers::health::healthz,
+        handlers::health::readyz,
+        handlers::tenants::create_tenant,
+        handlers::tenants::list_tenants,
+        handlers::tenants::show_tenant,
+        handlers::tenants::offboard_tenant,
+        handlers::rotations::rotate_tenant,
+        handlers::rotations::list_rotations,
+        handlers::investigations::investigate,
+        handlers::rotations::rotations_due,
+        handlers::operations::show_operation,
+        handlers::audit::list_events,
+        handlers::audit::verify,
+        handlers::audit::purge,
+        handlers::evidence::signing_key,
+        handlers::evidence::deletion_certificate,
+        handlers::evidence::tenant_evidence,
         openapi_json,
     ),
     components(schemas(Problem, TenantSlug)),
@@ -113,118 +112,6 @@ async fn openapi_json() -> Response {
     )
 )]
 pub struct ApiDoc;
-
-/// `{"status": ...}` of the probes.
-#[derive(Serialize, ToSchema)]
-pub struct Health {
-    /// `ok` (healthz) or `ready` (readyz).
-    #[schema(examples("ok"))]
-    pub status: String,
-}
-
-/// A tenant whose credentials are due for rotation.
-#[derive(Serialize, ToSchema)]
-pub struct DueRotation {
-    /// The tenant.
-    pub tenant: TenantSlug,
-    /// The rotation interval in seconds.
-    pub rotate_after_secs: u64,
-}
-
-/// One page of a tenant's audit events, oldest first.
-#[derive(Serialize, ToSchema)]
-pub struct AuditEventsPage {
-    /// The events.
-    pub events: Vec<AuditEvent>,
-    /// Pass as `after_id` for the next page; null on the last page.
-    pub next_after_id: Option<i64>,
-}
-
-/// One event of a tenant's own audit log. `principal` and `origin` are verified by the tenant
-/// database; `actor` and `request_id` are only asserted by whoever wrote the event.
-#[derive(Serialize, ToSchema)]
-pub struct AuditEvent {
-    /// Position in the chain.
-    pub id: i64,
-    /// When.
-    pub occurred_at: chrono::DateTime<chrono::Utc>,
-    /// Verified: the database login that wrote it.
-    pub principal: String,
-    /// Verified: `control_plane` (the control plane's admin, audit admin or investigator login)
-    /// or `application`; null for events written before audit format 2.
-    pub origin: Option<String>,
-    /// Asserted by the writer: the person or system it says it acted for.
-    pub actor: String,
-    /// What happened, e.g. `investigation.query`.
-    pub action: String,
-    /// Details.
-    pub detail: Value,
-    /// Asserted by the writer: the request id it gave, when any.
-    pub request_id: Option<String>,
-    /// Lower-case hex SHA-256 of the event chained to its predecessor.
-    pub hash: String,
-}
-
-/// The verification of a tenant's audit chain and the catalog's anchors of it.
-#[derive(Serialize, ToSchema)]
-pub struct AuditVerification {
-    /// Whether the chain and every anchor verify.
-    pub valid: bool,
-    /// The first broken link, if any.
-    #[schema(nullable)]
-    pub first_broken: Option<Value>,
-    /// The chain inside the tenant database.
-    pub chain: Value,
-    /// The catalog's anchors.
-    pub anchors: Value,
-}
-
-/// What a purge removed.
-#[derive(Serialize, ToSchema)]
-pub struct PurgeResult {
-    /// How many events were deleted.
-    pub deleted: u64,
-    /// The chain head after the purge (anchored in the catalog), if any event is left.
-    pub head: Option<Value>,
-}
-
-/// The public half of the document-signing key.
-#[derive(Serialize, ToSchema)]
-#[schema(as = PublicKeyInfo)]
-pub struct PublicKeyInfoDoc {
-    /// Always `Ed25519`.
-    pub alg: String,
-    /// Key id: the first 16 hex characters of SHA-256 of the public key bytes.
-    pub kid: String,
-    /// The 32-byte public key, base64url without padding.
-    pub public_key: String,
-}
-
-/// A signed JSON document: the payload and its signature (verify with `tenantctl verify`).
-#[derive(Serialize, ToSchema)]
-#[schema(as = SignedDocument)]
-pub struct SignedDocumentDoc {
-    /// The document.
-    pub payload: Value,
-    /// Its signature.
-    pub signature: SignatureDoc,
-}
-
-/// The `signature` member of a signed document.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Signature)]
-pub struct SignatureDoc {
-    /// Always `Ed25519`.
-    pub alg: String,
-    /// Id of the signing key.
-    pub kid: String,
-    /// The signing key's public half, base64url without padding.
-    pub public_key: String,
-    /// When the document was signed (RFC 3339, UTC).
-    pub signed_at: String,
-    /// The 64-byte Ed25519 signature over the signing input, base64url without padding.
-    pub value: String,
-}
 
 /// Adds what every operation shares (see the module documentation).
 struct Conventions;
@@ -467,7 +354,7 @@ mod tests {
 
     #[test]
     fn security_and_shared_responses_follow_the_policy() {
-        let doc: Value = serde_json::from_str(&document()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = &doc["paths"];
         let healthz = &paths["/healthz"]["get"];

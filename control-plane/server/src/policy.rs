@@ -1,8 +1,9 @@
-//! Who may call what: one declarative table, enforced by one middleware on every matched route.
+//! Layer: middleware. Who may call what: one declarative table, enforced by one middleware on
+//! every matched route.
 //!
-//! A route without a rule is refused (deny by default), and a unit test reads the router's
-//! `.route(...)` registrations from the source and fails when any of them lacks a rule, or a rule
-//! names no route. Handlers never check roles themselves.
+//! A route without a rule is refused (deny by default), and a unit test reads the
+//! `.route(...)` registrations of every source file and fails when any of them lacks a rule, or
+//! a rule names no route. Handlers never check roles themselves.
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -205,22 +206,37 @@ mod tests {
         out
     }
 
+    /// The `.rs` files under `dir`, recursively, in a stable order.
+    fn sources(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(sources(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// Every registration in the crate's code: each file under `src/` (so a new handler module
+    /// is read without being listed here), without comments and test modules.
     fn all_registered() -> Vec<(String, String)> {
         let mut routes = Vec::new();
-        for source in [
-            include_str!("routes.rs"),
-            include_str!("audit.rs"),
-            include_str!("evidence.rs"),
-            include_str!("openapi.rs"),
-        ] {
-            let source = source.split("#[cfg(test)]").next().unwrap_or_default();
-            routes.extend(registered(source));
-        }
-        let metrics = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs");
-        if let Ok(text) = std::fs::read_to_string(metrics) {
-            routes.extend(registered(
-                text.split("#[cfg(test)]").next().unwrap_or_default(),
-            ));
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for file in sources(&src) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code: String = text
+                .split("#[cfg(test)]")
+                .next()
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            routes.extend(registered(&code));
         }
         routes
     }

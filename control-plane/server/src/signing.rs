@@ -1,4 +1,5 @@
-//! The control plane's document-signing key (Ed25519), kept under the data directory.
+//! Layer: foundation. The control plane's document-signing key (Ed25519), kept under the data
+//! directory.
 //!
 //! `<data_dir>/evidence-ed25519.key` holds the 32-byte Ed25519 secret seed as base64, mode 0600,
 //! created on first start like the HS256 token key (see [`crate::keyfile`]). Every replica that

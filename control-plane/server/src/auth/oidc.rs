@@ -1,5 +1,5 @@
-//! OIDC mode: JWT access tokens of one issuer (Microsoft Entra ID, Auth0, ...), checked against
-//! the issuer's published signing keys (JWKS).
+//! Layer: foundation (part of `auth`). OIDC mode: JWT access tokens of one issuer (Microsoft Entra
+//! ID, Auth0, ...), checked against the issuer's published signing keys (JWKS).
 //!
 //! What a token must satisfy, in order:
 //! * its header names an asymmetric algorithm (RS256/384/512, PS256/384/512, ES256/384): HS*

@@ -1,5 +1,5 @@
-//! Signed documents over HTTP: the public signing key, deletion certificates and evidence
-//! bundles.
+//! Layer: handlers. Signed documents over HTTP: the public signing key, deletion certificates
+//! and evidence bundles, with the document's schemas of the signed envelope.
 //!
 //! `GET /v1/signing-key` publishes the public half of the key in `signing.rs` (any valid
 //! token). `GET /v1/tenants/{slug}/deletion-certificate` (role `auditor`) returns the deletion
@@ -19,15 +19,16 @@ use axum::routing::get;
 use axum::{Json, Router};
 use catalog::{AuditRecord, TenantRecord};
 use engine::TenantNames;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::error::AppError;
-use crate::extract::Caller;
+use crate::extract::{parse_slug, Caller};
 use crate::signing::{PublicKeyInfo, SignedDocument};
 use crate::state::AppState;
 
-/// The routes of this module, merged into [`crate::routes::router`].
+/// The routes of this module, merged into [`crate::router::router`].
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/signing-key", get(signing_key))
@@ -38,12 +39,50 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenants/{slug}/evidence", get(tenant_evidence))
 }
 
+/// The public half of the document-signing key.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PublicKeyInfo)]
+pub struct PublicKeyInfoDoc {
+    /// Always `Ed25519`.
+    pub alg: String,
+    /// Key id: the first 16 hex characters of SHA-256 of the public key bytes.
+    pub kid: String,
+    /// The 32-byte public key, base64url without padding.
+    pub public_key: String,
+}
+
+/// A signed JSON document: the payload and its signature (verify with `tenantctl verify`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = SignedDocument)]
+pub struct SignedDocumentDoc {
+    /// The document.
+    pub payload: Value,
+    /// Its signature.
+    pub signature: SignatureDoc,
+}
+
+/// The `signature` member of a signed document.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Signature)]
+pub struct SignatureDoc {
+    /// Always `Ed25519`.
+    pub alg: String,
+    /// Id of the signing key.
+    pub kid: String,
+    /// The signing key's public half, base64url without padding.
+    pub public_key: String,
+    /// When the document was signed (RFC 3339, UTC).
+    pub signed_at: String,
+    /// The 64-byte Ed25519 signature over the signing input, base64url without padding.
+    pub value: String,
+}
+
 /// The public key documents are signed with; any authenticated caller may read it.
 #[utoipa::path(
     get,
     path = "/v1/signing-key",
     tag = "evidence",
-    responses((status = 200, description = "The public signing key", body = crate::openapi::PublicKeyInfoDoc))
+    responses((status = 200, description = "The public signing key", body = PublicKeyInfoDoc))
 )]
 async fn signing_key(State(state): State<AppState>, _caller: Caller) -> Json<PublicKeyInfo> {
     Json(state.signer.public_key().clone())
@@ -56,7 +95,7 @@ async fn signing_key(State(state): State<AppState>, _caller: Caller) -> Json<Pub
     tag = "evidence",
     params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
     responses(
-        (status = 200, description = "The signed deletion certificate", body = crate::openapi::SignedDocumentDoc),
+        (status = 200, description = "The signed deletion certificate", body = SignedDocumentDoc),
         (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug, or it has no deletion certificate yet", body = Problem, content_type = "application/problem+json"),
     )
@@ -130,7 +169,7 @@ struct EvidenceQuery {
     tag = "evidence",
     params(("slug" = TenantSlug, Path, description = "The tenant's slug"), EvidenceQuery),
     responses(
-        (status = 200, description = "The signed evidence bundle", body = crate::openapi::SignedDocumentDoc),
+        (status = 200, description = "The signed evidence bundle", body = SignedDocumentDoc),
         (status = 400, description = "The slug or `since` is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tenant is not active (evidence is read live from its database)", body = Problem, content_type = "application/problem+json"),
@@ -142,7 +181,7 @@ async fn tenant_evidence(
     Path(slug): Path<String>,
     query: Result<Query<EvidenceQuery>, QueryRejection>,
 ) -> Result<Json<SignedDocument>, AppError> {
-    let slug = crate::extract::parse_slug(&slug)?;
+    let slug = parse_slug(&slug)?;
     let Query(query) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
     // An empty `since=` is not a time (the document declares `date-time`); leave it out instead.
     if query.since.as_deref().is_some_and(|s| s.trim().is_empty()) {

@@ -1,6 +1,6 @@
-//! A tenant's own audit log through the API: read it (role `auditor`), verify it against the
-//! hash chain and the catalog's anchors (role `auditor`), purge old events through the
-//! audit_admin principal (role `admin`).
+//! Layer: handlers. A tenant's own audit log through the API: read it (role `auditor`), verify
+//! it against the hash chain and the catalog's anchors (role `auditor`), purge old events
+//! through the audit_admin principal (role `admin`); with the document's schemas of the answers.
 
 use api_types::{Problem, TenantSlug};
 use axum::extract::rejection::QueryRejection;
@@ -8,11 +8,12 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::error::AppError;
-use crate::extract::{parse_slug, ApiJson, Caller};
+use crate::extract::{no_nul, parse_slug, ApiJson, Caller};
 use crate::state::AppState;
 
 /// The audit routes.
@@ -45,6 +46,63 @@ pub struct EventsQuery {
     actor: Option<String>,
 }
 
+/// One page of a tenant's audit events, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEventsPage {
+    /// The events.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `after_id` for the next page; null on the last page.
+    pub next_after_id: Option<i64>,
+}
+
+/// One event of a tenant's own audit log. `principal` and `origin` are verified by the tenant
+/// database; `actor` and `request_id` are only asserted by whoever wrote the event.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEvent {
+    /// Position in the chain.
+    pub id: i64,
+    /// When.
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    /// Verified: the database login that wrote it.
+    pub principal: String,
+    /// Verified: `control_plane` (the control plane's admin, audit admin or investigator login)
+    /// or `application`; null for events written before audit format 2.
+    pub origin: Option<String>,
+    /// Asserted by the writer: the person or system it says it acted for.
+    pub actor: String,
+    /// What happened, e.g. `investigation.query`.
+    pub action: String,
+    /// Details.
+    pub detail: Value,
+    /// Asserted by the writer: the request id it gave, when any.
+    pub request_id: Option<String>,
+    /// Lower-case hex SHA-256 of the event chained to its predecessor.
+    pub hash: String,
+}
+
+/// The verification of a tenant's audit chain and the catalog's anchors of it.
+#[derive(Serialize, ToSchema)]
+pub struct AuditVerification {
+    /// Whether the chain and every anchor verify.
+    pub valid: bool,
+    /// The first broken link, if any.
+    #[schema(nullable)]
+    pub first_broken: Option<Value>,
+    /// The chain inside the tenant database.
+    pub chain: Value,
+    /// The catalog's anchors.
+    pub anchors: Value,
+}
+
+/// What a purge removed.
+#[derive(Serialize, ToSchema)]
+pub struct PurgeResult {
+    /// How many events were deleted.
+    pub deleted: u64,
+    /// The chain head after the purge (anchored in the catalog), if any event is left.
+    pub head: Option<Value>,
+}
+
 /// The active tenant of `slug`: its audit log lives in its database.
 async fn active_tenant(
     state: &AppState,
@@ -65,7 +123,7 @@ async fn active_tenant(
     tag = "audit",
     params(("slug" = TenantSlug, Path, description = "The tenant's slug"), EventsQuery),
     responses(
-        (status = 200, description = "One page of events", body = crate::openapi::AuditEventsPage),
+        (status = 200, description = "One page of events", body = AuditEventsPage),
         (status = 400, description = "The slug or a query parameter is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tenant is not active (its audit log lives in its database)", body = Problem, content_type = "application/problem+json"),
@@ -82,7 +140,7 @@ async fn list_events(
         return Err(AppError::bad_request("limit must be 1 to 1000"));
     }
     for (field, value) in [("action", &q.action), ("actor", &q.actor)] {
-        crate::extract::no_nul(field, value.as_deref().unwrap_or_default())?;
+        no_nul(field, value.as_deref().unwrap_or_default())?;
     }
     let (tenant, names) = active_tenant(&state, &slug).await?;
     let query = engine::AuditEventQuery {
@@ -113,7 +171,7 @@ async fn list_events(
     tag = "audit",
     params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
     responses(
-        (status = 200, description = "The verification report", body = crate::openapi::AuditVerification),
+        (status = 200, description = "The verification report", body = AuditVerification),
         (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tenant is not active, or its database has no audit log", body = Problem, content_type = "application/problem+json"),
@@ -145,7 +203,7 @@ pub struct PurgeRequest {
     params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
     request_body = PurgeRequest,
     responses(
-        (status = 200, description = "Events deleted; the new chain head is anchored", body = crate::openapi::PurgeResult),
+        (status = 200, description = "Events deleted; the new chain head is anchored", body = PurgeResult),
         (status = 400, description = "The slug, time or reason is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tenant is not active, or its audit log does not verify", body = Problem, content_type = "application/problem+json"),
@@ -157,7 +215,7 @@ async fn purge(
     Path(slug): Path<String>,
     ApiJson(body): ApiJson<PurgeRequest>,
 ) -> Result<Json<Value>, AppError> {
-    crate::extract::no_nul("reason", &body.reason)?;
+    no_nul("reason", &body.reason)?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 1000 {
         return Err(AppError::bad_request("reason must be 1 to 1000 characters"));

@@ -1,7 +1,7 @@
-//! The evidence bundle's payload: one section per control, each naming the SOC 2 criteria it
-//! evidences, a status and a one-line summary, built from facts the handler gathered (the
-//! engine's live reading, the catalog's rotations, the tenant's investigation events). No I/O
-//! happens here, so every rule is unit-tested below.
+//! Layer: handlers (part of `handlers::evidence`). The evidence bundle's payload: one section per
+//! control, each naming the SOC 2 criteria it evidences, a status and a one-line summary, built
+//! from facts the handler gathered (the engine's live reading, the catalog's rotations, the
+//! tenant's investigation events). No I/O happens here, so every rule is unit-tested below.
 //!
 //! Statuses: `pass` / `fail` for sections that check something (principals, live probes,
 //! temporal coverage), `recorded` for histories (rotations, investigations), and whatever the
