@@ -1,7 +1,8 @@
-//! Layer: state (the bottom, with `extract`). The state every handler and middleware shares,
-//! built once by `lib.rs::start`: the orchestrator (workflows), the catalog, the token verifier,
-//! the document signer, the limits and the request bounds. This module holds data only; what
-//! handlers do with it goes through the service layer (`service.rs`).
+//! Layer: state (the bottom, with `extract.rs` and `limits.rs`). The state every handler and
+//! middleware shares, built once by `lib.rs::start`: the orchestrator (workflows), the catalog,
+//! the token verifier, the document signer, the limits and the request bounds. This module
+//! holds data only; what handlers ask of the workflows, the engine and the secret store goes
+//! through the service layer (`service.rs`).
 
 use catalog::Catalog;
 use workflows::Orchestrator;
