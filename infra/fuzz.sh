@@ -96,7 +96,7 @@ set +e
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,unsupported_method,allow_header_conformance,missing_required_header,ignored_auth \
   --max-examples "${FUZZ_MAX_EXAMPLES:-100}" \
-  --phases examples,coverage,fuzzing \
+  --phases examples,coverage,fuzzing,stateful \
   --workers 2 \
   --request-timeout 60 \
   --seed "${FUZZ_SEED:-1}" \

@@ -8,10 +8,12 @@ mapfile -t files < <(find "$root" -path "$root/target" -prune -o -path '*/sqlser
 # password full of quoting hazards, DENY CONNECT...) go through the same parser.
 generated="$root/target/tsql-generated/sqlserver"
 rm -rf "$generated"
-if ! ${CARGO:-cargo} run -q -p engine --example tsql_statements -- "$generated" >/dev/null; then
-  echo "tsql gate: could not write the engine's generated statements" >&2
-  exit 1
-fi
+for crate in engine catalog; do
+  if ! ${CARGO:-cargo} run -q -p "$crate" --example tsql_statements -- "$generated/$crate" >/dev/null; then
+    echo "tsql gate: could not write the $crate crate's generated statements" >&2
+    exit 1
+  fi
+done
 mapfile -t -O ${#files[@]} files < <(find "$generated" -name '*.sql' | sort)
 if [ ${#files[@]} -eq 0 ]; then
   echo "tsql gate: no T-SQL files yet"

@@ -69,6 +69,47 @@ impl PgCluster {
         CLUSTER.get_or_init(PgCluster::start)
     }
 
+    /// Another cluster of this process, beside the shared one (a second database server for
+    /// the fleet tests); stopped when the process exits, like the shared one.
+    pub fn second() -> &'static PgCluster {
+        static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
+        CLUSTER.get_or_init(PgCluster::start)
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let data = self.dir.join("data");
+        let mut cmd = as_pg(&format!("{BINDIR}/pg_ctl"));
+        cmd.arg("-D").arg(&data);
+        if action == "start" {
+            cmd.arg("-l")
+                .arg(self.dir.join("server.log"))
+                .args(["-w", "-t", "60", "-o"])
+                .arg(format!(
+                    "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=300 \
+                     -c synchronous_commit=off -c full_page_writes=off",
+                    self.port,
+                    self.dir.display()
+                ))
+                .arg("start");
+        } else {
+            // A clean (fast) shutdown. An immediate one is a crash, and this test cluster runs
+            // with fsync, full_page_writes and synchronous_commit off: after such a crash it was
+            // seen to lose a committed GRANT ON DATABASE (datacl) in recovery.
+            cmd.args(["-w", "-m", "fast", "stop"]);
+        }
+        run(&mut cmd, &format!("pg_ctl {action}"));
+    }
+
+    /// Stops the server (to the fleet it is gone until [`PgCluster::restart`]).
+    pub fn stop(&self) {
+        self.pg_ctl("stop");
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&self) {
+        self.pg_ctl("start");
+    }
+
     fn start() -> PgCluster {
         assert!(
             Path::new(&format!("{BINDIR}/initdb")).exists(),

@@ -29,7 +29,7 @@ pub fn step_names(
 ) -> Vec<&'static str> {
     workflows::registry::find(kind)
         .unwrap_or_else(|| panic!("no workflow {kind}"))
-        .steps(engine)
+        .steps(engine.name())
         .iter()
         .map(|s| s.name)
         .collect()

@@ -184,9 +184,11 @@ async fn a_periodic_pass_never_anchors_a_log_that_does_not_verify(engine: Engine
     let names = env.names(slug);
     let svc = env.app.runner.services();
     // One pass of the anchor task.
-    assert!(workflows::anchor_periodic(svc, tenant.id, &names)
-        .await
-        .unwrap());
+    assert!(
+        workflows::anchor_periodic(svc, env.app.engine.as_ref(), tenant.id, &names)
+            .await
+            .unwrap()
+    );
     let anchored = env.app.catalog.anchors(tenant.id).await.unwrap();
     let newest = events(&env, slug).await.last().unwrap()["id"]
         .as_i64()
@@ -207,7 +209,7 @@ async fn a_periodic_pass_never_anchors_a_log_that_does_not_verify(engine: Engine
         .cut_and_rechain(&names.database, newest + 2, newest + 2)
         .await;
     assert!(
-        !workflows::anchor_periodic(svc, tenant.id, &names)
+        !workflows::anchor_periodic(svc, env.app.engine.as_ref(), tenant.id, &names)
             .await
             .unwrap(),
         "the periodic pass anchored a head that does not verify from the newest anchor"

@@ -75,11 +75,29 @@ async fn metrics_show_tenants_requests_and_steps_without_names_or_secrets() {
         .unwrap();
     assert!(catalog_open >= 1.0, "{text}");
     assert!(sample(&text, "tcp_pool_max_connections{pool=\"catalog\"} ").unwrap() >= 1.0);
+    // Each server's pools carry its name.
     let engine_pool = if env.app.engine.name() == "postgres" {
-        "engine_admin"
+        "default/engine_admin"
     } else {
-        "engine_master"
+        "default/engine_master"
     };
+    assert_eq!(
+        sample(&text, "tcp_server_capacity{server=\"default\"} "),
+        Some(1000.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "tcp_server_tenants{server=\"default\"} ").is_some(),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "tcp_server_state{server=\"default\",state=\"active\"} "
+        ),
+        Some(1.0),
+        "{text}"
+    );
     assert!(
         sample(&text, &format!("tcp_pool_waits{{pool=\"{engine_pool}\"}} ")).is_some(),
         "{text}"

@@ -457,6 +457,134 @@ pub struct CreateTenantRequest {
     /// Human-readable name, 1 to 200 characters.
     #[schema(min_length = 1, max_length = 200)]
     pub display_name: String,
+    /// Where the tenant may go (default: any active server with room, least loaded first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementRequest>,
+}
+
+/// What a new tenant asks of its database server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementRequest {
+    /// `postgres` or `sqlserver`; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<ServerEngine>,
+    /// Labels the server must carry with exactly these values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The engine of a database server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerEngine {
+    /// PostgreSQL.
+    Postgres,
+    /// SQL Server.
+    Sqlserver,
+}
+
+impl ServerEngine {
+    /// The engine's name (`postgres`, `sqlserver`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerEngine::Postgres => "postgres",
+            ServerEngine::Sqlserver => "sqlserver",
+        }
+    }
+}
+
+/// A server name: a lowercase letter, then lowercase letters, digits or `-`, at most 40.
+pub const SERVER_NAME_PATTERN: &str = "^[a-z][a-z0-9-]{0,39}$";
+
+/// Whether `name` is a valid server name ([`SERVER_NAME_PATTERN`]).
+pub fn valid_server_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 40
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Body of `POST /v1/servers`.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterServerRequest {
+    /// Unique name, e.g. `pg-westeurope-2`.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,39}$", min_length = 1, max_length = 40)]
+    pub name: String,
+    /// Its engine.
+    pub engine: ServerEngine,
+    /// The admin connection string (PostgreSQL: a superuser's libpq URL; SQL Server: a
+    /// `sqlserver://` URL of a sysadmin login). Checked before anything is stored, kept only in
+    /// the secret store, never returned.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub admin_url: String,
+    /// Most tenants it takes.
+    #[schema(minimum = 1, maximum = 100000)]
+    pub capacity: i32,
+    /// Placement labels, e.g. `{"region": "westeurope", "tier": "premium"}`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Host written into tenant connection strings (default: the admin URL's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_host: Option<String>,
+    /// Port written into tenant connection strings (default: the admin URL's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_port: Option<u16>,
+}
+
+impl fmt::Debug for RegisterServerRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterServerRequest")
+            .field("name", &self.name)
+            .field("engine", &self.engine)
+            .field("admin_url", &"[redacted]")
+            .field("capacity", &self.capacity)
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The last health check of a server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServerHealthCheck {
+    /// When it ran (null: not yet).
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Whether the server answered.
+    pub ok: Option<bool>,
+    /// How long it took, milliseconds.
+    pub latency_ms: Option<i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A database server as the API shows it (never its credentials).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Server {
+    /// Its name.
+    pub name: String,
+    /// Its engine.
+    pub engine: ServerEngine,
+    /// `active` (takes new tenants), `draining` (keeps its tenants, takes no new ones), or
+    /// `unreachable` (its last health check failed).
+    #[schema(pattern = "^(active|draining|unreachable)$")]
+    pub state: String,
+    /// Tenants on it that are not released.
+    pub tenants: i64,
+    /// Most tenants it takes.
+    pub capacity: i32,
+    /// Placement labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Host in tenant connection strings.
+    pub host: String,
+    /// Port in tenant connection strings.
+    pub port: i32,
+    /// The server's version, as its last successful health check read it.
+    pub engine_version: Option<String>,
+    /// The last health check.
+    pub last_health_check: ServerHealthCheck,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
 }
 
 /// Body of `POST /v1/tenants/{slug}/offboard`.

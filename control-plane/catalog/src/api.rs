@@ -14,6 +14,7 @@ use crate::model::{
     AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation, NewTenant,
     OperationRecord, TenantRecord,
 };
+use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 
 /// A shared handle on the catalog.
 pub type Catalog = Arc<dyn CatalogStore>;
@@ -284,4 +285,47 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// The catalog's connection pool figures.
     fn pool_stats(&self) -> PoolStats;
+
+    /// Registers a server (with its `server.registered` audit row); `ServerExists` when the name
+    /// is taken.
+    async fn create_server(
+        &self,
+        server: NewServer,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError>;
+
+    /// Registers or updates the server the configuration names (engine, secret, host, port,
+    /// capacity, labels; its state and health stay), and moves tenants recorded under `legacy`
+    /// (the `host:port` versions before the server registry stored) onto it.
+    async fn upsert_server(
+        &self,
+        server: NewServer,
+        legacy: Option<&str>,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError>;
+
+    /// Every server, by name, with its live tenant count.
+    async fn servers(&self) -> Result<Vec<ServerRecord>, CatalogError>;
+
+    /// One server.
+    async fn server(&self, name: &str) -> Result<Option<ServerRecord>, CatalogError>;
+
+    /// Drains or undrains a server (with its audit row).
+    async fn set_server_state(
+        &self,
+        name: &str,
+        state: ServerState,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError>;
+
+    /// Records a health check.
+    async fn record_server_health(
+        &self,
+        name: &str,
+        health: &ServerHealth,
+    ) -> Result<(), CatalogError>;
+
+    /// Removes a server that holds no live tenant (`ServerInUse` otherwise), with its audit row;
+    /// returns what it was.
+    async fn delete_server(&self, name: &str, actor: &str) -> Result<ServerRecord, CatalogError>;
 }

@@ -38,6 +38,28 @@ pub enum CatalogError {
         /// What was looked for.
         what: String,
     },
+    /// A server of this name is already registered.
+    #[error("a server named {name} is already registered")]
+    ServerExists {
+        /// The name.
+        name: String,
+    },
+    /// The server still holds tenants.
+    #[error("server {name} still holds {tenants} tenant(s); offboard or move them first")]
+    ServerInUse {
+        /// The name.
+        name: String,
+        /// Its live tenants.
+        tenants: i64,
+    },
+    /// The server cannot take a new tenant (full, draining or gone) at the moment it was asked.
+    #[error("server {name} cannot take a new tenant: {why}")]
+    ServerUnavailable {
+        /// The name.
+        name: String,
+        /// Why (full, draining, not registered).
+        why: String,
+    },
     /// A stored value could not be understood.
     #[error("catalog holds an unexpected value: {0}")]
     Corrupt(String),

@@ -14,6 +14,7 @@ mod api;
 mod error;
 mod model;
 mod postgres;
+mod servers;
 mod sqlserver;
 
 use std::sync::Arc;
@@ -25,7 +26,14 @@ pub use model::{
     NewTenant, OperationDirection, OperationRecord, StepRecord, TenantRecord,
 };
 pub use postgres::PgCatalog;
+pub use servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 pub use sqlserver::SqlServerCatalog;
+
+/// Every T-SQL statement the SQL Server catalog builds in Rust (beside its migrations), for the
+/// T-SQL parse gate (`examples/tsql_statements.rs`, `infra/tsql-gate.sh`).
+pub fn sqlserver_generated_statements() -> Vec<(&'static str, String)> {
+    sqlserver::servers::generated_statements()
+}
 
 /// Where the catalog lives.
 #[derive(Clone, Debug)]

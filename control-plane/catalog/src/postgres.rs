@@ -18,10 +18,13 @@ use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
     NewTenant, OperationDirection, OperationRecord, StepRecord, TenantRecord,
 };
+use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 
 mod migrations {
     refinery::embed_migrations!("migrations/postgres");
 }
+
+mod servers;
 
 type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;
 
@@ -237,6 +240,7 @@ impl CatalogStore for PgCatalog {
     ) -> Result<(TenantRecord, OperationRecord), CatalogError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
+        servers::lock_for_new_tenant(&tx, &tenant.server).await?;
         let id = Uuid::new_v4();
         let inserted = tx
             .query_one(
@@ -1022,6 +1026,52 @@ impl CatalogStore for PgCatalog {
                 operation: lease.operation,
             })
         }
+    }
+
+    async fn create_server(
+        &self,
+        server: NewServer,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        self.pg_create_server(server, actor).await
+    }
+
+    async fn upsert_server(
+        &self,
+        server: NewServer,
+        legacy: Option<&str>,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        self.pg_upsert_server(server, legacy, actor).await
+    }
+
+    async fn servers(&self) -> Result<Vec<ServerRecord>, CatalogError> {
+        self.pg_servers().await
+    }
+
+    async fn server(&self, name: &str) -> Result<Option<ServerRecord>, CatalogError> {
+        self.pg_server(name).await
+    }
+
+    async fn set_server_state(
+        &self,
+        name: &str,
+        state: ServerState,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        self.pg_set_server_state(name, state, actor).await
+    }
+
+    async fn record_server_health(
+        &self,
+        name: &str,
+        health: &ServerHealth,
+    ) -> Result<(), CatalogError> {
+        self.pg_record_server_health(name, health).await
+    }
+
+    async fn delete_server(&self, name: &str, actor: &str) -> Result<ServerRecord, CatalogError> {
+        self.pg_delete_server(name, actor).await
     }
 }
 

@@ -37,8 +37,10 @@ use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
     NewTenant, OperationDirection, OperationRecord, TenantRecord,
 };
+use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 
 mod rows;
+pub mod servers;
 mod setup;
 
 use rows::{
@@ -329,10 +331,16 @@ impl CatalogStore for SqlServerCatalog {
         .to_string();
         let result = self
             .query(
-                "EXEC catalog.CreateTenant @TenantId = @P1, @Slug = @P2, @DisplayName = @P3, \
-                      @Engine = @P4, @Server = @P5, @DatabaseName = @P6, @OperationId = @P7, \
-                      @Kind = @P8, @Steps = @P9, @Params = @P10, @Actor = @P11, \
-                      @RequestId = @P12, @TenantDetail = @P13, @OperationDetail = @P14",
+                // The server's row lock and capacity check, then the tenant, in one transaction.
+                &format!(
+                    "SET XACT_ABORT ON; BEGIN TRANSACTION; {} \
+                     EXEC catalog.CreateTenant @TenantId = @P1, @Slug = @P2, @DisplayName = @P3, \
+                          @Engine = @P4, @Server = @P5, @DatabaseName = @P6, @OperationId = @P7, \
+                          @Kind = @P8, @Steps = @P9, @Params = @P10, @Actor = @P11, \
+                          @RequestId = @P12, @TenantDetail = @P13, @OperationDetail = @P14; \
+                     COMMIT TRANSACTION;",
+                    servers::sql::LOCK_FOR_NEW_TENANT
+                ),
                 &[
                     &id,
                     &tenant.slug.as_str(),
@@ -351,6 +359,11 @@ impl CatalogStore for SqlServerCatalog {
                 ],
             )
             .await;
+        if let Err(e) = &result {
+            if let Some(refused) = servers::new_tenant_refusal(e, &tenant.server) {
+                return Err(refused);
+            }
+        }
         match result {
             Err(e) if refusal_of(&e) == Some(Refusal::SlugClaimed) => {
                 return Err(CatalogError::SlugTaken {
@@ -962,6 +975,52 @@ impl CatalogStore for SqlServerCatalog {
             .await?
             .ok_or_else(|| CatalogError::Corrupt("catalog.AuditVerify returned no row".into()))?;
         verification_from_row(&row)
+    }
+
+    async fn create_server(
+        &self,
+        server: NewServer,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        self.ms_create_server(server, actor).await
+    }
+
+    async fn upsert_server(
+        &self,
+        server: NewServer,
+        legacy: Option<&str>,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        self.ms_upsert_server(server, legacy, actor).await
+    }
+
+    async fn servers(&self) -> Result<Vec<ServerRecord>, CatalogError> {
+        self.ms_servers().await
+    }
+
+    async fn server(&self, name: &str) -> Result<Option<ServerRecord>, CatalogError> {
+        self.ms_server(name).await
+    }
+
+    async fn set_server_state(
+        &self,
+        name: &str,
+        state: ServerState,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        self.ms_set_server_state(name, state, actor).await
+    }
+
+    async fn record_server_health(
+        &self,
+        name: &str,
+        health: &ServerHealth,
+    ) -> Result<(), CatalogError> {
+        self.ms_record_server_health(name, health).await
+    }
+
+    async fn delete_server(&self, name: &str, actor: &str) -> Result<ServerRecord, CatalogError> {
+        self.ms_delete_server(name, actor).await
     }
 }
 

@@ -193,6 +193,15 @@ impl Client {
             .await
     }
 
+    /// `DELETE path`, returning the typed answer and the raw JSON.
+    pub async fn delete<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(T, serde_json::Value), Failure> {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,

@@ -6,6 +6,7 @@ mod confirm;
 mod error;
 mod progress;
 mod render;
+mod servers;
 mod signed;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -74,6 +75,10 @@ enum Command {
     /// Inspect long-running operations.
     #[command(subcommand)]
     Operations(OperationsCommand),
+    /// The fleet's database servers: register, list, show, drain, undrain, remove (role
+    /// `admin`).
+    #[command(subcommand)]
+    Servers(servers::ServersCommand),
     /// Read the local secret store (on the control plane's machine).
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -136,6 +141,12 @@ enum TenantsCommand {
         /// Human-readable name.
         #[arg(long)]
         display_name: String,
+        /// Place it on a server of this engine only.
+        #[arg(long, value_enum)]
+        engine: Option<servers::Engine>,
+        /// Place it on a server carrying this label key=value (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = servers::parse_label)]
+        labels: Vec<(String, String)>,
         /// Follow the operation until it finishes; exit 0 only if it succeeded.
         #[arg(long)]
         wait: bool,
@@ -329,16 +340,25 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Tenants(TenantsCommand::Create {
             slug,
             display_name,
+            engine,
+            labels,
             wait,
         }) => {
             let client = connect()?;
+            let placement =
+                (engine.is_some() || !labels.is_empty()).then(|| api_types::PlacementRequest {
+                    engine: engine.map(Into::into),
+                    labels: labels.into_iter().collect(),
+                });
             let body = CreateTenantRequest {
                 slug: slug.to_string(),
                 display_name,
+                placement,
             };
             let (accepted, raw): (Accepted, _) = client.post("/v1/tenants", &body).await?;
             started(&client, &accepted, &raw, style, wait).await
         }
+        Command::Servers(command) => servers::run(&connect_as(servers::ROLE)?, command, json).await,
         Command::Tenants(TenantsCommand::List) => {
             let (tenants, raw): (Vec<Tenant>, _) = connect()?.get("/v1/tenants").await?;
             if json {

@@ -67,6 +67,74 @@ pub fn tenant_table(tenants: &[Tenant]) -> String {
     columns(&rows)
 }
 
+/// `servers list`: one row per server with its load.
+pub fn server_table(servers: &[api_types::Server]) -> String {
+    if servers.is_empty() {
+        return "no servers".to_owned();
+    }
+    let mut rows = vec![["NAME", "ENGINE", "STATE", "TENANTS", "LABELS", "HOST"]
+        .map(str::to_owned)
+        .to_vec()];
+    rows.extend(servers.iter().map(|s| {
+        vec![
+            s.name.clone(),
+            s.engine.as_str().to_owned(),
+            s.state.clone(),
+            format!("{}/{}", s.tenants, s.capacity),
+            labels(&s.labels),
+            format!("{}:{}", s.host, s.port),
+        ]
+    }));
+    columns(&rows)
+}
+
+fn labels(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "-".into();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `servers show`: every field on its own line.
+pub fn server_details(s: &api_types::Server) -> String {
+    let check = &s.last_health_check;
+    let health = match (check.checked_at, check.ok) {
+        (Some(at), Some(true)) => format!(
+            "ok in {} ms at {}",
+            check.latency_ms.unwrap_or_default(),
+            time(&at)
+        ),
+        (Some(at), _) => format!(
+            "failed at {}: {}",
+            time(&at),
+            one_line(check.error.as_deref().unwrap_or("-"))
+        ),
+        (None, _) => "not checked yet".into(),
+    };
+    let rows: Vec<Vec<String>> = [
+        ("name", s.name.clone()),
+        ("engine", s.engine.as_str().to_owned()),
+        ("state", s.state.clone()),
+        ("tenants", format!("{} of {}", s.tenants, s.capacity)),
+        ("labels", labels(&s.labels)),
+        ("host", format!("{}:{}", s.host, s.port)),
+        (
+            "version",
+            one_line(s.engine_version.as_deref().unwrap_or("-")),
+        ),
+        ("health", health),
+        ("registered", time(&s.created_at)),
+    ]
+    .into_iter()
+    .map(|(k, v)| vec![k.to_owned(), v])
+    .collect();
+    columns(&rows)
+}
+
 /// `investigate`: the rows as a table, then where the query is on the record.
 pub fn investigation_table(answer: &InvestigateResponse) -> String {
     let header: Vec<String> = answer

@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let statements = engine::sqlserver::generated_statements()?;
     for (name, text) in &statements {
-        let params: Vec<String> = (1..=9)
+        let params: Vec<String> = (1..=14)
             .filter(|n| text.contains(&format!("@P{n}")))
             .map(|n| format!("@P{n} nvarchar(max)"))
             .collect();

@@ -228,6 +228,14 @@ pub fn generate_password() -> SecretValue {
     }
 }
 
+/// Whether an engine of this name (`postgres`, `sqlserver`) keeps a tenant's principals inside
+/// its database (SQL Server's contained users), so onboarding creates the database first: what
+/// [`Engine::contained_principals`] says, known from the name alone (a workflow's steps are
+/// fixed when its operation is recorded, whether or not the server is reachable then).
+pub fn contained_principals(engine: &str) -> bool {
+    engine == "sqlserver"
+}
+
 /// One database server that hosts tenant databases.
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {
@@ -261,6 +269,9 @@ pub trait Engine: Send + Sync + 'static {
     /// The password inside a connection string this engine wrote.
     fn password_of(&self, connection_string: &SecretValue) -> Result<SecretValue, EngineError>;
 
+    /// Asks the server something as its admin (the fleet's health check) and returns the
+    /// server's version as it reports it.
+    async fn health(&self) -> Result<String, EngineError>;
     /// One-time server preparation at start-up (lock-down of maintenance databases, the template
     /// database of the current schema version). Safe to run from several replicas at once.
     async fn prepare(&self) -> Result<(), EngineError>;

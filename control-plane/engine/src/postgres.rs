@@ -100,6 +100,22 @@ fn host_of(config: &Config) -> String {
     }
 }
 
+/// The host and port a libpq URL names (a server's defaults for tenant connection strings).
+pub fn url_location(url: &str) -> Result<(String, u16), EngineError> {
+    let config = Config::from_str(url).map_err(|_| {
+        EngineError::ConnectionString(
+            "expected postgresql://user:password@host:port/database".into(),
+        )
+    })?;
+    match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(_)) => Ok((
+            host_of(&config),
+            config.get_ports().first().copied().unwrap_or(5432),
+        )),
+        _ => Err(EngineError::ConnectionString("it names no TCP host".into())),
+    }
+}
+
 /// Connections the admin pool may open.
 const ADMIN_POOL_SIZE: u32 = 4;
 
@@ -283,6 +299,15 @@ impl PostgresEngine {
 
 #[async_trait]
 impl Engine for PostgresEngine {
+    async fn health(&self) -> Result<String, EngineError> {
+        Ok(self
+            .admin()
+            .await?
+            .query_one("SELECT version()", &[])
+            .await?
+            .get(0))
+    }
+
     fn pool_stats(&self) -> Vec<api_types::PoolStats> {
         vec![api_types::PoolStats::of_bb8(
             "engine_admin",

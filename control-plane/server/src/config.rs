@@ -126,6 +126,15 @@ pub struct Config {
     /// How often every active tenant's credentials are checked (a login with the current
     /// version of each of its secrets), seconds; 0 turns the check off.
     pub credential_check_interval_secs: u64,
+    /// The name the configured database server (`postgres_admin_url` / `sqlserver_admin_url`)
+    /// is registered under in the fleet at every start.
+    pub server_name: String,
+    /// Most tenants the configured server takes.
+    pub server_capacity: i32,
+    /// Placement labels of the configured server (e.g. `{ region = "westeurope" }`).
+    pub server_labels: BTreeMap<String, String>,
+    /// How often every registered server's health is checked, seconds.
+    pub server_health_interval_secs: u64,
     /// How often every active tenant's audit-chain head is anchored in the catalog, seconds: a
     /// rewrite of a tenant's audit log inside its database is detected unless it is younger than
     /// this (see README, threat model).
@@ -267,6 +276,10 @@ impl Default for Config {
             audit_anchor_interval_secs: 60,
             investigation_timeout_ms: 10_000,
             credential_check_interval_secs: 300,
+            server_name: "default".into(),
+            server_capacity: 1000,
+            server_labels: BTreeMap::new(),
+            server_health_interval_secs: 30,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,

@@ -54,7 +54,16 @@ impl AppError {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
-    /// 409.
+    /// 503: something the request needs cannot be had now (no server can take a tenant, a
+    /// tenant's database server is unreachable); trying later may work.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        AppError {
+            retry_after_secs: Some(30),
+            ..AppError::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+        }
+    }
+
+    /// 409 with this detail.
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, detail)
     }
@@ -121,6 +130,10 @@ impl From<CatalogError> for AppError {
             )),
             CatalogError::NotFound { what } => AppError::not_found(format!("{what} not found")),
             e @ CatalogError::WrongState { .. } => AppError::conflict(e.to_string()),
+            e @ (CatalogError::ServerExists { .. } | CatalogError::ServerInUse { .. }) => {
+                AppError::conflict(e.to_string())
+            }
+            e @ CatalogError::ServerUnavailable { .. } => AppError::unavailable(e.to_string()),
             other => AppError::internal(&other),
         }
     }
@@ -132,6 +145,7 @@ impl From<WorkflowError> for AppError {
             WorkflowError::Catalog(c) => c.into(),
             WorkflowError::Conflict(detail) => AppError::conflict(detail),
             WorkflowError::Invalid(detail) => AppError::bad_request(detail),
+            WorkflowError::Unavailable(detail) => AppError::unavailable(detail),
         }
     }
 }

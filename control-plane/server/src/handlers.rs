@@ -12,4 +12,5 @@ pub mod investigations;
 pub mod metrics;
 pub mod operations;
 pub mod rotations;
+pub mod servers;
 pub mod tenants;

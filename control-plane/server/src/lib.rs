@@ -22,6 +22,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod fleet;
 pub mod guard;
 pub mod handlers;
 pub mod idempotency;
@@ -64,13 +65,15 @@ pub struct App {
     pub runner: Runner,
     /// The catalog.
     pub catalog: Catalog,
-    /// The engine.
+    /// The engine of the configured server (`server_name`, `default`); every server's is in
+    /// the runner's `Services::engines`.
     pub engine: Arc<dyn Engine>,
     /// The secret store.
     pub secrets: Arc<dyn SecretStore>,
     sweeper: tokio::task::JoinHandle<()>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
     anchors: tokio::task::JoinHandle<()>,
+    server_health: tokio::task::JoinHandle<()>,
     credential_checks: Option<tokio::task::JoinHandle<()>>,
     limits_cleanup: tokio::task::JoinHandle<()>,
 }
@@ -91,6 +94,7 @@ impl Drop for App {
             s.abort();
         }
         self.anchors.abort();
+        self.server_health.abort();
         if let Some(c) = &self.credential_checks {
             c.abort();
         }
@@ -138,10 +142,15 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let auth = auth::Authenticator::from_config(config).await?;
     let signer = signing::load_or_create(&config.data_dir)?;
     let secrets = open_secret_store(config).await?;
+    // The configured server: registered in the fleet below, as `server_name`.
+    let admin_url = SecretValue::new(match config.engine {
+        EngineKind::Postgres => config.admin_url()?,
+        EngineKind::Sqlserver => config.sqlserver_admin_url()?,
+    });
     let engine: Arc<dyn Engine> = match config.engine {
         EngineKind::Postgres => Arc::new(
             PostgresEngine::new(PostgresConfig {
-                admin_url: SecretValue::new(config.admin_url()?),
+                admin_url: admin_url.clone(),
                 tenant_host: config.tenant_host.clone(),
                 tenant_port: config.tenant_port,
                 provisioning: config.provisioning,
@@ -150,8 +159,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
             .await?,
         ),
         EngineKind::Sqlserver => Arc::new(SqlServerEngine::new(SqlServerConfig {
-            admin: mssql::Target::parse_url(&config.sqlserver_admin_url()?)
-                .context("sqlserver_admin_url")?,
+            admin: mssql::Target::parse_url(admin_url.expose()).context("sqlserver_admin_url")?,
             tenant_host: config.tenant_host.clone(),
             tenant_port: config.tenant_port,
             pool: mssql::PoolOptions::default(),
@@ -171,10 +179,26 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     if !faults.is_empty() {
         tracing::warn!(faults = %config.faults, "FAULT INJECTION IS ON (tests only)");
     }
+    let engines = Arc::new(workflows::Engines::new(
+        catalog.clone(),
+        secrets.clone(),
+        Arc::new(fleet::Factory::new(config)),
+    ));
+    let server =
+        fleet::register_configured(config, &admin_url, &engine, &catalog, &secrets, &engines)
+            .await
+            .with_context(|| {
+                format!(
+                    "registering the configured server as {}",
+                    config.server_name
+                )
+            })?;
+    tracing::info!(server = %server.name, engine = %server.engine, tenants = server.tenants,
+                   capacity = server.capacity, "configured database server registered");
     let metrics = Arc::new(metrics::Metrics::new());
     let runner = Runner::new(Services {
         catalog: catalog.clone(),
-        engine: engine.clone(),
+        engines: engines.clone(),
         secrets: secrets.clone(),
         faults,
         node_id: config.node_id(),
@@ -193,6 +217,9 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let anchors = orchestrator.start_anchor_task(Duration::from_secs(
         config.audit_anchor_interval_secs.max(1),
     ));
+    let server_health = orchestrator.start_server_health_task(Duration::from_secs(
+        config.server_health_interval_secs.max(1),
+    ));
     let credential_checks = match config.credential_check_interval() {
         Some(interval) => Some(orchestrator.start_credential_check_task(interval)),
         None => {
@@ -208,6 +235,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         max_body_bytes: config.max_body_bytes,
         investigation_timeout_ms: config.investigation_timeout_ms.max(1),
         audit_anchor_interval_secs: config.audit_anchor_interval_secs.max(1),
+        configured_server: config.server_name.clone(),
         limits: Arc::new(limits::Limits::new(config)),
     };
     let limits_cleanup = state.limits.start_cleanup();
@@ -218,7 +246,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
             catalog: catalog.clone(),
             node_id: config.node_id(),
             rotation: config.rotation(),
-            engine: engine.clone(),
+            engines,
         },
     );
     Ok(App {
@@ -230,6 +258,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         sweeper,
         scheduler,
         anchors,
+        server_health,
         credential_checks,
         limits_cleanup,
     })

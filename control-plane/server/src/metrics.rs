@@ -86,6 +86,19 @@ struct OperationLabels {
     state: String,
 }
 
+/// A database server of the fleet: its name is an operator's (registered through the admin
+/// API, a few per deployment), never a tenant's, so the label set stays small.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    server: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerStateLabels {
+    server: String,
+    state: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     pool: String,
@@ -153,6 +166,10 @@ pub struct Metrics {
     pool_waits: Family<PoolLabels, Gauge>,
     pool_timeouts: Family<PoolLabels, Gauge>,
     pool_wait_seconds: Family<PoolLabels, FloatGauge>,
+    server_tenants: Family<ServerLabels, Gauge>,
+    server_capacity: Family<ServerLabels, Gauge>,
+    server_state: Family<ServerStateLabels, Gauge>,
+    server_check_seconds: Family<ServerLabels, FloatGauge>,
     scrape_errors: Counter,
     last_refresh: std::sync::Mutex<Option<Instant>>,
 }
@@ -296,6 +313,30 @@ impl Metrics {
             "Time spent waiting for connections, since the pool was created",
             pool_wait_seconds.clone(),
         );
+        let server_tenants = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "server_tenants",
+            "Live tenants on each database server (read at scrape time)",
+            server_tenants.clone(),
+        );
+        let server_capacity = Family::<ServerLabels, Gauge>::default();
+        registry.register(
+            "server_capacity",
+            "Most tenants each database server takes",
+            server_capacity.clone(),
+        );
+        let server_state = Family::<ServerStateLabels, Gauge>::default();
+        registry.register(
+            "server_state",
+            "1 for each database server's state (active, draining, unreachable), 0 for the others",
+            server_state.clone(),
+        );
+        let server_check_seconds = Family::<ServerLabels, FloatGauge>::default();
+        registry.register(
+            "server_health_check_seconds",
+            "How long each database server's last health check took",
+            server_check_seconds.clone(),
+        );
         let scrape_errors = Counter::default();
         registry.register(
             "metrics_catalog_errors",
@@ -321,6 +362,10 @@ impl Metrics {
             pool_waits,
             pool_timeouts,
             pool_wait_seconds,
+            server_tenants,
+            server_capacity,
+            server_state,
+            server_check_seconds,
             scrape_errors,
             last_refresh: std::sync::Mutex::new(None),
         }
@@ -430,6 +475,39 @@ impl Metrics {
                     state: state.as_str(),
                 })
                 .set(count(n));
+        }
+        // Servers: families cleared first, so a removed server leaves no series behind.
+        let servers = catalog.servers().await?;
+        self.server_tenants.clear();
+        self.server_capacity.clear();
+        self.server_state.clear();
+        self.server_check_seconds.clear();
+        for s in &servers {
+            let server = ServerLabels {
+                server: s.name.clone(),
+            };
+            self.server_tenants.get_or_create(&server).set(s.tenants);
+            self.server_capacity
+                .get_or_create(&server)
+                .set(i64::from(s.capacity));
+            let current = if s.unreachable() {
+                "unreachable"
+            } else {
+                s.state.as_str()
+            };
+            for state in ["active", "draining", "unreachable"] {
+                self.server_state
+                    .get_or_create(&ServerStateLabels {
+                        server: s.name.clone(),
+                        state,
+                    })
+                    .set(i64::from(state == current));
+            }
+            if let Some(ms) = s.health.latency_ms {
+                self.server_check_seconds
+                    .get_or_create(&server)
+                    .set(ms as f64 / 1000.0);
+            }
         }
         self.rotations_due.set(count(due.len()));
         self.rotations_overdue.set(count(overdue.len()));

@@ -96,6 +96,12 @@ async fn openapi_json() -> Response {
         handlers::evidence::signing_key,
         handlers::evidence::deletion_certificate,
         handlers::evidence::tenant_evidence,
+        handlers::servers::register_server,
+        handlers::servers::list_servers,
+        handlers::servers::show_server,
+        handlers::servers::drain_server,
+        handlers::servers::undrain_server,
+        handlers::servers::remove_server,
         openapi_json,
     ),
     components(schemas(Problem, TenantSlug)),
@@ -108,6 +114,7 @@ async fn openapi_json() -> Response {
         (name = "investigations", description = "Audited read-only queries (role support)"),
         (name = "audit", description = "A tenant's own audit log (roles auditor, admin)"),
         (name = "evidence", description = "Signed deletion certificates and evidence bundles"),
+        (name = "servers", description = "The fleet's database servers (role admin)"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -241,7 +248,53 @@ impl Modify for Conventions {
             for (method, op) in operations_mut(item) {
                 let access = policy::lookup(method, path).map(|r| r.access);
                 conventions(method, access, op);
+                add_links(op);
             }
+        }
+    }
+}
+
+/// Links from an answer to the operations it makes reachable (OpenAPI 3.1 `links`), which
+/// schemathesis' stateful phase follows: every `202` to its operation and its tenant, a
+/// registered server to reading, draining, undraining and removing it.
+fn add_links(op: &mut Operation) {
+    use utoipa::openapi::link::LinkBuilder;
+    let link = |operation: &str, parameter: &str, value: &str| {
+        RefOr::T(
+            LinkBuilder::new()
+                .operation_id(operation)
+                .parameter(parameter, value)
+                .build(),
+        )
+    };
+    for (status, response) in op.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        match status.as_str() {
+            "202" => {
+                response.links.insert(
+                    "GetOperation".into(),
+                    link("show_operation", "id", "$response.body#/operation/id"),
+                );
+                response.links.insert(
+                    "GetTenant".into(),
+                    link("show_tenant", "slug", "$response.body#/tenant/slug"),
+                );
+            }
+            "201" if op.operation_id.as_deref() == Some("register_server") => {
+                for (name, target) in [
+                    ("GetServer", "show_server"),
+                    ("DrainServer", "drain_server"),
+                    ("UndrainServer", "undrain_server"),
+                    ("RemoveServer", "remove_server"),
+                ] {
+                    response
+                        .links
+                        .insert(name.into(), link(target, "name", "$response.body#/name"));
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -70,6 +70,12 @@ pub const POLICY: &[Rule] = &[
     rule("GET", "/v1/tenants/{slug}/evidence", AUDITOR),
     rule("GET", "/v1/signing-key", Access::Authenticated),
     rule("GET", "/v1/openapi.json", Access::Public),
+    rule("POST", "/v1/servers", ADMIN),
+    rule("GET", "/v1/servers", ADMIN),
+    rule("GET", "/v1/servers/{name}", ADMIN),
+    rule("DELETE", "/v1/servers/{name}", ADMIN),
+    rule("POST", "/v1/servers/{name}/drain", ADMIN),
+    rule("POST", "/v1/servers/{name}/undrain", ADMIN),
 ];
 
 /// The rule for a request, if any.

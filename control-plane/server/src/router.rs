@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(handlers::operations::routes())
         .merge(handlers::audit::routes())
         .merge(handlers::evidence::routes())
+        .merge(handlers::servers::routes())
         // Inside the policy check: Idempotency-Key on POSTs, scoped by the authorized caller.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

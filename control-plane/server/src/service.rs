@@ -5,9 +5,8 @@
 //! chain's verification and anchors (the workflows crate's, which take its `Services`).
 //!
 //! Handlers never reach through `state.orchestrator.runner().services()`; this module is the one
-//! place that does. Every engine access of a handler goes through [`AppState::engine_for`]: today
-//! it is the process's one engine, and it is the seam where a fleet of database servers looks a
-//! tenant's engine up by its server.
+//! place that does. Every engine access of a handler goes through [`AppState::engine_for`]: the
+//! engine of the tenant's own database server (a `503` naming the server when it cannot be had).
 
 use std::sync::Arc;
 
@@ -21,16 +20,49 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 impl AppState {
+    /// An engine failure on `tenant`'s database as the API answers it: when its database
+    /// server does not answer the admin either, a `503` naming the server (try again once it is
+    /// back); anything else (a refused login, a failing statement) is an internal error, logged
+    /// and generic to the client.
+    pub async fn engine_failure(&self, tenant: &TenantRecord, e: String) -> AppError {
+        let down = match self.engine_for(tenant).await {
+            Ok(engine) => engine.health().await.is_err(),
+            Err(_) => true,
+        };
+        if down {
+            AppError::unavailable(format!(
+                "database server {} of tenant {} is not answering: {e}",
+                tenant.server, tenant.slug
+            ))
+        } else {
+            AppError::internal(&e)
+        }
+    }
+
     /// The workflow services (catalog, engine, secret store, policies) the runner uses.
     fn services(&self) -> &Services {
         self.orchestrator.runner().services()
     }
 
-    /// The engine hosting `tenant`'s database: every engine call of a handler starts here.
-    /// Today the process has one engine; with several database servers this looks the tenant's
-    /// up by its `server` (and fails, naming it, when that server is not known).
-    pub fn engine_for(&self, _tenant: &TenantRecord) -> Result<Arc<dyn Engine>, AppError> {
-        Ok(self.services().engine.clone())
+    /// The engine of the database server hosting `tenant`'s database: every engine call of a
+    /// handler starts here. A server that cannot be had (unreachable, its credentials unreadable,
+    /// not registered) is a `503` naming it.
+    pub async fn engine_for(&self, tenant: &TenantRecord) -> Result<Arc<dyn Engine>, AppError> {
+        self.services()
+            .engines
+            .for_tenant(tenant)
+            .await
+            .map_err(|e| AppError::unavailable(e.to_string()))
+    }
+
+    /// The fleet's engines (the server registry's handlers register and forget servers).
+    pub fn engines(&self) -> &workflows::Engines {
+        &self.services().engines
+    }
+
+    /// The secret store (the server registry keeps servers' admin credentials there).
+    pub fn secrets(&self) -> &Arc<dyn secrets::SecretStore> {
+        &self.services().secrets
     }
 
     /// The tenant holding `slug`, or 404.
@@ -55,7 +87,7 @@ impl AppState {
                 tenant.state
             )));
         }
-        let names = self.engine_for(&tenant)?.names(slug);
+        let names = self.engine_for(&tenant).await?.names(slug);
         Ok((tenant, names))
     }
 
@@ -120,29 +152,36 @@ impl AppState {
         tenant: &TenantRecord,
         names: &TenantNames,
     ) -> Result<Value, AppError> {
-        workflows::verify_audit(self.services(), tenant.id, names)
+        let engine = self.engine_for(tenant).await?;
+        let report = workflows::verify_audit(self.services(), engine.as_ref(), tenant.id, names)
             .await
-            .map_err(|e| AppError::internal(&e))?
-            .ok_or_else(|| AppError::conflict("the tenant database has no audit log"))
+            .map_err(|e| e.to_string());
+        let report = match report {
+            Ok(report) => report,
+            Err(e) => return Err(self.engine_failure(tenant, e).await),
+        };
+        report.ok_or_else(|| AppError::conflict("the tenant database has no audit log"))
     }
 
     /// Anchors the head of a tenant's verified audit chain in the catalog (after an
     /// investigation); see [`workflows::anchor_audit_head`].
     pub async fn anchor_audit_head(
         &self,
+        engine: &dyn Engine,
         tenant_id: uuid::Uuid,
         names: &TenantNames,
         reason: &str,
     ) -> Result<Option<AuditHead>, StepError> {
-        workflows::anchor_audit_head(self.services(), tenant_id, names, reason).await
+        workflows::anchor_audit_head(self.services(), engine, tenant_id, names, reason).await
     }
 
     /// Anchors the chain head a purge left; see [`workflows::anchor_purge`].
     pub async fn anchor_purge(
         &self,
+        engine: &dyn Engine,
         tenant_id: uuid::Uuid,
         names: &TenantNames,
     ) -> Result<Option<AuditHead>, StepError> {
-        workflows::anchor_purge(self.services(), tenant_id, names).await
+        workflows::anchor_purge(self.services(), engine, tenant_id, names).await
     }
 }

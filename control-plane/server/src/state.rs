@@ -26,6 +26,9 @@ pub struct AppState {
     pub investigation_timeout_ms: u64,
     /// How often the audit chains are anchored (the rewrite-detection window), seconds.
     pub audit_anchor_interval_secs: u64,
+    /// The name the configured database server is registered under (it cannot be removed
+    /// through the API: the configuration names it, and the next start registers it again).
+    pub configured_server: String,
     /// Rate limits, head and time bounds.
     pub limits: std::sync::Arc<crate::limits::Limits>,
 }

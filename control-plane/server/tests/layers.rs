@@ -22,7 +22,7 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["config", "keyfile", "auth", "signing", "error"],
+        &["config", "keyfile", "auth", "signing", "error", "fleet"],
     ),
     ("state", &["state", "extract", "limits"]),
     ("services", &["service", "view"]),

@@ -220,8 +220,17 @@ pub(crate) async fn check_and_record(
 ) -> Outcome {
     let checked_at = chrono::Utc::now();
     let secrets = TenantSecrets::for_slug(&tenant.slug);
+    // A server that cannot be reached says nothing about the credentials: nothing is recorded.
+    let engine = match svc.engines.for_tenant(tenant).await {
+        Ok(engine) => engine,
+        Err(e) => {
+            warn!(tenant = %tenant.slug, error = %e, "credential check: the tenant's server is unavailable");
+            return observed(svc, Outcome::Error);
+        }
+    };
     let logins = futures::future::join_all(
-        CredentialName::ALL.map(|c| login_with(svc, &secrets, c, limits.login_timeout)),
+        CredentialName::ALL
+            .map(|c| login_with(svc, engine.as_ref(), &secrets, c, limits.login_timeout)),
     )
     .await;
     let mut failing = Vec::new();
@@ -268,6 +277,7 @@ pub(crate) async fn check_and_record(
 /// Reads the current version of one secret and logs in with it, each under `timeout`.
 async fn login_with(
     svc: &Services,
+    engine: &dyn engine::Engine,
     secrets: &TenantSecrets,
     credential: CredentialName,
     timeout: Duration,
@@ -294,12 +304,12 @@ async fn login_with(
             ))
         }
     };
-    match tokio::time::timeout(timeout, svc.engine.check_login(&secret.value)).await {
+    match tokio::time::timeout(timeout, engine.check_login(&secret.value)).await {
         Ok(Ok(())) => Login::Works,
         Ok(Err(e)) => Login::Fails(bounded(&scrub(
             &e.to_string(),
             &secret.value,
-            svc.engine.password_of(&secret.value).ok().as_ref(),
+            engine.password_of(&secret.value).ok().as_ref(),
         ))),
         Err(_) => Login::Fails(format!("no login within {}", seconds(timeout))),
     }

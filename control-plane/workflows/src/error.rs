@@ -11,6 +11,9 @@ pub struct StepError {
     pub message: String,
     /// Whether trying again may succeed (a connection dropped, a server restarting).
     pub transient: bool,
+    /// Whether the tenant's database server could not be reached: the runner waits for it,
+    /// however long, instead of giving up after a few attempts.
+    pub waits: bool,
 }
 
 impl StepError {
@@ -19,6 +22,16 @@ impl StepError {
         StepError {
             message: message.into(),
             transient: false,
+            waits: false,
+        }
+    }
+
+    /// A failure that trying again a few times may fix.
+    pub fn transient(message: impl Into<String>) -> Self {
+        StepError {
+            message: message.into(),
+            transient: true,
+            waits: false,
         }
     }
 }
@@ -27,6 +40,7 @@ impl From<EngineError> for StepError {
     fn from(e: EngineError) -> Self {
         let transient = e.is_transient();
         StepError {
+            waits: matches!(e, EngineError::Connect { .. }),
             message: e.to_string(),
             transient,
         }
@@ -39,6 +53,7 @@ impl From<SecretError> for StepError {
         StepError {
             message: e.to_string(),
             transient,
+            waits: false,
         }
     }
 }
@@ -49,6 +64,7 @@ impl From<CatalogError> for StepError {
         StepError {
             message: e.to_string(),
             transient,
+            waits: false,
         }
     }
 }
@@ -65,4 +81,7 @@ pub enum WorkflowError {
     /// The request itself is not valid (parameters, a workflow that cannot start this way).
     #[error("{0}")]
     Invalid(String),
+    /// Nothing can take the request now (no database server can take a new tenant).
+    #[error("{0}")]
+    Unavailable(String),
 }

@@ -12,9 +12,12 @@
 //! in.
 
 mod credential_check;
+pub mod engines;
 mod error;
 pub mod faults;
+mod fleet;
 mod orchestrator;
+pub mod placement;
 pub mod registry;
 mod runner;
 pub mod tenant_offboard;
@@ -27,6 +30,8 @@ use std::time::Duration;
 
 use catalog::Catalog;
 use engine::Engine;
+
+pub use engines::{EngineFactory, EngineUnavailable, Engines};
 use secrets::SecretStore;
 
 pub use credential_check::{CredentialCheckLimits, CredentialCheckPass};
@@ -80,8 +85,8 @@ impl RotationPolicy {
 pub struct Services {
     /// The catalog.
     pub catalog: Catalog,
-    /// The engine hosting tenant databases.
-    pub engine: Arc<dyn Engine>,
+    /// The engines of the fleet's database servers; a tenant's is its server's.
+    pub engines: Arc<Engines>,
     /// Where connection strings live.
     pub secrets: Arc<dyn SecretStore>,
     /// Injected faults (tests only; empty in production).
@@ -111,6 +116,9 @@ pub trait StepObserver: Send + Sync {
     /// `skipped` (an operation ran) or `error` (could not be carried out).
     fn credential_checked(&self, _outcome: &str) {}
 
+    /// A server's health check answered (`ok`) or not after `seconds`.
+    fn server_checked(&self, _server: &str, _ok: bool, _seconds: f64) {}
+
     /// A pass of the periodic credential check over every active tenant took `seconds`.
     fn credential_pass_finished(&self, _seconds: f64) {}
 }
@@ -123,12 +131,13 @@ pub trait StepObserver: Send + Sync {
 /// reported broken. `None` when there is neither a log nor an anchor.
 pub async fn verify_audit(
     svc: &Services,
+    engine: &dyn Engine,
     tenant_id: uuid::Uuid,
     names: &engine::TenantNames,
 ) -> Result<Option<serde_json::Value>, StepError> {
     use serde_json::json;
     let anchors = svc.catalog.anchors(tenant_id).await?;
-    let Some(head) = svc.engine.audit_head(names, None).await? else {
+    let Some(head) = engine.audit_head(names, None).await? else {
         if anchors.is_empty() {
             return Ok(None);
         }
@@ -141,7 +150,7 @@ pub async fn verify_audit(
         })));
     };
     let ids: Vec<i64> = anchors.iter().map(|a| a.head_id).collect();
-    let stored = svc.engine.audit_hashes(names, &ids).await?;
+    let stored = engine.audit_hashes(names, &ids).await?;
     let last_purge = anchors
         .iter()
         .filter(|a| a.reason == "purge")
@@ -193,11 +202,12 @@ pub async fn verify_audit(
 /// only ever hold good heads. Returns the head.
 pub async fn anchor_audit_head(
     svc: &Services,
+    engine: &dyn Engine,
     tenant_id: uuid::Uuid,
     names: &engine::TenantNames,
     reason: &str,
 ) -> Result<Option<engine::AuditHead>, StepError> {
-    let Some(report) = verify_audit(svc, tenant_id, names).await? else {
+    let Some(report) = verify_audit(svc, engine, tenant_id, names).await? else {
         return Ok(None);
     };
     let head: Option<engine::AuditHead> =
@@ -229,6 +239,7 @@ pub async fn anchor_audit_head(
 /// yet is verified from genesis. Returns whether a new anchor was taken.
 pub async fn anchor_periodic(
     svc: &Services,
+    engine: &dyn Engine,
     tenant_id: uuid::Uuid,
     names: &engine::TenantNames,
 ) -> Result<bool, StepError> {
@@ -242,7 +253,7 @@ pub async fn anchor_periodic(
             id: a.head_id,
             hash: a.head_hash,
         });
-    let Some(head) = svc.engine.audit_head(names, latest.as_ref()).await? else {
+    let Some(head) = engine.audit_head(names, latest.as_ref()).await? else {
         return Ok(false);
     };
     if !head.valid {
@@ -269,10 +280,11 @@ pub async fn anchor_periodic(
 /// log before purging; here only the chain inside the database must verify.
 pub async fn anchor_purge(
     svc: &Services,
+    engine: &dyn Engine,
     tenant_id: uuid::Uuid,
     names: &engine::TenantNames,
 ) -> Result<Option<engine::AuditHead>, StepError> {
-    let head = svc.engine.audit_head(names, None).await?;
+    let head = engine.audit_head(names, None).await?;
     if let Some(h) = &head {
         if let (true, Some(id), Some(hash)) = (h.valid, h.head_id, &h.head_hash) {
             svc.catalog

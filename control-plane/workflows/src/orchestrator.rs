@@ -10,6 +10,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::placement::{self, PlacementRequest};
 use crate::tenant_offboard::{Offboard, OffboardParams};
 use crate::tenant_onboard::{Onboard, OnboardParams};
 use crate::tenant_rotate::{Rotate, RotateParams};
@@ -18,7 +19,7 @@ use crate::{Runner, WorkflowError};
 
 /// The catalog row of a new operation of workflow `W` on `engine`.
 fn new_operation<W: Workflow>(
-    engine: &dyn engine::Engine,
+    engine: &str,
     params: W::Params,
     actor: &str,
     request_id: Option<String>,
@@ -56,36 +57,69 @@ impl Orchestrator {
         &self.runner
     }
 
-    /// Records a new tenant in `provisioning` with its onboarding operation and starts it.
+    /// Places a new tenant on a database server ([`crate::placement`]), records it in
+    /// `provisioning` with its onboarding operation (the placement and its reason in the
+    /// operation's params) and starts it. The server's capacity and state are checked again
+    /// under its row lock when the tenant is recorded; a server that filled up or started
+    /// draining a moment ago passes the tenant to the next candidate. `Unavailable` names why
+    /// no server could take it.
     pub async fn onboard(
         &self,
         slug: TenantSlug,
         display_name: String,
+        placement: PlacementRequest,
         actor: &str,
         request_id: Option<String>,
     ) -> Result<(TenantRecord, OperationRecord), WorkflowError> {
         let svc = self.runner.services();
-        let names = svc.engine.names(&slug);
-        let (tenant, op) = svc
-            .catalog
-            .create_tenant(
-                NewTenant {
-                    slug,
-                    display_name,
-                    engine: svc.engine.name().to_owned(),
-                    server: svc.engine.server(),
-                    database: names.database,
-                },
-                new_operation::<Onboard>(
-                    svc.engine.as_ref(),
-                    OnboardParams::default(),
-                    actor,
-                    request_id,
-                )?,
-            )
-            .await?;
-        self.runner.spawn(op.id);
-        Ok((tenant, op))
+        let servers = svc.catalog.servers().await?;
+        let candidates =
+            placement::candidates(&servers, &placement).map_err(WorkflowError::Unavailable)?;
+        let mut refusals = Vec::new();
+        for decision in candidates {
+            let engine = match svc.engines.get(&decision.server).await {
+                Ok(engine) => engine,
+                Err(e) => {
+                    warn!(server = %decision.server, error = %e, "placement: skipping a server");
+                    refusals.push(e.to_string());
+                    continue;
+                }
+            };
+            let names = engine.names(&slug);
+            let created = svc
+                .catalog
+                .create_tenant(
+                    NewTenant {
+                        slug: slug.clone(),
+                        display_name: display_name.clone(),
+                        engine: engine.name().to_owned(),
+                        server: decision.server.clone(),
+                        database: names.database,
+                    },
+                    new_operation::<Onboard>(
+                        engine.name(),
+                        OnboardParams {
+                            placement: Some(decision.clone()),
+                        },
+                        actor,
+                        request_id.clone(),
+                    )?,
+                )
+                .await;
+            match created {
+                Ok((tenant, op)) => {
+                    info!(tenant = %tenant.slug, server = %decision.server, reason = %decision.reason, "tenant placed");
+                    self.runner.spawn(op.id);
+                    return Ok((tenant, op));
+                }
+                Err(e @ CatalogError::ServerUnavailable { .. }) => refusals.push(e.to_string()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkflowError::Unavailable(format!(
+            "no database server could take tenant {slug}: {}",
+            refusals.join("; ")
+        )))
     }
 
     /// Starts workflow `W` on an existing tenant: the tenant must be in one of the workflow's
@@ -173,11 +207,7 @@ impl Orchestrator {
                 tenant.id,
                 NewOperation {
                     kind: def.kind.clone(),
-                    steps: def
-                        .steps(svc.engine.as_ref())
-                        .iter()
-                        .map(|s| s.name)
-                        .collect(),
+                    steps: def.steps(&tenant.engine).iter().map(|s| s.name).collect(),
                     params,
                     actor: actor.to_owned(),
                     request_id,
@@ -284,7 +314,7 @@ impl Orchestrator {
                 | Err(WorkflowError::Catalog(CatalogError::OperationInProgress { .. }))
                 | Err(WorkflowError::Catalog(CatalogError::WrongState { .. })) => {}
                 Err(WorkflowError::Catalog(e)) => return Err(e),
-                Err(WorkflowError::Invalid(e)) => {
+                Err(WorkflowError::Invalid(e)) | Err(WorkflowError::Unavailable(e)) => {
                     warn!(tenant = %tenant.slug, error = %e, "scheduled rotation refused")
                 }
             }
@@ -315,8 +345,15 @@ impl Orchestrator {
             if tenant.state != TenantState::Active {
                 continue;
             }
-            let names = svc.engine.names(&tenant.slug);
-            match crate::anchor_periodic(svc, tenant.id, &names).await {
+            let engine = match svc.engines.for_tenant(&tenant).await {
+                Ok(engine) => engine,
+                Err(e) => {
+                    warn!(tenant = %tenant.slug, error = %e, "could not anchor the audit chain");
+                    continue;
+                }
+            };
+            let names = engine.names(&tenant.slug);
+            match crate::anchor_periodic(svc, engine.as_ref(), tenant.id, &names).await {
                 Ok(true) => anchored += 1,
                 Ok(false) => {}
                 Err(e) => {

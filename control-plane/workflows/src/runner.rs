@@ -25,6 +25,8 @@ const MAX_ATTEMPTS: u32 = 4;
 /// Undo attempts before a rollback is given up (the operation then stays `failed`, and the
 /// tenant can still be offboarded, which removes whatever is left).
 const MAX_UNDO_ATTEMPTS: u32 = 6;
+/// How long to wait before looking again for a tenant's server that could not be used.
+const SERVER_WAIT: Duration = Duration::from_secs(2);
 
 /// What a step sees.
 pub struct StepContext<'a> {
@@ -36,6 +38,7 @@ pub struct StepContext<'a> {
     pub tenant: &'a TenantRecord,
     /// Names derived from the tenant's slug.
     pub names: TenantNames,
+    engine: &'a dyn Engine,
     lease: &'a Lease,
     idx: i32,
 }
@@ -48,7 +51,7 @@ impl StepContext<'_> {
 
     /// The engine of the tenant's database server.
     pub fn engine(&self) -> &dyn Engine {
-        self.services.engine.as_ref()
+        self.engine
     }
 
     /// The output step `S` recorded earlier in this operation (also this step's own, from a
@@ -90,7 +93,7 @@ impl StepContext<'_> {
         let tags = std::collections::BTreeMap::from([
             ("tenant".to_owned(), self.slug().to_string()),
             ("principal".to_owned(), principal.to_owned()),
-            ("engine".to_owned(), svc.engine.name().to_owned()),
+            ("engine".to_owned(), self.engine.name().to_owned()),
             ("rotated-at".to_owned(), now.to_rfc3339()),
             ("active".to_owned(), "true".to_owned()),
             ("operation".to_owned(), self.operation.id.to_string()),
@@ -98,7 +101,7 @@ impl StepContext<'_> {
         secrets::SetOptions {
             tags,
             expires_at: Some(now + svc.rotation.credential_lifetime()),
-            content_type: Some(svc.engine.connection_string_type().into()),
+            content_type: Some(self.engine.connection_string_type().into()),
         }
     }
 
@@ -292,6 +295,45 @@ impl Runner {
                     .ok_or_else(|| CatalogError::NotFound {
                         what: format!("tenant {}", op.tenant_id),
                     })?;
+            let engine = match svc.engines.for_tenant(&tenant).await {
+                Ok(engine) => engine,
+                Err(e) => {
+                    // The tenant's server is down or unknown: its step cannot start. A server
+                    // that may come back is waited for (the operation stays running and says
+                    // why on its next step); one that is not registered fails the operation.
+                    let idx = match op.direction {
+                        OperationDirection::Forward => {
+                            op.steps.iter().find(|s| s.state != StepState::Succeeded)
+                        }
+                        OperationDirection::Undo => op.steps.iter().rev().find(|s| {
+                            !matches!(s.state, StepState::Pending | StepState::RolledBack)
+                        }),
+                    }
+                    .map(|s| s.idx);
+                    let message = format!("{e}");
+                    if e.is_transient() {
+                        warn!(server = %tenant.server, error = %message, "waiting for the tenant's server");
+                        if let Some(idx) = idx {
+                            svc.catalog
+                                .step_error(lease, idx, &format!("{message}; waiting for it"))
+                                .await?;
+                        }
+                        tokio::time::sleep(SERVER_WAIT).await;
+                        continue;
+                    }
+                    error!(server = %tenant.server, error = %message, "the tenant's server cannot be used");
+                    svc.catalog
+                        .finish(
+                            lease,
+                            OperationState::Failed,
+                            Some(&message),
+                            workflow.failed_transition(),
+                        )
+                        .await?;
+                    return Ok(OperationState::Failed);
+                }
+            };
+            let engine = engine.as_ref();
             match op.direction {
                 OperationDirection::Forward => {
                     let next = op.steps.iter().find(|s| s.state != StepState::Succeeded);
@@ -306,7 +348,10 @@ impl Runner {
                     let (idx, name) = (step.idx, step.name.clone());
                     let started = std::time::Instant::now();
                     let result = match workflow.step(&name) {
-                        Some(def) => self.forward_step(lease, &op, &tenant, idx, def).await,
+                        Some(def) => {
+                            self.forward_step(lease, &op, &tenant, engine, idx, def)
+                                .await
+                        }
                         None => Err(StepError::permanent(format!(
                             "workflow {} has no step {name}",
                             op.kind
@@ -342,7 +387,7 @@ impl Runner {
                     }
                 }
                 OperationDirection::Undo => {
-                    return self.undo_all(lease, &op, &tenant, workflow).await
+                    return self.undo_all(lease, &op, &tenant, engine, workflow).await
                 }
             }
         }
@@ -355,6 +400,7 @@ impl Runner {
         lease: &Lease,
         op: &OperationRecord,
         tenant: &TenantRecord,
+        engine: &dyn Engine,
         idx: i32,
         step: StepDef,
     ) -> Result<(), StepError> {
@@ -381,7 +427,8 @@ impl Runner {
                 services: svc,
                 operation: op,
                 tenant,
-                names: svc.engine.names(&tenant.slug),
+                names: engine.names(&tenant.slug),
+                engine,
                 lease,
                 idx,
             };
@@ -405,9 +452,16 @@ impl Runner {
                     svc.catalog.step_succeeded(lease, idx).await?;
                     return Ok(());
                 }
-                Err(e) if e.transient && attempt + 1 < MAX_ATTEMPTS => {
+                // An unreachable server is waited for, however long: its tenant's operation
+                // converges once it is back.
+                Err(e) if e.transient && (e.waits || attempt + 1 < MAX_ATTEMPTS) => {
                     warn!(step = name, attempt, error = %e.message, "transient step error; retrying");
-                    svc.catalog.step_error(lease, idx, &e.message).await?;
+                    let message = if e.waits {
+                        format!("{}; waiting for the server", e.message)
+                    } else {
+                        e.message.clone()
+                    };
+                    svc.catalog.step_error(lease, idx, &message).await?;
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
@@ -421,6 +475,7 @@ impl Runner {
         lease: &Lease,
         op: &OperationRecord,
         tenant: &TenantRecord,
+        engine: &dyn Engine,
         workflow: &WorkflowDef,
     ) -> Result<OperationState, CatalogError> {
         let svc = &self.services;
@@ -439,7 +494,8 @@ impl Runner {
                     services: svc,
                     operation: op,
                     tenant,
-                    names: svc.engine.names(&tenant.slug),
+                    names: engine.names(&tenant.slug),
+                    engine,
                     lease,
                     idx: step.idx,
                 };
@@ -465,7 +521,7 @@ impl Runner {
                         svc.catalog.step_undone(lease, step.idx).await?;
                         break;
                     }
-                    Err(e) if attempt + 1 < MAX_UNDO_ATTEMPTS => {
+                    Err(e) if e.waits || attempt + 1 < MAX_UNDO_ATTEMPTS => {
                         warn!(step = %step.name, attempt, error = %e.message, "undo failed; retrying");
                         svc.catalog.step_error(lease, step.idx, &e.message).await?;
                         tokio::time::sleep(backoff(attempt)).await;

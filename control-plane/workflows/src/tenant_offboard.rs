@@ -7,7 +7,6 @@
 use api_types::{OperationKind, OperationState, TenantSecrets, TenantState};
 use async_trait::async_trait;
 use chrono::Utc;
-use engine::Engine;
 use secrets::ensure_absent;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -47,7 +46,7 @@ impl Workflow for Offboard {
     const ON_FAILED: Option<EndState> = None;
     const ON_ROLLED_BACK: Option<EndState> = None;
 
-    fn steps(_engine: &dyn Engine) -> Vec<StepDef> {
+    fn steps(_engine: &str) -> Vec<StepDef> {
         Self::all_steps()
     }
 

@@ -8,7 +8,7 @@
 use api_types::{OperationKind, OperationState, TenantSecrets, TenantState};
 use async_trait::async_trait;
 use catalog::OperationRecord;
-use engine::{generate_password, Credentials, Engine, Principal, TenantNames};
+use engine::{generate_password, Credentials, Principal, TenantNames};
 use secrets::{ensure_absent, SecretError, SecretValue};
 use serde::{Deserialize, Serialize};
 
@@ -18,10 +18,14 @@ use crate::{StepContext, StepError};
 /// Onboarding: the workflow.
 pub struct Onboard;
 
-/// Onboarding takes no parameters (the slug and display name are the tenant's).
+/// What onboarding records about itself (the slug and display name are the tenant's).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OnboardParams {}
+pub struct OnboardParams {
+    /// Which server the tenant was placed on, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<crate::placement::PlacementDecision>,
+}
 
 impl Workflow for Onboard {
     const KIND: OperationKind = OperationKind::ONBOARD;
@@ -49,8 +53,8 @@ impl Workflow for Onboard {
     /// they own; engines whose principals live inside the database (SQL Server's contained
     /// users) create the database first. Either order undoes cleanly in reverse: each undo is
     /// "ensure absent", and dropping a database also removes the contained users inside it.
-    fn steps(engine: &dyn Engine) -> Vec<StepDef> {
-        if engine.contained_principals() {
+    fn steps(engine: &str) -> Vec<StepDef> {
+        if engine::contained_principals(engine) {
             vec![
                 step::<ReserveNames>(),
                 step::<StoreCredentials>(),
@@ -290,7 +294,8 @@ impl Step for VerifyAccess {
         ctx.engine().check_login(&app.value).await.map_err(|e| {
             StepError::permanent(format!("the new app connection string does not work: {e}"))
         })?;
-        crate::anchor_audit_head(svc, ctx.tenant.id, &ctx.names, "onboarding").await?;
+        crate::anchor_audit_head(svc, ctx.engine(), ctx.tenant.id, &ctx.names, "onboarding")
+            .await?;
         Ok(())
     }
 }

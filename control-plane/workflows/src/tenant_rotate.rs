@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use api_types::{OperationKind, OperationState, RotationMode, TenantSecrets, TenantState};
 use async_trait::async_trait;
-use engine::{generate_password, Engine, Principal};
+use engine::{generate_password, Principal};
 use secrets::{PropertiesUpdate, Secret, SecretError, SecretName};
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -61,7 +61,7 @@ impl Workflow for Rotate {
     const ON_FAILED: Option<EndState> = None;
     const ON_ROLLED_BACK: Option<EndState> = None;
 
-    fn steps(_engine: &dyn Engine) -> Vec<StepDef> {
+    fn steps(_engine: &str) -> Vec<StepDef> {
         Self::all_steps()
     }
 
@@ -163,12 +163,14 @@ async fn rotate_one(
         engine.end_principal_sessions(names, principal).await?;
     }
     let value = engine.connection_string(names, principal, &password);
+    // A login refused with the new password is not the server being down: never waited for.
     engine.check_login(&value).await.map_err(|e| StepError {
         message: format!(
             "{} does not authenticate with its new password: {e}",
             label(principal)
         ),
         transient: e.is_transient(),
+        waits: false,
     })?;
     svc.secrets
         .set(name, value, ctx.version_options(label(principal)))
@@ -366,7 +368,14 @@ impl Step for RotateInvestigator {
     async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
         let name = ctx.secret_name(&TenantSecrets::for_slug(ctx.slug()).investigator)?;
         rotate_one(ctx, &RotationPlan::of(ctx)?, &name, Principal::Investigator).await?;
-        crate::anchor_audit_head(ctx.services, ctx.tenant.id, &ctx.names, "rotation").await?;
+        crate::anchor_audit_head(
+            ctx.services,
+            ctx.engine(),
+            ctx.tenant.id,
+            &ctx.names,
+            "rotation",
+        )
+        .await?;
         Ok(())
     }
 }

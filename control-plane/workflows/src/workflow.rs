@@ -17,7 +17,6 @@ use std::pin::Pin;
 use api_types::{OperationKind, OperationState, TenantState};
 use async_trait::async_trait;
 use catalog::{OperationRecord, TenantTransition};
-use engine::Engine;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -140,8 +139,9 @@ pub trait Workflow: Send + Sync + 'static {
     /// The tenant's state when every started step was undone.
     const ON_ROLLED_BACK: Option<EndState>;
 
-    /// The steps in order, for this engine. Fixed when the operation is created.
-    fn steps(engine: &dyn Engine) -> Vec<StepDef>;
+    /// The steps in order, for the engine named `engine` (`postgres`, `sqlserver`): the tenant's
+    /// server's. Fixed when the operation is created.
+    fn steps(engine: &str) -> Vec<StepDef>;
 
     /// Every step the workflow may have, whatever the engine (the runner finds a stored step's
     /// definition here). Defaults to the steps of both orders an engine may ask for.
@@ -173,7 +173,7 @@ pub struct WorkflowDef {
     on_success: Option<EndState>,
     on_failed: Option<EndState>,
     on_rolled_back: Option<EndState>,
-    steps: fn(&dyn Engine) -> Vec<StepDef>,
+    steps: fn(&str) -> Vec<StepDef>,
     all_steps: fn() -> Vec<StepDef>,
     schema_version: fn(&OperationRecord) -> Option<i32>,
     hint: fn(OperationState, &str) -> Option<String>,
@@ -228,8 +228,8 @@ fn transition(end: Option<EndState>, schema_version: Option<i32>) -> Option<Tena
 }
 
 impl WorkflowDef {
-    /// The steps an operation of this kind gets on `engine`.
-    pub fn steps(&self, engine: &dyn Engine) -> Vec<StepDef> {
+    /// The steps an operation of this kind gets on an engine named `engine`.
+    pub fn steps(&self, engine: &str) -> Vec<StepDef> {
         (self.steps)(engine)
     }
 

@@ -171,6 +171,7 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("db_id", sql::DB_ID.to_owned()),
         ("tenant_users", sql::TENANT_USERS.to_owned()),
         ("server_facts", sql::SERVER_FACTS.to_owned()),
+        ("version", sql::VERSION.to_owned()),
         ("revoke_guest", sql::REVOKE_GUEST.to_owned()),
         ("tag_session", sql::TAG_SESSION.to_owned()),
         ("record_provisioned", sql::RECORD_PROVISIONED.to_owned()),
@@ -323,6 +324,16 @@ impl SqlServerEngine {
 
 #[async_trait]
 impl Engine for SqlServerEngine {
+    async fn health(&self) -> Result<String, EngineError> {
+        let row = self.master().await?.query_opt(sql::VERSION, &[]).await?;
+        Ok(row
+            .and_then(|r| {
+                r.get::<&str, _>(0)
+                    .map(|v| v.lines().next().unwrap_or(v).to_owned())
+            })
+            .unwrap_or_default())
+    }
+
     fn pool_stats(&self) -> Vec<api_types::PoolStats> {
         let mut tenants = api_types::PoolStats {
             pool: "engine_tenant_databases".into(),

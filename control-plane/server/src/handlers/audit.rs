@@ -151,11 +151,15 @@ async fn list_events(
         action: q.action.filter(|a| !a.is_empty()),
         actor: q.actor.filter(|a| !a.is_empty()),
     };
-    let events = state
-        .engine_for(&tenant)?
+    let events = match state
+        .engine_for(&tenant)
+        .await?
         .audit_events(&names, &query)
         .await
-        .map_err(|e| AppError::internal(&e))?;
+    {
+        Ok(events) => events,
+        Err(e) => return Err(state.engine_failure(&tenant, e.to_string()).await),
+    };
     let next = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.id))
         .flatten();
@@ -236,7 +240,7 @@ async fn purge(
     let audit_admin = state
         .current_secret(&api_types::TenantSecrets::for_slug(&tenant.slug).audit_admin)
         .await?;
-    let engine = state.engine_for(&tenant)?;
+    let engine = state.engine_for(&tenant).await?;
     // The purge and its anchor run in a task of their own: a disconnect or the request
     // deadline must not leave purged events behind anchors that still name them.
     let task = {
@@ -249,7 +253,7 @@ async fn purge(
                 .await
                 .map_err(|e| AppError::internal(&e))?;
             let head = state
-                .anchor_purge(tenant.id, &names)
+                .anchor_purge(engine.as_ref(), tenant.id, &names)
                 .await
                 .map_err(|e| AppError::internal(&e))?;
             Ok::<_, AppError>((deleted, head))

@@ -197,14 +197,18 @@ async fn tenant_evidence(
             "evidence is read live from an active tenant's database",
         )
         .await?;
-    let engine = state.engine_for(&tenant)?;
+    let engine = state.engine_for(&tenant).await?;
     let secret_names = TenantSecrets::for_slug(&slug);
     let app = state.current_secret(&secret_names.app).await?;
     let audit_admin = state.current_secret(&secret_names.audit_admin).await?;
     let engine_facts = engine
         .evidence(&names, &app)
         .await
-        .map_err(|e| AppError::internal(&format!("reading evidence of {slug}: {e}")))?;
+        .map_err(|e| format!("reading evidence of {slug}: {e}"));
+    let engine_facts = match engine_facts {
+        Ok(facts) => facts,
+        Err(e) => return Err(state.engine_failure(&tenant, e.to_string()).await),
+    };
     let limit = bundle::MAX_INVESTIGATION_EVENTS;
     let mut events = engine
         .investigation_events(&names, &audit_admin, period.since, period.until, limit + 1)

@@ -87,7 +87,7 @@ async fn investigate(
         request_id: caller.request_id.clone(),
         timeout_ms: state.investigation_timeout_ms,
     };
-    let engine = state.engine_for(&tenant)?;
+    let engine = state.engine_for(&tenant).await?;
     // Its own task: a client that disconnects (which drops this handler) must not cut the
     // investigation between its query event and its outcome event.
     let task = {
@@ -98,7 +98,7 @@ async fn investigate(
             let done = engine.investigate(&names, &investigator, &request).await?;
             // Both events are in the chain now: anchor its head outside the database.
             if let Err(e) = state
-                .anchor_audit_head(tenant_id, &names, "investigation")
+                .anchor_audit_head(engine.as_ref(), tenant_id, &names, "investigation")
                 .await
             {
                 tracing::warn!(error = %e, "could not anchor the audit chain after an investigation");
@@ -126,7 +126,7 @@ async fn investigate(
                  retry when it has finished"
             )));
         }
-        Err(e) => return Err(AppError::internal(&e)),
+        Err(e) => return Err(state.engine_failure(&tenant, e.to_string()).await),
     };
     let events = InvestigationEvents {
         query_event: done.query_event,

@@ -26,8 +26,8 @@ pub struct MetricsState {
     pub node_id: String,
     /// When credentials are due.
     pub rotation: RotationPolicy,
-    /// Its connection pools are reported.
-    pub engine: Arc<dyn engine::Engine>,
+    /// The fleet's engines: their connection pools are reported, named `<server>/<pool>`.
+    pub engines: Arc<workflows::Engines>,
 }
 
 /// The `/metrics` route.
@@ -47,7 +47,12 @@ async fn scrape(State(state): State<MetricsState>) -> Response {
         state.metrics.catalog_read_failed();
     }
     let mut pools = vec![state.catalog.pool_stats()];
-    pools.extend(state.engine.pool_stats());
+    for (server, engine) in state.engines.made().await {
+        pools.extend(engine.pool_stats().into_iter().map(|mut p| {
+            p.pool = format!("{server}/{}", p.pool);
+            p
+        }));
+    }
     state.metrics.observe_pools(&pools);
     (
         StatusCode::OK,

@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         (status = 202, description = "Onboarding started", body = Accepted),
         (status = 400, description = "The slug or display name is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A tenant with this slug exists", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No database server can take the tenant (none matches the placement, all are full, draining or unreachable); the detail names why", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create_tenant(
@@ -45,11 +46,21 @@ async fn create_tenant(
             "display_name must be 1 to 200 characters without control characters",
         ));
     }
+    let placement = body.placement.unwrap_or_default();
+    for (key, value) in &placement.labels {
+        crate::extract::no_nul("placement label", key)?;
+        crate::extract::no_nul("placement label", value)?;
+    }
+    let placement = workflows::placement::PlacementRequest {
+        engine: placement.engine.map(|e| e.as_str().to_owned()),
+        labels: placement.labels,
+    };
     let (tenant, op) = state
         .orchestrator
         .onboard(
             slug,
             display_name,
+            placement,
             &caller.subject,
             caller.request_id.clone(),
         )

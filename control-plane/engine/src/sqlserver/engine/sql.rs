@@ -9,6 +9,8 @@ use crate::{EngineError, SecretValue, TenantNames};
 pub const DB_ID: &str = "SELECT DB_ID(@P1)";
 pub const TENANT_USERS: &str = "SELECT name FROM sys.database_principals \
      WHERE name IN (@P1, @P2, @P3, @P4, @P5) ORDER BY name";
+/// The server's version, for the fleet's health check.
+pub const VERSION: &str = "SELECT CAST(@@VERSION AS nvarchar(400));";
 pub const SERVER_FACTS: &str = "SELECT CAST(SERVERPROPERTY('ProductMajorVersion') AS int), \
      CAST(SERVERPROPERTY('EngineEdition') AS int), \
      (SELECT CAST(value_in_use AS int) FROM sys.configurations \

@@ -1,0 +1,173 @@
+//! Layer: foundation (start-up wiring, below state). The fleet's engines for the server crate:
+//! [`Factory`] makes a registered server's engine with this deployment's engine settings, and
+//! [`register_configured`] registers (or updates) the server the configuration names (as
+//! `server_name`, `default` unless set) at every start, keeping its admin connection string in
+//! the secret store like every server's, and moving tenants that earlier versions recorded under
+//! the server's `host:port` onto it. So a deployment with one configured server runs as a fleet
+//! of one, and `make run` and every existing test are unchanged.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use catalog::{Catalog, NewServer, ServerRecord};
+use engine::postgres::{PostgresConfig, PostgresEngine, Provisioning};
+use engine::sqlserver::{SqlServerConfig, SqlServerEngine};
+use engine::{Engine, EngineError};
+use secrets::{SecretError, SecretName, SecretStore, SecretValue, SetOptions};
+
+use crate::config::Config;
+
+/// The actor of the start-up registration in the catalog's audit log.
+const ACTOR: &str = "control-plane";
+
+/// Makes engines with this deployment's settings.
+pub struct Factory {
+    /// PostgreSQL: template clone or migrations.
+    pub provisioning: Provisioning,
+    /// PostgreSQL: revoke PUBLIC's CONNECT on `postgres` and `template1`.
+    pub lock_down_maintenance_databases: bool,
+    /// SQL Server: pool sizes.
+    pub pool: mssql::PoolOptions,
+}
+
+impl Factory {
+    /// The settings of `config`.
+    pub fn new(config: &Config) -> Self {
+        Factory {
+            provisioning: config.provisioning,
+            lock_down_maintenance_databases: config.lock_down_maintenance_databases,
+            pool: mssql::PoolOptions::default(),
+        }
+    }
+}
+
+fn port(server: &ServerRecord) -> Option<u16> {
+    u16::try_from(server.port).ok()
+}
+
+#[async_trait]
+impl workflows::EngineFactory for Factory {
+    async fn engine(
+        &self,
+        server: &ServerRecord,
+        admin_url: SecretValue,
+    ) -> Result<Arc<dyn Engine>, EngineError> {
+        Ok(match server.engine.as_str() {
+            "postgres" => Arc::new(
+                PostgresEngine::new(PostgresConfig {
+                    admin_url,
+                    tenant_host: Some(server.host.clone()),
+                    tenant_port: port(server),
+                    provisioning: self.provisioning,
+                    lock_down_maintenance_databases: self.lock_down_maintenance_databases,
+                })
+                .await?,
+            ),
+            "sqlserver" => Arc::new(SqlServerEngine::new(SqlServerConfig {
+                admin: mssql::Target::parse_url(admin_url.expose())
+                    .map_err(|e| EngineError::ConnectionString(e.to_string()))?,
+                tenant_host: Some(server.host.clone()),
+                tenant_port: port(server),
+                pool: self.pool,
+            })),
+            other => {
+                return Err(EngineError::Configuration(format!(
+                    "server {} has engine {other:?}, which this control plane does not know",
+                    server.name
+                )))
+            }
+        })
+    }
+}
+
+/// The name of the secret that holds server `name`'s admin connection string.
+pub fn admin_secret_name(name: &str) -> String {
+    format!("server-{name}-admin")
+}
+
+/// Options of an admin-secret version.
+pub fn admin_secret_options(name: &str) -> SetOptions {
+    SetOptions {
+        tags: BTreeMap::from([
+            ("server".to_owned(), name.to_owned()),
+            ("purpose".to_owned(), "admin-connection".to_owned()),
+        ]),
+        expires_at: None,
+        content_type: Some("text/x-admin-connection-string".into()),
+    }
+}
+
+/// `host:port` split (the host may be an IPv6 literal in brackets).
+fn host_port(server: &str) -> (String, i32) {
+    match server.rsplit_once(':') {
+        Some((host, port)) => (
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port.parse().unwrap_or(0),
+        ),
+        None => (server.to_owned(), 0),
+    }
+}
+
+/// Registers or updates the configured server as `config.server_name`, with its (already
+/// prepared) `engine`: its admin connection string is written to the secret store when it
+/// changed, the catalog row is upserted, and tenants recorded under its `host:port` (before the
+/// server registry) are moved onto it.
+pub async fn register_configured(
+    config: &Config,
+    admin_url: &SecretValue,
+    engine: &Arc<dyn Engine>,
+    catalog: &Catalog,
+    secrets: &Arc<dyn SecretStore>,
+    engines: &workflows::Engines,
+) -> anyhow::Result<ServerRecord> {
+    let name = config.server_name.clone();
+    anyhow::ensure!(
+        api_types::valid_server_name(&name),
+        "server_name {name:?} is not a server name ({})",
+        api_types::SERVER_NAME_PATTERN
+    );
+    let secret = SecretName::new(&admin_secret_name(&name))?;
+    let current = match secrets.get(&secret, None).await {
+        Ok(s) => Some(s.value),
+        Err(SecretError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if current.as_ref().map(SecretValue::expose) != Some(admin_url.expose()) {
+        secrets
+            .set(&secret, admin_url.clone(), admin_secret_options(&name))
+            .await?;
+    }
+    let location = engine.server();
+    let (host, port) = host_port(&location);
+    let record = catalog
+        .upsert_server(
+            NewServer {
+                name: name.clone(),
+                engine: engine.name().to_owned(),
+                admin_secret: secret.to_string(),
+                host,
+                port,
+                capacity: config.server_capacity.max(1),
+                labels: config.server_labels.clone(),
+            },
+            Some(&location),
+            ACTOR,
+        )
+        .await?;
+    engines.insert(&name, engine.clone()).await;
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_are_split_from_the_right() {
+        assert_eq!(host_port("db.example:5432"), ("db.example".into(), 5432));
+        assert_eq!(host_port("[::1]:1433"), ("::1".into(), 1433));
+    }
+}

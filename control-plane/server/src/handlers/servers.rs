@@ -1,0 +1,334 @@
+//! Layer: handlers. The fleet's database servers (role `admin`): register one (its credentials
+//! and fitness are checked before anything is stored; its admin connection string goes to the
+//! secret store, never to the catalog or an answer), list, show, drain, undrain, remove (only an
+//! empty one).
+
+use std::sync::Arc;
+
+use api_types::{Problem, RegisterServerRequest, Server, ServerEngine, ServerHealthCheck};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use catalog::{NewServer, ServerRecord, ServerState};
+use secrets::{SecretName, SecretValue};
+
+use crate::error::AppError;
+use crate::extract::{ApiJson, Caller};
+use crate::state::AppState;
+
+/// The server routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/servers", post(register_server).get(list_servers))
+        .route("/v1/servers/{name}", get(show_server).delete(remove_server))
+        .route("/v1/servers/{name}/drain", post(drain_server))
+        .route("/v1/servers/{name}/undrain", post(undrain_server))
+}
+
+/// The API view of a server row (never its credentials).
+pub fn server_view(s: &ServerRecord) -> Server {
+    let state = if s.unreachable() {
+        "unreachable"
+    } else {
+        s.state.as_str()
+    };
+    Server {
+        name: s.name.clone(),
+        engine: match s.engine.as_str() {
+            "sqlserver" => ServerEngine::Sqlserver,
+            _ => ServerEngine::Postgres,
+        },
+        state: state.to_owned(),
+        tenants: s.tenants,
+        capacity: s.capacity,
+        labels: s.labels.clone(),
+        host: s.host.clone(),
+        port: s.port,
+        engine_version: s.health.engine_version.clone(),
+        last_health_check: ServerHealthCheck {
+            checked_at: s.health.checked_at,
+            ok: s.health.ok,
+            latency_ms: s.health.latency_ms,
+            error: s.health.error.clone(),
+        },
+        created_at: s.created_at,
+    }
+}
+
+fn parse_name(name: &str) -> Result<&str, AppError> {
+    if api_types::valid_server_name(name) {
+        Ok(name)
+    } else {
+        Err(AppError::bad_request(format!(
+            "invalid server name {name:?}: a lowercase letter, then lowercase letters, digits \
+             or '-', at most 40 ({})",
+            api_types::SERVER_NAME_PATTERN
+        )))
+    }
+}
+
+/// The host and port an admin URL names (the defaults of tenant connection strings).
+fn admin_location(engine: ServerEngine, url: &str) -> Result<(String, u16), AppError> {
+    let bad = |why: String| {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "admin_url is not a {} connection URL: {why}",
+                engine.as_str()
+            ),
+        )
+    };
+    match engine {
+        ServerEngine::Postgres => {
+            engine::postgres::url_location(url).map_err(|e| bad(e.to_string()))
+        }
+        ServerEngine::Sqlserver => {
+            let target = mssql::Target::parse_url(url).map_err(|e| bad(e.to_string()))?;
+            Ok((target.host.clone(), target.port))
+        }
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/servers",
+    tag = "servers",
+    request_body = RegisterServerRequest,
+    responses(
+        (status = 201, description = "Registered: the credentials logged in and the server is fit (superuser / sysadmin, contained database authentication on SQL Server, the tenant template built)", body = Server),
+        (status = 400, description = "The name, capacity or a label is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A server of this name is registered", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The admin URL is malformed, or the server refused it or is not fit; the detail names what failed (never the URL)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn register_server(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<RegisterServerRequest>,
+) -> Result<(StatusCode, Json<Server>), AppError> {
+    let name = parse_name(&body.name)?.to_owned();
+    if !(1..=100_000).contains(&body.capacity) {
+        return Err(AppError::bad_request("capacity must be 1 to 100000"));
+    }
+    for (key, value) in &body.labels {
+        let valid = |s: &str| !s.is_empty() && s.len() <= 100 && !s.chars().any(char::is_control);
+        if !valid(key) || !valid(value) {
+            return Err(AppError::bad_request(
+                "labels must be 1 to 100 characters each, without control characters",
+            ));
+        }
+    }
+    let admin_url = body.admin_url.trim();
+    if admin_url.is_empty() || admin_url.chars().any(char::is_control) {
+        return Err(AppError::bad_request(
+            "admin_url must be one line: the admin connection URL",
+        ));
+    }
+    let (url_host, url_port) = admin_location(body.engine, admin_url)?;
+    if state.catalog.server(&name).await?.is_some() {
+        return Err(AppError::conflict(format!(
+            "a server named {name} is already registered"
+        )));
+    }
+    let host = body.tenant_host.clone().unwrap_or(url_host);
+    let port = i32::from(body.tenant_port.unwrap_or(url_port));
+    let admin_secret = crate::fleet::admin_secret_name(&name);
+    let new = NewServer {
+        name: name.clone(),
+        engine: body.engine.as_str().to_owned(),
+        admin_secret: admin_secret.clone(),
+        host: host.clone(),
+        port,
+        capacity: body.capacity,
+        labels: body.labels.clone(),
+    };
+    // Checked before anything is stored: logs in as the admin, checks fitness, prepares.
+    let probe = ServerRecord {
+        name: name.clone(),
+        engine: new.engine.clone(),
+        admin_secret: admin_secret.clone(),
+        host,
+        port,
+        capacity: body.capacity,
+        labels: body.labels.clone(),
+        state: ServerState::Active,
+        tenants: 0,
+        health: Default::default(),
+        created_at: chrono::Utc::now(),
+    };
+    let admin_url = SecretValue::new(admin_url);
+    let engine = state
+        .engines()
+        .check(&probe, admin_url.clone())
+        .await
+        .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    // The name is claimed in the catalog first, so a concurrent registration of the same name
+    // cannot overwrite this one's credentials; a failed secret write takes the row back.
+    let record = state.catalog.create_server(new, &caller.subject).await?;
+    let secret = SecretName::new(&admin_secret).map_err(|e| AppError::internal(&e))?;
+    if let Err(e) = state
+        .secrets()
+        .set(
+            &secret,
+            admin_url,
+            crate::fleet::admin_secret_options(&name),
+        )
+        .await
+    {
+        tracing::error!(server = %name, error = %e, "storing a server's admin credentials failed");
+        if let Err(undo) = state.catalog.delete_server(&name, &caller.subject).await {
+            tracing::error!(server = %name, error = %undo, "could not take the registration back");
+        }
+        return Err(AppError::unavailable(format!(
+            "the secret store could not keep server {name}'s admin credentials; nothing was \
+             registered, try again"
+        )));
+    }
+    state.engines().insert(&name, Arc::clone(&engine)).await;
+    tracing::info!(server = %name, engine = %record.engine, capacity = record.capacity, "database server registered");
+    Ok((StatusCode::CREATED, Json(server_view(&record))))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/servers",
+    tag = "servers",
+    responses((status = 200, description = "Every registered server, by name", body = Vec<Server>))
+)]
+pub(crate) async fn list_servers(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<Server>>, AppError> {
+    Ok(Json(
+        state
+            .catalog
+            .servers()
+            .await?
+            .iter()
+            .map(server_view)
+            .collect(),
+    ))
+}
+
+async fn named(state: &AppState, name: &str) -> Result<ServerRecord, AppError> {
+    let name = parse_name(name)?;
+    state
+        .catalog
+        .server(name)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("server {name} not found")))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/servers/{name}",
+    tag = "servers",
+    params(("name" = String, Path, description = "The server's name")),
+    responses(
+        (status = 200, description = "The server", body = Server),
+        (status = 400, description = "The name is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No server has this name", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn show_server(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Server>, AppError> {
+    Ok(Json(server_view(&named(&state, &name).await?)))
+}
+
+async fn set_state(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    to: ServerState,
+) -> Result<Json<Server>, AppError> {
+    let server = named(state, name).await?;
+    let record = state
+        .catalog
+        .set_server_state(&server.name, to, &caller.subject)
+        .await?;
+    tracing::info!(server = %record.name, state = %to.as_str(), "database server state set");
+    Ok(Json(server_view(&record)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/servers/{name}/drain",
+    tag = "servers",
+    params(("name" = String, Path, description = "The server's name")),
+    responses(
+        (status = 200, description = "Draining: it keeps its tenants and takes no new ones", body = Server),
+        (status = 400, description = "The name is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No server has this name", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn drain_server(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Server>, AppError> {
+    set_state(&state, &caller, &name, ServerState::Draining).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/servers/{name}/undrain",
+    tag = "servers",
+    params(("name" = String, Path, description = "The server's name")),
+    responses(
+        (status = 200, description = "Active: it takes new tenants again", body = Server),
+        (status = 400, description = "The name is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No server has this name", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn undrain_server(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Server>, AppError> {
+    set_state(&state, &caller, &name, ServerState::Active).await
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/servers/{name}",
+    tag = "servers",
+    params(("name" = String, Path, description = "The server's name")),
+    responses(
+        (status = 200, description = "Removed; its admin credentials were deleted and purged from the secret store", body = Server),
+        (status = 400, description = "The name is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No server has this name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It still holds tenants, or it is the server the configuration names", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn remove_server(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Server>, AppError> {
+    let server = named(&state, &name).await?;
+    if server.name == state.configured_server {
+        return Err(AppError::conflict(format!(
+            "server {} is the one this control plane's configuration names (server_name); \
+             it is registered again at every start: drain it, or configure another server",
+            server.name
+        )));
+    }
+    let record = state
+        .catalog
+        .delete_server(&server.name, &caller.subject)
+        .await?;
+    state.engines().forget(&record.name).await;
+    let secret = SecretName::new(&record.admin_secret).map_err(|e| AppError::internal(&e))?;
+    if let Err(e) = secrets::ensure_absent(state.secrets().as_ref(), &secret).await {
+        tracing::error!(server = %record.name, error = %e, "the removed server's admin secret is left behind");
+        return Err(AppError::unavailable(format!(
+            "server {} was removed, but its admin credentials could not be purged from the \
+             secret store: remove secret {} there",
+            record.name, record.admin_secret
+        )));
+    }
+    tracing::info!(server = %record.name, "database server removed");
+    Ok(Json(server_view(&record)))
+}
