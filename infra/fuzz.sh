@@ -68,7 +68,9 @@ base=http://127.0.0.1:$port
 # The catalog and the tenant databases live on the throwaway cluster (its admin URL is in
 # $work/pg-admin-url, the server's default); local token auth is what the admin token below needs.
 # Rate limits are off: a 429 would stand in for the answers the checks expect (the limits are
-# tested in tests/tests/limits.rs; the document declares 429 on every route).
+# tested in tests/tests/limits.rs; the document declares 429 on every route). Draining servers is
+# left out (tests/tests/fleet.rs covers it): draining the run's only server makes every later
+# onboarding a (documented) 503, which schemathesis counts as a server error.
 env TENANT_CP_LISTEN="127.0.0.1:$port" \
   TENANT_CP_DATA_DIR="$work" \
   TENANT_CP_AUTH_MODE=local \
@@ -97,6 +99,7 @@ set +e
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,unsupported_method,allow_header_conformance,missing_required_header,ignored_auth \
   --max-examples "${FUZZ_MAX_EXAMPLES:-100}" \
   --phases examples,coverage,fuzzing,stateful \
+  --exclude-operation-id drain_server \
   --workers 2 \
   --request-timeout 60 \
   --seed "${FUZZ_SEED:-1}" \

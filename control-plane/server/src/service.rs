@@ -20,11 +20,20 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 impl AppState {
-    /// An engine failure on `tenant`'s database as the API answers it: when its database
-    /// server does not answer the admin either, a `503` naming the server (try again once it is
-    /// back); anything else (a refused login, a failing statement) is an internal error, logged
-    /// and generic to the client.
+    /// An engine failure on `tenant`'s database as the API answers it: while an operation runs
+    /// on the tenant (a rotation changing the very credentials this request read a moment ago)
+    /// a `409` naming it (retry once it has finished); when its database server does not answer
+    /// the admin either, a `503` naming the server (try again once it is back); anything else
+    /// (a refused login, a failing statement) is an internal error, logged and generic to the
+    /// client.
     pub async fn engine_failure(&self, tenant: &TenantRecord, e: String) -> AppError {
+        if let Ok(Some(operation)) = self.services().catalog.active_operation(tenant.id).await {
+            tracing::info!(tenant = %tenant.slug, %operation, error = %e, "engine call failed while an operation runs");
+            return AppError::conflict(format!(
+                "operation {operation} is running on tenant {}; retry once it has finished",
+                tenant.slug
+            ));
+        }
         let down = match self.engine_for(tenant).await {
             Ok(engine) => engine.health().await.is_err(),
             Err(_) => true,

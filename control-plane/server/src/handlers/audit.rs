@@ -126,7 +126,7 @@ async fn active_tenant(
         (status = 200, description = "One page of events", body = AuditEventsPage),
         (status = 400, description = "The slug or a query parameter is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant is not active (its audit log lives in its database)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active (its audit log lives in its database), or an operation of it (a rotation) made the read fail; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_events(
@@ -178,7 +178,7 @@ async fn list_events(
         (status = 200, description = "The verification report", body = AuditVerification),
         (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant is not active, or its database has no audit log", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, its database has no audit log, or an operation of it (a rotation) made the read fail; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn verify(
@@ -210,7 +210,7 @@ pub struct PurgeRequest {
         (status = 200, description = "Events deleted; the new chain head is anchored", body = PurgeResult),
         (status = 400, description = "The slug, time or reason is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant is not active, or its audit log does not verify", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, its audit log does not verify, or an operation of it (a rotation) made the purge fail (nothing was purged); retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn purge(
@@ -247,11 +247,15 @@ async fn purge(
         let state = state.clone();
         let (reason, actor, before) = (reason.to_owned(), caller.subject.clone(), body.before);
         let request_id = engine::context::current_request_id();
+        let tenant = tenant.clone();
         tokio::spawn(engine::context::with_request_id(request_id, async move {
-            let deleted = engine
+            let deleted = match engine
                 .purge_audit(&names, &audit_admin, before, &reason, &actor)
                 .await
-                .map_err(|e| AppError::internal(&e))?;
+            {
+                Ok(deleted) => deleted,
+                Err(e) => return Err(state.engine_failure(&tenant, e.to_string()).await),
+            };
             let head = state
                 .anchor_purge(engine.as_ref(), tenant.id, &names)
                 .await

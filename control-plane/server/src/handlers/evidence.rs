@@ -172,7 +172,7 @@ struct EvidenceQuery {
         (status = 200, description = "The signed evidence bundle", body = SignedDocumentDoc),
         (status = 400, description = "The slug or `since` is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant is not active (evidence is read live from its database)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active (evidence is read live from its database), or an operation of it (a rotation) made a read fail; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn tenant_evidence(
@@ -210,10 +210,16 @@ async fn tenant_evidence(
         Err(e) => return Err(state.engine_failure(&tenant, e.to_string()).await),
     };
     let limit = bundle::MAX_INVESTIGATION_EVENTS;
-    let mut events = engine
+    let mut events = match engine
         .investigation_events(&names, &audit_admin, period.since, period.until, limit + 1)
         .await
-        .map_err(|e| AppError::internal(&format!("reading investigations of {slug}: {e}")))?;
+    {
+        Ok(events) => events,
+        Err(e) => {
+            let e = format!("reading investigations of {slug}: {e}");
+            return Err(state.engine_failure(&tenant, e).await);
+        }
+    };
     let investigations_truncated = events.len() > limit as usize;
     events.truncate(limit as usize);
     let rotations = state.rotation_history(&tenant).await?;

@@ -10,9 +10,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse as _;
 use axum::routing::post;
 use axum::{Json, Router};
-use catalog::Catalog;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::extract::{no_nul, parse_slug, ApiJson, Caller};
@@ -118,14 +116,7 @@ async fn investigate(
             )));
         }
         // A rotation that is changing the investigator's password or ending its sessions makes
-        // the connection fail: that is the caller's cue to retry, not an internal error.
-        Err(e) if operation_running(&state.catalog, tenant.id).await? => {
-            tracing::warn!(tenant = %slug, error = %e, "investigation failed during an operation");
-            return Err(AppError::conflict(format!(
-                "tenant {slug} has an operation in progress (e.g. a credential rotation); \
-                 retry when it has finished"
-            )));
-        }
+        // the connection fail: `engine_failure` answers that with a 409 (retry), not a 500.
         Err(e) => return Err(state.engine_failure(&tenant, e.to_string()).await),
     };
     let events = InvestigationEvents {
@@ -164,16 +155,4 @@ async fn investigate(
     // What an Idempotency-Key replay names instead of the rows (which are never kept).
     response.extensions_mut().insert(events);
     Ok(response)
-}
-
-/// Whether the tenant has an unfinished operation.
-async fn operation_running(catalog: &Catalog, tenant: Uuid) -> Result<bool, AppError> {
-    for id in catalog.tenant_operations(tenant).await? {
-        if let Some(op) = catalog.operation(id).await? {
-            if !op.state.is_terminal() {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
 }
