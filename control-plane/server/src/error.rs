@@ -145,9 +145,6 @@ impl From<WorkflowError> for AppError {
             WorkflowError::Catalog(c) => c.into(),
             WorkflowError::Conflict(detail) => AppError::conflict(detail),
             WorkflowError::Invalid(detail) => AppError::bad_request(detail),
-            WorkflowError::Unplaceable(detail) => {
-                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
-            }
             WorkflowError::Unavailable(detail) => AppError::unavailable(detail),
         }
     }

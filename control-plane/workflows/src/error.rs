@@ -81,10 +81,6 @@ pub enum WorkflowError {
     /// The request itself is not valid (parameters, a workflow that cannot start this way).
     #[error("{0}")]
     Invalid(String),
-    /// No registered database server matches what a new tenant asked for (engine, labels):
-    /// waiting will not help.
-    #[error("{0}")]
-    Unplaceable(String),
     /// Nothing can take the request now (no database server can take a new tenant).
     #[error("{0}")]
     Unavailable(String),

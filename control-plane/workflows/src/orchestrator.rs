@@ -73,10 +73,8 @@ impl Orchestrator {
     ) -> Result<(TenantRecord, OperationRecord), WorkflowError> {
         let svc = self.runner.services();
         let servers = svc.catalog.servers().await?;
-        let candidates = placement::candidates(&servers, &placement).map_err(|e| match e {
-            placement::Unplaceable::NoMatch(why) => WorkflowError::Unplaceable(why),
-            placement::Unplaceable::NoRoom(why) => WorkflowError::Unavailable(why),
-        })?;
+        let candidates =
+            placement::candidates(&servers, &placement).map_err(WorkflowError::Unavailable)?;
         let mut refusals = Vec::new();
         for decision in candidates {
             let engine = match svc.engines.get(&decision.server).await {
@@ -316,9 +314,7 @@ impl Orchestrator {
                 | Err(WorkflowError::Catalog(CatalogError::OperationInProgress { .. }))
                 | Err(WorkflowError::Catalog(CatalogError::WrongState { .. })) => {}
                 Err(WorkflowError::Catalog(e)) => return Err(e),
-                Err(WorkflowError::Invalid(e))
-                | Err(WorkflowError::Unplaceable(e))
-                | Err(WorkflowError::Unavailable(e)) => {
+                Err(WorkflowError::Invalid(e)) | Err(WorkflowError::Unavailable(e)) => {
                     warn!(tenant = %tenant.slug, error = %e, "scheduled rotation refused")
                 }
             }

@@ -67,27 +67,15 @@ fn load(s: &ServerRecord) -> f64 {
     s.tenants as f64 / f64::from(s.capacity.max(1))
 }
 
-/// Why no server can take a new tenant.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Unplaceable {
-    /// No registered server runs the engine and carries the labels asked for: the request
-    /// cannot be met by waiting (register such a server, or ask for something else).
-    #[error("{0}")]
-    NoMatch(String),
-    /// Servers match, but every one is full, draining or unreachable: later may work.
-    #[error("{0}")]
-    NoRoom(String),
-}
-
 /// The servers able to take a new tenant, best first, each with the decision that would place
 /// it there; or why none can.
 pub fn candidates(
     servers: &[ServerRecord],
     request: &PlacementRequest,
-) -> Result<Vec<PlacementDecision>, Unplaceable> {
+) -> Result<Vec<PlacementDecision>, String> {
     let matching: Vec<&ServerRecord> = servers.iter().filter(|s| request.matches(s)).collect();
     if matching.is_empty() {
-        return Err(Unplaceable::NoMatch(if servers.is_empty() {
+        return Err(if servers.is_empty() {
             "no database server is registered".into()
         } else {
             format!(
@@ -95,7 +83,7 @@ pub fn candidates(
                 request.describe(),
                 servers.len()
             )
-        }));
+        });
     }
     let mut able: Vec<&ServerRecord> = matching
         .iter()
@@ -117,11 +105,11 @@ pub fn candidates(
                 }
             })
             .collect();
-        return Err(Unplaceable::NoRoom(format!(
+        return Err(format!(
             "no database server can take a new tenant ({}): {}",
             request.describe(),
             why.join(", ")
-        )));
+        ));
     }
     able.sort_by(|a, b| {
         load(a)
@@ -223,8 +211,6 @@ mod tests {
             ..Default::default()
         };
         let why = candidates(&servers, &none).unwrap_err();
-        assert!(matches!(why, Unplaceable::NoMatch(_)), "{why:?}");
-        let why = why.to_string();
         assert!(
             why.contains("no database server matches labels region=mars"),
             "{why}"
@@ -239,14 +225,11 @@ mod tests {
         down.health.ok = Some(false);
         let full = server("f", "postgres", 3, 3, &[]);
         let why = candidates(&[draining, down, full], &PlacementRequest::default()).unwrap_err();
-        assert!(matches!(why, Unplaceable::NoRoom(_)), "{why:?}");
-        let why = why.to_string();
         assert!(why.contains("d is draining"), "{why}");
         assert!(why.contains("u is unreachable"), "{why}");
         assert!(why.contains("f is full (3 of 3)"), "{why}");
         assert!(candidates(&[], &PlacementRequest::default())
             .unwrap_err()
-            .to_string()
             .contains("no database server is registered"));
     }
 }

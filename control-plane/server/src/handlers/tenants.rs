@@ -30,8 +30,7 @@ pub fn routes() -> Router<AppState> {
         (status = 202, description = "Onboarding started", body = Accepted),
         (status = 400, description = "The slug or display name is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A tenant with this slug exists", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "No registered database server matches the placement (engine, labels); the detail names what was asked", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Every database server that matches the placement is full, draining or unreachable; the detail names each; retry later", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "No database server can take the tenant (none matches the placement, all are full, draining or unreachable); the detail names why", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create_tenant(
