@@ -8,12 +8,10 @@ mapfile -t files < <(find "$root" -path "$root/target" -prune -o -path '*/sqlser
 # password full of quoting hazards, DENY CONNECT...) go through the same parser.
 generated="$root/target/tsql-generated/sqlserver"
 rm -rf "$generated"
-for crate in engine catalog; do
-  if ! ${CARGO:-cargo} run -q -p "$crate" --example tsql_statements -- "$generated/$crate" >/dev/null; then
-    echo "tsql gate: could not write the $crate crate's generated statements" >&2
-    exit 1
-  fi
-done
+if ! ${CARGO:-cargo} run -q -p tcp-tests --bin tsql-statements -- "$generated" >/dev/null; then
+  echo "tsql gate: could not write the engine's and catalog's generated statements" >&2
+  exit 1
+fi
 mapfile -t -O ${#files[@]} files < <(find "$generated" -name '*.sql' | sort)
 if [ ${#files[@]} -eq 0 ]; then
   echo "tsql gate: no T-SQL files yet"

@@ -30,7 +30,7 @@ pub use servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 pub use sqlserver::SqlServerCatalog;
 
 /// Every T-SQL statement the SQL Server catalog builds in Rust (beside its migrations), for the
-/// T-SQL parse gate (`examples/tsql_statements.rs`, `infra/tsql-gate.sh`).
+/// T-SQL parse gate (`tests/src/bin/tsql-statements.rs`, `infra/tsql-gate.sh`).
 pub fn sqlserver_generated_statements() -> Vec<(&'static str, String)> {
     sqlserver::servers::generated_statements()
 }

@@ -322,15 +322,7 @@ impl Runner {
                         continue;
                     }
                     error!(server = %tenant.server, error = %message, "the tenant's server cannot be used");
-                    svc.catalog
-                        .finish(
-                            lease,
-                            OperationState::Failed,
-                            Some(&message),
-                            workflow.failed_transition(),
-                        )
-                        .await?;
-                    return Ok(OperationState::Failed);
+                    return self.fail(lease, workflow, &message).await;
                 }
             };
             let engine = engine.as_ref();
@@ -373,15 +365,7 @@ impl Runner {
                         match workflow.on_failure {
                             OnFailure::Undo => svc.catalog.begin_undo(lease, &message).await?,
                             OnFailure::Stop => {
-                                svc.catalog
-                                    .finish(
-                                        lease,
-                                        OperationState::Failed,
-                                        Some(&message),
-                                        workflow.failed_transition(),
-                                    )
-                                    .await?;
-                                return Ok(OperationState::Failed);
+                                return self.fail(lease, workflow, &message).await;
                             }
                         }
                     }
@@ -395,6 +379,26 @@ impl Runner {
 
     /// Runs one step forward, retrying transient errors. Catalog failures (including a lost
     /// lease) surface as errors of the whole run via the outer `?`, never as a step failure.
+    /// Ends the operation `failed` with `message`, the tenant taking the workflow's failed
+    /// transition.
+    async fn fail(
+        &self,
+        lease: &Lease,
+        workflow: &WorkflowDef,
+        message: &str,
+    ) -> Result<OperationState, CatalogError> {
+        self.services()
+            .catalog
+            .finish(
+                lease,
+                OperationState::Failed,
+                Some(message),
+                workflow.failed_transition(),
+            )
+            .await?;
+        Ok(OperationState::Failed)
+    }
+
     async fn forward_step(
         &self,
         lease: &Lease,
@@ -534,15 +538,7 @@ impl Runner {
                         );
                         error!(error = %message, "rollback incomplete");
                         svc.catalog.step_failed(lease, step.idx, &e.message).await?;
-                        svc.catalog
-                            .finish(
-                                lease,
-                                OperationState::Failed,
-                                Some(&message),
-                                workflow.failed_transition(),
-                            )
-                            .await?;
-                        return Ok(OperationState::Failed);
+                        return self.fail(lease, workflow, &message).await;
                     }
                 }
             }

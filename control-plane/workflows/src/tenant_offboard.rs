@@ -46,10 +46,6 @@ impl Workflow for Offboard {
     const ON_FAILED: Option<EndState> = None;
     const ON_ROLLED_BACK: Option<EndState> = None;
 
-    fn steps(_engine: &str) -> Vec<StepDef> {
-        Self::all_steps()
-    }
-
     fn all_steps() -> Vec<StepDef> {
         vec![
             step::<EndSessions>(),

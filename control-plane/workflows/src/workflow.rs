@@ -139,13 +139,16 @@ pub trait Workflow: Send + Sync + 'static {
     /// The tenant's state when every started step was undone.
     const ON_ROLLED_BACK: Option<EndState>;
 
-    /// The steps in order, for the engine named `engine` (`postgres`, `sqlserver`): the tenant's
-    /// server's. Fixed when the operation is created.
-    fn steps(engine: &str) -> Vec<StepDef>;
-
     /// Every step the workflow may have, whatever the engine (the runner finds a stored step's
-    /// definition here). Defaults to the steps of both orders an engine may ask for.
+    /// definition here).
     fn all_steps() -> Vec<StepDef>;
+
+    /// The steps in order, for the engine named `engine` (`postgres`, `sqlserver`): the tenant's
+    /// server's. Fixed when the operation is created. Defaults to [`Workflow::all_steps`], for a
+    /// workflow whose steps are the same on every engine.
+    fn steps(_engine: &str) -> Vec<StepDef> {
+        Self::all_steps()
+    }
 
     /// The schema version the tenant has after success, read from the steps' outputs.
     fn schema_version(_op: &OperationRecord) -> Option<i32> {
