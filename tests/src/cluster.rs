@@ -20,6 +20,9 @@ pub struct PgCluster {
     pub password: String,
     /// Data directory.
     pub dir: PathBuf,
+    /// Started with the durability a user's cluster has (fsync, full-page writes, synchronous
+    /// commit on), for benchmarks; test clusters turn them off for speed.
+    pub durable: bool,
 }
 
 fn is_root() -> bool {
@@ -66,14 +69,35 @@ impl PgCluster {
     /// The process-wide cluster, started on first use.
     pub fn shared() -> &'static PgCluster {
         static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
-        CLUSTER.get_or_init(PgCluster::start)
+        CLUSTER.get_or_init(|| PgCluster::start(false))
+    }
+
+    /// A cluster with the durability settings of `make run`'s (fsync, full-page writes and
+    /// synchronous commit on, PostgreSQL's defaults): what benchmarks measure on. Stopped when
+    /// the process exits.
+    pub fn durable() -> &'static PgCluster {
+        static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
+        CLUSTER.get_or_init(|| PgCluster::start(true))
     }
 
     /// Another cluster of this process, beside the shared one (a second database server for
     /// the fleet tests); stopped when the process exits, like the shared one.
     pub fn second() -> &'static PgCluster {
         static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
-        CLUSTER.get_or_init(PgCluster::start)
+        CLUSTER.get_or_init(|| PgCluster::start(false))
+    }
+
+    /// The server options: a port of its own, the socket in its directory, and (unless durable)
+    /// no fsync, full-page writes or synchronous commit.
+    fn options(port: u16, dir: &Path, durable: bool) -> String {
+        let mut options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c max_connections=300",
+            dir.display()
+        );
+        if !durable {
+            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        options
     }
 
     fn pg_ctl(&self, action: &str) {
@@ -84,12 +108,7 @@ impl PgCluster {
             cmd.arg("-l")
                 .arg(self.dir.join("server.log"))
                 .args(["-w", "-t", "60", "-o"])
-                .arg(format!(
-                    "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=300 \
-                     -c synchronous_commit=off -c full_page_writes=off",
-                    self.port,
-                    self.dir.display()
-                ))
+                .arg(Self::options(self.port, &self.dir, self.durable))
                 .arg("start");
         } else {
             // A clean (fast) shutdown. An immediate one is a crash, and this test cluster runs
@@ -110,7 +129,7 @@ impl PgCluster {
         self.pg_ctl("start");
     }
 
-    fn start() -> PgCluster {
+    fn start(durable: bool) -> PgCluster {
         assert!(
             Path::new(&format!("{BINDIR}/initdb")).exists(),
             "PostgreSQL 15 server binaries not found in {BINDIR}: run `make deps` (apt-get install postgresql-15)"
@@ -155,11 +174,7 @@ impl PgCluster {
                 .arg("-l")
                 .arg(dir.join("server.log"))
                 .args(["-w", "-t", "60", "-o"])
-                .arg(format!(
-                    "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=300 \
-                     -c synchronous_commit=off -c full_page_writes=off",
-                    dir.display()
-                ))
+                .arg(Self::options(port, &dir, durable))
                 .arg("start"),
             "pg_ctl start",
         );
@@ -191,6 +206,7 @@ impl PgCluster {
             port,
             password,
             dir,
+            durable,
         }
     }
 
