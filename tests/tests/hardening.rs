@@ -614,6 +614,7 @@ mod postgres_only {
             tenant_port: None,
             provisioning: Provisioning::Template,
             lock_down_maintenance_databases: true,
+            release: None,
         })
         .await
         .unwrap();

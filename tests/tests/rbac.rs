@@ -110,6 +110,12 @@ async fn every_endpoint_answers_every_role_exactly(engine: EngineUnderTest) {
             [403, 403, 403, 404, 401],
         ),
         (
+            Method::POST,
+            format!("{t}/migrate"),
+            Some(json!({})),
+            [403, 403, 403, 404, 401],
+        ),
+        (
             Method::GET,
             format!("{t}/deletion-certificate"),
             None,

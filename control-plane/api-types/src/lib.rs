@@ -80,6 +80,8 @@ impl OperationKind {
     pub const OFFBOARD: OperationKind = OperationKind::of("offboard");
     /// Give the tenant's credentials new passwords (the app login alternates).
     pub const ROTATE: OperationKind = OperationKind::of("rotate");
+    /// Bring the tenant database to a schema version of the release.
+    pub const MIGRATE: OperationKind = OperationKind::of("migrate");
 
     /// A kind from a workflow's constant name (checked by the workflow registry's tests: a
     /// lowercase letter, then lowercase letters or `_`, at most 20).
@@ -619,6 +621,17 @@ impl RotationMode {
             RotationMode::Emergency => "emergency",
         }
     }
+}
+
+/// Body of `POST /v1/tenants/{slug}/migrate`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    /// The schema version to reach; absent: the newest of the release the control plane runs.
+    /// No version goes down: a tenant already at or above it is left as it is (its routines and
+    /// grants are applied again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<i32>,
 }
 
 /// Body of `POST /v1/tenants/{slug}/rotate`.

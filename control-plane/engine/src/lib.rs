@@ -12,6 +12,8 @@ mod error;
 pub mod evidence;
 pub mod investigation;
 pub mod postgres;
+pub mod release;
+pub mod schema;
 mod sessions;
 pub mod sql;
 pub mod sqlserver;
@@ -28,6 +30,8 @@ pub use investigation::{
     Investigation, InvestigationColumn, InvestigationFailure, InvestigationRequest,
     InvestigationRows,
 };
+pub use release::Release;
+pub use schema::Migrated;
 
 /// The names of everything a tenant owns on its server, derived from its slug only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +290,18 @@ pub trait Engine: Send + Sync + 'static {
     /// Binds the database to the tenant's principals (ownership, grants, schema and procedures at
     /// the current version) and returns the schema version.
     async fn bind_database(&self, names: &TenantNames, actor: &str) -> Result<i32, EngineError>;
+    /// Brings an existing tenant database to schema version `target` (at most the release's
+    /// newest; a lower or equal one applies nothing): the migrations its own refinery history
+    /// lacks ([`schema::plan`]), then the routines and the grants again, and a
+    /// `schema.migrated` audit event, **all in one transaction**, so the database is at its old
+    /// version or at the new one, never between, and a repeated call applies nothing twice.
+    /// Refuses a database whose history does not match the release, naming the migration.
+    async fn migrate_database(
+        &self,
+        names: &TenantNames,
+        target: i32,
+        actor: &str,
+    ) -> Result<Migrated, EngineError>;
     /// Proves a connection string authenticates and reaches the database.
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError>;
     /// Gives a principal a new password and lets it log in (again, after an emergency rotation

@@ -13,6 +13,7 @@ mod sessions;
 mod template;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use api_types::TenantSlug;
@@ -24,14 +25,15 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::{Client, Config, NoTls};
 use tracing::{instrument, warn};
 
-use crate::assets::{self, POSTGRES_MIGRATIONS};
 use crate::evidence::gather;
 use crate::investigation::flow;
+use crate::release::Release;
+use crate::schema::{self, AppliedMigration};
 use crate::sessions::Ending;
 use crate::sql::{pg_ident, pg_literal};
 use crate::{
     AuditEvent, AuditEventQuery, AuditHashes, AuditHead, ChainPoint, Credentials, Engine,
-    EngineError, Inventory, Investigation, InvestigationRequest, Principal, TenantNames,
+    EngineError, Inventory, Investigation, InvestigationRequest, Migrated, Principal, TenantNames,
 };
 use evidence::PgEvidence;
 use investigation::PgReader;
@@ -63,6 +65,8 @@ pub struct PostgresConfig {
     /// Revoke PUBLIC's CONNECT on `postgres` and `template1`, so tenant logins reach nothing but
     /// their own database.
     pub lock_down_maintenance_databases: bool,
+    /// The tenant schema release; `None`: the one built into the binary.
+    pub release: Option<Arc<Release>>,
 }
 
 /// The PostgreSQL engine.
@@ -74,7 +78,7 @@ pub struct PostgresEngine {
     provisioning: Provisioning,
     lock_down: bool,
     template: String,
-    version: i32,
+    release: Arc<Release>,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -158,6 +162,50 @@ fn is_code(e: &EngineError, code: &str) -> bool {
     e.code() == Some(code)
 }
 
+/// The tenant's grants, applied again in full (`platform.apply_grants`), and the investigator's
+/// one right: appending investigation events (the audited path records every query with it
+/// before running it).
+async fn apply_grants<C: tokio_postgres::GenericClient>(
+    client: &C,
+    names: &TenantNames,
+) -> Result<(), EngineError> {
+    client
+        .execute(
+            "SELECT platform.apply_grants($1, $2, $3, $4, $5)",
+            &[
+                &names.owner,
+                &names.app_rw,
+                &names.audit_admin,
+                &names.reader,
+                &names.investigator,
+            ],
+        )
+        .await?;
+    client
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA audit TO {inv}; \
+             GRANT EXECUTE ON FUNCTION audit.record_investigation(text, jsonb, text) TO {inv}",
+            inv = pg_ident(&names.investigator)
+        ))
+        .await?;
+    Ok(())
+}
+
+/// A failed statement of a migration or routine, named by its file; a lock timeout or another
+/// transient error stays what it is, so the step is retried.
+fn schema_error(file: &str) -> impl FnOnce(tokio_postgres::Error) -> EngineError + '_ {
+    move |e| {
+        let e = EngineError::from(e);
+        if e.is_lock_timeout() {
+            EngineError::Locked(format!("{file}: {e}"))
+        } else if e.is_transient() {
+            e
+        } else {
+            EngineError::Migration(format!("{file}: {e}"))
+        }
+    }
+}
+
 impl PostgresEngine {
     /// Builds the engine and its small admin pool; no connection is made until first use.
     pub async fn new(config: PostgresConfig) -> Result<Self, EngineError> {
@@ -177,8 +225,10 @@ impl PostgresEngine {
             .idle_timeout(Some(Duration::from_secs(60)))
             .connection_timeout(Duration::from_secs(10))
             .build_unchecked(PostgresConnectionManager::new(admin.clone(), NoTls));
-        let version = assets::latest_version(POSTGRES_MIGRATIONS);
-        let template = template::name(version);
+        let release = config
+            .release
+            .unwrap_or_else(|| Arc::new(Release::postgres()));
+        let template = template::name(&release);
         Ok(PostgresEngine {
             admin,
             pool,
@@ -187,7 +237,7 @@ impl PostgresEngine {
             provisioning: config.provisioning,
             lock_down: config.lock_down_maintenance_databases,
             template,
-            version,
+            release,
         })
     }
 
@@ -325,7 +375,7 @@ impl Engine for PostgresEngine {
     }
 
     fn schema_version(&self) -> i32 {
-        self.version
+        self.release.version
     }
 
     fn names(&self, slug: &TenantSlug) -> TenantNames {
@@ -483,31 +533,11 @@ impl Engine for PostgresEngine {
                 client
                     .batch_execute(&format!("SET ROLE {}", pg_ident(&names.owner)))
                     .await?;
-                template::migrate(&mut client).await?;
+                template::migrate(&mut client, &self.release).await?;
                 client.batch_execute("RESET ROLE").await?;
             }
         }
-        client
-            .execute(
-                "SELECT platform.apply_grants($1, $2, $3, $4, $5)",
-                &[
-                    &names.owner,
-                    &names.app_rw,
-                    &names.audit_admin,
-                    &names.reader,
-                    &names.investigator,
-                ],
-            )
-            .await?;
-        // The investigator's one right: appending investigation events (the audited path
-        // records every query with it before running it).
-        client
-            .batch_execute(&format!(
-                "GRANT USAGE ON SCHEMA audit TO {inv}; \
-                 GRANT EXECUTE ON FUNCTION audit.record_investigation(text, jsonb, text) TO {inv}",
-                inv = pg_ident(&names.investigator)
-            ))
-            .await?;
+        apply_grants(&client, names).await?;
         // The tenant's own audit log starts with its provisioning, once.
         let tx = client.transaction().await?;
         tx.execute("SELECT set_config('tcp.actor', $1, true)", &[&actor])
@@ -524,6 +554,78 @@ impl Engine for PostgresEngine {
             .await?
             .get(0);
         Ok(version.unwrap_or(0))
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn migrate_database(
+        &self,
+        names: &TenantNames,
+        target: i32,
+        actor: &str,
+    ) -> Result<Migrated, EngineError> {
+        let mut client = self.connect_db(&names.database).await?;
+        let tx = client.transaction().await?;
+        // One migration of a database at a time (a second waits here and then finds nothing
+        // pending); a migration waits for the application's locks at most this long, then the
+        // step is retried.
+        tx.batch_execute(
+            "SET LOCAL lock_timeout = '10s'; \
+             LOCK TABLE public.refinery_schema_history IN SHARE ROW EXCLUSIVE MODE",
+        )
+        .await
+        .map_err(schema_error("refinery_schema_history"))?;
+        let applied: Vec<AppliedMigration> = tx
+            .query(
+                "SELECT version, name, checksum FROM public.refinery_schema_history",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| AppliedMigration {
+                version: r.get(0),
+                name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                checksum: r.get::<_, Option<String>>(2).unwrap_or_default(),
+            })
+            .collect();
+        let plan = schema::plan(&self.release.migration_refs(), &applied, target)?;
+        // As the tenant's owner, as the template was built: what a migration creates is the
+        // owner's, like everything else in the database.
+        tx.batch_execute(&format!("SET LOCAL ROLE {}", pg_ident(&names.owner)))
+            .await?;
+        let applied_on = schema::applied_on_now();
+        for m in &plan.pending {
+            tx.batch_execute(&m.sql)
+                .await
+                .map_err(schema_error(&m.file))?;
+            tx.execute(
+                "INSERT INTO public.refinery_schema_history (version, name, applied_on, checksum) \
+                 VALUES ($1, $2, $3, $4)",
+                &[&m.version, &m.name, &applied_on, &m.checksum],
+            )
+            .await?;
+        }
+        for (name, body) in &self.release.procedures {
+            tx.batch_execute(body).await.map_err(schema_error(name))?;
+        }
+        tx.batch_execute("RESET ROLE").await?;
+        apply_grants(&tx, names).await?;
+        let applied: Vec<String> = plan.pending.iter().map(|m| m.file.clone()).collect();
+        if !applied.is_empty() {
+            tx.execute("SELECT set_config('tcp.actor', $1, true)", &[&actor])
+                .await?;
+            let detail = serde_json::json!({"from": plan.from, "to": plan.to, "applied": applied});
+            tx.execute(
+                "SELECT audit.record_event('schema.migrated', $1::text::jsonb)",
+                &[&detail.to_string()],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Migrated {
+            from: plan.from,
+            to: plan.to,
+            applied,
+        })
     }
 
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {
@@ -804,6 +906,7 @@ mod tests {
             tenant_port: None,
             provisioning: Provisioning::Template,
             lock_down_maintenance_databases: true,
+            release: None,
         })
         .await
         .unwrap()
@@ -838,9 +941,12 @@ mod tests {
 
     #[test]
     fn template_name_tracks_the_assets() {
-        let a = assets::fingerprint(&[&[("V1__a", "x")]]);
-        let b = assets::fingerprint(&[&[("V1__a", "y")]]);
+        let a = crate::assets::fingerprint(&[&[("V1__a", "x")]]);
+        let b = crate::assets::fingerprint(&[&[("V1__a", "y")]]);
         assert_ne!(a, b);
-        assert_eq!(assets::latest_version(&[("V1__a", ""), ("V12__b", "")]), 12);
+        assert_eq!(
+            crate::assets::latest_version(&[("V1__a", ""), ("V12__b", "")]),
+            12
+        );
     }
 }

@@ -104,6 +104,10 @@ pub struct Config {
     pub provisioning: Provisioning,
     /// Revoke PUBLIC's CONNECT on `postgres` and `template1`.
     pub lock_down_maintenance_databases: bool,
+    /// A directory laid out like the repository (`tenant-schema/<engine>/`,
+    /// `procedures/<engine>/`) holding the product's tenant schema release; unset: the release
+    /// built into the binary. Checked at start-up (a release breaking a platform rule stops it).
+    pub tenant_schema_dir: Option<PathBuf>,
     /// Lease owner name; a restart with the same node id resumes its own operations at once.
     /// Defaults to `<hostname>:<listen>`.
     pub node_id: Option<String>,
@@ -242,6 +246,7 @@ impl std::fmt::Debug for Config {
             .field("engine", &self.engine)
             .field("data_dir", &self.data_dir)
             .field("provisioning", &self.provisioning)
+            .field("tenant_schema_dir", &self.tenant_schema_dir)
             .field("node_id", &self.node_id)
             .field("secret_store", &self.secret_store)
             .field("key_vault_url", &self.key_vault_url)
@@ -265,6 +270,7 @@ impl Default for Config {
             tenant_port: None,
             provisioning: Provisioning::Template,
             lock_down_maintenance_databases: true,
+            tenant_schema_dir: None,
             node_id: None,
             lease_ttl_secs: 30,
             sweep_interval_secs: 10,

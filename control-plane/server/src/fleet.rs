@@ -7,13 +7,14 @@
 //! of one, and `make run` and every existing test are unchanged.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use catalog::{Catalog, NewServer, ServerRecord};
 use engine::postgres::{PostgresConfig, PostgresEngine, Provisioning};
 use engine::sqlserver::{SqlServerConfig, SqlServerEngine};
-use engine::{Engine, EngineError};
+use engine::{Engine, EngineError, Release};
 use secrets::{SecretError, SecretName, SecretStore, SecretValue, SetOptions};
 
 use crate::config::Config;
@@ -29,16 +30,73 @@ pub struct Factory {
     pub lock_down_maintenance_databases: bool,
     /// SQL Server: pool sizes.
     pub pool: mssql::PoolOptions,
+    /// The tenant schema release per engine (`None`: `tenant_schema_dir` holds none for it).
+    pub releases: Releases,
+}
+
+/// The tenant schema release of each engine.
+#[derive(Clone, Debug)]
+pub struct Releases {
+    /// PostgreSQL's.
+    pub postgres: Option<Arc<Release>>,
+    /// SQL Server's.
+    pub sqlserver: Option<Arc<Release>>,
+}
+
+impl Releases {
+    /// The embedded releases, or those in `dir` (each checked; an engine whose
+    /// `tenant-schema/<engine>/` is missing there has none, and `required` must have one).
+    pub fn load(dir: Option<&Path>, required: &str) -> Result<Releases, EngineError> {
+        let one = |engine: &str| -> Result<Option<Arc<Release>>, EngineError> {
+            match dir {
+                None => Release::embedded(engine).map(|r| Some(Arc::new(r))),
+                Some(d) if d.join("tenant-schema").join(engine).is_dir() => {
+                    Release::from_dir(d, engine).map(|r| Some(Arc::new(r)))
+                }
+                Some(_) => Ok(None),
+            }
+        };
+        let releases = Releases {
+            postgres: one("postgres")?,
+            sqlserver: one("sqlserver")?,
+        };
+        if releases.get(required).is_none() {
+            return Err(EngineError::Configuration(format!(
+                "tenant_schema_dir {} holds no tenant-schema/{required}/ for the configured engine",
+                dir.map(|d| d.display().to_string()).unwrap_or_default()
+            )));
+        }
+        Ok(releases)
+    }
+
+    /// The release of `engine`, if there is one.
+    pub fn get(&self, engine: &str) -> Option<Arc<Release>> {
+        match engine {
+            "postgres" => self.postgres.clone(),
+            "sqlserver" => self.sqlserver.clone(),
+            _ => None,
+        }
+    }
 }
 
 impl Factory {
-    /// The settings of `config`.
-    pub fn new(config: &Config) -> Self {
+    /// The settings of `config`, with its releases.
+    pub fn new(config: &Config, releases: Releases) -> Self {
         Factory {
             provisioning: config.provisioning,
             lock_down_maintenance_databases: config.lock_down_maintenance_databases,
             pool: mssql::PoolOptions::default(),
+            releases,
         }
+    }
+
+    fn release(&self, server: &ServerRecord) -> Result<Arc<Release>, EngineError> {
+        self.releases.get(&server.engine).ok_or_else(|| {
+            EngineError::Configuration(format!(
+                "server {} runs {}, and tenant_schema_dir holds no tenant schema for it",
+                server.name, server.engine
+            ))
+        })
     }
 }
 
@@ -61,6 +119,7 @@ impl workflows::EngineFactory for Factory {
                     tenant_port: port(server),
                     provisioning: self.provisioning,
                     lock_down_maintenance_databases: self.lock_down_maintenance_databases,
+                    release: Some(self.release(server)?),
                 })
                 .await?,
             ),
@@ -70,6 +129,7 @@ impl workflows::EngineFactory for Factory {
                 tenant_host: Some(server.host.clone()),
                 tenant_port: port(server),
                 pool: self.pool,
+                release: Some(self.release(server)?),
             })),
             other => {
                 return Err(EngineError::Configuration(format!(

@@ -10,6 +10,7 @@ pub mod evidence;
 pub mod health;
 pub mod investigations;
 pub mod metrics;
+pub mod migrations;
 pub mod operations;
 pub mod rotations;
 pub mod servers;

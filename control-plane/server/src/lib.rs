@@ -147,6 +147,17 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         EngineKind::Postgres => config.admin_url()?,
         EngineKind::Sqlserver => config.sqlserver_admin_url()?,
     });
+    let engine_name = match config.engine {
+        EngineKind::Postgres => "postgres",
+        EngineKind::Sqlserver => "sqlserver",
+    };
+    let releases = fleet::Releases::load(config.tenant_schema_dir.as_deref(), engine_name)
+        .context("loading the tenant schema release")?;
+    let release = releases.get(engine_name);
+    if let Some(r) = &release {
+        tracing::info!(engine = engine_name, version = r.version, hash = %r.hash,
+                       source = %r.source, "tenant schema release");
+    }
     let engine: Arc<dyn Engine> = match config.engine {
         EngineKind::Postgres => Arc::new(
             PostgresEngine::new(PostgresConfig {
@@ -155,6 +166,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
                 tenant_port: config.tenant_port,
                 provisioning: config.provisioning,
                 lock_down_maintenance_databases: config.lock_down_maintenance_databases,
+                release: release.clone(),
             })
             .await?,
         ),
@@ -163,6 +175,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
             tenant_host: config.tenant_host.clone(),
             tenant_port: config.tenant_port,
             pool: mssql::PoolOptions::default(),
+            release: release.clone(),
         })),
     };
     engine
@@ -182,7 +195,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let engines = Arc::new(workflows::Engines::new(
         catalog.clone(),
         secrets.clone(),
-        Arc::new(fleet::Factory::new(config)),
+        Arc::new(fleet::Factory::new(config, releases)),
     ));
     let server =
         fleet::register_configured(config, &admin_url, &engine, &catalog, &secrets, &engines)

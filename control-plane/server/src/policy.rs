@@ -66,6 +66,7 @@ pub const POLICY: &[Rule] = &[
     rule("GET", "/v1/tenants/{slug}/audit-events", AUDITOR),
     rule("GET", "/v1/tenants/{slug}/audit/verify", AUDITOR),
     rule("POST", "/v1/tenants/{slug}/audit/purge", ADMIN),
+    rule("POST", "/v1/tenants/{slug}/migrate", ADMIN),
     rule("GET", "/v1/tenants/{slug}/deletion-certificate", AUDITOR),
     rule("GET", "/v1/tenants/{slug}/evidence", AUDITOR),
     rule("GET", "/v1/signing-key", Access::Authenticated),

@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(handlers::health::routes())
         .merge(handlers::tenants::routes())
         .merge(handlers::rotations::routes())
+        .merge(handlers::migrations::routes())
         .merge(handlers::investigations::routes())
         .merge(handlers::operations::routes())
         .merge(handlers::audit::routes())

@@ -20,6 +20,7 @@ mod orchestrator;
 pub mod placement;
 pub mod registry;
 mod runner;
+pub mod tenant_migrate;
 pub mod tenant_offboard;
 pub mod tenant_onboard;
 pub mod tenant_rotate;

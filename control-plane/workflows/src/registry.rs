@@ -8,13 +8,14 @@ use std::sync::LazyLock;
 use api_types::OperationKind;
 
 use crate::workflow::{workflow, WorkflowDef};
-use crate::{tenant_offboard, tenant_onboard, tenant_rotate};
+use crate::{tenant_migrate, tenant_offboard, tenant_onboard, tenant_rotate};
 
 static REGISTRY: LazyLock<Vec<WorkflowDef>> = LazyLock::new(|| {
     vec![
         workflow::<tenant_onboard::Onboard>(),
         workflow::<tenant_offboard::Offboard>(),
         workflow::<tenant_rotate::Rotate>(),
+        workflow::<tenant_migrate::Migrate>(),
     ]
 });
 

@@ -211,6 +211,7 @@ async fn main() {
         tenant_port: None,
         provisioning: Provisioning::Template,
         lock_down_maintenance_databases: true,
+        release: None,
     })
     .await
     .unwrap();

@@ -10,7 +10,8 @@ use tokio_postgres::Client;
 use tracing::info;
 
 use super::{connect, describe, PostgresEngine, Provisioning};
-use crate::assets::{self, POSTGRES_MIGRATIONS, POSTGRES_PROCEDURES};
+use crate::assets;
+use crate::release::Release;
 use crate::sql::pg_ident;
 use crate::EngineError;
 
@@ -29,18 +30,21 @@ const PREPARE_LOCK: i64 = 7_201_002;
 /// Bump when `build_template` changes how a template is made, so servers get a fresh template.
 const TEMPLATE_RECIPE: &str = "2";
 
-/// The template database's name for schema `version` and the current assets.
-pub(super) fn name(version: i32) -> String {
-    let recipe: &[(&str, &str)] = &[("recipe", TEMPLATE_RECIPE)];
+/// The template database's name for a release: its version, and a hash of its content and of
+/// this recipe.
+pub(super) fn name(release: &Release) -> String {
+    let recipe: &[(&str, &str)] = &[("recipe", TEMPLATE_RECIPE), ("release", &release.hash)];
     format!(
-        "tcp_template_v{version}_{}",
-        assets::fingerprint(&[POSTGRES_MIGRATIONS, POSTGRES_PROCEDURES, recipe])
+        "tcp_template_v{}_{}",
+        release.version,
+        assets::fingerprint(&[recipe])
     )
 }
 
-/// Runs the migrations and the procedures in `client`'s database as the current role.
-pub(super) async fn migrate(client: &mut Client) -> Result<(), EngineError> {
-    let migrations = POSTGRES_MIGRATIONS
+/// Runs the release's migrations and procedures in `client`'s database as the current role.
+pub(super) async fn migrate(client: &mut Client, release: &Release) -> Result<(), EngineError> {
+    let migrations = release
+        .migrations
         .iter()
         .map(|(name, sql)| refinery::Migration::unapplied(name, sql))
         .collect::<Result<Vec<_>, _>>()
@@ -49,7 +53,7 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), EngineError> {
         .run_async(client)
         .await
         .map_err(|e| EngineError::Migration(e.to_string()))?;
-    for (name, body) in POSTGRES_PROCEDURES {
+    for (name, body) in &release.procedures {
         client
             .batch_execute(body)
             .await
@@ -142,7 +146,7 @@ impl PostgresEngine {
                     owner = pg_ident(TEMPLATE_OWNER)
                 ))
                 .await?;
-            migrate(&mut client).await?;
+            migrate(&mut client, &self.release).await?;
             client.batch_execute("RESET ROLE").await?;
             // Lock the template down as every tenant database will be: nothing for PUBLIC, and
             // the tenant grants held by stand-in roles that the clone's rebind replaces.

@@ -22,6 +22,7 @@ mod investigation;
 mod sessions;
 mod sql;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use api_types::TenantSlug;
@@ -35,14 +36,15 @@ use super::connstr::{self, AdoConnectionString};
 use super::errors::{classify, to_engine_error, SqlServerErrorKind, CONTAINMENT_DISABLED};
 use super::quote::{quote_name, quote_nstring};
 use super::split_batches;
-use crate::assets::{self, SQLSERVER_MIGRATIONS, SQLSERVER_PROCEDURES};
 use crate::evidence::gather;
 use crate::investigation::flow;
+use crate::release::Release;
+use crate::schema::{self, AppliedMigration};
 use crate::sessions::Ending;
 use crate::{
     generate_password, AuditEvent, AuditEventQuery, AuditHashes, AuditHead, ChainPoint,
-    Credentials, Engine, EngineError, Inventory, Investigation, InvestigationRequest, Principal,
-    TenantNames,
+    Credentials, Engine, EngineError, Inventory, Investigation, InvestigationRequest, Migrated,
+    Principal, TenantNames,
 };
 use evidence::SqlEvidence;
 use investigation::SqlReader;
@@ -63,6 +65,8 @@ pub struct SqlServerConfig {
     pub tenant_port: Option<u16>,
     /// Sizes and idle timeouts of the admin and per-tenant pools.
     pub pool: PoolOptions,
+    /// The tenant schema release; `None`: the one built into the binary.
+    pub release: Option<Arc<Release>>,
 }
 
 /// The SQL Server engine.
@@ -73,7 +77,7 @@ pub struct SqlServerEngine {
     tenants: PoolSet,
     host: String,
     port: u16,
-    version: i32,
+    release: Arc<Release>,
 }
 
 impl std::fmt::Debug for SqlServerEngine {
@@ -150,6 +154,19 @@ fn tenant_names(database: String) -> TenantNames {
     }
 }
 
+/// A failed batch of a migration or routine, named by its file; a lock timeout or another
+/// transient error stays what it is, so the step is retried.
+fn schema_error(file: &str, e: MssqlError) -> EngineError {
+    let e = EngineError::from(e);
+    if e.is_lock_timeout() {
+        EngineError::Locked(format!("{file}: {e}"))
+    } else if e.is_transient() {
+        e
+    } else {
+        EngineError::Migration(format!("{file}: {e}"))
+    }
+}
+
 /// The contained users the control plane creates in a tenant database, in drop order.
 fn tenant_users(names: &TenantNames) -> [&str; 5] {
     [
@@ -176,6 +193,11 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("tag_session", sql::TAG_SESSION.to_owned()),
         ("record_provisioned", sql::RECORD_PROVISIONED.to_owned()),
         ("schema_version", sql::SCHEMA_VERSION.to_owned()),
+        ("migrate_begin", sql::MIGRATE_BEGIN.to_owned()),
+        ("migration_history", sql::MIGRATION_HISTORY.to_owned()),
+        ("record_migration", sql::RECORD_MIGRATION.to_owned()),
+        ("record_migrated", sql::RECORD_MIGRATED.to_owned()),
+        ("migrate_commit", sql::MIGRATE_COMMIT.to_owned()),
         ("ensure_snapshot", sql::ensure_snapshot(&names)?),
         ("set_password", sql::set_password(&names.app_b, &pw)?),
         ("create_database", sql::create_database(&names)?),
@@ -221,7 +243,9 @@ impl SqlServerEngine {
             master_pool_size: config.pool.max_size.max(1),
             tenants,
             admin,
-            version: assets::latest_version(SQLSERVER_MIGRATIONS),
+            release: config
+                .release
+                .unwrap_or_else(|| Arc::new(Release::sqlserver())),
         }
     }
 
@@ -292,7 +316,9 @@ impl SqlServerEngine {
     async fn migrate(&self, database: &str) -> Result<(), EngineError> {
         let conn = connect_tagged(&self.admin.with_database(database)).await?;
         let mut client = conn.into_client();
-        let migrations = SQLSERVER_MIGRATIONS
+        let migrations = self
+            .release
+            .migrations
             .iter()
             .map(|(name, sql)| refinery::Migration::unapplied(name, sql))
             .collect::<Result<Vec<_>, _>>()
@@ -301,7 +327,7 @@ impl SqlServerEngine {
             .run_async(&mut client)
             .await
             .map_err(|e| EngineError::Migration(e.to_string()))?;
-        for (name, body) in SQLSERVER_PROCEDURES {
+        for (name, body) in &self.release.procedures {
             let batches = split_batches(body)
                 .map_err(|e| EngineError::Migration(format!("procedure {name}: {e}")))?;
             for batch in batches {
@@ -368,7 +394,7 @@ impl Engine for SqlServerEngine {
     }
 
     fn schema_version(&self) -> i32 {
-        self.version
+        self.release.version
     }
 
     fn contained_principals(&self) -> bool {
@@ -520,6 +546,71 @@ impl Engine for SqlServerEngine {
             .and_then(|r| int_at(&r, 0))
             .and_then(|v| i32::try_from(v).ok())
             .unwrap_or(0))
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn migrate_database(
+        &self,
+        names: &TenantNames,
+        target: i32,
+        actor: &str,
+    ) -> Result<Migrated, EngineError> {
+        // A dedicated connection: the transaction spans many calls, and a failure anywhere
+        // drops the connection, whose transaction the server then rolls back.
+        let mut conn = connect_tagged(&self.admin.with_database(&names.database)).await?;
+        conn.batch(sql::MIGRATE_BEGIN).await?;
+        let applied: Vec<AppliedMigration> = conn
+            .query(sql::MIGRATION_HISTORY, &[])
+            .await?
+            .iter()
+            .map(|r| AppliedMigration {
+                version: int_at(r, 0)
+                    .and_then(|v| i32::try_from(v).ok())
+                    .unwrap_or(0),
+                name: r.get::<&str, _>(1).unwrap_or_default().to_owned(),
+                checksum: r.get::<&str, _>(2).unwrap_or_default().to_owned(),
+            })
+            .collect();
+        let plan = schema::plan(&self.release.migration_refs(), &applied, target)?;
+        let applied_on = schema::applied_on_now();
+        for m in &plan.pending {
+            conn.batch(&m.sql)
+                .await
+                .map_err(|e| schema_error(&m.file, e))?;
+            conn.execute(
+                sql::RECORD_MIGRATION,
+                &[
+                    &m.version,
+                    &m.name.as_str(),
+                    &applied_on.as_str(),
+                    &m.checksum.as_str(),
+                ],
+            )
+            .await?;
+        }
+        for (name, body) in &self.release.procedures {
+            let batches = split_batches(body)
+                .map_err(|e| EngineError::Migration(format!("procedure {name}: {e}")))?;
+            for batch in batches {
+                conn.batch(batch.sql.as_str())
+                    .await
+                    .map_err(|e| schema_error(name, e))?;
+            }
+        }
+        conn.batch(&sql::memberships(names)?).await?;
+        let applied: Vec<String> = plan.pending.iter().map(|m| m.file.clone()).collect();
+        if !applied.is_empty() {
+            let detail = serde_json::json!({"from": plan.from, "to": plan.to, "applied": applied})
+                .to_string();
+            conn.execute(sql::RECORD_MIGRATED, &[&actor, &detail.as_str()])
+                .await?;
+        }
+        conn.batch(sql::MIGRATE_COMMIT).await?;
+        Ok(Migrated {
+            from: plan.from,
+            to: plan.to,
+            applied,
+        })
     }
 
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {
@@ -689,6 +780,7 @@ mod tests {
             tenant_host: Some("sql.example.com".into()),
             tenant_port: None,
             pool: PoolOptions::default(),
+            release: None,
         })
     }
 
@@ -779,6 +871,7 @@ mod tests {
                 wait_timeout: Duration::from_secs(3),
                 ..PoolOptions::default()
             },
+            release: None,
         });
         let err = e.prepare().await.unwrap_err();
         let text = err.to_string();

@@ -26,6 +26,21 @@ pub const RECORD_PROVISIONED: &str =
          EXEC audit.RecordEvent @Action = N'tenant.provisioned', @Detail = @P2; \
      EXEC sys.sp_set_session_context @key = N'actor', @value = NULL;";
 pub const SCHEMA_VERSION: &str = "SELECT MAX(version) FROM refinery_schema_history";
+/// Opens a schema migration's one transaction: any error aborts and rolls back all of it
+/// (`XACT_ABORT`), and a lock held by the application is waited for at most 10 s.
+pub const MIGRATE_BEGIN: &str = "SET XACT_ABORT ON; SET LOCK_TIMEOUT 10000; BEGIN TRANSACTION;";
+/// refinery's history, locked until the migration commits, so a second migration of the same
+/// database waits and then finds nothing pending.
+pub const MIGRATION_HISTORY: &str = "SELECT version, name, checksum \
+     FROM dbo.refinery_schema_history WITH (UPDLOCK, HOLDLOCK, TABLOCK)";
+/// One history row, as refinery writes it.
+pub const RECORD_MIGRATION: &str = "INSERT INTO dbo.refinery_schema_history \
+     (version, name, applied_on, checksum) VALUES (@P1, @P2, @P3, @P4)";
+/// The migration's audit event, with the actor the control plane acts for.
+pub const RECORD_MIGRATED: &str = "EXEC sys.sp_set_session_context @key = N'actor', @value = @P1; \
+     EXEC audit.RecordEvent @Action = N'schema.migrated', @Detail = @P2; \
+     EXEC sys.sp_set_session_context @key = N'actor', @value = NULL;";
+pub const MIGRATE_COMMIT: &str = "COMMIT TRANSACTION;";
 
 /// Creates the database (outside any transaction: CREATE DATABASE refuses to run in one).
 pub fn create_database(names: &TenantNames) -> Result<String, EngineError> {

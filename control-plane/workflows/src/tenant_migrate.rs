@@ -1,0 +1,149 @@
+//! Migration: brings one active tenant's database to a schema version of the release, on its
+//! own or as one tenant of a fleet rollout (`rollouts.rs`).
+//!
+//! `apply_migrations` applies what the database's own refinery history lacks, then the routines
+//! and grants, in one transaction (`Engine::migrate_database`): a failure, a kill or a lost
+//! connection leaves the database at its old version, and running it again applies nothing
+//! twice. `verify_schema` then checks the platform's invariants on the live database with the
+//! evidence probes (the app refused on audit and history, every business table versioned, no
+//! principal with a right it must not have). The tenant stays `active` throughout: applications
+//! keep working, waiting at most the migration's lock timeout for its DDL.
+
+use api_types::{OperationKind, OperationState, TenantSecrets, TenantState};
+use async_trait::async_trait;
+use catalog::OperationRecord;
+use engine::Migrated;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::workflow::{output_of, params_of, step, EndState, OnFailure, Step, StepDef, Workflow};
+use crate::{StepContext, StepError};
+
+/// Migration: the workflow.
+pub struct Migrate;
+
+/// What a migration is started with.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateParams {
+    /// The schema version to reach; `None`: the newest of the release this control plane
+    /// runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<i32>,
+    /// The rollout it belongs to, when a rollout started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Uuid>,
+}
+
+impl Workflow for Migrate {
+    const KIND: OperationKind = OperationKind::MIGRATE;
+    const DESCRIPTION: &'static str =
+        "bring the tenant database to a schema version of the release, in one transaction";
+    type Params = MigrateParams;
+    // Nothing to undo: a failed migration committed nothing; starting it again continues.
+    const ON_FAILURE: OnFailure = OnFailure::Stop;
+    const ALLOWED_FROM: &'static [TenantState] = &[TenantState::Active];
+    const RUNNING_STATE: Option<TenantState> = None;
+    const ON_SUCCESS: Option<EndState> = Some(EndState {
+        state: TenantState::Active,
+        released: false,
+    });
+    const ON_FAILED: Option<EndState> = None;
+    const ON_ROLLED_BACK: Option<EndState> = None;
+
+    fn all_steps() -> Vec<StepDef> {
+        vec![step::<ApplyMigrations>(), step::<VerifySchema>()]
+    }
+
+    fn schema_version(op: &OperationRecord) -> Option<i32> {
+        output_of::<ApplyMigrations>(op).map(|m| m.to)
+    }
+
+    fn hint(state: OperationState, slug: &str) -> Option<String> {
+        match state {
+            OperationState::Failed => Some(format!(
+                "{slug} is still at its previous schema version unless verify_schema failed \
+                 (then the new version is in place and the error names the broken invariant); \
+                 fix the cause and migrate again, or resume its rollout"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Applies the pending migrations, the routines and the grants in one transaction.
+pub struct ApplyMigrations;
+
+#[async_trait]
+impl Step for ApplyMigrations {
+    const NAME: &'static str = "apply_migrations";
+    type Output = Migrated;
+
+    async fn action(ctx: &StepContext<'_>) -> Result<Migrated, StepError> {
+        let params = params_of::<Migrate>(ctx.operation)?;
+        let engine = ctx.engine();
+        let target = params
+            .target_version
+            .unwrap_or_else(|| engine.schema_version());
+        // A retry after a commit finds nothing pending and reports the version reached; what
+        // the first run applied is kept from its saved output.
+        let earlier = ctx.output::<ApplyMigrations>()?;
+        let mut migrated = engine
+            .migrate_database(&ctx.names, target, &ctx.operation.actor)
+            .await?;
+        if let Some(earlier) = earlier {
+            if migrated.applied.is_empty() {
+                migrated.from = earlier.from;
+                migrated.applied = earlier.applied;
+            }
+        }
+        Ok(migrated)
+    }
+}
+
+/// Checks the platform's invariants on the migrated database, live, with the evidence probes.
+pub struct VerifySchema;
+
+#[async_trait]
+impl Step for VerifySchema {
+    const NAME: &'static str = "verify_schema";
+    type Output = ();
+
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        let secrets = TenantSecrets::for_slug(ctx.slug());
+        let app = ctx
+            .services
+            .secrets
+            .get(&ctx.secret_name(&secrets.app)?, None)
+            .await?;
+        let evidence = ctx.engine().evidence(&ctx.names, &app.value).await?;
+        let mut broken = evidence.principal_findings();
+        if !evidence.probes.all_refused() {
+            broken.push("the app principal could change audit events or history".into());
+        }
+        if !evidence.temporal.all_versioned() {
+            let bare: Vec<&str> = evidence
+                .temporal
+                .tables
+                .iter()
+                .filter(|t| !t.versioned)
+                .map(|t| t.table.as_str())
+                .collect();
+            broken.push(format!(
+                "business tables without history: {}",
+                bare.join(", ")
+            ));
+        }
+        if !evidence.temporal.all_history_append_only() {
+            broken.push("a history table accepts changes".into());
+        }
+        if broken.is_empty() {
+            Ok(())
+        } else {
+            Err(StepError::permanent(format!(
+                "the migrated schema breaks the platform's invariants: {}",
+                broken.join("; ")
+            )))
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Existing tenants brought to a newer tenant schema release (issue 14's foundation): the
+//! control plane onboards tenants on an older release read from `tenant_schema_dir`, restarts
+//! on a newer one (a platform migration plus a product migration), and the `migrate` workflow
+//! brings each tenant database forward in one transaction: applied once, recorded in the
+//! tenant's audit log and in the catalog, and a tenant whose data the release cannot take stays
+//! exactly at its old version.
+
+#![allow(clippy::unwrap_used, clippy::err_expect)]
+
+use std::path::Path;
+
+use axum::http::{Method, StatusCode};
+use catalog::OperationRecord;
+use engine::Release;
+use serde_json::{json, Value};
+use tcp_tests::{conformance, EngineUnderTest, TestEnv};
+use workflows::Faults;
+
+/// The product migration of the newer release: a new column, and a unique index that a tenant
+/// holding two customers with one email cannot take.
+fn product_migration(engine: &str) -> (&'static str, &'static str) {
+    match engine {
+        "postgres" => (
+            "V100__customer_notes",
+            "ALTER TABLE app.customers ADD COLUMN note text;\n\
+             CREATE UNIQUE INDEX customers_email_unique ON app.customers (email);\n",
+        ),
+        _ => (
+            "V100__customer_notes",
+            "ALTER TABLE app.Customers ADD Note nvarchar(200) NULL;\n\
+             CREATE UNIQUE INDEX CustomersEmailUnique ON app.Customers (Email) WHERE Email IS NOT NULL;\n",
+        ),
+    }
+}
+
+/// Writes `release`, less its newest `drop_last` migrations, plus `extra`, laid out like the
+/// repository under `dir`.
+fn write_release(dir: &Path, release: &Release, drop_last: usize, extra: &[(&str, &str)]) {
+    let engine = release.engine;
+    let migrations = dir.join("tenant-schema").join(engine);
+    let procedures = dir.join("procedures").join(engine);
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::create_dir_all(&procedures).unwrap();
+    let keep = release.migrations.len() - drop_last;
+    for (stem, sql) in release.migrations[..keep]
+        .iter()
+        .map(|(s, q)| (s.as_str(), q.as_str()))
+        .chain(extra.iter().copied())
+    {
+        std::fs::write(migrations.join(format!("{stem}.sql")), sql).unwrap();
+    }
+    for (stem, sql) in &release.procedures {
+        std::fs::write(procedures.join(format!("{stem}.sql")), sql).unwrap();
+    }
+}
+
+/// Migrates a tenant through the API, as an admin, and waits for the operation.
+async fn migrate(env: &TestEnv, slug: &str) -> OperationRecord {
+    let (status, body) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            &format!("/v1/tenants/{slug}/migrate"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["operation"]["id"].as_str().unwrap().parse().unwrap();
+    env.wait(id).await
+}
+
+/// The tenant's `schema.migrated` audit events, read through the API as an auditor.
+async fn migrated_events(env: &TestEnv, slug: &str) -> Vec<Value> {
+    let (status, page) = env
+        .call_as(
+            "auditor",
+            Method::GET,
+            &format!("/v1/tenants/{slug}/audit-events?action=schema.migrated"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["events"].as_array().unwrap().clone()
+}
+
+async fn schema_version(env: &TestEnv, slug: &str) -> Option<i32> {
+    env.app
+        .catalog
+        .tenant_by_slug(&slug.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .schema_version
+}
+
+async fn existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_intact(
+    engine: EngineUnderTest,
+) {
+    let embedded = Release::embedded(match engine {
+        EngineUnderTest::Postgres => "postgres",
+        EngineUnderTest::SqlServer { .. } => "sqlserver",
+    })
+    .unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let (old_dir, new_dir) = (dirs.path().join("old"), dirs.path().join("new"));
+    // The older release: this one without its newest platform migration.
+    write_release(&old_dir, &embedded, 1, &[]);
+    let product = product_migration(embedded.engine);
+    write_release(&new_dir, &embedded, 0, &[product]);
+    let old_version = Release::from_dir(&old_dir, embedded.engine)
+        .unwrap()
+        .version;
+    let newest_platform = embedded.migrations.last().unwrap().0.clone();
+
+    let env = TestEnv::with(engine, Faults::none(), |c| {
+        c.tenant_schema_dir = Some(old_dir.clone())
+    })
+    .await;
+    env.onboard("mig-clean").await;
+    env.onboard("mig-dupes").await;
+    assert_eq!(schema_version(&env, "mig-clean").await, Some(old_version));
+    // Two customers with one email: the release's unique index cannot be built here.
+    let mut app = env
+        .probe()
+        .login(&env.secret(&env.secret_names("mig-dupes").app).await)
+        .await
+        .unwrap();
+    app.customer_upsert(None, "Ada", Some("same@example.com"))
+        .await
+        .unwrap();
+    let bob = app
+        .customer_upsert(None, "Bob", Some("same@example.com"))
+        .await
+        .unwrap();
+    drop(app);
+
+    // The operator ships the newer release and restarts.
+    let mut env = env;
+    env.config.tenant_schema_dir = Some(new_dir.clone());
+    let env = env.restart(Faults::none()).await;
+    assert_eq!(env.app.engine.schema_version(), 100);
+    // A tenant onboarded now gets the new release from the start.
+    env.onboard("mig-new").await;
+    assert_eq!(schema_version(&env, "mig-new").await, Some(100));
+
+    // A version the release does not have is refused before anything starts.
+    let (status, problem) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            "/v1/tenants/mig-clean/migrate",
+            Some(json!({"target_version": 101})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("1 to 100"),
+        "{problem}"
+    );
+
+    let op = migrate(&env, "mig-clean").await;
+    assert_eq!(op.state.as_str(), "succeeded", "{:?}", op.error);
+    let applied = workflows::output_of::<workflows::tenant_migrate::ApplyMigrations>(&op).unwrap();
+    assert_eq!(
+        (applied.from, applied.to, applied.applied.clone()),
+        (
+            old_version,
+            100,
+            vec![newest_platform.clone(), product.0.to_owned()]
+        )
+    );
+    assert_eq!(schema_version(&env, "mig-clean").await, Some(100));
+    let events = migrated_events(&env, "mig-clean").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0]["actor"].as_str().is_some_and(|a| !a.is_empty()),
+        "{events:?}"
+    );
+    assert_eq!(events[0]["detail"]["to"], 100);
+
+    // Again: nothing is pending, nothing is applied twice, no second event.
+    let again = migrate(&env, "mig-clean").await;
+    assert_eq!(again.state.as_str(), "succeeded", "{:?}", again.error);
+    let applied =
+        workflows::output_of::<workflows::tenant_migrate::ApplyMigrations>(&again).unwrap();
+    assert!(applied.applied.is_empty(), "{applied:?}");
+    assert_eq!(migrated_events(&env, "mig-clean").await.len(), 1);
+
+    // The tenant whose data the release cannot take: failed, named, and at its old version
+    // (the platform migration applied before the failing one was rolled back with it).
+    let failed = migrate(&env, "mig-dupes").await;
+    assert_eq!(failed.state.as_str(), "failed");
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(error.contains(product.0), "{error}");
+    assert_eq!(schema_version(&env, "mig-dupes").await, Some(old_version));
+    let names = env.names("mig-dupes");
+    let untouched = env
+        .app
+        .engine
+        .migrate_database(&names, old_version, "test")
+        .await
+        .unwrap();
+    assert_eq!((untouched.from, untouched.to), (old_version, old_version));
+    assert!(untouched.applied.is_empty());
+    // Its application still works on the old schema; once it fixes its data, migrating again
+    // succeeds.
+    let mut app = env
+        .probe()
+        .login(&env.secret(&env.secret_names("mig-dupes").app).await)
+        .await
+        .unwrap();
+    app.customer_upsert(Some(bob), "Bob", Some("bob@example.com"))
+        .await
+        .unwrap();
+    drop(app);
+    let retried = migrate(&env, "mig-dupes").await;
+    assert_eq!(retried.state.as_str(), "succeeded", "{:?}", retried.error);
+    assert_eq!(schema_version(&env, "mig-dupes").await, Some(100));
+}
+
+conformance!(existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_intact);
+
+/// A release that breaks a platform rule stops the control plane before it touches a server,
+/// naming the file and the rule.
+#[tokio::test]
+async fn a_release_breaking_a_platform_rule_stops_the_start_naming_file_and_rule() {
+    let dirs = tempfile::tempdir().unwrap();
+    let release = dirs.path().join("release");
+    write_release(
+        &release,
+        &Release::postgres(),
+        0,
+        &[("V100__bare", "CREATE TABLE app.bare (id int);")],
+    );
+    let config = server::config::Config {
+        data_dir: dirs.path().join("data"),
+        auth_mode: Some(server::config::AuthMode::Local),
+        // Nothing listens there: the release is refused before any connection.
+        postgres_admin_url: Some("postgresql://nobody@127.0.0.1:9/postgres".into()),
+        catalog_url: Some("postgresql://nobody@127.0.0.1:9/catalog".into()),
+        tenant_schema_dir: Some(release),
+        ..server::config::Config::default()
+    };
+    let e = server::start(&config, Some(Faults::none()))
+        .await
+        .err()
+        .expect("refused");
+    let text = format!("{e:#}");
+    assert!(text.contains("V100__bare.sql"), "{text}");
+    assert!(text.contains("app.bare has no history"), "{text}");
+}
