@@ -218,8 +218,6 @@ async fn existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_int
     assert_eq!(schema_version(&env, "mig-dupes").await, Some(100));
 }
 
-conformance!(existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_intact);
-
 /// A release that breaks a platform rule stops the control plane before it touches a server,
 /// naming the file and the rule.
 #[tokio::test]
@@ -249,3 +247,53 @@ async fn a_release_breaking_a_platform_rule_stops_the_start_naming_file_and_rule
     assert!(text.contains("V100__bare.sql"), "{text}");
     assert!(text.contains("app.bare has no history"), "{text}");
 }
+
+/// Starting an operation while the tenant's previous one is finishing answers 202 or 409, never
+/// 500: the catalog's finish and start lock the tenant's row in the same order (a finish that
+/// changes the tenant, as a migration's does, once deadlocked with a start waiting on the
+/// one-active-operation index).
+async fn starts_racing_a_finishing_operation_never_fail(engine: EngineUnderTest) {
+    // No rate limits: four callers as fast as they can go (as in the fuzz run that found it).
+    let env = std::sync::Arc::new(
+        TestEnv::with(engine, Faults::none(), |c| {
+            c.rate_limit_per_subject = 0;
+            c.rate_limit_per_ip = 0;
+        })
+        .await,
+    );
+    env.onboard("mig-race").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let mut callers = Vec::new();
+    for _ in 0..4 {
+        let env = env.clone();
+        callers.push(tokio::spawn(async move {
+            let mut started = 0;
+            while std::time::Instant::now() < deadline {
+                let (status, body) = env
+                    .call_as(
+                        "admin",
+                        Method::POST,
+                        "/v1/tenants/mig-race/migrate",
+                        Some(json!({})),
+                    )
+                    .await;
+                match status {
+                    StatusCode::ACCEPTED => started += 1,
+                    StatusCode::CONFLICT => {}
+                    other => panic!("{other}: {body}"),
+                }
+            }
+            started
+        }));
+    }
+    let mut started = 0;
+    for c in callers {
+        started += c.await.unwrap();
+    }
+    assert!(started >= 3, "only {started} migrations started");
+}
+
+conformance!(
+    existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_intact,
+    starts_racing_a_finishing_operation_never_fail
+);

@@ -836,6 +836,17 @@ impl CatalogStore for PgCatalog {
     ) -> Result<(), CatalogError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
+        // The tenant's row first, as `start_operation` takes it: a start waiting on the tenant's
+        // one-active-operation index while this finish waited on the tenant's row would be a
+        // deadlock (seen as a 500 on a start racing a finishing operation).
+        let old: Option<String> = tx
+            .query_opt(
+                "SELECT t.state FROM tenants t JOIN operations o ON o.tenant_id = t.id \
+                 WHERE o.id = $1 FOR UPDATE OF t",
+                &[&lease.operation],
+            )
+            .await?
+            .map(|r| r.get(0));
         let row = tx
             .query_opt(
                 "UPDATE operations SET state = $3, error = coalesce($4, error), finished_at = now(), \
@@ -861,13 +872,6 @@ impl CatalogStore for PgCatalog {
         )
         .await?;
         if let Some(t) = tenant {
-            let old: String = tx
-                .query_one(
-                    "SELECT state FROM tenants WHERE id = $1 FOR UPDATE",
-                    &[&tenant_id],
-                )
-                .await?
-                .get(0);
             tx.execute(
                 "UPDATE tenants SET state = $2, updated_at = now(), \
                         schema_version = coalesce($3, schema_version), \
