@@ -222,6 +222,18 @@ async fn a_full_lifecycle_through_tenantctl() {
         "{}",
         rotated.stderr
     );
+    // A migration with nothing pending still re-applies routines and grants and checks the
+    // platform's invariants live; the CLI mints an admin token for it in local mode.
+    let migrated = cli
+        .run(&["tenants", "migrate", "cli-acme", "--wait"])
+        .await
+        .ok();
+    assert!(
+        migrated.stderr.contains("  ✓ apply_migrations\n")
+            && migrated.stderr.contains("  ✓ verify_schema\n"),
+        "{}",
+        migrated.stderr
+    );
     let rotations = cli
         .run(&["--json", "tenants", "rotations", "cli-acme"])
         .await

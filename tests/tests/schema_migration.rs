@@ -216,6 +216,21 @@ async fn existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_int
     let retried = migrate(&env, "mig-dupes").await;
     assert_eq!(retried.state.as_str(), "succeeded", "{:?}", retried.error);
     assert_eq!(schema_version(&env, "mig-dupes").await, Some(100));
+
+    // Who is on what: every active tenant of this control plane is on 100 now.
+    let (status, _, text) = env.call_text(Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let on_100 = text
+        .lines()
+        .find(|l| l.starts_with("tcp_tenants_by_schema_version{version=\"100\"}"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(on_100.ends_with(" 3"), "{on_100}");
+    assert!(
+        !text.contains(&format!(
+            "tcp_tenants_by_schema_version{{version=\"{old_version}\"}}"
+        )),
+        "{text}"
+    );
 }
 
 /// A release that breaks a platform rule stops the control plane before it touches a server,

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use api_types::{
-    Accepted, CreateTenantRequest, InvestigateRequest, InvestigateResponse, OffboardRequest,
-    Operation, RotateRequest, Rotation, RotationMode, Tenant, TenantSlug,
+    Accepted, CreateTenantRequest, InvestigateRequest, InvestigateResponse, MigrateRequest,
+    OffboardRequest, Operation, RotateRequest, Rotation, RotationMode, Tenant, TenantSlug,
 };
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -187,6 +187,18 @@ enum TenantsCommand {
         /// Repeat the slug to confirm an emergency rotation.
         #[arg(long, value_name = "SLUG")]
         confirm: Option<String>,
+        /// Follow the operation until it finishes; exit 0 only if it succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Bring a tenant's database to a schema version of the release the control plane runs
+    /// (needs the admin role; see README, "Changing the tenant schema").
+    Migrate {
+        /// The tenant's slug.
+        slug: TenantSlug,
+        /// The version to reach (default: the release's newest).
+        #[arg(long, value_name = "VERSION")]
+        target_version: Option<i32>,
         /// Follow the operation until it finishes; exit 0 only if it succeeded.
         #[arg(long)]
         wait: bool,
@@ -441,6 +453,21 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .await?;
             started(&client, &accepted, &raw, style, wait).await
         }
+        Command::Tenants(TenantsCommand::Migrate {
+            slug,
+            target_version,
+            wait,
+        }) => {
+            // Migrations are the admin's, like the server registry.
+            let client = connect_as(servers::ROLE)?;
+            let (accepted, raw): (Accepted, _) = client
+                .post(
+                    &format!("/v1/tenants/{slug}/migrate"),
+                    &MigrateRequest { target_version },
+                )
+                .await?;
+            started(&client, &accepted, &raw, style, wait).await
+        }
         Command::Tenants(TenantsCommand::Rotations { slug }) => {
             let (rotations, raw): (Vec<Rotation>, _) = connect()?
                 .get(&format!("/v1/tenants/{slug}/rotations"))
@@ -673,6 +700,33 @@ mod tests {
         assert!(Cli::try_parse_from(["tenantctl", "tenants", "show", "Bad_Slug"]).is_err());
         assert!(Cli::try_parse_from(["tenantctl", "token", "--role", "root"]).is_err());
         assert!(Cli::try_parse_from(["tenantctl", "operations", "show", "nope"]).is_err());
+        let cli = Cli::try_parse_from([
+            "tenantctl",
+            "tenants",
+            "migrate",
+            "acme-corp",
+            "--target-version",
+            "100",
+            "--wait",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Tenants(TenantsCommand::Migrate {
+                target_version: Some(100),
+                wait: true,
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from([
+            "tenantctl",
+            "tenants",
+            "migrate",
+            "acme-corp",
+            "--target-version",
+            "newest"
+        ])
+        .is_err());
         let cli =
             Cli::try_parse_from(["tenantctl", "tenants", "rotate", "acme-corp", "--emergency"])
                 .unwrap();

@@ -81,6 +81,12 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    /// A tenant schema version (a migration's number; `none` before onboarding recorded one).
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     kind: String,
     state: String,
@@ -155,6 +161,7 @@ pub struct Metrics {
     step_duration: HistogramFamily<StepKindLabels>,
     tenants: Family<StateLabels, Gauge>,
     tenant_credentials: Family<StateLabels, Gauge>,
+    tenants_by_schema_version: Family<VersionLabels, Gauge>,
     credential_checks: Family<OutcomeLabels, Counter>,
     credential_pass_duration: Histogram,
     rotations_due: Gauge,
@@ -242,6 +249,12 @@ impl Metrics {
             "tenant_credentials",
             "Active tenants by the last credential check's finding: ok, failing (a secret's current connection string did not log in; rotate to repair), unchecked (read at scrape time)",
             tenant_credentials.clone(),
+        );
+        let tenants_by_schema_version = Family::<VersionLabels, Gauge>::default();
+        registry.register(
+            "tenants_by_schema_version",
+            "Active tenants by tenant schema version, as their last migration or onboarding recorded it (read at scrape time)",
+            tenants_by_schema_version.clone(),
         );
         let credential_checks = Family::<OutcomeLabels, Counter>::default();
         // Every outcome from the start, at zero, so an alert on `failing` has a series.
@@ -351,6 +364,7 @@ impl Metrics {
             step_duration,
             tenants,
             tenant_credentials,
+            tenants_by_schema_version,
             credential_checks,
             credential_pass_duration,
             rotations_due,
@@ -475,6 +489,16 @@ impl Metrics {
                     state: state.as_str(),
                 })
                 .set(count(n));
+        }
+        // Versions: cleared first, so a version no tenant is on any more leaves no series.
+        self.tenants_by_schema_version.clear();
+        for t in tenants.iter().filter(|t| t.state == TenantState::Active) {
+            let version = t
+                .schema_version
+                .map_or_else(|| "none".to_owned(), |v| v.to_string());
+            self.tenants_by_schema_version
+                .get_or_create(&VersionLabels { version })
+                .inc();
         }
         // Servers: families cleared first, so a removed server leaves no series behind.
         let servers = catalog.servers().await?;
