@@ -181,6 +181,9 @@ impl TestEnv {
             // The same local key as `token(role)` (the data directory is shared).
             ("TENANT_CP_AUTH_MODE", "local".into()),
         ];
+        if let Some(dir) = &c.tenant_schema_dir {
+            vars.push(("TENANT_CP_TENANT_SCHEMA_DIR", dir.display().to_string()));
+        }
         match &self.engine {
             EngineUnderTest::Postgres => vars.push((
                 "TENANT_CP_POSTGRES_ADMIN_URL",

@@ -15,6 +15,7 @@ pub mod env;
 pub mod keyvault;
 pub mod probe;
 pub mod real_server;
+pub mod releases;
 pub mod workflow_suite;
 
 pub use cluster::{free_port, server_binary, PgCluster};

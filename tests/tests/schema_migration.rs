@@ -7,52 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::err_expect)]
 
-use std::path::Path;
-
 use axum::http::{Method, StatusCode};
 use catalog::OperationRecord;
 use engine::Release;
 use serde_json::{json, Value};
+use tcp_tests::releases::{product_migration, write_release};
 use tcp_tests::{conformance, EngineUnderTest, TestEnv};
 use workflows::Faults;
-
-/// The product migration of the newer release: a new column, and a unique index that a tenant
-/// holding two customers with one email cannot take.
-fn product_migration(engine: &str) -> (&'static str, &'static str) {
-    match engine {
-        "postgres" => (
-            "V100__customer_notes",
-            "ALTER TABLE app.customers ADD COLUMN note text;\n\
-             CREATE UNIQUE INDEX customers_email_unique ON app.customers (email);\n",
-        ),
-        _ => (
-            "V100__customer_notes",
-            "ALTER TABLE app.Customers ADD Note nvarchar(200) NULL;\n\
-             CREATE UNIQUE INDEX CustomersEmailUnique ON app.Customers (Email) WHERE Email IS NOT NULL;\n",
-        ),
-    }
-}
-
-/// Writes `release`, less its newest `drop_last` migrations, plus `extra`, laid out like the
-/// repository under `dir`.
-fn write_release(dir: &Path, release: &Release, drop_last: usize, extra: &[(&str, &str)]) {
-    let engine = release.engine;
-    let migrations = dir.join("tenant-schema").join(engine);
-    let procedures = dir.join("procedures").join(engine);
-    std::fs::create_dir_all(&migrations).unwrap();
-    std::fs::create_dir_all(&procedures).unwrap();
-    let keep = release.migrations.len() - drop_last;
-    for (stem, sql) in release.migrations[..keep]
-        .iter()
-        .map(|(s, q)| (s.as_str(), q.as_str()))
-        .chain(extra.iter().copied())
-    {
-        std::fs::write(migrations.join(format!("{stem}.sql")), sql).unwrap();
-    }
-    for (stem, sql) in &release.procedures {
-        std::fs::write(procedures.join(format!("{stem}.sql")), sql).unwrap();
-    }
-}
 
 /// Migrates a tenant through the API, as an admin, and waits for the operation.
 async fn migrate(env: &TestEnv, slug: &str) -> OperationRecord {

@@ -12,8 +12,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod rollouts;
 mod slug;
 
+pub use rollouts::{
+    Rollout, RolloutRequest, RolloutSelector, RolloutState, RolloutTenant, RolloutTenantState,
+    RolloutWave,
+};
 pub use slug::{SlugError, TenantSlug, SLUG_PATTERN};
 
 /// The lifecycle state of a tenant.

@@ -14,7 +14,9 @@ use crate::model::{
     AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation, NewTenant,
     OperationRecord, TenantRecord,
 };
+use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
+use api_types::RolloutState;
 
 /// A shared handle on the catalog.
 pub type Catalog = Arc<dyn CatalogStore>;
@@ -328,4 +330,39 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
     /// Removes a server that holds no live tenant (`ServerInUse` otherwise), with its audit row;
     /// returns what it was.
     async fn delete_server(&self, name: &str, actor: &str) -> Result<ServerRecord, CatalogError>;
+
+    /// Records a rollout in state `running` with its tenants (all `pending`) and its
+    /// `rollout.started` audit row. `RolloutActive` while another rollout is running, paused or
+    /// halted (decided by a unique index, so two callers cannot both start one).
+    async fn create_rollout(&self, rollout: NewRollout) -> Result<RolloutRecord, CatalogError>;
+
+    /// A rollout with its tenants.
+    async fn rollout(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError>;
+
+    /// Every rollout, newest first, with its tenants.
+    async fn rollouts(&self) -> Result<Vec<RolloutRecord>, CatalogError>;
+
+    /// Rollouts the driver has work on: running ones, and any with a tenant still `running`
+    /// (a paused, halted or aborted rollout whose started migrations have not been collected).
+    async fn rollouts_to_drive(&self) -> Result<Vec<Uuid>, CatalogError>;
+
+    /// Moves a rollout from one of `from` to `to` with its `rollout.<to>` audit row, in one
+    /// transaction: to `running` (a resume) its failed tenants become pending again; to
+    /// `aborted` its pending tenants become skipped. `RolloutState` when it is in none of
+    /// `from`; `NotFound` when there is no such rollout.
+    async fn set_rollout_state(
+        &self,
+        id: Uuid,
+        from: &[RolloutState],
+        to: RolloutState,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<RolloutRecord, CatalogError>;
+
+    /// Applies the driver's changes to tenants of a rollout (one transaction).
+    async fn update_rollout_tenants(
+        &self,
+        id: Uuid,
+        changes: &[RolloutTenantChange],
+    ) -> Result<(), CatalogError>;
 }

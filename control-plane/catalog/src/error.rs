@@ -60,6 +60,24 @@ pub enum CatalogError {
         /// Why (full, draining, not registered).
         why: String,
     },
+    /// Another rollout holds the fleet's one rollout slot (running, paused or halted).
+    #[error("rollout {id} is {state}; finish, resume or abort it before starting another")]
+    RolloutActive {
+        /// The active rollout.
+        id: Uuid,
+        /// Its state.
+        state: String,
+    },
+    /// The rollout is not in a state this change applies to.
+    #[error("rollout {id} is {state}; this needs it {needs}")]
+    RolloutState {
+        /// The rollout.
+        id: Uuid,
+        /// Its state.
+        state: String,
+        /// The states the change applies to.
+        needs: String,
+    },
     /// A stored value could not be understood.
     #[error("catalog holds an unexpected value: {0}")]
     Corrupt(String),

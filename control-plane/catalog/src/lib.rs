@@ -14,6 +14,7 @@ mod api;
 mod error;
 mod model;
 mod postgres;
+mod rollouts;
 mod servers;
 mod sqlserver;
 
@@ -26,13 +27,18 @@ pub use model::{
     NewTenant, OperationDirection, OperationRecord, StepRecord, TenantRecord,
 };
 pub use postgres::PgCatalog;
+pub use rollouts::{
+    NewRollout, NewRolloutTenant, RolloutRecord, RolloutTenantChange, RolloutTenantRecord,
+};
 pub use servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 pub use sqlserver::SqlServerCatalog;
 
 /// Every T-SQL statement the SQL Server catalog builds in Rust (beside its migrations), for the
 /// T-SQL parse gate (`tests/src/bin/tsql-statements.rs`, `infra/tsql-gate.sh`).
 pub fn sqlserver_generated_statements() -> Vec<(&'static str, String)> {
-    sqlserver::servers::generated_statements()
+    let mut all = sqlserver::servers::generated_statements();
+    all.extend(sqlserver::rollouts::generated_statements());
+    all
 }
 
 /// Where the catalog lives.

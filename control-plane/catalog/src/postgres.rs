@@ -18,12 +18,15 @@ use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
     NewTenant, OperationDirection, OperationRecord, StepRecord, TenantRecord,
 };
+use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
+use api_types::RolloutState;
 
 mod migrations {
     refinery::embed_migrations!("migrations/postgres");
 }
 
+mod rollouts;
 mod servers;
 
 type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;
@@ -1076,6 +1079,41 @@ impl CatalogStore for PgCatalog {
 
     async fn delete_server(&self, name: &str, actor: &str) -> Result<ServerRecord, CatalogError> {
         self.pg_delete_server(name, actor).await
+    }
+
+    async fn create_rollout(&self, rollout: NewRollout) -> Result<RolloutRecord, CatalogError> {
+        self.pg_create_rollout(rollout).await
+    }
+
+    async fn rollout(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError> {
+        self.pg_rollout(id).await
+    }
+
+    async fn rollouts(&self) -> Result<Vec<RolloutRecord>, CatalogError> {
+        self.pg_rollouts().await
+    }
+
+    async fn rollouts_to_drive(&self) -> Result<Vec<Uuid>, CatalogError> {
+        self.pg_rollouts_to_drive().await
+    }
+
+    async fn set_rollout_state(
+        &self,
+        id: Uuid,
+        from: &[RolloutState],
+        to: RolloutState,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<RolloutRecord, CatalogError> {
+        self.pg_set_rollout_state(id, from, to, reason, actor).await
+    }
+
+    async fn update_rollout_tenants(
+        &self,
+        id: Uuid,
+        changes: &[RolloutTenantChange],
+    ) -> Result<(), CatalogError> {
+        self.pg_update_rollout_tenants(id, changes).await
     }
 }
 

@@ -37,8 +37,11 @@ use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
     NewTenant, OperationDirection, OperationRecord, TenantRecord,
 };
+use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
+use api_types::RolloutState;
 
+pub mod rollouts;
 mod rows;
 pub mod servers;
 mod setup;
@@ -1021,6 +1024,41 @@ impl CatalogStore for SqlServerCatalog {
 
     async fn delete_server(&self, name: &str, actor: &str) -> Result<ServerRecord, CatalogError> {
         self.ms_delete_server(name, actor).await
+    }
+
+    async fn create_rollout(&self, rollout: NewRollout) -> Result<RolloutRecord, CatalogError> {
+        self.ms_create_rollout(rollout).await
+    }
+
+    async fn rollout(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError> {
+        self.ms_rollout(id).await
+    }
+
+    async fn rollouts(&self) -> Result<Vec<RolloutRecord>, CatalogError> {
+        self.ms_rollouts().await
+    }
+
+    async fn rollouts_to_drive(&self) -> Result<Vec<Uuid>, CatalogError> {
+        self.ms_rollouts_to_drive().await
+    }
+
+    async fn set_rollout_state(
+        &self,
+        id: Uuid,
+        from: &[RolloutState],
+        to: RolloutState,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<RolloutRecord, CatalogError> {
+        self.ms_set_rollout_state(id, from, to, reason, actor).await
+    }
+
+    async fn update_rollout_tenants(
+        &self,
+        id: Uuid,
+        changes: &[RolloutTenantChange],
+    ) -> Result<(), CatalogError> {
+        self.ms_update_rollout_tenants(id, changes).await
     }
 }
 

@@ -302,6 +302,14 @@ pub trait Engine: Send + Sync + 'static {
         target: i32,
         actor: &str,
     ) -> Result<Migrated, EngineError>;
+    /// What bringing the tenant database to `target` would apply, read from its refinery
+    /// history without locking or changing anything (a rollout skips a tenant with nothing
+    /// pending). Refuses a history that does not match the release, as the migration would.
+    async fn migration_plan(
+        &self,
+        names: &TenantNames,
+        target: i32,
+    ) -> Result<schema::MigrationPlan, EngineError>;
     /// Proves a connection string authenticates and reaches the database.
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError>;
     /// Gives a principal a new password and lets it log in (again, after an emergency rotation

@@ -557,6 +557,29 @@ impl Engine for PostgresEngine {
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
+    async fn migration_plan(
+        &self,
+        names: &TenantNames,
+        target: i32,
+    ) -> Result<schema::MigrationPlan, EngineError> {
+        let client = self.connect_db(&names.database).await?;
+        let applied: Vec<AppliedMigration> = client
+            .query(
+                "SELECT version, name, checksum FROM public.refinery_schema_history",
+                &[],
+            )
+            .await
+            .map_err(schema_error("refinery_schema_history"))?
+            .iter()
+            .map(|r| AppliedMigration {
+                version: r.get(0),
+                name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                checksum: r.get::<_, Option<String>>(2).unwrap_or_default(),
+            })
+            .collect();
+        schema::plan(&self.release.migration_refs(), &applied, target)
+    }
+
     async fn migrate_database(
         &self,
         names: &TenantNames,

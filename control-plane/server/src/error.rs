@@ -134,6 +134,9 @@ impl From<CatalogError> for AppError {
                 AppError::conflict(e.to_string())
             }
             e @ CatalogError::ServerUnavailable { .. } => AppError::unavailable(e.to_string()),
+            e @ (CatalogError::RolloutActive { .. } | CatalogError::RolloutState { .. }) => {
+                AppError::conflict(e.to_string())
+            }
             other => AppError::internal(&other),
         }
     }

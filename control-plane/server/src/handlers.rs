@@ -12,6 +12,7 @@ pub mod investigations;
 pub mod metrics;
 pub mod migrations;
 pub mod operations;
+pub mod rollouts;
 pub mod rotations;
 pub mod servers;
 pub mod tenants;

@@ -74,6 +74,7 @@ pub struct App {
     scheduler: Option<tokio::task::JoinHandle<()>>,
     anchors: tokio::task::JoinHandle<()>,
     server_health: tokio::task::JoinHandle<()>,
+    rollouts: tokio::task::JoinHandle<()>,
     credential_checks: Option<tokio::task::JoinHandle<()>>,
     limits_cleanup: tokio::task::JoinHandle<()>,
 }
@@ -95,6 +96,7 @@ impl Drop for App {
         }
         self.anchors.abort();
         self.server_health.abort();
+        self.rollouts.abort();
         if let Some(c) = &self.credential_checks {
             c.abort();
         }
@@ -233,6 +235,9 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let server_health = orchestrator.start_server_health_task(Duration::from_secs(
         config.server_health_interval_secs.max(1),
     ));
+    let rollouts = orchestrator.start_rollout_driver(Duration::from_millis(
+        config.rollout_tick_ms.clamp(50, 60_000),
+    ));
     let credential_checks = match config.credential_check_interval() {
         Some(interval) => Some(orchestrator.start_credential_check_task(interval)),
         None => {
@@ -272,6 +277,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         scheduler,
         anchors,
         server_health,
+        rollouts,
         credential_checks,
         limits_cleanup,
     })

@@ -19,6 +19,7 @@ mod fleet;
 mod orchestrator;
 pub mod placement;
 pub mod registry;
+pub mod rollouts;
 mod runner;
 pub mod tenant_migrate;
 pub mod tenant_offboard;

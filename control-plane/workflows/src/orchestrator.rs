@@ -44,12 +44,21 @@ pub const SCHEDULER_ACTOR: &str = "scheduler";
 #[derive(Clone)]
 pub struct Orchestrator {
     runner: Runner,
+    rollout_wake: crate::rollouts::RolloutWake,
 }
 
 impl Orchestrator {
     /// An orchestrator that runs operations on `runner`.
     pub fn new(runner: Runner) -> Self {
-        Orchestrator { runner }
+        Orchestrator {
+            runner,
+            rollout_wake: Default::default(),
+        }
+    }
+
+    /// Wakes the rollout driver ([`crate::rollouts`]).
+    pub fn rollout_wake(&self) -> &crate::rollouts::RolloutWake {
+        &self.rollout_wake
     }
 
     /// The runner.

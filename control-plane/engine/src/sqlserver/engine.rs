@@ -195,6 +195,10 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("schema_version", sql::SCHEMA_VERSION.to_owned()),
         ("migrate_begin", sql::MIGRATE_BEGIN.to_owned()),
         ("migration_history", sql::MIGRATION_HISTORY.to_owned()),
+        (
+            "migration_history_read",
+            sql::MIGRATION_HISTORY_READ.to_owned(),
+        ),
         ("record_migration", sql::RECORD_MIGRATION.to_owned()),
         ("record_migrated", sql::RECORD_MIGRATED.to_owned()),
         ("migrate_commit", sql::MIGRATE_COMMIT.to_owned()),
@@ -549,6 +553,27 @@ impl Engine for SqlServerEngine {
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
+    async fn migration_plan(
+        &self,
+        names: &TenantNames,
+        target: i32,
+    ) -> Result<schema::MigrationPlan, EngineError> {
+        let mut conn = connect_tagged(&self.admin.with_database(&names.database)).await?;
+        let applied: Vec<AppliedMigration> = conn
+            .query(sql::MIGRATION_HISTORY_READ, &[])
+            .await?
+            .iter()
+            .map(|r| AppliedMigration {
+                version: int_at(r, 0)
+                    .and_then(|v| i32::try_from(v).ok())
+                    .unwrap_or(0),
+                name: r.get::<&str, _>(1).unwrap_or_default().to_owned(),
+                checksum: r.get::<&str, _>(2).unwrap_or_default().to_owned(),
+            })
+            .collect();
+        schema::plan(&self.release.migration_refs(), &applied, target)
+    }
+
     async fn migrate_database(
         &self,
         names: &TenantNames,

@@ -33,6 +33,9 @@ pub const MIGRATE_BEGIN: &str = "SET XACT_ABORT ON; SET LOCK_TIMEOUT 10000; BEGI
 /// database waits and then finds nothing pending.
 pub const MIGRATION_HISTORY: &str = "SELECT version, name, checksum \
      FROM dbo.refinery_schema_history WITH (UPDLOCK, HOLDLOCK, TABLOCK)";
+/// The refinery history, read without locks (what a migration would apply).
+pub const MIGRATION_HISTORY_READ: &str = "SELECT version, name, checksum \
+     FROM dbo.refinery_schema_history";
 /// One history row, as refinery writes it.
 pub const RECORD_MIGRATION: &str = "INSERT INTO dbo.refinery_schema_history \
      (version, name, applied_on, checksum) VALUES (@P1, @P2, @P3, @P4)";

@@ -1,0 +1,291 @@
+//! Fleet schema rollouts in the PostgreSQL catalog (`rollouts`, `rollout_tenants`, migration
+//! V8). State changes append their audit rows in the same transaction; one rollout holds the
+//! fleet at a time (the unique index `rollouts_one_active`).
+
+use api_types::{RolloutState, RolloutTenantState};
+use serde_json::json;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::{append_audit, is_unique_violation, parse, PgCatalog};
+use crate::error::CatalogError;
+use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, RolloutTenantRecord};
+
+const SELECT: &str = "SELECT id, state, reason, target_version, request, actor, created_at, \
+     updated_at FROM rollouts";
+const SELECT_TENANTS: &str = "SELECT rollout_id, tenant_id, slug, server, wave, state, \
+     operation_id, message FROM rollout_tenants";
+
+fn rollout_from_row(row: &Row) -> Result<RolloutRecord, CatalogError> {
+    Ok(RolloutRecord {
+        id: row.get("id"),
+        state: parse(row.get("state"))?,
+        reason: row.get("reason"),
+        target_version: row.get("target_version"),
+        request: row.get("request"),
+        actor: row.get("actor"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        tenants: Vec::new(),
+    })
+}
+
+fn tenant_from_row(row: &Row) -> Result<RolloutTenantRecord, CatalogError> {
+    Ok(RolloutTenantRecord {
+        tenant_id: row.get("tenant_id"),
+        slug: row.get("slug"),
+        server: row.get("server"),
+        wave: row.get("wave"),
+        state: parse::<RolloutTenantState>(row.get("state"))?,
+        operation: row.get("operation_id"),
+        message: row.get("message"),
+    })
+}
+
+/// The rollouts with these ids (all when `None`), newest first, with their tenants.
+async fn load(
+    client: &impl GenericClient,
+    id: Option<Uuid>,
+) -> Result<Vec<RolloutRecord>, CatalogError> {
+    let (rows, tenants) = match id {
+        Some(id) => (
+            client
+                .query(&format!("{SELECT} WHERE id = $1"), &[&id])
+                .await?,
+            client
+                .query(
+                    &format!("{SELECT_TENANTS} WHERE rollout_id = $1 ORDER BY wave, slug"),
+                    &[&id],
+                )
+                .await?,
+        ),
+        None => (
+            client
+                .query(&format!("{SELECT} ORDER BY created_at DESC, id"), &[])
+                .await?,
+            client
+                .query(&format!("{SELECT_TENANTS} ORDER BY wave, slug"), &[])
+                .await?,
+        ),
+    };
+    let mut rollouts = rows
+        .iter()
+        .map(rollout_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    for row in &tenants {
+        let rollout: Uuid = row.get("rollout_id");
+        if let Some(r) = rollouts.iter_mut().find(|r| r.id == rollout) {
+            r.tenants.push(tenant_from_row(row)?);
+        }
+    }
+    Ok(rollouts)
+}
+
+impl PgCatalog {
+    pub(super) async fn pg_create_rollout(
+        &self,
+        rollout: NewRollout,
+    ) -> Result<RolloutRecord, CatalogError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO rollouts (id, target_version, request, actor) VALUES ($1, $2, $3, $4)",
+                &[
+                    &rollout.id,
+                    &rollout.target_version,
+                    &rollout.request,
+                    &rollout.actor,
+                ],
+            )
+            .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e, "rollouts_one_active") => {
+                drop(tx);
+                let active = conn
+                    .query_opt(
+                        "SELECT id, state FROM rollouts \
+                         WHERE state IN ('running', 'paused', 'halted')",
+                        &[],
+                    )
+                    .await?;
+                return Err(match active {
+                    Some(row) => CatalogError::RolloutActive {
+                        id: row.get(0),
+                        state: row.get(1),
+                    },
+                    None => e.into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let tenant_ids: Vec<Uuid> = rollout.tenants.iter().map(|t| t.tenant_id).collect();
+        let slugs: Vec<&str> = rollout.tenants.iter().map(|t| t.slug.as_str()).collect();
+        let servers: Vec<&str> = rollout.tenants.iter().map(|t| t.server.as_str()).collect();
+        let waves: Vec<i32> = rollout.tenants.iter().map(|t| t.wave).collect();
+        tx.execute(
+            "INSERT INTO rollout_tenants (rollout_id, tenant_id, slug, server, wave) \
+             SELECT $1, t, s, v, w FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[]) \
+                 AS x(t, s, v, w)",
+            &[&rollout.id, &tenant_ids, &slugs, &servers, &waves],
+        )
+        .await?;
+        append_audit(
+            &tx,
+            &rollout.actor,
+            None,
+            None,
+            None,
+            "rollout.started",
+            json!({"rollout": rollout.id, "target_version": rollout.target_version,
+                   "request": rollout.request, "tenants": rollout.tenants.len()}),
+        )
+        .await?;
+        let record = load(&tx, Some(rollout.id)).await?.pop();
+        tx.commit().await?;
+        record.ok_or_else(|| CatalogError::NotFound {
+            what: format!("rollout {}", rollout.id),
+        })
+    }
+
+    pub(super) async fn pg_rollout(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError> {
+        let conn = self.conn().await?;
+        Ok(load(&*conn, Some(id)).await?.pop())
+    }
+
+    pub(super) async fn pg_rollouts(&self) -> Result<Vec<RolloutRecord>, CatalogError> {
+        let conn = self.conn().await?;
+        load(&*conn, None).await
+    }
+
+    pub(super) async fn pg_rollouts_to_drive(&self) -> Result<Vec<Uuid>, CatalogError> {
+        let conn = self.conn().await?;
+        Ok(conn
+            .query(
+                "SELECT id FROM rollouts r WHERE state = 'running' \
+                    OR EXISTS (SELECT 1 FROM rollout_tenants t \
+                                WHERE t.rollout_id = r.id AND t.state = 'running') \
+                 ORDER BY created_at",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    pub(super) async fn pg_set_rollout_state(
+        &self,
+        id: Uuid,
+        from: &[RolloutState],
+        to: RolloutState,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<RolloutRecord, CatalogError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT state FROM rollouts WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await?
+        else {
+            return Err(CatalogError::NotFound {
+                what: format!("rollout {id}"),
+            });
+        };
+        let state: RolloutState = parse(row.get(0))?;
+        if !from.contains(&state) {
+            return Err(CatalogError::RolloutState {
+                id,
+                state: state.as_str().to_owned(),
+                needs: from
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            });
+        }
+        let updated = tx
+            .execute(
+                "UPDATE rollouts SET state = $2, reason = $3, updated_at = now() WHERE id = $1",
+                &[&id, &to.as_str(), &reason],
+            )
+            .await;
+        if let Err(e) = updated {
+            if is_unique_violation(&e, "rollouts_one_active") {
+                return Err(CatalogError::RolloutState {
+                    id,
+                    state: state.as_str().to_owned(),
+                    needs: "the only active rollout (another one started meanwhile)".into(),
+                });
+            }
+            return Err(e.into());
+        }
+        let moved = match to {
+            RolloutState::Running => {
+                tx.execute(
+                    "UPDATE rollout_tenants SET state = 'pending', message = NULL, \
+                            operation_id = NULL, updated_at = now() \
+                      WHERE rollout_id = $1 AND state = 'failed'",
+                    &[&id],
+                )
+                .await?
+            }
+            RolloutState::Aborted => {
+                tx.execute(
+                    "UPDATE rollout_tenants SET state = 'skipped', \
+                            message = 'the rollout was aborted before it started', \
+                            updated_at = now() \
+                      WHERE rollout_id = $1 AND state = 'pending'",
+                    &[&id],
+                )
+                .await?
+            }
+            _ => 0,
+        };
+        append_audit(
+            &tx,
+            actor,
+            None,
+            None,
+            None,
+            &format!("rollout.{to}"),
+            json!({"rollout": id, "from": state.as_str(), "reason": reason,
+                   "tenants_changed": moved}),
+        )
+        .await?;
+        let record = load(&tx, Some(id)).await?.pop();
+        tx.commit().await?;
+        record.ok_or_else(|| CatalogError::NotFound {
+            what: format!("rollout {id}"),
+        })
+    }
+
+    pub(super) async fn pg_update_rollout_tenants(
+        &self,
+        id: Uuid,
+        changes: &[RolloutTenantChange],
+    ) -> Result<(), CatalogError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let tenant_ids: Vec<Uuid> = changes.iter().map(|c| c.tenant_id).collect();
+        let states: Vec<&str> = changes.iter().map(|c| c.state.as_str()).collect();
+        let operations: Vec<Option<Uuid>> = changes.iter().map(|c| c.operation).collect();
+        let messages: Vec<Option<&str>> = changes.iter().map(|c| c.message.as_deref()).collect();
+        let conn = self.conn().await?;
+        conn.execute(
+            "UPDATE rollout_tenants r SET state = c.s, \
+                    operation_id = COALESCE(c.o, r.operation_id), message = c.m, \
+                    updated_at = now() \
+               FROM unnest($2::uuid[], $3::text[], $4::uuid[], $5::text[]) AS c(t, s, o, m) \
+              WHERE r.rollout_id = $1 AND r.tenant_id = c.t",
+            &[&id, &tenant_ids, &states, &operations, &messages],
+        )
+        .await?;
+        Ok(())
+    }
+}

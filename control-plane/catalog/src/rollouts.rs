@@ -1,0 +1,91 @@
+//! Fleet schema rollouts' rows: a rollout (what it brings the fleet to and how fast) and one row
+//! per covered tenant (its wave, where it is, its migration operation). The rollout driver
+//! (`workflows::rollouts`) reads and advances them; these rows are the rollout's whole state,
+//! so a control plane that restarts carries on from them.
+
+use api_types::{RolloutState, RolloutTenantState};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A rollout to record, with its tenants in wave order.
+#[derive(Clone, Debug)]
+pub struct NewRollout {
+    /// Its id.
+    pub id: Uuid,
+    /// The version every tenant reaches.
+    pub target_version: i32,
+    /// The request as it was made (JSON of `api_types::RolloutRequest`).
+    pub request: serde_json::Value,
+    /// Who started it.
+    pub actor: String,
+    /// Its tenants.
+    pub tenants: Vec<NewRolloutTenant>,
+}
+
+/// One tenant of a new rollout.
+#[derive(Clone, Debug)]
+pub struct NewRolloutTenant {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// Its slug (kept for the view).
+    pub slug: String,
+    /// Its server.
+    pub server: String,
+    /// Its wave (0 is the canary).
+    pub wave: i32,
+}
+
+/// A recorded rollout with its tenants (in wave order, then slug).
+#[derive(Clone, Debug)]
+pub struct RolloutRecord {
+    /// Its id.
+    pub id: Uuid,
+    /// Its state.
+    pub state: RolloutState,
+    /// Why it last changed state, when not by plain progress.
+    pub reason: Option<String>,
+    /// The version every tenant reaches.
+    pub target_version: i32,
+    /// The request as it was made.
+    pub request: serde_json::Value,
+    /// Who started it.
+    pub actor: String,
+    /// When it started.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed state.
+    pub updated_at: DateTime<Utc>,
+    /// Its tenants.
+    pub tenants: Vec<RolloutTenantRecord>,
+}
+
+/// One tenant of a rollout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolloutTenantRecord {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// Its slug.
+    pub slug: String,
+    /// Its server.
+    pub server: String,
+    /// Its wave.
+    pub wave: i32,
+    /// Where it is.
+    pub state: RolloutTenantState,
+    /// Its migration operation, once started.
+    pub operation: Option<Uuid>,
+    /// Why it failed or was skipped, or a note.
+    pub message: Option<String>,
+}
+
+/// A change the driver makes to one tenant of a rollout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolloutTenantChange {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// Its new state.
+    pub state: RolloutTenantState,
+    /// Its operation (kept when `None`).
+    pub operation: Option<Uuid>,
+    /// Its message (cleared when `None`).
+    pub message: Option<String>,
+}
