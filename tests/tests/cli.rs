@@ -234,6 +234,28 @@ async fn a_full_lifecycle_through_tenantctl() {
         "{}",
         migrated.stderr
     );
+    // A fleet rollout to the release the control plane runs: nothing to apply, followed to its
+    // end; then listed; a selector naming no tenant is refused with the API's reason.
+    let rolled = cli
+        .run(&[
+            "rollout", "start", "--canary", "0", "--tenant", "cli-acme", "--wait",
+        ])
+        .await
+        .ok();
+    assert!(rolled.stdout.contains("succeeded"), "{}", rolled.stdout);
+    assert!(rolled.stdout.contains("wave 1"), "{}", rolled.stdout);
+    let listed = cli.run(&["--json", "rollout", "status"]).await.ok().json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["state"], "succeeded");
+    let refused = cli
+        .run(&["rollout", "start", "--tenant", "nobody-here"])
+        .await
+        .refused();
+    assert!(
+        refused.stderr.contains("no tenant nobody-here"),
+        "{}",
+        refused.stderr
+    );
     let rotations = cli
         .run(&["--json", "tenants", "rotations", "cli-acme"])
         .await

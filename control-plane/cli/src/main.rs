@@ -6,6 +6,7 @@ mod confirm;
 mod error;
 mod progress;
 mod render;
+mod rollouts;
 mod servers;
 mod signed;
 
@@ -79,6 +80,9 @@ enum Command {
     /// `admin`).
     #[command(subcommand)]
     Servers(servers::ServersCommand),
+    /// Fleet schema rollouts: start, status, pause, resume, abort (role `admin`).
+    #[command(subcommand)]
+    Rollout(rollouts::RolloutCommand),
     /// Read the local secret store (on the control plane's machine).
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -371,6 +375,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             started(&client, &accepted, &raw, style, wait).await
         }
         Command::Servers(command) => servers::run(&connect_as(servers::ROLE)?, command, json).await,
+        Command::Rollout(command) => {
+            rollouts::run(&connect_as(rollouts::ROLE)?, command, json).await
+        }
         Command::Tenants(TenantsCommand::List) => {
             let (tenants, raw): (Vec<Tenant>, _) = connect()?.get("/v1/tenants").await?;
             if json {
@@ -727,6 +734,37 @@ mod tests {
             "newest"
         ])
         .is_err());
+        let cli = Cli::try_parse_from([
+            "tenantctl",
+            "rollout",
+            "start",
+            "--canary",
+            "5",
+            "--wave-size",
+            "50",
+            "--label",
+            "tier=b",
+            "--tenant",
+            "acme-corp",
+            "--wait",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Rollout(rollouts::RolloutCommand::Start {
+                canary: 5,
+                wave_size: 50,
+                max_parallel_per_server: 4,
+                max_failures: 3,
+                wait: true,
+                ..
+            })
+        ));
+        assert!(
+            Cli::try_parse_from(["tenantctl", "rollout", "start", "--wave-size", "0"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["tenantctl", "rollout", "pause", "not-a-uuid"]).is_err());
+        assert!(Cli::try_parse_from(["tenantctl", "rollout", "status", "--wait"]).is_err());
         let cli =
             Cli::try_parse_from(["tenantctl", "tenants", "rotate", "acme-corp", "--emergency"])
                 .unwrap();

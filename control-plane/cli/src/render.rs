@@ -300,6 +300,92 @@ pub fn summary_line(op: &Operation, elapsed_secs: f64) -> String {
     )
 }
 
+fn counts(c: &std::collections::BTreeMap<String, i64>) -> String {
+    ["succeeded", "running", "pending", "failed", "skipped"]
+        .iter()
+        .filter_map(|k| c.get(*k).filter(|n| **n > 0).map(|n| format!("{n} {k}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `rollout status`: one row per rollout.
+pub fn rollout_table(rollouts: &[api_types::Rollout]) -> String {
+    if rollouts.is_empty() {
+        return "no rollouts".to_owned();
+    }
+    let mut rows = vec![["ID", "STATE", "TARGET", "TENANTS", "STARTED"]
+        .map(str::to_owned)
+        .to_vec()];
+    rows.extend(rollouts.iter().map(|r| {
+        vec![
+            r.id.to_string(),
+            r.state.to_string(),
+            r.target_version.to_string(),
+            counts(&r.counts),
+            time(&r.created_at),
+        ]
+    }));
+    columns(&rows)
+}
+
+/// `rollout --wait`: one line with the rollout's state and each wave's counts.
+pub fn rollout_progress(r: &api_types::Rollout) -> String {
+    let waves: Vec<String> = r
+        .waves
+        .iter()
+        .map(|w| {
+            let name = if w.wave == 0 {
+                "canary".to_owned()
+            } else {
+                format!("wave {}", w.wave)
+            };
+            format!("{name}: {}", counts(&w.counts))
+        })
+        .collect();
+    format!("rollout {} {}: {}", r.id, r.state, waves.join(" | "))
+}
+
+/// `rollout status <id>`: the rollout, its waves, and every failed tenant with its error.
+pub fn rollout_details(r: &api_types::Rollout) -> String {
+    let mut rows: Vec<Vec<String>> = vec![
+        vec!["id".into(), r.id.to_string()],
+        vec!["state".into(), r.state.to_string()],
+        vec![
+            "reason".into(),
+            one_line(r.reason.as_deref().unwrap_or("-")),
+        ],
+        vec!["target".into(), r.target_version.to_string()],
+        vec!["tenants".into(), counts(&r.counts)],
+        vec![
+            "started".into(),
+            format!("{} by {}", time(&r.created_at), r.actor),
+        ],
+    ];
+    for w in &r.waves {
+        let name = if w.wave == 0 {
+            "canary".to_owned()
+        } else {
+            format!("wave {}", w.wave)
+        };
+        rows.push(vec![name, counts(&w.counts)]);
+    }
+    for t in &r.failed {
+        rows.push(vec![
+            format!("failed {}", t.slug),
+            one_line(t.message.as_deref().unwrap_or("-")),
+        ]);
+    }
+    let mut out = columns(&rows);
+    if r.state == api_types::RolloutState::Halted {
+        out.push_str(&format!(
+            "\nhint: fix the cause, then `tenantctl rollout resume {}` retries the failed \
+             tenants (or `tenantctl rollout abort {}`)",
+            r.id, r.id
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
