@@ -247,6 +247,8 @@ async fn a_full_lifecycle_through_tenantctl() {
     let listed = cli.run(&["--json", "rollout", "status"]).await.ok().json();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["state"], "succeeded");
+    let fleet = cli.run(&["fleet", "schema"]).await.ok();
+    assert!(fleet.stdout.contains("0 drifted"), "{}", fleet.stdout);
     let refused = cli
         .run(&["rollout", "start", "--tenant", "nobody-here"])
         .await

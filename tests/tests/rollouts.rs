@@ -282,8 +282,6 @@ async fn rollout_halts_at_the_threshold_keeps_the_failed_tenant_intact_and_resum
     assert_eq!(ids, vec![again.as_str(), id.as_str()]);
 }
 
-conformance!(rollout_halts_at_the_threshold_keeps_the_failed_tenant_intact_and_resumes);
-
 /// Two servers: a failed canary halts before any other wave; abort skips what did not start;
 /// a rollout over one server's label pauses and resumes; a tenant onboarded meanwhile is on
 /// the target already.
@@ -487,3 +485,113 @@ async fn a_rollout_survives_a_kill_in_the_middle_of_a_tenant() {
         assert_eq!(migrated_events(&env, slug).await, 1, "{slug}: applied once");
     }
 }
+
+/// Waits (at most a minute) until the fleet's schema view satisfies `done`.
+async fn fleet_until(env: &TestEnv, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, fleet) = admin(env, Method::GET, "/v1/fleet/schema", None).await;
+        assert_eq!(status, StatusCode::OK, "{fleet}");
+        if done(&fleet) {
+            return fleet;
+        }
+        assert!(Instant::now() < deadline, "fleet schema: {fleet:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn fleet_tenant<'a>(fleet: &'a Value, slug: &str) -> &'a Value {
+    fleet["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["slug"] == slug)
+        .unwrap_or_else(|| panic!("{slug} not in {fleet:#}"))
+}
+
+/// A hand-made change in a tenant database (a dropped grant, an extra column) is reported as
+/// drift naming the object, in `GET /v1/fleet/schema` and `tcp_tenants_drifted`.
+async fn hand_made_changes_are_reported_as_drift_naming_the_object(engine: EngineUnderTest) {
+    let sqlserver = matches!(engine, EngineUnderTest::SqlServer { .. });
+    let env = TestEnv::with(engine, Faults::none(), |c| c.schema_check_interval_secs = 1).await;
+    env.onboard("dr-grant").await;
+    env.onboard("dr-column").await;
+    env.onboard("dr-clean").await;
+    let fleet = fleet_until(&env, |f| {
+        f["tenants"]
+            .as_array()
+            .is_some_and(|ts| ts.len() == 3 && ts.iter().all(|t| t["state"] == "ok"))
+    })
+    .await;
+    let version = env.app.engine.schema_version().to_string();
+    assert_eq!(fleet["versions"][&version], 3, "{fleet:#}");
+    // Every tenant on one release has one fingerprint: the principals are named by role.
+    let fingerprint = &fleet_tenant(&fleet, "dr-clean")["expected_fingerprint"];
+    assert!(fingerprint.is_string());
+    assert_eq!(
+        &fleet_tenant(&fleet, "dr-grant")["expected_fingerprint"],
+        fingerprint
+    );
+
+    let (revoke, missing, add, extra) = if sqlserver {
+        (
+            "REVOKE EXECUTE ON SCHEMA::app FROM app_rw;".to_owned(),
+            "missing: grant EXECUTE on schema app to app_rw",
+            "ALTER TABLE app.Customers ADD Sneaky nvarchar(10) NULL;",
+            "extra: column app.Customers.Sneaky",
+        )
+    } else {
+        (
+            format!(
+                "REVOKE EXECUTE ON FUNCTION app.customer_get(uuid) FROM {};",
+                env.names("dr-grant").app_rw
+            ),
+            "missing: grant EXECUTE on app.customer_get(p_id uuid) to app_rw",
+            "ALTER TABLE app.customers ADD COLUMN sneaky text;",
+            "extra: column app.customers.sneaky text",
+        )
+    };
+    let probe = env.probe();
+    probe
+        .admin(&env.names("dr-grant").database)
+        .await
+        .execute(&revoke)
+        .await
+        .unwrap();
+    probe
+        .admin(&env.names("dr-column").database)
+        .await
+        .execute(add)
+        .await
+        .unwrap();
+    let fleet = fleet_until(&env, |f| f["drifted"] == 2).await;
+    let grant = fleet_tenant(&fleet, "dr-grant");
+    assert_eq!(grant["state"], "drifted", "{fleet:#}");
+    assert!(
+        grant["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_str().unwrap().starts_with(missing)),
+        "{grant:#}"
+    );
+    assert_ne!(grant["live_fingerprint"], grant["expected_fingerprint"]);
+    let column = fleet_tenant(&fleet, "dr-column");
+    assert!(
+        column["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_str().unwrap().starts_with(extra)),
+        "{column:#}"
+    );
+    assert_eq!(fleet_tenant(&fleet, "dr-clean")["state"], "ok");
+    let (status, _, text) = env.call_text(Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.lines().any(|l| l == "tcp_tenants_drifted 2"), "{text}");
+}
+
+conformance!(
+    rollout_halts_at_the_threshold_keeps_the_failed_tenant_intact_and_resumes,
+    hand_made_changes_are_reported_as_drift_naming_the_object
+);

@@ -16,8 +16,8 @@ mod rollouts;
 mod slug;
 
 pub use rollouts::{
-    Rollout, RolloutRequest, RolloutSelector, RolloutState, RolloutTenant, RolloutTenantState,
-    RolloutWave,
+    FleetSchema, Rollout, RolloutRequest, RolloutSelector, RolloutState, RolloutTenant,
+    RolloutTenantState, RolloutWave, TenantSchema,
 };
 pub use slug::{SlugError, TenantSlug, SLUG_PATTERN};
 

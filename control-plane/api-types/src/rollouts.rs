@@ -247,3 +247,40 @@ pub struct Rollout {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<RolloutTenant>,
 }
+
+/// One tenant in the fleet's schema view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TenantSchema {
+    /// The tenant's slug.
+    pub slug: String,
+    /// Its server.
+    pub server: String,
+    /// Its schema version, as its last onboarding or migration recorded it.
+    pub version: Option<i32>,
+    /// `ok` (its live schema is its baseline), `drifted` (it differs; see `differences`), or
+    /// `unchecked` (no drift check has seen it at this version yet).
+    #[schema(pattern = "^(ok|drifted|unchecked)$")]
+    pub state: String,
+    /// The fingerprint its version should have: its baseline, taken when the control plane last
+    /// migrated and verified it (or when the check first saw it at this version).
+    pub expected_fingerprint: Option<String>,
+    /// Its fingerprint at the last check.
+    pub live_fingerprint: Option<String>,
+    /// When it was last checked.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Each differing object: `missing: ...` (in the baseline, not live) or `extra: ...`.
+    pub differences: Vec<String>,
+}
+
+/// `GET /v1/fleet/schema`: who is on which version, and whose schema drifted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FleetSchema {
+    /// Active tenants per schema version.
+    pub versions: BTreeMap<String, i64>,
+    /// Active tenants whose schema drifted.
+    pub drifted: i64,
+    /// Active tenants no check has seen at their version yet.
+    pub unchecked: i64,
+    /// Every active tenant.
+    pub tenants: Vec<TenantSchema>,
+}

@@ -14,7 +14,7 @@ use crate::model::{
     AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation, NewTenant,
     OperationRecord, TenantRecord,
 };
-use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange};
+use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, TenantSchemaRecord};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 use api_types::RolloutState;
 
@@ -365,4 +365,25 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         id: Uuid,
         changes: &[RolloutTenantChange],
     ) -> Result<(), CatalogError>;
+
+    /// Records a tenant database's schema baseline (replacing the one before), as checked now
+    /// with no drift. Not a state change: no audit row.
+    async fn record_schema_baseline(
+        &self,
+        tenant_id: Uuid,
+        version: i32,
+        fingerprint: &str,
+        objects: &[String],
+    ) -> Result<(), CatalogError>;
+
+    /// Records a drift check of a tenant database against its baseline.
+    async fn record_schema_check(
+        &self,
+        tenant_id: Uuid,
+        live_fingerprint: &str,
+        drift: &[String],
+    ) -> Result<(), CatalogError>;
+
+    /// Every tenant's schema baseline and last check.
+    async fn tenant_schemas(&self) -> Result<Vec<TenantSchemaRecord>, CatalogError>;
 }

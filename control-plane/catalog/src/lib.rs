@@ -29,6 +29,7 @@ pub use model::{
 pub use postgres::PgCatalog;
 pub use rollouts::{
     NewRollout, NewRolloutTenant, RolloutRecord, RolloutTenantChange, RolloutTenantRecord,
+    TenantSchemaRecord,
 };
 pub use servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 pub use sqlserver::SqlServerCatalog;

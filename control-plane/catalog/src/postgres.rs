@@ -18,7 +18,7 @@ use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
     NewTenant, OperationDirection, OperationRecord, StepRecord, TenantRecord,
 };
-use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange};
+use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, TenantSchemaRecord};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 use api_types::RolloutState;
 
@@ -1114,6 +1114,31 @@ impl CatalogStore for PgCatalog {
         changes: &[RolloutTenantChange],
     ) -> Result<(), CatalogError> {
         self.pg_update_rollout_tenants(id, changes).await
+    }
+
+    async fn record_schema_baseline(
+        &self,
+        tenant_id: Uuid,
+        version: i32,
+        fingerprint: &str,
+        objects: &[String],
+    ) -> Result<(), CatalogError> {
+        self.pg_record_schema_baseline(tenant_id, version, fingerprint, objects)
+            .await
+    }
+
+    async fn record_schema_check(
+        &self,
+        tenant_id: Uuid,
+        live_fingerprint: &str,
+        drift: &[String],
+    ) -> Result<(), CatalogError> {
+        self.pg_record_schema_check(tenant_id, live_fingerprint, drift)
+            .await
+    }
+
+    async fn tenant_schemas(&self) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
+        self.pg_tenant_schemas().await
     }
 }
 

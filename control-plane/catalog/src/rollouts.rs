@@ -89,3 +89,26 @@ pub struct RolloutTenantChange {
     /// Its message (cleared when `None`).
     pub message: Option<String>,
 }
+
+/// What the catalog knows of one tenant database's schema: its baseline (the snapshot taken
+/// when the control plane last built or migrated it, or when the drift check first saw its
+/// version) and the last drift check against it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantSchemaRecord {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// The schema version the baseline is of.
+    pub version: i32,
+    /// The baseline's fingerprint.
+    pub fingerprint: String,
+    /// The baseline's objects, one line each.
+    pub objects: Vec<String>,
+    /// When the baseline was taken.
+    pub recorded_at: DateTime<Utc>,
+    /// When the database was last compared with it.
+    pub checked_at: DateTime<Utc>,
+    /// The live fingerprint then.
+    pub live_fingerprint: String,
+    /// What differed then (empty: no drift).
+    pub drift: Vec<String>,
+}

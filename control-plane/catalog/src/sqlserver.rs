@@ -37,7 +37,7 @@ use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
     NewTenant, OperationDirection, OperationRecord, TenantRecord,
 };
-use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange};
+use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, TenantSchemaRecord};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 use api_types::RolloutState;
 
@@ -1059,6 +1059,31 @@ impl CatalogStore for SqlServerCatalog {
         changes: &[RolloutTenantChange],
     ) -> Result<(), CatalogError> {
         self.ms_update_rollout_tenants(id, changes).await
+    }
+
+    async fn record_schema_baseline(
+        &self,
+        tenant_id: Uuid,
+        version: i32,
+        fingerprint: &str,
+        objects: &[String],
+    ) -> Result<(), CatalogError> {
+        self.ms_record_schema_baseline(tenant_id, version, fingerprint, objects)
+            .await
+    }
+
+    async fn record_schema_check(
+        &self,
+        tenant_id: Uuid,
+        live_fingerprint: &str,
+        drift: &[String],
+    ) -> Result<(), CatalogError> {
+        self.ms_record_schema_check(tenant_id, live_fingerprint, drift)
+            .await
+    }
+
+    async fn tenant_schemas(&self) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
+        self.ms_tenant_schemas().await
     }
 }
 

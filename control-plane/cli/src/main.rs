@@ -83,6 +83,9 @@ enum Command {
     /// Fleet schema rollouts: start, status, pause, resume, abort (role `admin`).
     #[command(subcommand)]
     Rollout(rollouts::RolloutCommand),
+    /// The fleet's schema: tenants per version and schema drift (role `admin`).
+    #[command(subcommand)]
+    Fleet(rollouts::FleetCommand),
     /// Read the local secret store (on the control plane's machine).
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -377,6 +380,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Servers(command) => servers::run(&connect_as(servers::ROLE)?, command, json).await,
         Command::Rollout(command) => {
             rollouts::run(&connect_as(rollouts::ROLE)?, command, json).await
+        }
+        Command::Fleet(command) => {
+            rollouts::run_fleet(&connect_as(rollouts::ROLE)?, command, json).await
         }
         Command::Tenants(TenantsCommand::List) => {
             let (tenants, raw): (Vec<Tenant>, _) = connect()?.get("/v1/tenants").await?;

@@ -386,6 +386,33 @@ pub fn rollout_details(r: &api_types::Rollout) -> String {
     out
 }
 
+/// `fleet schema`: tenants per version, then each drifted tenant with what differs.
+pub fn fleet_schema(f: &api_types::FleetSchema) -> String {
+    let mut rows = vec![["VERSION", "TENANTS"].map(str::to_owned).to_vec()];
+    rows.extend(
+        f.versions
+            .iter()
+            .map(|(v, n)| vec![v.clone(), n.to_string()]),
+    );
+    let mut out = columns(&rows);
+    out.push_str(&format!(
+        "\n{} drifted, {} not checked yet at their version",
+        f.drifted, f.unchecked
+    ));
+    for t in f.tenants.iter().filter(|t| t.state == "drifted") {
+        out.push_str(&format!(
+            "\n{} ({}, version {}):",
+            t.slug,
+            t.server,
+            t.version.unwrap_or(0)
+        ));
+        for d in &t.differences {
+            out.push_str(&format!("\n  {}", one_line(d)));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,3 +191,35 @@ async fn follow(client: &Client, id: Uuid, json: bool) -> Result<Rollout, Failur
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// `tenantctl fleet ...`.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Active tenants per schema version, and every tenant whose schema drifted (the objects
+    /// that differ from its version's fingerprint). Exits 1 when a tenant drifted.
+    Schema,
+}
+
+/// Runs a fleet command.
+pub async fn run_fleet(
+    client: &Client,
+    command: FleetCommand,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    match command {
+        FleetCommand::Schema => {
+            let (fleet, raw): (api_types::FleetSchema, serde_json::Value) =
+                client.get("/v1/fleet/schema").await?;
+            if json {
+                crate::emit_json(&raw)?;
+            } else {
+                crate::emit(&render::fleet_schema(&fleet));
+            }
+            Ok(if fleet.drifted > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

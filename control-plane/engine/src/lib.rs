@@ -10,6 +10,7 @@ pub mod audit_hash;
 pub mod context;
 mod error;
 pub mod evidence;
+pub mod fingerprint;
 pub mod investigation;
 pub mod postgres;
 pub mod release;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::EngineError;
 pub use evidence::{EngineEvidence, InvestigationEvent};
+pub use fingerprint::{RawObject, SchemaSnapshot};
 pub use investigation::{
     Investigation, InvestigationColumn, InvestigationFailure, InvestigationRequest,
     InvestigationRows,
@@ -310,6 +312,9 @@ pub trait Engine: Send + Sync + 'static {
         names: &TenantNames,
         target: i32,
     ) -> Result<schema::MigrationPlan, EngineError>;
+    /// The tenant database's schema as it is now (tables' columns, indexes, routines,
+    /// permissions of the tenant's schemas; [`fingerprint`]), read as the admin.
+    async fn schema_snapshot(&self, names: &TenantNames) -> Result<SchemaSnapshot, EngineError>;
     /// Proves a connection string authenticates and reaches the database.
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError>;
     /// Gives a principal a new password and lets it log in (again, after an emergency rotation

@@ -26,6 +26,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use tracing::{instrument, warn};
 
 use crate::evidence::gather;
+use crate::fingerprint::{RawObject, SchemaSnapshot};
 use crate::investigation::flow;
 use crate::release::Release;
 use crate::schema::{self, AppliedMigration};
@@ -347,6 +348,42 @@ impl PostgresEngine {
     }
 }
 
+/// Every object of the tenant's schemas (`$1`) a fingerprint covers: (kind, name, detail,
+/// principal). Routines are named with their argument types and hashed by definition;
+/// permissions are the ACL entries of tables, routines and the schemas themselves.
+const SCHEMA_OBJECTS: &str = "\
+    SELECT 'column', n.nspname || '.' || c.relname || '.' || a.attname, \
+           format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, \
+           NULL::text \
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+      JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v') AND a.attnum > 0 \
+       AND NOT a.attisdropped \
+    UNION ALL \
+    SELECT 'index', schemaname || '.' || indexname, md5(indexdef), NULL FROM pg_indexes \
+     WHERE schemaname = ANY($1) \
+    UNION ALL \
+    SELECT 'routine', n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', \
+           md5(pg_get_functiondef(p.oid)), NULL \
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+     WHERE n.nspname = ANY($1) AND p.prokind IN ('f', 'p') \
+    UNION ALL \
+    SELECT 'grant', n.nspname || '.' || c.relname, x.privilege_type, COALESCE(r.rolname, 'PUBLIC') \
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+      CROSS JOIN LATERAL aclexplode(c.relacl) x LEFT JOIN pg_roles r ON r.oid = x.grantee \
+     WHERE n.nspname = ANY($1) AND c.relacl IS NOT NULL \
+    UNION ALL \
+    SELECT 'grant', n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', \
+           x.privilege_type, COALESCE(r.rolname, 'PUBLIC') \
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+      CROSS JOIN LATERAL aclexplode(p.proacl) x LEFT JOIN pg_roles r ON r.oid = x.grantee \
+     WHERE n.nspname = ANY($1) AND p.proacl IS NOT NULL \
+    UNION ALL \
+    SELECT 'grant', 'schema ' || n.nspname, x.privilege_type, COALESCE(r.rolname, 'PUBLIC') \
+      FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) x \
+      LEFT JOIN pg_roles r ON r.oid = x.grantee \
+     WHERE n.nspname = ANY($1) AND n.nspacl IS NOT NULL";
+
 #[async_trait]
 impl Engine for PostgresEngine {
     async fn health(&self) -> Result<String, EngineError> {
@@ -557,6 +594,22 @@ impl Engine for PostgresEngine {
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
+    async fn schema_snapshot(&self, names: &TenantNames) -> Result<SchemaSnapshot, EngineError> {
+        let client = self.connect_db(&names.database).await?;
+        let schemas: Vec<&str> = crate::fingerprint::SCHEMAS.to_vec();
+        let rows = client.query(SCHEMA_OBJECTS, &[&schemas]).await?;
+        let raw = rows
+            .iter()
+            .map(|r| RawObject {
+                kind: r.get(0),
+                name: r.get(1),
+                detail: r.get(2),
+                principal: r.get(3),
+            })
+            .collect();
+        Ok(SchemaSnapshot::of(names, raw))
+    }
+
     async fn migration_plan(
         &self,
         names: &TenantNames,

@@ -142,6 +142,9 @@ pub struct Config {
     /// How often the rollout driver looks at running rollouts when nothing woke it earlier
     /// (a finished migration wakes it at once), milliseconds.
     pub rollout_tick_ms: u64,
+    /// How often every active tenant database's schema is compared with its baseline (the
+    /// drift check), seconds; 0 turns it off.
+    pub schema_check_interval_secs: u64,
     /// How often every active tenant's audit-chain head is anchored in the catalog, seconds: a
     /// rewrite of a tenant's audit log inside its database is detected unless it is younger than
     /// this (see README, threat model).
@@ -290,6 +293,7 @@ impl Default for Config {
             server_labels: BTreeMap::new(),
             server_health_interval_secs: 30,
             rollout_tick_ms: 1000,
+            schema_check_interval_secs: 3600,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,

@@ -75,6 +75,7 @@ pub struct App {
     anchors: tokio::task::JoinHandle<()>,
     server_health: tokio::task::JoinHandle<()>,
     rollouts: tokio::task::JoinHandle<()>,
+    schema_checks: Option<tokio::task::JoinHandle<()>>,
     credential_checks: Option<tokio::task::JoinHandle<()>>,
     limits_cleanup: tokio::task::JoinHandle<()>,
 }
@@ -97,6 +98,9 @@ impl Drop for App {
         self.anchors.abort();
         self.server_health.abort();
         self.rollouts.abort();
+        if let Some(s) = &self.schema_checks {
+            s.abort();
+        }
         if let Some(c) = &self.credential_checks {
             c.abort();
         }
@@ -238,6 +242,9 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let rollouts = orchestrator.start_rollout_driver(Duration::from_millis(
         config.rollout_tick_ms.clamp(50, 60_000),
     ));
+    let schema_checks = (config.schema_check_interval_secs > 0).then(|| {
+        orchestrator.start_schema_check_task(Duration::from_secs(config.schema_check_interval_secs))
+    });
     let credential_checks = match config.credential_check_interval() {
         Some(interval) => Some(orchestrator.start_credential_check_task(interval)),
         None => {
@@ -278,6 +285,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         anchors,
         server_health,
         rollouts,
+        schema_checks,
         credential_checks,
         limits_cleanup,
     })

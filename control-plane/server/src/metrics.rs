@@ -162,6 +162,7 @@ pub struct Metrics {
     tenants: Family<StateLabels, Gauge>,
     tenant_credentials: Family<StateLabels, Gauge>,
     tenants_by_schema_version: Family<VersionLabels, Gauge>,
+    tenants_drifted: Gauge,
     credential_checks: Family<OutcomeLabels, Counter>,
     credential_pass_duration: Histogram,
     rotations_due: Gauge,
@@ -255,6 +256,12 @@ impl Metrics {
             "tenants_by_schema_version",
             "Active tenants by tenant schema version, as their last migration or onboarding recorded it (read at scrape time)",
             tenants_by_schema_version.clone(),
+        );
+        let tenants_drifted = Gauge::default();
+        registry.register(
+            "tenants_drifted",
+            "Active tenants whose live schema differed from their baseline at the last drift check (read at scrape time)",
+            tenants_drifted.clone(),
         );
         let credential_checks = Family::<OutcomeLabels, Counter>::default();
         // Every outcome from the start, at zero, so an alert on `failing` has a series.
@@ -365,6 +372,7 @@ impl Metrics {
             tenants,
             tenant_credentials,
             tenants_by_schema_version,
+            tenants_drifted,
             credential_checks,
             credential_pass_duration,
             rotations_due,
@@ -500,6 +508,18 @@ impl Metrics {
                 .get_or_create(&VersionLabels { version })
                 .inc();
         }
+        let drifted = catalog
+            .tenant_schemas()
+            .await?
+            .iter()
+            .filter(|s| !s.drift.is_empty())
+            .filter(|s| {
+                tenants
+                    .iter()
+                    .any(|t| t.id == s.tenant_id && t.state == TenantState::Active)
+            })
+            .count();
+        self.tenants_drifted.set(count(drifted));
         // Servers: families cleared first, so a removed server leaves no series behind.
         let servers = catalog.servers().await?;
         self.server_tenants.clear();

@@ -123,6 +123,7 @@ async fn openapi_json() -> Response {
         handlers::rollouts::pause_rollout,
         handlers::rollouts::resume_rollout,
         handlers::rollouts::abort_rollout,
+        handlers::fleet::fleet_schema,
         handlers::rotations::list_rotations,
         handlers::investigations::investigate,
         handlers::rotations::rotations_due,

@@ -73,6 +73,7 @@ pub const POLICY: &[Rule] = &[
     rule("POST", "/v1/rollouts/{id}/pause", ADMIN),
     rule("POST", "/v1/rollouts/{id}/resume", ADMIN),
     rule("POST", "/v1/rollouts/{id}/abort", ADMIN),
+    rule("GET", "/v1/fleet/schema", ADMIN),
     rule("GET", "/v1/tenants/{slug}/deletion-certificate", AUDITOR),
     rule("GET", "/v1/tenants/{slug}/evidence", AUDITOR),
     rule("GET", "/v1/signing-key", Access::Authenticated),

@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(handlers::evidence::routes())
         .merge(handlers::servers::routes())
         .merge(handlers::rollouts::routes())
+        .merge(handlers::fleet::routes())
         // Inside the policy check: Idempotency-Key on POSTs, scoped by the authorized caller.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

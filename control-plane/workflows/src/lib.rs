@@ -21,6 +21,7 @@ pub mod placement;
 pub mod registry;
 pub mod rollouts;
 mod runner;
+pub mod schema_check;
 pub mod tenant_migrate;
 pub mod tenant_offboard;
 pub mod tenant_onboard;

@@ -138,6 +138,22 @@ impl Step for VerifySchema {
             broken.push("a history table accepts changes".into());
         }
         if broken.is_empty() {
+            // The verified schema is the baseline the drift check compares with from now on.
+            let engine = ctx.engine();
+            let snapshot = engine.schema_snapshot(&ctx.names).await?;
+            let version = ctx
+                .output::<ApplyMigrations>()?
+                .map_or_else(|| engine.schema_version(), |m| m.to);
+            ctx.services
+                .catalog
+                .record_schema_baseline(
+                    ctx.operation.tenant_id,
+                    version,
+                    &snapshot.fingerprint,
+                    &snapshot.objects,
+                )
+                .await
+                .map_err(|e| StepError::transient(format!("recording the schema baseline: {e}")))?;
             Ok(())
         } else {
             Err(StepError::permanent(format!(

@@ -161,6 +161,8 @@ pub trait Session: Send {
     async fn begin(&mut self) -> Result<(), Refusal>;
     /// Rolls the open transaction back.
     async fn rollback(&mut self) -> Result<(), Refusal>;
+    /// Runs a batch of SQL as it is (a test's hand-made change, as a DBA would make it).
+    async fn execute(&mut self, sql: &str) -> Result<(), Refusal>;
 }
 
 /// The engine-specific side of the suite.

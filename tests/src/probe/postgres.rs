@@ -285,6 +285,10 @@ impl Session for PostgresSession {
     async fn rollback(&mut self) -> Result<(), Refusal> {
         self.client.batch_execute("ROLLBACK").await.map_err(refusal)
     }
+
+    async fn execute(&mut self, sql: &str) -> Result<(), Refusal> {
+        self.client.batch_execute(sql).await.map_err(refusal)
+    }
 }
 
 /// The tenant's reader role for a tenant login `t_<tenant>_<principal>` (the principal itself

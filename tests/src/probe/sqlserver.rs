@@ -407,6 +407,10 @@ impl Session for SqlServerSession {
             .map(|_| ())
             .map_err(refusal)
     }
+
+    async fn execute(&mut self, sql: &str) -> Result<(), Refusal> {
+        self.conn.batch(sql).await.map(|_| ()).map_err(refusal)
+    }
 }
 
 /// Reads a connection string the control plane (or this probe) wrote.

@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::{append_audit, is_unique_violation, parse, PgCatalog};
 use crate::error::CatalogError;
-use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, RolloutTenantRecord};
+use crate::rollouts::{
+    NewRollout, RolloutRecord, RolloutTenantChange, RolloutTenantRecord, TenantSchemaRecord,
+};
 
 const SELECT: &str = "SELECT id, state, reason, target_version, request, actor, created_at, \
      updated_at FROM rollouts";
@@ -287,5 +289,70 @@ impl PgCatalog {
         )
         .await?;
         Ok(())
+    }
+
+    pub(super) async fn pg_record_schema_baseline(
+        &self,
+        tenant_id: Uuid,
+        version: i32,
+        fingerprint: &str,
+        objects: &[String],
+    ) -> Result<(), CatalogError> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO tenant_schemas (tenant_id, version, fingerprint, objects, live_fingerprint) \
+             VALUES ($1, $2, $3, $4, $3) \
+             ON CONFLICT (tenant_id) DO UPDATE SET version = EXCLUDED.version, \
+                 fingerprint = EXCLUDED.fingerprint, objects = EXCLUDED.objects, \
+                 recorded_at = now(), checked_at = now(), \
+                 live_fingerprint = EXCLUDED.fingerprint, drift = '[]'",
+            &[&tenant_id, &version, &fingerprint, &json!(objects)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn pg_record_schema_check(
+        &self,
+        tenant_id: Uuid,
+        live_fingerprint: &str,
+        drift: &[String],
+    ) -> Result<(), CatalogError> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "UPDATE tenant_schemas SET checked_at = now(), live_fingerprint = $2, drift = $3 \
+              WHERE tenant_id = $1",
+            &[&tenant_id, &live_fingerprint, &json!(drift)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn pg_tenant_schemas(&self) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
+        let conn = self.conn().await?;
+        let strings = |v: serde_json::Value, what: &str| -> Result<Vec<String>, CatalogError> {
+            serde_json::from_value(v)
+                .map_err(|e| CatalogError::Corrupt(format!("tenant_schemas.{what}: {e}")))
+        };
+        conn.query(
+            "SELECT tenant_id, version, fingerprint, objects, recorded_at, checked_at, \
+                    live_fingerprint, drift FROM tenant_schemas",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TenantSchemaRecord {
+                tenant_id: r.get(0),
+                version: r.get(1),
+                fingerprint: r.get(2),
+                objects: strings(r.get(3), "objects")?,
+                recorded_at: r.get(4),
+                checked_at: r.get(5),
+                live_fingerprint: r.get(6),
+                drift: strings(r.get(7), "drift")?,
+            })
+        })
+        .collect()
     }
 }

@@ -11,7 +11,9 @@ use uuid::Uuid;
 use super::rows::{column, json_column, optional_text, parsed, required, text, timestamp};
 use super::SqlServerCatalog;
 use crate::error::CatalogError;
-use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, RolloutTenantRecord};
+use crate::rollouts::{
+    NewRollout, RolloutRecord, RolloutTenantChange, RolloutTenantRecord, TenantSchemaRecord,
+};
 
 /// The statements of rollouts.
 pub(super) mod sql {
@@ -94,6 +96,26 @@ pub(super) mod sql {
                                     Message nvarchar(max) '$.message') AS c \
              ON r.TenantId = c.TenantId \
           WHERE r.RolloutId = @P1;";
+
+    /// Records tenant `@P1`'s schema baseline (version `@P2`, fingerprint `@P3`, objects `@P4`).
+    pub const RECORD_BASELINE: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+         UPDATE catalog.TenantSchemas WITH (UPDLOCK, HOLDLOCK) \
+            SET Version = @P2, Fingerprint = @P3, Objects = @P4, RecordedAt = SYSUTCDATETIME(), \
+                CheckedAt = SYSUTCDATETIME(), LiveFingerprint = @P3, Drift = N'[]' \
+          WHERE TenantId = @P1; \
+         IF @@ROWCOUNT = 0 \
+             INSERT INTO catalog.TenantSchemas (TenantId, Version, Fingerprint, Objects, LiveFingerprint) \
+             VALUES (@P1, @P2, @P3, @P4, @P3); \
+         COMMIT TRANSACTION;";
+
+    /// Records a drift check of tenant `@P1` (live fingerprint `@P2`, differences `@P3`).
+    pub const RECORD_CHECK: &str = "UPDATE catalog.TenantSchemas \
+            SET CheckedAt = SYSUTCDATETIME(), LiveFingerprint = @P2, Drift = @P3 \
+          WHERE TenantId = @P1;";
+
+    /// Every tenant's schema baseline and last check.
+    pub const TENANT_SCHEMAS: &str = "SELECT TenantId, Version, Fingerprint, Objects, RecordedAt, \
+         CheckedAt, LiveFingerprint, Drift FROM catalog.TenantSchemas;";
 }
 
 /// Every statement of this module, for the T-SQL gate.
@@ -109,6 +131,12 @@ pub fn generated_statements() -> Vec<(&'static str, String)> {
         ("rollouts_to_drive", sql::TO_DRIVE.to_owned()),
         ("rollouts_set_state", sql::SET_STATE.to_owned()),
         ("rollouts_update_tenants", sql::UPDATE_TENANTS.to_owned()),
+        (
+            "tenant_schemas_record_baseline",
+            sql::RECORD_BASELINE.to_owned(),
+        ),
+        ("tenant_schemas_record_check", sql::RECORD_CHECK.to_owned()),
+        ("tenant_schemas_select", sql::TENANT_SCHEMAS.to_owned()),
     ]
 }
 
@@ -335,5 +363,59 @@ impl SqlServerCatalog {
         self.query(sql::UPDATE_TENANTS, &[&id, &changes.as_str()])
             .await?;
         Ok(())
+    }
+
+    pub(super) async fn ms_record_schema_baseline(
+        &self,
+        tenant_id: Uuid,
+        version: i32,
+        fingerprint: &str,
+        objects: &[String],
+    ) -> Result<(), CatalogError> {
+        let objects = json!(objects).to_string();
+        self.query(
+            sql::RECORD_BASELINE,
+            &[&tenant_id, &version, &fingerprint, &objects.as_str()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn ms_record_schema_check(
+        &self,
+        tenant_id: Uuid,
+        live_fingerprint: &str,
+        drift: &[String],
+    ) -> Result<(), CatalogError> {
+        let drift = json!(drift).to_string();
+        self.query(
+            sql::RECORD_CHECK,
+            &[&tenant_id, &live_fingerprint, &drift.as_str()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn ms_tenant_schemas(&self) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
+        let strings = |row: &Row, what: &str| -> Result<Vec<String>, CatalogError> {
+            serde_json::from_value(json_column(row, what)?)
+                .map_err(|e| CatalogError::Corrupt(format!("TenantSchemas.{what}: {e}")))
+        };
+        self.query(sql::TENANT_SCHEMAS, &[])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(TenantSchemaRecord {
+                    tenant_id: required(r, "TenantId")?,
+                    version: required(r, "Version")?,
+                    fingerprint: text(r, "Fingerprint")?,
+                    objects: strings(r, "Objects")?,
+                    recorded_at: timestamp(r, "RecordedAt")?,
+                    checked_at: timestamp(r, "CheckedAt")?,
+                    live_fingerprint: text(r, "LiveFingerprint")?,
+                    drift: strings(r, "Drift")?,
+                })
+            })
+            .collect()
     }
 }

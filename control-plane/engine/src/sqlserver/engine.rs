@@ -37,6 +37,7 @@ use super::errors::{classify, to_engine_error, SqlServerErrorKind, CONTAINMENT_D
 use super::quote::{quote_name, quote_nstring};
 use super::split_batches;
 use crate::evidence::gather;
+use crate::fingerprint::{RawObject, SchemaSnapshot};
 use crate::investigation::flow;
 use crate::release::Release;
 use crate::schema::{self, AppliedMigration};
@@ -195,6 +196,7 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("schema_version", sql::SCHEMA_VERSION.to_owned()),
         ("migrate_begin", sql::MIGRATE_BEGIN.to_owned()),
         ("migration_history", sql::MIGRATION_HISTORY.to_owned()),
+        ("schema_objects", sql::SCHEMA_OBJECTS.to_owned()),
         (
             "migration_history_read",
             sql::MIGRATION_HISTORY_READ.to_owned(),
@@ -553,6 +555,22 @@ impl Engine for SqlServerEngine {
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
+    async fn schema_snapshot(&self, names: &TenantNames) -> Result<SchemaSnapshot, EngineError> {
+        let mut conn = connect_tagged(&self.admin.with_database(&names.database)).await?;
+        let raw = conn
+            .query(sql::SCHEMA_OBJECTS, &[])
+            .await?
+            .iter()
+            .map(|r| RawObject {
+                kind: r.get::<&str, _>(0).unwrap_or_default().to_owned(),
+                name: r.get::<&str, _>(1).unwrap_or_default().to_owned(),
+                detail: r.get::<&str, _>(2).unwrap_or_default().to_owned(),
+                principal: r.get::<&str, _>(3).map(str::to_owned),
+            })
+            .collect();
+        Ok(SchemaSnapshot::of(names, raw))
+    }
+
     async fn migration_plan(
         &self,
         names: &TenantNames,

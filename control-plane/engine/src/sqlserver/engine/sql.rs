@@ -33,6 +33,44 @@ pub const MIGRATE_BEGIN: &str = "SET XACT_ABORT ON; SET LOCK_TIMEOUT 10000; BEGI
 /// database waits and then finds nothing pending.
 pub const MIGRATION_HISTORY: &str = "SELECT version, name, checksum \
      FROM dbo.refinery_schema_history WITH (UPDLOCK, HOLDLOCK, TABLOCK)";
+/// Every object of the tenant's schemas a fingerprint covers: (kind, name, detail, principal).
+/// Routines are hashed by definition; permissions are every GRANT and DENY on the database,
+/// the schemas and their objects.
+pub const SCHEMA_OBJECTS: &str = "\
+    SELECT CAST(N'column' AS nvarchar(20)) AS kind, \
+           CAST(s.name + N'.' + t.name + N'.' + c.name AS nvarchar(600)) AS name, \
+           CAST(ty.name + N'(' + CAST(c.max_length AS nvarchar(10)) + N')' \
+                + CASE WHEN c.is_nullable = 0 THEN N' not null' ELSE N'' END AS nvarchar(400)) AS detail, \
+           CAST(NULL AS nvarchar(256)) AS principal \
+      FROM sys.columns AS c \
+      JOIN sys.objects AS t ON t.object_id = c.object_id AND t.type IN ('U', 'V') \
+      JOIN sys.schemas AS s ON s.schema_id = t.schema_id \
+      JOIN sys.types AS ty ON ty.user_type_id = c.user_type_id \
+     WHERE s.name IN (N'app', N'audit', N'history', N'platform') \
+    UNION ALL \
+    SELECT N'index', s.name + N'.' + t.name + N'.' + i.name, i.type_desc \
+           + CASE WHEN i.is_unique = 1 THEN N' unique' ELSE N'' END, NULL \
+      FROM sys.indexes AS i \
+      JOIN sys.objects AS t ON t.object_id = i.object_id AND t.type = 'U' \
+      JOIN sys.schemas AS s ON s.schema_id = t.schema_id \
+     WHERE s.name IN (N'app', N'audit', N'history', N'platform') AND i.name IS NOT NULL \
+    UNION ALL \
+    SELECT N'routine', s.name + N'.' + o.name, \
+           CONVERT(nvarchar(64), HASHBYTES('SHA2_256', OBJECT_DEFINITION(o.object_id)), 2), NULL \
+      FROM sys.objects AS o JOIN sys.schemas AS s ON s.schema_id = o.schema_id \
+     WHERE s.name IN (N'app', N'audit', N'history', N'platform') \
+       AND o.type IN ('P', 'FN', 'IF', 'TF', 'TR') \
+    UNION ALL \
+    SELECT CASE WHEN p.state = 'D' THEN N'deny' ELSE N'grant' END, \
+           CASE p.class WHEN 0 THEN N'database' \
+                        WHEN 3 THEN N'schema ' + SCHEMA_NAME(p.major_id) \
+                        ELSE OBJECT_SCHEMA_NAME(p.major_id) + N'.' + OBJECT_NAME(p.major_id) END, \
+           p.permission_name COLLATE DATABASE_DEFAULT, USER_NAME(p.grantee_principal_id) \
+      FROM sys.database_permissions AS p \
+     WHERE p.class IN (0, 1, 3) AND p.grantee_principal_id > 0 \
+       AND (p.class = 0 \
+            OR (p.class = 3 AND SCHEMA_NAME(p.major_id) IN (N'app', N'audit', N'history', N'platform')) \
+            OR (p.class = 1 AND OBJECT_SCHEMA_NAME(p.major_id) IN (N'app', N'audit', N'history', N'platform')));";
 /// The refinery history, read without locks (what a migration would apply).
 pub const MIGRATION_HISTORY_READ: &str = "SELECT version, name, checksum \
      FROM dbo.refinery_schema_history";
