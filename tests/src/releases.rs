@@ -12,6 +12,7 @@ pub fn product_migration(engine: &str) -> (&'static str, &'static str) {
         "postgres" => (
             "V100__customer_notes",
             "ALTER TABLE app.customers ADD COLUMN note text;\n\
+             SELECT platform.sync_history('app.customers');\n\
              CREATE UNIQUE INDEX customers_email_unique ON app.customers (email);\n",
         ),
         _ => (

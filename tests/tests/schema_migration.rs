@@ -139,6 +139,23 @@ async fn existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_int
     );
     assert_eq!(events[0]["detail"]["to"], 100);
 
+    // The migrated tenant's application keeps working, history included: an update of the
+    // table that gained a column keeps the old row (PostgreSQL: platform.sync_history and the
+    // column-by-name history copy; SQL Server: system versioning).
+    let mut app = env
+        .probe()
+        .login(&env.secret(&env.secret_names("mig-clean").app).await)
+        .await
+        .unwrap();
+    let cy = app
+        .customer_upsert(None, "Cy", Some("cy@example.com"))
+        .await
+        .unwrap();
+    app.customer_upsert(Some(cy), "Cy Renamed", Some("cy@example.com"))
+        .await
+        .unwrap();
+    drop(app);
+
     // Again: nothing is pending, nothing is applied twice, no second event.
     let again = migrate(&env, "mig-clean").await;
     assert_eq!(again.state.as_str(), "succeeded", "{:?}", again.error);

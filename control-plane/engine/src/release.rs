@@ -42,6 +42,7 @@ const PLATFORM: &[(&str, &[&str])] = &[
             "V3__investigation",
             "V4__audit_format_2",
             "V5__history_helper",
+            "V6__history_follows_columns",
         ],
     ),
     (
@@ -373,6 +374,30 @@ fn created_app_tables(text: &str) -> Vec<String> {
     tables
 }
 
+/// The `app` tables an `ALTER TABLE ... ADD` of the (normalised) text gives a column.
+fn altered_app_tables(text: &str) -> Vec<String> {
+    let mut tables = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("ALTER TABLE ") {
+        let stmt: String = rest[at..].chars().take_while(|c| *c != ';').collect();
+        let words: Vec<&str> = stmt.split_whitespace().collect();
+        let mut i = 2;
+        while matches!(words.get(i), Some(&"IF") | Some(&"EXISTS") | Some(&"ONLY")) {
+            i += 1;
+        }
+        if let Some(name) = words.get(i).and_then(|w| w.strip_prefix("APP.")) {
+            if words.iter().skip(i + 1).any(|w| *w == "ADD") {
+                let name = name.trim_matches('"').to_owned();
+                if !tables.contains(&name) {
+                    tables.push(name);
+                }
+            }
+        }
+        rest = &rest[at + "ALTER TABLE ".len()..];
+    }
+    tables
+}
+
 /// The first platform rule a product migration breaks, if any.
 fn product_migration_rule(engine: &str, sql: &str) -> Option<String> {
     let text = normalise(sql);
@@ -414,6 +439,22 @@ fn product_migration_rule(engine: &str, sql: &str) -> Option<String> {
                     ));
                 }
                 rest = &rest[at + verb.len()..];
+            }
+        }
+    }
+    if engine == "postgres" {
+        for table in altered_app_tables(&text) {
+            let synced = text.contains("PLATFORM.SYNC_HISTORY(''")
+                && sql
+                    .to_lowercase()
+                    .contains(&format!("'app.{}'", table.to_lowercase()));
+            if !synced {
+                return Some(format!(
+                    "business table app.{} gains a column its history lacks (call SELECT \
+                     platform.sync_history('app.{}') after the ALTER TABLE)",
+                    table.to_lowercase(),
+                    table.to_lowercase()
+                ));
             }
         }
     }
@@ -535,6 +576,7 @@ mod tests {
             &[(
                 "V150__notes",
                 "ALTER TABLE app.customers ADD COLUMN note text; \
+                 SELECT platform.sync_history('app.customers'); \
                  CREATE TABLE app.notes (id uuid PRIMARY KEY, body text, valid_from timestamptz NOT NULL DEFAULT now()); \
                  SELECT platform.add_history('app.notes');",
             )],
@@ -562,6 +604,7 @@ mod tests {
         type Case<'a> = (&'a str, Set, Set, &'a str, &'a str);
         let cases: &[Case] = &[
             ("postgres", &[("V150__bare", "CREATE TABLE app.bare (id int);")], &[], "V150__bare.sql", "no history"),
+            ("postgres", &[("V150__col", "ALTER TABLE app.customers ADD COLUMN note text;")], &[], "V150__col.sql", "history lacks"),
             ("postgres", &[("V150__grant", "GRANT SELECT ON app.customers TO PUBLIC;")], &[], "V150__grant.sql", "grants belong"),
             ("postgres", &[("V150__audit", "ALTER TABLE audit.audit_events DROP COLUMN hash;")], &[], "V150__audit.sql", "audit objects"),
             ("postgres", &[("V150__trg", "DROP TRIGGER customers_keep_history ON app.customers; DROP FUNCTION platform.keep_history();")], &[], "V150__trg.sql", "platform objects"),
@@ -615,7 +658,7 @@ mod tests {
         assert_eq!((read.version, &read.hash), (base.version, &base.hash));
         std::fs::write(
             dir.join("tenant-schema/postgres/V100__extra.sql"),
-            "ALTER TABLE app.customers ADD COLUMN note text;",
+            "ALTER TABLE app.customers ADD COLUMN note text; SELECT platform.sync_history('app.customers');",
         )
         .expect("write");
         let newer = Release::from_dir(&dir, "postgres").expect("read");

@@ -137,10 +137,13 @@ impl Step for VerifySchema {
         if !evidence.temporal.all_history_append_only() {
             broken.push("a history table accepts changes".into());
         }
+        let engine = ctx.engine();
+        let snapshot = engine.schema_snapshot(&ctx.names).await?;
+        if engine.name() == "postgres" {
+            broken.extend(history_gaps(&snapshot));
+        }
         if broken.is_empty() {
             // The verified schema is the baseline the drift check compares with from now on.
-            let engine = ctx.engine();
-            let snapshot = engine.schema_snapshot(&ctx.names).await?;
             let version = ctx
                 .output::<ApplyMigrations>()?
                 .map_or_else(|| engine.schema_version(), |m| m.to);
@@ -161,5 +164,59 @@ impl Step for VerifySchema {
                 broken.join("; ")
             )))
         }
+    }
+}
+
+/// PostgreSQL: the columns of business tables that their history table lacks (a migration
+/// added a column without `platform.sync_history`; the table's next update would fail). SQL
+/// Server's system versioning keeps the history table's columns in step itself.
+fn history_gaps(snapshot: &engine::SchemaSnapshot) -> Vec<String> {
+    let columns: Vec<(&str, &str)> = snapshot
+        .objects
+        .iter()
+        .filter_map(|l| l.strip_prefix("column app."))
+        .filter_map(|rest| rest.split(' ').next())
+        .filter_map(|qualified| qualified.split_once('.'))
+        .collect();
+    let mut gaps = Vec::new();
+    for (table, column) in columns {
+        let history = format!("column history.{table}_history.");
+        if !snapshot.objects.iter().any(|l| l.starts_with(&history)) {
+            continue; // no history table at all: the versioning check names it
+        }
+        let wanted = format!("{history}{column} ");
+        if !snapshot.objects.iter().any(|l| l.starts_with(&wanted)) {
+            gaps.push(format!(
+                "history.{table}_history lacks column {column} of app.{table} \
+                 (call platform.sync_history('app.{table}'))"
+            ));
+        }
+    }
+    gaps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_column_its_history_lacks_is_named() {
+        let snapshot = engine::SchemaSnapshot {
+            fingerprint: String::new(),
+            objects: vec![
+                "column app.customers.id uuid not null".into(),
+                "column app.customers.note text".into(),
+                "column app.views_only.x text".into(),
+                "column history.customers_history.id uuid".into(),
+            ],
+        };
+        assert_eq!(
+            history_gaps(&snapshot),
+            vec![
+                "history.customers_history lacks column note of app.customers \
+                  (call platform.sync_history('app.customers'))"
+                    .to_owned()
+            ]
+        );
     }
 }
