@@ -31,10 +31,11 @@ test: deps
 		$(CARGO) nextest run --workspace --no-fail-fast -E 'not (package(tcp-tests) & test(/^sqlserver::/))'; \
 	fi
 
-## bench: onboard/offboard 50 tenants through the API vs a plain psql baseline; writes docs/benchmarks.md
+## bench: onboard/offboard 50 tenants through the API, then roll a migration out to 200 (BENCH_ROLLOUT_TENANTS), each vs a plain psql baseline; writes docs/benchmarks.md
 bench: deps
 	$(CARGO) build --release -p server -p tcp-tests --bins
 	./target/release/bench-onboarding --tenants $${BENCH_TENANTS:-50} --out docs/benchmarks.md
+	./target/release/bench-rollout --tenants $${BENCH_ROLLOUT_TENANTS:-200} --out docs/benchmarks.md
 
 ## openapi: regenerate docs/openapi.json from the code (a test fails when it is stale)
 openapi:

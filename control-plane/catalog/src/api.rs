@@ -52,6 +52,9 @@ pub enum StepChange {
     Output(serde_json::Value),
     /// The action finished: state `succeeded`, finished now.
     Succeeded,
+    /// The action finished with this output (saved after the side effect): output, state
+    /// `succeeded` and finished now, in one write.
+    SucceededWith(serde_json::Value),
     /// The action failed for good: state `failed`, this error, finished now.
     Failed(String),
     /// The last error of a step that will be retried; the state stays.

@@ -1002,6 +1002,10 @@ impl CatalogStore for PgCatalog {
             ),
             StepChange::Output(v) => ("output = $4", Some(Box::new(v))),
             StepChange::Succeeded => ("state = 'succeeded', finished_at = now()", None),
+            StepChange::SucceededWith(v) => (
+                "output = $4, state = 'succeeded', finished_at = now()",
+                Some(Box::new(v)),
+            ),
             StepChange::Failed(e) => (
                 "state = 'failed', error = $4, finished_at = now()",
                 Some(Box::new(e)),

@@ -33,6 +33,8 @@ pub struct NewRolloutTenant {
     pub server: String,
     /// Its wave (0 is the canary).
     pub wave: i32,
+    /// Its schema version in the catalog when the rollout was planned.
+    pub from_version: Option<i32>,
 }
 
 /// A recorded rollout with its tenants (in wave order, then slug).
@@ -69,6 +71,8 @@ pub struct RolloutTenantRecord {
     pub server: String,
     /// Its wave.
     pub wave: i32,
+    /// Its schema version in the catalog when the rollout was planned.
+    pub from_version: Option<i32>,
     /// Where it is.
     pub state: RolloutTenantState,
     /// Its migration operation, once started.

@@ -201,6 +201,10 @@ fn step_change_sql(change: StepChange) -> (&'static str, Option<String>) {
         ),
         StepChange::Output(v) => ("Output = @P4", Some(v.to_string())),
         StepChange::Succeeded => ("State = N'succeeded', FinishedAt = SYSUTCDATETIME()", None),
+        StepChange::SucceededWith(v) => (
+            "Output = @P4, State = N'succeeded', FinishedAt = SYSUTCDATETIME()",
+            Some(v.to_string()),
+        ),
         StepChange::Failed(e) => (
             "State = N'failed', Error = @P4, FinishedAt = SYSUTCDATETIME()",
             Some(e),

@@ -46,11 +46,15 @@ impl EngineError {
     pub fn is_transient(&self) -> bool {
         match self {
             EngineError::Connect { .. } | EngineError::Timeout(_) | EngineError::Locked(_) => true,
-            EngineError::Db { code, .. } => {
-                // PostgreSQL: connection exceptions, serialization failure, deadlock, starting up.
+            EngineError::Db { code, message } => {
+                // PostgreSQL: connection exceptions, serialization failure, deadlock, starting up,
+                // and "tuple concurrently updated" (XX000): two sessions changed one catalog row
+                // at once, as concurrent onboardings' grants and ownership changes on the shared
+                // template stand-in roles do; the loser's statement is simply tried again.
                 let postgres = code.len() == 5
                     && (code.starts_with("08")
-                        || matches!(code.as_str(), "40001" | "40P01" | "57P03"));
+                        || matches!(code.as_str(), "40001" | "40P01" | "57P03")
+                        || (code == "XX000" && message.contains("tuple concurrently updated")));
                 // SQL Server: error numbers (deadlock victim, temporal period conflict, timeout).
                 let sqlserver = match code.as_str() {
                     "-2" => true,
@@ -109,5 +113,22 @@ impl From<bb8::RunError<tokio_postgres::Error>> for EngineError {
                 detail: "timed out waiting for a connection".into(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_catalog_row_updated_concurrently_is_worth_another_try() {
+        let e = |code: &str, message: &str| EngineError::Db {
+            code: code.into(),
+            message: message.into(),
+        };
+        assert!(e("XX000", "tuple concurrently updated").is_transient());
+        assert!(!e("XX000", "cache lookup failed for relation 1").is_transient());
+        assert!(e("40P01", "deadlock detected").is_transient());
+        assert!(!e("23505", "duplicate key").is_transient());
     }
 }

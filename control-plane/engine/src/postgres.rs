@@ -349,7 +349,7 @@ impl PostgresEngine {
 }
 
 /// Every object of the tenant's schemas (`$1`) a fingerprint covers: (kind, name, detail,
-/// principal). Routines are named with their argument types and hashed by definition;
+/// principal): columns, indexes, triggers (definition and enabled state), routines. Routines are named with their argument types and hashed by definition;
 /// permissions are the ACL entries of tables, routines and the schemas themselves.
 const SCHEMA_OBJECTS: &str = "\
     SELECT 'column', n.nspname || '.' || c.relname || '.' || a.attname, \
@@ -367,6 +367,12 @@ const SCHEMA_OBJECTS: &str = "\
            md5(pg_get_functiondef(p.oid)), NULL \
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
      WHERE n.nspname = ANY($1) AND p.prokind IN ('f', 'p') \
+    UNION ALL \
+    SELECT 'trigger', n.nspname || '.' || c.relname || '.' || t.tgname, \
+           md5(pg_get_triggerdef(t.oid)) || ' ' || t.tgenabled::text, NULL \
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+      JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = ANY($1) AND NOT t.tgisinternal \
     UNION ALL \
     SELECT 'grant', n.nspname || '.' || c.relname, x.privilege_type, COALESCE(r.rolname, 'PUBLIC') \
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

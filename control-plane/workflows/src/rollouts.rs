@@ -28,6 +28,7 @@ use catalog::{
     CatalogError, NewRollout, NewRolloutTenant, RolloutRecord, RolloutTenantChange,
     RolloutTenantRecord, TenantRecord,
 };
+use futures::stream::{self, StreamExt};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -85,6 +86,7 @@ pub fn plan_waves(tenants: &[TenantRecord], canary: u32, wave_size: u32) -> Vec<
             tenant_id: t.id,
             slug: t.slug.to_string(),
             server: t.server.clone(),
+            from_version: t.schema_version,
             wave: if i < canary {
                 0
             } else {
@@ -93,6 +95,9 @@ pub fn plan_waves(tenants: &[TenantRecord], canary: u32, wave_size: u32) -> Vec<
         })
         .collect()
 }
+
+/// A tenant that needs a migration (its record), or what to record for it instead.
+type Precheck = Result<TenantRecord, Start>;
 
 /// What starting one tenant of a rollout came to.
 enum Start {
@@ -427,6 +432,33 @@ impl Orchestrator {
                 *running.entry(t.server.clone()).or_default() += 1;
             }
         }
+        // Tenants the catalog had at the target already need no migration slot: whether their
+        // database has anything to apply is read for several at once.
+        let target = rollout.target_version;
+        let likely_current: Vec<usize> = tenants
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.state == RolloutTenantState::Pending
+                    && t.wave == wave
+                    && t.from_version.is_some_and(|v| v >= target)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let checked: Vec<(usize, Result<Precheck, CatalogError>)> = stream::iter(likely_current)
+            .map(|i| {
+                let t = tenants[i].clone();
+                let rollout = &rollout;
+                async move { (i, self.precheck(rollout, &t).await) }
+            })
+            .buffer_unordered(CHECKS_AT_ONCE)
+            .collect()
+            .await;
+        for (i, outcome) in checked {
+            if let Err(start) = outcome? {
+                apply_start(&mut changes, &mut tenants[i], start);
+            }
+        }
         let mut started = Vec::new();
         for t in tenants.iter_mut() {
             if t.state != RolloutTenantState::Pending || t.wave != wave {
@@ -436,30 +468,17 @@ impl Orchestrator {
             if busy >= request.max_parallel_per_server {
                 continue;
             }
-            match self.start_tenant(&rollout, t).await? {
+            let start = match self.precheck(&rollout, t).await? {
+                Ok(tenant) => self.start_operation_for(&rollout, &tenant).await?,
+                Err(start) => start,
+            };
+            match start {
                 Start::Started(op) => {
                     started.push(op);
                     *running.entry(t.server.clone()).or_default() += 1;
                     record(&mut changes, t, RolloutTenantState::Running, Some(op), None);
                 }
-                Start::Current(note) => record(
-                    &mut changes,
-                    t,
-                    RolloutTenantState::Succeeded,
-                    None,
-                    Some(note),
-                ),
-                Start::Skip(why) => record(
-                    &mut changes,
-                    t,
-                    RolloutTenantState::Skipped,
-                    None,
-                    Some(why),
-                ),
-                Start::Fail(why) => {
-                    record(&mut changes, t, RolloutTenantState::Failed, None, Some(why))
-                }
-                Start::Wait => {}
+                other => apply_start(&mut changes, t, other),
             }
         }
         // Written down before they run: a crash from here on finds them `running` (and a crash
@@ -478,23 +497,24 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Starts one tenant's migration, or finds it needs none.
-    async fn start_tenant(
+    /// Whether one tenant needs a migration (`Ok(its record)`) or not (`Err(what to record)`):
+    /// gone, offboarded, not active yet, or its database's history already holds the target.
+    async fn precheck(
         &self,
         rollout: &RolloutRecord,
         t: &RolloutTenantRecord,
-    ) -> Result<Start, CatalogError> {
+    ) -> Result<Precheck, CatalogError> {
         let svc = self.runner().services();
         let Some(tenant) = svc.catalog.tenant(t.tenant_id).await? else {
-            return Ok(Start::Skip("the tenant no longer exists".into()));
+            return Ok(Err(Start::Skip("the tenant no longer exists".into())));
         };
         match tenant.state {
             _ if tenant.released_at.is_some() => {
-                return Ok(Start::Skip(format!("the tenant was {}", tenant.state)))
+                return Ok(Err(Start::Skip(format!("the tenant was {}", tenant.state))))
             }
             TenantState::Active => {}
-            TenantState::Provisioning => return Ok(Start::Wait),
-            other => return Ok(Start::Skip(format!("the tenant is {other}"))),
+            TenantState::Provisioning => return Ok(Err(Start::Wait)),
+            other => return Ok(Err(Start::Skip(format!("the tenant is {other}")))),
         }
         let target = rollout.target_version;
         if tenant.schema_version.is_some_and(|v| v >= target) {
@@ -502,7 +522,7 @@ impl Orchestrator {
                 Ok(engine) => engine,
                 Err(e) => {
                     warn!(tenant = %tenant.slug, error = %e, "rollout: the tenant's server is unavailable; waiting");
-                    return Ok(Start::Wait);
+                    return Ok(Err(Start::Wait));
                 }
             };
             match engine
@@ -510,21 +530,33 @@ impl Orchestrator {
                 .await
             {
                 Ok(plan) if plan.pending.is_empty() => {
-                    return Ok(Start::Current(format!(
+                    return Ok(Err(Start::Current(format!(
                         "already at version {}; nothing to apply",
                         plan.from
-                    )))
+                    ))))
                 }
                 Ok(_) => {}
                 Err(e @ engine::EngineError::Migration(_)) => {
-                    return Ok(Start::Fail(e.to_string()))
+                    return Ok(Err(Start::Fail(e.to_string())))
                 }
                 Err(e) => {
                     warn!(tenant = %tenant.slug, error = %e, "rollout: reading the schema history failed; waiting");
-                    return Ok(Start::Wait);
+                    return Ok(Err(Start::Wait));
                 }
             }
         }
+        Ok(Ok(tenant))
+    }
+
+    /// Records and returns the migration operation of a tenant that needs one (or adopts the
+    /// one of this rollout that a crashed pass started).
+    async fn start_operation_for(
+        &self,
+        rollout: &RolloutRecord,
+        tenant: &TenantRecord,
+    ) -> Result<Start, CatalogError> {
+        let svc = self.runner().services();
+        let target = rollout.target_version;
         let params = MigrateParams {
             target_version: Some(target),
             rollout: Some(rollout.id),
@@ -534,7 +566,7 @@ impl Orchestrator {
             Err(e) => return Ok(Start::Fail(e.to_string())),
         };
         match self
-            .record_kind(&Migrate::KIND, &tenant, params, &rollout.actor, None, None)
+            .record_kind(&Migrate::KIND, tenant, params, &rollout.actor, None, None)
             .await
         {
             Ok(op) => Ok(Start::Started(op.id)),
@@ -575,6 +607,24 @@ impl Orchestrator {
             wake.wake();
         });
     }
+}
+
+/// How many tenants' histories the driver reads at once for tenants likely at the target.
+const CHECKS_AT_ONCE: usize = 8;
+
+/// Records what starting a tenant came to, unless it is to wait.
+fn apply_start(changes: &mut Vec<RolloutTenantChange>, t: &mut RolloutTenantRecord, start: Start) {
+    let (state, message) = match start {
+        Start::Started(op) => {
+            record(changes, t, RolloutTenantState::Running, Some(op), None);
+            return;
+        }
+        Start::Current(note) => (RolloutTenantState::Succeeded, note),
+        Start::Skip(why) => (RolloutTenantState::Skipped, why),
+        Start::Fail(why) => (RolloutTenantState::Failed, why),
+        Start::Wait => return,
+    };
+    record(changes, t, state, None, Some(message));
 }
 
 fn migrated_note(m: &engine::Migrated) -> String {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api_types::{OperationState, StepState, TenantSlug};
-use catalog::{CatalogError, Lease, OperationDirection, OperationRecord, TenantRecord};
+use catalog::{CatalogError, Lease, OperationDirection, OperationRecord, StepChange, TenantRecord};
 use engine::{Engine, TenantNames};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -450,10 +450,11 @@ impl Runner {
             }
             match result {
                 Ok(output) => {
-                    if let Some(output) = output {
-                        svc.catalog.step_output(lease, idx, &output).await?;
-                    }
-                    svc.catalog.step_succeeded(lease, idx).await?;
+                    let change = match output {
+                        Some(output) => StepChange::SucceededWith(output),
+                        None => StepChange::Succeeded,
+                    };
+                    svc.catalog.update_step(lease, idx, change).await?;
                     return Ok(());
                 }
                 // An unreachable server is waited for, however long: its tenant's operation

@@ -110,61 +110,99 @@ impl Step for VerifySchema {
     type Output = ();
 
     async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
-        let secrets = TenantSecrets::for_slug(ctx.slug());
-        let app = ctx
-            .services
-            .secrets
-            .get(&ctx.secret_name(&secrets.app)?, None)
-            .await?;
-        let evidence = ctx.engine().evidence(&ctx.names, &app.value).await?;
-        let mut broken = evidence.principal_findings();
-        if !evidence.probes.all_refused() {
-            broken.push("the app principal could change audit events or history".into());
-        }
-        if !evidence.temporal.all_versioned() {
-            let bare: Vec<&str> = evidence
-                .temporal
-                .tables
-                .iter()
-                .filter(|t| !t.versioned)
-                .map(|t| t.table.as_str())
-                .collect();
-            broken.push(format!(
-                "business tables without history: {}",
-                bare.join(", ")
-            ));
-        }
-        if !evidence.temporal.all_history_append_only() {
-            broken.push("a history table accepts changes".into());
-        }
         let engine = ctx.engine();
         let snapshot = engine.schema_snapshot(&ctx.names).await?;
+        let version = ctx
+            .output::<ApplyMigrations>()?
+            .map_or_else(|| engine.schema_version(), |m| m.to);
+        let mut broken = Vec::new();
         if engine.name() == "postgres" {
             broken.extend(history_gaps(&snapshot));
         }
-        if broken.is_empty() {
-            // The verified schema is the baseline the drift check compares with from now on.
-            let version = ctx
-                .output::<ApplyMigrations>()?
-                .map_or_else(|| engine.schema_version(), |m| m.to);
-            ctx.services
-                .catalog
-                .record_schema_baseline(
-                    ctx.operation.tenant_id,
-                    version,
-                    &snapshot.fingerprint,
-                    &snapshot.objects,
-                )
-                .await
-                .map_err(|e| StepError::transient(format!("recording the schema baseline: {e}")))?;
-            Ok(())
-        } else {
-            Err(StepError::permanent(format!(
+        // The probes run once per distinct schema: a tenant whose schema is, object for object,
+        // one that passed them has the same tables, routines, triggers and permissions.
+        let key = (
+            engine.name().to_owned(),
+            version,
+            snapshot.fingerprint.clone(),
+        );
+        if !proven(&key) {
+            broken.extend(probe_invariants(ctx).await?);
+        }
+        if !broken.is_empty() {
+            return Err(StepError::permanent(format!(
                 "the migrated schema breaks the platform's invariants: {}",
                 broken.join("; ")
-            )))
+            )));
         }
+        remember(key);
+        // The verified schema is the baseline the drift check compares with from now on.
+        ctx.services
+            .catalog
+            .record_schema_baseline(
+                ctx.operation.tenant_id,
+                version,
+                &snapshot.fingerprint,
+                &snapshot.objects,
+            )
+            .await
+            .map_err(|e| StepError::transient(format!("recording the schema baseline: {e}")))?;
+        Ok(())
     }
+}
+
+/// A schema that passed the evidence probes: engine, version and fingerprint.
+type Proven = (String, i32, String);
+
+/// Schemas that passed the probes in this process (a restart probes each one once again).
+fn proven_set() -> &'static std::sync::Mutex<std::collections::HashSet<Proven>> {
+    static SET: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<Proven>>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(Default::default)
+}
+
+fn proven(key: &Proven) -> bool {
+    proven_set().lock().is_ok_and(|s| s.contains(key))
+}
+
+fn remember(key: Proven) {
+    if let Ok(mut s) = proven_set().lock() {
+        s.insert(key);
+    }
+}
+
+/// The evidence probes, live: the app principal refused on audit and history (real write
+/// attempts, rolled back), every business table versioned, history append-only, no principal
+/// with a right it must not have.
+async fn probe_invariants(ctx: &StepContext<'_>) -> Result<Vec<String>, StepError> {
+    let secrets = TenantSecrets::for_slug(ctx.slug());
+    let app = ctx
+        .services
+        .secrets
+        .get(&ctx.secret_name(&secrets.app)?, None)
+        .await?;
+    let evidence = ctx.engine().evidence(&ctx.names, &app.value).await?;
+    let mut broken = evidence.principal_findings();
+    if !evidence.probes.all_refused() {
+        broken.push("the app principal could change audit events or history".into());
+    }
+    if !evidence.temporal.all_versioned() {
+        let bare: Vec<&str> = evidence
+            .temporal
+            .tables
+            .iter()
+            .filter(|t| !t.versioned)
+            .map(|t| t.table.as_str())
+            .collect();
+        broken.push(format!(
+            "business tables without history: {}",
+            bare.join(", ")
+        ));
+    }
+    if !evidence.temporal.all_history_append_only() {
+        broken.push("a history table accepts changes".into());
+    }
+    Ok(broken)
 }
 
 /// PostgreSQL: the columns of business tables that their history table lacks (a migration

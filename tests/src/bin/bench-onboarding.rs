@@ -286,9 +286,19 @@ async fn main() {
     if let Some(dir) = std::path::Path::new(&out).parent() {
         std::fs::create_dir_all(dir).unwrap();
     }
+    // The rollout benchmark's section (bench-rollout) stays as it is.
+    let kept = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|old| {
+            let a = old.find("<!-- bench-rollout:start -->")?;
+            let b = old.find("<!-- bench-rollout:end -->")?;
+            (b > a).then(|| old[a..b + "<!-- bench-rollout:end -->".len()].to_owned())
+        })
+        .map(|section| format!("\n{section}\n"))
+        .unwrap_or_default();
     std::fs::File::create(&out)
         .unwrap()
-        .write_all(report.as_bytes())
+        .write_all(format!("{report}{kept}").as_bytes())
         .unwrap();
     println!("{report}");
 }

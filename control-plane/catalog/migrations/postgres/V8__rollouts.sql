@@ -32,17 +32,3 @@ CREATE TABLE rollout_tenants (
 );
 
 CREATE INDEX rollout_tenants_running ON rollout_tenants (rollout_id) WHERE state = 'running';
-
--- What the control plane knows of each tenant database's schema: the baseline (taken when it
--- last built or migrated the database, or when the drift check first saw its version) and the
--- last drift check against it. Not state: no audit rows.
-CREATE TABLE tenant_schemas (
-    tenant_id        uuid PRIMARY KEY REFERENCES tenants (id),
-    version          integer NOT NULL,
-    fingerprint      text NOT NULL,
-    objects          jsonb NOT NULL,
-    recorded_at      timestamptz NOT NULL DEFAULT now(),
-    checked_at       timestamptz NOT NULL DEFAULT now(),
-    live_fingerprint text NOT NULL,
-    drift            jsonb NOT NULL DEFAULT '[]'
-);

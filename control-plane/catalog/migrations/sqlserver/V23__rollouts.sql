@@ -42,19 +42,3 @@ CREATE TABLE catalog.RolloutTenants (
 
 CREATE INDEX IX_RolloutTenants_Running ON catalog.RolloutTenants (RolloutId)
     WHERE State = N'running';
-
--- What the control plane knows of each tenant database's schema: the
--- baseline (taken when it last built or migrated the database, or when the
--- drift check first saw its version) and the last drift check against it.
-CREATE TABLE catalog.TenantSchemas (
-    TenantId        uniqueidentifier NOT NULL CONSTRAINT PK_TenantSchemas PRIMARY KEY
-                    CONSTRAINT FK_TenantSchemas_Tenants REFERENCES catalog.Tenants (Id),
-    Version         int            NOT NULL,
-    Fingerprint     nvarchar(64)   NOT NULL,
-    Objects         nvarchar(max)  NOT NULL CONSTRAINT CK_TenantSchemas_Objects CHECK (ISJSON(Objects) = 1),
-    RecordedAt      datetime2(6)   NOT NULL CONSTRAINT DF_TenantSchemas_RecordedAt DEFAULT (SYSUTCDATETIME()),
-    CheckedAt       datetime2(6)   NOT NULL CONSTRAINT DF_TenantSchemas_CheckedAt DEFAULT (SYSUTCDATETIME()),
-    LiveFingerprint nvarchar(64)   NOT NULL,
-    Drift           nvarchar(max)  NOT NULL CONSTRAINT DF_TenantSchemas_Drift DEFAULT (N'[]')
-                    CONSTRAINT CK_TenantSchemas_Drift CHECK (ISJSON(Drift) = 1)
-);

@@ -15,8 +15,8 @@ use crate::rollouts::{
 
 const SELECT: &str = "SELECT id, state, reason, target_version, request, actor, created_at, \
      updated_at FROM rollouts";
-const SELECT_TENANTS: &str = "SELECT rollout_id, tenant_id, slug, server, wave, state, \
-     operation_id, message FROM rollout_tenants";
+const SELECT_TENANTS: &str = "SELECT rollout_id, tenant_id, slug, server, wave, from_version, \
+     state, operation_id, message FROM rollout_tenants";
 
 fn rollout_from_row(row: &Row) -> Result<RolloutRecord, CatalogError> {
     Ok(RolloutRecord {
@@ -38,6 +38,7 @@ fn tenant_from_row(row: &Row) -> Result<RolloutTenantRecord, CatalogError> {
         slug: row.get("slug"),
         server: row.get("server"),
         wave: row.get("wave"),
+        from_version: row.get("from_version"),
         state: parse::<RolloutTenantState>(row.get("state"))?,
         operation: row.get("operation_id"),
         message: row.get("message"),
@@ -126,11 +127,13 @@ impl PgCatalog {
         let slugs: Vec<&str> = rollout.tenants.iter().map(|t| t.slug.as_str()).collect();
         let servers: Vec<&str> = rollout.tenants.iter().map(|t| t.server.as_str()).collect();
         let waves: Vec<i32> = rollout.tenants.iter().map(|t| t.wave).collect();
+        let from: Vec<Option<i32>> = rollout.tenants.iter().map(|t| t.from_version).collect();
         tx.execute(
-            "INSERT INTO rollout_tenants (rollout_id, tenant_id, slug, server, wave) \
-             SELECT $1, t, s, v, w FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[]) \
-                 AS x(t, s, v, w)",
-            &[&rollout.id, &tenant_ids, &slugs, &servers, &waves],
+            "INSERT INTO rollout_tenants (rollout_id, tenant_id, slug, server, wave, from_version) \
+             SELECT $1, t, s, v, w, f \
+               FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[]) \
+                 AS x(t, s, v, w, f)",
+            &[&rollout.id, &tenant_ids, &slugs, &servers, &waves, &from],
         )
         .await?;
         append_audit(

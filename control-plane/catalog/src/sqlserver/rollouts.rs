@@ -22,8 +22,8 @@ pub(super) mod sql {
          CreatedAt, UpdatedAt FROM catalog.Rollouts";
 
     /// Every column of a rollout's tenant.
-    pub const SELECT_TENANTS: &str = "SELECT RolloutId, TenantId, Slug, Server, Wave, State, \
-         OperationId, Message FROM catalog.RolloutTenants";
+    pub const SELECT_TENANTS: &str = "SELECT RolloutId, TenantId, Slug, Server, Wave, \
+         FromVersion, State, OperationId, Message FROM catalog.RolloutTenants";
 
     /// Records rollout `@P1` (target `@P2`, request `@P3`, actor `@P4`) with its tenants (`@P5`,
     /// a JSON array) and its audit row (`@P6` detail). The filtered unique index
@@ -31,12 +31,13 @@ pub(super) mod sql {
     pub const CREATE: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
          INSERT INTO catalog.Rollouts (Id, TargetVersion, Request, Actor) \
          VALUES (@P1, @P2, @P3, @P4); \
-         INSERT INTO catalog.RolloutTenants (RolloutId, TenantId, Slug, Server, Wave) \
-         SELECT @P1, j.TenantId, j.Slug, j.Server, j.Wave \
+         INSERT INTO catalog.RolloutTenants (RolloutId, TenantId, Slug, Server, Wave, FromVersion) \
+         SELECT @P1, j.TenantId, j.Slug, j.Server, j.Wave, j.FromVersion \
            FROM OPENJSON(@P5) WITH (TenantId uniqueidentifier '$.tenant_id', \
                                     Slug nvarchar(128) '$.slug', \
                                     Server nvarchar(40) '$.server', \
-                                    Wave int '$.wave') AS j; \
+                                    Wave int '$.wave', \
+                                    FromVersion int '$.from_version') AS j; \
          EXEC catalog.AuditAppend @Actor = @P4, @RequestId = NULL, @TenantId = NULL, \
               @OperationId = NULL, @Action = N'rollout.started', @Detail = @P6; \
          COMMIT TRANSACTION;";
@@ -160,6 +161,7 @@ fn tenant_from_row(row: &Row) -> Result<RolloutTenantRecord, CatalogError> {
         slug: text(row, "Slug")?,
         server: text(row, "Server")?,
         wave: required(row, "Wave")?,
+        from_version: column(row, "FromVersion")?,
         state: parsed::<RolloutTenantState>(row, "State")?,
         operation: column(row, "OperationId")?,
         message: optional_text(row, "Message")?,
@@ -235,7 +237,7 @@ impl SqlServerCatalog {
                 .iter()
                 .map(|t| {
                     json!({"tenant_id": t.tenant_id, "slug": t.slug, "server": t.server,
-                           "wave": t.wave})
+                           "wave": t.wave, "from_version": t.from_version})
                 })
                 .collect(),
         )

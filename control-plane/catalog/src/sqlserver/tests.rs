@@ -125,6 +125,7 @@ fn step_changes_carry_their_value_as_the_fourth_parameter() {
         (StepChange::Started, false),
         (StepChange::Output(json!({"db": "tenant_acme"})), true),
         (StepChange::Succeeded, false),
+        (StepChange::SucceededWith(json!({"version": 100})), true),
         (StepChange::Failed("boom".into()), true),
         (StepChange::Error("again".into()), true),
         (StepChange::UndoStarted, false),

@@ -33,8 +33,9 @@ pub const MIGRATE_BEGIN: &str = "SET XACT_ABORT ON; SET LOCK_TIMEOUT 10000; BEGI
 /// database waits and then finds nothing pending.
 pub const MIGRATION_HISTORY: &str = "SELECT version, name, checksum \
      FROM dbo.refinery_schema_history WITH (UPDLOCK, HOLDLOCK, TABLOCK)";
-/// Every object of the tenant's schemas a fingerprint covers: (kind, name, detail, principal).
-/// Routines are hashed by definition; permissions are every GRANT and DENY on the database,
+/// Every object of the tenant's schemas a fingerprint covers: (kind, name, detail, principal):
+/// columns, tables (system versioning and history table), triggers (enabled or not), indexes,
+/// routines. Routines are hashed by definition; permissions are every GRANT and DENY on the database,
 /// the schemas and their objects.
 pub const SCHEMA_OBJECTS: &str = "\
     SELECT CAST(N'column' AS nvarchar(20)) AS kind, \
@@ -47,6 +48,18 @@ pub const SCHEMA_OBJECTS: &str = "\
       JOIN sys.schemas AS s ON s.schema_id = t.schema_id \
       JOIN sys.types AS ty ON ty.user_type_id = c.user_type_id \
      WHERE s.name IN (N'app', N'audit', N'history', N'platform') \
+    UNION ALL \
+    SELECT N'table', s.name + N'.' + t.name, t.temporal_type_desc \
+           + ISNULL(N' history ' + OBJECT_SCHEMA_NAME(t.history_table_id) + N'.' \
+                    + OBJECT_NAME(t.history_table_id), N''), NULL \
+      FROM sys.tables AS t JOIN sys.schemas AS s ON s.schema_id = t.schema_id \
+     WHERE s.name IN (N'app', N'audit', N'history', N'platform') \
+    UNION ALL \
+    SELECT N'trigger', s.name + N'.' + OBJECT_NAME(tr.parent_id) + N'.' + tr.name, \
+           CASE WHEN tr.is_disabled = 1 THEN N'disabled' ELSE N'enabled' END, NULL \
+      FROM sys.triggers AS tr JOIN sys.objects AS o ON o.object_id = tr.object_id \
+      JOIN sys.schemas AS s ON s.schema_id = o.schema_id \
+     WHERE tr.parent_class = 1 AND s.name IN (N'app', N'audit', N'history', N'platform') \
     UNION ALL \
     SELECT N'index', s.name + N'.' + t.name + N'.' + i.name, i.type_desc \
            + CASE WHEN i.is_unique = 1 THEN N' unique' ELSE N'' END, NULL \
