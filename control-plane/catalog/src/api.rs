@@ -387,6 +387,10 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         drift: &[String],
     ) -> Result<(), CatalogError>;
 
-    /// Every tenant's schema baseline and last check.
-    async fn tenant_schemas(&self) -> Result<Vec<TenantSchemaRecord>, CatalogError>;
+    /// Every tenant's schema baseline and last check; the baselines' objects only
+    /// `with_objects` (they are large: the drift check needs them, views and metrics do not).
+    async fn tenant_schemas(
+        &self,
+        with_objects: bool,
+    ) -> Result<Vec<TenantSchemaRecord>, CatalogError>;
 }

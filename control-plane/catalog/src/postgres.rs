@@ -1141,8 +1141,11 @@ impl CatalogStore for PgCatalog {
             .await
     }
 
-    async fn tenant_schemas(&self) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
-        self.pg_tenant_schemas().await
+    async fn tenant_schemas(
+        &self,
+        with_objects: bool,
+    ) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
+        self.pg_tenant_schemas(with_objects).await
     }
 }
 

@@ -1086,8 +1086,11 @@ impl CatalogStore for SqlServerCatalog {
             .await
     }
 
-    async fn tenant_schemas(&self) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
-        self.ms_tenant_schemas().await
+    async fn tenant_schemas(
+        &self,
+        with_objects: bool,
+    ) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
+        self.ms_tenant_schemas(with_objects).await
     }
 }
 

@@ -509,7 +509,7 @@ impl Metrics {
                 .inc();
         }
         let drifted = catalog
-            .tenant_schemas()
+            .tenant_schemas(false)
             .await?
             .iter()
             .filter(|s| !s.drift.is_empty())

@@ -65,7 +65,7 @@ impl Orchestrator {
             .into_iter()
             .filter(|t| t.state == TenantState::Active && t.released_at.is_none())
             .collect();
-        let baselines = svc.catalog.tenant_schemas().await?;
+        let baselines = svc.catalog.tenant_schemas(true).await?;
         let outcomes: Vec<Outcome> = stream::iter(tenants)
             .map(|t| {
                 let baseline = baselines.iter().find(|b| b.tenant_id == t.id).cloned();

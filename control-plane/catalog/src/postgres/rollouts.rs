@@ -331,16 +331,20 @@ impl PgCatalog {
         Ok(())
     }
 
-    pub(super) async fn pg_tenant_schemas(&self) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
+    pub(super) async fn pg_tenant_schemas(
+        &self,
+        with_objects: bool,
+    ) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
         let conn = self.conn().await?;
         let strings = |v: serde_json::Value, what: &str| -> Result<Vec<String>, CatalogError> {
             serde_json::from_value(v)
                 .map_err(|e| CatalogError::Corrupt(format!("tenant_schemas.{what}: {e}")))
         };
         conn.query(
-            "SELECT tenant_id, version, fingerprint, objects, recorded_at, checked_at, \
-                    live_fingerprint, drift FROM tenant_schemas",
-            &[],
+            "SELECT tenant_id, version, fingerprint, \
+                    CASE WHEN $1 THEN objects ELSE '[]'::jsonb END AS objects, recorded_at, \
+                    checked_at, live_fingerprint, drift FROM tenant_schemas",
+            &[&with_objects],
         )
         .await?
         .iter()

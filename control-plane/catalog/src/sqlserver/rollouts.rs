@@ -114,8 +114,9 @@ pub(super) mod sql {
             SET CheckedAt = SYSUTCDATETIME(), LiveFingerprint = @P2, Drift = @P3 \
           WHERE TenantId = @P1;";
 
-    /// Every tenant's schema baseline and last check.
-    pub const TENANT_SCHEMAS: &str = "SELECT TenantId, Version, Fingerprint, Objects, RecordedAt, \
+    /// Every tenant's schema baseline and last check, the baseline's objects only when `@P1`.
+    pub const TENANT_SCHEMAS: &str = "SELECT TenantId, Version, Fingerprint, \
+         CASE WHEN @P1 = 1 THEN Objects ELSE N'[]' END AS Objects, RecordedAt, \
          CheckedAt, LiveFingerprint, Drift FROM catalog.TenantSchemas;";
 }
 
@@ -398,12 +399,15 @@ impl SqlServerCatalog {
         Ok(())
     }
 
-    pub(super) async fn ms_tenant_schemas(&self) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
+    pub(super) async fn ms_tenant_schemas(
+        &self,
+        with_objects: bool,
+    ) -> Result<Vec<TenantSchemaRecord>, CatalogError> {
         let strings = |row: &Row, what: &str| -> Result<Vec<String>, CatalogError> {
             serde_json::from_value(json_column(row, what)?)
                 .map_err(|e| CatalogError::Corrupt(format!("TenantSchemas.{what}: {e}")))
         };
-        self.query(sql::TENANT_SCHEMAS, &[])
+        self.query(sql::TENANT_SCHEMAS, &[&with_objects])
             .await?
             .iter()
             .map(|r| {

@@ -27,7 +27,7 @@ pub(crate) async fn fleet_schema(
     State(state): State<AppState>,
 ) -> Result<Json<FleetSchema>, AppError> {
     let tenants = state.catalog.list_tenants().await?;
-    let schemas = state.catalog.tenant_schemas().await?;
+    let schemas = state.catalog.tenant_schemas(false).await?;
     let mut versions: BTreeMap<String, i64> = BTreeMap::new();
     let mut view = Vec::new();
     for t in tenants
