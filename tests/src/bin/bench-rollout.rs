@@ -339,6 +339,25 @@ async fn main() {
         .map(|l| format!("{l}\n"))
         .collect();
     eprintln!("{steps}");
+    let fleet: serde_json::Value = client
+        .get(format!("{}/v1/fleet/schema", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fingerprints: std::collections::BTreeSet<String> = fleet["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["expected_fingerprint"].as_str().map(str::to_owned))
+        .collect();
+    eprintln!(
+        "distinct fingerprints after the rollout: {}",
+        fingerprints.len()
+    );
     // 4. Nothing to apply.
     let (noop, _) = rollout(&client, &server.base, &admin, request.clone()).await;
     eprintln!("rollout with nothing to apply: {noop:.1} s");
@@ -370,7 +389,8 @@ async fn main() {
          ours / sequential baseline: {ratio_seq:.2}; \
          nothing-to-apply pass: {noop:.1} s for {n} tenants (target ≤ 10 s for 1,000).\n\n\
          The rollout's steps as the server's `/metrics` saw them (seconds summed over tenants):\n\n\
-         ```text\n{steps}```\n{END}\n",
+         ```text\n{steps}```\n\nDistinct schema fingerprints after the rollout: {distinct} (the \
+         evidence probes ran once per distinct schema).\n{END}\n",
         date = chrono::Utc::now().format("%Y-%m-%d"),
         seqp = per(seq),
         parp = per(par),
@@ -378,6 +398,7 @@ async fn main() {
         noopp = per(noop),
         ratio = ours / par,
         ratio_seq = ours / seq,
+        distinct = fingerprints.len(),
     );
     let existing = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
     let updated = match (existing.find(START), existing.find(END)) {
