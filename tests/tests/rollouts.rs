@@ -509,7 +509,8 @@ fn fleet_tenant<'a>(fleet: &'a Value, slug: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{slug} not in {fleet:#}"))
 }
 
-/// A hand-made change in a tenant database (a dropped grant, an extra column) is reported as
+/// A hand-made change in a tenant database (a dropped grant, an extra column, a principal put
+/// in another role) is reported as
 /// drift naming the object, in `GET /v1/fleet/schema` and `tcp_tenants_drifted`.
 async fn hand_made_changes_are_reported_as_drift_naming_the_object(engine: EngineUnderTest) {
     let sqlserver = matches!(engine, EngineUnderTest::SqlServer { .. });
@@ -517,14 +518,15 @@ async fn hand_made_changes_are_reported_as_drift_naming_the_object(engine: Engin
     env.onboard("dr-grant").await;
     env.onboard("dr-column").await;
     env.onboard("dr-clean").await;
+    env.onboard("dr-member").await;
     let fleet = fleet_until(&env, |f| {
         f["tenants"]
             .as_array()
-            .is_some_and(|ts| ts.len() == 3 && ts.iter().all(|t| t["state"] == "ok"))
+            .is_some_and(|ts| ts.len() == 4 && ts.iter().all(|t| t["state"] == "ok"))
     })
     .await;
     let version = env.app.engine.schema_version().to_string();
-    assert_eq!(fleet["versions"][&version], 3, "{fleet:#}");
+    assert_eq!(fleet["versions"][&version], 4, "{fleet:#}");
     // Every tenant on one release has one fingerprint: the principals are named by role.
     let fingerprint = &fleet_tenant(&fleet, "dr-clean")["expected_fingerprint"];
     assert!(fingerprint.is_string());
@@ -533,12 +535,14 @@ async fn hand_made_changes_are_reported_as_drift_naming_the_object(engine: Engin
         fingerprint
     );
 
-    let (revoke, missing, add, extra) = if sqlserver {
+    let (revoke, missing, add, extra, join, joined) = if sqlserver {
         (
             "REVOKE EXECUTE ON SCHEMA::app FROM app_rw;".to_owned(),
             "missing: grant EXECUTE on schema app to app_rw",
             "ALTER TABLE app.Customers ADD Sneaky nvarchar(10) NULL;",
             "extra: column app.Customers.Sneaky",
+            "ALTER ROLE db_datareader ADD MEMBER app_rw;".to_owned(),
+            "extra: membership member on db_datareader to app_rw",
         )
     } else {
         (
@@ -549,6 +553,11 @@ async fn hand_made_changes_are_reported_as_drift_naming_the_object(engine: Engin
             "missing: grant EXECUTE on app.customer_get(p_id uuid) to app_rw",
             "ALTER TABLE app.customers ADD COLUMN sneaky text;",
             "extra: column app.customers.sneaky text",
+            format!(
+                "GRANT pg_read_all_data TO {};",
+                env.names("dr-member").app_a
+            ),
+            "extra: membership member on pg_read_all_data to app_a",
         )
     };
     let probe = env.probe();
@@ -564,7 +573,23 @@ async fn hand_made_changes_are_reported_as_drift_naming_the_object(engine: Engin
         .execute(add)
         .await
         .unwrap();
-    let fleet = fleet_until(&env, |f| f["drifted"] == 2).await;
+    // A principal's role membership (what the evidence probes judge) is part of the schema too.
+    probe
+        .admin(&env.names("dr-member").database)
+        .await
+        .execute(&join)
+        .await
+        .unwrap();
+    let fleet = fleet_until(&env, |f| f["drifted"] == 3).await;
+    let member = fleet_tenant(&fleet, "dr-member");
+    assert!(
+        member["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_str().unwrap() == joined),
+        "{member:#}"
+    );
     let grant = fleet_tenant(&fleet, "dr-grant");
     assert_eq!(grant["state"], "drifted", "{fleet:#}");
     assert!(
@@ -588,7 +613,7 @@ async fn hand_made_changes_are_reported_as_drift_naming_the_object(engine: Engin
     assert_eq!(fleet_tenant(&fleet, "dr-clean")["state"], "ok");
     let (status, _, text) = env.call_text(Method::GET, "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(text.lines().any(|l| l == "tcp_tenants_drifted 2"), "{text}");
+    assert!(text.lines().any(|l| l == "tcp_tenants_drifted 3"), "{text}");
 }
 
 conformance!(

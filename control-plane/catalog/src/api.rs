@@ -342,6 +342,9 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
     /// A rollout with its tenants.
     async fn rollout(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError>;
 
+    /// A rollout's state alone (cheap: the driver asks before each migration it starts).
+    async fn rollout_state(&self, id: Uuid) -> Result<Option<RolloutState>, CatalogError>;
+
     /// Every rollout, newest first, with its tenants.
     async fn rollouts(&self) -> Result<Vec<RolloutRecord>, CatalogError>;
 

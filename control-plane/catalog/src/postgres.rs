@@ -1097,6 +1097,14 @@ impl CatalogStore for PgCatalog {
         self.pg_rollouts().await
     }
 
+    async fn rollout_state(&self, id: Uuid) -> Result<Option<RolloutState>, CatalogError> {
+        let conn = self.conn().await?;
+        conn.query_opt("SELECT state FROM rollouts WHERE id = $1", &[&id])
+            .await?
+            .map(|r| parse::<RolloutState>(r.get(0)))
+            .transpose()
+    }
+
     async fn rollouts_to_drive(&self) -> Result<Vec<Uuid>, CatalogError> {
         self.pg_rollouts_to_drive().await
     }

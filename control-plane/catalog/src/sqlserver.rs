@@ -1042,6 +1042,10 @@ impl CatalogStore for SqlServerCatalog {
         self.ms_rollouts().await
     }
 
+    async fn rollout_state(&self, id: Uuid) -> Result<Option<RolloutState>, CatalogError> {
+        self.ms_rollout_state(id).await
+    }
+
     async fn rollouts_to_drive(&self) -> Result<Vec<Uuid>, CatalogError> {
         self.ms_rollouts_to_drive().await
     }

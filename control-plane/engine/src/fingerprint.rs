@@ -1,6 +1,7 @@
-//! A tenant database's schema fingerprint: every table column, index, routine (by a hash of its
-//! definition) and permission (GRANT and, on SQL Server, DENY) of the tenant's schemas, read
-//! live from the database, one line per object, with the tenant's own principal names replaced
+//! A tenant database's schema fingerprint: every table column, index, trigger, routine (by a
+//! hash of its definition), owner and permission (GRANT and, on SQL Server, DENY) of the
+//! tenant's schemas, and its principals' attributes and role memberships, read live from the
+//! database, one line per object, with the tenant's own principal names replaced
 //! by their roles (`owner`, `app_rw`, ...) so two tenants on one release compare equal. The
 //! fingerprint is a hash of the sorted lines; two snapshots that differ name the lines that
 //! differ.
@@ -59,15 +60,19 @@ impl SchemaSnapshot {
     pub fn of(names: &TenantNames, raw: Vec<RawObject>) -> SchemaSnapshot {
         let mut objects: Vec<String> = raw
             .into_iter()
-            .map(|o| match &o.principal {
-                Some(p) => format!(
-                    "{} {} on {} to {}",
-                    o.kind,
-                    o.detail,
-                    o.name,
-                    role_of(names, p)
-                ),
-                None => format!("{} {} {}", o.kind, o.name, o.detail),
+            .map(|o| {
+                // A principal's own name (a role line, a membership) is named by role too.
+                let name = role_of(names, &o.name);
+                match &o.principal {
+                    Some(p) => format!(
+                        "{} {} on {} to {}",
+                        o.kind,
+                        o.detail,
+                        name,
+                        role_of(names, p)
+                    ),
+                    None => format!("{} {} {}", o.kind, name, o.detail),
+                }
             })
             .collect();
         objects.sort();

@@ -349,8 +349,10 @@ impl PostgresEngine {
 }
 
 /// Every object of the tenant's schemas (`$1`) a fingerprint covers: (kind, name, detail,
-/// principal): columns, indexes, triggers (definition and enabled state), routines. Routines are named with their argument types and hashed by definition;
-/// permissions are the ACL entries of tables, routines and the schemas themselves.
+/// principal): columns, indexes, triggers (definition and enabled state), routines, owners,
+/// row-level security policies; permissions (the ACL entries of tables, columns, routines and
+/// the schemas themselves); and the tenant's principals (`$2`): their attributes and role
+/// memberships. Routines are named with their argument types and hashed by definition.
 const SCHEMA_OBJECTS: &str = "\
     SELECT 'column', n.nspname || '.' || c.relname || '.' || a.attname, \
            format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, \
@@ -388,7 +390,44 @@ const SCHEMA_OBJECTS: &str = "\
     SELECT 'grant', 'schema ' || n.nspname, x.privilege_type, COALESCE(r.rolname, 'PUBLIC') \
       FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) x \
       LEFT JOIN pg_roles r ON r.oid = x.grantee \
-     WHERE n.nspname = ANY($1) AND n.nspacl IS NOT NULL";
+     WHERE n.nspname = ANY($1) AND n.nspacl IS NOT NULL \
+    UNION ALL \
+    SELECT 'grant', n.nspname || '.' || c.relname || '.' || a.attname, x.privilege_type, \
+           COALESCE(r.rolname, 'PUBLIC') \
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+      JOIN pg_namespace n ON n.oid = c.relnamespace \
+      CROSS JOIN LATERAL aclexplode(a.attacl) x LEFT JOIN pg_roles r ON r.oid = x.grantee \
+     WHERE n.nspname = ANY($1) AND a.attacl IS NOT NULL \
+    UNION ALL \
+    SELECT 'owner', n.nspname || '.' || c.relname, c.relkind::text, pg_get_userbyid(c.relowner) \
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = ANY($1) \
+    UNION ALL \
+    SELECT 'owner', 'schema ' || n.nspname, 'schema', pg_get_userbyid(n.nspowner) \
+      FROM pg_namespace n WHERE n.nspname = ANY($1) \
+    UNION ALL \
+    SELECT 'owner', n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', \
+           'routine', pg_get_userbyid(p.proowner) \
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+     WHERE n.nspname = ANY($1) \
+    UNION ALL \
+    SELECT 'policy', n.nspname || '.' || c.relname || '.' || pol.polname, \
+           md5(coalesce(pg_get_expr(pol.polqual, pol.polrelid), '') || '|' \
+               || coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), '') || '|' \
+               || pol.polcmd::text || '|' || pol.polpermissive::text), NULL \
+      FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid \
+      JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = ANY($1) \
+    UNION ALL \
+    SELECT 'role', r.rolname, concat_ws(',', 'super=' || r.rolsuper, 'createrole=' || r.rolcreaterole, \
+           'createdb=' || r.rolcreatedb, 'login=' || r.rolcanlogin, 'bypassrls=' || r.rolbypassrls, \
+           'inherit=' || r.rolinherit, 'replication=' || r.rolreplication), NULL \
+      FROM pg_roles r WHERE r.rolname = ANY($2) \
+    UNION ALL \
+    SELECT 'membership', g.rolname, 'member', u.rolname \
+      FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid \
+      JOIN pg_roles u ON u.oid = m.member \
+     WHERE g.rolname = ANY($2) OR u.rolname = ANY($2)";
 
 #[async_trait]
 impl Engine for PostgresEngine {
@@ -603,7 +642,10 @@ impl Engine for PostgresEngine {
     async fn schema_snapshot(&self, names: &TenantNames) -> Result<SchemaSnapshot, EngineError> {
         let client = self.connect_db(&names.database).await?;
         let schemas: Vec<&str> = crate::fingerprint::SCHEMAS.to_vec();
-        let rows = client.query(SCHEMA_OBJECTS, &[&schemas]).await?;
+        let principals: Vec<&str> = names.principals_drop_order().to_vec();
+        let rows = client
+            .query(SCHEMA_OBJECTS, &[&schemas, &principals])
+            .await?;
         let raw = rows
             .iter()
             .map(|r| RawObject {

@@ -346,6 +346,10 @@ impl Orchestrator {
                         ),
                     )),
                     Some(_) => None,
+                    None if rollout.state == RolloutState::Aborted => Some((
+                        RolloutTenantState::Skipped,
+                        Some("its migration operation vanished; the rollout was aborted".into()),
+                    )),
                     None => Some((
                         RolloutTenantState::Pending,
                         Some("its migration operation vanished; started again".into()),
@@ -469,7 +473,13 @@ impl Orchestrator {
                 continue;
             }
             let start = match self.precheck(&rollout, t).await? {
-                Ok(tenant) => self.start_operation_for(&rollout, &tenant).await?,
+                Ok(tenant) => {
+                    // Paused or aborted since this pass read the rollout: start nothing more.
+                    if svc.catalog.rollout_state(id).await? != Some(RolloutState::Running) {
+                        break;
+                    }
+                    self.start_operation_for(&rollout, &tenant).await?
+                }
                 Err(start) => start,
             };
             match start {
@@ -643,6 +653,8 @@ fn record(
     operation: Option<Uuid>,
     message: Option<String>,
 ) {
+    // One change per tenant and pass: the last one.
+    changes.retain(|c| c.tenant_id != t.tenant_id);
     t.state = state;
     if operation.is_some() {
         t.operation = operation;

@@ -95,11 +95,19 @@ impl Orchestrator {
     ) -> Outcome {
         let svc = self.runner().services();
         let attempt = async {
-            if svc.catalog.active_operation(t.id).await?.is_some() {
+            // Read again now (a pass takes a while): a tenant migrated since the pass began is
+            // left for the next one, and so is one whose operation started during the snapshot.
+            let now = svc.catalog.tenant(t.id).await?;
+            let busy = svc.catalog.active_operation(t.id).await?.is_some();
+            if busy || now.as_ref().map(|n| n.schema_version) != Some(t.schema_version) {
                 return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Outcome::Skipped);
             }
             let engine = svc.engines.for_tenant(t).await?;
+            let operations_before = svc.catalog.tenant_operations(t.id).await?.len();
             let live = engine.schema_snapshot(&engine.names(&t.slug)).await?;
+            if svc.catalog.tenant_operations(t.id).await?.len() != operations_before {
+                return Ok(Outcome::Skipped);
+            }
             let version = t.schema_version.unwrap_or(0);
             match baseline {
                 Some(b) if b.version == version => {

@@ -42,6 +42,9 @@ pub(super) mod sql {
               @OperationId = NULL, @Action = N'rollout.started', @Detail = @P6; \
          COMMIT TRANSACTION;";
 
+    /// Rollout `@P1`'s state.
+    pub const STATE: &str = "SELECT State FROM catalog.Rollouts WHERE Id = @P1;";
+
     /// The active rollout, if any.
     pub const ACTIVE: &str = "SELECT Id, State FROM catalog.Rollouts \
          WHERE State IN (N'running', N'paused', N'halted');";
@@ -130,6 +133,7 @@ pub fn generated_statements() -> Vec<(&'static str, String)> {
         ),
         ("rollouts_create", sql::CREATE.to_owned()),
         ("rollouts_active", sql::ACTIVE.to_owned()),
+        ("rollouts_state", sql::STATE.to_owned()),
         ("rollouts_to_drive", sql::TO_DRIVE.to_owned()),
         ("rollouts_set_state", sql::SET_STATE.to_owned()),
         ("rollouts_update_tenants", sql::UPDATE_TENANTS.to_owned()),
@@ -277,6 +281,16 @@ impl SqlServerCatalog {
 
     pub(super) async fn ms_rollout(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError> {
         Ok(self.load_rollouts(Some(id)).await?.pop())
+    }
+
+    pub(super) async fn ms_rollout_state(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<RolloutState>, CatalogError> {
+        self.query_opt(sql::STATE, &[&id])
+            .await?
+            .map(|r| parsed::<RolloutState>(&r, "State"))
+            .transpose()
     }
 
     pub(super) async fn ms_rollouts(&self) -> Result<Vec<RolloutRecord>, CatalogError> {

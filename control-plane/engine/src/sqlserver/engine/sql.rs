@@ -35,12 +35,14 @@ pub const MIGRATION_HISTORY: &str = "SELECT version, name, checksum \
      FROM dbo.refinery_schema_history WITH (UPDLOCK, HOLDLOCK, TABLOCK)";
 /// Every object of the tenant's schemas a fingerprint covers: (kind, name, detail, principal):
 /// columns, tables (system versioning and history table), triggers (enabled or not), indexes,
-/// routines. Routines are hashed by definition; permissions are every GRANT and DENY on the database,
-/// the schemas and their objects.
+/// routines, owners; every GRANT and DENY on the database, the schemas and their objects
+/// (`public`'s included); the database's principals and role memberships. Routines are hashed
+/// by definition.
 pub const SCHEMA_OBJECTS: &str = "\
     SELECT CAST(N'column' AS nvarchar(20)) AS kind, \
            CAST(s.name + N'.' + t.name + N'.' + c.name AS nvarchar(600)) AS name, \
-           CAST(ty.name + N'(' + CAST(c.max_length AS nvarchar(10)) + N')' \
+           CAST(ty.name + N'(' + CAST(c.max_length AS nvarchar(10)) + N',' \
+                + CAST(c.precision AS nvarchar(10)) + N',' + CAST(c.scale AS nvarchar(10)) + N')' \
                 + CASE WHEN c.is_nullable = 0 THEN N' not null' ELSE N'' END AS nvarchar(400)) AS detail, \
            CAST(NULL AS nvarchar(256)) AS principal \
       FROM sys.columns AS c \
@@ -49,7 +51,7 @@ pub const SCHEMA_OBJECTS: &str = "\
       JOIN sys.types AS ty ON ty.user_type_id = c.user_type_id \
      WHERE s.name IN (N'app', N'audit', N'history', N'platform') \
     UNION ALL \
-    SELECT N'table', s.name + N'.' + t.name, t.temporal_type_desc \
+    SELECT N'table', s.name + N'.' + t.name, t.temporal_type_desc COLLATE DATABASE_DEFAULT \
            + ISNULL(N' history ' + OBJECT_SCHEMA_NAME(t.history_table_id) + N'.' \
                     + OBJECT_NAME(t.history_table_id), N''), NULL \
       FROM sys.tables AS t JOIN sys.schemas AS s ON s.schema_id = t.schema_id \
@@ -61,7 +63,7 @@ pub const SCHEMA_OBJECTS: &str = "\
       JOIN sys.schemas AS s ON s.schema_id = o.schema_id \
      WHERE tr.parent_class = 1 AND s.name IN (N'app', N'audit', N'history', N'platform') \
     UNION ALL \
-    SELECT N'index', s.name + N'.' + t.name + N'.' + i.name, i.type_desc \
+    SELECT N'index', s.name + N'.' + t.name + N'.' + i.name, i.type_desc COLLATE DATABASE_DEFAULT \
            + CASE WHEN i.is_unique = 1 THEN N' unique' ELSE N'' END, NULL \
       FROM sys.indexes AS i \
       JOIN sys.objects AS t ON t.object_id = i.object_id AND t.type = 'U' \
@@ -80,10 +82,25 @@ pub const SCHEMA_OBJECTS: &str = "\
                         ELSE OBJECT_SCHEMA_NAME(p.major_id) + N'.' + OBJECT_NAME(p.major_id) END, \
            p.permission_name COLLATE DATABASE_DEFAULT, USER_NAME(p.grantee_principal_id) \
       FROM sys.database_permissions AS p \
-     WHERE p.class IN (0, 1, 3) AND p.grantee_principal_id > 0 \
+     WHERE p.class IN (0, 1, 3) AND p.grantee_principal_id >= 0 \
        AND (p.class = 0 \
             OR (p.class = 3 AND SCHEMA_NAME(p.major_id) IN (N'app', N'audit', N'history', N'platform')) \
-            OR (p.class = 1 AND OBJECT_SCHEMA_NAME(p.major_id) IN (N'app', N'audit', N'history', N'platform')));";
+            OR (p.class = 1 AND OBJECT_SCHEMA_NAME(p.major_id) IN (N'app', N'audit', N'history', N'platform'))) \
+    UNION ALL \
+    SELECT N'membership', USER_NAME(m.role_principal_id), N'member', USER_NAME(m.member_principal_id) \
+      FROM sys.database_role_members AS m \
+    UNION ALL \
+    SELECT N'principal', dp.name, dp.type_desc COLLATE DATABASE_DEFAULT + N' ' \
+           + dp.authentication_type_desc COLLATE DATABASE_DEFAULT, NULL \
+      FROM sys.database_principals AS dp \
+     WHERE dp.principal_id > 4 AND dp.is_fixed_role = 0 \
+    UNION ALL \
+    SELECT N'owner', N'schema ' + s.name, N'schema', USER_NAME(s.principal_id) \
+      FROM sys.schemas AS s WHERE s.name IN (N'app', N'audit', N'history', N'platform') \
+    UNION ALL \
+    SELECT N'owner', s.name + N'.' + o.name, N'object', USER_NAME(o.principal_id) \
+      FROM sys.objects AS o JOIN sys.schemas AS s ON s.schema_id = o.schema_id \
+     WHERE o.principal_id IS NOT NULL AND s.name IN (N'app', N'audit', N'history', N'platform');";
 /// The refinery history, read without locks (what a migration would apply).
 pub const MIGRATION_HISTORY_READ: &str = "SELECT version, name, checksum \
      FROM dbo.refinery_schema_history";
