@@ -560,6 +560,9 @@ async fn hand_made_changes_are_reported_as_drift_naming_the_object(engine: Engin
             "extra: membership member on pg_read_all_data to app_a",
         )
     };
+    // Rotation switches logins off and on on purpose: that is no drift.
+    env.rotate("dr-clean", "emergency").await;
+    let rotated_at = chrono::Utc::now();
     let probe = env.probe();
     probe
         .admin(&env.names("dr-grant").database)
@@ -610,7 +613,11 @@ async fn hand_made_changes_are_reported_as_drift_naming_the_object(engine: Engin
             .any(|d| d.as_str().unwrap().starts_with(extra)),
         "{column:#}"
     );
-    assert_eq!(fleet_tenant(&fleet, "dr-clean")["state"], "ok");
+    let clean = fleet_tenant(&fleet, "dr-clean");
+    assert_eq!(clean["state"], "ok", "{clean:#}");
+    let checked: chrono::DateTime<chrono::Utc> =
+        clean["checked_at"].as_str().unwrap().parse().unwrap();
+    assert!(checked > rotated_at, "{clean:#}");
     let (status, _, text) = env.call_text(Method::GET, "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.lines().any(|l| l == "tcp_tenants_drifted 3"), "{text}");

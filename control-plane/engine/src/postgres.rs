@@ -352,7 +352,7 @@ impl PostgresEngine {
 /// principal): columns, indexes, triggers (definition and enabled state), routines, owners,
 /// row-level security policies; permissions (the ACL entries of tables, columns, routines and
 /// the schemas themselves); and the tenant's principals (`$2`): their attributes and role
-/// memberships. Routines are named with their argument types and hashed by definition.
+/// memberships. Whether a login may log in is left out: rotation switches it on purpose. Routines are named with their argument types and hashed by definition.
 const SCHEMA_OBJECTS: &str = "\
     SELECT 'column', n.nspname || '.' || c.relname || '.' || a.attname, \
            format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, \
@@ -420,7 +420,7 @@ const SCHEMA_OBJECTS: &str = "\
      WHERE n.nspname = ANY($1) \
     UNION ALL \
     SELECT 'role', r.rolname, concat_ws(',', 'super=' || r.rolsuper, 'createrole=' || r.rolcreaterole, \
-           'createdb=' || r.rolcreatedb, 'login=' || r.rolcanlogin, 'bypassrls=' || r.rolbypassrls, \
+           'createdb=' || r.rolcreatedb, 'bypassrls=' || r.rolbypassrls, \
            'inherit=' || r.rolinherit, 'replication=' || r.rolreplication), NULL \
       FROM pg_roles r WHERE r.rolname = ANY($2) \
     UNION ALL \

@@ -36,8 +36,8 @@ pub const MIGRATION_HISTORY: &str = "SELECT version, name, checksum \
 /// Every object of the tenant's schemas a fingerprint covers: (kind, name, detail, principal):
 /// columns, tables (system versioning and history table), triggers (enabled or not), indexes,
 /// routines, owners; every GRANT and DENY on the database, the schemas and their objects
-/// (`public`'s included); the database's principals and role memberships. Routines are hashed
-/// by definition.
+/// (`public`'s included) but the database's CONNECT, which rotation switches on purpose; the
+/// database's principals and role memberships. Routines are hashed by definition.
 pub const SCHEMA_OBJECTS: &str = "\
     SELECT CAST(N'column' AS nvarchar(20)) AS kind, \
            CAST(s.name + N'.' + t.name + N'.' + c.name AS nvarchar(600)) AS name, \
@@ -83,6 +83,7 @@ pub const SCHEMA_OBJECTS: &str = "\
            p.permission_name COLLATE DATABASE_DEFAULT, USER_NAME(p.grantee_principal_id) \
       FROM sys.database_permissions AS p \
      WHERE p.class IN (0, 1, 3) AND p.grantee_principal_id >= 0 \
+       AND NOT (p.class = 0 AND p.permission_name = N'CONNECT') \
        AND (p.class = 0 \
             OR (p.class = 3 AND SCHEMA_NAME(p.major_id) IN (N'app', N'audit', N'history', N'platform')) \
             OR (p.class = 1 AND OBJECT_SCHEMA_NAME(p.major_id) IN (N'app', N'audit', N'history', N'platform'))) \
