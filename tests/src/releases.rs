@@ -53,3 +53,56 @@ pub fn old_and_new(dir: &Path, engine: &str) -> (std::path::PathBuf, std::path::
     write_release(&new, &embedded, 0, &[product_migration(engine)]);
     (old, new)
 }
+
+/// A tenant's schema version as the catalog records it.
+pub async fn schema_version(env: &crate::TestEnv, slug: &str) -> Option<i32> {
+    env.app
+        .catalog
+        .tenant_by_slug(&slug.parse().expect("slug"))
+        .await
+        .expect("catalog")
+        .expect("tenant")
+        .schema_version
+}
+
+/// The tenant's `schema.migrated` audit events, read through the API as an auditor.
+pub async fn migrated_events(env: &crate::TestEnv, slug: &str) -> Vec<serde_json::Value> {
+    let (status, page) = env
+        .call_as(
+            "auditor",
+            axum::http::Method::GET,
+            &format!("/v1/tenants/{slug}/audit-events?action=schema.migrated"),
+            None,
+        )
+        .await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{page}");
+    page["events"].as_array().expect("events").clone()
+}
+
+/// Two customers with one email in a tenant, through its app login: the newer release's
+/// unique index cannot be built there. Returns the second one, to fix later.
+pub async fn add_duplicate_emails(env: &crate::TestEnv, slug: &str) -> uuid::Uuid {
+    let mut app = env
+        .probe()
+        .login(&env.secret(&env.secret_names(slug).app).await)
+        .await
+        .expect("app login");
+    app.customer_upsert(None, "Ada", Some("same@example.com"))
+        .await
+        .expect("first customer");
+    app.customer_upsert(None, "Bob", Some("same@example.com"))
+        .await
+        .expect("second customer")
+}
+
+/// Gives the customer [`add_duplicate_emails`] returned an email of its own.
+pub async fn fix_duplicate_emails(env: &crate::TestEnv, slug: &str, bob: uuid::Uuid) {
+    let mut app = env
+        .probe()
+        .login(&env.secret(&env.secret_names(slug).app).await)
+        .await
+        .expect("app login");
+    app.customer_upsert(Some(bob), "Bob", Some("bob@example.com"))
+        .await
+        .expect("fixed customer");
+}

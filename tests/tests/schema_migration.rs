@@ -10,8 +10,11 @@
 use axum::http::{Method, StatusCode};
 use catalog::OperationRecord;
 use engine::Release;
-use serde_json::{json, Value};
-use tcp_tests::releases::{product_migration, write_release};
+use serde_json::json;
+use tcp_tests::releases::{
+    add_duplicate_emails, fix_duplicate_emails, migrated_events, product_migration, schema_version,
+    write_release,
+};
 use tcp_tests::{conformance, EngineUnderTest, TestEnv};
 use workflows::Faults;
 
@@ -28,30 +31,6 @@ async fn migrate(env: &TestEnv, slug: &str) -> OperationRecord {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let id = body["operation"]["id"].as_str().unwrap().parse().unwrap();
     env.wait(id).await
-}
-
-/// The tenant's `schema.migrated` audit events, read through the API as an auditor.
-async fn migrated_events(env: &TestEnv, slug: &str) -> Vec<Value> {
-    let (status, page) = env
-        .call_as(
-            "auditor",
-            Method::GET,
-            &format!("/v1/tenants/{slug}/audit-events?action=schema.migrated"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    page["events"].as_array().unwrap().clone()
-}
-
-async fn schema_version(env: &TestEnv, slug: &str) -> Option<i32> {
-    env.app
-        .catalog
-        .tenant_by_slug(&slug.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .schema_version
 }
 
 async fn existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_intact(
@@ -81,19 +60,7 @@ async fn existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_int
     env.onboard("mig-dupes").await;
     assert_eq!(schema_version(&env, "mig-clean").await, Some(old_version));
     // Two customers with one email: the release's unique index cannot be built here.
-    let mut app = env
-        .probe()
-        .login(&env.secret(&env.secret_names("mig-dupes").app).await)
-        .await
-        .unwrap();
-    app.customer_upsert(None, "Ada", Some("same@example.com"))
-        .await
-        .unwrap();
-    let bob = app
-        .customer_upsert(None, "Bob", Some("same@example.com"))
-        .await
-        .unwrap();
-    drop(app);
+    let bob = add_duplicate_emails(&env, "mig-dupes").await;
 
     // The operator ships the newer release and restarts.
     let mut env = env;
@@ -182,15 +149,7 @@ async fn existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_int
     assert!(untouched.applied.is_empty());
     // Its application still works on the old schema; once it fixes its data, migrating again
     // succeeds.
-    let mut app = env
-        .probe()
-        .login(&env.secret(&env.secret_names("mig-dupes").app).await)
-        .await
-        .unwrap();
-    app.customer_upsert(Some(bob), "Bob", Some("bob@example.com"))
-        .await
-        .unwrap();
-    drop(app);
+    fix_duplicate_emails(&env, "mig-dupes", bob).await;
     let retried = migrate(&env, "mig-dupes").await;
     assert_eq!(retried.state.as_str(), "succeeded", "{:?}", retried.error);
     assert_eq!(schema_version(&env, "mig-dupes").await, Some(100));
