@@ -102,6 +102,18 @@ async fn bad_input_gets_a_clear_problem_and_leaves_nothing_behind(engine: Engine
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
+    // An array is no request object, though serde would build one from it (all defaults).
+    for path in ["/v1/tenants", "/v1/tenants/api-new/rotate"] {
+        expect_problem(
+            &env,
+            Method::POST,
+            path,
+            op,
+            Some(b" []".to_vec()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
     expect_problem(
         &env,
         Method::POST,
