@@ -97,6 +97,11 @@ impl PgCluster {
         if !durable {
             options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
+        // For profiling a benchmark (`-c shared_preload_libraries=pg_stat_statements`, ...).
+        if let Ok(extra) = std::env::var("TCP_PG_EXTRA_OPTIONS") {
+            options.push(' ');
+            options.push_str(&extra);
+        }
         options
     }
 

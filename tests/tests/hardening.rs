@@ -539,6 +539,71 @@ mod postgres_only {
     use tcp_tests::env::{connect, sqlstate, superuser};
     use tcp_tests::PgCluster;
 
+    /// `platform.apply_grants` (V7) runs a statement only where it would change something, and
+    /// leaves exactly the privileges V4's version (every statement, every time) left: V4's
+    /// version run on a tenant V7 built changes nothing the fingerprint sees, and V7 repairs
+    /// hand-made damage back to the same schema.
+    #[tokio::test]
+    async fn apply_grants_leaves_exactly_what_granting_everything_again_left() {
+        let env = TestEnv::new(EngineUnderTest::Postgres).await;
+        let slug = "grants-v7";
+        env.onboard(slug).await;
+        let names = env.names(slug);
+        let engine = env.app.engine.clone();
+        let snapshot = || async { engine.schema_snapshot(&names).await.unwrap() };
+        let before = snapshot().await;
+        let db = superuser(&names.database).await;
+        let roles: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &names.owner,
+            &names.app_rw,
+            &names.audit_admin,
+            &names.reader,
+            &names.investigator,
+        ];
+        // V4's version, as a temporary function (outside the fingerprint's schemas).
+        let v4 = include_str!("../../tenant-schema/postgres/V4__audit_format_2.sql");
+        let start = v4
+            .find("CREATE OR REPLACE FUNCTION platform.apply_grants(")
+            .unwrap();
+        let end = start + v4[start..].find("$$;").unwrap() + 3;
+        db.batch_execute(
+            &v4[start..end].replace("platform.apply_grants(", "pg_temp.apply_grants_v4("),
+        )
+        .await
+        .unwrap();
+        db.execute("SELECT pg_temp.apply_grants_v4($1, $2, $3, $4, $5)", &roles)
+            .await
+            .unwrap();
+        assert_eq!(snapshot().await.diff(&before), Vec::<String>::new());
+        // Damage of each kind it repairs: a grant lost, PUBLIC let in, the app on a table.
+        db.batch_execute(&format!(
+            "REVOKE EXECUTE ON FUNCTION app.customer_get(uuid) FROM \"{app}\"; \
+             REVOKE SELECT ON history.customers_history FROM \"{reader}\"; \
+             GRANT SELECT ON app.customers TO PUBLIC; \
+             GRANT EXECUTE ON FUNCTION pg_catalog.lo_import(text) TO PUBLIC; \
+             GRANT SELECT ON audit.audit_events TO \"{app}\"",
+            app = names.app_rw,
+            reader = names.reader
+        ))
+        .await
+        .unwrap();
+        let broken = snapshot().await;
+        assert_ne!(broken.fingerprint, before.fingerprint);
+        db.execute("SELECT platform.apply_grants($1, $2, $3, $4, $5)", &roles)
+            .await
+            .unwrap();
+        assert_eq!(snapshot().await.diff(&before), Vec::<String>::new());
+        let lo_import: bool = db
+            .query_one(
+                "SELECT has_function_privilege('public', 'pg_catalog.lo_import(text)', 'EXECUTE')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!lo_import, "PUBLIC may still call lo_import");
+    }
+
     /// Item 1: the reader cannot change `statement_timeout` (set_config is not the reader's).
     #[tokio::test]
     async fn the_reader_cannot_switch_its_timeout_off() {

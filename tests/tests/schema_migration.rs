@@ -144,7 +144,8 @@ async fn existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_int
         .engine
         .migrate_database(&names, old_version, "test")
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!((untouched.from, untouched.to), (old_version, old_version));
     assert!(untouched.applied.is_empty());
     // Its application still works on the old schema; once it fixes its data, migrating again

@@ -372,14 +372,22 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         changes: &[RolloutTenantChange],
     ) -> Result<(), CatalogError>;
 
+    /// Records a schema's objects under its fingerprint (their hash), once: a fingerprint
+    /// already recorded is left as it is. Not a state change: no audit row.
+    async fn record_schema_objects(
+        &self,
+        fingerprint: &str,
+        objects: &[String],
+    ) -> Result<(), CatalogError>;
+
     /// Records a tenant database's schema baseline (replacing the one before), as checked now
-    /// with no drift. Not a state change: no audit row.
+    /// with no drift: a fingerprint whose objects [`Self::record_schema_objects`] recorded.
+    /// Not a state change: no audit row.
     async fn record_schema_baseline(
         &self,
         tenant_id: Uuid,
         version: i32,
         fingerprint: &str,
-        objects: &[String],
     ) -> Result<(), CatalogError>;
 
     /// Records a drift check of a tenant database against its baseline.

@@ -1128,14 +1128,21 @@ impl CatalogStore for PgCatalog {
         self.pg_update_rollout_tenants(id, changes).await
     }
 
+    async fn record_schema_objects(
+        &self,
+        fingerprint: &str,
+        objects: &[String],
+    ) -> Result<(), CatalogError> {
+        self.pg_record_schema_objects(fingerprint, objects).await
+    }
+
     async fn record_schema_baseline(
         &self,
         tenant_id: Uuid,
         version: i32,
         fingerprint: &str,
-        objects: &[String],
     ) -> Result<(), CatalogError> {
-        self.pg_record_schema_baseline(tenant_id, version, fingerprint, objects)
+        self.pg_record_schema_baseline(tenant_id, version, fingerprint)
             .await
     }
 

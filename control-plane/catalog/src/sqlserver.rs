@@ -1069,14 +1069,21 @@ impl CatalogStore for SqlServerCatalog {
         self.ms_update_rollout_tenants(id, changes).await
     }
 
+    async fn record_schema_objects(
+        &self,
+        fingerprint: &str,
+        objects: &[String],
+    ) -> Result<(), CatalogError> {
+        self.ms_record_schema_objects(fingerprint, objects).await
+    }
+
     async fn record_schema_baseline(
         &self,
         tenant_id: Uuid,
         version: i32,
         fingerprint: &str,
-        objects: &[String],
     ) -> Result<(), CatalogError> {
-        self.ms_record_schema_baseline(tenant_id, version, fingerprint, objects)
+        self.ms_record_schema_baseline(tenant_id, version, fingerprint)
             .await
     }
 

@@ -90,6 +90,34 @@ impl SchemaSnapshot {
         }
     }
 
+    /// PostgreSQL: the columns of business tables that their history table lacks (a migration
+    /// added a column without `platform.sync_history`; the table's next update would fail).
+    /// SQL Server's system versioning keeps the history table's columns in step itself.
+    pub fn history_gaps(&self) -> Vec<String> {
+        let columns: Vec<(&str, &str)> = self
+            .objects
+            .iter()
+            .filter_map(|l| l.strip_prefix("column app."))
+            .filter_map(|rest| rest.split(' ').next())
+            .filter_map(|qualified| qualified.split_once('.'))
+            .collect();
+        let mut gaps = Vec::new();
+        for (table, column) in columns {
+            let history = format!("column history.{table}_history.");
+            if !self.objects.iter().any(|l| l.starts_with(&history)) {
+                continue; // no history table at all: the versioning check names it
+            }
+            let wanted = format!("{history}{column} ");
+            if !self.objects.iter().any(|l| l.starts_with(&wanted)) {
+                gaps.push(format!(
+                    "history.{table}_history lacks column {column} of app.{table} \
+                     (call platform.sync_history('app.{table}'))"
+                ));
+            }
+        }
+        gaps
+    }
+
     /// What differs from `expected`: lines only there (`-`) and lines only here (`+`).
     pub fn diff(&self, expected: &SchemaSnapshot) -> Vec<String> {
         let mine: std::collections::BTreeSet<&String> = self.objects.iter().collect();
@@ -145,6 +173,27 @@ mod tests {
             });
         }
         v
+    }
+
+    #[test]
+    fn a_column_its_history_lacks_is_named() {
+        let snapshot = SchemaSnapshot {
+            fingerprint: String::new(),
+            objects: vec![
+                "column app.customers.id uuid not null".into(),
+                "column app.customers.note text".into(),
+                "column app.views_only.x text".into(),
+                "column history.customers_history.id uuid".into(),
+            ],
+        };
+        assert_eq!(
+            snapshot.history_gaps(),
+            vec![
+                "history.customers_history lacks column note of app.customers \
+                  (call platform.sync_history('app.customers'))"
+                    .to_owned()
+            ]
+        );
     }
 
     #[test]

@@ -298,12 +298,16 @@ pub trait Engine: Send + Sync + 'static {
     /// `schema.migrated` audit event, **all in one transaction**, so the database is at its old
     /// version or at the new one, never between, and a repeated call applies nothing twice.
     /// Refuses a database whose history does not match the release, naming the migration.
+    /// The schema it commits is read inside the transaction and returned with its fingerprint
+    /// (no second connection to verify it); a schema that breaks what the engine can judge
+    /// from it alone (PostgreSQL: a business table's column its history lacks) is refused
+    /// before the commit.
     async fn migrate_database(
         &self,
         names: &TenantNames,
         target: i32,
         actor: &str,
-    ) -> Result<Migrated, EngineError>;
+    ) -> Result<(Migrated, SchemaSnapshot), EngineError>;
     /// What bringing the tenant database to `target` would apply, read from its refinery
     /// history without locking or changing anything (a rollout skips a tenant with nothing
     /// pending). Refuses a history that does not match the release, as the migration would.

@@ -192,6 +192,28 @@ async fn apply_grants<C: tokio_postgres::GenericClient>(
     Ok(())
 }
 
+/// The tenant database's schema as `client` sees it (inside a migration's transaction: as it
+/// will commit).
+async fn read_schema<C: tokio_postgres::GenericClient>(
+    client: &C,
+    names: &TenantNames,
+) -> Result<SchemaSnapshot, EngineError> {
+    let schemas: Vec<&str> = crate::fingerprint::SCHEMAS.to_vec();
+    let principals: Vec<&str> = names.principals_drop_order().to_vec();
+    let raw = client
+        .query(SCHEMA_OBJECTS, &[&schemas, &principals])
+        .await?
+        .iter()
+        .map(|r| RawObject {
+            kind: r.get(0),
+            name: r.get(1),
+            detail: r.get(2),
+            principal: r.get(3),
+        })
+        .collect();
+    Ok(SchemaSnapshot::of(names, raw))
+}
+
 /// A failed statement of a migration or routine, named by its file; a lock timeout or another
 /// transient error stays what it is, so the step is retried.
 fn schema_error(file: &str) -> impl FnOnce(tokio_postgres::Error) -> EngineError + '_ {
@@ -641,21 +663,7 @@ impl Engine for PostgresEngine {
     #[instrument(skip_all, fields(database = %names.database))]
     async fn schema_snapshot(&self, names: &TenantNames) -> Result<SchemaSnapshot, EngineError> {
         let client = self.connect_db(&names.database).await?;
-        let schemas: Vec<&str> = crate::fingerprint::SCHEMAS.to_vec();
-        let principals: Vec<&str> = names.principals_drop_order().to_vec();
-        let rows = client
-            .query(SCHEMA_OBJECTS, &[&schemas, &principals])
-            .await?;
-        let raw = rows
-            .iter()
-            .map(|r| RawObject {
-                kind: r.get(0),
-                name: r.get(1),
-                detail: r.get(2),
-                principal: r.get(3),
-            })
-            .collect();
-        Ok(SchemaSnapshot::of(names, raw))
+        read_schema(&client, names).await
     }
 
     async fn migration_plan(
@@ -686,7 +694,7 @@ impl Engine for PostgresEngine {
         names: &TenantNames,
         target: i32,
         actor: &str,
-    ) -> Result<Migrated, EngineError> {
+    ) -> Result<(Migrated, SchemaSnapshot), EngineError> {
         let mut client = self.connect_db(&names.database).await?;
         let tx = client.transaction().await?;
         // One migration of a database at a time (a second waits here and then finds nothing
@@ -744,12 +752,26 @@ impl Engine for PostgresEngine {
             )
             .await?;
         }
+        // The schema this transaction commits, read inside it: a column the history lacks is
+        // refused here, so the database stays at its old version.
+        let snapshot = read_schema(&tx, names).await?;
+        let gaps = snapshot.history_gaps();
+        if !gaps.is_empty() {
+            return Err(EngineError::Migration(format!(
+                "the migrated schema breaks the platform's invariants: {}",
+                gaps.join("; ")
+            )));
+        }
         tx.commit().await?;
-        Ok(Migrated {
-            from: plan.from,
-            to: plan.to,
-            applied,
-        })
+        Ok((
+            Migrated {
+                from: plan.from,
+                to: plan.to,
+                applied,
+                fingerprint: Some(snapshot.fingerprint.clone()),
+            },
+            snapshot,
+        ))
     }
 
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {

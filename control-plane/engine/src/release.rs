@@ -43,6 +43,7 @@ const PLATFORM: &[(&str, &[&str])] = &[
             "V4__audit_format_2",
             "V5__history_helper",
             "V6__history_follows_columns",
+            "V7__apply_grants_repairs_only",
         ],
     ),
     (

@@ -57,6 +57,10 @@ pub struct Migrated {
     /// The migrations applied, by file stem, in order (empty when nothing was pending; the
     /// routines and grants were re-applied either way).
     pub applied: Vec<String>,
+    /// The fingerprint of the schema the transaction committed, read inside it
+    /// ([`crate::fingerprint`]); absent in outputs recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// The pending migrations of `release` (file stem, SQL) for a database whose history holds

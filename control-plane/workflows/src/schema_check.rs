@@ -128,7 +128,10 @@ impl Orchestrator {
                 }
                 _ => {
                     svc.catalog
-                        .record_schema_baseline(t.id, version, &live.fingerprint, &live.objects)
+                        .record_schema_objects(&live.fingerprint, &live.objects)
+                        .await?;
+                    svc.catalog
+                        .record_schema_baseline(t.id, version, &live.fingerprint)
                         .await?;
                     Ok(Outcome::Baselined)
                 }

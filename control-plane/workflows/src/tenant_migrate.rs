@@ -4,9 +4,12 @@
 //! `apply_migrations` applies what the database's own refinery history lacks, then the routines
 //! and grants, in one transaction (`Engine::migrate_database`): a failure, a kill or a lost
 //! connection leaves the database at its old version, and running it again applies nothing
-//! twice. `verify_schema` then checks the platform's invariants on the live database with the
+//! twice. The schema it commits is read inside that transaction (PostgreSQL refuses a business
+//! column its history lacks before the commit); its objects are kept once per fingerprint.
+//! `verify_schema` then checks the platform's invariants on the live database with the
 //! evidence probes (the app refused on audit and history, every business table versioned, no
-//! principal with a right it must not have). The tenant stays `active` throughout: applications
+//! principal with a right it must not have), once per distinct schema and process, and makes
+//! the committed schema the tenant's baseline. The tenant stays `active` throughout: applications
 //! keep working, waiting at most the migration's lock timeout for its DDL.
 
 use api_types::{OperationKind, OperationState, TenantSecrets, TenantState};
@@ -71,7 +74,9 @@ impl Workflow for Migrate {
     }
 }
 
-/// Applies the pending migrations, the routines and the grants in one transaction.
+/// Applies the pending migrations, the routines and the grants in one transaction, and keeps
+/// the objects of the schema it committed (read inside that transaction) under their
+/// fingerprint.
 pub struct ApplyMigrations;
 
 #[async_trait]
@@ -88,9 +93,10 @@ impl Step for ApplyMigrations {
         // A retry after a commit finds nothing pending and reports the version reached; what
         // the first run applied is kept from its saved output.
         let earlier = ctx.output::<ApplyMigrations>()?;
-        let mut migrated = engine
+        let (mut migrated, schema) = engine
             .migrate_database(&ctx.names, target, &ctx.operation.actor)
             .await?;
+        record_objects(ctx, &schema).await?;
         if let Some(earlier) = earlier {
             if migrated.applied.is_empty() {
                 migrated.from = earlier.from;
@@ -101,7 +107,8 @@ impl Step for ApplyMigrations {
     }
 }
 
-/// Checks the platform's invariants on the migrated database, live, with the evidence probes.
+/// Checks the platform's invariants on the migrated database, live, with the evidence probes,
+/// and makes the schema the migration committed the tenant's baseline.
 pub struct VerifySchema;
 
 #[async_trait]
@@ -111,21 +118,28 @@ impl Step for VerifySchema {
 
     async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
         let engine = ctx.engine();
-        let snapshot = engine.schema_snapshot(&ctx.names).await?;
-        let version = ctx
-            .output::<ApplyMigrations>()?
+        let migrated = ctx.output::<ApplyMigrations>()?;
+        let version = migrated
+            .as_ref()
             .map_or_else(|| engine.schema_version(), |m| m.to);
         let mut broken = Vec::new();
-        if engine.name() == "postgres" {
-            broken.extend(history_gaps(&snapshot));
-        }
+        let fingerprint = match migrated.and_then(|m| m.fingerprint) {
+            // Read inside the migration's transaction, its objects recorded by that step (and
+            // a PostgreSQL history gap refused before the commit).
+            Some(fingerprint) => fingerprint,
+            // An output recorded before the fingerprint was kept: the schema, live.
+            None => {
+                let snapshot = engine.schema_snapshot(&ctx.names).await?;
+                if engine.name() == "postgres" {
+                    broken.extend(snapshot.history_gaps());
+                }
+                record_objects(ctx, &snapshot).await?;
+                snapshot.fingerprint
+            }
+        };
         // The probes run once per distinct schema: a tenant whose schema is, object for object,
         // one that passed them has the same tables, routines, triggers and permissions.
-        let key = (
-            engine.name().to_owned(),
-            version,
-            snapshot.fingerprint.clone(),
-        );
+        let key = (engine.name().to_owned(), version, fingerprint.clone());
         if !proven(&key) {
             broken.extend(probe_invariants(ctx).await?);
         }
@@ -139,16 +153,37 @@ impl Step for VerifySchema {
         // The verified schema is the baseline the drift check compares with from now on.
         ctx.services
             .catalog
-            .record_schema_baseline(
-                ctx.operation.tenant_id,
-                version,
-                &snapshot.fingerprint,
-                &snapshot.objects,
-            )
+            .record_schema_baseline(ctx.operation.tenant_id, version, &fingerprint)
             .await
             .map_err(|e| StepError::transient(format!("recording the schema baseline: {e}")))?;
         Ok(())
     }
+}
+
+/// Keeps a schema's objects in the catalog under its fingerprint, once per fingerprint and
+/// process (every tenant of a release has the same ones).
+async fn record_objects(
+    ctx: &StepContext<'_>,
+    schema: &engine::SchemaSnapshot,
+) -> Result<(), StepError> {
+    static RECORDED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    let recorded = RECORDED.get_or_init(Default::default);
+    if recorded
+        .lock()
+        .is_ok_and(|r| r.contains(&schema.fingerprint))
+    {
+        return Ok(());
+    }
+    ctx.services
+        .catalog
+        .record_schema_objects(&schema.fingerprint, &schema.objects)
+        .await
+        .map_err(|e| StepError::transient(format!("recording the schema's objects: {e}")))?;
+    if let Ok(mut r) = recorded.lock() {
+        r.insert(schema.fingerprint.clone());
+    }
+    Ok(())
 }
 
 /// A schema that passed the evidence probes: engine, version and fingerprint.
@@ -203,58 +238,4 @@ async fn probe_invariants(ctx: &StepContext<'_>) -> Result<Vec<String>, StepErro
         broken.push("a history table accepts changes".into());
     }
     Ok(broken)
-}
-
-/// PostgreSQL: the columns of business tables that their history table lacks (a migration
-/// added a column without `platform.sync_history`; the table's next update would fail). SQL
-/// Server's system versioning keeps the history table's columns in step itself.
-fn history_gaps(snapshot: &engine::SchemaSnapshot) -> Vec<String> {
-    let columns: Vec<(&str, &str)> = snapshot
-        .objects
-        .iter()
-        .filter_map(|l| l.strip_prefix("column app."))
-        .filter_map(|rest| rest.split(' ').next())
-        .filter_map(|qualified| qualified.split_once('.'))
-        .collect();
-    let mut gaps = Vec::new();
-    for (table, column) in columns {
-        let history = format!("column history.{table}_history.");
-        if !snapshot.objects.iter().any(|l| l.starts_with(&history)) {
-            continue; // no history table at all: the versioning check names it
-        }
-        let wanted = format!("{history}{column} ");
-        if !snapshot.objects.iter().any(|l| l.starts_with(&wanted)) {
-            gaps.push(format!(
-                "history.{table}_history lacks column {column} of app.{table} \
-                 (call platform.sync_history('app.{table}'))"
-            ));
-        }
-    }
-    gaps
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_column_its_history_lacks_is_named() {
-        let snapshot = engine::SchemaSnapshot {
-            fingerprint: String::new(),
-            objects: vec![
-                "column app.customers.id uuid not null".into(),
-                "column app.customers.note text".into(),
-                "column app.views_only.x text".into(),
-                "column history.customers_history.id uuid".into(),
-            ],
-        };
-        assert_eq!(
-            history_gaps(&snapshot),
-            vec![
-                "history.customers_history lacks column note of app.customers \
-                  (call platform.sync_history('app.customers'))"
-                    .to_owned()
-            ]
-        );
-    }
 }

@@ -45,6 +45,37 @@ struct Server {
     base: String,
 }
 
+/// CPU seconds the whole machine spent busy so far (`/proc/stat`: user, nice, system, irq,
+/// softirq), so a phase's cost counts the database's backends and psql's processes too.
+fn machine_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(7)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4) // idle, iowait
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// CPU seconds one process spent so far (`/proc/<pid>/stat`: utime + stime).
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    ticks as f64 / 100.0
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -169,8 +200,18 @@ async fn rollout(
             assert_eq!(v["state"], "succeeded", "{v:#}");
             return (secs, v);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Runs one statement with psql; returns its output.
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-X", "-c", sql])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 /// Runs one `psql -1` script per database, `workers` at a time; returns the wall seconds.
@@ -282,20 +323,24 @@ async fn main() {
              SELECT platform.sync_history('app.customers');\n{routine}\n"
         )
     };
+    let cpu = machine_cpu();
     let seq = psql_pass(
         &cluster.admin_url,
         &databases,
         &baseline_script("note_seq"),
         1,
     );
-    eprintln!("baseline sequential: {seq:.1} s");
+    let seq_cpu = machine_cpu() - cpu;
+    eprintln!("baseline sequential: {seq:.1} s ({seq_cpu:.1} CPU s)");
+    let cpu = machine_cpu();
     let par = psql_pass(
         &cluster.admin_url,
         &databases,
         &baseline_script("note_par"),
         2,
     );
-    eprintln!("baseline 2 workers: {par:.1} s");
+    let par_cpu = machine_cpu() - cpu;
+    eprintln!("baseline 2 workers: {par:.1} s ({par_cpu:.1} CPU s)");
 
     // 3. Our rollout of V100 on a new release.
     let release_dir = data.path().join("release");
@@ -319,9 +364,30 @@ async fn main() {
     let server = spawn(cluster, data.path(), Some(&release_dir)).await;
     let request = serde_json::json!({"canary": 5, "wave_size": 50,
                                      "max_parallel_per_server": parallel, "max_failures": 3});
+    let profile = std::env::var("BENCH_PROFILE").is_ok();
+    if profile {
+        psql(
+            &cluster.admin_url,
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()",
+        );
+    }
+    let (cpu, server_cpu) = (machine_cpu(), process_cpu(server.child.id()));
     let (ours, done) = rollout(&client, &server.base, &admin, request.clone()).await;
+    let ours_cpu = machine_cpu() - cpu;
+    let ours_server_cpu = process_cpu(server.child.id()) - server_cpu;
     assert_eq!(done["counts"]["succeeded"], n, "{done:#}");
-    eprintln!("rollout: {ours:.1} s");
+    if profile {
+        eprintln!(
+            "{}",
+            psql(
+                &cluster.admin_url,
+                "SELECT round(sum(total_exec_time)::numeric, 1) AS ms, sum(calls) AS calls, \
+                        left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS q \
+                   FROM pg_stat_statements GROUP BY 3 ORDER BY 1 DESC LIMIT 40"
+            )
+        );
+    }
+    eprintln!("rollout: {ours:.1} s ({ours_cpu:.1} CPU s, control plane {ours_server_cpu:.1})");
     let metrics = client
         .get(format!("{}/metrics", server.base))
         .send()
@@ -359,7 +425,9 @@ async fn main() {
         fingerprints.len()
     );
     // 4. Nothing to apply.
+    let cpu = machine_cpu();
     let (noop, _) = rollout(&client, &server.base, &admin, request.clone()).await;
+    let noop_cpu = machine_cpu() - cpu;
     eprintln!("rollout with nothing to apply: {noop:.1} s");
     drop(server);
 
@@ -380,11 +448,14 @@ async fn main() {
          migration, its history row, every routine of the release and the grants again, the \
          `schema.migrated` audit event; then `verify_schema`: the evidence probes and the \
          schema baseline).\n\n\
-         | run | tenants | wall (s) | per tenant (ms) |\n|---|---|---|---|\n\
-         | baseline `psql -1`, sequential | {n} | {seq:.1} | {seqp:.1} |\n\
-         | baseline `psql -1`, 2 workers | {n} | {par:.1} | {parp:.1} |\n\
-         | our rollout (canary 5, waves of 50, {parallel} per server) | {n} | {ours:.1} | {oursp:.1} |\n\
-         | our rollout again, nothing to apply | {n} | {noop:.1} | {noopp:.1} |\n\n\
+         | run | tenants | wall (s) | per tenant (ms) | machine CPU per tenant (ms) |\n\
+         |---|---|---|---|---|\n\
+         | baseline `psql -1`, sequential | {n} | {seq:.1} | {seqp:.1} | {seqc:.1} |\n\
+         | baseline `psql -1`, 2 workers | {n} | {par:.1} | {parp:.1} | {parc:.1} |\n\
+         | our rollout (canary 5, waves of 50, {parallel} per server) | {n} | {ours:.1} | {oursp:.1} | {oursc:.1} (control plane {ourss:.1}) |\n\
+         | our rollout again, nothing to apply | {n} | {noop:.1} | {noopp:.1} | {noopc:.1} |\n\n\
+         Machine CPU: every process's busy time on the machine during the pass (`/proc/stat`), \
+         so the database's backends, psql's processes and the control plane all count.\n\n\
          **Ratio ours / baseline with 2 workers (per tenant): {ratio:.2}** (target ≤ 1); \
          ours / sequential baseline: {ratio_seq:.2}; \
          nothing-to-apply pass: {noop:.1} s for {n} tenants (target ≤ 10 s for 1,000).\n\n\
@@ -396,6 +467,11 @@ async fn main() {
         parp = per(par),
         oursp = per(ours),
         noopp = per(noop),
+        seqc = per(seq_cpu),
+        parc = per(par_cpu),
+        oursc = per(ours_cpu),
+        ourss = per(ours_server_cpu),
+        noopc = per(noop_cpu),
         ratio = ours / par,
         ratio_seq = ours / seq,
         distinct = fingerprints.len(),

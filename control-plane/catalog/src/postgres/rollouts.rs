@@ -294,22 +294,36 @@ impl PgCatalog {
         Ok(())
     }
 
-    pub(super) async fn pg_record_schema_baseline(
+    pub(super) async fn pg_record_schema_objects(
         &self,
-        tenant_id: Uuid,
-        version: i32,
         fingerprint: &str,
         objects: &[String],
     ) -> Result<(), CatalogError> {
         let conn = self.conn().await?;
         conn.execute(
-            "INSERT INTO tenant_schemas (tenant_id, version, fingerprint, objects, live_fingerprint) \
-             VALUES ($1, $2, $3, $4, $3) \
+            "INSERT INTO schema_fingerprints (fingerprint, objects) VALUES ($1, $2) \
+             ON CONFLICT (fingerprint) DO NOTHING",
+            &[&fingerprint, &json!(objects)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn pg_record_schema_baseline(
+        &self,
+        tenant_id: Uuid,
+        version: i32,
+        fingerprint: &str,
+    ) -> Result<(), CatalogError> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO tenant_schemas (tenant_id, version, fingerprint, live_fingerprint) \
+             VALUES ($1, $2, $3, $3) \
              ON CONFLICT (tenant_id) DO UPDATE SET version = EXCLUDED.version, \
-                 fingerprint = EXCLUDED.fingerprint, objects = EXCLUDED.objects, \
+                 fingerprint = EXCLUDED.fingerprint, \
                  recorded_at = now(), checked_at = now(), \
                  live_fingerprint = EXCLUDED.fingerprint, drift = '[]'",
-            &[&tenant_id, &version, &fingerprint, &json!(objects)],
+            &[&tenant_id, &version, &fingerprint],
         )
         .await?;
         Ok(())
@@ -341,9 +355,10 @@ impl PgCatalog {
                 .map_err(|e| CatalogError::Corrupt(format!("tenant_schemas.{what}: {e}")))
         };
         conn.query(
-            "SELECT tenant_id, version, fingerprint, \
-                    CASE WHEN $1 THEN objects ELSE '[]'::jsonb END AS objects, recorded_at, \
-                    checked_at, live_fingerprint, drift FROM tenant_schemas",
+            "SELECT s.tenant_id, s.version, s.fingerprint, \
+                    CASE WHEN $1 THEN f.objects ELSE '[]'::jsonb END AS objects, s.recorded_at, \
+                    s.checked_at, s.live_fingerprint, s.drift \
+               FROM tenant_schemas s JOIN schema_fingerprints f USING (fingerprint)",
             &[&with_objects],
         )
         .await?

@@ -101,16 +101,22 @@ pub(super) mod sql {
              ON r.TenantId = c.TenantId \
           WHERE r.RolloutId = @P1;";
 
-    /// Records tenant `@P1`'s schema baseline (version `@P2`, fingerprint `@P3`, objects `@P4`).
+    /// Records tenant `@P1`'s schema baseline (version `@P2`, fingerprint `@P3`, whose objects are
+    /// recorded).
     pub const RECORD_BASELINE: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
          UPDATE catalog.TenantSchemas WITH (UPDLOCK, HOLDLOCK) \
-            SET Version = @P2, Fingerprint = @P3, Objects = @P4, RecordedAt = SYSUTCDATETIME(), \
+            SET Version = @P2, Fingerprint = @P3, RecordedAt = SYSUTCDATETIME(), \
                 CheckedAt = SYSUTCDATETIME(), LiveFingerprint = @P3, Drift = N'[]' \
           WHERE TenantId = @P1; \
          IF @@ROWCOUNT = 0 \
-             INSERT INTO catalog.TenantSchemas (TenantId, Version, Fingerprint, Objects, LiveFingerprint) \
-             VALUES (@P1, @P2, @P3, @P4, @P3); \
+             INSERT INTO catalog.TenantSchemas (TenantId, Version, Fingerprint, LiveFingerprint) \
+             VALUES (@P1, @P2, @P3, @P3); \
          COMMIT TRANSACTION;";
+
+    /// Records the objects `@P2` of fingerprint `@P1`, unless it is recorded already.
+    pub const RECORD_OBJECTS: &str = "INSERT INTO catalog.SchemaFingerprints (Fingerprint, Objects) \
+         SELECT @P1, @P2 WHERE NOT EXISTS \
+             (SELECT 1 FROM catalog.SchemaFingerprints WITH (UPDLOCK, HOLDLOCK) WHERE Fingerprint = @P1);";
 
     /// Records a drift check of tenant `@P1` (live fingerprint `@P2`, differences `@P3`).
     pub const RECORD_CHECK: &str = "UPDATE catalog.TenantSchemas \
@@ -118,9 +124,10 @@ pub(super) mod sql {
           WHERE TenantId = @P1;";
 
     /// Every tenant's schema baseline and last check, the baseline's objects only when `@P1`.
-    pub const TENANT_SCHEMAS: &str = "SELECT TenantId, Version, Fingerprint, \
-         CASE WHEN @P1 = 1 THEN Objects ELSE N'[]' END AS Objects, RecordedAt, \
-         CheckedAt, LiveFingerprint, Drift FROM catalog.TenantSchemas;";
+    pub const TENANT_SCHEMAS: &str = "SELECT s.TenantId, s.Version, s.Fingerprint, \
+         CASE WHEN @P1 = 1 THEN f.Objects ELSE N'[]' END AS Objects, s.RecordedAt, \
+         s.CheckedAt, s.LiveFingerprint, s.Drift FROM catalog.TenantSchemas AS s \
+         JOIN catalog.SchemaFingerprints AS f ON f.Fingerprint = s.Fingerprint;";
 }
 
 /// Every statement of this module, for the T-SQL gate.
@@ -142,6 +149,10 @@ pub fn generated_statements() -> Vec<(&'static str, String)> {
             sql::RECORD_BASELINE.to_owned(),
         ),
         ("tenant_schemas_record_check", sql::RECORD_CHECK.to_owned()),
+        (
+            "schema_fingerprints_record_objects",
+            sql::RECORD_OBJECTS.to_owned(),
+        ),
         ("tenant_schemas_select", sql::TENANT_SCHEMAS.to_owned()),
     ]
 }
@@ -382,19 +393,25 @@ impl SqlServerCatalog {
         Ok(())
     }
 
+    pub(super) async fn ms_record_schema_objects(
+        &self,
+        fingerprint: &str,
+        objects: &[String],
+    ) -> Result<(), CatalogError> {
+        let objects = json!(objects).to_string();
+        self.query(sql::RECORD_OBJECTS, &[&fingerprint, &objects.as_str()])
+            .await?;
+        Ok(())
+    }
+
     pub(super) async fn ms_record_schema_baseline(
         &self,
         tenant_id: Uuid,
         version: i32,
         fingerprint: &str,
-        objects: &[String],
     ) -> Result<(), CatalogError> {
-        let objects = json!(objects).to_string();
-        self.query(
-            sql::RECORD_BASELINE,
-            &[&tenant_id, &version, &fingerprint, &objects.as_str()],
-        )
-        .await?;
+        self.query(sql::RECORD_BASELINE, &[&tenant_id, &version, &fingerprint])
+            .await?;
         Ok(())
     }
 

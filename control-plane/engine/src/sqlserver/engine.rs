@@ -157,6 +157,23 @@ fn tenant_names(database: String) -> TenantNames {
 
 /// A failed batch of a migration or routine, named by its file; a lock timeout or another
 /// transient error stays what it is, so the step is retried.
+/// The tenant database's schema as `conn` sees it (inside a migration's transaction: as it
+/// will commit).
+async fn read_schema(conn: &mut Conn, names: &TenantNames) -> Result<SchemaSnapshot, EngineError> {
+    let raw = conn
+        .query(sql::SCHEMA_OBJECTS, &[])
+        .await?
+        .iter()
+        .map(|r| RawObject {
+            kind: r.get::<&str, _>(0).unwrap_or_default().to_owned(),
+            name: r.get::<&str, _>(1).unwrap_or_default().to_owned(),
+            detail: r.get::<&str, _>(2).unwrap_or_default().to_owned(),
+            principal: r.get::<&str, _>(3).map(str::to_owned),
+        })
+        .collect();
+    Ok(SchemaSnapshot::of(names, raw))
+}
+
 fn schema_error(file: &str, e: MssqlError) -> EngineError {
     let e = EngineError::from(e);
     if e.is_lock_timeout() {
@@ -557,18 +574,7 @@ impl Engine for SqlServerEngine {
     #[instrument(skip_all, fields(database = %names.database))]
     async fn schema_snapshot(&self, names: &TenantNames) -> Result<SchemaSnapshot, EngineError> {
         let mut conn = connect_tagged(&self.admin.with_database(&names.database)).await?;
-        let raw = conn
-            .query(sql::SCHEMA_OBJECTS, &[])
-            .await?
-            .iter()
-            .map(|r| RawObject {
-                kind: r.get::<&str, _>(0).unwrap_or_default().to_owned(),
-                name: r.get::<&str, _>(1).unwrap_or_default().to_owned(),
-                detail: r.get::<&str, _>(2).unwrap_or_default().to_owned(),
-                principal: r.get::<&str, _>(3).map(str::to_owned),
-            })
-            .collect();
-        Ok(SchemaSnapshot::of(names, raw))
+        read_schema(&mut conn, names).await
     }
 
     async fn migration_plan(
@@ -597,7 +603,7 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         target: i32,
         actor: &str,
-    ) -> Result<Migrated, EngineError> {
+    ) -> Result<(Migrated, SchemaSnapshot), EngineError> {
         // A dedicated connection: the transaction spans many calls, and a failure anywhere
         // drops the connection, whose transaction the server then rolls back.
         let mut conn = connect_tagged(&self.admin.with_database(&names.database)).await?;
@@ -648,12 +654,19 @@ impl Engine for SqlServerEngine {
             conn.execute(sql::RECORD_MIGRATED, &[&actor, &detail.as_str()])
                 .await?;
         }
+        // The schema this transaction commits, read inside it (system versioning keeps
+        // history tables' columns in step: nothing to refuse here that the probes do not judge).
+        let snapshot = read_schema(&mut conn, names).await?;
         conn.batch(sql::MIGRATE_COMMIT).await?;
-        Ok(Migrated {
-            from: plan.from,
-            to: plan.to,
-            applied,
-        })
+        Ok((
+            Migrated {
+                from: plan.from,
+                to: plan.to,
+                applied,
+                fingerprint: Some(snapshot.fingerprint.clone()),
+            },
+            snapshot,
+        ))
     }
 
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {
