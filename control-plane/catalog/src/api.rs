@@ -342,8 +342,21 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
     /// A rollout with its tenants.
     async fn rollout(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError>;
 
+    /// A rollout with only the tenants its driver works on: running and failed ones, and the
+    /// pending ones of the two lowest waves with a tenant pending or running (so a pass that
+    /// finds the current wave done goes on with the next). Bounded by the waves, not by the
+    /// rollout's size: a pass over a rollout of a thousand tenants reads about two waves.
+    async fn rollout_open(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError>;
+
     /// A rollout's state alone (cheap: the driver asks before each migration it starts).
     async fn rollout_state(&self, id: Uuid) -> Result<Option<RolloutState>, CatalogError>;
+
+    /// The states of operations `ids`, in one read (an id the catalog does not hold is left
+    /// out): the rollout driver's look at its running migrations on each pass.
+    async fn operation_states(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, OperationState)>, CatalogError>;
 
     /// Every rollout, newest first, with its tenants.
     async fn rollouts(&self) -> Result<Vec<RolloutRecord>, CatalogError>;

@@ -1093,6 +1093,10 @@ impl CatalogStore for PgCatalog {
         self.pg_rollout(id).await
     }
 
+    async fn rollout_open(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError> {
+        self.pg_rollout_open(id).await
+    }
+
     async fn rollouts(&self) -> Result<Vec<RolloutRecord>, CatalogError> {
         self.pg_rollouts().await
     }
@@ -1103,6 +1107,21 @@ impl CatalogStore for PgCatalog {
             .await?
             .map(|r| parse::<RolloutState>(r.get(0)))
             .transpose()
+    }
+
+    async fn operation_states(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, OperationState)>, CatalogError> {
+        let conn = self.conn().await?;
+        conn.query(
+            "SELECT id, state FROM operations WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0), parse::<OperationState>(r.get(1))?)))
+        .collect()
     }
 
     async fn rollouts_to_drive(&self) -> Result<Vec<Uuid>, CatalogError> {

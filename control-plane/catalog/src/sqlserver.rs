@@ -1038,12 +1038,23 @@ impl CatalogStore for SqlServerCatalog {
         self.ms_rollout(id).await
     }
 
+    async fn rollout_open(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError> {
+        self.ms_rollout_open(id).await
+    }
+
     async fn rollouts(&self) -> Result<Vec<RolloutRecord>, CatalogError> {
         self.ms_rollouts().await
     }
 
     async fn rollout_state(&self, id: Uuid) -> Result<Option<RolloutState>, CatalogError> {
         self.ms_rollout_state(id).await
+    }
+
+    async fn operation_states(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, OperationState)>, CatalogError> {
+        self.ms_operation_states(ids).await
     }
 
     async fn rollouts_to_drive(&self) -> Result<Vec<Uuid>, CatalogError> {

@@ -45,22 +45,38 @@ fn tenant_from_row(row: &Row) -> Result<RolloutTenantRecord, CatalogError> {
     })
 }
 
-/// The rollouts with these ids (all when `None`), newest first, with their tenants.
+/// Of one rollout's tenants, those its driver works on ([`crate::CatalogStore::rollout_open`]).
+const OPEN_TENANTS: &str = "WITH open_waves AS ( \
+         SELECT DISTINCT wave FROM rollout_tenants \
+          WHERE rollout_id = $1 AND state IN ('pending', 'running') ORDER BY wave LIMIT 2) \
+     SELECT rollout_id, tenant_id, slug, server, wave, from_version, state, operation_id, \
+            message FROM rollout_tenants \
+      WHERE rollout_id = $1 AND (state IN ('running', 'failed') \
+            OR (state = 'pending' AND wave IN (SELECT wave FROM open_waves))) \
+      ORDER BY wave, slug";
+
+/// The rollouts with these ids (all when `None`), newest first, with their tenants (only the
+/// open ones when `open_only`).
 async fn load(
     client: &impl GenericClient,
     id: Option<Uuid>,
+    open_only: bool,
 ) -> Result<Vec<RolloutRecord>, CatalogError> {
     let (rows, tenants) = match id {
         Some(id) => (
             client
                 .query(&format!("{SELECT} WHERE id = $1"), &[&id])
                 .await?,
-            client
-                .query(
-                    &format!("{SELECT_TENANTS} WHERE rollout_id = $1 ORDER BY wave, slug"),
-                    &[&id],
-                )
-                .await?,
+            if open_only {
+                client.query(OPEN_TENANTS, &[&id]).await?
+            } else {
+                client
+                    .query(
+                        &format!("{SELECT_TENANTS} WHERE rollout_id = $1 ORDER BY wave, slug"),
+                        &[&id],
+                    )
+                    .await?
+            },
         ),
         None => (
             client
@@ -147,7 +163,7 @@ impl PgCatalog {
                    "request": rollout.request, "tenants": rollout.tenants.len()}),
         )
         .await?;
-        let record = load(&tx, Some(rollout.id)).await?.pop();
+        let record = load(&tx, Some(rollout.id), false).await?.pop();
         tx.commit().await?;
         record.ok_or_else(|| CatalogError::NotFound {
             what: format!("rollout {}", rollout.id),
@@ -156,12 +172,20 @@ impl PgCatalog {
 
     pub(super) async fn pg_rollout(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError> {
         let conn = self.conn().await?;
-        Ok(load(&*conn, Some(id)).await?.pop())
+        Ok(load(&*conn, Some(id), false).await?.pop())
+    }
+
+    pub(super) async fn pg_rollout_open(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<RolloutRecord>, CatalogError> {
+        let conn = self.conn().await?;
+        Ok(load(&*conn, Some(id), true).await?.pop())
     }
 
     pub(super) async fn pg_rollouts(&self) -> Result<Vec<RolloutRecord>, CatalogError> {
         let conn = self.conn().await?;
-        load(&*conn, None).await
+        load(&*conn, None, false).await
     }
 
     pub(super) async fn pg_rollouts_to_drive(&self) -> Result<Vec<Uuid>, CatalogError> {
@@ -262,7 +286,7 @@ impl PgCatalog {
                    "tenants_changed": moved}),
         )
         .await?;
-        let record = load(&tx, Some(id)).await?.pop();
+        let record = load(&tx, Some(id), false).await?.pop();
         tx.commit().await?;
         record.ok_or_else(|| CatalogError::NotFound {
             what: format!("rollout {id}"),

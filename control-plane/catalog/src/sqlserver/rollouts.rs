@@ -3,7 +3,7 @@
 //! batch that changes state is one transaction with its audit row (`catalog.AuditAppend`);
 //! every statement is in [`sql`] and listed in [`generated_statements`] for the T-SQL gate.
 
-use api_types::{RolloutState, RolloutTenantState};
+use api_types::{OperationState, RolloutState, RolloutTenantState};
 use mssql::{MssqlError, Row};
 use serde_json::json;
 use uuid::Uuid;
@@ -44,6 +44,21 @@ pub(super) mod sql {
 
     /// Rollout `@P1`'s state.
     pub const STATE: &str = "SELECT State FROM catalog.Rollouts WHERE Id = @P1;";
+
+    /// Of rollout `@P1`'s tenants, those its driver works on: running and failed ones, and the
+    /// pending ones of the two lowest waves with a tenant pending or running.
+    pub const OPEN_TENANTS: &str = "WITH OpenWaves AS ( \
+             SELECT DISTINCT TOP (2) Wave FROM catalog.RolloutTenants \
+              WHERE RolloutId = @P1 AND State IN (N'pending', N'running') ORDER BY Wave) \
+         SELECT RolloutId, TenantId, Slug, Server, Wave, FromVersion, State, OperationId, Message \
+           FROM catalog.RolloutTenants \
+          WHERE RolloutId = @P1 AND (State IN (N'running', N'failed') \
+                OR (State = N'pending' AND Wave IN (SELECT Wave FROM OpenWaves))) \
+          ORDER BY Wave, Slug;";
+
+    /// The states of the operations whose ids are the JSON array `@P1`.
+    pub const OPERATION_STATES: &str = "SELECT o.Id, o.State FROM catalog.Operations AS o \
+         WHERE o.Id IN (SELECT TRY_CONVERT(uniqueidentifier, j.value) FROM OPENJSON(@P1) AS j);";
 
     /// The active rollout, if any.
     pub const ACTIVE: &str = "SELECT Id, State FROM catalog.Rollouts \
@@ -141,6 +156,8 @@ pub fn generated_statements() -> Vec<(&'static str, String)> {
         ("rollouts_create", sql::CREATE.to_owned()),
         ("rollouts_active", sql::ACTIVE.to_owned()),
         ("rollouts_state", sql::STATE.to_owned()),
+        ("operations_states", sql::OPERATION_STATES.to_owned()),
+        ("rollouts_open_tenants", sql::OPEN_TENANTS.to_owned()),
         ("rollouts_to_drive", sql::TO_DRIVE.to_owned()),
         ("rollouts_set_state", sql::SET_STATE.to_owned()),
         ("rollouts_update_tenants", sql::UPDATE_TENANTS.to_owned()),
@@ -194,19 +211,27 @@ fn server_error(e: &CatalogError) -> Option<(u32, &str)> {
 }
 
 impl SqlServerCatalog {
-    async fn load_rollouts(&self, id: Option<Uuid>) -> Result<Vec<RolloutRecord>, CatalogError> {
+    async fn load_rollouts(
+        &self,
+        id: Option<Uuid>,
+        open_only: bool,
+    ) -> Result<Vec<RolloutRecord>, CatalogError> {
         let (rows, tenants) = match id {
             Some(id) => (
                 self.query(&format!("{} WHERE Id = @P1;", sql::SELECT), &[&id])
                     .await?,
-                self.query(
-                    &format!(
-                        "{} WHERE RolloutId = @P1 ORDER BY Wave, Slug;",
-                        sql::SELECT_TENANTS
-                    ),
-                    &[&id],
-                )
-                .await?,
+                if open_only {
+                    self.query(sql::OPEN_TENANTS, &[&id]).await?
+                } else {
+                    self.query(
+                        &format!(
+                            "{} WHERE RolloutId = @P1 ORDER BY Wave, Slug;",
+                            sql::SELECT_TENANTS
+                        ),
+                        &[&id],
+                    )
+                    .await?
+                },
             ),
             None => (
                 self.query(
@@ -235,7 +260,7 @@ impl SqlServerCatalog {
     }
 
     async fn required_rollout(&self, id: Uuid) -> Result<RolloutRecord, CatalogError> {
-        self.load_rollouts(Some(id))
+        self.load_rollouts(Some(id), false)
             .await?
             .pop()
             .ok_or_else(|| CatalogError::NotFound {
@@ -291,7 +316,14 @@ impl SqlServerCatalog {
     }
 
     pub(super) async fn ms_rollout(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError> {
-        Ok(self.load_rollouts(Some(id)).await?.pop())
+        Ok(self.load_rollouts(Some(id), false).await?.pop())
+    }
+
+    pub(super) async fn ms_rollout_open(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<RolloutRecord>, CatalogError> {
+        Ok(self.load_rollouts(Some(id), true).await?.pop())
     }
 
     pub(super) async fn ms_rollout_state(
@@ -304,8 +336,20 @@ impl SqlServerCatalog {
             .transpose()
     }
 
+    pub(super) async fn ms_operation_states(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, OperationState)>, CatalogError> {
+        let ids = json!(ids).to_string();
+        self.query(sql::OPERATION_STATES, &[&ids.as_str()])
+            .await?
+            .iter()
+            .map(|r| Ok((required(r, "Id")?, parsed::<OperationState>(r, "State")?)))
+            .collect()
+    }
+
     pub(super) async fn ms_rollouts(&self) -> Result<Vec<RolloutRecord>, CatalogError> {
-        self.load_rollouts(None).await
+        self.load_rollouts(None, false).await
     }
 
     pub(super) async fn ms_rollouts_to_drive(&self) -> Result<Vec<Uuid>, CatalogError> {
