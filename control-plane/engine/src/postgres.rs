@@ -370,76 +370,70 @@ impl PostgresEngine {
     }
 }
 
-/// Every object of the tenant's schemas (`$1`) a fingerprint covers: (kind, name, detail,
+/// Every object of the tenant's schemas (`$1`) a fingerprint covers (each catalog read once, in
+/// the CTEs, however many kinds of line it feeds): (kind, name, detail,
 /// principal): columns, indexes, triggers (definition and enabled state), routines, owners,
 /// row-level security policies; permissions (the ACL entries of tables, columns, routines and
 /// the schemas themselves); and the tenant's principals (`$2`): their attributes and role
 /// memberships. Whether a login may log in is left out: rotation switches it on purpose. Routines are named with their argument types and hashed by definition.
 const SCHEMA_OBJECTS: &str = "\
-    SELECT 'column', n.nspname || '.' || c.relname || '.' || a.attname, \
+    WITH ns AS MATERIALIZED ( \
+        SELECT oid, nspname, nspacl, nspowner FROM pg_namespace WHERE nspname = ANY($1)), \
+    rels AS MATERIALIZED ( \
+        SELECT c.oid, c.relname, c.relkind, c.relacl, c.relowner, ns.nspname \
+          FROM pg_class c JOIN ns ON ns.oid = c.relnamespace), \
+    procs AS MATERIALIZED ( \
+        SELECT p.oid, p.prokind, p.proacl, p.proowner, \
+               ns.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name \
+          FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace), \
+    attrs AS MATERIALIZED ( \
+        SELECT r.nspname || '.' || r.relname || '.' || a.attname AS name, r.relkind, a.attnum, \
+               a.attisdropped, a.atttypid, a.atttypmod, a.attnotnull, a.attacl \
+          FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid), \
+    roles AS MATERIALIZED (SELECT oid, rolname FROM pg_authid) \
+    SELECT 'column', a.name, \
            format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, \
            NULL::text \
-      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
-      JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v') AND a.attnum > 0 \
-       AND NOT a.attisdropped \
+      FROM attrs a WHERE a.relkind IN ('r', 'p', 'v') AND a.attnum > 0 AND NOT a.attisdropped \
     UNION ALL \
     SELECT 'index', schemaname || '.' || indexname, md5(indexdef), NULL FROM pg_indexes \
      WHERE schemaname = ANY($1) \
     UNION ALL \
-    SELECT 'routine', n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', \
-           md5(pg_get_functiondef(p.oid)), NULL \
-      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-     WHERE n.nspname = ANY($1) AND p.prokind IN ('f', 'p') \
+    SELECT 'routine', p.name, md5(pg_get_functiondef(p.oid)), NULL \
+      FROM procs p WHERE p.prokind IN ('f', 'p') \
     UNION ALL \
-    SELECT 'trigger', n.nspname || '.' || c.relname || '.' || t.tgname, \
+    SELECT 'trigger', r.nspname || '.' || r.relname || '.' || t.tgname, \
            md5(pg_get_triggerdef(t.oid)) || ' ' || t.tgenabled::text, NULL \
-      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-      JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = ANY($1) AND NOT t.tgisinternal \
+      FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid WHERE NOT t.tgisinternal \
     UNION ALL \
-    SELECT 'grant', n.nspname || '.' || c.relname, x.privilege_type, COALESCE(r.rolname, 'PUBLIC') \
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-      CROSS JOIN LATERAL aclexplode(c.relacl) x LEFT JOIN pg_roles r ON r.oid = x.grantee \
-     WHERE n.nspname = ANY($1) AND c.relacl IS NOT NULL \
+    SELECT 'grant', r.nspname || '.' || r.relname, x.privilege_type, COALESCE(g.rolname, 'PUBLIC') \
+      FROM rels r CROSS JOIN LATERAL aclexplode(r.relacl) x LEFT JOIN roles g ON g.oid = x.grantee \
+     WHERE r.relacl IS NOT NULL \
     UNION ALL \
-    SELECT 'grant', n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', \
-           x.privilege_type, COALESCE(r.rolname, 'PUBLIC') \
-      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-      CROSS JOIN LATERAL aclexplode(p.proacl) x LEFT JOIN pg_roles r ON r.oid = x.grantee \
-     WHERE n.nspname = ANY($1) AND p.proacl IS NOT NULL \
+    SELECT 'grant', p.name, x.privilege_type, COALESCE(g.rolname, 'PUBLIC') \
+      FROM procs p CROSS JOIN LATERAL aclexplode(p.proacl) x LEFT JOIN roles g ON g.oid = x.grantee \
+     WHERE p.proacl IS NOT NULL \
     UNION ALL \
-    SELECT 'grant', 'schema ' || n.nspname, x.privilege_type, COALESCE(r.rolname, 'PUBLIC') \
-      FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) x \
-      LEFT JOIN pg_roles r ON r.oid = x.grantee \
-     WHERE n.nspname = ANY($1) AND n.nspacl IS NOT NULL \
+    SELECT 'grant', 'schema ' || n.nspname, x.privilege_type, COALESCE(g.rolname, 'PUBLIC') \
+      FROM ns n CROSS JOIN LATERAL aclexplode(n.nspacl) x LEFT JOIN roles g ON g.oid = x.grantee \
+     WHERE n.nspacl IS NOT NULL \
     UNION ALL \
-    SELECT 'grant', n.nspname || '.' || c.relname || '.' || a.attname, x.privilege_type, \
-           COALESCE(r.rolname, 'PUBLIC') \
-      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
-      JOIN pg_namespace n ON n.oid = c.relnamespace \
-      CROSS JOIN LATERAL aclexplode(a.attacl) x LEFT JOIN pg_roles r ON r.oid = x.grantee \
-     WHERE n.nspname = ANY($1) AND a.attacl IS NOT NULL \
+    SELECT 'grant', a.name, x.privilege_type, COALESCE(g.rolname, 'PUBLIC') \
+      FROM attrs a CROSS JOIN LATERAL aclexplode(a.attacl) x LEFT JOIN roles g ON g.oid = x.grantee \
+     WHERE a.attacl IS NOT NULL \
     UNION ALL \
-    SELECT 'owner', n.nspname || '.' || c.relname, c.relkind::text, pg_get_userbyid(c.relowner) \
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = ANY($1) \
+    SELECT 'owner', r.nspname || '.' || r.relname, r.relkind::text, pg_get_userbyid(r.relowner) \
+      FROM rels r \
     UNION ALL \
-    SELECT 'owner', 'schema ' || n.nspname, 'schema', pg_get_userbyid(n.nspowner) \
-      FROM pg_namespace n WHERE n.nspname = ANY($1) \
+    SELECT 'owner', 'schema ' || n.nspname, 'schema', pg_get_userbyid(n.nspowner) FROM ns n \
     UNION ALL \
-    SELECT 'owner', n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', \
-           'routine', pg_get_userbyid(p.proowner) \
-      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-     WHERE n.nspname = ANY($1) \
+    SELECT 'owner', p.name, 'routine', pg_get_userbyid(p.proowner) FROM procs p \
     UNION ALL \
-    SELECT 'policy', n.nspname || '.' || c.relname || '.' || pol.polname, \
+    SELECT 'policy', r.nspname || '.' || r.relname || '.' || pol.polname, \
            md5(coalesce(pg_get_expr(pol.polqual, pol.polrelid), '') || '|' \
                || coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), '') || '|' \
                || pol.polcmd::text || '|' || pol.polpermissive::text), NULL \
-      FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid \
-      JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = ANY($1) \
+      FROM pg_policy pol JOIN rels r ON r.oid = pol.polrelid \
     UNION ALL \
     SELECT 'role', r.rolname, concat_ws(',', 'super=' || r.rolsuper, 'createrole=' || r.rolcreaterole, \
            'createdb=' || r.rolcreatedb, 'bypassrls=' || r.rolbypassrls, \
