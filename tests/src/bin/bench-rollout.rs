@@ -444,10 +444,11 @@ async fn main() {
          as one `psql -1` script per tenant database (psql's start-up and connection \
          included). Ours: `POST /v1/rollouts` `{request}` with the server on a release holding \
          it as `V100`, timed from the POST until `GET /v1/rollouts/{{id}}` says `succeeded`: \
-         per tenant a `migrate` operation (catalog step log; one transaction with the \
-         migration, its history row, every routine of the release and the grants again, the \
-         `schema.migrated` audit event; then `verify_schema`: the evidence probes and the \
-         schema baseline).\n\n\
+         per tenant a `migrate` operation (catalog step log and audit rows; one transaction with \
+         the migration, its history row, every routine of the release and the grants again \
+         (`platform.apply_grants`), the `schema.migrated` audit event and the schema read \
+         inside it; then `verify_schema`: the evidence probes once per distinct schema, and \
+         the tenant's schema baseline). The status is polled every 100 ms.\n\n\
          | run | tenants | wall (s) | per tenant (ms) | machine CPU per tenant (ms) |\n\
          |---|---|---|---|---|\n\
          | baseline `psql -1`, sequential | {n} | {seq:.1} | {seqp:.1} | {seqc:.1} |\n\
@@ -455,7 +456,12 @@ async fn main() {
          | our rollout (canary 5, waves of 50, {parallel} per server) | {n} | {ours:.1} | {oursp:.1} | {oursc:.1} (control plane {ourss:.1}) |\n\
          | our rollout again, nothing to apply | {n} | {noop:.1} | {noopp:.1} | {noopc:.1} |\n\n\
          Machine CPU: every process's busy time on the machine during the pass (`/proc/stat`), \
-         so the database's backends, psql's processes and the control plane all count.\n\n\
+         so the database's backends, psql's processes and the control plane all count. Both \
+         sides keep the two cores busy, so the wall ratio follows the CPU ratio: ours does, \
+         per tenant, what psql does plus the catalog's step log and audit rows, the \
+         tenant's audit event, the grants, every routine and the schema read. \
+         `BENCH_PROFILE=1 TCP_PG_EXTRA_OPTIONS=\"-c shared_preload_libraries=pg_stat_statements \
+         -c pg_stat_statements.track=all\"` prints where the database's time went.\n\n\
          **Ratio ours / baseline with 2 workers (per tenant): {ratio:.2}** (target ≤ 1); \
          ours / sequential baseline: {ratio_seq:.2}; \
          nothing-to-apply pass: {noop:.1} s for {n} tenants (target ≤ 10 s for 1,000).\n\n\
