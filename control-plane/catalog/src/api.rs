@@ -386,7 +386,8 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), CatalogError>;
 
     /// Records a schema's objects under its fingerprint (their hash), once: a fingerprint
-    /// already recorded is left as it is. Not a state change: no audit row.
+    /// already recorded is left as it is, and one this store recorded before is not sent
+    /// again. Not a state change: no audit row.
     async fn record_schema_objects(
         &self,
         fingerprint: &str,

@@ -87,8 +87,10 @@ pub enum CatalogError {
     /// No pooled connection could be had.
     #[error("catalog connection pool: {0}")]
     Pool(String),
-    /// The catalog database returned an error.
-    #[error("catalog database error: {0}")]
+    /// The catalog database returned an error. Shown with the server's SQLSTATE and message
+    /// (`tokio_postgres::Error` alone prints only "db error"); the message names objects and
+    /// constraints, never parameter values, which stay out of it.
+    #[error("catalog database error: {}", pg_text(.0))]
     Db(#[from] tokio_postgres::Error),
     /// The SQL Server catalog returned an error.
     #[error("catalog database error: {0}")]
@@ -130,5 +132,13 @@ impl From<bb8::RunError<tokio_postgres::Error>> for CatalogError {
                 CatalogError::Pool("timed out waiting for a connection".into())
             }
         }
+    }
+}
+
+/// A PostgreSQL error as one line: the server's SQLSTATE and message when the server sent one.
+fn pg_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }

@@ -36,6 +36,7 @@ type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;
 pub struct PgCatalog {
     pool: Pool,
     max_size: u32,
+    fingerprints: crate::rollouts::KnownFingerprints,
 }
 
 impl std::fmt::Debug for PgCatalog {
@@ -179,6 +180,7 @@ impl PgCatalog {
         Ok(PgCatalog {
             pool,
             max_size: pool_size,
+            fingerprints: Default::default(),
         })
     }
 

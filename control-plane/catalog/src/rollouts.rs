@@ -116,3 +116,27 @@ pub struct TenantSchemaRecord {
     /// What differed then (empty: no drift).
     pub drift: Vec<String>,
 }
+
+/// The schema fingerprints whose objects this catalog store already holds, so a rollout over a
+/// thousand tenants of one release sends those objects (about 20 KB) once, not once per tenant.
+/// Kept per store, not per process: a second catalog in the same process (the test suites run
+/// many) starts empty and records its own. A fingerprint's objects never change (they are its
+/// hash) and are never deleted, so a remembered fingerprint stays true.
+#[derive(Clone, Default)]
+pub(crate) struct KnownFingerprints(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+);
+
+impl KnownFingerprints {
+    /// Whether this store already recorded `fingerprint`'s objects.
+    pub(crate) fn contains(&self, fingerprint: &str) -> bool {
+        self.0.lock().is_ok_and(|s| s.contains(fingerprint))
+    }
+
+    /// Remembers that `fingerprint`'s objects are recorded.
+    pub(crate) fn insert(&self, fingerprint: &str) {
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(fingerprint.to_owned());
+        }
+    }
+}

@@ -99,6 +99,7 @@ pub struct SqlServerCatalog {
     pool: mssql::Pool,
     database: String,
     max_size: u32,
+    fingerprints: crate::rollouts::KnownFingerprints,
 }
 
 impl std::fmt::Debug for SqlServerCatalog {
@@ -238,6 +239,7 @@ impl SqlServerCatalog {
             pool,
             database,
             max_size: pool_size,
+            fingerprints: Default::default(),
         })
     }
 

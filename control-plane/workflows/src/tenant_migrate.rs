@@ -160,30 +160,17 @@ impl Step for VerifySchema {
     }
 }
 
-/// Keeps a schema's objects in the catalog under its fingerprint, once per fingerprint and
-/// process (every tenant of a release has the same ones).
+/// Keeps a schema's objects in the catalog under its fingerprint (the catalog store sends
+/// them once per fingerprint: every tenant of a release has the same ones).
 async fn record_objects(
     ctx: &StepContext<'_>,
     schema: &engine::SchemaSnapshot,
 ) -> Result<(), StepError> {
-    static RECORDED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
-        std::sync::OnceLock::new();
-    let recorded = RECORDED.get_or_init(Default::default);
-    if recorded
-        .lock()
-        .is_ok_and(|r| r.contains(&schema.fingerprint))
-    {
-        return Ok(());
-    }
     ctx.services
         .catalog
         .record_schema_objects(&schema.fingerprint, &schema.objects)
         .await
-        .map_err(|e| StepError::transient(format!("recording the schema's objects: {e}")))?;
-    if let Ok(mut r) = recorded.lock() {
-        r.insert(schema.fingerprint.clone());
-    }
-    Ok(())
+        .map_err(|e| StepError::transient(format!("recording the schema's objects: {e}")))
 }
 
 /// A schema that passed the evidence probes: engine, version and fingerprint.

@@ -323,6 +323,9 @@ impl PgCatalog {
         fingerprint: &str,
         objects: &[String],
     ) -> Result<(), CatalogError> {
+        if self.fingerprints.contains(fingerprint) {
+            return Ok(());
+        }
         let conn = self.conn().await?;
         conn.execute(
             "INSERT INTO schema_fingerprints (fingerprint, objects) VALUES ($1, $2) \
@@ -330,6 +333,7 @@ impl PgCatalog {
             &[&fingerprint, &json!(objects)],
         )
         .await?;
+        self.fingerprints.insert(fingerprint);
         Ok(())
     }
 

@@ -442,9 +442,13 @@ impl SqlServerCatalog {
         fingerprint: &str,
         objects: &[String],
     ) -> Result<(), CatalogError> {
+        if self.fingerprints.contains(fingerprint) {
+            return Ok(());
+        }
         let objects = json!(objects).to_string();
         self.query(sql::RECORD_OBJECTS, &[&fingerprint, &objects.as_str()])
             .await?;
+        self.fingerprints.insert(fingerprint);
         Ok(())
     }
 

@@ -169,6 +169,7 @@ async fn debug_shows_the_database_but_no_secret() {
         pool: mssql::lazy_pool(target, PoolOptions::default()),
         database: "tenant_catalog".into(),
         max_size: 4,
+        fingerprints: Default::default(),
     };
     let shown = format!("{catalog:?}");
     assert!(shown.contains("tenant_catalog"), "{shown}");
