@@ -4,7 +4,7 @@ use std::time::Duration;
 use api_types::{OperationKind, OperationState, StepState, TenantSlug, TenantState};
 use bb8_postgres::PostgresConnectionManager;
 use serde_json::json;
-use tokio_postgres::{GenericClient, NoTls, Row};
+use tokio_postgres::{NoTls, Row};
 use tracing::{info, instrument};
 use uuid::Uuid;
 
@@ -26,10 +26,13 @@ mod migrations {
     refinery::embed_migrations!("migrations/postgres");
 }
 
+mod db;
 mod rollouts;
 mod servers;
 
-type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;
+use db::Db;
+
+type Pool = bb8::Pool<db::Manager>;
 
 /// The catalog on PostgreSQL.
 #[derive(Clone)]
@@ -79,7 +82,7 @@ fn tenant_from_row(row: &Row) -> Result<TenantRecord, CatalogError> {
 }
 
 async fn append_audit(
-    client: &impl GenericClient,
+    client: &impl Db,
     actor: &str,
     request_id: Option<&str>,
     tenant_id: Option<Uuid>,
@@ -104,7 +107,7 @@ async fn append_audit(
 }
 
 async fn insert_operation(
-    client: &impl GenericClient,
+    client: &impl Db,
     tenant_id: Uuid,
     op: &NewOperation,
 ) -> Result<Uuid, CatalogError> {
@@ -171,7 +174,7 @@ impl PgCatalog {
         drop(client);
         conn_task.abort();
 
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = db::Manager(PostgresConnectionManager::new(config, NoTls));
         let pool = bb8::Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(10))
@@ -184,9 +187,7 @@ impl PgCatalog {
         })
     }
 
-    async fn conn(
-        &self,
-    ) -> Result<bb8::PooledConnection<'_, PostgresConnectionManager<NoTls>>, CatalogError> {
+    async fn conn(&self) -> Result<bb8::PooledConnection<'_, db::Manager>, CatalogError> {
         Ok(self.pool.get().await?)
     }
 

@@ -4,7 +4,9 @@
 
 use api_types::{RolloutState, RolloutTenantState};
 use serde_json::json;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::Row;
+
+use super::db::Db;
 use uuid::Uuid;
 
 use super::{append_audit, is_unique_violation, parse, PgCatalog};
@@ -58,7 +60,7 @@ const OPEN_TENANTS: &str = "WITH open_waves AS ( \
 /// The rollouts with these ids (all when `None`), newest first, with their tenants (only the
 /// open ones when `open_only`).
 async fn load(
-    client: &impl GenericClient,
+    client: &impl Db,
     id: Option<Uuid>,
     open_only: bool,
 ) -> Result<Vec<RolloutRecord>, CatalogError> {

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::Row;
+
+use super::db::Db;
 
 use super::{append_audit, is_unique_violation, parse, PgCatalog};
 use crate::error::CatalogError;
@@ -43,10 +45,7 @@ fn server_from_row(row: &Row) -> Result<ServerRecord, CatalogError> {
     })
 }
 
-async fn one(
-    client: &impl GenericClient,
-    name: &str,
-) -> Result<Option<ServerRecord>, CatalogError> {
+async fn one(client: &impl Db, name: &str) -> Result<Option<ServerRecord>, CatalogError> {
     client
         .query_opt(&format!("{SELECT} WHERE s.name = $1"), &[&name])
         .await?
@@ -61,10 +60,7 @@ fn described(s: &NewServer) -> serde_json::Value {
 
 /// Checks under the server's row lock that a tenant may be created on it: registered, active
 /// and not full. Called inside the transaction that creates the tenant.
-pub(super) async fn lock_for_new_tenant(
-    client: &impl GenericClient,
-    name: &str,
-) -> Result<(), CatalogError> {
+pub(super) async fn lock_for_new_tenant(client: &impl Db, name: &str) -> Result<(), CatalogError> {
     let unavailable = |why: String| CatalogError::ServerUnavailable {
         name: name.to_owned(),
         why,
