@@ -139,6 +139,61 @@ async fn insert_operation(
     Ok(id)
 }
 
+/// An operation with its steps, read on `conn`.
+async fn read_operation(conn: &impl Db, id: Uuid) -> Result<Option<OperationRecord>, CatalogError> {
+    let Some(row) = conn
+        .query_opt(
+            "SELECT o.id, o.tenant_id, t.slug, o.kind, o.state, o.direction, o.params, o.actor, \
+                    o.request_id, o.parent_id, o.error, o.created_at, o.finished_at \
+             FROM operations o JOIN tenants t ON t.id = o.tenant_id WHERE o.id = $1",
+            &[&id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let steps = conn
+        .query(
+            "SELECT idx, name, state, output, error, attempts FROM operation_steps \
+             WHERE operation_id = $1 ORDER BY idx",
+            &[&id],
+        )
+        .await?
+        .iter()
+        .map(|s| {
+            Ok(StepRecord {
+                idx: s.get("idx"),
+                name: s.get("name"),
+                state: parse::<StepState>(s.get("state"))?,
+                output: s.get("output"),
+                error: s.get("error"),
+                attempts: s.get("attempts"),
+            })
+        })
+        .collect::<Result<Vec<_>, CatalogError>>()?;
+    let slug: String = row.get("slug");
+    let direction = match row.get::<_, &str>("direction") {
+        "undo" => OperationDirection::Undo,
+        _ => OperationDirection::Forward,
+    };
+    Ok(Some(OperationRecord {
+        id: row.get("id"),
+        tenant_id: row.get("tenant_id"),
+        tenant_slug: TenantSlug::parse(&slug).map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+        kind: parse::<OperationKind>(row.get("kind"))?,
+        state: parse::<OperationState>(row.get("state"))?,
+        direction,
+        params: row.get("params"),
+        actor: row.get("actor"),
+        request_id: row.get("request_id"),
+        parent: row.get("parent_id"),
+        error: row.get("error"),
+        steps,
+        created_at: row.get("created_at"),
+        finished_at: row.get("finished_at"),
+    }))
+}
+
 fn is_unique_violation(e: &tokio_postgres::Error, constraint: &str) -> bool {
     e.as_db_error().is_some_and(|d| {
         d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
@@ -298,8 +353,9 @@ impl CatalogStore for PgCatalog {
         )
         .await?;
         tx.commit().await?;
-        let op = self
-            .operation(op_id)
+        // On the same connection: one that waited here for a second connection of the pool
+        // while holding this one starved the pool under a burst of onboardings.
+        let op = read_operation(&*conn, op_id)
             .await?
             .ok_or_else(|| CatalogError::NotFound {
                 what: format!("operation {op_id}"),
@@ -371,7 +427,8 @@ impl CatalogStore for PgCatalog {
             .await?;
         }
         tx.commit().await?;
-        self.operation(op_id)
+        // On the same connection (see create_tenant).
+        read_operation(&*conn, op_id)
             .await?
             .ok_or_else(|| CatalogError::NotFound {
                 what: format!("operation {op_id}"),
@@ -425,59 +482,7 @@ impl CatalogStore for PgCatalog {
 
     /// An operation with its steps.
     async fn operation(&self, id: Uuid) -> Result<Option<OperationRecord>, CatalogError> {
-        let conn = self.conn().await?;
-        let Some(row) = conn
-            .query_opt(
-                "SELECT o.id, o.tenant_id, t.slug, o.kind, o.state, o.direction, o.params, o.actor, \
-                        o.request_id, o.parent_id, o.error, o.created_at, o.finished_at \
-                 FROM operations o JOIN tenants t ON t.id = o.tenant_id WHERE o.id = $1",
-                &[&id],
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        let steps = conn
-            .query(
-                "SELECT idx, name, state, output, error, attempts FROM operation_steps \
-                 WHERE operation_id = $1 ORDER BY idx",
-                &[&id],
-            )
-            .await?
-            .iter()
-            .map(|s| {
-                Ok(StepRecord {
-                    idx: s.get("idx"),
-                    name: s.get("name"),
-                    state: parse::<StepState>(s.get("state"))?,
-                    output: s.get("output"),
-                    error: s.get("error"),
-                    attempts: s.get("attempts"),
-                })
-            })
-            .collect::<Result<Vec<_>, CatalogError>>()?;
-        let slug: String = row.get("slug");
-        let direction = match row.get::<_, &str>("direction") {
-            "undo" => OperationDirection::Undo,
-            _ => OperationDirection::Forward,
-        };
-        Ok(Some(OperationRecord {
-            id: row.get("id"),
-            tenant_id: row.get("tenant_id"),
-            tenant_slug: TenantSlug::parse(&slug)
-                .map_err(|e| CatalogError::Corrupt(e.to_string()))?,
-            kind: parse::<OperationKind>(row.get("kind"))?,
-            state: parse::<OperationState>(row.get("state"))?,
-            direction,
-            params: row.get("params"),
-            actor: row.get("actor"),
-            request_id: row.get("request_id"),
-            parent: row.get("parent_id"),
-            error: row.get("error"),
-            steps,
-            created_at: row.get("created_at"),
-            finished_at: row.get("finished_at"),
-        }))
+        read_operation(&*self.conn().await?, id).await
     }
 
     /// The tenant's pending or running operation, if any.

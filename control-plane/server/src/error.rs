@@ -134,6 +134,20 @@ impl From<CatalogError> for AppError {
                 AppError::conflict(e.to_string())
             }
             e @ CatalogError::ServerUnavailable { .. } => AppError::unavailable(e.to_string()),
+            // Every catalog connection stayed busy for the pool's whole wait: the control plane
+            // is overloaded for now, not broken. Nothing was changed; the request may be sent
+            // again shortly.
+            CatalogError::Pool(cause) => {
+                tracing::warn!(error = %cause, "catalog connection pool exhausted; answering 503");
+                AppError {
+                    retry_after_secs: Some(2),
+                    ..AppError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the control plane is busy (no catalog connection was free in time); \
+                         try again in a few seconds",
+                    )
+                }
+            }
             e @ (CatalogError::RolloutActive { .. } | CatalogError::RolloutState { .. }) => {
                 AppError::conflict(e.to_string())
             }
@@ -150,5 +164,21 @@ impl From<WorkflowError> for AppError {
             WorkflowError::Invalid(detail) => AppError::bad_request(detail),
             WorkflowError::Unavailable(detail) => AppError::unavailable(detail),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_catalog_pool_wait_is_a_503_with_retry_after_not_a_500() {
+        let e = AppError::from(CatalogError::Pool(
+            "timed out waiting for a connection".into(),
+        ));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let resp = e.into_response();
+        assert_eq!(resp.headers().get(header::RETRY_AFTER).unwrap(), "2");
     }
 }

@@ -1,0 +1,75 @@
+//! Bursts through the API: many clients at once get answers, never a 5xx, and every operation
+//! they start converges (issue 15: a burst of eight clients starved the catalog's connection
+//! pool, and a request waiting for a connection answered 500 after 10 s).
+
+#![allow(clippy::unwrap_used)]
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+use tcp_tests::{EngineUnderTest, TestEnv};
+
+tcp_tests::conformance!(sixteen_clients_onboarding_at_once_get_no_5xx_and_all_converge);
+
+const CLIENTS: usize = 16;
+
+async fn sixteen_clients_onboarding_at_once_get_no_5xx_and_all_converge(engine: EngineUnderTest) {
+    let env = TestEnv::new(engine).await;
+    let slugs: Vec<String> = (0..CLIENTS).map(|i| format!("burst-{i:02}")).collect();
+    // Each client onboards its tenant and polls it, all at once.
+    let answers = futures::future::join_all(slugs.iter().map(|slug| {
+        let env = &env;
+        async move {
+            let (status, body) = env
+                .call(
+                    Method::POST,
+                    "/v1/tenants",
+                    Some(json!({"slug": slug, "display_name": slug})),
+                )
+                .await;
+            let mut seen = vec![(status, body.to_string())];
+            if status == StatusCode::ACCEPTED {
+                let id = body["operation"]["id"].as_str().unwrap().to_owned();
+                for _ in 0..600 {
+                    let (status, op) = env
+                        .call(Method::GET, &format!("/v1/operations/{id}"), None)
+                        .await;
+                    let done = matches!(
+                        op["state"].as_str(),
+                        Some("succeeded" | "failed" | "rolled_back")
+                    );
+                    seen.push((status, op["state"].to_string()));
+                    if done || status.is_server_error() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+            (slug.clone(), seen)
+        }
+    }))
+    .await;
+    for (slug, seen) in &answers {
+        let (first, body) = &seen[0];
+        assert_eq!(*first, StatusCode::ACCEPTED, "{slug}: {body}");
+        for (status, body) in seen {
+            assert!(!status.is_server_error(), "{slug}: {status} {body}");
+        }
+        assert_eq!(seen.last().unwrap().1, "\"succeeded\"", "{slug}: {seen:?}");
+    }
+    // And the catalog agrees: every tenant active.
+    let (status, list) = env.call(Method::GET, "/v1/tenants", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let active = list["tenants"]
+        .as_array()
+        .or_else(|| list.as_array())
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["slug"].as_str().is_some_and(|s| s.starts_with("burst-")) && t["state"] == "active"
+        })
+        .count();
+    assert_eq!(active, CLIENTS, "{list}");
+    for slug in &slugs {
+        env.offboard(slug).await;
+    }
+}
