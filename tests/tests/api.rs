@@ -32,7 +32,96 @@ fn body(v: serde_json::Value) -> Option<Vec<u8>> {
 tcp_tests::conformance!(
     bad_input_gets_a_clear_problem_and_leaves_nothing_behind,
     listing_and_operation_views_have_the_documented_shape,
+    the_tenant_list_pages_every_tenant_exactly_once_and_filters,
 );
+
+/// Follows `GET /v1/tenants` page by page through its `Link` headers; the ids in order.
+async fn every_page(env: &TestEnv, first: &str) -> (Vec<String>, usize) {
+    let token = env.token("operator");
+    let (mut ids, mut pages, mut next) = (Vec::new(), 0, Some(first.to_owned()));
+    while let Some(path) = next.take() {
+        let (status, headers, page) = env
+            .call_with_headers(Method::GET, &path, Some(&token), None, &[])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        pages += 1;
+        ids.extend(
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_owned()),
+        );
+        next = headers.get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            assert!(l.ends_with(">; rel=\"next\""), "{l}");
+            l.trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap()
+                .to_owned()
+        });
+        assert!(pages <= 20, "the pages do not end: {path}");
+    }
+    (ids, pages)
+}
+
+async fn the_tenant_list_pages_every_tenant_exactly_once_and_filters(engine: EngineUnderTest) {
+    let env = TestEnv::new(engine).await;
+    let slugs = ["page-a", "page-b", "page-c", "page-d", "page-e"];
+    for slug in slugs {
+        env.onboard(slug).await;
+    }
+    env.offboard("page-c").await;
+
+    // One page of everything, newest first.
+    let (all, pages) = every_page(&env, "/v1/tenants").await;
+    assert_eq!(pages, 1);
+    assert_eq!(all.len(), slugs.len());
+    // Pages of two: the same tenants in the same order, each once, three pages linked.
+    let (paged, pages) = every_page(&env, "/v1/tenants?limit=2").await;
+    assert_eq!(paged, all);
+    assert_eq!(pages, 3);
+    // A page size that divides the list: the last full page links to an empty one.
+    let (paged, pages) = every_page(&env, "/v1/tenants?limit=5").await;
+    assert_eq!((paged, pages), (all.clone(), 2));
+
+    // Filters, kept across pages.
+    let (active, _) = every_page(&env, "/v1/tenants?state=active&limit=1").await;
+    assert_eq!(active.len(), 4);
+    let (gone, _) = every_page(&env, "/v1/tenants?state=offboarded").await;
+    assert_eq!(gone.len(), 1);
+    let (_, list) = env
+        .call(Method::GET, "/v1/tenants?state=offboarded", None)
+        .await;
+    assert_eq!(list[0]["slug"], "page-c");
+    let server = list[0]["server"].as_str().unwrap().to_owned();
+    let (on_server, _) = every_page(&env, &format!("/v1/tenants?server={server}&limit=3")).await;
+    assert_eq!(on_server, all);
+    let (elsewhere, _) = every_page(&env, "/v1/tenants?server=no-such-server").await;
+    assert!(elsewhere.is_empty());
+
+    // Bad paging parameters are 400 problems.
+    let op = env.token("operator");
+    for path in [
+        "/v1/tenants?limit=0",
+        "/v1/tenants?limit=1001",
+        "/v1/tenants?limit=ten",
+        "/v1/tenants?state=deleted",
+        "/v1/tenants?after=not-a-uuid",
+        "/v1/tenants?after=00000000-0000-0000-0000-000000000000",
+        "/v1/tenants?sort=slug",
+    ] {
+        expect_problem(
+            &env,
+            Method::GET,
+            path,
+            Some(&op),
+            None,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+}
 
 async fn bad_input_gets_a_clear_problem_and_leaves_nothing_behind(engine: EngineUnderTest) {
     let env = TestEnv::new(engine).await;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::error::CatalogError;
 use crate::model::{
     AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation, NewTenant,
-    OperationRecord, TenantRecord,
+    OperationRecord, TenantPage, TenantRecord,
 };
 use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, TenantSchemaRecord};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
@@ -101,6 +101,10 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every tenant, newest first.
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, CatalogError>;
+
+    /// One page of tenants, newest first (then by id): those `page` selects, after its
+    /// `after` tenant, at most `limit`. An `after` that names no tenant gives an empty page.
+    async fn tenants_page(&self, page: &TenantPage) -> Result<Vec<TenantRecord>, CatalogError>;
 
     /// An operation with its steps.
     async fn operation(&self, id: Uuid) -> Result<Option<OperationRecord>, CatalogError>;

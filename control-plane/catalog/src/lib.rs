@@ -24,7 +24,7 @@ pub use api::{Catalog, CatalogStore, Lease, StepChange, TenantTransition};
 pub use error::CatalogError;
 pub use model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
-    NewTenant, OperationDirection, OperationRecord, StepRecord, TenantRecord,
+    NewTenant, OperationDirection, OperationRecord, StepRecord, TenantPage, TenantRecord,
 };
 pub use postgres::PgCatalog;
 pub use rollouts::{
@@ -38,6 +38,7 @@ pub use sqlserver::SqlServerCatalog;
 /// T-SQL parse gate (`tests/src/bin/tsql-statements.rs`, `infra/tsql-gate.sh`).
 pub fn sqlserver_generated_statements() -> Vec<(&'static str, String)> {
     let mut all = sqlserver::servers::generated_statements();
+    all.push(("tenants_page", sqlserver::tenants_page_statement()));
     all.extend(sqlserver::rollouts::generated_statements());
     all
 }

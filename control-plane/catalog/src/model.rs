@@ -106,6 +106,19 @@ impl CredentialCheck {
     }
 }
 
+/// Which tenants one page of the tenant list holds.
+#[derive(Clone, Debug)]
+pub struct TenantPage {
+    /// Only tenants in this state.
+    pub state: Option<TenantState>,
+    /// Only tenants on this server.
+    pub server: Option<String>,
+    /// Only tenants listed after this one (the last of the previous page).
+    pub after: Option<Uuid>,
+    /// At most this many.
+    pub limit: i64,
+}
+
 /// A tenant to insert.
 #[derive(Clone, Debug)]
 pub struct NewTenant {

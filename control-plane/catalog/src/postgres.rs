@@ -16,7 +16,7 @@ use crate::error::CatalogError;
 use crate::model::claim_outcome;
 use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
-    NewTenant, OperationDirection, OperationRecord, StepRecord, TenantRecord,
+    NewTenant, OperationDirection, OperationRecord, StepRecord, TenantPage, TenantRecord,
 };
 use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, TenantSchemaRecord};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
@@ -465,6 +465,27 @@ impl CatalogStore for PgCatalog {
             )
             .await?;
         row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn tenants_page(&self, page: &TenantPage) -> Result<Vec<TenantRecord>, CatalogError> {
+        let state = page.state.map(|s| s.as_str());
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {TENANT_COLUMNS} FROM tenants \
+                      WHERE ($1::text IS NULL OR state = $1) \
+                        AND ($2::text IS NULL OR server = $2) \
+                        AND ($3::uuid IS NULL \
+                             OR (created_at, id) < (SELECT a.created_at, a.id FROM tenants a \
+                                                     WHERE a.id = $3)) \
+                      ORDER BY created_at DESC, id DESC LIMIT $4"
+                ),
+                &[&state, &page.server, &page.after, &page.limit],
+            )
+            .await?;
+        rows.iter().map(tenant_from_row).collect()
     }
 
     /// Every tenant, newest first.

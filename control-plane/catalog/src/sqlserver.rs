@@ -35,7 +35,7 @@ use crate::error::CatalogError;
 use crate::model::claim_outcome;
 use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
-    NewTenant, OperationDirection, OperationRecord, TenantRecord,
+    NewTenant, OperationDirection, OperationRecord, TenantPage, TenantRecord,
 };
 use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, TenantSchemaRecord};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
@@ -91,6 +91,21 @@ const TENANT_COLUMNS: &str = "Id, Slug, DisplayName, State, Engine, Server, Data
 const SESSION_OPTIONS: &str = "SET ANSI_NULLS, ANSI_PADDING, ANSI_WARNINGS, ARITHABORT, \
                                CONCAT_NULL_YIELDS_NULL, QUOTED_IDENTIFIER ON; \
                                SET NUMERIC_ROUNDABORT OFF;";
+
+/// One page of the tenant list, newest first then by id (`@P1` state, `@P2` server, `@P3`
+/// the last tenant of the previous page, `@P4` the page size; a NULL filter selects all).
+pub(crate) fn tenants_page_statement() -> String {
+    format!(
+        "SELECT TOP (@P4) {TENANT_COLUMNS} FROM catalog.Tenants AS t \
+          WHERE (@P1 IS NULL OR t.State = @P1) \
+            AND (@P2 IS NULL OR t.Server = @P2) \
+            AND (@P3 IS NULL OR EXISTS ( \
+                 SELECT 1 FROM catalog.Tenants AS a \
+                  WHERE a.Id = @P3 \
+                    AND (t.CreatedAt < a.CreatedAt OR (t.CreatedAt = a.CreatedAt AND t.Id < a.Id)))) \
+          ORDER BY t.CreatedAt DESC, t.Id DESC"
+    )
+}
 
 const AUDIT_COLUMNS: &str = "Id, At, Actor, RequestId, TenantId, OperationId, Action, Detail, Hash";
 
@@ -475,6 +490,19 @@ impl CatalogStore for SqlServerCatalog {
             )
             .await?;
         row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn tenants_page(&self, page: &TenantPage) -> Result<Vec<TenantRecord>, CatalogError> {
+        let state = page.state.map(|s| s.as_str());
+        let server = page.server.as_deref();
+        self.query(
+            &tenants_page_statement(),
+            &[&state, &server, &page.after, &page.limit],
+        )
+        .await?
+        .iter()
+        .map(tenant_from_row)
+        .collect()
     }
 
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, CatalogError> {

@@ -139,6 +139,14 @@ enum Command {
     },
 }
 
+/// Tenants per page when `tenantctl tenants list` reads the list.
+const LIST_PAGE: usize = 500;
+
+/// A tenant state named on the command line.
+fn parse_tenant_state(s: &str) -> Result<api_types::TenantState, String> {
+    s.parse()
+}
+
 #[derive(Debug, Subcommand)]
 enum TenantsCommand {
     /// Start onboarding a tenant.
@@ -158,8 +166,15 @@ enum TenantsCommand {
         #[arg(long)]
         wait: bool,
     },
-    /// List tenants.
-    List,
+    /// List tenants, newest first (every page of them).
+    List {
+        /// Only tenants in this state: provisioning, active, offboarding, offboarded, failed.
+        #[arg(long, value_parser = parse_tenant_state)]
+        state: Option<api_types::TenantState>,
+        /// Only tenants on this database server.
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// Show one tenant, including the names of its secrets.
     Show {
         /// The tenant's slug.
@@ -384,8 +399,36 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Fleet(command) => {
             rollouts::run_fleet(&connect_as(rollouts::ROLE)?, command, json).await
         }
-        Command::Tenants(TenantsCommand::List) => {
-            let (tenants, raw): (Vec<Tenant>, _) = connect()?.get("/v1/tenants").await?;
+        Command::Tenants(TenantsCommand::List { state, server }) => {
+            let client = connect()?;
+            // Every page: the next one starts after the last tenant of a full page.
+            let mut tenants: Vec<Tenant> = Vec::new();
+            let mut raw: Vec<serde_json::Value> = Vec::new();
+            loop {
+                let mut query = url::form_urlencoded::Serializer::new(String::new());
+                if let Some(s) = state {
+                    query.append_pair("state", s.as_str());
+                }
+                if let Some(s) = &server {
+                    query.append_pair("server", s);
+                }
+                query.append_pair("limit", &LIST_PAGE.to_string());
+                if let Some(last) = tenants.last() {
+                    query.append_pair("after", &last.id.to_string());
+                }
+                let (page, page_raw): (Vec<Tenant>, serde_json::Value) = client
+                    .get(&format!("/v1/tenants?{}", query.finish()))
+                    .await?;
+                let full = page.len() == LIST_PAGE;
+                tenants.extend(page);
+                if let serde_json::Value::Array(items) = page_raw {
+                    raw.extend(items);
+                }
+                if !full {
+                    break;
+                }
+            }
+            let raw = serde_json::Value::Array(raw);
             if json {
                 emit_json(&raw)?;
             } else {

@@ -297,7 +297,7 @@ async fn main() {
     let onboarding = t.elapsed().as_secs_f64();
     eprintln!("onboarded {n} tenants in {onboarding:.1} s");
     let tenants: serde_json::Value = client
-        .get(format!("{}/v1/tenants", server.base))
+        .get(format!("{}/v1/tenants?limit=1000", server.base))
         .bearer_auth(&operator)
         .send()
         .await

@@ -2,11 +2,16 @@
 //! /v1/tenants/{slug}/offboard`). Onboarding and offboarding start workflows through the
 //! orchestrator and answer 202 with the tenant and its operation.
 
-use api_types::{Accepted, CreateTenantRequest, OffboardRequest, Problem, Tenant, TenantSlug};
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use api_types::{
+    Accepted, CreateTenantRequest, OffboardRequest, Problem, Tenant, TenantSlug, TenantState,
+};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
+use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::extract::{no_nul, parse_slug, ApiJson, Caller};
@@ -74,15 +79,83 @@ async fn create_tenant(
     ))
 }
 
+/// Query of `GET /v1/tenants`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TenantsQuery {
+    /// Only tenants in this state (e.g. `active`: without it, the list also holds offboarded
+    /// tenants and failed onboarding attempts).
+    state: Option<TenantState>,
+    /// Only tenants on this database server (its name, as a tenant's `server` shows it).
+    server: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// The next page: the id of the last tenant of the previous one (the `Link` header's
+    /// `rel="next"` carries it).
+    after: Option<Uuid>,
+}
+
+/// The default page size of `GET /v1/tenants`.
+const TENANTS_PAGE: i64 = 100;
+
 #[utoipa::path(
     get,
     path = "/v1/tenants",
     tag = "tenants",
-    responses((status = 200, description = "Every tenant, newest first", body = Vec<Tenant>))
+    params(TenantsQuery),
+    responses(
+        (status = 200, description = "One page of tenants, newest first; a full page has a next one, linked", body = Vec<Tenant>,
+         headers(("Link" = String, description = "`<...>; rel=\"next\"`: the next page, when this one is full"))),
+        (status = 400, description = "A query parameter is invalid, or `after` names no tenant", body = Problem, content_type = "application/problem+json"),
+    )
 )]
-async fn list_tenants(State(state): State<AppState>) -> Result<Json<Vec<Tenant>>, AppError> {
-    let tenants = state.catalog.list_tenants().await?;
-    Ok(Json(tenants.iter().map(tenant_view).collect()))
+async fn list_tenants(
+    State(state): State<AppState>,
+    query: Result<Query<TenantsQuery>, QueryRejection>,
+) -> Result<(HeaderMap, Json<Vec<Tenant>>), AppError> {
+    let Query(q) = query.map_err(|e| AppError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(TENANTS_PAGE);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::bad_request("limit must be 1 to 1000"));
+    }
+    let server = q.server.filter(|s| !s.is_empty());
+    no_nul("server", server.as_deref().unwrap_or_default())?;
+    if let Some(after) = q.after {
+        if state.catalog.tenant(after).await?.is_none() {
+            return Err(AppError::bad_request(format!(
+                "after: no tenant has the id {after} (pass the id of the last tenant of the \
+                 previous page)"
+            )));
+        }
+    }
+    let page = catalog::TenantPage {
+        state: q.state,
+        server: server.clone(),
+        after: q.after,
+        limit,
+    };
+    let tenants = state.catalog.tenants_page(&page).await?;
+    let mut headers = HeaderMap::new();
+    if tenants.len() as i64 == limit {
+        if let Some(last) = tenants.last() {
+            let mut next = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(s) = q.state {
+                next.append_pair("state", s.as_str());
+            }
+            if let Some(s) = &server {
+                next.append_pair("server", s);
+            }
+            next.append_pair("limit", &limit.to_string());
+            next.append_pair("after", &last.id.to_string());
+            let link = format!("</v1/tenants?{}>; rel=\"next\"", next.finish());
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                headers.insert(header::LINK, v);
+            }
+        }
+    }
+    Ok((headers, Json(tenants.iter().map(tenant_view).collect())))
 }
 
 #[utoipa::path(
