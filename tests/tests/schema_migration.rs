@@ -105,6 +105,22 @@ async fn existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_int
         "{events:?}"
     );
     assert_eq!(events[0]["detail"]["to"], 100);
+    // Its event is anchored outside the database when the migration ends (issue 12: after
+    // every control-plane operation), not only by the next periodic pass.
+    let tenant = env
+        .app
+        .catalog
+        .tenant_by_slug(&"mig-clean".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let anchors = env.app.catalog.anchors(tenant.id).await.unwrap();
+    assert!(
+        anchors
+            .iter()
+            .any(|a| a.reason == "migration" && events[0]["id"] == a.head_id),
+        "{anchors:?} {events:?}"
+    );
 
     // The migrated tenant's application keeps working, history included: an update of the
     // table that gained a column keeps the old row (PostgreSQL: platform.sync_history and the

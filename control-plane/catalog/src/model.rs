@@ -279,7 +279,8 @@ pub struct AuditAnchor {
     pub head_id: i64,
     /// Its hash (lower-case hex).
     pub head_hash: String,
-    /// Why it was taken: `onboarding`, `rotation`, `investigation`, `purge`, `hourly`.
+    /// Why it was taken: `onboarding`, `rotation`, `investigation`, `purge`, `migration`,
+    /// `periodic`.
     pub reason: String,
     /// When.
     pub taken_at: DateTime<Utc>,

@@ -246,6 +246,20 @@ pub async fn anchor_periodic(
     tenant_id: uuid::Uuid,
     names: &engine::TenantNames,
 ) -> Result<bool, StepError> {
+    anchor_since_last(svc, engine, tenant_id, names, "periodic").await
+}
+
+/// Anchors the head with `reason` after verifying only the events appended since the tenant's
+/// newest anchor (from genesis when it has none), as [`anchor_periodic`] does: what a
+/// control-plane operation that wrote an event (a migration) runs when it ends. Returns
+/// whether a new anchor was taken.
+pub async fn anchor_since_last(
+    svc: &Services,
+    engine: &dyn Engine,
+    tenant_id: uuid::Uuid,
+    names: &engine::TenantNames,
+    reason: &str,
+) -> Result<bool, StepError> {
     let latest = svc
         .catalog
         .anchors(tenant_id)
@@ -270,7 +284,7 @@ pub async fn anchor_periodic(
     match (head.head_id, &head.head_hash) {
         (Some(id), Some(hash)) if latest.as_ref().is_none_or(|l| l.id != id) => {
             svc.catalog
-                .record_anchor(tenant_id, id, hash, "periodic")
+                .record_anchor(tenant_id, id, hash, reason)
                 .await?;
             Ok(true)
         }

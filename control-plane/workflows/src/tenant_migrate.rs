@@ -8,8 +8,9 @@
 //! column its history lacks before the commit); its objects are kept once per fingerprint.
 //! `verify_schema` then checks the platform's invariants on the live database with the
 //! evidence probes (the app refused on audit and history, every business table versioned, no
-//! principal with a right it must not have), once per distinct schema and process, and makes
-//! the committed schema the tenant's baseline. The tenant stays `active` throughout: applications
+//! principal with a right it must not have), once per distinct schema and process, makes
+//! the committed schema the tenant's baseline, and anchors the tenant's audit head (reason
+//! `migration`) when the migration wrote its event. The tenant stays `active` throughout: applications
 //! keep working, waiting at most the migration's lock timeout for its DDL.
 
 use api_types::{OperationKind, OperationState, TenantSecrets, TenantState};
@@ -156,8 +157,29 @@ impl Step for VerifySchema {
             .record_schema_baseline(ctx.operation.tenant_id, version, &fingerprint)
             .await
             .map_err(|e| StepError::transient(format!("recording the schema baseline: {e}")))?;
+        // The migration wrote a `schema.migrated` event: its head is anchored outside the
+        // database now, as after every control-plane operation, not only by the next periodic
+        // pass (the chain verified from the newest anchor on; a log that does not verify is
+        // not anchored, and says so in the log).
+        if migrated_something(ctx)? {
+            crate::anchor_since_last(
+                ctx.services,
+                engine,
+                ctx.operation.tenant_id,
+                &ctx.names,
+                "migration",
+            )
+            .await?;
+        }
         Ok(())
     }
+}
+
+/// Whether this migration applied a migration (and so wrote a `schema.migrated` event).
+fn migrated_something(ctx: &StepContext<'_>) -> Result<bool, StepError> {
+    Ok(ctx
+        .output::<ApplyMigrations>()?
+        .is_some_and(|m| !m.applied.is_empty()))
 }
 
 /// Keeps a schema's objects in the catalog under its fingerprint (the catalog store sends
