@@ -294,8 +294,9 @@ impl Modify for Conventions {
 }
 
 /// Links from an answer to the operations it makes reachable (OpenAPI 3.1 `links`), which
-/// schemathesis' stateful phase follows: every `202` to its operation and its tenant, a
-/// registered server to reading, draining, undraining and removing it.
+/// schemathesis' stateful phase follows: every `202` of an operation to its operation and its
+/// tenant, a started rollout to reading, pausing, resuming and aborting it, a registered server
+/// to reading, draining, undraining and removing it.
 fn add_links(op: &mut Operation) {
     use utoipa::openapi::link::LinkBuilder;
     let link = |operation: &str, parameter: &str, value: &str| {
@@ -311,6 +312,19 @@ fn add_links(op: &mut Operation) {
             continue;
         };
         match status.as_str() {
+            // A rollout's answer is the rollout (`id`), not an operation and its tenant.
+            "202" if op.operation_id.as_deref() == Some("start_rollout") => {
+                for (name, target) in [
+                    ("GetRollout", "show_rollout"),
+                    ("PauseRollout", "pause_rollout"),
+                    ("ResumeRollout", "resume_rollout"),
+                    ("AbortRollout", "abort_rollout"),
+                ] {
+                    response
+                        .links
+                        .insert(name.into(), link(target, "id", "$response.body#/id"));
+                }
+            }
             "202" => {
                 response.links.insert(
                     "GetOperation".into(),
@@ -431,6 +445,61 @@ mod tests {
                 "UNDOCUMENTED names {method} {route}, which is not routed"
             );
         }
+    }
+
+    /// Every link reads its parameter from a property the answer's body really has, and
+    /// points at an operation the document has (a rollout's 202 once linked to an operation
+    /// and a tenant its body does not hold).
+    #[test]
+    fn every_link_names_a_property_of_its_answer_and_an_existing_operation() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let resolve = |s: &serde_json::Value| -> serde_json::Value {
+            match s["$ref"].as_str() {
+                Some(r) => schemas[r.trim_start_matches("#/components/schemas/")].clone(),
+                None => s.clone(),
+            }
+        };
+        let mut operation_ids = std::collections::BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                if let Some(id) = op["operationId"].as_str() {
+                    operation_ids.insert(id.to_owned());
+                }
+            }
+        }
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    let Some(links) = response["links"].as_object() else {
+                        continue;
+                    };
+                    let body = resolve(&response["content"]["application/json"]["schema"]);
+                    for (name, link) in links {
+                        let target = link["operationId"].as_str().unwrap();
+                        assert!(
+                            operation_ids.contains(target),
+                            "{method} {path} {status} {name}: no operation {target}"
+                        );
+                        for value in link["parameters"].as_object().unwrap().values() {
+                            let pointer = value.as_str().unwrap();
+                            let mut schema = body.clone();
+                            for part in pointer.trim_start_matches("$response.body#/").split('/') {
+                                let next = &schema["properties"][part];
+                                assert!(
+                                    !next.is_null(),
+                                    "{method} {path} {status} {name}: the body has no {pointer}"
+                                );
+                                schema = resolve(next);
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked >= 10, "only {checked} link parameters");
     }
 
     #[test]
