@@ -126,7 +126,7 @@ pub struct Credentials {
 }
 
 /// The head of a tenant's audit chain, as read just before its database is dropped.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditHead {
     /// Whether the chain verified.
     pub valid: bool,
@@ -301,12 +301,17 @@ pub trait Engine: Send + Sync + 'static {
     /// The schema it commits is read inside the transaction and returned with its fingerprint
     /// (no second connection to verify it); a schema that breaks what the engine can judge
     /// from it alone (PostgreSQL: a business table's column its history lacks) is refused
-    /// before the commit.
+    /// before the commit. When it wrote its event and `anchor` is given (the tenant's newest
+    /// anchor), an engine may also verify the chain from that anchor inside the same
+    /// transaction and return the head in [`Migrated::audit_head`], so anchoring it needs no
+    /// second connection (PostgreSQL does; SQL Server returns none and the caller reads the
+    /// head on its own connection).
     async fn migrate_database(
         &self,
         names: &TenantNames,
         target: i32,
         actor: &str,
+        anchor: Option<&ChainPoint>,
     ) -> Result<(Migrated, SchemaSnapshot), EngineError>;
     /// What bringing the tenant database to `target` would apply, read from its refinery
     /// history without locking or changing anything (a rollout skips a tenant with nothing

@@ -704,6 +704,7 @@ impl Engine for PostgresEngine {
         names: &TenantNames,
         target: i32,
         actor: &str,
+        anchor: Option<&ChainPoint>,
     ) -> Result<(Migrated, SchemaSnapshot), EngineError> {
         let mut client = self.connect_db(&names.database).await?;
         let tx = client.transaction().await?;
@@ -752,6 +753,7 @@ impl Engine for PostgresEngine {
         tx.batch_execute("RESET ROLE").await?;
         apply_grants(&tx, names).await?;
         let applied: Vec<String> = plan.pending.iter().map(|m| m.file.clone()).collect();
+        let mut audit_head = None;
         if !applied.is_empty() {
             tx.execute("SELECT set_config('tcp.actor', $1, true)", &[&actor])
                 .await?;
@@ -761,6 +763,33 @@ impl Engine for PostgresEngine {
                 &[&detail.to_string()],
             )
             .await?;
+            // The chain from the caller's anchor, with this event, read here: anchoring it
+            // needs no second connection. (A database before audit format 2 has no
+            // verify_chain_from; the caller then reads the head on its own.)
+            if let Some(p) = anchor {
+                let has_from = tx
+                    .query_one(
+                        "SELECT to_regproc('audit.verify_chain_from') IS NOT NULL",
+                        &[],
+                    )
+                    .await?
+                    .get::<_, bool>(0);
+                if has_from {
+                    let r = tx
+                        .query_one(
+                            "SELECT * FROM audit.verify_chain_from($1, $2)",
+                            &[&p.id, &p.hash],
+                        )
+                        .await?;
+                    audit_head = Some(AuditHead {
+                        valid: r.get("valid"),
+                        checked: r.get("checked"),
+                        first_broken_id: r.get("first_broken_id"),
+                        head_id: r.get("head_id"),
+                        head_hash: r.get("head_hash"),
+                    });
+                }
+            }
         }
         // The schema this transaction commits, read inside it: a column the history lacks is
         // refused here, so the database stays at its old version.
@@ -779,6 +808,7 @@ impl Engine for PostgresEngine {
                 to: plan.to,
                 applied,
                 fingerprint: Some(snapshot.fingerprint.clone()),
+                audit_head,
             },
             snapshot,
         ))

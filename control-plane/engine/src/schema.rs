@@ -61,6 +61,11 @@ pub struct Migrated {
     /// ([`crate::fingerprint`]); absent in outputs recorded before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// The tenant's audit chain verified from the anchor the caller gave, inside the
+    /// migration's transaction after its event (engines that do so; see
+    /// `Engine::migrate_database`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<crate::AuditHead>,
 }
 
 /// The pending migrations of `release` (file stem, SQL) for a database whose history holds

@@ -94,8 +94,22 @@ impl Step for ApplyMigrations {
         // A retry after a commit finds nothing pending and reports the version reached; what
         // the first run applied is kept from its saved output.
         let earlier = ctx.output::<ApplyMigrations>()?;
+        // The tenant's newest anchor: the engine may verify the chain from it inside the
+        // migration's transaction, so verify_schema anchors the new head without a second
+        // connection.
+        let anchor = ctx
+            .services
+            .catalog
+            .anchors(ctx.operation.tenant_id)
+            .await?
+            .into_iter()
+            .max_by_key(|a| a.head_id)
+            .map(|a| engine::ChainPoint {
+                id: a.head_id,
+                hash: a.head_hash,
+            });
         let (mut migrated, schema) = engine
-            .migrate_database(&ctx.names, target, &ctx.operation.actor)
+            .migrate_database(&ctx.names, target, &ctx.operation.actor, anchor.as_ref())
             .await?;
         record_objects(ctx, &schema).await?;
         if let Some(earlier) = earlier {
@@ -162,16 +176,47 @@ impl Step for VerifySchema {
         // pass (the chain verified from the newest anchor on; a log that does not verify is
         // not anchored, and says so in the log).
         if migrated_something(ctx)? {
+            anchor_migration(ctx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Anchors the head the migration's own transaction verified from the tenant's newest anchor
+/// (PostgreSQL), else reads and verifies it on a connection of its own.
+async fn anchor_migration(ctx: &StepContext<'_>) -> Result<(), StepError> {
+    let head = ctx.output::<ApplyMigrations>()?.and_then(|m| m.audit_head);
+    match head {
+        Some(head) if !head.valid => {
+            tracing::error!(
+                tenant = %ctx.operation.tenant_id,
+                first_broken = ?head.first_broken_id,
+                "AUDIT LOG DOES NOT VERIFY from the last anchor on; not anchoring it"
+            );
+            Ok(())
+        }
+        Some(engine::AuditHead {
+            head_id: Some(id),
+            head_hash: Some(hash),
+            ..
+        }) => {
+            ctx.services
+                .catalog
+                .record_anchor(ctx.operation.tenant_id, id, &hash, "migration")
+                .await?;
+            Ok(())
+        }
+        _ => {
             crate::anchor_since_last(
                 ctx.services,
-                engine,
+                ctx.engine(),
                 ctx.operation.tenant_id,
                 &ctx.names,
                 "migration",
             )
             .await?;
+            Ok(())
         }
-        Ok(())
     }
 }
 

@@ -603,6 +603,9 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         target: i32,
         actor: &str,
+        // The head is not read inside this transaction: the caller reads it on its own
+        // connection (`workflows::anchor_since_last`).
+        _anchor: Option<&ChainPoint>,
     ) -> Result<(Migrated, SchemaSnapshot), EngineError> {
         // A dedicated connection: the transaction spans many calls, and a failure anywhere
         // drops the connection, whose transaction the server then rolls back.
@@ -664,6 +667,7 @@ impl Engine for SqlServerEngine {
                 to: plan.to,
                 applied,
                 fingerprint: Some(snapshot.fingerprint.clone()),
+                audit_head: None,
             },
             snapshot,
         ))
