@@ -260,16 +260,7 @@ pub async fn anchor_since_last(
     names: &engine::TenantNames,
     reason: &str,
 ) -> Result<bool, StepError> {
-    let latest = svc
-        .catalog
-        .anchors(tenant_id)
-        .await?
-        .into_iter()
-        .max_by_key(|a| a.head_id)
-        .map(|a| engine::ChainPoint {
-            id: a.head_id,
-            hash: a.head_hash,
-        });
+    let latest = latest_anchor(svc, tenant_id).await?;
     let Some(head) = engine.audit_head(names, latest.as_ref()).await? else {
         return Ok(false);
     };
@@ -290,6 +281,23 @@ pub async fn anchor_since_last(
         }
         _ => Ok(false),
     }
+}
+
+/// The tenant's newest anchor, the point a verification of its chain may start from.
+pub async fn latest_anchor(
+    svc: &Services,
+    tenant_id: uuid::Uuid,
+) -> Result<Option<engine::ChainPoint>, StepError> {
+    Ok(svc
+        .catalog
+        .anchors(tenant_id)
+        .await?
+        .into_iter()
+        .max_by_key(|a| a.head_id)
+        .map(|a| engine::ChainPoint {
+            id: a.head_id,
+            hash: a.head_hash,
+        }))
 }
 
 /// Anchors the head right after a purge the control plane ran (reason `purge`): the anchors

@@ -97,17 +97,7 @@ impl Step for ApplyMigrations {
         // The tenant's newest anchor: the engine may verify the chain from it inside the
         // migration's transaction, so verify_schema anchors the new head without a second
         // connection.
-        let anchor = ctx
-            .services
-            .catalog
-            .anchors(ctx.operation.tenant_id)
-            .await?
-            .into_iter()
-            .max_by_key(|a| a.head_id)
-            .map(|a| engine::ChainPoint {
-                id: a.head_id,
-                hash: a.head_hash,
-            });
+        let anchor = crate::latest_anchor(ctx.services, ctx.operation.tenant_id).await?;
         let (mut migrated, schema) = engine
             .migrate_database(&ctx.names, target, &ctx.operation.actor, anchor.as_ref())
             .await?;
