@@ -10,8 +10,11 @@ run: deps
 	@infra/pg-local.sh start
 	$(CARGO) build --release -p server -p tenantctl
 	@# Development: local tokens (`tenantctl token`) unless a mode or config file is given.
+	@# Also a warm pool of 4 databases (README, "The warm pool") unless a config file is given.
 	@if [ -z "$${TENANT_CP_AUTH_MODE:-}" ] && [ -z "$${TENANT_CP_CONFIG:-}" ]; then \
-		export TENANT_CP_AUTH_MODE=local; fi; exec ./target/release/tenant-control-plane
+		export TENANT_CP_AUTH_MODE=local; fi; \
+	if [ -z "$${TENANT_CP_CONFIG:-}" ]; then export TENANT_CP_WARM_POOL_SIZE=$${TENANT_CP_WARM_POOL_SIZE:-4}; fi; \
+	exec ./target/release/tenant-control-plane
 
 ## stop: stop the local PostgreSQL cluster
 stop:

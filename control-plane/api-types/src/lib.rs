@@ -538,6 +538,11 @@ pub struct RegisterServerRequest {
     /// Port written into tenant connection strings (default: the admin URL's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_port: Option<u16>,
+    /// Its warm pool's size (default: the deployment's `warm_pool_size`). Each pooled database
+    /// occupies the server's disk and counts toward its capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000)]
+    pub pool_size: Option<u32>,
 }
 
 impl fmt::Debug for RegisterServerRequest {
@@ -548,6 +553,7 @@ impl fmt::Debug for RegisterServerRequest {
             .field("admin_url", &"[redacted]")
             .field("capacity", &self.capacity)
             .field("labels", &self.labels)
+            .field("pool_size", &self.pool_size)
             .finish_non_exhaustive()
     }
 }
@@ -590,8 +596,39 @@ pub struct Server {
     pub engine_version: Option<String>,
     /// The last health check.
     pub last_health_check: ServerHealthCheck,
+    /// Its warm pool: databases created ahead of time that onboardings claim.
+    pub pool: ServerPool,
     /// When it was registered.
     pub created_at: DateTime<Utc>,
+}
+
+/// A server's warm pool as the API shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServerPool {
+    /// How many pooled databases it keeps (0: none; the deployment's `warm_pool_size` unless
+    /// set for this server; none while it is draining or unreachable).
+    pub size: u32,
+    /// Whether `size` was set for this server (`PUT /v1/servers/{name}/pool`) rather than
+    /// taken from the deployment's default.
+    pub size_set: bool,
+    /// Ready to be claimed.
+    pub ready: u32,
+    /// Being created.
+    pub creating: u32,
+    /// Claimed by an onboarding that is renaming it.
+    pub claimed: u32,
+    /// Being dropped (stale, or of an older schema release).
+    pub retiring: u32,
+}
+
+/// Body of `PUT /v1/servers/{name}/pool`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPoolSizeRequest {
+    /// Pooled databases to keep on this server; `null` takes the deployment's
+    /// `warm_pool_size` again.
+    #[schema(minimum = 0, maximum = 1000)]
+    pub size: Option<u32>,
 }
 
 /// Body of `POST /v1/tenants/{slug}/offboard`.

@@ -14,6 +14,7 @@ use crate::model::{
     AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation, NewTenant,
     OperationRecord, TenantPage, TenantRecord,
 };
+use crate::pool::{NewPooledDatabase, PoolState, PooledDatabase};
 use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, TenantSchemaRecord};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 use api_types::RolloutState;
@@ -422,4 +423,48 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         &self,
         with_objects: bool,
     ) -> Result<Vec<TenantSchemaRecord>, CatalogError>;
+
+    /// Records a pooled database in state `creating`, before it is created on its server.
+    async fn pool_add(&self, pooled: NewPooledDatabase) -> Result<PooledDatabase, CatalogError>;
+
+    /// Moves a pooled database from state `from` to `to` (never to or from `claimed`: see
+    /// [`Self::pool_claim`]); false when it is not in `from` (a claim or a retirement won).
+    async fn pool_transition(
+        &self,
+        id: Uuid,
+        from: PoolState,
+        to: PoolState,
+    ) -> Result<bool, CatalogError>;
+
+    /// The pooled database claimed for `tenant_id`: the one it claimed earlier (a retried
+    /// step), else the oldest `ready` one of `generation` on `server`, now `claimed` by it;
+    /// `None` when the pool is empty. Concurrent claims never take the same row, and a claim
+    /// does not wait for another.
+    async fn pool_claim(
+        &self,
+        server: &str,
+        generation: &str,
+        tenant_id: Uuid,
+    ) -> Result<Option<PooledDatabase>, CatalogError>;
+
+    /// The pooled database `tenant_id` claimed, if any (an undo, or a retried claim that must
+    /// not take a second one).
+    async fn pool_claim_of(&self, tenant_id: Uuid) -> Result<Option<PooledDatabase>, CatalogError>;
+
+    /// Deletes a pooled database's row (its database was renamed to its tenant's or dropped).
+    async fn pool_remove(&self, id: Uuid) -> Result<(), CatalogError>;
+
+    /// The pooled databases of one server (every server when `None`), oldest first.
+    async fn pool_databases(
+        &self,
+        server: Option<&str>,
+    ) -> Result<Vec<PooledDatabase>, CatalogError>;
+
+    /// Sets a server's pool size (`None`: the deployment's default), with its audit row.
+    async fn set_server_pool_size(
+        &self,
+        name: &str,
+        pool_size: Option<i32>,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError>;
 }

@@ -52,6 +52,14 @@ pub enum CatalogError {
         /// Its live tenants.
         tenants: i64,
     },
+    /// The server still holds pooled databases (one is being created or claimed right now).
+    #[error("server {name} still holds {databases} pooled database(s) being created or claimed; try again in a few seconds")]
+    ServerPoolNotEmpty {
+        /// The name.
+        name: String,
+        /// Its pooled databases.
+        databases: i64,
+    },
     /// The server cannot take a new tenant (full, draining or gone) at the moment it was asked.
     #[error("server {name} cannot take a new tenant: {why}")]
     ServerUnavailable {

@@ -13,6 +13,7 @@
 mod api;
 mod error;
 mod model;
+mod pool;
 mod postgres;
 mod rollouts;
 mod servers;
@@ -26,6 +27,7 @@ pub use model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
     NewTenant, OperationDirection, OperationRecord, StepRecord, TenantPage, TenantRecord,
 };
+pub use pool::{NewPooledDatabase, PoolState, PooledDatabase};
 pub use postgres::PgCatalog;
 pub use rollouts::{
     NewRollout, NewRolloutTenant, RolloutRecord, RolloutTenantChange, RolloutTenantRecord,
@@ -40,6 +42,7 @@ pub fn sqlserver_generated_statements() -> Vec<(&'static str, String)> {
     let mut all = sqlserver::servers::generated_statements();
     all.push(("tenants_page", sqlserver::tenants_page_statement()));
     all.extend(sqlserver::rollouts::generated_statements());
+    all.extend(sqlserver::pool::generated_statements());
     all
 }
 

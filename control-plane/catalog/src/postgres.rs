@@ -18,6 +18,7 @@ use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
     NewTenant, OperationDirection, OperationRecord, StepRecord, TenantPage, TenantRecord,
 };
+use crate::pool::{NewPooledDatabase, PoolState, PooledDatabase};
 use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, TenantSchemaRecord};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 use api_types::RolloutState;
@@ -27,6 +28,7 @@ mod migrations {
 }
 
 mod db;
+mod pool;
 mod rollouts;
 mod servers;
 
@@ -1112,6 +1114,52 @@ impl CatalogStore for PgCatalog {
 
     async fn delete_server(&self, name: &str, actor: &str) -> Result<ServerRecord, CatalogError> {
         self.pg_delete_server(name, actor).await
+    }
+
+    async fn pool_add(&self, pooled: NewPooledDatabase) -> Result<PooledDatabase, CatalogError> {
+        self.pg_pool_add(pooled).await
+    }
+
+    async fn pool_transition(
+        &self,
+        id: Uuid,
+        from: PoolState,
+        to: PoolState,
+    ) -> Result<bool, CatalogError> {
+        self.pg_pool_transition(id, from, to).await
+    }
+
+    async fn pool_claim(
+        &self,
+        server: &str,
+        generation: &str,
+        tenant_id: Uuid,
+    ) -> Result<Option<PooledDatabase>, CatalogError> {
+        self.pg_pool_claim(server, generation, tenant_id).await
+    }
+
+    async fn pool_claim_of(&self, tenant_id: Uuid) -> Result<Option<PooledDatabase>, CatalogError> {
+        self.pg_pool_claim_of(tenant_id).await
+    }
+
+    async fn pool_remove(&self, id: Uuid) -> Result<(), CatalogError> {
+        self.pg_pool_remove(id).await
+    }
+
+    async fn pool_databases(
+        &self,
+        server: Option<&str>,
+    ) -> Result<Vec<PooledDatabase>, CatalogError> {
+        self.pg_pool_databases(server).await
+    }
+
+    async fn set_server_pool_size(
+        &self,
+        name: &str,
+        pool_size: Option<i32>,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        self.pg_set_server_pool_size(name, pool_size, actor).await
     }
 
     async fn create_rollout(&self, rollout: NewRollout) -> Result<RolloutRecord, CatalogError> {

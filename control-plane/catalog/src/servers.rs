@@ -69,6 +69,8 @@ pub struct ServerRecord {
     pub capacity: i32,
     /// Free-form placement labels (`region=westeurope`, `tier=premium`).
     pub labels: BTreeMap<String, String>,
+    /// Its warm pool's size; `None` takes the deployment's `warm_pool_size`.
+    pub pool_size: Option<i32>,
     /// Active or draining.
     pub state: ServerState,
     /// Tenants on it that are not released.
@@ -103,4 +105,7 @@ pub struct NewServer {
     pub capacity: i32,
     /// Placement labels.
     pub labels: BTreeMap<String, String>,
+    /// Its warm pool's size; `None` takes the deployment's `warm_pool_size`. Kept as it is
+    /// when the configured server is registered again at start-up.
+    pub pool_size: Option<i32>,
 }

@@ -37,10 +37,12 @@ use crate::model::{
     AuditAnchor, AuditRecord, ChainVerification, CredentialCheck, IdempotencyClaim, NewOperation,
     NewTenant, OperationDirection, OperationRecord, TenantPage, TenantRecord,
 };
+use crate::pool::{NewPooledDatabase, PoolState, PooledDatabase};
 use crate::rollouts::{NewRollout, RolloutRecord, RolloutTenantChange, TenantSchemaRecord};
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 use api_types::RolloutState;
 
+pub mod pool;
 pub mod rollouts;
 mod rows;
 pub mod servers;
@@ -329,6 +331,52 @@ impl SqlServerCatalog {
 
 #[async_trait]
 impl CatalogStore for SqlServerCatalog {
+    async fn pool_add(&self, pooled: NewPooledDatabase) -> Result<PooledDatabase, CatalogError> {
+        self.ms_pool_add(pooled).await
+    }
+
+    async fn pool_transition(
+        &self,
+        id: Uuid,
+        from: PoolState,
+        to: PoolState,
+    ) -> Result<bool, CatalogError> {
+        self.ms_pool_transition(id, from, to).await
+    }
+
+    async fn pool_claim(
+        &self,
+        server: &str,
+        generation: &str,
+        tenant_id: Uuid,
+    ) -> Result<Option<PooledDatabase>, CatalogError> {
+        self.ms_pool_claim(server, generation, tenant_id).await
+    }
+
+    async fn pool_claim_of(&self, tenant_id: Uuid) -> Result<Option<PooledDatabase>, CatalogError> {
+        self.ms_pool_claim_of(tenant_id).await
+    }
+
+    async fn pool_remove(&self, id: Uuid) -> Result<(), CatalogError> {
+        self.ms_pool_remove(id).await
+    }
+
+    async fn pool_databases(
+        &self,
+        server: Option<&str>,
+    ) -> Result<Vec<PooledDatabase>, CatalogError> {
+        self.ms_pool_databases(server).await
+    }
+
+    async fn set_server_pool_size(
+        &self,
+        name: &str,
+        pool_size: Option<i32>,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        self.ms_set_server_pool_size(name, pool_size, actor).await
+    }
+
     fn backend(&self) -> &'static str {
         "sqlserver"
     }

@@ -193,6 +193,16 @@ impl Client {
             .await
     }
 
+    /// `PUT path` with a JSON body, returning the typed answer and the raw JSON.
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(T, serde_json::Value), Failure> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
     /// `DELETE path`, returning the typed answer and the raw JSON.
     pub async fn delete<T: DeserializeOwned>(
         &self,

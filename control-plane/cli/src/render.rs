@@ -72,15 +72,18 @@ pub fn server_table(servers: &[api_types::Server]) -> String {
     if servers.is_empty() {
         return "no servers".to_owned();
     }
-    let mut rows = vec![["NAME", "ENGINE", "STATE", "TENANTS", "LABELS", "HOST"]
-        .map(str::to_owned)
-        .to_vec()];
+    let mut rows = vec![[
+        "NAME", "ENGINE", "STATE", "TENANTS", "POOL", "LABELS", "HOST",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
     rows.extend(servers.iter().map(|s| {
         vec![
             s.name.clone(),
             s.engine.as_str().to_owned(),
             s.state.clone(),
             format!("{}/{}", s.tenants, s.capacity),
+            format!("{}/{}", s.pool.ready, s.pool.size),
             labels(&s.labels),
             format!("{}:{}", s.host, s.port),
         ]
@@ -127,6 +130,22 @@ pub fn server_details(s: &api_types::Server) -> String {
             one_line(s.engine_version.as_deref().unwrap_or("-")),
         ),
         ("health", health),
+        (
+            "warm pool",
+            format!(
+                "{} ready of {}{} ({} creating, {} claimed, {} retiring)",
+                s.pool.ready,
+                s.pool.size,
+                if s.pool.size_set {
+                    ""
+                } else {
+                    " (deployment default)"
+                },
+                s.pool.creating,
+                s.pool.claimed,
+                s.pool.retiring
+            ),
+        ),
         ("registered", time(&s.created_at)),
     ]
     .into_iter()

@@ -69,6 +69,10 @@ pub enum ServersCommand {
         /// Port written into tenant connection strings (default: the admin URL's).
         #[arg(long)]
         tenant_port: Option<u16>,
+        /// Pooled databases to keep ready for onboardings (default: the deployment's
+        /// `warm_pool_size`); each occupies disk and counts toward the capacity.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1000))]
+        pool_size: Option<u32>,
     },
     /// List servers with their load and state.
     List,
@@ -92,6 +96,37 @@ pub enum ServersCommand {
         /// The server's name.
         name: String,
     },
+    /// Set how many pooled databases the server keeps ready for onboardings (`default`: the
+    /// deployment's `warm_pool_size`); each occupies disk and counts toward the capacity.
+    Pool {
+        /// The server's name.
+        name: String,
+        /// A number from 0 to 1000, or `default`.
+        #[arg(value_parser = parse_pool_size)]
+        size: PoolSize,
+    },
+}
+
+/// A pool size on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolSize {
+    /// The deployment's default.
+    Default,
+    /// This many.
+    Size(u32),
+}
+
+/// `default` or a number from 0 to 1000.
+pub fn parse_pool_size(s: &str) -> Result<PoolSize, String> {
+    match s.trim() {
+        "default" => Ok(PoolSize::Default),
+        n => match n.parse::<u32>() {
+            Ok(n) if n <= 1000 => Ok(PoolSize::Size(n)),
+            _ => Err(format!(
+                "{s:?} is not a pool size: write 0 to 1000, or default"
+            )),
+        },
+    }
 }
 
 fn read_admin_url(path: &PathBuf) -> Result<String, Failure> {
@@ -137,6 +172,7 @@ pub async fn run(
             labels,
             tenant_host,
             tenant_port,
+            pool_size,
         } => {
             let body = RegisterServerRequest {
                 name,
@@ -146,6 +182,7 @@ pub async fn run(
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
                 tenant_host,
                 tenant_port,
+                pool_size,
             };
             let (server, raw): (Server, _) = client.post("/v1/servers", &body).await?;
             show(&server, &raw)?;
@@ -177,6 +214,19 @@ pub async fn run(
                 .await?;
             show(&server, &raw)?;
         }
+        ServersCommand::Pool { name, size } => {
+            let size = match size {
+                PoolSize::Default => None,
+                PoolSize::Size(n) => Some(n),
+            };
+            let (server, raw): (Server, _) = client
+                .put(
+                    &format!("/v1/servers/{name}/pool"),
+                    &api_types::SetPoolSizeRequest { size },
+                )
+                .await?;
+            show(&server, &raw)?;
+        }
         ServersCommand::Remove { name } => {
             let (server, raw): (Server, _) = client.delete(&format!("/v1/servers/{name}")).await?;
             if json {
@@ -202,5 +252,13 @@ mod tests {
         );
         assert!(parse_label("region").unwrap_err().contains("key=value"));
         assert!(parse_label("=x").is_err());
+    }
+
+    #[test]
+    fn pool_sizes_are_numbers_or_default() {
+        assert_eq!(parse_pool_size("default").unwrap(), PoolSize::Default);
+        assert_eq!(parse_pool_size("25").unwrap(), PoolSize::Size(25));
+        assert!(parse_pool_size("1001").unwrap_err().contains("0 to 1000"));
+        assert!(parse_pool_size("-1").is_err());
     }
 }

@@ -234,6 +234,32 @@ pub fn generate_password() -> SecretValue {
     }
 }
 
+/// The prefix of every pooled database's name: nothing else on a server carries it.
+pub const POOLED_PREFIX: &str = "tcp_pool_";
+
+/// The name of a pooled database: [`POOLED_PREFIX`] and 16 hex digits of `id`, a valid
+/// unquoted identifier on both engines.
+pub fn pooled_database_name(id: &uuid::Uuid) -> String {
+    format!("{POOLED_PREFIX}{}", &id.simple().to_string()[..16])
+}
+
+/// Refuses a name that is not a pooled database's: the pool's engine calls never touch
+/// anything else.
+pub fn check_pooled_name(database: &str) -> Result<(), EngineError> {
+    let ok = database.strip_prefix(POOLED_PREFIX).is_some_and(|h| {
+        h.len() == 16
+            && h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::Configuration(format!(
+            "{database:?} is not a pooled database's name"
+        )))
+    }
+}
+
 /// Whether an engine of this name (`postgres`, `sqlserver`) keeps a tenant's principals inside
 /// its database (SQL Server's contained users), so onboarding creates the database first: what
 /// [`Engine::contained_principals`] says, known from the name alone (a workflow's steps are
@@ -393,6 +419,23 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<i64, EngineError>;
     /// Ensures the database is gone; returns whether it existed.
     async fn drop_database(&self, names: &TenantNames) -> Result<bool, EngineError>;
+
+    /// What a pooled database of this engine holds: its provisioning identity (schema version
+    /// and content; the template's name on PostgreSQL, version and release hash on SQL
+    /// Server). A claim takes only pooled databases of the engine's current generation.
+    fn pool_generation(&self) -> String;
+    /// Ensures the pooled database `database` ([`pooled_database_name`]) exists and is
+    /// complete: the tenant schema at the current version, bound to no tenant principal, and no
+    /// login able to use it (PostgreSQL: a template clone closed to connections with PUBLIC's
+    /// access revoked; SQL Server: a contained database, migrated, guest without CONNECT).
+    async fn create_pooled(&self, database: &str) -> Result<(), EngineError>;
+    /// Gives the pooled database `pooled` the tenant's name and leaves it as
+    /// [`Engine::ensure_database`] leaves a new database, so onboarding's later steps run
+    /// unchanged. Idempotent: when the tenant's database exists already (a retry after the
+    /// rename) it only ensures its settings, and drops `pooled` should it still exist.
+    async fn adopt_pooled(&self, pooled: &str, names: &TenantNames) -> Result<(), EngineError>;
+    /// Ensures the pooled database is gone; returns whether it existed.
+    async fn drop_pooled(&self, database: &str) -> Result<bool, EngineError>;
     /// Ensures every principal is gone; returns those that existed.
     async fn drop_principals(&self, names: &TenantNames) -> Result<Vec<String>, EngineError>;
     /// What of the tenant exists right now.

@@ -1032,6 +1032,97 @@ impl Engine for PostgresEngine {
         Ok(existed)
     }
 
+    fn pool_generation(&self) -> String {
+        match self.provisioning {
+            Provisioning::Template => self.template.clone(),
+            Provisioning::Migrations => format!("empty_v{}", self.release.version),
+        }
+    }
+
+    /// A template clone owned by the admin (no tenant role owns it, so no tenant's
+    /// `REASSIGN OWNED` reaches it), closed to connections, PUBLIC's access revoked.
+    #[instrument(skip_all, fields(database = %database))]
+    async fn create_pooled(&self, database: &str) -> Result<(), EngineError> {
+        crate::check_pooled_name(database)?;
+        if !self.database_exists(database).await? {
+            let template = match self.provisioning {
+                Provisioning::Template => format!(" TEMPLATE {}", pg_ident(&self.template)),
+                Provisioning::Migrations => String::new(),
+            };
+            let created = self
+                .admin()
+                .await?
+                .batch_execute(&format!(
+                    "CREATE DATABASE {}{template} ALLOW_CONNECTIONS false",
+                    pg_ident(database)
+                ))
+                .await;
+            if let Err(e) = created {
+                let e = EngineError::from(e);
+                if !is_code(&e, "42P04") {
+                    return Err(e);
+                }
+            }
+        }
+        self.admin()
+            .await?
+            .batch_execute(&format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
+                 ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false",
+                db = pg_ident(database)
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// One transaction: the rename, the tenant owner, PUBLIC's access revoked (again) and the
+    /// database opened. A pooled database is closed to connections, so nothing holds it and the
+    /// rename cannot be refused for a session in it.
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn adopt_pooled(&self, pooled: &str, names: &TenantNames) -> Result<(), EngineError> {
+        crate::check_pooled_name(pooled)?;
+        let mut admin = self.admin().await?;
+        let rename = if self.database_exists(&names.database).await? {
+            if self.database_exists(pooled).await? {
+                self.drop_pooled(pooled).await?;
+            }
+            String::new()
+        } else {
+            format!(
+                "ALTER DATABASE {} RENAME TO {db}; ",
+                pg_ident(pooled),
+                db = pg_ident(&names.database)
+            )
+        };
+        let tx = admin.transaction().await?;
+        tx.batch_execute(&format!(
+            "{rename}ALTER DATABASE {db} OWNER TO {owner}; \
+             REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
+             ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true",
+            db = pg_ident(&names.database),
+            owner = pg_ident(&names.owner),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %database))]
+    async fn drop_pooled(&self, database: &str) -> Result<bool, EngineError> {
+        crate::check_pooled_name(database)?;
+        let existed = self.database_exists(database).await?;
+        if existed {
+            self.admin()
+                .await?
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    pg_ident(database)
+                ))
+                .await?;
+        }
+        Ok(existed)
+    }
+
     #[instrument(skip_all, fields(database = %names.database))]
     async fn drop_principals(&self, names: &TenantNames) -> Result<Vec<String>, EngineError> {
         let order = names.principals_drop_order();

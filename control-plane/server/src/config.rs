@@ -139,6 +139,17 @@ pub struct Config {
     pub server_labels: BTreeMap<String, String>,
     /// How often every registered server's health is checked, seconds.
     pub server_health_interval_secs: u64,
+    /// Pooled databases each server keeps ready for onboardings (the warm pool), unless the
+    /// server has its own size (`PUT /v1/servers/{name}/pool`); 0: no pool. Each occupies the
+    /// server's disk and counts toward its capacity.
+    pub warm_pool_size: u32,
+    /// Most pooled databases one server creates at once.
+    pub warm_pool_refill_concurrency: usize,
+    /// How often the warm pool is refilled when no claim woke the refill earlier, seconds.
+    pub warm_pool_interval_secs: u64,
+    /// The refill creates nothing while this process runs more operations than this (a burst
+    /// of onboardings gets the servers to itself).
+    pub warm_pool_busy_operations: usize,
     /// How often the rollout driver looks at running rollouts when nothing woke it earlier
     /// (a finished migration wakes it at once), milliseconds.
     pub rollout_tick_ms: u64,
@@ -292,6 +303,10 @@ impl Default for Config {
             server_capacity: 1000,
             server_labels: BTreeMap::new(),
             server_health_interval_secs: 30,
+            warm_pool_size: 0,
+            warm_pool_refill_concurrency: 2,
+            warm_pool_interval_secs: 10,
+            warm_pool_busy_operations: 2,
             rollout_tick_ms: 1000,
             schema_check_interval_secs: 3600,
             max_body_bytes: 64 * 1024,
@@ -496,6 +511,17 @@ impl Config {
             check_interval: Duration::from_secs(self.rotation_check_interval_secs.max(1)),
             max_concurrent: self.rotation_max_concurrent.max(1),
             retry_failed_after: Duration::from_secs(self.rotation_retry_failed_after_secs),
+        }
+    }
+
+    /// How the warm pool is kept.
+    pub fn pool(&self) -> workflows::pool::PoolPolicy {
+        workflows::pool::PoolPolicy {
+            default_size: self.warm_pool_size.min(1000),
+            concurrency: self.warm_pool_refill_concurrency.clamp(1, 16),
+            interval: Duration::from_secs(self.warm_pool_interval_secs.max(1)),
+            busy_operations: self.warm_pool_busy_operations,
+            ..Default::default()
         }
     }
 

@@ -212,6 +212,7 @@ pub async fn register_configured(
                 port,
                 capacity: config.server_capacity.max(1),
                 labels: config.server_labels.clone(),
+                pool_size: None,
             },
             Some(&location),
             ACTOR,

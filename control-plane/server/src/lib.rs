@@ -74,6 +74,7 @@ pub struct App {
     scheduler: Option<tokio::task::JoinHandle<()>>,
     anchors: tokio::task::JoinHandle<()>,
     server_health: tokio::task::JoinHandle<()>,
+    pool: tokio::task::JoinHandle<()>,
     rollouts: tokio::task::JoinHandle<()>,
     schema_checks: Option<tokio::task::JoinHandle<()>>,
     credential_checks: Option<tokio::task::JoinHandle<()>>,
@@ -97,6 +98,7 @@ impl Drop for App {
         }
         self.anchors.abort();
         self.server_health.abort();
+        self.pool.abort();
         self.rollouts.abort();
         if let Some(s) = &self.schema_checks {
             s.abort();
@@ -225,6 +227,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         sweep_interval: Duration::from_secs(config.sweep_interval_secs.max(1)),
         rotation: config.rotation(),
         observer: Some(metrics.clone()),
+        pool_wake: Default::default(),
     });
     let resumed = runner.resume_all().await?;
     if resumed > 0 {
@@ -242,6 +245,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let rollouts = orchestrator.start_rollout_driver(Duration::from_millis(
         config.rollout_tick_ms.clamp(50, 60_000),
     ));
+    let pool = orchestrator.start_pool_task(config.pool());
     let schema_checks = (config.schema_check_interval_secs > 0).then(|| {
         orchestrator.start_schema_check_task(Duration::from_secs(config.schema_check_interval_secs))
     });
@@ -261,6 +265,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         investigation_timeout_ms: config.investigation_timeout_ms.max(1),
         audit_anchor_interval_secs: config.audit_anchor_interval_secs.max(1),
         configured_server: config.server_name.clone(),
+        warm_pool_size: config.pool().default_size,
         limits: Arc::new(limits::Limits::new(config)),
     };
     let limits_cleanup = state.limits.start_cleanup();
@@ -284,6 +289,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         scheduler,
         anchors,
         server_health,
+        pool,
         rollouts,
         schema_checks,
         credential_checks,

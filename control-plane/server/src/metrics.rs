@@ -105,6 +105,14 @@ struct ServerStateLabels {
     state: &'static str,
 }
 
+/// A warm-pool claim's outcome on a server: `hit` (a pooled database was taken) or `miss` (the
+/// pool was empty: a clone).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClaimLabels {
+    server: String,
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     pool: String,
@@ -178,6 +186,8 @@ pub struct Metrics {
     server_capacity: Family<ServerLabels, Gauge>,
     server_state: Family<ServerStateLabels, Gauge>,
     server_check_seconds: Family<ServerLabels, FloatGauge>,
+    pool_databases: Family<ServerStateLabels, Gauge>,
+    pool_claims: Family<ClaimLabels, Counter>,
     scrape_errors: Counter,
     last_refresh: std::sync::Mutex<Option<Instant>>,
 }
@@ -357,6 +367,18 @@ impl Metrics {
             "How long each database server's last health check took",
             server_check_seconds.clone(),
         );
+        let pool_databases = Family::<ServerStateLabels, Gauge>::default();
+        registry.register(
+            "pool_databases",
+            "Warm-pool databases on each server by state (creating, ready, claimed, retiring; read at scrape time)",
+            pool_databases.clone(),
+        );
+        let pool_claims = Family::<ClaimLabels, Counter>::default();
+        registry.register(
+            "pool_claims",
+            "Onboardings that took a warm-pool database (hit) or found the pool empty and cloned (miss)",
+            pool_claims.clone(),
+        );
         let scrape_errors = Counter::default();
         registry.register(
             "metrics_catalog_errors",
@@ -388,6 +410,8 @@ impl Metrics {
             server_capacity,
             server_state,
             server_check_seconds,
+            pool_databases,
+            pool_claims,
             scrape_errors,
             last_refresh: std::sync::Mutex::new(None),
         }
@@ -553,6 +577,23 @@ impl Metrics {
                     .set(ms as f64 / 1000.0);
             }
         }
+        // Every state of every server, zeros included; a removed server leaves no series.
+        let pooled = catalog.pool_databases(None).await?;
+        self.pool_databases.clear();
+        for s in &servers {
+            for state in catalog::PoolState::ALL {
+                let n = pooled
+                    .iter()
+                    .filter(|p| p.server == s.name && p.state == state)
+                    .count();
+                self.pool_databases
+                    .get_or_create(&ServerStateLabels {
+                        server: s.name.clone(),
+                        state: state.as_str(),
+                    })
+                    .set(count(n));
+            }
+        }
         self.rotations_due.set(count(due.len()));
         self.rotations_overdue.set(count(overdue.len()));
         self.operations_unfinished.set(count(unfinished.len()));
@@ -629,6 +670,15 @@ impl StepObserver for Metrics {
 
     fn credential_pass_finished(&self, seconds: f64) {
         self.credential_pass_duration.observe(seconds);
+    }
+
+    fn pool_claim(&self, server: &str, hit: bool) {
+        self.pool_claims
+            .get_or_create(&ClaimLabels {
+                server: server.to_owned(),
+                outcome: if hit { "hit" } else { "miss" },
+            })
+            .inc();
     }
 }
 

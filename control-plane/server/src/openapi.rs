@@ -139,6 +139,7 @@ async fn openapi_json() -> Response {
         handlers::servers::show_server,
         handlers::servers::drain_server,
         handlers::servers::undrain_server,
+        handlers::servers::set_pool_size,
         handlers::servers::remove_server,
         openapi_json,
     ),

@@ -84,6 +84,7 @@ pub const POLICY: &[Rule] = &[
     rule("DELETE", "/v1/servers/{name}", ADMIN),
     rule("POST", "/v1/servers/{name}/drain", ADMIN),
     rule("POST", "/v1/servers/{name}/undrain", ADMIN),
+    rule("PUT", "/v1/servers/{name}/pool", ADMIN),
 ];
 
 /// The rule for a request, if any.

@@ -69,6 +69,36 @@ impl AppState {
         &self.services().engines
     }
 
+    /// Each server's warm pool figures, by server name.
+    pub async fn pool_figures(
+        &self,
+    ) -> Result<std::collections::HashMap<String, api_types::ServerPool>, AppError> {
+        let mut out: std::collections::HashMap<String, api_types::ServerPool> = Default::default();
+        for row in self.catalog.pool_databases(None).await? {
+            let f = out.entry(row.server).or_default();
+            match row.state {
+                catalog::PoolState::Ready => f.ready += 1,
+                catalog::PoolState::Creating => f.creating += 1,
+                catalog::PoolState::Claimed => f.claimed += 1,
+                catalog::PoolState::Retiring => f.retiring += 1,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the warm pool's refill pass soon (a size changed).
+    pub fn wake_pool(&self) {
+        self.services().pool_wake.notify_one();
+    }
+
+    /// Drops the pooled databases of a server about to be removed (those no onboarding holds).
+    pub async fn empty_pool(&self, server: &str) -> Result<usize, AppError> {
+        self.orchestrator
+            .empty_pool(server)
+            .await
+            .map_err(|e| AppError::unavailable(format!("emptying the warm pool of {server}: {e}")))
+    }
+
     /// The secret store (the server registry keeps servers' admin credentials there).
     pub fn secrets(&self) -> &Arc<dyn secrets::SecretStore> {
         &self.services().secrets

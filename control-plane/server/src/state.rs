@@ -29,6 +29,8 @@ pub struct AppState {
     /// The name the configured database server is registered under (it cannot be removed
     /// through the API: the configuration names it, and the next start registers it again).
     pub configured_server: String,
+    /// The deployment's warm pool size (a server without its own).
+    pub warm_pool_size: u32,
     /// Rate limits, head and time bounds.
     pub limits: std::sync::Arc<crate::limits::Limits>,
 }

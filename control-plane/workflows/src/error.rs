@@ -47,6 +47,16 @@ impl From<EngineError> for StepError {
     }
 }
 
+impl From<crate::EngineUnavailable> for StepError {
+    fn from(e: crate::EngineUnavailable) -> Self {
+        StepError {
+            transient: e.is_transient(),
+            waits: false,
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<SecretError> for StepError {
     fn from(e: SecretError) -> Self {
         let transient = matches!(e, SecretError::Unavailable { .. });

@@ -18,6 +18,7 @@ pub mod faults;
 mod fleet;
 mod orchestrator;
 pub mod placement;
+pub mod pool;
 pub mod registry;
 pub mod rollouts;
 mod runner;
@@ -105,6 +106,8 @@ pub struct Services {
     pub rotation: RotationPolicy,
     /// Told when each forward step finishes (metrics); `None` observes nothing.
     pub observer: Option<Arc<dyn StepObserver>>,
+    /// Woken by each claim from the warm pool, so the refill pass ([`pool`]) runs soon.
+    pub pool_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Watches the runner's steps and the credential check, e.g. to count them and time them for
@@ -124,6 +127,9 @@ pub trait StepObserver: Send + Sync {
 
     /// A pass of the periodic credential check over every active tenant took `seconds`.
     fn credential_pass_finished(&self, _seconds: f64) {}
+
+    /// An onboarding on `server` took a database from the warm pool (`hit`) or found it empty.
+    fn pool_claim(&self, _server: &str, _hit: bool) {}
 }
 
 /// Verifies a tenant's audit log twice: the hash chain inside its database (from the last purge

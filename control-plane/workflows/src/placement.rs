@@ -160,6 +160,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
+            pool_size: None,
             state: ServerState::Active,
             tenants,
             health: ServerHealth::default(),

@@ -124,6 +124,9 @@ impl StepContext<'_> {
 pub struct Runner {
     services: Arc<Services>,
     running: Arc<Mutex<HashSet<Uuid>>>,
+    /// One warm-pool pass at a time in this process, however many orchestrators share the
+    /// runner ([`crate::pool`]).
+    pool_pass: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct Running {
@@ -149,12 +152,23 @@ impl Runner {
         Runner {
             services: Arc::new(services),
             running: Arc::default(),
+            pool_pass: Arc::default(),
         }
     }
 
     /// The services.
     pub fn services(&self) -> &Services {
         &self.services
+    }
+
+    /// Held by a warm-pool pass ([`crate::pool`]).
+    pub(crate) fn pool_pass(&self) -> &tokio::sync::Mutex<()> {
+        &self.pool_pass
+    }
+
+    /// How many operations this process is running right now.
+    pub fn running_count(&self) -> usize {
+        self.running.lock().map(|s| s.len()).unwrap_or(0)
     }
 
     /// Runs an operation in the background (no-op if this process already runs it).

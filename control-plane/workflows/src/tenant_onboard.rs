@@ -233,19 +233,37 @@ impl Step for CreatePrincipals {
     }
 }
 
-/// Creates the database (a template clone on PostgreSQL), PUBLIC's access revoked.
+/// Creates the database, PUBLIC's access revoked: a pooled one renamed to the tenant's
+/// ([`crate::pool`]), or a new one (a template clone on PostgreSQL) when its server's pool is
+/// empty.
 pub struct CreateDatabase;
+
+/// What `create_database` recorded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreatedDatabase {
+    /// The pooled database it took (its name in the pool).
+    pub pooled: String,
+}
 
 #[async_trait]
 impl Step for CreateDatabase {
     const NAME: &'static str = "create_database";
-    type Output = ();
+    /// `None` (recorded as `null`): a new database.
+    type Output = Option<CreatedDatabase>;
 
-    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
-        Ok(ctx.engine().ensure_database(&ctx.names).await?)
+    async fn action(ctx: &StepContext<'_>) -> Result<Option<CreatedDatabase>, StepError> {
+        let engine = ctx.engine();
+        if let Some(pooled) =
+            crate::pool::claim(ctx.services, engine, ctx.tenant, &ctx.names).await?
+        {
+            return Ok(Some(CreatedDatabase { pooled }));
+        }
+        engine.ensure_database(&ctx.names).await?;
+        Ok(None)
     }
 
     async fn undo(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        crate::pool::release_claim(ctx.services, ctx.engine(), ctx.tenant.id).await?;
         ctx.engine().drop_database(&ctx.names).await?;
         Ok(())
     }

@@ -189,9 +189,76 @@ async fn main() {
         .await;
         onboard.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let mut offboard = Vec::new();
+    // The warm pool: as many pooled databases as tenants to come, filled before they come; the
+    // refill runs as it would in production (after each claim, beside the next onboarding).
+    let admin = server::auth::LocalKey::load(data.path())
+        .unwrap()
+        .mint("bench", &["admin".into()], 3600)
+        .unwrap();
+    let pool_set = client
+        .put(format!("{base}/v1/servers/default/pool"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"size": n}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        pool_set.status().is_success(),
+        "{}",
+        pool_set.text().await.unwrap()
+    );
+    let fill_started = Instant::now();
+    loop {
+        let server: serde_json::Value = client
+            .get(format!("{base}/v1/servers/default"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if server["pool"]["ready"].as_u64() == Some(n as u64) {
+            break;
+        }
+        assert!(
+            fill_started.elapsed() < Duration::from_secs(600),
+            "the pool did not fill: {server}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fill_secs = fill_started.elapsed().as_secs_f64();
+    let mut pooled = Vec::new();
     for i in 0..n {
-        let slug = format!("bench-{i:03}");
+        let slug = format!("pool-{i:03}");
+        let t = Instant::now();
+        api.start(
+            "/v1/tenants",
+            serde_json::json!({"slug": slug, "display_name": slug}),
+        )
+        .await;
+        pooled.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let with_pool = scrape(&client, &base).await;
+    let hits = with_pool
+        .lines()
+        .find(|l| l.starts_with("tcp_pool_claims_total{server=\"default\",outcome=\"hit\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or("0")
+        .to_owned();
+    let pool_off = client
+        .put(format!("{base}/v1/servers/default/pool"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"size": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert!(pool_off.status().is_success());
+    let mut offboard = Vec::new();
+    for slug in (0..n)
+        .map(|i| format!("bench-{i:03}"))
+        .chain((0..n).map(|i| format!("pool-{i:03}")))
+    {
         let t = Instant::now();
         api.start(
             &format!("/v1/tenants/{slug}/offboard"),
@@ -252,6 +319,8 @@ async fn main() {
     }
 
     let (on50, on95, onmean) = stats(onboard);
+    let (p50, p95, pmean) = stats(pooled);
+    let pool_ratio = p50 / on50;
     let (off50, off95, offmean) = stats(offboard);
     let (b50, b95, bmean) = stats(baseline);
     let ratio = on50 / b50;
@@ -269,10 +338,16 @@ async fn main() {
          roles, `CREATE DATABASE ... TEMPLATE`, revoke, `REASSIGN OWNED`/`DROP OWNED`, \
          `platform.apply_grants`), including psql's own start-up.\n\n\
          | measurement | tenants | p50 (ms) | p95 (ms) | mean (ms) |\n|---|---|---|---|---|\n\
-         | onboarding through the API | {n} | {on50:.1} | {on95:.1} | {onmean:.1} |\n\
-         | offboarding through the API | {n} | {off50:.1} | {off95:.1} | {offmean:.1} |\n\
+         | onboarding through the API (clone: no warm pool) | {n} | {on50:.1} | {on95:.1} | {onmean:.1} |\n\
+         | onboarding through the API from the warm pool | {n} | {p50:.1} | {p95:.1} | {pmean:.1} |\n\
+         | offboarding through the API | {n2} | {off50:.1} | {off95:.1} | {offmean:.1} |\n\
          | baseline psql script (onboarding work) | {n} | {b50:.1} | {b95:.1} | {bmean:.1} |\n\n\
          **Onboarding ratio API / baseline (p50): {ratio:.2}** (target ≤ 1.5).\n\n\
+         **Warm pool / clone (p50): {pool_ratio:.2}**: {hits} of the {n} onboardings took a pooled \
+         database (`tcp_pool_claims_total`); the pool of {n} was filled in {fill_secs:.1} s \
+         beforehand, and refilled after each claim while the next onboarding ran, as in \
+         production. What the pool removes is the clone; the roles, the rebind and grants, the \
+         login check, the secret-store writes and the catalog's step log remain.\n\n\
          ## `/metrics` during the run\n\n\
          Scraped from the server's `GET /metrics` half-way through the onboardings (operations by \
          kind and state, tenants by state, rotations due/overdue, connection pools, database servers, step \
@@ -280,6 +355,7 @@ async fn main() {
          Step and HTTP histograms are shown by their `_count` and `_sum` lines only.\n\n\
          ```text\n{mid}```\n\nAfter the offboardings:\n\n```text\n{end}```\n",
         date = chrono::Utc::now().format("%Y-%m-%d"),
+        n2 = 2 * n,
         mid = figures(&mid_run, false),
         end = figures(&after, true),
     );

@@ -191,6 +191,8 @@ pub trait Probe: Send + Sync {
     ) -> Result<SecretValue, Refusal>;
     /// A session of the server's administrator (superuser / sysadmin) on a tenant database.
     async fn admin(&self, database: &str) -> Box<dyn Session>;
+    /// Whether a database of this name exists on the server (read as the administrator).
+    async fn database_exists(&self, database: &str) -> bool;
     /// As the administrator, bypasses the audit triggers and changes the actor of the newest
     /// event with this action (what a rogue DBA could do); returns that event's id.
     async fn tamper_with_audit_event(&self, database: &str, action: &str) -> i64;

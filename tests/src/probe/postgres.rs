@@ -371,6 +371,15 @@ impl Probe for PostgresProbe {
         })
     }
 
+    async fn database_exists(&self, database: &str) -> bool {
+        superuser_on("postgres")
+            .await
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some()
+    }
+
     async fn tamper_with_audit_event(&self, database: &str, action: &str) -> i64 {
         let db = superuser_on(database).await;
         let id: i64 = db

@@ -508,6 +508,17 @@ impl Probe for SqlServerProbe {
         Box::new(SqlServerSession { conn })
     }
 
+    async fn database_exists(&self, database: &str) -> bool {
+        let mut conn = Conn::connect(&self.admin.with_database("master"))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on master: {e}"));
+        !conn
+            .query("SELECT 1 FROM sys.databases WHERE name = @P1", &[&database])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    }
+
     async fn tamper_with_audit_event(&self, database: &str, action: &str) -> i64 {
         let mut conn = Conn::connect(&self.admin.with_database(database))
             .await

@@ -15,7 +15,7 @@ use crate::error::CatalogError;
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 
 const SELECT: &str = "SELECT s.name, s.engine, s.admin_secret, s.host, s.port, s.capacity, \
-     s.labels, s.state, s.checked_at, s.check_ok, s.check_latency_ms, s.check_error, \
+     s.labels, s.pool_size, s.state, s.checked_at, s.check_ok, s.check_latency_ms, s.check_error, \
      s.engine_version, s.created_at, \
      (SELECT count(*) FROM tenants t WHERE t.server = s.name AND t.released_at IS NULL) AS tenants \
      FROM servers s";
@@ -32,6 +32,7 @@ fn server_from_row(row: &Row) -> Result<ServerRecord, CatalogError> {
         port: row.get("port"),
         capacity: row.get("capacity"),
         labels,
+        pool_size: row.get("pool_size"),
         state: parse::<ServerState>(row.get("state"))?,
         tenants: row.get("tenants"),
         health: ServerHealth {
@@ -55,7 +56,8 @@ async fn one(client: &impl Db, name: &str) -> Result<Option<ServerRecord>, Catal
 
 fn described(s: &NewServer) -> serde_json::Value {
     json!({"name": s.name, "engine": s.engine, "host": s.host, "port": s.port,
-           "capacity": s.capacity, "labels": s.labels, "admin_secret": s.admin_secret})
+           "capacity": s.capacity, "labels": s.labels, "admin_secret": s.admin_secret,
+           "pool_size": s.pool_size})
 }
 
 /// Checks under the server's row lock that a tenant may be created on it: registered, active
@@ -101,8 +103,9 @@ impl PgCatalog {
         let tx = conn.transaction().await?;
         let inserted = tx
             .execute(
-                "INSERT INTO servers (name, engine, admin_secret, host, port, capacity, labels) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO servers (name, engine, admin_secret, host, port, capacity, labels, \
+                                      pool_size) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
                     &server.name,
                     &server.engine,
@@ -111,6 +114,7 @@ impl PgCatalog {
                     &server.port,
                     &server.capacity,
                     &json!(server.labels),
+                    &server.pool_size,
                 ],
             )
             .await;
@@ -288,6 +292,19 @@ impl PgCatalog {
                 tenants: record.tenants,
             });
         }
+        let pooled: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM pool_databases WHERE server = $1",
+                &[&name],
+            )
+            .await?
+            .get(0);
+        if pooled > 0 {
+            return Err(CatalogError::ServerPoolNotEmpty {
+                name: name.to_owned(),
+                databases: pooled,
+            });
+        }
         tx.execute("DELETE FROM servers WHERE name = $1", &[&name])
             .await?;
         append_audit(
@@ -302,5 +319,39 @@ impl PgCatalog {
         .await?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    pub(super) async fn pg_set_server_pool_size(
+        &self,
+        name: &str,
+        pool_size: Option<i32>,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let changed = tx
+            .execute(
+                "UPDATE servers SET pool_size = $2, updated_at = now() \
+                 WHERE name = $1 AND pool_size IS DISTINCT FROM $2",
+                &[&name, &pool_size],
+            )
+            .await?;
+        if changed > 0 {
+            append_audit(
+                &tx,
+                actor,
+                None,
+                None,
+                None,
+                "server.pool_size",
+                json!({"name": name, "pool_size": pool_size}),
+            )
+            .await?;
+        }
+        let record = one(&tx, name).await?;
+        tx.commit().await?;
+        record.ok_or_else(|| CatalogError::NotFound {
+            what: format!("server {name}"),
+        })
     }
 }

@@ -17,24 +17,25 @@ use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 pub(super) mod sql {
     /// Every column of a server and its live tenant count.
     pub const SELECT: &str = "SELECT s.Name, s.Engine, s.AdminSecret, s.Host, s.Port, \
-         s.Capacity, s.Labels, s.State, s.CheckedAt, s.CheckOk, s.CheckLatencyMs, s.CheckError, \
+         s.Capacity, s.Labels, s.PoolSize, s.State, s.CheckedAt, s.CheckOk, s.CheckLatencyMs, s.CheckError, \
          s.EngineVersion, s.CreatedAt, \
          (SELECT COUNT_BIG(*) FROM catalog.Tenants AS t \
            WHERE t.Server = s.Name AND t.ReleasedAt IS NULL) AS Tenants \
          FROM catalog.Servers AS s";
 
-    /// Registers a server (`@P1` name ... `@P7` labels) with its audit row (`@P8` actor,
-    /// `@P9` detail).
+    /// Registers a server (`@P1` name ... `@P7` labels, `@P8` pool size) with its audit row
+    /// (`@P9` actor, `@P10` detail).
     pub const CREATE: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
-         INSERT INTO catalog.Servers (Name, Engine, AdminSecret, Host, Port, Capacity, Labels) \
-         VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7); \
-         EXEC catalog.AuditAppend @Actor = @P8, @RequestId = NULL, @TenantId = NULL, \
-              @OperationId = NULL, @Action = N'server.registered', @Detail = @P9; \
+         INSERT INTO catalog.Servers (Name, Engine, AdminSecret, Host, Port, Capacity, Labels, \
+                                      PoolSize) \
+         VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8); \
+         EXEC catalog.AuditAppend @Actor = @P9, @RequestId = NULL, @TenantId = NULL, \
+              @OperationId = NULL, @Action = N'server.registered', @Detail = @P10; \
          COMMIT TRANSACTION;";
 
     /// Registers or updates a server (`@P1`..`@P7` as in [`CREATE`]), moves tenants recorded
     /// under the legacy `host:port` `@P8` onto it, and appends an audit row (`@P9` actor,
-    /// `@P10` detail) when anything changed.
+    /// `@P10` detail) when anything changed. Its pool size is left as it is (NULL when new).
     pub const UPSERT: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
          DECLARE @Existed bit = 0, @Changed bit = 1, @Adopted int = 0; \
          IF EXISTS (SELECT 1 FROM catalog.Servers WITH (UPDLOCK, HOLDLOCK) WHERE Name = @P1) \
@@ -82,16 +83,36 @@ pub(super) mod sql {
          CheckLatencyMs = @P4, CheckError = @P5, EngineVersion = COALESCE(@P6, EngineVersion) \
          WHERE Name = @P1;";
 
-    /// Removes `@P1` unless it holds live tenants (50604), with an audit row (`@P2` actor,
-    /// `@P3` detail); the row lock is the one creating a tenant on the server takes.
+    /// Removes `@P1` unless it holds live tenants (50604) or pooled databases (50605), with an
+    /// audit row (`@P2` actor, `@P3` detail); the row lock is the one creating a tenant on the
+    /// server takes.
     pub const DELETE: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
          IF NOT EXISTS (SELECT 1 FROM catalog.Servers WITH (UPDLOCK, HOLDLOCK) WHERE Name = @P1) \
              THROW 50404, N'server not found', 1; \
          IF EXISTS (SELECT 1 FROM catalog.Tenants WHERE Server = @P1 AND ReleasedAt IS NULL) \
              THROW 50604, N'server holds tenants', 1; \
+         IF EXISTS (SELECT 1 FROM catalog.PoolDatabases WHERE Server = @P1) \
+             THROW 50605, N'server holds pooled databases', 1; \
          DELETE FROM catalog.Servers WHERE Name = @P1; \
          EXEC catalog.AuditAppend @Actor = @P2, @RequestId = NULL, @TenantId = NULL, \
               @OperationId = NULL, @Action = N'server.removed', @Detail = @P3; \
+         COMMIT TRANSACTION;";
+
+    /// How many pooled databases server `@P1` holds.
+    pub const POOLED: &str =
+        "SELECT COUNT_BIG(*) AS Databases FROM catalog.PoolDatabases WHERE Server = @P1;";
+
+    /// Sets `@P1`'s pool size to `@P2` (NULL: the deployment's default) with an audit row
+    /// (`@P3` actor, `@P4` detail) when it differs. Written out rather than `IS DISTINCT FROM`,
+    /// which SQL Server has only since 2022.
+    pub const SET_POOL_SIZE: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+         UPDATE catalog.Servers SET PoolSize = @P2, UpdatedAt = SYSUTCDATETIME() \
+          WHERE Name = @P1 \
+            AND (PoolSize <> @P2 OR (PoolSize IS NULL AND @P2 IS NOT NULL) \
+                 OR (PoolSize IS NOT NULL AND @P2 IS NULL)); \
+         IF @@ROWCOUNT > 0 \
+             EXEC catalog.AuditAppend @Actor = @P3, @RequestId = NULL, @TenantId = NULL, \
+                  @OperationId = NULL, @Action = N'server.pool_size', @Detail = @P4; \
          COMMIT TRANSACTION;";
 
     /// Checks, under the server's row lock, that a tenant may be created on server `@P5`
@@ -115,6 +136,8 @@ pub fn generated_statements() -> Vec<(&'static str, String)> {
         ("servers_set_state", sql::SET_STATE.to_owned()),
         ("servers_record_health", sql::RECORD_HEALTH.to_owned()),
         ("servers_delete", sql::DELETE.to_owned()),
+        ("servers_pooled", sql::POOLED.to_owned()),
+        ("servers_set_pool_size", sql::SET_POOL_SIZE.to_owned()),
         (
             "servers_lock_for_new_tenant",
             sql::LOCK_FOR_NEW_TENANT.to_owned(),
@@ -134,6 +157,7 @@ fn server_from_row(row: &Row) -> Result<ServerRecord, CatalogError> {
         port: required(row, "Port")?,
         capacity: required(row, "Capacity")?,
         labels,
+        pool_size: column::<i32>(row, "PoolSize")?,
         state: text(row, "State")?.parse().map_err(CatalogError::Corrupt)?,
         tenants: required(row, "Tenants")?,
         health: ServerHealth {
@@ -149,7 +173,8 @@ fn server_from_row(row: &Row) -> Result<ServerRecord, CatalogError> {
 
 fn described(s: &NewServer) -> String {
     json!({"name": s.name, "engine": s.engine, "host": s.host, "port": s.port,
-           "capacity": s.capacity, "labels": s.labels, "admin_secret": s.admin_secret})
+           "capacity": s.capacity, "labels": s.labels, "admin_secret": s.admin_secret,
+           "pool_size": s.pool_size})
     .to_string()
 }
 
@@ -204,6 +229,7 @@ impl SqlServerCatalog {
                     &server.port,
                     &server.capacity,
                     &labels.as_str(),
+                    &server.pool_size,
                     &actor,
                     &described(&server).as_str(),
                 ],
@@ -316,6 +342,24 @@ impl SqlServerCatalog {
                     tenants,
                 })
             }
+            // 547: a pooled database recorded between the check and the DELETE (recording one
+            // takes no lock the check's update lock excludes); its foreign key refused the
+            // DELETE and the transaction rolled back whole.
+            Err(CatalogError::SqlServer(MssqlError::Server { number, message }))
+                if number == 50605
+                    || (number == 547 && message.contains("FK_PoolDatabases_Servers")) =>
+            {
+                let databases = self
+                    .query_opt(sql::POOLED, &[&name])
+                    .await?
+                    .map(|r| required::<i64>(&r, "Databases"))
+                    .transpose()?
+                    .unwrap_or(0);
+                Err(CatalogError::ServerPoolNotEmpty {
+                    name: name.to_owned(),
+                    databases,
+                })
+            }
             Err(CatalogError::SqlServer(MssqlError::Server { number: 50404, .. })) => {
                 Err(CatalogError::NotFound {
                     what: format!("server {name}"),
@@ -324,5 +368,20 @@ impl SqlServerCatalog {
             Err(e) => Err(e),
             Ok(_) => Ok(record),
         }
+    }
+
+    pub(super) async fn ms_set_server_pool_size(
+        &self,
+        name: &str,
+        pool_size: Option<i32>,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        let detail = json!({"name": name, "pool_size": pool_size}).to_string();
+        self.query(
+            sql::SET_POOL_SIZE,
+            &[&name, &pool_size, &actor, &detail.as_str()],
+        )
+        .await?;
+        Self::required_server(self.one(name).await?, name)
     }
 }

@@ -379,3 +379,196 @@ fn every_thrown_number_is_documented_in_the_first_migration() {
         }
     }
 }
+
+// --- the warm pool and the server registry's pool statements ----------------------------------
+
+/// The text with whitespace runs collapsed, for substring checks across line breaks.
+fn flat(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn the_pool_claim_returns_an_earlier_claim_before_taking_a_row() {
+    let claim = flat(pool::sql::CLAIM);
+    let earlier = claim
+        .find("IF EXISTS (SELECT 1 FROM catalog.PoolDatabases WHERE TenantId = @P3)")
+        .unwrap();
+    let update = claim.find("UPDATE Oldest").unwrap();
+    assert!(earlier < update, "{claim}");
+    // The earlier claim is returned as it is, and only otherwise is a row taken.
+    assert!(
+        claim[..update].contains("FROM catalog.PoolDatabases WHERE TenantId = @P3; ELSE BEGIN"),
+        "{claim}"
+    );
+}
+
+#[test]
+fn the_pool_claim_takes_the_oldest_ready_row_skipping_locked_ones_without_waiting() {
+    let claim = flat(pool::sql::CLAIM);
+    // A CTE must not follow an unterminated statement: it opens the ELSE block.
+    assert!(
+        claim.contains("ELSE BEGIN WITH Oldest AS ( SELECT TOP (1) Id, Server,"),
+        "{claim}"
+    );
+    assert!(
+        claim.contains("FROM catalog.PoolDatabases WITH (UPDLOCK, READPAST, ROWLOCK)"),
+        "{claim}"
+    );
+    assert!(
+        claim.contains(
+            "WHERE Server = @P1 AND Generation = @P2 AND State = N'ready' ORDER BY CreatedAt)"
+        ),
+        "{claim}"
+    );
+    assert!(
+        claim.contains(
+            "UPDATE Oldest SET State = N'claimed', TenantId = @P3, UpdatedAt = SYSUTCDATETIME() \
+             OUTPUT inserted.Id, inserted.Server, inserted.DatabaseName, inserted.Generation, \
+             inserted.State, inserted.TenantId, inserted.Node, inserted.CreatedAt, \
+             inserted.UpdatedAt; END;"
+        ),
+        "{claim}"
+    );
+    // One table hint, on the read the UPDATE goes through; nothing that waits for another
+    // claim's rows (no HOLDLOCK / SERIALIZABLE / TABLOCK / XLOCK, no explicit transaction).
+    assert_eq!(claim.matches("WITH (").count(), 1, "{claim}");
+    for blocking in ["HOLDLOCK", "SERIALIZABLE", "TABLOCK", "XLOCK", "BEGIN TRAN"] {
+        assert!(!claim.contains(blocking), "{blocking}: {claim}");
+    }
+}
+
+#[test]
+fn pool_statements_read_the_columns_the_row_decoder_expects() {
+    let columns = "Id, Server, DatabaseName, Generation, State, TenantId, Node, CreatedAt, \
+                   UpdatedAt";
+    let inserted = "inserted.Id, inserted.Server, inserted.DatabaseName, inserted.Generation, \
+                    inserted.State, inserted.TenantId, inserted.Node, inserted.CreatedAt, \
+                    inserted.UpdatedAt";
+    assert!(flat(pool::sql::ADD).contains(&format!("OUTPUT {inserted} VALUES")));
+    assert!(pool::sql::ADD.contains("N'creating'"));
+    assert!(flat(pool::sql::CLAIM_OF).starts_with(&format!("SELECT {columns} FROM")));
+    assert!(flat(pool::sql::LIST).starts_with(&format!("SELECT {columns} FROM")));
+    assert!(flat(pool::sql::LIST).contains("ORDER BY CreatedAt, Id;"));
+    // A transition is fenced on the state it moves from.
+    assert!(flat(pool::sql::TRANSITION).contains("WHERE Id = @P1 AND State = @P2;"));
+}
+
+#[test]
+fn only_a_duplicate_on_the_one_per_tenant_index_is_a_second_claim() {
+    let dup = |number: u32, index: &str| -> CatalogError {
+        server_error(
+            number,
+            &format!(
+                "Cannot insert duplicate key row in object 'catalog.PoolDatabases' with unique \
+                 index '{index}'. The duplicate key value is (x)."
+            ),
+        )
+        .into()
+    };
+    assert!(pool::is_second_claim(&dup(2601, "UX_PoolDatabases_Tenant")));
+    assert!(!pool::is_second_claim(&dup(
+        2627,
+        "UQ_PoolDatabases_DatabaseName"
+    )));
+    assert!(!pool::is_second_claim(&dup(
+        2601,
+        "UX_PoolDatabases_TenantOld"
+    )));
+    assert!(!pool::is_second_claim(&dup(547, "UX_PoolDatabases_Tenant")));
+    assert!(!pool::is_second_claim(&CatalogError::Pool(
+        "timeout".into()
+    )));
+}
+
+#[tokio::test]
+async fn pool_transitions_never_claim() {
+    // Refused before any connection is made (the pool below points nowhere).
+    let target = Target::sql_login("h", 1433, "sa", secrets::SecretValue::new("pw"));
+    let catalog = SqlServerCatalog {
+        pool: mssql::lazy_pool(target, PoolOptions::default()),
+        database: "tenant_catalog".into(),
+        max_size: 1,
+        fingerprints: Default::default(),
+    };
+    for (from, to) in [
+        (PoolState::Ready, PoolState::Claimed),
+        (PoolState::Claimed, PoolState::Retiring),
+    ] {
+        let e = catalog
+            .pool_transition(Uuid::new_v4(), from, to)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, CatalogError::Corrupt(_)),
+            "{from:?} -> {to:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn deleting_a_server_refuses_while_it_holds_pooled_databases_under_the_same_lock() {
+    let delete = flat(servers::sql::DELETE);
+    let lock = delete
+        .find("FROM catalog.Servers WITH (UPDLOCK, HOLDLOCK) WHERE Name = @P1")
+        .unwrap();
+    let tenants = delete.find("THROW 50604").unwrap();
+    let pooled = delete
+        .find(
+            "IF EXISTS (SELECT 1 FROM catalog.PoolDatabases WHERE Server = @P1) \
+             THROW 50605,",
+        )
+        .unwrap();
+    let gone = delete
+        .find("DELETE FROM catalog.Servers WHERE Name = @P1")
+        .unwrap();
+    assert!(
+        lock < tenants && tenants < pooled && pooled < gone,
+        "{delete}"
+    );
+}
+
+#[test]
+fn the_pool_size_is_read_inserted_by_create_set_with_an_audit_row_and_left_alone_by_upsert() {
+    assert!(servers::sql::SELECT.contains("s.PoolSize"));
+    let create = flat(servers::sql::CREATE);
+    assert!(
+        create.contains("Labels, PoolSize) VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8);"),
+        "{create}"
+    );
+    assert!(create.contains("@Actor = @P9,") && create.contains("@Detail = @P10;"));
+    assert!(!servers::sql::UPSERT.contains("PoolSize"));
+    let set = flat(servers::sql::SET_POOL_SIZE);
+    assert!(
+        set.contains("UPDATE catalog.Servers SET PoolSize = @P2,"),
+        "{set}"
+    );
+    // NULL to a value, a value to NULL and a new value all change it; the same one does not.
+    assert!(set.contains("PoolSize <> @P2"), "{set}");
+    assert!(
+        set.contains("PoolSize IS NULL AND @P2 IS NOT NULL"),
+        "{set}"
+    );
+    assert!(
+        set.contains("PoolSize IS NOT NULL AND @P2 IS NULL"),
+        "{set}"
+    );
+    assert!(
+        set.contains("IF @@ROWCOUNT > 0 EXEC catalog.AuditAppend @Actor = @P3,"),
+        "{set}"
+    );
+    assert!(set.contains("@Action = N'server.pool_size', @Detail = @P4;"));
+}
+
+#[test]
+fn the_pool_indexes_rust_relies_on_are_in_the_migrations() {
+    let migrations = all_migrations();
+    assert!(migrations.contains(&format!(
+        "CREATE UNIQUE INDEX {} ",
+        pool::ONE_PER_TENANT_INDEX
+    )));
+    assert!(migrations.contains("CREATE INDEX IX_PoolDatabases_Ready "));
+    assert!(migrations.contains("CONSTRAINT FK_PoolDatabases_Servers "));
+    // The tenant list's order, newest first then by id, has an index of its own.
+    assert!(tenants_page_statement().contains("ORDER BY t.CreatedAt DESC, t.Id DESC"));
+    assert!(migrations.contains("ON catalog.Tenants (CreatedAt DESC, Id DESC)"));
+}

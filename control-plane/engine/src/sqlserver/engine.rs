@@ -196,6 +196,9 @@ fn tenant_users(names: &TenantNames) -> [&str; 5] {
     ]
 }
 
+/// A pooled database's name ([`crate::pooled_database_name`]), for the sample statements.
+const POOLED_SAMPLE: &str = "tcp_pool_0123456789abcdef";
+
 /// Every statement the engine can send, for a sample tenant whose passwords hold quotes and
 /// brackets: `(what, T-SQL)`. `infra/tsql-gate.sh` writes them out and parses each with
 /// Microsoft's parser, so generated T-SQL is held to the same gate as the files.
@@ -229,6 +232,30 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
         ("memberships", sql::memberships(&names)?),
         ("drop_database", sql::drop_database(&names)?),
         ("drop_users", sql::drop_users(&names)?),
+        (
+            "pool_create_database",
+            sql::create_database_named(POOLED_SAMPLE)?,
+        ),
+        (
+            "pool_ensure_containment",
+            sql::ensure_containment_named(POOLED_SAMPLE)?,
+        ),
+        (
+            "pool_ensure_snapshot",
+            sql::ensure_snapshot_named(POOLED_SAMPLE)?,
+        ),
+        (
+            "pool_rename",
+            sql::rename_pooled(POOLED_SAMPLE, &names.database)?,
+        ),
+        (
+            "ensure_multi_user",
+            sql::ensure_multi_user(&names.database)?,
+        ),
+        (
+            "pool_drop_database",
+            sql::drop_database_named(POOLED_SAMPLE)?,
+        ),
     ]
     .into_iter()
     .chain(audit::generated_statements())
@@ -779,6 +806,141 @@ impl Engine for SqlServerEngine {
         Ok(existed)
     }
 
+    fn pool_generation(&self) -> String {
+        format!("v{}_{}", self.release.version, self.release.hash)
+    }
+
+    /// What [`Engine::ensure_database`] does for a tenant's database (create it contained,
+    /// contained again and SNAPSHOT allowed should it exist, guest without CONNECT), then the
+    /// tenant schema's migrations; no user, no role membership, no audit event: those are the
+    /// tenant's, made once it is adopted (`ensure_principals`, `bind_database`, which finds the
+    /// migrations applied). Idempotent: a retry after a crash anywhere finishes the job.
+    #[instrument(skip_all, fields(database = %database))]
+    async fn create_pooled(&self, database: &str) -> Result<(), EngineError> {
+        crate::check_pooled_name(database)?;
+        let created = self
+            .master()
+            .await?
+            .batch(&sql::create_database_named(database)?)
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(MssqlError::Server { number, .. })
+                if classify(number) == SqlServerErrorKind::DatabaseExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.master()
+            .await?
+            .batch(&sql::ensure_containment_named(database)?)
+            .await?;
+        self.master()
+            .await?
+            .batch(&sql::ensure_snapshot_named(database)?)
+            .await?;
+        self.tenant_conn(database)
+            .await?
+            .batch(sql::REVOKE_GUEST)
+            .await?;
+        self.migrate(database).await?;
+        // Nothing of this process needs a session in it until it is adopted, maybe by another
+        // node: the idle one closes now rather than when the pool's idle timeout comes.
+        self.tenants.forget(database);
+        Ok(())
+    }
+
+    /// Renames the pooled database to the tenant's, then ensures what
+    /// [`Engine::ensure_database`] ensures of an existing database (contained, SNAPSHOT allowed,
+    /// guest without CONNECT) and that it is open to every user.
+    ///
+    /// `MODIFY NAME` needs the database to itself ("The database name cannot be changed while
+    /// other users are accessing the database":
+    /// <https://learn.microsoft.com/en-us/sql/relational-databases/databases/rename-a-database>),
+    /// so `sql::rename_pooled` first ends every session in it with `RESTRICTED_USER WITH
+    /// ROLLBACK IMMEDIATE` ("Disconnect all connections to the database using the timeframe
+    /// specified by the ALTER DATABASE statement's termination clause":
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql-set-options>),
+    /// the way this engine ends a tenant's sessions (`sessions.rs`), rather than the
+    /// `SINGLE_USER` of Microsoft's rename example and of `drop_database`. Both empty the
+    /// database; they differ in what a crash before it is reopened leaves behind. A restricted
+    /// database admits members of db_owner, dbcreator and sysadmin only, but any number of
+    /// their sessions: the control plane's admin login (the retry below opens a pooled session
+    /// on it) gets in, the tenant's contained users do not. A database left in `SINGLE_USER`
+    /// belongs to whichever session connects first (a monitoring tool, SSMS' object explorer),
+    /// and every other, the control plane's included, is refused until that one leaves. Either
+    /// way a session that gets in between the two statements makes the rename fail (5030): the
+    /// batch reopens the pooled database and returns the error, leaving the claim as it was for
+    /// the step's retry or its undo.
+    ///
+    /// Not atomic: `ALTER DATABASE` runs only in autocommit mode ("not allowed in an explicit
+    /// or implicit transaction":
+    /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/alter-database-transact-sql>),
+    /// so the rename is three transactions and the settings more. A crash leaves one of:
+    /// - the pooled database restricted, not renamed: the tenant's database does not exist, so
+    ///   the retry restricts it again (a no-op) and renames it;
+    /// - the tenant's database renamed but still restricted: it exists, so the retry skips the
+    ///   rename and `sql::ensure_multi_user` opens it;
+    /// - renamed and open, settings not all ensured: the retry ensures them (each is a no-op
+    ///   when already so).
+    ///
+    /// In every case the retry ends where an uninterrupted call ends. The catalog row still says
+    /// `claimed` meanwhile, and the catalog's `pool_claim` returns it to the retry.
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn adopt_pooled(&self, pooled: &str, names: &TenantNames) -> Result<(), EngineError> {
+        crate::check_pooled_name(pooled)?;
+        if !self.database_exists(&names.database).await? {
+            if !self.database_exists(pooled).await? {
+                return Err(to_engine_error(
+                    911,
+                    &format!(
+                        "neither the pooled database {pooled} nor the tenant's database {} \
+                         exists",
+                        names.database
+                    ),
+                ));
+            }
+            // Our own pooled sessions on it end too; forget them first (as drop_database does).
+            self.tenants.forget(pooled);
+            self.master()
+                .await?
+                .batch(&sql::rename_pooled(pooled, &names.database)?)
+                .await?;
+        } else if self.database_exists(pooled).await? {
+            // Renamed already (or created otherwise): the pooled one is not needed.
+            self.drop_pooled(pooled).await?;
+        }
+        // The idempotent half of ensure_database, on the tenant's database, which is opened
+        // first should a crash have left it restricted.
+        self.master()
+            .await?
+            .batch(&sql::ensure_multi_user(&names.database)?)
+            .await?;
+        self.master()
+            .await?
+            .batch(&sql::ensure_containment(names)?)
+            .await?;
+        self.master()
+            .await?
+            .batch(&sql::ensure_snapshot(names)?)
+            .await?;
+        self.tenant_conn(&names.database)
+            .await?
+            .batch(sql::REVOKE_GUEST)
+            .await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %database))]
+    async fn drop_pooled(&self, database: &str) -> Result<bool, EngineError> {
+        crate::check_pooled_name(database)?;
+        let existed = self.database_exists(database).await?;
+        self.tenants.forget(database);
+        self.master()
+            .await?
+            .batch(&sql::drop_database_named(database)?)
+            .await?;
+        Ok(existed)
+    }
+
     #[instrument(skip_all, fields(database = %names.database))]
     async fn drop_principals(&self, names: &TenantNames) -> Result<Vec<String>, EngineError> {
         // The users live in the database: when it is gone, so are they.
@@ -887,6 +1049,138 @@ mod tests {
             "IF USER_ID(N'app_a') IS NULL CREATE USER [app_a] WITH PASSWORD = N'it''s]'; \
              ELSE ALTER USER [app_a] WITH PASSWORD = N'it''s]';"
         );
+    }
+
+    #[test]
+    fn pooled_database_statements_quote_the_name_they_are_given() {
+        let p = "tcp_pool_0123456789abcdef";
+        assert_eq!(
+            sql::create_database_named(p).unwrap(),
+            "IF DB_ID(N'tcp_pool_0123456789abcdef') IS NULL \
+             CREATE DATABASE [tcp_pool_0123456789abcdef] CONTAINMENT = PARTIAL;"
+        );
+        assert_eq!(
+            sql::drop_database_named(p).unwrap(),
+            "IF DB_ID(N'tcp_pool_0123456789abcdef') IS NOT NULL \
+             BEGIN \
+                 ALTER DATABASE [tcp_pool_0123456789abcdef] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
+                 DROP DATABASE [tcp_pool_0123456789abcdef]; \
+             END;"
+        );
+        // The same quoting as every other name: brackets doubled in identifiers, quotes in
+        // literals (a pooled name never holds either; check_pooled_name refuses it first).
+        let odd = "a]b'c";
+        for statement in [
+            sql::create_database_named(odd).unwrap(),
+            sql::ensure_containment_named(odd).unwrap(),
+            sql::ensure_snapshot_named(odd).unwrap(),
+            sql::ensure_multi_user(odd).unwrap(),
+            sql::drop_database_named(odd).unwrap(),
+        ] {
+            assert!(statement.contains("N'a]b''c'"), "{statement}");
+            assert!(statement.contains("[a]]b'c]"), "{statement}");
+        }
+        assert!(sql::create_database_named("x\0").is_err());
+    }
+
+    #[test]
+    fn the_named_statements_are_the_tenant_statements_for_that_name() {
+        let n = tenant_names("tenant_acme_corp".into());
+        let db = n.database.as_str();
+        assert_eq!(
+            sql::create_database(&n).unwrap(),
+            sql::create_database_named(db).unwrap()
+        );
+        assert_eq!(
+            sql::ensure_containment(&n).unwrap(),
+            sql::ensure_containment_named(db).unwrap()
+        );
+        assert_eq!(
+            sql::ensure_snapshot(&n).unwrap(),
+            sql::ensure_snapshot_named(db).unwrap()
+        );
+        assert_eq!(
+            sql::drop_database(&n).unwrap(),
+            sql::drop_database_named(db).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_rename_restricts_renames_and_reopens_and_names_each_database_where_it_belongs() {
+        let sql = sql::rename_pooled("tcp_pool_0123456789abcdef", "tenant_acme_corp").unwrap();
+        let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            flat,
+            "ALTER DATABASE [tcp_pool_0123456789abcdef] SET RESTRICTED_USER WITH ROLLBACK IMMEDIATE; \
+             BEGIN TRY \
+             ALTER DATABASE [tcp_pool_0123456789abcdef] MODIFY NAME = [tenant_acme_corp]; \
+             END TRY \
+             BEGIN CATCH \
+             ALTER DATABASE [tcp_pool_0123456789abcdef] SET MULTI_USER; \
+             THROW; \
+             END CATCH; \
+             ALTER DATABASE [tenant_acme_corp] SET MULTI_USER;"
+        );
+        // The pooled name reaches the statements on the pooled database only; the tenant's
+        // the rename's target and the reopening after it.
+        let statements: Vec<&str> = flat.split("; ").collect();
+        for s in &statements {
+            let pooled = s.contains("tcp_pool_0123456789abcdef");
+            let tenant = s.contains("tenant_acme_corp");
+            if s.contains("MODIFY NAME") {
+                assert!(pooled && tenant, "{s}");
+            } else if s.starts_with("ALTER DATABASE [tenant_acme_corp]") {
+                assert!(!pooled, "{s}");
+            } else {
+                assert!(!tenant, "{s}");
+            }
+        }
+        assert!(!flat.contains("SINGLE_USER"), "{flat}");
+        assert_eq!(
+            sql::ensure_multi_user("tenant_acme_corp").unwrap(),
+            "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = N'tenant_acme_corp' \
+             AND user_access <> 0) ALTER DATABASE [tenant_acme_corp] SET MULTI_USER;"
+        );
+    }
+
+    #[test]
+    fn the_gate_parses_every_pool_statement() {
+        crate::check_pooled_name(POOLED_SAMPLE).unwrap();
+        let all = generated_statements().unwrap();
+        for name in [
+            "pool_create_database",
+            "pool_ensure_containment",
+            "pool_ensure_snapshot",
+            "pool_rename",
+            "ensure_multi_user",
+            "pool_drop_database",
+        ] {
+            let (_, text) = all.iter().find(|(n, _)| *n == name).unwrap();
+            assert!(!text.is_empty(), "{name}");
+        }
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names.len(), all.len(), "statement names are unique");
+    }
+
+    #[tokio::test]
+    async fn the_pool_calls_refuse_any_other_database_before_connecting() {
+        // The server is unreachable: an answer other than the name's refusal would be a
+        // connection error, after a wait.
+        let e = engine();
+        let names = e.names(&TenantSlug::parse("acme").unwrap());
+        for database in [
+            "tenant_acme",
+            "master",
+            "tcp_pool_0123]",
+            "tcp_pool_0123456789ABCDEF",
+        ] {
+            let err = e.create_pooled(database).await.unwrap_err();
+            assert!(matches!(err, EngineError::Configuration(_)), "{err:?}");
+            let err = e.drop_pooled(database).await.unwrap_err();
+            assert!(matches!(err, EngineError::Configuration(_)), "{err:?}");
+            let err = e.adopt_pooled(database, &names).await.unwrap_err();
+            assert!(matches!(err, EngineError::Configuration(_)), "{err:?}");
+        }
     }
 
     #[test]

@@ -5,10 +5,15 @@
 
 use std::sync::Arc;
 
-use api_types::{Problem, RegisterServerRequest, Server, ServerEngine, ServerHealthCheck};
+use std::collections::HashMap;
+
+use api_types::{
+    Problem, RegisterServerRequest, Server, ServerEngine, ServerHealthCheck, ServerPool,
+    SetPoolSizeRequest,
+};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use catalog::{NewServer, ServerRecord, ServerState};
 use secrets::{SecretName, SecretValue};
@@ -24,10 +29,24 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/servers/{name}", get(show_server).delete(remove_server))
         .route("/v1/servers/{name}/drain", post(drain_server))
         .route("/v1/servers/{name}/undrain", post(undrain_server))
+        .route("/v1/servers/{name}/pool", put(set_pool_size))
 }
 
-/// The API view of a server row (never its credentials).
-pub fn server_view(s: &ServerRecord) -> Server {
+/// The API view of a server row (never its credentials), with its warm pool's figures
+/// (`pools`, by server) and the deployment's pool size.
+pub fn server_view(
+    s: &ServerRecord,
+    pools: &HashMap<String, ServerPool>,
+    default_size: u32,
+) -> Server {
+    let mut pool = pools.get(&s.name).cloned().unwrap_or_default();
+    pool.size_set = s.pool_size.is_some();
+    pool.size = if s.state == ServerState::Active && !s.unreachable() {
+        s.pool_size
+            .map_or(default_size, |n| u32::try_from(n).unwrap_or(0))
+    } else {
+        0
+    };
     let state = if s.unreachable() {
         "unreachable"
     } else {
@@ -52,6 +71,7 @@ pub fn server_view(s: &ServerRecord) -> Server {
             latency_ms: s.health.latency_ms,
             error: s.health.error.clone(),
         },
+        pool,
         created_at: s.created_at,
     }
 }
@@ -97,7 +117,7 @@ fn admin_location(engine: ServerEngine, url: &str) -> Result<(String, u16), AppE
     request_body = RegisterServerRequest,
     responses(
         (status = 201, description = "Registered: the credentials logged in and the server is fit (superuser / sysadmin, contained database authentication on SQL Server, the tenant template built)", body = Server),
-        (status = 400, description = "The name, capacity or a label is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The name, capacity, pool size or a label is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A server of this name is registered", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The admin URL is malformed, or the server refused it or is not fit; the detail names what failed (never the URL)", body = Problem, content_type = "application/problem+json"),
     )
@@ -119,6 +139,16 @@ pub(crate) async fn register_server(
             ));
         }
     }
+    if body.pool_size.is_some_and(|n| n > MAX_POOL_SIZE) {
+        return Err(AppError::bad_request(format!(
+            "pool_size must be 0 to {MAX_POOL_SIZE}"
+        )));
+    }
+    let pool_size = body
+        .pool_size
+        .map(i32::try_from)
+        .transpose()
+        .map_err(|e| AppError::internal(&e))?;
     let admin_url = body.admin_url.trim();
     if admin_url.is_empty() || admin_url.chars().any(char::is_control) {
         return Err(AppError::bad_request(
@@ -142,6 +172,7 @@ pub(crate) async fn register_server(
         port,
         capacity: body.capacity,
         labels: body.labels.clone(),
+        pool_size,
     };
     // Checked before anything is stored: logs in as the admin, checks fitness, prepares.
     let probe = ServerRecord {
@@ -152,6 +183,7 @@ pub(crate) async fn register_server(
         port,
         capacity: body.capacity,
         labels: body.labels.clone(),
+        pool_size,
         state: ServerState::Active,
         tenants: 0,
         health: Default::default(),
@@ -187,7 +219,7 @@ pub(crate) async fn register_server(
     }
     state.engines().insert(&name, Arc::clone(&engine)).await;
     tracing::info!(server = %name, engine = %record.engine, capacity = record.capacity, "database server registered");
-    Ok((StatusCode::CREATED, Json(server_view(&record))))
+    Ok((StatusCode::CREATED, Json(view(&state, &record).await?)))
 }
 
 #[utoipa::path(
@@ -199,14 +231,23 @@ pub(crate) async fn register_server(
 pub(crate) async fn list_servers(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<Server>>, AppError> {
+    let pools = state.pool_figures().await?;
     Ok(Json(
         state
             .catalog
             .servers()
             .await?
             .iter()
-            .map(server_view)
+            .map(|s| server_view(s, &pools, state.warm_pool_size))
             .collect(),
+    ))
+}
+
+async fn view(state: &AppState, record: &ServerRecord) -> Result<Server, AppError> {
+    Ok(server_view(
+        record,
+        &state.pool_figures().await?,
+        state.warm_pool_size,
     ))
 }
 
@@ -234,7 +275,8 @@ pub(crate) async fn show_server(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Server>, AppError> {
-    Ok(Json(server_view(&named(&state, &name).await?)))
+    let record = named(&state, &name).await?;
+    Ok(Json(view(&state, &record).await?))
 }
 
 async fn set_state(
@@ -249,7 +291,9 @@ async fn set_state(
         .set_server_state(&server.name, to, &caller.subject)
         .await?;
     tracing::info!(server = %record.name, state = %to.as_str(), "database server state set");
-    Ok(Json(server_view(&record)))
+    // A draining server's pool is emptied, an active one's filled again.
+    state.wake_pool();
+    Ok(Json(view(state, &record).await?))
 }
 
 #[utoipa::path(
@@ -299,7 +343,7 @@ pub(crate) async fn undrain_server(
         (status = 200, description = "Removed; its admin credentials were deleted and purged from the secret store", body = Server),
         (status = 400, description = "The name is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No server has this name", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It still holds tenants, or it is the server the configuration names", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It still holds tenants, it is the server the configuration names, or a pooled database of it is being created or claimed right now (try again)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn remove_server(
@@ -314,6 +358,17 @@ pub(crate) async fn remove_server(
              it is registered again at every start: drain it, or configure another server",
             server.name
         )));
+    }
+    if server.tenants > 0 {
+        return Err(catalog::CatalogError::ServerInUse {
+            name: server.name.clone(),
+            tenants: server.tenants,
+        }
+        .into());
+    }
+    let dropped = state.empty_pool(&server.name).await?;
+    if dropped > 0 {
+        tracing::info!(server = %server.name, dropped, "warm pool emptied for the server's removal");
     }
     let record = state
         .catalog
@@ -330,5 +385,45 @@ pub(crate) async fn remove_server(
         )));
     }
     tracing::info!(server = %record.name, "database server removed");
-    Ok(Json(server_view(&record)))
+    Ok(Json(view(&state, &record).await?))
 }
+
+#[utoipa::path(
+    put,
+    path = "/v1/servers/{name}/pool",
+    tag = "servers",
+    params(("name" = String, Path, description = "The server's name")),
+    request_body = SetPoolSizeRequest,
+    responses(
+        (status = 200, description = "The size is set; the refill pass creates or drops pooled databases to reach it within seconds", body = Server),
+        (status = 400, description = "The name or the size is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No server has this name", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn set_pool_size(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<SetPoolSizeRequest>,
+) -> Result<Json<Server>, AppError> {
+    let server = named(&state, &name).await?;
+    let size = match body.size {
+        Some(n) if n > MAX_POOL_SIZE => {
+            return Err(AppError::bad_request(format!(
+                "size {n} is too large: at most {MAX_POOL_SIZE}"
+            )))
+        }
+        Some(n) => Some(i32::try_from(n).map_err(|e| AppError::internal(&e))?),
+        None => None,
+    };
+    let record = state
+        .catalog
+        .set_server_pool_size(&server.name, size, &caller.subject)
+        .await?;
+    tracing::info!(server = %record.name, size = ?size, "warm pool size set");
+    state.wake_pool();
+    Ok(Json(view(&state, &record).await?))
+}
+
+/// The largest warm pool one server may keep.
+const MAX_POOL_SIZE: u32 = 1000;

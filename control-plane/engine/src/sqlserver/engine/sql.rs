@@ -116,10 +116,15 @@ pub const MIGRATE_COMMIT: &str = "COMMIT TRANSACTION;";
 
 /// Creates the database (outside any transaction: CREATE DATABASE refuses to run in one).
 pub fn create_database(names: &TenantNames) -> Result<String, EngineError> {
+    create_database_named(&names.database)
+}
+
+/// [`create_database`] for a database known by name only (a pooled one).
+pub fn create_database_named(database: &str) -> Result<String, EngineError> {
     Ok(format!(
         "IF DB_ID({name}) IS NULL CREATE DATABASE {db} CONTAINMENT = PARTIAL;",
-        name = literal(&names.database)?,
-        db = ident(&names.database)?
+        name = literal(database)?,
+        db = ident(database)?
     ))
 }
 
@@ -127,22 +132,66 @@ pub fn create_database(names: &TenantNames) -> Result<String, EngineError> {
 /// isolation, taking no shared locks). ALTER DATABASE cannot run inside a migration's
 /// transaction, so the engine sets it here, idempotently.
 pub fn ensure_snapshot(names: &TenantNames) -> Result<String, EngineError> {
+    ensure_snapshot_named(&names.database)
+}
+
+/// [`ensure_snapshot`] for a database known by name only.
+pub fn ensure_snapshot_named(database: &str) -> Result<String, EngineError> {
     Ok(format!(
         "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = {name} \
                     AND snapshot_isolation_state = 0) \
          ALTER DATABASE {db} SET ALLOW_SNAPSHOT_ISOLATION ON;",
-        name = literal(&names.database)?,
-        db = ident(&names.database)?
+        name = literal(database)?,
+        db = ident(database)?
     ))
 }
 
 /// Makes an existing database partially contained.
 pub fn ensure_containment(names: &TenantNames) -> Result<String, EngineError> {
+    ensure_containment_named(&names.database)
+}
+
+/// [`ensure_containment`] for a database known by name only.
+pub fn ensure_containment_named(database: &str) -> Result<String, EngineError> {
     Ok(format!(
         "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = {name} AND containment = 0) \
          ALTER DATABASE {db} SET CONTAINMENT = PARTIAL WITH NO_WAIT;",
-        name = literal(&names.database)?,
-        db = ident(&names.database)?
+        name = literal(database)?,
+        db = ident(database)?
+    ))
+}
+
+/// Opens a database to every user again (`user_access` 0 is MULTI_USER) when a rename that
+/// restricted it stopped before it reopened it ([`rename_pooled`]); nothing when it is open.
+pub fn ensure_multi_user(database: &str) -> Result<String, EngineError> {
+    Ok(format!(
+        "IF EXISTS (SELECT 1 FROM sys.databases WHERE name = {name} AND user_access <> 0) \
+         ALTER DATABASE {db} SET MULTI_USER;",
+        name = literal(database)?,
+        db = ident(database)?
+    ))
+}
+
+/// Gives the pooled database `pooled` the name `database`, in one batch on one session on
+/// `master` (ALTER DATABASE runs only in autocommit mode, so this is three transactions, not
+/// one; see `adopt_pooled` for what a crash between them leaves). `MODIFY NAME` needs the
+/// database to itself: `RESTRICTED_USER WITH ROLLBACK IMMEDIATE` ends every session in it first
+/// (as ending a tenant's sessions does), and the database is opened again under its new name.
+/// Should the rename fail (a session got in between: 5030; the name is taken: 1801), the pooled
+/// database is reopened under its old name and the error passes on.
+pub fn rename_pooled(pooled: &str, database: &str) -> Result<String, EngineError> {
+    Ok(format!(
+        "ALTER DATABASE {p} SET RESTRICTED_USER WITH ROLLBACK IMMEDIATE; \
+         BEGIN TRY \
+             ALTER DATABASE {p} MODIFY NAME = {db}; \
+         END TRY \
+         BEGIN CATCH \
+             ALTER DATABASE {p} SET MULTI_USER; \
+             THROW; \
+         END CATCH; \
+         ALTER DATABASE {db} SET MULTI_USER;",
+        p = ident(pooled)?,
+        db = ident(database)?
     ))
 }
 
@@ -224,14 +273,19 @@ pub fn memberships(names: &TenantNames) -> Result<String, EngineError> {
 
 /// One batch on one session: nobody can take the single-user slot in between.
 pub fn drop_database(names: &TenantNames) -> Result<String, EngineError> {
+    drop_database_named(&names.database)
+}
+
+/// [`drop_database`] for a database known by name only (a pooled one).
+pub fn drop_database_named(database: &str) -> Result<String, EngineError> {
     Ok(format!(
         "IF DB_ID({name}) IS NOT NULL \
          BEGIN \
              ALTER DATABASE {db} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
              DROP DATABASE {db}; \
          END;",
-        name = literal(&names.database)?,
-        db = ident(&names.database)?
+        name = literal(database)?,
+        db = ident(database)?
     ))
 }
 
