@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run stop test unit integration lint fmt tsql-gate bench deps build clean openapi fuzz
+.PHONY: run stop test unit integration lint fmt tsql-gate bench bench-burst deps build clean openapi fuzz
 
 ## run: start the local PostgreSQL cluster (.data/pg, 127.0.0.1:55432) and the control plane on 127.0.0.1:8080
 run: deps
@@ -39,6 +39,11 @@ bench: deps
 	$(CARGO) build --release -p server -p tcp-tests --bins
 	./target/release/bench-onboarding --tenants $${BENCH_TENANTS:-50} --out docs/benchmarks.md
 	./target/release/bench-rollout --tenants $${BENCH_ROLLOUT_TENANTS:-200} --out docs/benchmarks.md
+
+## bench-burst: 1,000 onboardings then 1,000 offboardings from 8 concurrent clients (warm pool 50); peak memory and connections; writes docs/benchmarks.md
+bench-burst: deps
+	$(CARGO) build --release -p server -p tcp-tests --bins
+	./target/release/bench-burst --tenants $${BENCH_BURST_TENANTS:-1000} --clients 8 --pool 50 --out docs/benchmarks.md
 
 ## openapi: regenerate docs/openapi.json from the code (a test fails when it is stale)
 openapi:

@@ -87,7 +87,7 @@ async fn database_exists(env: &TestEnv, name: &str) -> bool {
 
 /// The pooled database an onboarding took (`None`: it cloned).
 fn pooled_of(op: &catalog::OperationRecord) -> Option<String> {
-    op.step_output("create_database")
+    op.step_output("claim_pooled")
         .and_then(|v| v["pooled"].as_str().map(str::to_owned))
 }
 

@@ -140,6 +140,17 @@ pub struct AuditHead {
     pub head_hash: Option<String>,
 }
 
+/// What binding a new tenant database left: its schema version and, where the engine verified
+/// the chain in the same transaction as the tenant's first event, that chain's head (so
+/// onboarding anchors it without reading the log again).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provisioned {
+    /// The tenant database's schema version.
+    pub schema_version: i32,
+    /// The verified head, when the engine read it in the binding transaction.
+    pub audit_head: Option<AuditHead>,
+}
+
 /// An event of a tenant's audit chain that the control plane already trusts (an anchor).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainPoint {
@@ -317,7 +328,11 @@ pub trait Engine: Send + Sync + 'static {
     async fn ensure_database(&self, names: &TenantNames) -> Result<(), EngineError>;
     /// Binds the database to the tenant's principals (ownership, grants, schema and procedures at
     /// the current version) and returns the schema version.
-    async fn bind_database(&self, names: &TenantNames, actor: &str) -> Result<i32, EngineError>;
+    async fn bind_database(
+        &self,
+        names: &TenantNames,
+        actor: &str,
+    ) -> Result<Provisioned, EngineError>;
     /// Brings an existing tenant database to schema version `target` (at most the release's
     /// newest; a lower or equal one applies nothing): the migrations its own refinery history
     /// lacks ([`schema::plan`]), then the routines and the grants again, and a
@@ -425,15 +440,32 @@ pub trait Engine: Send + Sync + 'static {
     /// Server). A claim takes only pooled databases of the engine's current generation.
     fn pool_generation(&self) -> String;
     /// Ensures the pooled database `database` ([`pooled_database_name`]) exists and is
-    /// complete: the tenant schema at the current version, bound to no tenant principal, and no
-    /// login able to use it (PostgreSQL: a template clone closed to connections with PUBLIC's
-    /// access revoked; SQL Server: a contained database, migrated, guest without CONNECT).
+    /// complete: the tenant schema at the current version, and no login able to use it.
+    /// PostgreSQL: a template clone bound (owner, grants) to stand-in roles of its own that
+    /// cannot log in, closed to connections, PUBLIC's access revoked; SQL Server: a contained
+    /// database, migrated, without users, guest without CONNECT.
     async fn create_pooled(&self, database: &str) -> Result<(), EngineError>;
-    /// Gives the pooled database `pooled` the tenant's name and leaves it as
-    /// [`Engine::ensure_database`] leaves a new database, so onboarding's later steps run
-    /// unchanged. Idempotent: when the tenant's database exists already (a retry after the
-    /// rename) it only ensures its settings, and drops `pooled` should it still exist.
-    async fn adopt_pooled(&self, pooled: &str, names: &TenantNames) -> Result<(), EngineError>;
+    /// Makes the pooled database `pooled` the tenant's: its name, and where the engine can, its
+    /// principals with the tenant's passwords (PostgreSQL renames the stand-in roles in the
+    /// same transaction as the database: returns `true`, and onboarding then skips creating
+    /// principals and binding and calls [`Engine::finish_pooled`]). Returns `false` when only
+    /// the database was adopted (SQL Server: its contained users are made as for a new
+    /// database). Idempotent: when the tenant's database exists already (a retry after the
+    /// rename) it only finishes what is left, and drops `pooled` should it still exist.
+    async fn adopt_pooled(
+        &self,
+        pooled: &str,
+        names: &TenantNames,
+        credentials: &Credentials,
+    ) -> Result<bool, EngineError>;
+    /// The rest of [`Engine::bind_database`] for a database whose principals
+    /// [`Engine::adopt_pooled`] bound: the tenant's first audit event; returns the schema
+    /// version.
+    async fn finish_pooled(
+        &self,
+        names: &TenantNames,
+        actor: &str,
+    ) -> Result<Provisioned, EngineError>;
     /// Ensures the pooled database is gone; returns whether it existed.
     async fn drop_pooled(&self, database: &str) -> Result<bool, EngineError>;
     /// Ensures every principal is gone; returns those that existed.

@@ -205,6 +205,66 @@ async fn apply_grants<C: tokio_postgres::GenericClient>(
     Ok(())
 }
 
+/// The tenant's own audit log starts with its provisioning, once; returns the schema version
+/// and the chain verified from genesis in the same transaction (a new database's log is that
+/// one event), so onboarding anchors it without another connection.
+async fn record_provisioned(
+    client: &mut Client,
+    names: &TenantNames,
+    actor: &str,
+) -> Result<crate::Provisioned, EngineError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT set_config('tcp.actor', $1, true)", &[&actor])
+        .await?;
+    tx.execute(
+        "SELECT audit.record_event('tenant.provisioned', jsonb_build_object('database', $1::text)) \
+         WHERE NOT EXISTS (SELECT 1 FROM audit.audit_events WHERE action = 'tenant.provisioned')",
+        &[&names.database],
+    )
+    .await?;
+    let version: Option<i32> = tx
+        .query_one("SELECT max(version)::int FROM refinery_schema_history", &[])
+        .await?
+        .get(0);
+    let head = tx
+        .query_one("SELECT * FROM audit.verify_chain()", &[])
+        .await?;
+    tx.commit().await?;
+    Ok(crate::Provisioned {
+        schema_version: version.unwrap_or(0),
+        audit_head: Some(AuditHead {
+            valid: head.get("valid"),
+            checked: head.get("checked"),
+            first_broken_id: head.get("first_broken_id"),
+            head_id: head.get("head_id"),
+            head_hash: head.get("head_hash"),
+        }),
+    })
+}
+
+/// A SCRAM verifier of `password` as an SQL literal: the server never sees the password.
+fn scram_literal(password: &SecretValue) -> Result<String, EngineError> {
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    pg_literal(&verifier)
+        .ok_or_else(|| EngineError::Configuration("password verifier holds NUL".into()))
+}
+
+/// The stand-in principals of a pooled database: the tenant's seven roles, named after the
+/// database, unable to log in until a claim renames them to a tenant's and gives them passwords.
+pub fn pooled_names(database: &str) -> TenantNames {
+    let role = |p: &str| format!("{database}_{p}");
+    TenantNames {
+        database: database.to_owned(),
+        owner: role("owner"),
+        app_rw: role("app_rw"),
+        app_a: role("app_a"),
+        app_b: role("app_b"),
+        audit_admin: role("audit_admin"),
+        reader: role("reader"),
+        investigator: role("investigator"),
+    }
+}
+
 /// The tenant database's schema as `client` sees it (inside a migration's transaction: as it
 /// will commit).
 async fn read_schema<C: tokio_postgres::GenericClient>(
@@ -325,6 +385,101 @@ impl PostgresEngine {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// Hands the template's objects (or a fresh schema) to the tenant's owner and grants what
+    /// the tenant's roles get: `bind_database`'s work, and a pooled database's ahead of time.
+    async fn bind_objects(
+        &self,
+        client: &mut Client,
+        names: &TenantNames,
+    ) -> Result<(), EngineError> {
+        match self.provisioning {
+            Provisioning::Template => {
+                // One DROP OWNED per role: listing several trips over a default-ACL entry that
+                // names two of them ("could not find tuple for default ACL").
+                let drops: String = TEMPLATE_STAND_INS
+                    .into_iter()
+                    .chain(std::iter::once(TEMPLATE_OWNER))
+                    .map(|r| format!("DROP OWNED BY {}; ", pg_ident(r)))
+                    .collect();
+                client
+                    .batch_execute(&format!(
+                        "REASSIGN OWNED BY {tpl} TO {owner}; {drops}",
+                        tpl = pg_ident(TEMPLATE_OWNER),
+                        owner = pg_ident(&names.owner),
+                    ))
+                    .await?;
+            }
+            Provisioning::Migrations => {
+                client
+                    .batch_execute(&format!("SET ROLE {}", pg_ident(&names.owner)))
+                    .await?;
+                template::migrate(client, &self.release).await?;
+                client.batch_execute("RESET ROLE").await?;
+            }
+        }
+        apply_grants(&*client, names).await
+    }
+
+    /// Creates (or alters) the tenant's seven roles with their attributes and memberships;
+    /// `passwords` `None` makes every one unable to log in (a pooled database's stand-ins).
+    async fn ensure_roles(
+        &self,
+        names: &TenantNames,
+        passwords: Option<&Credentials>,
+    ) -> Result<(), EngineError> {
+        let admin = self.admin().await?;
+        let c: &Client = &admin;
+        let login = if passwords.is_some() {
+            "LOGIN"
+        } else {
+            "NOLOGIN"
+        };
+        // INHERIT so the owner gets `pg_database_owner`'s rights on `public` (refinery keeps its
+        // history table there); it is a member of nothing else.
+        self.ensure_role(c, &names.owner, "NOLOGIN INHERIT", None)
+            .await?;
+        self.ensure_role(c, &names.app_rw, "NOLOGIN NOINHERIT", None)
+            .await?;
+        self.ensure_role(
+            c,
+            &names.app_a,
+            &format!("{login} INHERIT"),
+            passwords.map(|p| &p.app_a),
+        )
+        .await?;
+        // app_b gets its password at its first rotation; until then it cannot authenticate.
+        self.ensure_role(c, &names.app_b, &format!("{login} INHERIT"), None)
+            .await?;
+        self.ensure_role(
+            c,
+            &names.audit_admin,
+            &format!("{login} NOINHERIT"),
+            passwords.map(|p| &p.audit_admin),
+        )
+        .await?;
+        self.ensure_role(c, &names.reader, "NOLOGIN NOINHERIT", None)
+            .await?;
+        // NOINHERIT: the investigator reads only after an explicit SET ROLE to the reader, which
+        // the audited path performs after recording the query.
+        self.ensure_role(
+            c,
+            &names.investigator,
+            &format!("{login} NOINHERIT"),
+            passwords.map(|p| &p.investigator),
+        )
+        .await?;
+        c.batch_execute(&format!(
+            "GRANT {rw} TO {a}; GRANT {rw} TO {b}; GRANT {reader} TO {inv}",
+            rw = pg_ident(&names.app_rw),
+            a = pg_ident(&names.app_a),
+            b = pg_ident(&names.app_b),
+            reader = pg_ident(&names.reader),
+            inv = pg_ident(&names.investigator)
+        ))
+        .await?;
+        Ok(())
+    }
+
     /// The statement that creates a tenant database: a template clone or an empty database,
     /// owned by the tenant owner and **closed to every login** (`ALLOW_CONNECTIONS false`), so
     /// the CONNECT that PostgreSQL grants PUBLIC on every new database is revoked before anyone
@@ -355,13 +510,7 @@ impl PostgresEngine {
         // The server only ever sees a SCRAM verifier, never the password, so no server log
         // (log_statement = 'all', say) can leak it.
         let password_clause = match password {
-            Some(p) => {
-                let verifier = postgres_protocol::password::scram_sha_256(p.expose().as_bytes());
-                let literal = pg_literal(&verifier).ok_or_else(|| {
-                    EngineError::Configuration("password verifier holds NUL".into())
-                })?;
-                format!(" PASSWORD {literal}")
-            }
+            Some(p) => format!(" PASSWORD {}", scram_literal(p)?),
             None => " PASSWORD NULL".into(),
         };
         let verb = if exists { "ALTER" } else { "CREATE" };
@@ -555,47 +704,7 @@ impl Engine for PostgresEngine {
         names: &TenantNames,
         credentials: &Credentials,
     ) -> Result<(), EngineError> {
-        let admin = self.admin().await?;
-        let c: &Client = &admin;
-        // INHERIT so the owner gets `pg_database_owner`'s rights on `public` (refinery keeps its
-        // history table there); it is a member of nothing else.
-        self.ensure_role(c, &names.owner, "NOLOGIN INHERIT", None)
-            .await?;
-        self.ensure_role(c, &names.app_rw, "NOLOGIN NOINHERIT", None)
-            .await?;
-        self.ensure_role(c, &names.app_a, "LOGIN INHERIT", Some(&credentials.app_a))
-            .await?;
-        // app_b gets its password at its first rotation; until then it cannot authenticate.
-        self.ensure_role(c, &names.app_b, "LOGIN INHERIT", None)
-            .await?;
-        self.ensure_role(
-            c,
-            &names.audit_admin,
-            "LOGIN NOINHERIT",
-            Some(&credentials.audit_admin),
-        )
-        .await?;
-        self.ensure_role(c, &names.reader, "NOLOGIN NOINHERIT", None)
-            .await?;
-        // NOINHERIT: the investigator reads only after an explicit SET ROLE to the reader, which
-        // the audited path performs after recording the query.
-        self.ensure_role(
-            c,
-            &names.investigator,
-            "LOGIN NOINHERIT",
-            Some(&credentials.investigator),
-        )
-        .await?;
-        c.batch_execute(&format!(
-            "GRANT {rw} TO {a}; GRANT {rw} TO {b}; GRANT {reader} TO {inv}",
-            rw = pg_ident(&names.app_rw),
-            a = pg_ident(&names.app_a),
-            b = pg_ident(&names.app_b),
-            reader = pg_ident(&names.reader),
-            inv = pg_ident(&names.investigator)
-        ))
-        .await?;
-        Ok(())
+        self.ensure_roles(names, Some(credentials)).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -624,50 +733,14 @@ impl Engine for PostgresEngine {
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
-    async fn bind_database(&self, names: &TenantNames, actor: &str) -> Result<i32, EngineError> {
+    async fn bind_database(
+        &self,
+        names: &TenantNames,
+        actor: &str,
+    ) -> Result<crate::Provisioned, EngineError> {
         let mut client = self.connect_db(&names.database).await?;
-        match self.provisioning {
-            Provisioning::Template => {
-                // One DROP OWNED per role: listing several trips over a default-ACL entry that
-                // names two of them ("could not find tuple for default ACL").
-                let drops: String = TEMPLATE_STAND_INS
-                    .into_iter()
-                    .chain(std::iter::once(TEMPLATE_OWNER))
-                    .map(|r| format!("DROP OWNED BY {}; ", pg_ident(r)))
-                    .collect();
-                client
-                    .batch_execute(&format!(
-                        "REASSIGN OWNED BY {tpl} TO {owner}; {drops}",
-                        tpl = pg_ident(TEMPLATE_OWNER),
-                        owner = pg_ident(&names.owner),
-                    ))
-                    .await?;
-            }
-            Provisioning::Migrations => {
-                client
-                    .batch_execute(&format!("SET ROLE {}", pg_ident(&names.owner)))
-                    .await?;
-                template::migrate(&mut client, &self.release).await?;
-                client.batch_execute("RESET ROLE").await?;
-            }
-        }
-        apply_grants(&client, names).await?;
-        // The tenant's own audit log starts with its provisioning, once.
-        let tx = client.transaction().await?;
-        tx.execute("SELECT set_config('tcp.actor', $1, true)", &[&actor])
-            .await?;
-        tx.execute(
-            "SELECT audit.record_event('tenant.provisioned', jsonb_build_object('database', $1::text)) \
-             WHERE NOT EXISTS (SELECT 1 FROM audit.audit_events WHERE action = 'tenant.provisioned')",
-            &[&names.database],
-        )
-        .await?;
-        tx.commit().await?;
-        let version: Option<i32> = client
-            .query_one("SELECT max(version)::int FROM refinery_schema_history", &[])
-            .await?
-            .get(0);
-        Ok(version.unwrap_or(0))
+        self.bind_objects(&mut client, names).await?;
+        record_provisioned(&mut client, names, actor).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -1039,23 +1112,20 @@ impl Engine for PostgresEngine {
         }
     }
 
-    /// A template clone owned by the admin (no tenant role owns it, so no tenant's
-    /// `REASSIGN OWNED` reaches it), closed to connections, PUBLIC's access revoked.
+    /// A template clone bound ahead of time to its own stand-in roles ([`pooled_names`], none
+    /// able to log in) exactly as `bind_database` binds a tenant's, then closed to connections
+    /// (so nothing, autovacuum included, holds it when a claim renames it). PUBLIC's access is
+    /// revoked before it is ever opened.
     #[instrument(skip_all, fields(database = %database))]
     async fn create_pooled(&self, database: &str) -> Result<(), EngineError> {
         crate::check_pooled_name(database)?;
+        let names = pooled_names(database);
+        self.ensure_roles(&names, None).await?;
         if !self.database_exists(database).await? {
-            let template = match self.provisioning {
-                Provisioning::Template => format!(" TEMPLATE {}", pg_ident(&self.template)),
-                Provisioning::Migrations => String::new(),
-            };
             let created = self
                 .admin()
                 .await?
-                .batch_execute(&format!(
-                    "CREATE DATABASE {}{template} ALLOW_CONNECTIONS false",
-                    pg_ident(database)
-                ))
+                .batch_execute(&self.create_statement(&names))
                 .await;
             if let Err(e) = created {
                 let e = EngineError::from(e);
@@ -1064,47 +1134,99 @@ impl Engine for PostgresEngine {
                 }
             }
         }
+        let db = pg_ident(database);
         self.admin()
             .await?
             .batch_execute(&format!(
                 "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
-                 ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false",
-                db = pg_ident(database)
+                 ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true"
             ))
+            .await?;
+        {
+            let mut client = self.connect_db(database).await?;
+            self.bind_objects(&mut client, &names).await?;
+        }
+        self.admin()
+            .await?
+            .batch_execute(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false"))
             .await?;
         Ok(())
     }
 
-    /// One transaction: the rename, the tenant owner, PUBLIC's access revoked (again) and the
-    /// database opened. A pooled database is closed to connections, so nothing holds it and the
-    /// rename cannot be refused for a session in it.
+    /// One transaction: the database and its seven roles renamed to the tenant's, the login
+    /// roles given their passwords, PUBLIC's access revoked (again) and the database opened. So
+    /// the tenant's principals are bound when it commits (returns `true`), and a kill leaves the
+    /// pooled database untouched or the tenant's complete. A session still leaving the pooled
+    /// database (the one that bound it) makes the rename wait a moment.
     #[instrument(skip_all, fields(database = %names.database))]
-    async fn adopt_pooled(&self, pooled: &str, names: &TenantNames) -> Result<(), EngineError> {
+    async fn adopt_pooled(
+        &self,
+        pooled: &str,
+        names: &TenantNames,
+        credentials: &Credentials,
+    ) -> Result<bool, EngineError> {
         crate::check_pooled_name(pooled)?;
-        let mut admin = self.admin().await?;
-        let rename = if self.database_exists(&names.database).await? {
+        if self.database_exists(&names.database).await? {
+            // Renamed by an earlier attempt (the roles with it, in one transaction).
             if self.database_exists(pooled).await? {
                 self.drop_pooled(pooled).await?;
             }
-            String::new()
-        } else {
-            format!(
-                "ALTER DATABASE {} RENAME TO {db}; ",
-                pg_ident(pooled),
-                db = pg_ident(&names.database)
-            )
-        };
-        let tx = admin.transaction().await?;
-        tx.batch_execute(&format!(
-            "{rename}ALTER DATABASE {db} OWNER TO {owner}; \
+            return Ok(true);
+        }
+        let from = pooled_names(pooled);
+        let renames: String = from
+            .principals_drop_order()
+            .into_iter()
+            .zip(names.principals_drop_order())
+            .map(|(a, b)| format!("ALTER ROLE {} RENAME TO {}; ", pg_ident(a), pg_ident(b)))
+            .collect();
+        let statement = format!(
+            "ALTER DATABASE {pooled_db} RENAME TO {db}; {renames}\
+             ALTER ROLE {app_a} LOGIN PASSWORD {pa}; ALTER ROLE {app_b} LOGIN PASSWORD NULL; \
+             ALTER ROLE {aa} LOGIN PASSWORD {paa}; ALTER ROLE {inv} LOGIN PASSWORD {pinv}; \
              REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
              ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true",
+            pooled_db = pg_ident(pooled),
             db = pg_ident(&names.database),
-            owner = pg_ident(&names.owner),
-        ))
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            app_a = pg_ident(&names.app_a),
+            app_b = pg_ident(&names.app_b),
+            aa = pg_ident(&names.audit_admin),
+            inv = pg_ident(&names.investigator),
+            pa = scram_literal(&credentials.app_a)?,
+            paa = scram_literal(&credentials.audit_admin)?,
+            pinv = scram_literal(&credentials.investigator)?,
+        );
+        let mut attempt = 0;
+        loop {
+            let mut admin = self.admin().await?;
+            let tx = admin.transaction().await?;
+            match tx.batch_execute(&statement).await {
+                Ok(()) => {
+                    tx.commit().await?;
+                    return Ok(true);
+                }
+                Err(e) => {
+                    let e = EngineError::from(e);
+                    // 55006: "being accessed by other users", the binding session on its way out.
+                    if is_code(&e, "55006") && attempt < 50 {
+                        attempt += 1;
+                        drop(tx);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn finish_pooled(
+        &self,
+        names: &TenantNames,
+        actor: &str,
+    ) -> Result<crate::Provisioned, EngineError> {
+        let mut client = self.connect_db(&names.database).await?;
+        record_provisioned(&mut client, names, actor).await
     }
 
     #[instrument(skip_all, fields(database = %database))]
@@ -1120,6 +1242,7 @@ impl Engine for PostgresEngine {
                 ))
                 .await?;
         }
+        self.drop_principals(&pooled_names(database)).await?;
         Ok(existed)
     }
 

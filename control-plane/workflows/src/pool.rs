@@ -15,11 +15,11 @@
 //! - `retiring`: dropped (again) and removed.
 //!
 //! The refill pass ([`Orchestrator::refill_pools_once`], every [`PoolPolicy::interval`] and
-//! after each claim) keeps each active server at its size (`servers.pool_size`, else
+//! after each claim) fills each active server to its size (`servers.pool_size`, else
 //! [`PoolPolicy::default_size`]) within its capacity (tenants plus pooled databases never
-//! exceed it), creates at most [`PoolPolicy::concurrency`] at a time per server, creates none
-//! while this process runs more than [`PoolPolicy::busy_operations`] operations (a burst of
-//! onboardings gets the server to itself), and empties the pool of a draining server. A pooled
+//! exceed it), [`PoolPolicy::concurrency`] at a time per server, stops creating while this
+//! process runs more than [`PoolPolicy::busy_operations`] operations (a burst of onboardings
+//! gets the server to itself), and empties the pool of a draining server. A pooled
 //! database of another generation (the schema release changed) is dropped and replaced.
 
 use std::collections::BTreeMap;
@@ -89,8 +89,6 @@ pub struct PoolView<'a> {
     pub now: DateTime<Utc>,
     /// See [`PoolPolicy::stale_after`].
     pub stale_after: Duration,
-    /// Most databases to create in this pass.
-    pub max_create: usize,
     /// Whether creating must wait (this process is busy).
     pub busy: bool,
 }
@@ -124,7 +122,7 @@ pub fn plan(v: &PoolView<'_>) -> RefillPlan {
     let create = if v.busy {
         0
     } else {
-        v.target.saturating_sub(live).min(v.max_create).min(room)
+        v.target.saturating_sub(live).min(room)
     };
     RefillPlan { retire, create }
 }
@@ -180,10 +178,11 @@ impl Orchestrator {
         for row in svc.catalog.pool_databases(None).await? {
             rows.entry(row.server.clone()).or_default().push(row);
         }
-        let busy = self.runner().running_count() > policy.busy_operations;
+        let runner = self.runner();
+        let busy = || runner.running_count() > policy.busy_operations;
         let passes = servers.iter().map(|server| {
             let rows = rows.get(&server.name).map(Vec::as_slice).unwrap_or(&[]);
-            refill_server(svc, policy, server, rows, busy)
+            refill_server(svc, policy, server, rows, &busy)
         });
         Ok(futures::future::join_all(passes).await)
     }
@@ -211,7 +210,7 @@ async fn refill_server(
     policy: &PoolPolicy,
     server: &ServerRecord,
     rows: &[PooledDatabase],
-    busy: bool,
+    busy: &(dyn Fn() -> bool + Sync),
 ) -> PoolPass {
     let mut pass = PoolPass {
         server: server.name.clone(),
@@ -240,8 +239,7 @@ async fn refill_server(
         node: &svc.node_id,
         now: Utc::now(),
         stale_after: policy.stale_after,
-        max_create: policy.concurrency.max(1),
-        busy,
+        busy: busy(),
     });
     for row in &decided.retire {
         match retire(svc, engine.as_ref(), row).await {
@@ -249,13 +247,19 @@ async fn refill_server(
             Err(e) => pass.errors.push(format!("dropping {}: {e}", row.database)),
         }
     }
-    let creations =
-        (0..decided.create).map(|_| create(svc, engine.clone(), &server.name, &generation));
-    for result in futures::future::join_all(creations).await {
-        match result {
-            Ok(()) => pass.created += 1,
-            Err(e) => pass.errors.push(e),
+    // A few at a time, until the pool is full, an error, or this process became busy (a burst
+    // of onboardings started meanwhile: they go first).
+    let mut left = decided.create;
+    while left > 0 && pass.errors.is_empty() && !busy() {
+        let batch = left.min(policy.concurrency.max(1));
+        let creations = (0..batch).map(|_| create(svc, engine.clone(), &server.name, &generation));
+        for result in futures::future::join_all(creations).await {
+            match result {
+                Ok(()) => pass.created += 1,
+                Err(e) => pass.errors.push(e),
+            }
         }
+        left -= batch;
     }
     for e in &pass.errors {
         warn!(server = %server.name, error = %e, "warm pool");
@@ -302,7 +306,18 @@ async fn create(
         })
         .await
         .map_err(|e| e.to_string())?;
-    let created = engine.create_pooled(&row.database).await;
+    // Concurrent creations bind against the template's shared stand-in roles: PostgreSQL's
+    // "tuple concurrently updated" (and other transient errors) are tried again, as in steps.
+    let mut attempt = 0u64;
+    let created = loop {
+        match engine.create_pooled(&row.database).await {
+            Err(e) if e.is_transient() && attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            other => break other,
+        }
+    };
     svc.faults.maybe_crash("pool", "created");
     match created {
         Ok(()) => {
@@ -324,13 +339,15 @@ async fn create(
 }
 
 /// The onboarding's database: a pooled one claimed for the tenant (the claim of an earlier
-/// attempt first) and renamed to its name, or `None` when the pool of its server is empty.
+/// attempt first) and made the tenant's (`Engine::adopt_pooled`): its pooled name and whether
+/// the tenant's principals were bound with it; `None` when the pool of its server is empty.
 pub(crate) async fn claim(
     svc: &Services,
     engine: &dyn Engine,
     tenant: &catalog::TenantRecord,
     names: &engine::TenantNames,
-) -> Result<Option<String>, StepError> {
+    credentials: &engine::Credentials,
+) -> Result<Option<(String, bool)>, StepError> {
     let Some(row) = svc
         .catalog
         .pool_claim(&tenant.server, &engine.pool_generation(), tenant.id)
@@ -340,12 +357,14 @@ pub(crate) async fn claim(
         return Ok(None);
     };
     fault(svc, "claimed")?;
-    engine.adopt_pooled(&row.database, names).await?;
+    let bound = engine
+        .adopt_pooled(&row.database, names, credentials)
+        .await?;
     fault(svc, "adopted")?;
     svc.catalog.pool_remove(row.id).await?;
     observe(svc, &tenant.server, true);
     svc.pool_wake.notify_one();
-    Ok(Some(row.database))
+    Ok(Some((row.database, bound)))
 }
 
 /// Undoes a claim: the pooled database the tenant claimed, if it still has its pooled name,
@@ -431,15 +450,14 @@ mod tests {
             node: "me",
             now: Utc::now(),
             stale_after: Duration::from_secs(600),
-            max_create: 2,
             busy: false,
         }
     }
 
     #[test]
-    fn fills_up_to_the_size_a_few_at_a_time() {
+    fn fills_up_to_the_size() {
         let s = server(100, 10);
-        assert_eq!(plan(&view(&s, &[], 5)).create, 2);
+        assert_eq!(plan(&view(&s, &[], 5)).create, 5);
         let rows = vec![row(PoolState::Ready, "g2", "me", 5); 4];
         let p = plan(&view(&s, &rows, 5));
         assert_eq!((p.create, p.retire.len()), (1, 0));
@@ -502,6 +520,7 @@ mod tests {
         assert_eq!(retired, expected);
         // One of the three is being created by the other node.
         assert_eq!(p.create, 2);
+        assert_eq!(plan(&view(&s, &rows, 10)).create, 9);
     }
 
     #[test]

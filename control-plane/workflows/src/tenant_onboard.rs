@@ -58,6 +58,7 @@ impl Workflow for Onboard {
             vec![
                 step::<ReserveNames>(),
                 step::<StoreCredentials>(),
+                step::<ClaimPooled>(),
                 step::<CreateDatabase>(),
                 step::<CreatePrincipals>(),
                 step::<BindDatabase>(),
@@ -67,6 +68,7 @@ impl Workflow for Onboard {
             vec![
                 step::<ReserveNames>(),
                 step::<StoreCredentials>(),
+                step::<ClaimPooled>(),
                 step::<CreatePrincipals>(),
                 step::<CreateDatabase>(),
                 step::<BindDatabase>(),
@@ -79,6 +81,7 @@ impl Workflow for Onboard {
         vec![
             step::<ReserveNames>(),
             step::<StoreCredentials>(),
+            step::<ClaimPooled>(),
             step::<CreatePrincipals>(),
             step::<CreateDatabase>(),
             step::<BindDatabase>(),
@@ -203,7 +206,77 @@ impl Step for StoreCredentials {
     }
 }
 
-/// Creates the tenant's principals with the stored passwords.
+/// The passwords `store_credentials` stored, read back from the connection strings.
+async fn stored_credentials(ctx: &StepContext<'_>) -> Result<Credentials, StepError> {
+    let svc = ctx.services;
+    let engine = ctx.engine();
+    let secrets = TenantSecrets::for_slug(ctx.slug());
+    let read = |name: String| async move {
+        let secret = svc.secrets.get(&ctx.secret_name(&name)?, None).await?;
+        Ok::<SecretValue, StepError>(engine.password_of(&secret.value)?)
+    };
+    Ok(Credentials {
+        app_a: read(secrets.app.clone()).await?,
+        audit_admin: read(secrets.audit_admin.clone()).await?,
+        investigator: read(secrets.investigator.clone()).await?,
+    })
+}
+
+/// Takes a database from the warm pool of the tenant's server ([`crate::pool`]) and makes it
+/// the tenant's (its name; on PostgreSQL its principals too, with the stored passwords, in the
+/// same transaction); records `null` when the pool is empty, and the later steps create
+/// everything as without a pool.
+pub struct ClaimPooled;
+
+/// What `claim_pooled` recorded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClaimedDatabase {
+    /// The pooled database it took (its name in the pool).
+    pub pooled: String,
+    /// Whether the claim bound the tenant's principals too (`create_principals`,
+    /// `create_database` and most of `bind_database` then have nothing left to do).
+    pub principals_bound: bool,
+}
+
+/// The claim `claim_pooled` recorded, if any.
+fn claimed(ctx: &StepContext<'_>) -> Result<Option<ClaimedDatabase>, StepError> {
+    Ok(ctx.output::<ClaimPooled>()?.flatten())
+}
+
+#[async_trait]
+impl Step for ClaimPooled {
+    const NAME: &'static str = "claim_pooled";
+    /// `None` (recorded as `null`): the pool was empty.
+    type Output = Option<ClaimedDatabase>;
+
+    async fn action(ctx: &StepContext<'_>) -> Result<Option<ClaimedDatabase>, StepError> {
+        let credentials = stored_credentials(ctx).await?;
+        Ok(crate::pool::claim(
+            ctx.services,
+            ctx.engine(),
+            ctx.tenant,
+            &ctx.names,
+            &credentials,
+        )
+        .await?
+        .map(|(pooled, principals_bound)| ClaimedDatabase {
+            pooled,
+            principals_bound,
+        }))
+    }
+
+    /// The pooled database if it still has its pooled name, and what a claim that got further
+    /// made the tenant's (the steps after it undo the same, each an "ensure absent").
+    async fn undo(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        let engine = ctx.engine();
+        crate::pool::release_claim(ctx.services, engine, ctx.tenant.id).await?;
+        engine.drop_database(&ctx.names).await?;
+        engine.drop_principals(&ctx.names).await?;
+        Ok(())
+    }
+}
+
+/// Creates the tenant's principals with the stored passwords (unless the claim bound them).
 pub struct CreatePrincipals;
 
 #[async_trait]
@@ -212,19 +285,14 @@ impl Step for CreatePrincipals {
     type Output = ();
 
     async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
-        let svc = ctx.services;
-        let engine = ctx.engine();
-        let secrets = TenantSecrets::for_slug(ctx.slug());
-        let read = |name: String| async move {
-            let secret = svc.secrets.get(&ctx.secret_name(&name)?, None).await?;
-            Ok::<SecretValue, StepError>(engine.password_of(&secret.value)?)
-        };
-        let credentials = Credentials {
-            app_a: read(secrets.app.clone()).await?,
-            audit_admin: read(secrets.audit_admin.clone()).await?,
-            investigator: read(secrets.investigator.clone()).await?,
-        };
-        Ok(engine.ensure_principals(&ctx.names, &credentials).await?)
+        if claimed(ctx)?.is_some_and(|c| c.principals_bound) {
+            return Ok(());
+        }
+        let credentials = stored_credentials(ctx).await?;
+        Ok(ctx
+            .engine()
+            .ensure_principals(&ctx.names, &credentials)
+            .await?)
     }
 
     async fn undo(ctx: &StepContext<'_>) -> Result<(), StepError> {
@@ -233,37 +301,23 @@ impl Step for CreatePrincipals {
     }
 }
 
-/// Creates the database, PUBLIC's access revoked: a pooled one renamed to the tenant's
-/// ([`crate::pool`]), or a new one (a template clone on PostgreSQL) when its server's pool is
-/// empty.
+/// Creates the database (a template clone on PostgreSQL), PUBLIC's access revoked; a claimed
+/// pooled database is already it.
 pub struct CreateDatabase;
-
-/// What `create_database` recorded.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CreatedDatabase {
-    /// The pooled database it took (its name in the pool).
-    pub pooled: String,
-}
 
 #[async_trait]
 impl Step for CreateDatabase {
     const NAME: &'static str = "create_database";
-    /// `None` (recorded as `null`): a new database.
-    type Output = Option<CreatedDatabase>;
+    type Output = ();
 
-    async fn action(ctx: &StepContext<'_>) -> Result<Option<CreatedDatabase>, StepError> {
-        let engine = ctx.engine();
-        if let Some(pooled) =
-            crate::pool::claim(ctx.services, engine, ctx.tenant, &ctx.names).await?
-        {
-            return Ok(Some(CreatedDatabase { pooled }));
+    async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        if claimed(ctx)?.is_some() {
+            return Ok(());
         }
-        engine.ensure_database(&ctx.names).await?;
-        Ok(None)
+        Ok(ctx.engine().ensure_database(&ctx.names).await?)
     }
 
     async fn undo(ctx: &StepContext<'_>) -> Result<(), StepError> {
-        crate::pool::release_claim(ctx.services, ctx.engine(), ctx.tenant.id).await?;
         ctx.engine().drop_database(&ctx.names).await?;
         Ok(())
     }
@@ -274,10 +328,14 @@ impl Step for CreateDatabase {
 pub struct BindDatabase;
 
 /// What `bind_database` recorded.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BoundDatabase {
     /// The tenant database's schema version.
     pub schema_version: i32,
+    /// The audit chain's head as the engine verified it in the binding transaction (PostgreSQL),
+    /// which `verify_access` anchors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<engine::ChainPoint>,
 }
 
 #[async_trait]
@@ -286,11 +344,24 @@ impl Step for BindDatabase {
     type Output = BoundDatabase;
 
     async fn action(ctx: &StepContext<'_>) -> Result<BoundDatabase, StepError> {
-        let schema_version = ctx
-            .engine()
-            .bind_database(&ctx.names, &ctx.operation.actor)
-            .await?;
-        Ok(BoundDatabase { schema_version })
+        let engine = ctx.engine();
+        let actor = &ctx.operation.actor;
+        let provisioned = if claimed(ctx)?.is_some_and(|c| c.principals_bound) {
+            engine.finish_pooled(&ctx.names, actor).await?
+        } else {
+            engine.bind_database(&ctx.names, actor).await?
+        };
+        // Only a head that verified is ever anchored.
+        let audit_head = provisioned.audit_head.filter(|h| h.valid).and_then(|h| {
+            Some(engine::ChainPoint {
+                id: h.head_id?,
+                hash: h.head_hash?,
+            })
+        });
+        Ok(BoundDatabase {
+            schema_version: provisioned.schema_version,
+            audit_head,
+        })
     }
 }
 
@@ -312,8 +383,25 @@ impl Step for VerifyAccess {
         ctx.engine().check_login(&app.value).await.map_err(|e| {
             StepError::permanent(format!("the new app connection string does not work: {e}"))
         })?;
-        crate::anchor_audit_head(svc, ctx.engine(), ctx.tenant.id, &ctx.names, "onboarding")
-            .await?;
+        // The head `bind_database` verified in its own transaction, if the engine read it; else
+        // the log is read and verified now.
+        match ctx.output::<BindDatabase>()?.and_then(|b| b.audit_head) {
+            Some(head) if svc.catalog.anchors(ctx.tenant.id).await?.is_empty() => {
+                svc.catalog
+                    .record_anchor(ctx.tenant.id, head.id, &head.hash, "onboarding")
+                    .await?;
+            }
+            _ => {
+                crate::anchor_audit_head(
+                    svc,
+                    ctx.engine(),
+                    ctx.tenant.id,
+                    &ctx.names,
+                    "onboarding",
+                )
+                .await?;
+            }
+        }
         Ok(())
     }
 }

@@ -109,6 +109,52 @@ fn figures(text: &str, operations_only: bool) -> String {
         .collect()
 }
 
+/// `(sum, count)` of the onboarding step durations by step, from a scrape.
+fn step_sums(text: &str) -> std::collections::BTreeMap<String, (f64, f64)> {
+    let mut out: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for line in text.lines() {
+        for (prefix, sum) in [
+            (
+                "tcp_operation_step_duration_seconds_sum{kind=\"onboard\",step=\"",
+                true,
+            ),
+            (
+                "tcp_operation_step_duration_seconds_count{kind=\"onboard\",step=\"",
+                false,
+            ),
+        ] {
+            let Some(rest) = line.strip_prefix(prefix) else {
+                continue;
+            };
+            let Some((step, value)) = rest.split_once("\"} ") else {
+                continue;
+            };
+            let value: f64 = value.trim().parse().unwrap_or(0.0);
+            let e = out.entry(step.to_owned()).or_default();
+            if sum {
+                e.0 = value;
+            } else {
+                e.1 = value;
+            }
+        }
+    }
+    out
+}
+
+/// Mean milliseconds per step between two scrapes.
+fn step_means(
+    before: &std::collections::BTreeMap<String, (f64, f64)>,
+    after: &std::collections::BTreeMap<String, (f64, f64)>,
+) -> std::collections::BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter_map(|(step, (sum, count))| {
+            let (s0, c0) = before.get(step).copied().unwrap_or_default();
+            (count - c0 > 0.0).then(|| (step.clone(), (sum - s0) / (count - c0) * 1000.0))
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -173,6 +219,7 @@ async fn main() {
     )
     .await;
 
+    let before_clones = step_sums(&scrape(&client, &base).await);
     let mut onboard = Vec::new();
     let mut mid_run = String::new();
     for i in 0..n {
@@ -189,6 +236,7 @@ async fn main() {
         .await;
         onboard.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    let after_clones = step_sums(&scrape(&client, &base).await);
     // The warm pool: as many pooled databases as tenants to come, filled before they come; the
     // refill runs as it would in production (after each claim, beside the next onboarding).
     let admin = server::auth::LocalKey::load(data.path())
@@ -240,6 +288,25 @@ async fn main() {
         pooled.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let with_pool = scrape(&client, &base).await;
+    let after_pool = step_sums(&with_pool);
+    let clone_steps = step_means(&before_clones, &after_clones);
+    let pool_steps = step_means(&after_clones, &after_pool);
+    let step_rows: String = clone_steps
+        .keys()
+        .chain(pool_steps.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|step| {
+            let cell = |m: &std::collections::BTreeMap<String, f64>| {
+                m.get(step).map_or("-".to_owned(), |v| format!("{v:.1}"))
+            };
+            format!(
+                "| `{step}` | {} | {} |\n",
+                cell(&clone_steps),
+                cell(&pool_steps)
+            )
+        })
+        .collect();
     let hits = with_pool
         .lines()
         .find(|l| l.starts_with("tcp_pool_claims_total{server=\"default\",outcome=\"hit\"}"))
@@ -346,8 +413,10 @@ async fn main() {
          **Warm pool / clone (p50): {pool_ratio:.2}**: {hits} of the {n} onboardings took a pooled \
          database (`tcp_pool_claims_total`); the pool of {n} was filled in {fill_secs:.1} s \
          beforehand, and refilled after each claim while the next onboarding ran, as in \
-         production. What the pool removes is the clone; the roles, the rebind and grants, the \
-         login check, the secret-store writes and the catalog's step log remain.\n\n\
+         production. Mean time of each onboarding step (ms, from `tcp_operation_step_duration_seconds`), \
+         by clone and from the pool; the rest of an onboarding is the catalog's step log, the HTTP \
+         call and the polling:\n\n\
+         | step | clone | warm pool |\n|---|---|---|\n{step_rows}\n\
          ## `/metrics` during the run\n\n\
          Scraped from the server's `GET /metrics` half-way through the onboardings (operations by \
          kind and state, tenants by state, rotations due/overdue, connection pools, database servers, step \
@@ -362,15 +431,14 @@ async fn main() {
     if let Some(dir) = std::path::Path::new(&out).parent() {
         std::fs::create_dir_all(dir).unwrap();
     }
-    // The rollout benchmark's section (bench-rollout) stays as it is.
+    // The other benchmarks' sections (bench-rollout, bench-burst) stay as they are.
     let kept = std::fs::read_to_string(&out)
         .ok()
         .and_then(|old| {
-            let a = old.find("<!-- bench-rollout:start -->")?;
-            let b = old.find("<!-- bench-rollout:end -->")?;
-            (b > a).then(|| old[a..b + "<!-- bench-rollout:end -->".len()].to_owned())
+            old.find("<!-- bench-")
+                .map(|a| old[a..].trim_end().to_owned())
         })
-        .map(|section| format!("\n{section}\n"))
+        .map(|sections| format!("\n{sections}\n"))
         .unwrap_or_default();
     std::fs::File::create(&out)
         .unwrap()

@@ -578,7 +578,11 @@ impl Engine for SqlServerEngine {
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
-    async fn bind_database(&self, names: &TenantNames, actor: &str) -> Result<i32, EngineError> {
+    async fn bind_database(
+        &self,
+        names: &TenantNames,
+        actor: &str,
+    ) -> Result<crate::Provisioned, EngineError> {
         self.migrate(&names.database).await?;
         let script = sql::memberships(names)?;
         let mut conn = self.tenant_conn(&names.database).await?;
@@ -592,10 +596,14 @@ impl Engine for SqlServerEngine {
         conn.execute(sql::RECORD_PROVISIONED, &[&actor, &detail.as_str()])
             .await?;
         let row = conn.query_opt(sql::SCHEMA_VERSION, &[]).await?;
-        Ok(row
-            .and_then(|r| int_at(&r, 0))
-            .and_then(|v| i32::try_from(v).ok())
-            .unwrap_or(0))
+        Ok(crate::Provisioned {
+            schema_version: row
+                .and_then(|r| int_at(&r, 0))
+                .and_then(|v| i32::try_from(v).ok())
+                .unwrap_or(0),
+            // Read on its own connection by onboarding's last step.
+            audit_head: None,
+        })
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -885,7 +893,12 @@ impl Engine for SqlServerEngine {
     /// In every case the retry ends where an uninterrupted call ends. The catalog row still says
     /// `claimed` meanwhile, and the catalog's `pool_claim` returns it to the retry.
     #[instrument(skip_all, fields(database = %names.database))]
-    async fn adopt_pooled(&self, pooled: &str, names: &TenantNames) -> Result<(), EngineError> {
+    async fn adopt_pooled(
+        &self,
+        pooled: &str,
+        names: &TenantNames,
+        _credentials: &Credentials,
+    ) -> Result<bool, EngineError> {
         crate::check_pooled_name(pooled)?;
         if !self.database_exists(&names.database).await? {
             if !self.database_exists(pooled).await? {
@@ -926,7 +939,18 @@ impl Engine for SqlServerEngine {
             .await?
             .batch(sql::REVOKE_GUEST)
             .await?;
-        Ok(())
+        // The contained users are the tenant's: `ensure_principals` and `bind_database` make
+        // them, as for a new database (the migrations are found applied).
+        Ok(false)
+    }
+
+    /// Never called for this engine (`adopt_pooled` binds no principal); the whole bind is safe.
+    async fn finish_pooled(
+        &self,
+        names: &TenantNames,
+        actor: &str,
+    ) -> Result<crate::Provisioned, EngineError> {
+        self.bind_database(names, actor).await
     }
 
     #[instrument(skip_all, fields(database = %database))]
@@ -1178,7 +1202,15 @@ mod tests {
             assert!(matches!(err, EngineError::Configuration(_)), "{err:?}");
             let err = e.drop_pooled(database).await.unwrap_err();
             assert!(matches!(err, EngineError::Configuration(_)), "{err:?}");
-            let err = e.adopt_pooled(database, &names).await.unwrap_err();
+            let credentials = Credentials {
+                app_a: generate_password(),
+                audit_admin: generate_password(),
+                investigator: generate_password(),
+            };
+            let err = e
+                .adopt_pooled(database, &names, &credentials)
+                .await
+                .unwrap_err();
             assert!(matches!(err, EngineError::Configuration(_)), "{err:?}");
         }
     }
