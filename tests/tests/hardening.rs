@@ -680,6 +680,7 @@ mod postgres_only {
             provisioning: Provisioning::Template,
             lock_down_maintenance_databases: true,
             release: None,
+            clone_strategy: Default::default(),
         })
         .await
         .unwrap();

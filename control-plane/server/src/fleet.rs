@@ -26,6 +26,8 @@ const ACTOR: &str = "control-plane";
 pub struct Factory {
     /// PostgreSQL: template clone or migrations.
     pub provisioning: Provisioning,
+    /// PostgreSQL: how clones copy the template.
+    pub clone_strategy: engine::postgres::CloneStrategy,
     /// PostgreSQL: revoke PUBLIC's CONNECT on `postgres` and `template1`.
     pub lock_down_maintenance_databases: bool,
     /// SQL Server: pool sizes.
@@ -84,6 +86,7 @@ impl Factory {
     pub fn new(config: &Config, releases: Releases) -> Self {
         Factory {
             provisioning: config.provisioning,
+            clone_strategy: config.clone_strategy,
             lock_down_maintenance_databases: config.lock_down_maintenance_databases,
             pool: mssql::PoolOptions::default(),
             releases,
@@ -120,6 +123,7 @@ impl workflows::EngineFactory for Factory {
                     provisioning: self.provisioning,
                     lock_down_maintenance_databases: self.lock_down_maintenance_databases,
                     release: Some(self.release(server)?),
+                    clone_strategy: self.clone_strategy,
                 })
                 .await?,
             ),

@@ -175,6 +175,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
                 provisioning: config.provisioning,
                 lock_down_maintenance_databases: config.lock_down_maintenance_databases,
                 release: release.clone(),
+                clone_strategy: config.clone_strategy,
             })
             .await?,
         ),

@@ -346,6 +346,7 @@ async fn main() {
         provisioning: Provisioning::Template,
         lock_down_maintenance_databases: true,
         release: None,
+        clone_strategy: Default::default(),
     })
     .await
     .unwrap();
