@@ -82,3 +82,48 @@ async fn sixteen_clients_onboarding_at_once_get_no_5xx_and_all_converge(engine: 
         env.offboard(slug).await;
     }
 }
+
+/// With `max_operations_per_server = 1`, onboardings started together run their steps one
+/// after another: at no moment has more than one of them a step started and not ended.
+#[tokio::test]
+async fn a_server_runs_at_most_its_limit_of_operations_at_once() {
+    let env = tcp_tests::TestEnv::with(
+        tcp_tests::EngineUnderTest::Postgres,
+        workflows::Faults::none(),
+        |c| c.max_operations_per_server = 1,
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(env.start_onboard(&format!("turn-{i}")).await);
+    }
+    let mut most = 0;
+    loop {
+        let mut stepping = 0;
+        let mut done = 0;
+        for id in &ids {
+            let op = env.app.catalog.operation(*id).await.unwrap().unwrap();
+            if op.state.is_terminal() {
+                done += 1;
+            } else if op
+                .steps
+                .iter()
+                .any(|s| s.state != api_types::StepState::Pending)
+            {
+                stepping += 1;
+            }
+        }
+        most = most.max(stepping);
+        if done == ids.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert_eq!(most, 1, "operations ran at once on one server");
+    for id in ids {
+        assert_eq!(
+            env.wait(id).await.state,
+            api_types::OperationState::Succeeded
+        );
+    }
+}

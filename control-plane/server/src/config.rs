@@ -143,6 +143,9 @@ pub struct Config {
     pub server_labels: BTreeMap<String, String>,
     /// How often every registered server's health is checked, seconds.
     pub server_health_interval_secs: u64,
+    /// Most operations of this process that run steps on one database server at once (0: no
+    /// limit); the others wait their turn (a burst cannot overload one server).
+    pub max_operations_per_server: usize,
     /// Pooled databases each server keeps ready for onboardings (the warm pool), unless the
     /// server has its own size (`PUT /v1/servers/{name}/pool`); 0: no pool. Each occupies the
     /// server's disk and counts toward its capacity.
@@ -309,10 +312,11 @@ impl Default for Config {
             server_capacity: 1000,
             server_labels: BTreeMap::new(),
             server_health_interval_secs: 30,
+            max_operations_per_server: 8,
             warm_pool_size: 0,
             warm_pool_refill_concurrency: 2,
             warm_pool_interval_secs: 10,
-            warm_pool_busy_operations: 2,
+            warm_pool_busy_operations: 0,
             rollout_tick_ms: 1000,
             schema_check_interval_secs: 3600,
             max_body_bytes: 64 * 1024,

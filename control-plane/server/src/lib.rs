@@ -229,6 +229,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         rotation: config.rotation(),
         observer: Some(metrics.clone()),
         pool_wake: Default::default(),
+        max_operations_per_server: config.max_operations_per_server,
     });
     let resumed = runner.resume_all().await?;
     if resumed > 0 {

@@ -108,6 +108,9 @@ pub struct Services {
     pub observer: Option<Arc<dyn StepObserver>>,
     /// Woken by each claim from the warm pool, so the refill pass ([`pool`]) runs soon.
     pub pool_wake: Arc<tokio::sync::Notify>,
+    /// Most operations of this process that run steps on one database server at once (0: no
+    /// limit): a burst of requests queues here instead of overloading a server.
+    pub max_operations_per_server: usize,
 }
 
 /// Watches the runner's steps and the credential check, e.g. to count them and time them for

@@ -58,7 +58,7 @@ impl Default for PoolPolicy {
             concurrency: 2,
             interval: Duration::from_secs(10),
             stale_after: Duration::from_secs(600),
-            busy_operations: 2,
+            busy_operations: 0,
         }
     }
 }
@@ -158,8 +158,16 @@ impl Orchestrator {
                 tokio::select! {
                     _ = tokio::time::sleep(policy.interval) => {}
                     _ = wake.notified() => {
-                        // Let the burst that claimed go on first.
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        // Let the onboardings that claimed go on first: refill once this
+                        // process has been quiet for a moment (or after one interval anyway).
+                        let until = tokio::time::Instant::now() + policy.interval;
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            let quiet = this.runner().running_count() <= policy.busy_operations;
+                            if quiet || tokio::time::Instant::now() >= until {
+                                break;
+                            }
+                        }
                     }
                 }
             }

@@ -127,6 +127,9 @@ pub struct Runner {
     /// One warm-pool pass at a time in this process, however many orchestrators share the
     /// runner ([`crate::pool`]).
     pool_pass: Arc<tokio::sync::Mutex<()>>,
+    /// Per database server, the operations of this process that may run steps at once
+    /// ([`Services::max_operations_per_server`]).
+    per_server: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>,
 }
 
 struct Running {
@@ -153,6 +156,7 @@ impl Runner {
             services: Arc::new(services),
             running: Arc::default(),
             pool_pass: Arc::default(),
+            per_server: Arc::default(),
         }
     }
 
@@ -164,6 +168,22 @@ impl Runner {
     /// Held by a warm-pool pass ([`crate::pool`]).
     pub(crate) fn pool_pass(&self) -> &tokio::sync::Mutex<()> {
         &self.pool_pass
+    }
+
+    /// A turn on `server`: at most `max_operations_per_server` operations of this process run
+    /// steps on one server at once (0: no limit); the others wait here, their leases renewed.
+    async fn server_turn(&self, server: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let limit = self.services.max_operations_per_server;
+        if limit == 0 {
+            return None;
+        }
+        let semaphore = {
+            let mut map = self.per_server.lock().ok()?;
+            map.entry(server.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(limit)))
+                .clone()
+        };
+        semaphore.acquire_owned().await.ok()
     }
 
     /// How many operations this process is running right now.
@@ -279,6 +299,8 @@ impl Runner {
     #[instrument(skip_all, fields(operation = %lease.operation))]
     async fn drive(&self, lease: &Lease) -> Result<OperationState, CatalogError> {
         let svc = &self.services;
+        // Held from the first step to the end (a tenant never moves between servers).
+        let mut turn: Option<Option<tokio::sync::OwnedSemaphorePermit>> = None;
         loop {
             let op = svc
                 .catalog
@@ -340,6 +362,10 @@ impl Runner {
                 }
             };
             let engine = engine.as_ref();
+            if turn.is_none() {
+                // Nothing changes an operation whose lease this process holds while it waits.
+                turn = Some(self.server_turn(&tenant.server).await);
+            }
             match op.direction {
                 OperationDirection::Forward => {
                     let next = op.steps.iter().find(|s| s.state != StepState::Succeeded);

@@ -321,6 +321,32 @@ async fn main() {
         .await
         .unwrap();
     assert!(pool_off.status().is_success());
+    // Measured without the pool's own drops running beside the offboardings.
+    let drain = Instant::now();
+    loop {
+        let server: serde_json::Value = client
+            .get(format!("{base}/v1/servers/default"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let p = &server["pool"];
+        let left: u64 = ["ready", "creating", "claimed", "retiring"]
+            .iter()
+            .map(|k| p[*k].as_u64().unwrap_or(0))
+            .sum();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            drain.elapsed() < Duration::from_secs(300),
+            "pool not emptied: {server}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut offboard = Vec::new();
     for slug in (0..n)
         .map(|i| format!("bench-{i:03}"))
