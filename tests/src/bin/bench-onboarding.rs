@@ -439,8 +439,10 @@ async fn main() {
          **Onboarding ratio API / baseline (p50): {ratio:.2}** (target ≤ 1.5).\n\n\
          **Warm pool / clone (p50): {pool_ratio:.2}**: {hits} of the {n} onboardings took a pooled \
          database (`tcp_pool_claims_total`); the pool of {n} was filled in {fill_secs:.1} s \
-         beforehand, and refilled after each claim while the next onboarding ran, as in \
-         production. Mean time of each onboarding step (ms, from `tcp_operation_step_duration_seconds`), \
+         beforehand; the refill waits for a quiet moment (`warm_pool_busy_operations`), which one \
+         onboarding after another does not leave, so none ran beside them. Clones use \
+         `STRATEGY FILE_COPY` (`clone_strategy`), the baseline PostgreSQL's default `WAL_LOG`. \
+         Mean time of each onboarding step (ms, from `tcp_operation_step_duration_seconds`), \
          by clone and from the pool; the rest of an onboarding is the catalog's step log, the HTTP \
          call and the polling:\n\n\
          | step | clone | warm pool |\n|---|---|---|\n{step_rows}\n\
