@@ -25,6 +25,7 @@ conformance!(
     a_new_release_replaces_the_pool,
     claims_racing_refills_and_each_other_never_share_a_database,
     a_failure_at_every_point_of_a_claim_leaves_nothing_behind,
+    a_claim_whose_onboarding_ended_is_dropped_by_the_next_pass,
 );
 
 /// A control plane whose pool keeps `size` databases per server, refilled only when a test asks
@@ -363,6 +364,48 @@ async fn a_failure_at_every_point_of_a_claim_leaves_nothing_behind(engine: Engin
             rows(&env).await
         );
     }
+}
+
+async fn a_claim_whose_onboarding_ended_is_dropped_by_the_next_pass(engine: EngineUnderTest) {
+    let env = env_with_pool(engine, 1, Faults::none()).await;
+    env.onboard("pool-ended").await;
+    fill(&env, 1).await;
+    let pooled = ready(&env).await[0].clone();
+    // A claim left behind by an onboarding that has ended (its rename and its undo both
+    // failed, say): claimed for a tenant with no operation running.
+    let tenant = env
+        .app
+        .catalog
+        .tenant_by_slug(&"pool-ended".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let claimed = env
+        .app
+        .catalog
+        .pool_claim("default", &pooled.generation, tenant.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((claimed.id, claimed.state), (pooled.id, PoolState::Claimed));
+    Orchestrator::new(env.app.runner.clone())
+        .refill_pools_once(&policy(&env))
+        .await
+        .unwrap();
+    assert!(
+        !database_exists(&env, &pooled.database).await,
+        "{} left",
+        pooled.database
+    );
+    assert!(env
+        .app
+        .catalog
+        .pool_claim_of(tenant.id)
+        .await
+        .unwrap()
+        .is_none());
+    // The tenant's own database is not touched.
+    assert!(database_exists(&env, &env.names("pool-ended").database).await);
 }
 
 /// The real binary, killed right after a claim, right after the rename, and right after a

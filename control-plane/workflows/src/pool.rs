@@ -4,20 +4,24 @@
 //!
 //! Every pooled database is a catalog row first (`pool_databases`, see `catalog::PoolState`),
 //! then a database: a refill records the row (`creating`), creates the database
-//! (`Engine::create_pooled`), then marks it `ready`. An onboarding's `create_database` step
+//! (`Engine::create_pooled`), then marks it `ready`. An onboarding's `claim_pooled` step
 //! claims the oldest ready one of the engine's current generation in one catalog statement
-//! (`CatalogStore::pool_claim`; concurrent claims skip each other's rows), renames it to the
-//! tenant's database (`Engine::adopt_pooled`) and deletes the row; with the pool empty it
-//! clones as before. So a kill at any point leaves a row that says what to finish:
+//! (`CatalogStore::pool_claim`; concurrent claims skip each other's rows), makes it the
+//! tenant's (`Engine::adopt_pooled`: on PostgreSQL its name and its stand-in roles, renamed
+//! with the tenant's passwords in one transaction) and deletes the row; with the pool empty the
+//! later steps clone as before. So a kill at any point leaves a row that says what to finish:
 //! - `creating` of this node (no pass of this process is running when the next one starts) or
 //!   older than [`PoolPolicy::stale_after`] (another node died): dropped and removed;
-//! - `claimed`: the onboarding's retry renames it (idempotent), its undo drops it;
+//! - `claimed`: the onboarding's retry renames it (idempotent), its undo drops it; a claim
+//!   whose onboarding ended without either is dropped by the next pass;
 //! - `retiring`: dropped (again) and removed.
 //!
 //! The refill pass ([`Orchestrator::refill_pools_once`], every [`PoolPolicy::interval`] and
-//! after each claim) fills each active server to its size (`servers.pool_size`, else
-//! [`PoolPolicy::default_size`]) within its capacity (tenants plus pooled databases never
-//! exceed it), [`PoolPolicy::concurrency`] at a time per server, stops creating while this
+//! after each claim, once the process is quiet) fills each active server to its size
+//! (`servers.pool_size`, else [`PoolPolicy::default_size`]) within the room its tenants leave
+//! in its capacity (a pass retires the newest pooled databases when tenants took it; two
+//! replicas' passes may overfill briefly, and the next pass retires the surplus),
+//! [`PoolPolicy::concurrency`] at a time per server, stops creating while this
 //! process runs more than [`PoolPolicy::busy_operations`] operations (a burst of onboardings
 //! gets the server to itself), and empties the pool of a draining server. A pooled
 //! database of another generation (the schema release changed) is dropped and replaced.
@@ -111,18 +115,18 @@ pub fn plan(v: &PoolView<'_>) -> RefillPlan {
             PoolState::Ready => ready.push(row),
         }
     }
+    // The pool fills only the room the server's tenants leave within its capacity.
+    let room = i64::from(v.server.capacity) - v.server.tenants;
+    let target = v.target.min(usize::try_from(room.max(0)).unwrap_or(0));
     // Claims take the oldest first; a pool larger than its size loses its newest.
     ready.sort_by_key(|r| (r.created_at, r.id));
-    let keep = v.target.saturating_sub(creating).min(ready.len());
+    let keep = target.saturating_sub(creating).min(ready.len());
     retire.extend(ready.drain(keep..).cloned());
     let live = ready.len() + creating;
-    let pooled_after = i64::try_from(live).unwrap_or(i64::MAX);
-    let room = i64::from(v.server.capacity) - v.server.tenants - pooled_after;
-    let room = usize::try_from(room.max(0)).unwrap_or(0);
     let create = if v.busy {
         0
     } else {
-        v.target.saturating_sub(live).min(room)
+        target.saturating_sub(live)
     };
     RefillPlan { retire, create }
 }
@@ -238,6 +242,23 @@ async fn refill_server(
             return pass;
         }
     };
+    // A claim whose onboarding ended without removing it (its rename and its undo both failed,
+    // or an older binary resumed the onboarding): whatever still has the pooled name is
+    // dropped. The tenant's own database, if the rename happened, is the tenant's (its
+    // offboarding removes it).
+    for row in rows.iter().filter(|r| r.state == PoolState::Claimed) {
+        let Some(tenant) = row.tenant_id else {
+            continue;
+        };
+        match svc.catalog.active_operation(tenant).await {
+            Ok(Some(_)) => {}
+            Ok(None) => match release_claim(svc, engine.as_ref(), tenant).await {
+                Ok(()) => pass.retired += 1,
+                Err(e) => pass.errors.push(format!("dropping {}: {e}", row.database)),
+            },
+            Err(e) => pass.errors.push(e.to_string()),
+        }
+    }
     let generation = engine.pool_generation();
     let decided = plan(&PoolView {
         server,
@@ -329,11 +350,25 @@ async fn create(
     svc.faults.maybe_crash("pool", "created");
     match created {
         Ok(()) => {
-            // False when a pass of another node retired it meanwhile: that pass drops it.
-            svc.catalog
+            let ready = svc
+                .catalog
                 .pool_transition(row.id, PoolState::Creating, PoolState::Ready)
                 .await
                 .map_err(|e| e.to_string())?;
+            if !ready {
+                // A pass of another node took it for abandoned (it took longer than
+                // `stale_after`) and may have dropped it and its row before this creation
+                // ended: drop what this one made, or it would have no row.
+                engine
+                    .drop_pooled(&row.database)
+                    .await
+                    .map_err(|e| format!("dropping {} retired meanwhile: {e}", row.database))?;
+                svc.catalog
+                    .pool_remove(row.id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Err(format!("{} was retired while it was created", row.database));
+            }
             Ok(())
         }
         Err(e) => {
@@ -480,6 +515,15 @@ mod tests {
         assert_eq!(plan(&view(&s, &rows, 5)).create, 1);
         let full = server(10, 10);
         assert_eq!(plan(&view(&full, &[], 5)).create, 0);
+        // Tenants took the room: the newest pooled databases go.
+        let filling = server(11, 10);
+        let rows = vec![
+            row(PoolState::Ready, "g2", "me", 50),
+            row(PoolState::Ready, "g2", "me", 5),
+        ];
+        let p = plan(&view(&filling, &rows, 5));
+        assert_eq!((p.create, p.retire.len()), (0, 1));
+        assert_eq!(p.retire[0].id, rows[1].id);
     }
 
     #[test]
