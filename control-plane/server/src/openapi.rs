@@ -365,6 +365,9 @@ fn conventions(method: &str, access: Option<Access>, op: &mut Operation) {
     let mut statuses = vec!["408", "429", "431", "500"];
     if method == "POST" {
         statuses.extend(["400", "409", "413", "415", "422"]);
+    } else if method == "PUT" {
+        // A body too, without `Idempotency-Key` (setting a value is idempotent by itself).
+        statuses.extend(["400", "413", "415", "422"]);
     }
     match access {
         Some(Access::Public) | None => {}
