@@ -95,6 +95,9 @@ pub struct PostgresEngine {
     port: u16,
     provisioning: Provisioning,
     clone_strategy: CloneStrategy,
+    /// Whether the server knows `CREATE DATABASE ... STRATEGY` (PostgreSQL 15 and later), as
+    /// `prepare` found it; until then assumed.
+    has_strategy: std::sync::atomic::AtomicBool,
     lock_down: bool,
     template: String,
     release: Arc<Release>,
@@ -351,6 +354,7 @@ impl PostgresEngine {
             port,
             provisioning: config.provisioning,
             clone_strategy: config.clone_strategy,
+            has_strategy: std::sync::atomic::AtomicBool::new(true),
             lock_down: config.lock_down_maintenance_databases,
             template,
             release,
@@ -508,12 +512,14 @@ impl PostgresEngine {
             Provisioning::Template => format!(" TEMPLATE {}", pg_ident(&self.template)),
             Provisioning::Migrations => String::new(),
         };
+        // Before PostgreSQL 15 every clone copies files, the only way there was.
         let strategy = match self.clone_strategy {
-            CloneStrategy::FileCopy => "FILE_COPY",
-            CloneStrategy::WalLog => "WAL_LOG",
+            _ if !self.has_strategy.load(std::sync::atomic::Ordering::Relaxed) => "",
+            CloneStrategy::FileCopy => " STRATEGY FILE_COPY",
+            CloneStrategy::WalLog => " STRATEGY WAL_LOG",
         };
         format!(
-            "CREATE DATABASE {}{template} STRATEGY {strategy} OWNER {} ALLOW_CONNECTIONS false",
+            "CREATE DATABASE {}{template}{strategy} OWNER {} ALLOW_CONNECTIONS false",
             pg_ident(&names.database),
             pg_ident(&names.owner)
         )

@@ -82,6 +82,12 @@ impl PostgresEngine {
                     .into(),
             ));
         }
+        let version: i32 = admin
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await?
+            .get(0);
+        self.has_strategy
+            .store(version >= 150_000, std::sync::atomic::Ordering::Relaxed);
         admin
             .execute("SELECT pg_advisory_lock($1)", &[&PREPARE_LOCK])
             .await?;

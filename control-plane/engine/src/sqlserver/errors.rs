@@ -42,6 +42,9 @@ pub enum SqlServerErrorKind {
     DatabaseNotFound,
     /// [`TIMEOUT`] (client-side `-2`).
     Timeout,
+    /// 5030 (the database could not be exclusively locked: a session got into it between
+    /// ending every session and `MODIFY NAME`); trying again ends that one too.
+    DatabaseInUse,
     /// Anything else.
     Other,
 }
@@ -61,6 +64,7 @@ pub fn classify(number: u32) -> SqlServerErrorKind {
         12824 | 33233 => ContainmentDisabled,
         911 | 4060 => DatabaseNotFound,
         TIMEOUT => Timeout,
+        5030 => DatabaseInUse,
         _ => Other,
     }
 }
@@ -72,6 +76,7 @@ pub fn is_transient(kind: SqlServerErrorKind) -> bool {
         SqlServerErrorKind::Deadlock
             | SqlServerErrorKind::TemporalConflict
             | SqlServerErrorKind::Timeout
+            | SqlServerErrorKind::DatabaseInUse
     )
 }
 
@@ -236,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn only_deadlock_temporal_conflict_and_timeout_are_transient() {
+    fn only_deadlock_temporal_conflict_timeout_and_database_in_use_are_transient() {
         let all = [
             DuplicateKey,
             ObjectExists,
@@ -249,10 +254,15 @@ mod tests {
             ContainmentDisabled,
             DatabaseNotFound,
             Timeout,
+            DatabaseInUse,
             Other,
         ];
         let transient: Vec<_> = all.into_iter().filter(|k| is_transient(*k)).collect();
-        assert_eq!(transient, vec![Deadlock, TemporalConflict, Timeout]);
+        assert_eq!(
+            transient,
+            vec![Deadlock, TemporalConflict, Timeout, DatabaseInUse]
+        );
+        assert_eq!(classify(5030), DatabaseInUse);
     }
 
     #[test]
