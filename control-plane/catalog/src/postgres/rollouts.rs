@@ -107,6 +107,28 @@ impl PgCatalog {
         &self,
         rollout: NewRollout,
     ) -> Result<RolloutRecord, CatalogError> {
+        // The one-active index refuses this rollout while another holds the slot; when that one
+        // ended between the refusal and the look at it, the slot is free: try again.
+        let mut attempt = 0;
+        loop {
+            match self.pg_create_rollout_once(&rollout).await? {
+                Some(record) => return Ok(record),
+                None if attempt < 3 => attempt += 1,
+                None => {
+                    return Err(CatalogError::Corrupt(
+                        "rollouts_one_active kept refusing a rollout while none was active".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// One try of [`Self::pg_create_rollout`]; `None` when the slot was taken by a rollout that
+    /// has ended since.
+    async fn pg_create_rollout_once(
+        &self,
+        rollout: &NewRollout,
+    ) -> Result<Option<RolloutRecord>, CatalogError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         let inserted = tx
@@ -131,13 +153,13 @@ impl PgCatalog {
                         &[],
                     )
                     .await?;
-                return Err(match active {
-                    Some(row) => CatalogError::RolloutActive {
+                return match active {
+                    Some(row) => Err(CatalogError::RolloutActive {
                         id: row.get(0),
                         state: row.get(1),
-                    },
-                    None => e.into(),
-                });
+                    }),
+                    None => Ok(None),
+                };
             }
             Err(e) => return Err(e.into()),
         }
@@ -167,7 +189,7 @@ impl PgCatalog {
         .await?;
         let record = load(&tx, Some(rollout.id), false).await?.pop();
         tx.commit().await?;
-        record.ok_or_else(|| CatalogError::NotFound {
+        record.map(Some).ok_or_else(|| CatalogError::NotFound {
             what: format!("rollout {}", rollout.id),
         })
     }

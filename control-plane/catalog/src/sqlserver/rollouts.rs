@@ -287,20 +287,26 @@ impl SqlServerCatalog {
         let detail = json!({"rollout": rollout.id, "target_version": rollout.target_version,
                             "request": rollout.request, "tenants": rollout.tenants.len()})
         .to_string();
-        let result = self
-            .query(
-                sql::CREATE,
-                &[
-                    &rollout.id,
-                    &rollout.target_version,
-                    &request.as_str(),
-                    &rollout.actor.as_str(),
-                    &tenants.as_str(),
-                    &detail.as_str(),
-                ],
-            )
-            .await;
-        if let Err(e) = result {
+        // The one-active index refuses this rollout while another holds the slot; when that one
+        // ended between the refusal and the look at it, the slot is free: try again.
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .query(
+                    sql::CREATE,
+                    &[
+                        &rollout.id,
+                        &rollout.target_version,
+                        &request.as_str(),
+                        &rollout.actor.as_str(),
+                        &tenants.as_str(),
+                        &detail.as_str(),
+                    ],
+                )
+                .await;
+            let Err(e) = result else {
+                return self.required_rollout(rollout.id).await;
+            };
             if matches!(server_error(&e), Some((2601 | 2627, m)) if m.contains("UX_Rollouts_OneActive"))
             {
                 if let Some(row) = self.query_opt(sql::ACTIVE, &[]).await? {
@@ -309,10 +315,13 @@ impl SqlServerCatalog {
                         state: text(&row, "State")?,
                     });
                 }
+                if attempt < 3 {
+                    attempt += 1;
+                    continue;
+                }
             }
             return Err(e);
         }
-        self.required_rollout(rollout.id).await
     }
 
     pub(super) async fn ms_rollout(&self, id: Uuid) -> Result<Option<RolloutRecord>, CatalogError> {
