@@ -110,6 +110,12 @@ set +e
 result=$?
 set -e
 echo "schemathesis $("$venv/bin/schemathesis" --version | awk '{print $NF}'): exit $result after $(($(date +%s) - started)) s" >&2
+if [ "$result" != 0 ]; then
+  # The server's own account of what failed (its log carries no secret), since the run's
+  # directory is removed: the request ids in schemathesis' report find the lines.
+  echo "the server log's errors (last 40):" >&2
+  grep -E "ERROR|WARN" "$work/server.log" | tail -40 >&2 || true
+fi
 if grep -q "panicked" "$work/server.log"; then
   echo "the server log has a panic:" >&2; grep -A5 "panicked" "$work/server.log" >&2; result=1
 fi

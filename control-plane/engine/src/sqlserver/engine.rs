@@ -281,6 +281,42 @@ pub(super) async fn connect_tagged(target: &Target) -> Result<Conn, EngineError>
 }
 
 impl SqlServerEngine {
+    /// Creates a contained database of this name (a tenant's or a pooled one) unless it exists,
+    /// then [`Self::ensure_settings`].
+    async fn ensure_database_named(&self, database: &str) -> Result<(), EngineError> {
+        let created = self
+            .master()
+            .await?
+            .batch(&sql::create_database_named(database)?)
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(MssqlError::Server { number, .. })
+                if classify(number) == SqlServerErrorKind::DatabaseExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.ensure_settings(database).await
+    }
+
+    /// What every tenant database keeps, whoever made it (a crash after CREATE, a renamed pooled
+    /// one): contained, SNAPSHOT allowed, and guest without CONNECT (it has none in new
+    /// databases; this keeps it so).
+    async fn ensure_settings(&self, database: &str) -> Result<(), EngineError> {
+        self.master()
+            .await?
+            .batch(&sql::ensure_containment_named(database)?)
+            .await?;
+        self.master()
+            .await?
+            .batch(&sql::ensure_snapshot_named(database)?)
+            .await?;
+        self.tenant_conn(database)
+            .await?
+            .batch(sql::REVOKE_GUEST)
+            .await?;
+        Ok(())
+    }
+
     /// Builds the engine and its pools; no connection is made until first use.
     pub fn new(config: SqlServerConfig) -> Self {
         let admin = config.admin;
@@ -527,32 +563,7 @@ impl Engine for SqlServerEngine {
 
     #[instrument(skip_all, fields(database = %names.database))]
     async fn ensure_database(&self, names: &TenantNames) -> Result<(), EngineError> {
-        let created = self
-            .master()
-            .await?
-            .batch(&sql::create_database(names)?)
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(MssqlError::Server { number, .. })
-                if classify(number) == SqlServerErrorKind::DatabaseExists => {}
-            Err(e) => return Err(e.into()),
-        }
-        // A database that existed before (a crash after CREATE) gets the same settings; guest
-        // never gets in (it has no CONNECT in new databases; this keeps it so).
-        self.master()
-            .await?
-            .batch(&sql::ensure_containment(names)?)
-            .await?;
-        self.master()
-            .await?
-            .batch(&sql::ensure_snapshot(names)?)
-            .await?;
-        self.tenant_conn(&names.database)
-            .await?
-            .batch(sql::REVOKE_GUEST)
-            .await?;
-        Ok(())
+        self.ensure_database_named(&names.database).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -826,29 +837,7 @@ impl Engine for SqlServerEngine {
     #[instrument(skip_all, fields(database = %database))]
     async fn create_pooled(&self, database: &str) -> Result<(), EngineError> {
         crate::check_pooled_name(database)?;
-        let created = self
-            .master()
-            .await?
-            .batch(&sql::create_database_named(database)?)
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(MssqlError::Server { number, .. })
-                if classify(number) == SqlServerErrorKind::DatabaseExists => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.master()
-            .await?
-            .batch(&sql::ensure_containment_named(database)?)
-            .await?;
-        self.master()
-            .await?
-            .batch(&sql::ensure_snapshot_named(database)?)
-            .await?;
-        self.tenant_conn(database)
-            .await?
-            .batch(sql::REVOKE_GUEST)
-            .await?;
+        self.ensure_database_named(database).await?;
         self.migrate(database).await?;
         // Nothing of this process needs a session in it until it is adopted, maybe by another
         // node: the idle one closes now rather than when the pool's idle timeout comes.
@@ -927,18 +916,7 @@ impl Engine for SqlServerEngine {
             .await?
             .batch(&sql::ensure_multi_user(&names.database)?)
             .await?;
-        self.master()
-            .await?
-            .batch(&sql::ensure_containment(names)?)
-            .await?;
-        self.master()
-            .await?
-            .batch(&sql::ensure_snapshot(names)?)
-            .await?;
-        self.tenant_conn(&names.database)
-            .await?
-            .batch(sql::REVOKE_GUEST)
-            .await?;
+        self.ensure_settings(&names.database).await?;
         // The contained users are the tenant's: `ensure_principals` and `bind_database` make
         // them, as for a new database (the migrations are found applied).
         Ok(false)
