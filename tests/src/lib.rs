@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod bench;
 pub mod cluster;
 pub mod env;
 pub mod keyvault;

@@ -9,8 +9,11 @@
 
 mod evidence;
 mod investigation;
+mod pool;
 mod sessions;
 mod template;
+
+pub use pool::pooled_names;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -268,22 +271,6 @@ fn scram_literal(password: &SecretValue) -> Result<String, EngineError> {
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
     pg_literal(&verifier)
         .ok_or_else(|| EngineError::Configuration("password verifier holds NUL".into()))
-}
-
-/// The stand-in principals of a pooled database: the tenant's seven roles, named after the
-/// database, unable to log in until a claim renames them to a tenant's and gives them passwords.
-pub fn pooled_names(database: &str) -> TenantNames {
-    let role = |p: &str| format!("{database}_{p}");
-    TenantNames {
-        database: database.to_owned(),
-        owner: role("owner"),
-        app_rw: role("app_rw"),
-        app_a: role("app_a"),
-        app_b: role("app_b"),
-        audit_admin: role("audit_admin"),
-        reader: role("reader"),
-        investigator: role("investigator"),
-    }
 }
 
 /// The tenant database's schema as `client` sees it (inside a migration's transaction: as it
@@ -1141,112 +1128,17 @@ impl Engine for PostgresEngine {
         }
     }
 
-    /// A template clone bound ahead of time to its own stand-in roles ([`pooled_names`], none
-    /// able to log in) exactly as `bind_database` binds a tenant's, then closed to connections
-    /// (so nothing, autovacuum included, holds it when a claim renames it). PUBLIC's access is
-    /// revoked before it is ever opened.
-    #[instrument(skip_all, fields(database = %database))]
     async fn create_pooled(&self, database: &str) -> Result<(), EngineError> {
-        crate::check_pooled_name(database)?;
-        let names = pooled_names(database);
-        self.ensure_roles(&names, None).await?;
-        if !self.database_exists(database).await? {
-            let created = self
-                .admin()
-                .await?
-                .batch_execute(&self.create_statement(&names))
-                .await;
-            if let Err(e) = created {
-                let e = EngineError::from(e);
-                if !is_code(&e, "42P04") {
-                    return Err(e);
-                }
-            }
-        }
-        let db = pg_ident(database);
-        self.admin()
-            .await?
-            .batch_execute(&format!(
-                "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
-                 ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true"
-            ))
-            .await?;
-        {
-            let mut client = self.connect_db(database).await?;
-            self.bind_objects(&mut client, &names).await?;
-        }
-        self.admin()
-            .await?
-            .batch_execute(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false"))
-            .await?;
-        Ok(())
+        self.pooled_create(database).await
     }
 
-    /// One transaction: the database and its seven roles renamed to the tenant's, the login
-    /// roles given their passwords, PUBLIC's access revoked (again) and the database opened. So
-    /// the tenant's principals are bound when it commits (returns `true`), and a kill leaves the
-    /// pooled database untouched or the tenant's complete. A session still leaving the pooled
-    /// database (the one that bound it) makes the rename wait a moment.
-    #[instrument(skip_all, fields(database = %names.database))]
     async fn adopt_pooled(
         &self,
         pooled: &str,
         names: &TenantNames,
         credentials: &Credentials,
     ) -> Result<bool, EngineError> {
-        crate::check_pooled_name(pooled)?;
-        if self.database_exists(&names.database).await? {
-            // Renamed by an earlier attempt (the roles with it, in one transaction).
-            if self.database_exists(pooled).await? {
-                self.drop_pooled(pooled).await?;
-            }
-            return Ok(true);
-        }
-        let from = pooled_names(pooled);
-        let renames: String = from
-            .principals_drop_order()
-            .into_iter()
-            .zip(names.principals_drop_order())
-            .map(|(a, b)| format!("ALTER ROLE {} RENAME TO {}; ", pg_ident(a), pg_ident(b)))
-            .collect();
-        let statement = format!(
-            "ALTER DATABASE {pooled_db} RENAME TO {db}; {renames}\
-             ALTER ROLE {app_a} LOGIN PASSWORD {pa}; ALTER ROLE {app_b} LOGIN PASSWORD NULL; \
-             ALTER ROLE {aa} LOGIN PASSWORD {paa}; ALTER ROLE {inv} LOGIN PASSWORD {pinv}; \
-             REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
-             ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true",
-            pooled_db = pg_ident(pooled),
-            db = pg_ident(&names.database),
-            app_a = pg_ident(&names.app_a),
-            app_b = pg_ident(&names.app_b),
-            aa = pg_ident(&names.audit_admin),
-            inv = pg_ident(&names.investigator),
-            pa = scram_literal(&credentials.app_a)?,
-            paa = scram_literal(&credentials.audit_admin)?,
-            pinv = scram_literal(&credentials.investigator)?,
-        );
-        let mut attempt = 0;
-        loop {
-            let mut admin = self.admin().await?;
-            let tx = admin.transaction().await?;
-            match tx.batch_execute(&statement).await {
-                Ok(()) => {
-                    tx.commit().await?;
-                    return Ok(true);
-                }
-                Err(e) => {
-                    let e = EngineError::from(e);
-                    // 55006: "being accessed by other users", the binding session on its way out.
-                    if is_code(&e, "55006") && attempt < 50 {
-                        attempt += 1;
-                        drop(tx);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        self.pooled_adopt(pooled, names, credentials).await
     }
 
     async fn finish_pooled(
@@ -1258,21 +1150,8 @@ impl Engine for PostgresEngine {
         record_provisioned(&mut client, names, actor).await
     }
 
-    #[instrument(skip_all, fields(database = %database))]
     async fn drop_pooled(&self, database: &str) -> Result<bool, EngineError> {
-        crate::check_pooled_name(database)?;
-        let existed = self.database_exists(database).await?;
-        if existed {
-            self.admin()
-                .await?
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    pg_ident(database)
-                ))
-                .await?;
-        }
-        self.drop_principals(&pooled_names(database)).await?;
-        Ok(existed)
+        self.pooled_drop(database).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]

@@ -381,24 +381,34 @@ async fn create(
     }
 }
 
-/// The onboarding's database: a pooled one claimed for the tenant (the claim of an earlier
-/// attempt first) and made the tenant's (`Engine::adopt_pooled`): its pooled name and whether
-/// the tenant's principals were bound with it; `None` when the pool of its server is empty.
+/// The pooled database claimed for the tenant (the claim of an earlier attempt first);
+/// `None` when the pool of its server is empty. Only catalog work: an onboarding that finds the
+/// pool empty reads nothing else.
 pub(crate) async fn claim(
     svc: &Services,
     engine: &dyn Engine,
     tenant: &catalog::TenantRecord,
-    names: &engine::TenantNames,
-    credentials: &engine::Credentials,
-) -> Result<Option<(String, bool)>, StepError> {
-    let Some(row) = svc
+) -> Result<Option<PooledDatabase>, StepError> {
+    let row = svc
         .catalog
         .pool_claim(&tenant.server, &engine.pool_generation(), tenant.id)
-        .await?
-    else {
+        .await?;
+    if row.is_none() {
         observe(svc, &tenant.server, false);
-        return Ok(None);
-    };
+    }
+    Ok(row)
+}
+
+/// Makes the claimed pooled database the tenant's (`Engine::adopt_pooled`) and removes its
+/// row; returns whether the tenant's principals were bound with it.
+pub(crate) async fn adopt(
+    svc: &Services,
+    engine: &dyn Engine,
+    tenant: &catalog::TenantRecord,
+    row: &PooledDatabase,
+    names: &engine::TenantNames,
+    credentials: &engine::Credentials,
+) -> Result<bool, StepError> {
     fault(svc, "claimed")?;
     let bound = engine
         .adopt_pooled(&row.database, names, credentials)
@@ -407,7 +417,7 @@ pub(crate) async fn claim(
     svc.catalog.pool_remove(row.id).await?;
     observe(svc, &tenant.server, true);
     svc.pool_wake.notify_one();
-    Ok(Some((row.database, bound)))
+    Ok(bound)
 }
 
 /// Undoes a claim: the pooled database the tenant claimed, if it still has its pooled name,

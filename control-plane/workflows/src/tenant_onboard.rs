@@ -250,17 +250,16 @@ impl Step for ClaimPooled {
     type Output = Option<ClaimedDatabase>;
 
     async fn action(ctx: &StepContext<'_>) -> Result<Option<ClaimedDatabase>, StepError> {
+        let (svc, engine) = (ctx.services, ctx.engine());
+        let Some(row) = crate::pool::claim(svc, engine, ctx.tenant).await? else {
+            return Ok(None);
+        };
+        // The passwords are read only for a claim (`create_principals` reads them otherwise).
         let credentials = stored_credentials(ctx).await?;
-        Ok(crate::pool::claim(
-            ctx.services,
-            ctx.engine(),
-            ctx.tenant,
-            &ctx.names,
-            &credentials,
-        )
-        .await?
-        .map(|(pooled, principals_bound)| ClaimedDatabase {
-            pooled,
+        let principals_bound =
+            crate::pool::adopt(svc, engine, ctx.tenant, &row, &ctx.names, &credentials).await?;
+        Ok(Some(ClaimedDatabase {
+            pooled: row.database,
             principals_bound,
         }))
     }

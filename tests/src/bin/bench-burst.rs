@@ -329,16 +329,6 @@ async fn main() {
             format!("- First failures: {}\n", failures.join("; "))
         },
     );
-    let existing = std::fs::read_to_string(&out).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let updated = match (existing.find(START), existing.find(END)) {
-        (Some(a), Some(b)) if b > a => format!(
-            "{}{}{}",
-            &existing[..a],
-            section.trim_end_matches('\n'),
-            &existing[b + END.len()..]
-        ),
-        _ => format!("{}\n\n{section}", existing.trim_end()),
-    };
-    std::fs::write(&out, updated).unwrap();
+    tcp_tests::bench::write_section(&out, START, END, &section);
     println!("{section}");
 }

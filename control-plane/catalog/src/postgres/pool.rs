@@ -75,29 +75,28 @@ impl PgCatalog {
         generation: &str,
         tenant_id: Uuid,
     ) -> Result<Option<PooledDatabase>, CatalogError> {
-        let conn = self.conn().await?;
-        if let Some(row) = conn
+        // One round trip (every onboarding asks, pool or not): the tenant's own claim, else a
+        // ready row taken now.
+        self.conn()
+            .await?
             .query_opt(
-                &format!("SELECT {COLUMNS} FROM pool_databases WHERE tenant_id = $1"),
-                &[&tenant_id],
+                &format!(
+                    "WITH mine AS (SELECT {COLUMNS} FROM pool_databases WHERE tenant_id = $3), \
+                     taken AS ( \
+                       UPDATE pool_databases SET state = 'claimed', tenant_id = $3, \
+                              updated_at = now() \
+                        WHERE NOT EXISTS (SELECT 1 FROM mine) \
+                          AND id = (SELECT id FROM pool_databases \
+                                     WHERE server = $1 AND generation = $2 AND state = 'ready' \
+                                     ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                       RETURNING {COLUMNS}) \
+                     SELECT {COLUMNS} FROM mine UNION ALL SELECT {COLUMNS} FROM taken"
+                ),
+                &[&server, &generation, &tenant_id],
             )
             .await?
-        {
-            return pooled_from_row(&row).map(Some);
-        }
-        conn.query_opt(
-            &format!(
-                "UPDATE pool_databases SET state = 'claimed', tenant_id = $3, updated_at = now() \
-                 WHERE id = (SELECT id FROM pool_databases \
-                              WHERE server = $1 AND generation = $2 AND state = 'ready' \
-                              ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                 RETURNING {COLUMNS}"
-            ),
-            &[&server, &generation, &tenant_id],
-        )
-        .await?
-        .map(|r| pooled_from_row(&r))
-        .transpose()
+            .map(|r| pooled_from_row(&r))
+            .transpose()
     }
 
     pub(super) async fn pg_pool_claim_of(
