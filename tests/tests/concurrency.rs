@@ -130,3 +130,72 @@ async fn a_server_runs_at_most_its_limit_of_operations_at_once() {
         );
     }
 }
+
+/// With `max_connections_per_server = 6`, ten onboardings at once (eight may run steps) never
+/// hold more than six connections to the server at any look, and all of them succeed: a
+/// connection waits for a place instead of opening beyond the cap. Each look is one
+/// `pg_stat_activity` read; the catalog's own database and this look are left out.
+#[tokio::test]
+async fn connections_to_a_server_stay_under_the_cap() {
+    const CAP: i64 = 6;
+    let env = tcp_tests::TestEnv::with(
+        tcp_tests::EngineUnderTest::Postgres,
+        workflows::Faults::none(),
+        |c| {
+            c.max_connections_per_server = CAP as u32;
+            c.max_operations_per_server = 8;
+        },
+    )
+    .await;
+    let catalog_url = env.config.catalog_url.clone().unwrap();
+    let catalog_db = catalog_url.rsplit('/').next().unwrap().to_owned();
+    let admin = tcp_tests::env::connect(env.config.postgres_admin_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(env.start_onboard(&format!("capped-{i}")).await);
+    }
+    let catalog = tcp_tests::env::connect(&catalog_url).await.unwrap();
+    let (mut most, mut looks) = (0, 0);
+    loop {
+        let held: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+                    AND datname IS DISTINCT FROM $1",
+                &[&catalog_db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        most = most.max(held);
+        looks += 1;
+        let done: i64 = catalog
+            .query_one(
+                "SELECT count(*) FROM operations \
+                  WHERE id = ANY($1) AND state NOT IN ('pending', 'running')",
+                &[&ids],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if done == ids.len() as i64 {
+            break;
+        }
+    }
+    assert!(
+        most <= CAP,
+        "{most} connections at once, over the cap of {CAP}"
+    );
+    assert!(
+        most >= 2,
+        "the onboardings were never seen connected ({looks} looks)"
+    );
+    for id in ids {
+        assert_eq!(
+            env.wait(id).await.state,
+            api_types::OperationState::Succeeded
+        );
+    }
+}

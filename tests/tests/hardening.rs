@@ -681,6 +681,7 @@ mod postgres_only {
             lock_down_maintenance_databases: true,
             release: None,
             clone_strategy: Default::default(),
+            max_connections: 0,
         })
         .await
         .unwrap();

@@ -101,6 +101,18 @@ impl From<tokio_postgres::Error> for EngineError {
     }
 }
 
+impl From<bb8::RunError<EngineError>> for EngineError {
+    fn from(e: bb8::RunError<EngineError>) -> Self {
+        match e {
+            bb8::RunError::User(e) => e,
+            bb8::RunError::TimedOut => EngineError::Connect {
+                target: "admin pool".into(),
+                detail: "timed out waiting for a connection".into(),
+            },
+        }
+    }
+}
+
 impl From<bb8::RunError<tokio_postgres::Error>> for EngineError {
     fn from(e: bb8::RunError<tokio_postgres::Error>) -> Self {
         match e {

@@ -245,6 +245,21 @@ pub fn generate_password() -> SecretValue {
     }
 }
 
+/// The figures of an engine's connection cap (`engine_connections`: every connection it holds
+/// to the server, of which `idle` wait in its pools), when it has one.
+pub(crate) fn cap_stats(
+    cap: Option<&mssql::ConnectionCap>,
+    idle: u32,
+) -> Option<api_types::PoolStats> {
+    cap.map(|cap| api_types::PoolStats {
+        pool: "engine_connections".into(),
+        max_size: cap.limit(),
+        connections: cap.in_use(),
+        idle: idle.min(cap.in_use()),
+        ..Default::default()
+    })
+}
+
 /// The prefix of every pooled database's name: nothing else on a server carries it.
 pub const POOLED_PREFIX: &str = "tcp_pool_";
 

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use api_types::TenantSlug;
 use async_trait::async_trait;
-use bb8_postgres::PostgresConnectionManager;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use secrets::SecretValue;
 use serde::{Deserialize, Serialize};
@@ -88,12 +87,15 @@ pub struct PostgresConfig {
     pub release: Option<Arc<Release>>,
     /// How clones copy the template.
     pub clone_strategy: CloneStrategy,
+    /// Connections the engine may hold to the server at once, whatever they serve (0: no cap).
+    pub max_connections: u32,
 }
 
 /// The PostgreSQL engine.
 pub struct PostgresEngine {
     admin: Config,
-    pool: bb8::Pool<PostgresConnectionManager<NoTls>>,
+    cap: Option<mssql::ConnectionCap>,
+    pool: bb8::Pool<AdminManager>,
     host: String,
     port: u16,
     provisioning: Provisioning,
@@ -160,9 +162,44 @@ fn without_jit(config: &mut Config) {
 
 /// Connections the admin pool may open.
 const ADMIN_POOL_SIZE: u32 = 4;
+/// How long a caller waits for an admin connection or a place under the connection cap.
+const CAP_WAIT: Duration = Duration::from_secs(10);
 
-/// Connects, tagging the session with the request in scope (`application_name`).
-async fn connect(config: &Config, target: &str) -> Result<Client, EngineError> {
+/// A connection to the server, holding its place under the engine's connection cap (given
+/// back when it closes); a [`Client`] to its users.
+pub(crate) struct Capped {
+    client: Client,
+    _permit: Option<mssql::CapPermit>,
+}
+
+impl std::ops::Deref for Capped {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Capped {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// Connects under `cap` (waiting for a place first), tagging the session with the request in
+/// scope (`application_name`).
+async fn connect(
+    config: &Config,
+    target: &str,
+    cap: Option<&mssql::ConnectionCap>,
+) -> Result<Capped, EngineError> {
+    let permit = match cap {
+        Some(cap) => Some(
+            cap.acquire()
+                .await
+                .map_err(|e| EngineError::Timeout(e.to_string()))?,
+        ),
+        None => None,
+    };
     let mut config = config.clone();
     config.application_name(crate::context::session_tag());
     let (client, connection) = config
@@ -177,7 +214,34 @@ async fn connect(config: &Config, target: &str) -> Result<Client, EngineError> {
             tracing::debug!(error = %e, "engine connection closed");
         }
     });
-    Ok(client)
+    Ok(Capped {
+        client,
+        _permit: permit,
+    })
+}
+
+/// The admin pool's connections, each under the engine's cap.
+struct AdminManager {
+    config: Config,
+    cap: Option<mssql::ConnectionCap>,
+}
+
+impl bb8::ManageConnection for AdminManager {
+    type Connection = Capped;
+    type Error = EngineError;
+
+    async fn connect(&self) -> Result<Capped, EngineError> {
+        connect(&self.config, "admin database", self.cap.as_ref()).await
+    }
+
+    async fn is_valid(&self, conn: &mut Capped) -> Result<(), EngineError> {
+        conn.simple_query("").await?;
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut Capped) -> bool {
+        conn.is_closed()
+    }
 }
 
 fn describe(e: &tokio_postgres::Error) -> String {
@@ -185,15 +249,6 @@ fn describe(e: &tokio_postgres::Error) -> String {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
     }
-}
-
-/// Logs in with a tenant connection string; returns the session and the login it names.
-async fn log_in(connection_string: &SecretValue) -> Result<(Client, String), EngineError> {
-    let config = Config::from_str(connection_string.expose())
-        .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
-    let user = config.get_user().unwrap_or_default().to_owned();
-    let client = connect(&config, &format!("tenant database as {user}")).await?;
-    Ok((client, user))
 }
 
 fn is_code(e: &EngineError, code: &str) -> bool {
@@ -324,18 +379,25 @@ impl PostgresEngine {
             .tenant_port
             .or_else(|| admin.get_ports().first().copied())
             .unwrap_or(5432);
+        let cap = (config.max_connections > 0).then(|| {
+            mssql::ConnectionCap::new(&format!("{host}:{port}"), config.max_connections, CAP_WAIT)
+        });
         let pool = bb8::Pool::builder()
             .max_size(ADMIN_POOL_SIZE)
             .min_idle(Some(0))
             .idle_timeout(Some(Duration::from_secs(60)))
-            .connection_timeout(Duration::from_secs(10))
-            .build_unchecked(PostgresConnectionManager::new(admin.clone(), NoTls));
+            .connection_timeout(CAP_WAIT)
+            .build_unchecked(AdminManager {
+                config: admin.clone(),
+                cap: cap.clone(),
+            });
         let release = config
             .release
             .unwrap_or_else(|| Arc::new(Release::postgres()));
         let template = template::name(&release);
         Ok(PostgresEngine {
             admin,
+            cap,
             pool,
             host,
             port,
@@ -353,9 +415,7 @@ impl PostgresEngine {
         &self.template
     }
 
-    async fn admin(
-        &self,
-    ) -> Result<bb8::PooledConnection<'_, PostgresConnectionManager<NoTls>>, EngineError> {
+    async fn admin(&self) -> Result<bb8::PooledConnection<'_, AdminManager>, EngineError> {
         let conn = self.pool.get().await?;
         // A pooled session served other requests before: tag it with this one. The tag holds
         // only characters that need no quoting (`context::valid_request_id`).
@@ -367,10 +427,25 @@ impl PostgresEngine {
         Ok(conn)
     }
 
-    async fn connect_db(&self, database: &str) -> Result<Client, EngineError> {
+    /// An admin session on `database`, under the cap.
+    async fn connect_db(&self, database: &str) -> Result<Capped, EngineError> {
         let mut config = self.admin.clone();
         config.dbname(database);
-        connect(&config, database).await
+        connect(&config, database, self.cap.as_ref()).await
+    }
+
+    /// Logs in with a tenant connection string, under the cap; returns the session and the
+    /// login it names.
+    async fn log_in(
+        &self,
+        connection_string: &SecretValue,
+    ) -> Result<(Capped, String), EngineError> {
+        let config = Config::from_str(connection_string.expose())
+            .map_err(|_| EngineError::ConnectionString("not a libpq URL".into()))?;
+        let user = config.get_user().unwrap_or_default().to_owned();
+        let target = format!("tenant database as {user}");
+        let client = connect(&config, &target, self.cap.as_ref()).await?;
+        Ok((client, user))
     }
 
     async fn database_exists(&self, database: &str) -> Result<bool, EngineError> {
@@ -638,11 +713,11 @@ impl Engine for PostgresEngine {
     }
 
     fn pool_stats(&self) -> Vec<api_types::PoolStats> {
-        vec![api_types::PoolStats::of_bb8(
-            "engine_admin",
-            ADMIN_POOL_SIZE,
-            self.pool.state(),
-        )]
+        let admin =
+            api_types::PoolStats::of_bb8("engine_admin", ADMIN_POOL_SIZE, self.pool.state());
+        let mut stats = vec![admin.clone()];
+        stats.extend(crate::cap_stats(self.cap.as_ref(), admin.idle));
+        stats
     }
 
     fn name(&self) -> &'static str {
@@ -762,7 +837,7 @@ impl Engine for PostgresEngine {
     #[instrument(skip_all, fields(database = %names.database))]
     async fn schema_snapshot(&self, names: &TenantNames) -> Result<SchemaSnapshot, EngineError> {
         let client = self.connect_db(&names.database).await?;
-        read_schema(&client, names).await
+        read_schema(&*client, names).await
     }
 
     async fn migration_plan(
@@ -904,7 +979,7 @@ impl Engine for PostgresEngine {
     }
 
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {
-        let (client, _) = log_in(connection_string).await?;
+        let (client, _) = self.log_in(connection_string).await?;
         client.execute("SELECT 1", &[]).await?;
         Ok(())
     }
@@ -987,7 +1062,7 @@ impl Engine for PostgresEngine {
         reason: &str,
         actor: &str,
     ) -> Result<i64, EngineError> {
-        let (client, _) = log_in(audit_admin).await?;
+        let (client, _) = self.log_in(audit_admin).await?;
         client
             .execute("SELECT set_config('tcp.actor', $1, false)", &[&actor])
             .await?;
@@ -1216,6 +1291,7 @@ mod tests {
             lock_down_maintenance_databases: true,
             release: None,
             clone_strategy: Default::default(),
+            max_connections: 0,
         })
         .await
         .unwrap()
@@ -1245,6 +1321,7 @@ mod tests {
             lock_down_maintenance_databases: true,
             release: None,
             clone_strategy: CloneStrategy::WalLog,
+            max_connections: 0,
         })
         .await
         .unwrap();

@@ -20,6 +20,8 @@ pub struct Conn {
     client: Client,
     busy: bool,
     broken: bool,
+    /// Its place under the server's connection cap, given back when it closes.
+    _permit: Option<crate::CapPermit>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -41,6 +43,18 @@ impl Conn {
     /// Connects and logs in, following one server redirect (Azure SQL's gateway), within the
     /// target's connect timeout.
     pub async fn connect(target: &Target) -> Result<Conn, MssqlError> {
+        Self::connect_within(target, None).await
+    }
+
+    /// [`Conn::connect`] under a connection cap: waits for a place first and holds it for life.
+    pub async fn connect_within(
+        target: &Target,
+        cap: Option<&crate::ConnectionCap>,
+    ) -> Result<Conn, MssqlError> {
+        let permit = match cap {
+            Some(cap) => Some(cap.acquire().await?),
+            None => None,
+        };
         let config = target.config().await?;
         let attempt = async {
             match open(config.clone()).await {
@@ -78,6 +92,7 @@ impl Conn {
             client,
             busy: false,
             broken: false,
+            _permit: permit,
         })
     }
 

@@ -30,6 +30,9 @@ pub enum MssqlError {
     /// No pooled connection became free in time.
     #[error("timed out waiting for a pooled sql server connection")]
     PoolTimeout,
+    /// The server's connection cap stayed reached.
+    #[error(transparent)]
+    Cap(#[from] crate::CapExhausted),
 }
 
 impl MssqlError {

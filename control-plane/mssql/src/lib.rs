@@ -6,14 +6,16 @@
 //! database, because a SQL Server connection serves one database for life (Azure SQL Database
 //! refuses `USE`).
 
+mod cap;
 mod conn;
 mod error;
 mod pool;
 mod target;
 
+pub use cap::{CapExhausted, CapPermit, ConnectionCap, PressureHook};
 pub use conn::{Client, Conn};
 pub use error::MssqlError;
-pub use pool::{lazy_pool, Manager, Pool, PoolOptions, PoolSet};
+pub use pool::{lazy_pool, lazy_pool_within, Manager, Pool, PoolOptions, PoolSet};
 pub use target::{
     Auth, AzureToken, Target, Tls, TokenFile, TokenSource, DEFAULT_PORT, SQL_TOKEN_SCOPE,
 };

@@ -2,10 +2,10 @@
 //! database (Azure SQL Database refuses `USE`, so a connection serves one database for life).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use crate::{Conn, MssqlError, Target};
+use crate::{Conn, ConnectionCap, MssqlError, Target};
 
 /// A pool of connections to one target.
 pub type Pool = bb8::Pool<Manager>;
@@ -14,12 +14,18 @@ pub type Pool = bb8::Pool<Manager>;
 #[derive(Debug)]
 pub struct Manager {
     target: Target,
+    cap: Option<ConnectionCap>,
 }
 
 impl Manager {
     /// A manager for `target`.
     pub fn new(target: Target) -> Self {
-        Manager { target }
+        Manager { target, cap: None }
+    }
+
+    /// A manager for `target` whose connections each hold a place under `cap`.
+    pub fn within(target: Target, cap: Option<ConnectionCap>) -> Self {
+        Manager { target, cap }
     }
 }
 
@@ -28,7 +34,7 @@ impl bb8::ManageConnection for Manager {
     type Error = MssqlError;
 
     async fn connect(&self) -> Result<Conn, MssqlError> {
-        Conn::connect(&self.target).await
+        Conn::connect_within(&self.target, self.cap.as_ref()).await
     }
 
     /// A connection is valid when it answers and holds no open transaction (a batch that
@@ -71,12 +77,17 @@ impl Default for PoolOptions {
 
 /// A pool that opens connections on demand only.
 pub fn lazy_pool(target: Target, options: PoolOptions) -> Pool {
+    lazy_pool_within(target, options, None)
+}
+
+/// [`lazy_pool`] whose connections each hold a place under `cap`.
+pub fn lazy_pool_within(target: Target, options: PoolOptions, cap: Option<ConnectionCap>) -> Pool {
     bb8::Pool::builder()
         .max_size(options.max_size.max(1))
         .min_idle(Some(0))
         .idle_timeout(Some(options.idle_timeout))
         .connection_timeout(options.wait_timeout)
-        .build_unchecked(Manager::new(target))
+        .build_unchecked(Manager::within(target, cap))
 }
 
 /// One lazy pool per database on one server, created on first use.
@@ -85,15 +96,28 @@ pub struct PoolSet {
     base: Target,
     options: PoolOptions,
     pools: Arc<Mutex<HashMap<String, Pool>>>,
+    cap: Option<ConnectionCap>,
 }
 
 impl PoolSet {
     /// Pools for the databases of `base`'s server, with `base`'s credentials.
     pub fn new(base: Target, options: PoolOptions) -> Self {
+        Self::within(base, options, None)
+    }
+
+    /// [`PoolSet::new`] whose connections each hold a place under `cap`; when the cap is
+    /// reached, the pools with only idle connections are closed to give their places back.
+    pub fn within(base: Target, options: PoolOptions, cap: Option<ConnectionCap>) -> Self {
+        let pools: Arc<Mutex<HashMap<String, Pool>>> = Arc::default();
+        if let Some(cap) = &cap {
+            let weak = Arc::downgrade(&pools);
+            cap.on_pressure(Arc::new(move || close_idle_pools(&weak)));
+        }
         PoolSet {
             base,
             options,
-            pools: Arc::new(Mutex::new(HashMap::new())),
+            pools,
+            cap,
         }
     }
 
@@ -102,7 +126,13 @@ impl PoolSet {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         pools
             .entry(database.to_owned())
-            .or_insert_with(|| lazy_pool(self.base.with_database(database), self.options))
+            .or_insert_with(|| {
+                lazy_pool_within(
+                    self.base.with_database(database),
+                    self.options,
+                    self.cap.clone(),
+                )
+            })
             .clone()
     }
 
@@ -133,4 +163,17 @@ impl PoolSet {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Forgets every pool whose connections are all idle: once no caller holds it, the pool and
+/// its connections close, and their places under the cap are free again.
+fn close_idle_pools(pools: &Weak<Mutex<HashMap<String, Pool>>>) {
+    let Some(pools) = pools.upgrade() else {
+        return;
+    };
+    let mut pools = pools.lock().unwrap_or_else(|p| p.into_inner());
+    pools.retain(|_, pool| {
+        let state = pool.state();
+        state.connections == 0 || state.connections != state.idle_connections
+    });
 }

@@ -146,6 +146,12 @@ pub struct Config {
     /// Most operations of this process that run steps on one database server at once (0: no
     /// limit); the others wait their turn (a burst cannot overload one server).
     pub max_operations_per_server: usize,
+    /// Most connections each engine of this process holds to its database server at once,
+    /// whatever they serve (admin pools, sessions on tenant databases, credential checks,
+    /// investigations); a caller beyond it waits for one to close, then fails with a transient
+    /// error. 0: no cap. Size it with `max_operations_per_server` (an operation may hold two)
+    /// and the server's own `max_connections` shared by every replica.
+    pub max_connections_per_server: u32,
     /// Pooled databases each server keeps ready for onboardings (the warm pool), unless the
     /// server has its own size (`PUT /v1/servers/{name}/pool`); 0: no pool. Each occupies the
     /// server's disk and counts toward its capacity.
@@ -313,6 +319,7 @@ impl Default for Config {
             server_labels: BTreeMap::new(),
             server_health_interval_secs: 30,
             max_operations_per_server: 8,
+            max_connections_per_server: 32,
             warm_pool_size: 0,
             warm_pool_refill_concurrency: 2,
             warm_pool_interval_secs: 10,
@@ -390,6 +397,9 @@ pub enum ConfigError {
     },
 }
 
+/// The smallest connection cap that lets one operation run beside a full admin pool.
+const MIN_CONNECTIONS_PER_SERVER: u32 = 6;
+
 impl Config {
     /// Loads defaults, then the file (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -406,10 +416,25 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment
+        let config: Config = figment
             .merge(Env::prefixed("TENANT_CP_").ignore(&["config"]))
             .extract()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Settings that parse but cannot work together.
+    fn check(&self) -> Result<(), ConfigError> {
+        let cap = self.max_connections_per_server;
+        if cap != 0 && cap < MIN_CONNECTIONS_PER_SERVER {
+            return Err(ConfigError::Invalid(format!(
+                "max_connections_per_server = {cap}: an operation holds up to two connections \
+                 besides the admin pool's; use at least {MIN_CONNECTIONS_PER_SERVER}, or 0 for \
+                 no cap"
+            )));
+        }
+        Ok(())
     }
 
     /// The secret store to open: the local one under `<data_dir>/secrets` by default, or Key
@@ -613,6 +638,22 @@ impl Config {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_connection_cap_too_small_for_one_operation_is_refused() {
+        let with = |cap| Config {
+            max_connections_per_server: cap,
+            ..Config::default()
+        };
+        let e = with(3).check().unwrap_err().to_string();
+        assert!(
+            e.contains("max_connections_per_server = 3") && e.contains("at least 6"),
+            "{e}"
+        );
+        with(0).check().unwrap();
+        with(6).check().unwrap();
+        Config::default().check().unwrap();
+    }
 
     #[test]
     fn catalog_url_defaults_to_the_admin_server() {

@@ -32,6 +32,8 @@ pub struct Factory {
     pub lock_down_maintenance_databases: bool,
     /// SQL Server: pool sizes.
     pub pool: mssql::PoolOptions,
+    /// Connections each engine may hold to its server at once (0: no cap).
+    pub max_connections: u32,
     /// The tenant schema release per engine (`None`: `tenant_schema_dir` holds none for it).
     pub releases: Releases,
 }
@@ -89,6 +91,7 @@ impl Factory {
             clone_strategy: config.clone_strategy,
             lock_down_maintenance_databases: config.lock_down_maintenance_databases,
             pool: mssql::PoolOptions::default(),
+            max_connections: config.max_connections_per_server,
             releases,
         }
     }
@@ -124,6 +127,7 @@ impl workflows::EngineFactory for Factory {
                     lock_down_maintenance_databases: self.lock_down_maintenance_databases,
                     release: Some(self.release(server)?),
                     clone_strategy: self.clone_strategy,
+                    max_connections: self.max_connections,
                 })
                 .await?,
             ),
@@ -134,6 +138,7 @@ impl workflows::EngineFactory for Factory {
                 tenant_port: port(server),
                 pool: self.pool,
                 release: Some(self.release(server)?),
+                max_connections: self.max_connections,
             })),
             other => {
                 return Err(EngineError::Configuration(format!(

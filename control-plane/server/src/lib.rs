@@ -176,6 +176,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
                 lock_down_maintenance_databases: config.lock_down_maintenance_databases,
                 release: release.clone(),
                 clone_strategy: config.clone_strategy,
+                max_connections: config.max_connections_per_server,
             })
             .await?,
         ),
@@ -185,6 +186,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
             tenant_port: config.tenant_port,
             pool: mssql::PoolOptions::default(),
             release: release.clone(),
+            max_connections: config.max_connections_per_server,
         })),
     };
     engine

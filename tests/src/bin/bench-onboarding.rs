@@ -373,6 +373,7 @@ async fn main() {
         lock_down_maintenance_databases: true,
         release: None,
         clone_strategy: Default::default(),
+        max_connections: 0,
     })
     .await
     .unwrap();

@@ -18,9 +18,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrets::SecretValue;
 use serde_json::json;
-use tokio_postgres::Client;
 
-use super::{log_in, PostgresEngine};
+use super::{Capped, PostgresEngine};
 use crate::evidence::gather::{EvidenceDialect, Login, ProbeOutcome, ProbeTarget, StoredPrincipal};
 use crate::evidence::{
     Effective, Grant, GrantState, InvestigationEvent, ProbedTable, Refusal, TableVersioning,
@@ -123,14 +122,14 @@ fn schemas() -> Vec<String> {
 
 #[async_trait]
 impl EvidenceDialect for PgEvidence<'_> {
-    type Admin = Client;
-    type Session = Client;
+    type Admin = Capped;
+    type Session = Capped;
 
-    async fn admin(&self, names: &TenantNames) -> Result<Client, EngineError> {
+    async fn admin(&self, names: &TenantNames) -> Result<Capped, EngineError> {
         self.engine.connect_db(&names.database).await
     }
 
-    async fn stored_grants(&self, admin: &mut Client) -> Result<Vec<Grant>, EngineError> {
+    async fn stored_grants(&self, admin: &mut Capped) -> Result<Vec<Grant>, EngineError> {
         let sql = format!(
             "WITH objects AS ({OBJECTS}) \
              SELECT o.object_type, o.object, \
@@ -161,7 +160,7 @@ impl EvidenceDialect for PgEvidence<'_> {
     /// The tenant's roles that exist.
     async fn principals(
         &self,
-        admin: &mut Client,
+        admin: &mut Capped,
         names: &TenantNames,
     ) -> Result<Vec<StoredPrincipal>, EngineError> {
         let roles: Vec<String> = names
@@ -197,7 +196,7 @@ impl EvidenceDialect for PgEvidence<'_> {
     /// By the server's `has_*_privilege` functions.
     async fn effective_permissions(
         &self,
-        admin: &mut Client,
+        admin: &mut Capped,
         _names: &TenantNames,
         principals: &[StoredPrincipal],
     ) -> Result<BTreeMap<String, Vec<Effective>>, EngineError> {
@@ -243,7 +242,7 @@ impl EvidenceDialect for PgEvidence<'_> {
         Ok(out)
     }
 
-    async fn temporal_coverage(&self, admin: &mut Client) -> Result<TemporalCoverage, EngineError> {
+    async fn temporal_coverage(&self, admin: &mut Capped) -> Result<TemporalCoverage, EngineError> {
         let mut tables = Vec::new();
         for r in admin.query(TEMPORAL, &[]).await? {
             let history_table: Option<String> = r.get(1);
@@ -273,7 +272,7 @@ impl EvidenceDialect for PgEvidence<'_> {
         })
     }
 
-    async fn probe_targets(&self, admin: &mut Client) -> Result<Vec<ProbeTarget>, EngineError> {
+    async fn probe_targets(&self, admin: &mut Capped) -> Result<Vec<ProbeTarget>, EngineError> {
         let mut targets = vec![target("audit", "audit_events", ProbedTable::Audit, "actor")];
         for row in admin.query(HISTORY_TABLES, &[]).await? {
             let (schema, table): (String, String) = (row.get(0), row.get(1));
@@ -287,7 +286,7 @@ impl EvidenceDialect for PgEvidence<'_> {
 
     async fn count_rows(
         &self,
-        admin: &mut Client,
+        admin: &mut Capped,
         target: &ProbeTarget,
     ) -> Result<i64, EngineError> {
         Ok(admin.query_one(&target.count, &[]).await?.get(0))
@@ -296,11 +295,11 @@ impl EvidenceDialect for PgEvidence<'_> {
     async fn log_in(
         &self,
         connection_string: &SecretValue,
-    ) -> Result<(Client, String), EngineError> {
-        log_in(connection_string).await
+    ) -> Result<(Capped, String), EngineError> {
+        self.engine.log_in(connection_string).await
     }
 
-    async fn session_user(&self, session: &mut Client) -> Result<String, EngineError> {
+    async fn session_user(&self, session: &mut Capped) -> Result<String, EngineError> {
         Ok(session
             .query_one("SELECT session_user::text", &[])
             .await?
@@ -310,7 +309,7 @@ impl EvidenceDialect for PgEvidence<'_> {
     /// Inside a transaction and a savepoint, then rolls both back.
     async fn probe(
         &self,
-        session: &mut Client,
+        session: &mut Capped,
         statement: &str,
     ) -> Result<ProbeOutcome, EngineError> {
         session
@@ -351,7 +350,7 @@ impl EvidenceDialect for PgEvidence<'_> {
 
     async fn investigation_events(
         &self,
-        session: &mut Client,
+        session: &mut Capped,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
         limit: u32,

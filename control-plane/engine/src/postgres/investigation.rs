@@ -7,9 +7,8 @@
 
 use async_trait::async_trait;
 use secrets::SecretValue;
-use tokio_postgres::Client;
 
-use super::{describe, log_in, PostgresEngine};
+use super::{describe, Capped, PostgresEngine};
 use crate::investigation::flow::{ReaderDialect, RECORD_LOCK_TIMEOUT_MS};
 use crate::investigation::{
     Dialect, InvestigationColumn, InvestigationFailure, InvestigationRequest, InvestigationRows,
@@ -24,11 +23,11 @@ pub(super) struct PgReader<'a> {
 
 #[async_trait]
 impl ReaderDialect for PgReader<'_> {
-    type Session = Client;
+    type Session = Capped;
     const DIALECT: Dialect = Dialect::Postgres;
 
-    async fn connect(&self, investigator: &SecretValue) -> Result<Client, EngineError> {
-        let (client, _) = log_in(investigator).await?;
+    async fn connect(&self, investigator: &SecretValue) -> Result<Capped, EngineError> {
+        let (client, _) = self.engine.log_in(investigator).await?;
         client
             .batch_execute(&format!("SET lock_timeout = {RECORD_LOCK_TIMEOUT_MS}"))
             .await?;
@@ -37,7 +36,7 @@ impl ReaderDialect for PgReader<'_> {
 
     async fn record(
         &self,
-        client: &mut Client,
+        client: &mut Capped,
         request: &InvestigationRequest,
         action: &str,
         detail: &serde_json::Value,
@@ -58,7 +57,7 @@ impl ReaderDialect for PgReader<'_> {
             .get(0))
     }
 
-    async fn session_id(&self, client: &mut Client) -> Result<i64, EngineError> {
+    async fn session_id(&self, client: &mut Capped) -> Result<i64, EngineError> {
         let pid: i32 = client
             .query_one("SELECT pg_backend_pid()", &[])
             .await?
@@ -73,7 +72,7 @@ impl ReaderDialect for PgReader<'_> {
     /// the whole query.
     async fn run_as_reader(
         &self,
-        client: Client,
+        client: Capped,
         names: &TenantNames,
         sql: &str,
         request: &InvestigationRequest,

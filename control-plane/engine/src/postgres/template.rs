@@ -67,7 +67,7 @@ impl PostgresEngine {
     /// lock (several replicas may start at once), locks the maintenance databases down, ensures
     /// the template roles and builds the template of the current assets if it is missing.
     pub(super) async fn prepare_server(&self) -> Result<(), EngineError> {
-        let admin = connect(&self.admin, "admin database").await?;
+        let admin = connect(&self.admin, "admin database", self.cap.as_ref()).await?;
         let is_super: bool = admin
             .query_one(
                 "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",

@@ -68,11 +68,14 @@ pub struct SqlServerConfig {
     pub pool: PoolOptions,
     /// The tenant schema release; `None`: the one built into the binary.
     pub release: Option<Arc<Release>>,
+    /// Connections the engine may hold to the server at once, whatever they serve (0: no cap).
+    pub max_connections: u32,
 }
 
 /// The SQL Server engine.
 pub struct SqlServerEngine {
     admin: Target,
+    cap: Option<mssql::ConnectionCap>,
     master: mssql::Pool,
     master_pool_size: u32,
     tenants: PoolSet,
@@ -108,6 +111,7 @@ impl From<MssqlError> for EngineError {
                 target: "sql server pool".into(),
                 detail: "timed out waiting for a connection".into(),
             },
+            MssqlError::Cap(e) => EngineError::Timeout(e.to_string()),
         }
     }
 }
@@ -273,14 +277,14 @@ async fn tag_session(conn: &mut mssql::Conn) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// A new (unpooled) connection, tagged like pooled ones.
-pub(super) async fn connect_tagged(target: &Target) -> Result<Conn, EngineError> {
-    let mut conn = Conn::connect(target).await?;
-    tag_session(&mut conn).await?;
-    Ok(conn)
-}
-
 impl SqlServerEngine {
+    /// A new (unpooled) connection under the server's cap, tagged like pooled ones.
+    pub(super) async fn connect_tagged(&self, target: &Target) -> Result<Conn, EngineError> {
+        let mut conn = Conn::connect_within(target, self.cap.as_ref()).await?;
+        tag_session(&mut conn).await?;
+        Ok(conn)
+    }
+
     /// Creates a contained database of this name (a tenant's or a pooled one) unless it exists,
     /// then [`Self::ensure_settings`].
     async fn ensure_database_named(&self, database: &str) -> Result<(), EngineError> {
@@ -320,11 +324,22 @@ impl SqlServerEngine {
     /// Builds the engine and its pools; no connection is made until first use.
     pub fn new(config: SqlServerConfig) -> Self {
         let admin = config.admin;
-        let master = mssql::lazy_pool(admin.with_database("master"), config.pool);
-        let tenants = PoolSet::new(admin.clone(), config.pool);
+        let host = config.tenant_host.unwrap_or_else(|| admin.host.clone());
+        let port = config.tenant_port.unwrap_or(admin.port);
+        let cap = (config.max_connections > 0).then(|| {
+            mssql::ConnectionCap::new(
+                &format!("{host}:{port}"),
+                config.max_connections,
+                config.pool.wait_timeout,
+            )
+        });
+        let master =
+            mssql::lazy_pool_within(admin.with_database("master"), config.pool, cap.clone());
+        let tenants = PoolSet::within(admin.clone(), config.pool, cap.clone());
         SqlServerEngine {
-            host: config.tenant_host.unwrap_or_else(|| admin.host.clone()),
-            port: config.tenant_port.unwrap_or(admin.port),
+            cap,
+            host,
+            port,
             master,
             master_pool_size: config.pool.max_size.max(1),
             tenants,
@@ -400,7 +415,9 @@ impl SqlServerEngine {
 
     /// Runs the migrations and the procedures in the tenant database on a dedicated connection.
     async fn migrate(&self, database: &str) -> Result<(), EngineError> {
-        let conn = connect_tagged(&self.admin.with_database(database)).await?;
+        let conn = self
+            .connect_tagged(&self.admin.with_database(database))
+            .await?;
         let mut client = conn.into_client();
         let migrations = self
             .release
@@ -461,14 +478,15 @@ impl Engine for SqlServerEngine {
             tenants.gets_timed_out += one.gets_timed_out;
             tenants.wait_seconds += one.wait_seconds;
         }
-        vec![
-            api_types::PoolStats::of_bb8(
-                "engine_master",
-                self.master_pool_size,
-                self.master.state(),
-            ),
-            tenants,
-        ]
+        let master = api_types::PoolStats::of_bb8(
+            "engine_master",
+            self.master_pool_size,
+            self.master.state(),
+        );
+        let idle = master.idle + tenants.idle;
+        let mut stats = vec![master, tenants];
+        stats.extend(crate::cap_stats(self.cap.as_ref(), idle));
+        stats
     }
 
     fn name(&self) -> &'static str {
@@ -619,7 +637,9 @@ impl Engine for SqlServerEngine {
 
     #[instrument(skip_all, fields(database = %names.database))]
     async fn schema_snapshot(&self, names: &TenantNames) -> Result<SchemaSnapshot, EngineError> {
-        let mut conn = connect_tagged(&self.admin.with_database(&names.database)).await?;
+        let mut conn = self
+            .connect_tagged(&self.admin.with_database(&names.database))
+            .await?;
         read_schema(&mut conn, names).await
     }
 
@@ -628,7 +648,9 @@ impl Engine for SqlServerEngine {
         names: &TenantNames,
         target: i32,
     ) -> Result<schema::MigrationPlan, EngineError> {
-        let mut conn = connect_tagged(&self.admin.with_database(&names.database)).await?;
+        let mut conn = self
+            .connect_tagged(&self.admin.with_database(&names.database))
+            .await?;
         let applied: Vec<AppliedMigration> = conn
             .query(sql::MIGRATION_HISTORY_READ, &[])
             .await?
@@ -655,7 +677,9 @@ impl Engine for SqlServerEngine {
     ) -> Result<(Migrated, SchemaSnapshot), EngineError> {
         // A dedicated connection: the transaction spans many calls, and a failure anywhere
         // drops the connection, whose transaction the server then rolls back.
-        let mut conn = connect_tagged(&self.admin.with_database(&names.database)).await?;
+        let mut conn = self
+            .connect_tagged(&self.admin.with_database(&names.database))
+            .await?;
         conn.batch(sql::MIGRATE_BEGIN).await?;
         let applied: Vec<AppliedMigration> = conn
             .query(sql::MIGRATION_HISTORY, &[])
@@ -720,7 +744,9 @@ impl Engine for SqlServerEngine {
     }
 
     async fn check_login(&self, connection_string: &SecretValue) -> Result<(), EngineError> {
-        let mut conn = connect_tagged(&self.login_target(connection_string)?).await?;
+        let mut conn = self
+            .connect_tagged(&self.login_target(connection_string)?)
+            .await?;
         conn.query("SELECT 1", &[]).await?;
         Ok(())
     }
@@ -1005,6 +1031,7 @@ mod tests {
             tenant_port: None,
             pool: PoolOptions::default(),
             release: None,
+            max_connections: 0,
         })
     }
 
@@ -1236,6 +1263,7 @@ mod tests {
                 ..PoolOptions::default()
             },
             release: None,
+            max_connections: 0,
         });
         let err = e.prepare().await.unwrap_err();
         let text = err.to_string();

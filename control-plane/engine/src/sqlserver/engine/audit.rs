@@ -5,7 +5,7 @@
 
 use secrets::SecretValue;
 
-use super::{connect_tagged, int_at, SqlServerEngine};
+use super::{int_at, SqlServerEngine};
 use crate::{
     AuditEvent, AuditEventQuery, AuditHashes, AuditHead, ChainPoint, EngineError, TenantNames,
 };
@@ -170,7 +170,9 @@ impl SqlServerEngine {
         reason: &str,
         actor: &str,
     ) -> Result<i64, EngineError> {
-        let mut conn = connect_tagged(&self.login_target(audit_admin)?).await?;
+        let mut conn = self
+            .connect_tagged(&self.login_target(audit_admin)?)
+            .await?;
         let row = conn
             .query_opt(sql::PURGE_AUDIT, &[&actor, &before.naive_utc(), &reason])
             .await?;

@@ -543,7 +543,7 @@ impl EvidenceDialect for SqlEvidence<'_> {
     async fn log_in(&self, connection_string: &SecretValue) -> Result<(Conn, String), EngineError> {
         let target = self.engine.login_target(connection_string)?;
         let login = target.user().unwrap_or_default().to_owned();
-        Ok((super::connect_tagged(&target).await?, login))
+        Ok((self.engine.connect_tagged(&target).await?, login))
     }
 
     async fn session_user(&self, session: &mut Conn) -> Result<String, EngineError> {

@@ -26,7 +26,7 @@ use mssql::Conn;
 use secrets::SecretValue;
 use tiberius::ColumnData;
 
-use super::{connect_tagged, int_at, SqlServerEngine};
+use super::{int_at, SqlServerEngine};
 use crate::investigation::flow::{ReaderDialect, RECORD_LOCK_TIMEOUT_MS};
 use crate::investigation::{
     Dialect, InvestigationColumn, InvestigationFailure, InvestigationRequest, InvestigationRows,
@@ -126,7 +126,10 @@ impl ReaderDialect for SqlReader<'_> {
     const DIALECT: Dialect = Dialect::TSql;
 
     async fn connect(&self, investigator: &SecretValue) -> Result<Conn, EngineError> {
-        let mut conn = connect_tagged(&self.engine.login_target(investigator)?).await?;
+        let mut conn = self
+            .engine
+            .connect_tagged(&self.engine.login_target(investigator)?)
+            .await?;
         conn.batch(&sql::record_lock_timeout(RECORD_LOCK_TIMEOUT_MS))
             .await?;
         Ok(conn)
