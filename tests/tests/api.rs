@@ -33,7 +33,52 @@ tcp_tests::conformance!(
     bad_input_gets_a_clear_problem_and_leaves_nothing_behind,
     listing_and_operation_views_have_the_documented_shape,
     the_tenant_list_pages_every_tenant_exactly_once_and_filters,
+    one_waiting_request_follows_an_operation_to_its_end,
 );
+
+/// `GET /v1/operations/{id}?wait_ms=` answers as soon as the operation ends: right after the
+/// `POST`, one request sees the onboarding succeeded (without `wait_ms` it is still running),
+/// long before the wait is over. A wait beyond the bound is a clear 400.
+async fn one_waiting_request_follows_an_operation_to_its_end(engine: EngineUnderTest) {
+    let env = TestEnv::new(engine).await;
+    let (status, created) = env
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"slug": "waiting-one", "display_name": "Waiting One"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let id = created["operation"]["id"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let (status, op) = env
+        .call(
+            Method::GET,
+            &format!("/v1/operations/{id}?wait_ms=20000"),
+            None,
+        )
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{op}");
+    assert_eq!(op["state"], "succeeded", "{op}");
+    assert!(
+        waited < std::time::Duration::from_secs(15),
+        "answered after {waited:?}, not when the operation ended"
+    );
+    let viewer = env.token("operator");
+    for bad in ["wait_ms=20001", "wait_ms=-1", "wait_ms=soon", "wait=5"] {
+        expect_problem(
+            &env,
+            Method::GET,
+            &format!("/v1/operations/{id}?{bad}"),
+            Some(&viewer),
+            None,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    env.offboard("waiting-one").await;
+}
 
 /// Follows `GET /v1/tenants` page by page through its `Link` headers; the ids in order.
 async fn every_page(env: &TestEnv, first: &str) -> (Vec<String>, usize) {

@@ -238,8 +238,10 @@ pub async fn follow(client: &Client, id: Uuid, style: Style) -> Result<(), Failu
         Style::Live => Box::new(Live::new()),
     };
     let started = Instant::now();
-    let path = format!("/v1/operations/{id}");
+    // The server answers as soon as the operation ends, else after the interval (progress).
+    let path = format!("/v1/operations/{id}?wait_ms={}", POLL_INTERVAL.as_millis());
     loop {
+        let asked = Instant::now();
         let polled = client.get::<Operation>(&path).await;
         let (op, raw) = match polled {
             Ok(answer) => answer,
@@ -274,7 +276,8 @@ pub async fn follow(client: &Client, id: Uuid, style: Style) -> Result<(), Failu
                 Err(failure(&op))
             };
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        // A server that does not wait (one older than `wait_ms`) is not asked in a tight loop.
+        tokio::time::sleep(POLL_INTERVAL.saturating_sub(asked.elapsed())).await;
     }
 }
 

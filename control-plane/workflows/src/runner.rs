@@ -130,6 +130,9 @@ pub struct Runner {
     /// Per database server, the operations of this process that may run steps at once
     /// ([`Services::max_operations_per_server`]).
     per_server: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+    /// Counts the operations this process has run to their end: a caller waiting for one
+    /// ([`Runner::wait_for_end`]) looks again when it moves.
+    ended: Arc<watch::Sender<u64>>,
 }
 
 struct Running {
@@ -157,6 +160,31 @@ impl Runner {
             running: Arc::default(),
             pool_pass: Arc::default(),
             per_server: Arc::default(),
+            ended: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// Operation `id` as soon as it has ended, or as it is once `wait` has passed. It is read
+    /// again each time an operation of this process ends, and at least every quarter second
+    /// (another replica may be running it).
+    pub async fn wait_for_end(
+        &self,
+        id: Uuid,
+        wait: Duration,
+    ) -> Result<Option<OperationRecord>, CatalogError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut ended = self.ended.subscribe();
+        loop {
+            // Marked seen before the read: an end after it wakes the next wait.
+            ended.borrow_and_update();
+            let op = self.services.catalog.operation(id).await?;
+            let now = tokio::time::Instant::now();
+            match &op {
+                Some(o) if !o.state.is_terminal() && now < deadline => {}
+                _ => return Ok(op),
+            }
+            let look_again = (deadline - now).min(Duration::from_millis(250));
+            let _ = tokio::time::timeout(look_again, ended.changed()).await;
         }
     }
 
@@ -292,7 +320,12 @@ impl Runner {
                 warn!(operation = %id, "lease lost; another replica continues this operation");
                 Ok(None)
             }
-            other => other.map(Some),
+            other => {
+                if matches!(other, Ok(state) if state.is_terminal()) {
+                    self.ended.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                other.map(Some)
+            }
         }
     }
 

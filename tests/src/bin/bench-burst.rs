@@ -55,6 +55,7 @@ async fn burst(
     token: &str,
     n: usize,
     clients: usize,
+    poll_ms: u64,
     request: fn(usize) -> (String, serde_json::Value),
 ) -> (Phase, f64) {
     let next = Arc::new(AtomicUsize::new(0));
@@ -72,7 +73,7 @@ async fn burst(
                     }
                     let (path, body) = request(i);
                     let t = Instant::now();
-                    let outcome = run_one(&client, &base, &token, &path, body).await;
+                    let outcome = run_one(&client, &base, &token, &path, body, poll_ms).await;
                     let ms = t.elapsed().as_secs_f64() * 1000.0;
                     let mut p = phase.lock().unwrap();
                     match outcome {
@@ -97,6 +98,7 @@ async fn run_one(
     token: &str,
     path: &str,
     body: serde_json::Value,
+    poll_ms: u64,
 ) -> Result<(), String> {
     let r = client
         .post(format!("{base}{path}"))
@@ -114,9 +116,16 @@ async fn run_one(
         .as_str()
         .ok_or("no operation id")?
         .to_owned();
+    // `poll_ms` 0: one waiting request (`?wait_ms=`), answered when the operation ends; else a
+    // plain read every `poll_ms`, as a client that does not wait would.
+    let path = if poll_ms == 0 {
+        format!("{base}/v1/operations/{id}?wait_ms=20000")
+    } else {
+        format!("{base}/v1/operations/{id}")
+    };
     loop {
         let v: serde_json::Value = client
-            .get(format!("{base}/v1/operations/{id}"))
+            .get(&path)
             .bearer_auth(token)
             .send()
             .await
@@ -126,7 +135,9 @@ async fn run_one(
             .map_err(|e| e.to_string())?;
         match v["state"].as_str() {
             Some("succeeded") => return Ok(()),
-            Some("running") | Some("pending") => tokio::time::sleep(Duration::from_millis(5)).await,
+            Some("running") | Some("pending") => {
+                tokio::time::sleep(Duration::from_millis(poll_ms)).await
+            }
             other => return Err(format!("operation {id} ended {other:?}: {}", v["error"])),
         }
     }
@@ -158,6 +169,8 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
     let clients: usize = arg("--clients").and_then(|s| s.parse().ok()).unwrap_or(8);
+    // 0: clients follow each operation with one waiting request; else they read it every N ms.
+    let poll_ms: u64 = arg("--poll-ms").and_then(|s| s.parse().ok()).unwrap_or(0);
     let pool: usize = arg("--pool").and_then(|s| s.parse().ok()).unwrap_or(50);
     let out = arg("--out").unwrap_or_else(|| "docs/benchmarks.md".into());
 
@@ -247,7 +260,7 @@ async fn main() {
         })
     };
 
-    let (mut onboard, on_wall) = burst(&client, &base, &operator, n, clients, |i| {
+    let (mut onboard, on_wall) = burst(&client, &base, &operator, n, clients, poll_ms, |i| {
         let slug = format!("burst-{i:04}");
         (
             "/v1/tenants".into(),
@@ -279,7 +292,7 @@ async fn main() {
     // Idle with every tenant active and the background passes running.
     tokio::time::sleep(Duration::from_secs(15)).await;
     let rss_with_tenants = rss_kb(pid);
-    let (mut offboard, off_wall) = burst(&client, &base, &operator, n, clients, |i| {
+    let (mut offboard, off_wall) = burst(&client, &base, &operator, n, clients, poll_ms, |i| {
         let slug = format!("burst-{i:04}");
         (
             format!("/v1/tenants/{slug}/offboard"),
@@ -303,11 +316,11 @@ async fn main() {
     let section = format!(
         "{START}\n## A burst of {n} onboardings, then {n} offboardings ({clients} clients)\n\n\
          Produced by `make bench-burst` (`target/release/bench-burst --tenants {n} --clients {clients} \
-         --pool {pool} --out {out}`) on {date}, on a 2-core machine, against a PostgreSQL 15 cluster \
+         --pool {pool}{poll_arg} --out {out}`) on {date}, on a 2-core machine, against a PostgreSQL 15 cluster \
          the benchmark starts itself with the durable defaults `make run`'s cluster has (`fsync`, \
          `full_page_writes`, `synchronous_commit` on). The release server binary with a warm pool of \
          {pool} (filled in {fill_secs:.1} s before the burst); {clients} clients each start an \
-         operation (`POST`), poll it every 5 ms until it ends, and take the next. Latency is per \
+         operation (`POST`), follow it until it ends ({follow}), and take the next. Latency is per \
          operation, from the `POST` to the end; a failure is any answer but 202 or an operation \
          that did not succeed.\n\n\
          | phase | operations | wall (s) | per second | p50 (ms) | p95 (ms) | max (ms) | failures |\n\
@@ -319,6 +332,14 @@ async fn main() {
          - Client connections on the server (catalog, engine admin pool, tenant logins): peak \
          {peak_conns}.\n{failure_lines}{END}\n",
         date = chrono::Utc::now().format("%Y-%m-%d"),
+        poll_arg = if poll_ms == 0 { String::new() } else { format!(" --poll-ms {poll_ms}") },
+        follow = if poll_ms == 0 {
+            "one `GET /v1/operations/{id}?wait_ms=20000`, answered when it ends, as `tenantctl` \
+             follows one"
+                .to_owned()
+        } else {
+            format!("a plain `GET /v1/operations/{{id}}` every {poll_ms} ms")
+        },
         on = summary("onboarding", n, &mut onboard, on_wall),
         off = summary("offboarding", n, &mut offboard, off_wall),
         peak_mb = peak_rss as f64 / 1024.0,
