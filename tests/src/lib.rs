@@ -10,6 +10,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
 pub mod bench;
 pub mod cluster;
 pub mod env;
@@ -23,6 +27,48 @@ pub use cluster::{free_port, server_binary, PgCluster};
 pub use env::{EngineUnderTest, Snapshot, TestEnv, SQLSERVER_SKIPPED};
 pub use keyvault::{KeyVaultDouble, KeyVaultDoubleOptions, LoggedRequest};
 pub use real_server::RealServer;
+
+/// The `tenantctl` binary, built (or brought up to date) once per test process.
+pub fn tenantctl_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "tenantctl", "--bin", "tenantctl"])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build of tenantctl failed");
+        // target/<profile>/deps/<test exe> → target/<profile>/tenantctl
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("tenantctl");
+        assert!(bin.exists(), "tenantctl not found at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Runs `tenantctl` with `args` (no server, no configuration: for its offline commands).
+pub fn tenantctl(args: &[&str]) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(tenantctl_binary());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TENANTCTL_") || k.starts_with("TENANT_CP_") || k == "XDG_CONFIG_HOME" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HOME", home.path())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
 
 /// The step names an operation of `kind` gets on `engine` (from the workflow registry).
 pub fn step_names(

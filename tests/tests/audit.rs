@@ -223,8 +223,29 @@ async fn verification_catches_a_changed_row_and_a_rewritten_chain(engine: Engine
         "{report}"
     );
     assert_eq!(report["first_broken"], broken[0]);
-    env.offboard("audit-tamper").await;
     env.offboard(slug).await;
+
+    // Offboarding keeps a broken log as it is (it is the evidence), and the certificate says
+    // that the archived log does not verify, and where.
+    env.offboard("audit-tamper").await;
+    let (status, cert) = as_role(
+        &env,
+        "auditor",
+        Method::GET,
+        "/v1/tenants/audit-tamper/deletion-certificate",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{cert}");
+    let archived = &cert["payload"]["audit_archive"];
+    assert_eq!(archived["chain_valid"], false, "{cert}");
+    assert!(
+        archived["chain_error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("event {id}:")),
+        "{cert}"
+    );
 }
 
 async fn purge_goes_through_audit_admin_and_keeps_verification_working(engine: EngineUnderTest) {

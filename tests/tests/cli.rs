@@ -8,39 +8,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::path::PathBuf;
+use std::process::Stdio;
 
 use serde_json::Value;
-use tcp_tests::{EngineUnderTest, RealServer, TestEnv};
+use tcp_tests::{tenantctl_binary, EngineUnderTest, RealServer, TestEnv};
 use workflows::Faults;
-
-/// The `tenantctl` binary, built (or brought up to date) once per test process.
-fn tenantctl_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "tenantctl", "--bin", "tenantctl"])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build of tenantctl failed");
-        // target/<profile>/deps/<test exe> → target/<profile>/tenantctl
-        let exe = std::env::current_exe().unwrap();
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .unwrap()
-            .join("tenantctl");
-        assert!(bin.exists(), "tenantctl not found at {}", bin.display());
-        bin
-    })
-    .clone()
-}
 
 /// What one `tenantctl` run did.
 struct Run {

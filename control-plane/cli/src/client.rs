@@ -212,10 +212,28 @@ impl Client {
             .await
     }
 
+    /// `GET path`, returning the body's bytes as sent (a document whose digest matters).
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, Failure> {
+        self.send_raw(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(T, serde_json::Value), Failure> {
+        let body = self.send_raw(request).await?;
+        let raw: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            Failure::new(format!("the control plane answered with invalid JSON: {e}"))
+        })?;
+        let typed = serde_json::from_value(raw.clone()).map_err(|e| {
+            Failure::new(format!("unexpected answer from the control plane: {e}"))
+                .hint("tenantctl and the control plane may be different versions")
+        })?;
+        Ok((typed, raw))
+    }
+
+    async fn send_raw(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
         let response = request
             .header(AUTHORIZATION, self.auth.clone())
             .header(ACCEPT, "application/json")
@@ -226,14 +244,14 @@ impl Client {
         let headers = response.headers().clone();
         let request_id = response_header(&headers, "x-request-id");
         let body = response
-            .text()
+            .bytes()
             .await
             .map_err(|e| transport_failure(&self.base, &e))?;
         if !status.is_success() {
             let retry_after = response_header(&headers, RETRY_AFTER);
             let mut failure = http_failure(
                 status.as_u16(),
-                &body,
+                &String::from_utf8_lossy(&body),
                 request_id.as_deref(),
                 retry_after.as_deref(),
             );
@@ -245,14 +263,7 @@ impl Client {
             }
             return Err(failure);
         }
-        let raw: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
-            Failure::new(format!("the control plane answered with invalid JSON: {e}"))
-        })?;
-        let typed = serde_json::from_value(raw.clone()).map_err(|e| {
-            Failure::new(format!("unexpected answer from the control plane: {e}"))
-                .hint("tenantctl and the control plane may be different versions")
-        })?;
-        Ok((typed, raw))
+        Ok(body.to_vec())
     }
 }
 

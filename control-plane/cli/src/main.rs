@@ -128,6 +128,9 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Offboarded tenants' audit logs, kept in the archive store.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Check the signature of a saved signed document (deletion certificate, evidence) offline.
     Verify {
         /// The document, as written by `--out`.
@@ -237,6 +240,38 @@ enum TenantsCommand {
         /// Write the signed document to this file (check it later with `tenantctl verify`).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Audit archives (the whole audit log of an offboarded tenant, signed).
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ArchiveCommand {
+    /// Fetch an offboarded tenant's audit archive (needs the auditor role), check it, and write
+    /// it byte for byte to a file.
+    Get {
+        /// The tenant's slug.
+        slug: TenantSlug,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check a saved audit archive offline: signature, every hash and link of the chain, and
+    /// (with --sha256) that it is the file the deletion certificate names.
+    Verify {
+        /// The archive, as `audit archive get --out` wrote it.
+        file: PathBuf,
+        /// The trusted public key (as for `tenantctl verify`).
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
+        /// The digest the deletion certificate quotes (`audit_archive.sha256`).
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
     },
 }
 
@@ -595,6 +630,45 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 emit_json(&v)?;
             } else {
                 emit(&signed::evidence_summary(&verified, &out));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Archive(ArchiveCommand::Get { slug, out })) => {
+            let client = connect_as(AUDITOR_ROLE)?;
+            let bytes = client
+                .get_bytes(&format!("/v1/tenants/{slug}/audit-archive"))
+                .await?;
+            let what = PathBuf::from(format!("the audit archive of {slug}"));
+            let checked = signed::check_archive(&what, &bytes, None, None)?;
+            signed::save_bytes(&out, &bytes)?;
+            if json {
+                let mut v = signed::archive_json(&checked);
+                v["out"] = out.display().to_string().into();
+                emit_json(&v)?;
+            } else {
+                emit(&format!(
+                    "{}
+written to {}; check it later with `tenantctl audit archive verify {}`",
+                    signed::archive_summary(&checked),
+                    out.display(),
+                    out.display()
+                ));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Archive(ArchiveCommand::Verify {
+            file,
+            public_key,
+            sha256,
+        })) => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| Failure::new(format!("cannot read {}: {e}", file.display())))?;
+            let checked =
+                signed::check_archive(&file, &bytes, public_key.as_deref(), sha256.as_deref())?;
+            if json {
+                emit_json(&signed::archive_json(&checked))?;
+            } else {
+                emit(&signed::archive_summary(&checked));
             }
             Ok(ExitCode::SUCCESS)
         }

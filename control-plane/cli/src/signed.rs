@@ -290,6 +290,119 @@ pub fn evidence_summary(v: &Verified, out: &Path) -> String {
     lines.join("\n")
 }
 
+/// An audit archive checked offline: its signature, then its chain
+/// ([`evidence::archive::verify_archive`]), and the SHA-256 of its bytes (the deletion
+/// certificate's `audit_archive.sha256`).
+pub struct CheckedArchive {
+    /// The signature.
+    pub verified: Verified,
+    /// The chain.
+    pub archive: evidence::archive::VerifiedArchive,
+    /// SHA-256 of the file's bytes, lower-case hex.
+    pub sha256: String,
+}
+
+/// Checks audit-archive bytes (a file, or an answer of `GET /v1/tenants/{slug}/audit-archive`).
+pub fn check_archive(
+    what: &Path,
+    bytes: &[u8],
+    public_key: Option<&str>,
+    expected_sha256: Option<&str>,
+) -> Result<CheckedArchive, Failure> {
+    let envelope: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Failure::new(format!("{} is not JSON: {e}", what.display()))
+            .hint("pass the file `tenantctl audit archive get SLUG --out FILE` wrote")
+    })?;
+    let trusted = public_key.map(trusted_key).transpose()?;
+    let verified = evidence::verify_document(&envelope, trusted.as_deref())
+        .map_err(|e| verify_failure(what, &e))?;
+    let archive = evidence::archive::verify_archive(&verified.payload).map_err(|e| {
+        Failure::new(format!(
+            "{}: the signature is valid (the file is as the control plane archived it), but the \
+             archived log does not verify: {e}",
+            what.display()
+        ))
+        .hint(
+            "the log was already changed inside the tenant database when it was archived (the \
+             deletion certificate's audit_archive.chain_valid is false); keep the archive as the \
+             evidence of it",
+        )
+    })?;
+    let sha256 = evidence::archive::sha256_hex(bytes);
+    if let Some(expected) = expected_sha256 {
+        if !expected.trim().eq_ignore_ascii_case(&sha256) {
+            return Err(Failure::new(format!(
+                "{}: SHA-256 {sha256}, but {} was expected",
+                what.display(),
+                expected.trim()
+            ))
+            .hint(
+                "compare with the deletion certificate's audit_archive.sha256; the file is not \
+                 the one archived (re-saved or changed)",
+            ));
+        }
+    }
+    Ok(CheckedArchive {
+        verified,
+        archive,
+        sha256,
+    })
+}
+
+/// A few lines about a checked audit archive.
+pub fn archive_summary(c: &CheckedArchive) -> String {
+    let a = &c.archive;
+    let head = a.head.as_ref().map_or("none (empty log)".to_owned(), |h| {
+        format!("event {} ({})", h.id, h.hash)
+    });
+    let start = if a.from_genesis {
+        "from genesis"
+    } else {
+        "from an audit purge's anchor"
+    };
+    [
+        format!("audit archive of {}: valid", a.slug),
+        format!(
+            "events:      {} ({} hashes recomputed), chained {start}",
+            a.events, a.recomputed
+        ),
+        format!("head:        {head}"),
+        format!(
+            "sha256:      {} (the deletion certificate's audit_archive.sha256)",
+            c.sha256
+        ),
+        format!("signature:   {}", verified_line(&c.verified)),
+    ]
+    .join("\n")
+}
+
+/// `--json` output for a checked audit archive.
+pub fn archive_json(c: &CheckedArchive) -> Value {
+    let mut v = verified_json(&c.verified);
+    v["archive"] = serde_json::to_value(&c.archive).unwrap_or(Value::Null);
+    v["sha256"] = c.sha256.clone().into();
+    v
+}
+
+/// Writes `bytes` to `out` exactly (the digest must stay the archived one), through a temporary
+/// file and a rename.
+pub fn save_bytes(out: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| Failure::new(format!("cannot write {}: {e}", out.display()));
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    let temp = out.with_file_name(name);
+    let written = (|| {
+        let mut f = std::fs::File::create(&temp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&temp, out)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map_err(fail)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

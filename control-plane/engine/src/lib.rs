@@ -6,7 +6,7 @@
 //! get validated names ([`TenantNames`]) and credentials, and return typed errors.
 
 pub mod assets;
-pub mod audit_hash;
+pub use ::evidence::audit_hash;
 pub mod context;
 mod error;
 pub mod evidence;
@@ -430,6 +430,15 @@ pub trait Engine: Send + Sync + 'static {
         names: &TenantNames,
         query: &AuditEventQuery,
     ) -> Result<Vec<AuditEvent>, EngineError>;
+    /// The tenant's audit events after `after_id`, oldest first, at most `limit`, exactly as
+    /// stored (detail text, hash version, both hashes): what the audit archive keeps
+    /// ([`::evidence::archive`]). Read as the control plane's admin.
+    async fn archived_events(
+        &self,
+        names: &TenantNames,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<::evidence::archive::ArchivedEvent>, EngineError>;
     /// The stored hashes of these events, for checking the catalog's anchors.
     async fn audit_hashes(
         &self,

@@ -33,6 +33,8 @@
 //! Nothing here reads files or knows HTTP: the server loads the private key from its data
 //! directory, and `tenantctl verify` reads a document from a file.
 
+pub mod archive;
+pub mod audit_hash;
 mod canonical;
 mod verify;
 

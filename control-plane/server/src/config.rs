@@ -84,6 +84,9 @@ pub struct Config {
     pub listen: String,
     /// Directory for local state: signing key, local secret store, the local cluster.
     pub data_dir: PathBuf,
+    /// Where audit archives are written (read-only files, never removed by the control plane);
+    /// default `<data_dir>/archive`. Back it up, or put it on storage with a retention lock.
+    pub archive_dir: Option<PathBuf>,
     /// The engine that hosts tenant databases: `postgres` or `sqlserver`.
     pub engine: EngineKind,
     /// libpq URL of a PostgreSQL superuser on the maintenance database. When unset, read from
@@ -293,6 +296,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from(".data"),
+            archive_dir: None,
             engine: EngineKind::Postgres,
             postgres_admin_url: None,
             sqlserver_admin_url: None,
@@ -435,6 +439,13 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Where audit archives are written.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.archive_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("archive"))
     }
 
     /// The secret store to open: the local one under `<data_dir>/secrets` by default, or Key

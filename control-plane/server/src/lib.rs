@@ -232,6 +232,8 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         observer: Some(metrics.clone()),
         pool_wake: Default::default(),
         max_operations_per_server: config.max_operations_per_server,
+        archive: Arc::new(workflows::archive::LocalArchive::new(config.archive_dir())),
+        signer: signer.clone(),
     });
     let resumed = runner.resume_all().await?;
     if resumed > 0 {

@@ -133,6 +133,7 @@ async fn openapi_json() -> Response {
         handlers::audit::purge,
         handlers::evidence::signing_key,
         handlers::evidence::deletion_certificate,
+        handlers::evidence::audit_archive,
         handlers::evidence::tenant_evidence,
         handlers::servers::register_server,
         handlers::servers::list_servers,

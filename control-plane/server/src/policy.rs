@@ -75,6 +75,7 @@ pub const POLICY: &[Rule] = &[
     rule("POST", "/v1/rollouts/{id}/abort", ADMIN),
     rule("GET", "/v1/fleet/schema", ADMIN),
     rule("GET", "/v1/tenants/{slug}/deletion-certificate", AUDITOR),
+    rule("GET", "/v1/tenants/{slug}/audit-archive", AUDITOR),
     rule("GET", "/v1/tenants/{slug}/evidence", AUDITOR),
     rule("GET", "/v1/signing-key", Access::Authenticated),
     rule("GET", "/v1/openapi.json", Access::Public),

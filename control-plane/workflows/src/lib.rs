@@ -11,6 +11,7 @@
 //! anchors and the credential check (`credential_check.rs`), which only reads secrets and logs
 //! in.
 
+pub mod archive;
 mod credential_check;
 pub mod engines;
 mod error;
@@ -111,6 +112,10 @@ pub struct Services {
     /// Most operations of this process that run steps on one database server at once (0: no
     /// limit): a burst of requests queues here instead of overloading a server.
     pub max_operations_per_server: usize,
+    /// Where audit archives are kept ([`archive`]).
+    pub archive: Arc<dyn archive::ArchiveStore>,
+    /// Signs the documents workflows write (audit archives).
+    pub signer: evidence::Signer,
 }
 
 /// Watches the runner's steps and the credential check, e.g. to count them and time them for

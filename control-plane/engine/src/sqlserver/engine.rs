@@ -760,6 +760,15 @@ impl Engine for SqlServerEngine {
         self.read_audit_events(names, query).await
     }
 
+    async fn archived_events(
+        &self,
+        names: &TenantNames,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<::evidence::archive::ArchivedEvent>, EngineError> {
+        self.read_archived_events(names, after_id, limit).await
+    }
+
     async fn audit_hashes(
         &self,
         names: &TenantNames,

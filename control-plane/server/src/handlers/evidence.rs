@@ -15,6 +15,7 @@ mod bundle;
 use api_types::{Problem, TenantSecrets, TenantSlug, TenantState};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse as _;
 use axum::routing::get;
 use axum::{Json, Router};
 use catalog::{AuditRecord, TenantRecord};
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
             get(deletion_certificate),
         )
         .route("/v1/tenants/{slug}/evidence", get(tenant_evidence))
+        .route("/v1/tenants/{slug}/audit-archive", get(audit_archive))
 }
 
 /// The public half of the document-signing key.
@@ -130,6 +132,72 @@ async fn deletion_certificate(
                    kid = %signed.signature.kid, actor = %caller.subject,
                    "deletion certificate signed");
     Ok(Json(signed))
+}
+
+/// The audit archive that offboarding wrote for the tenant under this slug (the newest
+/// offboarded one), exactly as stored: a signed document whose payload holds every event of the
+/// tenant's audit log with its hashes. Its SHA-256 is the certificate's `audit_archive.sha256`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{slug}/audit-archive",
+    tag = "evidence",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    responses(
+        (status = 200, description = "The signed audit archive, byte for byte as archived", body = SignedDocumentDoc),
+        (status = 400, description = "The slug is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug, it is not offboarded, or its offboarding archived no log (it had no database)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The archive store could not be read; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn audit_archive(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+) -> Result<axum::response::Response, AppError> {
+    let slug = parse_slug(&slug)?;
+    let tenant = state
+        .catalog
+        .tenant_by_slug(&slug)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("tenant {slug} not found")))?;
+    let certificate = match state.catalog.deletion_certificate(tenant.id).await? {
+        Some(c) => Some(c),
+        None => earlier_certificate(&state, &tenant).await?,
+    };
+    let Some(certificate) = certificate else {
+        return Err(AppError::not_found(format!(
+            "tenant {slug} has no audit archive: it is {}; offboarding writes one before the \
+             database is dropped",
+            tenant.state
+        )));
+    };
+    let Some(key) = certificate
+        .detail
+        .pointer("/audit_archive/key")
+        .and_then(Value::as_str)
+    else {
+        return Err(AppError::not_found(format!(
+            "the offboarding of {slug} archived no audit log (its database did not exist, or it \
+             was offboarded before audit archives were written)"
+        )));
+    };
+    let store = &state.orchestrator.runner().services().archive;
+    let bytes = store
+        .get(key)
+        .await
+        .map_err(|e| AppError::unavailable(format!("reading the audit archive: {e}")))?
+        .ok_or_else(|| {
+            AppError::internal(&format!(
+                "the audit archive {key} the certificate names is missing from {}",
+                store.location()
+            ))
+        })?;
+    tracing::info!(tenant = %slug, key, actor = %caller.subject, "audit archive read");
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response())
 }
 
 /// When the slug now belongs to a newer tenant (slugs are released after offboarding), the

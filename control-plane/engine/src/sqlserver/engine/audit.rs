@@ -42,6 +42,20 @@ pub(super) mod sql {
           WHERE Id > @P1 AND OccurredAt >= @P2 AND OccurredAt < @P3 \
             AND (@P4 = N'' OR Action = @P4) AND (@P5 = N'' OR Actor = @P5) \
           ORDER BY Id;";
+    /// Events after id `@P1`, at most `@P2`, exactly as stored (the audit archive).
+    pub const ARCHIVED_EVENTS: &str =
+        "SELECT TOP (@P2) Id, OccurredAt, Origin, Principal, Actor, Action, Detail, RequestId, \
+                HashVersion, \
+                CAST(LOWER(CONVERT(varchar(64), PrevHash, 2)) AS varchar(64)) AS PrevHash, \
+                CAST(LOWER(CONVERT(varchar(64), Hash, 2)) AS varchar(64)) AS Hash \
+           FROM audit.AuditEvents WHERE Id > @P1 ORDER BY Id;";
+    /// The same from a tenant database of audit format 1 (no Origin or HashVersion yet).
+    pub const ARCHIVED_EVENTS_FORMAT_1: &str =
+        "SELECT TOP (@P2) Id, OccurredAt, CAST(NULL AS nvarchar(20)) AS Origin, Principal, \
+                Actor, Action, Detail, RequestId, CAST(1 AS smallint) AS HashVersion, \
+                CAST(LOWER(CONVERT(varchar(64), PrevHash, 2)) AS varchar(64)) AS PrevHash, \
+                CAST(LOWER(CONVERT(varchar(64), Hash, 2)) AS varchar(64)) AS Hash \
+           FROM audit.AuditEvents WHERE Id > @P1 ORDER BY Id;";
     /// The oldest event id left.
     pub const AUDIT_FIRST_ID: &str = "SELECT MIN(Id) FROM audit.AuditEvents;";
     /// Stored hashes of the events whose ids are in the JSON array `@P1`.
@@ -70,6 +84,11 @@ pub(super) fn generated_statements() -> Vec<(&'static str, String)> {
         ),
         ("audit_events", sql::AUDIT_EVENTS.to_owned()),
         ("audit_first_id", sql::AUDIT_FIRST_ID.to_owned()),
+        ("archived_events", sql::ARCHIVED_EVENTS.to_owned()),
+        (
+            "archived_events_format_1",
+            sql::ARCHIVED_EVENTS_FORMAT_1.to_owned(),
+        ),
         ("audit_hashes", sql::AUDIT_HASHES.to_owned()),
         ("purge_audit", sql::PURGE_AUDIT.to_owned()),
     ]
@@ -139,6 +158,49 @@ impl SqlServerEngine {
                 })
             })
             .collect()
+    }
+
+    /// See [`crate::Engine::archived_events`]; reads format 1 databases too.
+    pub(super) async fn read_archived_events(
+        &self,
+        names: &TenantNames,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<::evidence::archive::ArchivedEvent>, EngineError> {
+        let mut conn = self.tenant_conn(&names.database).await?;
+        let format_2 = conn
+            .query_opt(sql::HAS_ORIGIN, &[])
+            .await?
+            .and_then(|r| int_at(&r, 0))
+            .is_some();
+        let statement = if format_2 {
+            sql::ARCHIVED_EVENTS
+        } else {
+            sql::ARCHIVED_EVENTS_FORMAT_1
+        };
+        let rows = conn.query(statement, &[&after_id, &limit]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let text = |i: usize| r.get::<&str, _>(i).map(str::to_owned);
+                ::evidence::archive::ArchivedEvent {
+                    id: int_at(r, 0).unwrap_or_default(),
+                    occurred_at: r
+                        .get::<chrono::NaiveDateTime, _>(1)
+                        .map(|t| t.and_utc())
+                        .unwrap_or_default(),
+                    origin: text(2),
+                    principal: text(3).unwrap_or_default(),
+                    actor: text(4).unwrap_or_default(),
+                    action: text(5).unwrap_or_default(),
+                    detail: text(6).unwrap_or_default(),
+                    request_id: text(7),
+                    hash_version: r.get::<i16, _>(8).unwrap_or(1),
+                    prev_hash: text(9).unwrap_or_default(),
+                    hash: text(10).unwrap_or_default(),
+                }
+            })
+            .collect())
     }
 
     /// See [`crate::Engine::audit_hashes`].

@@ -1,0 +1,358 @@
+//! A tenant's audit archive: every event of its audit log as the database stored it (each with
+//! its predecessor's hash and its own), written before the database is dropped, as the payload
+//! of a signed document. [`verify_archive`] checks it without any database: every format 2 hash
+//! recomputed ([`crate::audit_hash`]), every link from one event to the next, and the head the
+//! payload names. With the envelope's signature ([`crate::verify`]) and the file's SHA-256 (the
+//! deletion certificate quotes it), a change to any byte is found.
+//!
+//! ```json
+//! {
+//!   "document": "tenant-audit-archive", "format": 1,
+//!   "tenant": {"id": "...", "slug": "acme-corp"},
+//!   "engine": "postgres", "server": "db1:5432", "database": "tenant_acme_corp",
+//!   "operation_id": "...", "archived_at": "2026-12-07T10:00:00Z",
+//!   "chain": {"events": 42, "first_prev_hash": "00…00", "head": {"id": 42, "hash": "…"}},
+//!   "events": [{"id": 1, "occurred_at": "…", "origin": "control_plane", "principal": "…",
+//!               "actor": "…", "action": "tenant.provisioned", "detail": "{\"database\": …}",
+//!               "request_id": null, "hash_version": 2, "prev_hash": "00…00", "hash": "…"}]
+//! }
+//! ```
+//!
+//! `detail` is the stored JSON *text*, byte for byte (the hash covers that text, and PostgreSQL's
+//! `jsonb` output is not what a JSON serializer writes). The first event chains to genesis (32
+//! zero bytes) unless an audit purge removed the events before it; then its `prev_hash` is the
+//! purge's anchor, which the purge event in the archive names.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::audit_hash::{event_hash_v2, EventFields};
+
+/// The payload's `document` member.
+pub const DOCUMENT: &str = "tenant-audit-archive";
+/// The payload's `format` member.
+pub const FORMAT: u32 = 1;
+/// The hash a chain starts from: 32 zero bytes, hex.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One event as its tenant database stored it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchivedEvent {
+    /// Position in the chain.
+    pub id: i64,
+    /// When it was appended.
+    pub occurred_at: DateTime<Utc>,
+    /// Verified by the database: `control_plane` or `application` (`None` before format 2).
+    pub origin: Option<String>,
+    /// Verified by the database: the login that wrote it.
+    pub principal: String,
+    /// Asserted by the writer.
+    pub actor: String,
+    /// What happened.
+    pub action: String,
+    /// The stored JSON text, byte for byte.
+    pub detail: String,
+    /// Asserted by the writer.
+    pub request_id: Option<String>,
+    /// 1 or 2 (format 1 hashes are linked but not recomputed here).
+    pub hash_version: i16,
+    /// The predecessor's hash (genesis for the first event), lower-case hex.
+    pub prev_hash: String,
+    /// This event's hash, lower-case hex.
+    pub hash: String,
+}
+
+/// The chain a payload declares.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSummary {
+    /// How many events the archive holds.
+    pub events: usize,
+    /// The first event's predecessor: genesis, or the anchor of the purge before it.
+    pub first_prev_hash: Option<String>,
+    /// The last event.
+    pub head: Option<ChainHead>,
+}
+
+/// An event of the chain by id and hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainHead {
+    /// Its id.
+    pub id: i64,
+    /// Its hash, lower-case hex.
+    pub hash: String,
+}
+
+/// The chain part of a payload for `events` (oldest first).
+pub fn summarize(events: &[ArchivedEvent]) -> ChainSummary {
+    ChainSummary {
+        events: events.len(),
+        first_prev_hash: events.first().map(|e| e.prev_hash.clone()),
+        head: events.last().map(|e| ChainHead {
+            id: e.id,
+            hash: e.hash.clone(),
+        }),
+    }
+}
+
+/// What [`verify_archive`] found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifiedArchive {
+    /// The tenant's slug.
+    pub slug: String,
+    /// Events in the archive.
+    pub events: usize,
+    /// Of those, format 2 events whose hash was recomputed.
+    pub recomputed: usize,
+    /// Whether the first event chains to genesis (else to a purge's anchor).
+    pub from_genesis: bool,
+    /// The head.
+    pub head: Option<ChainHead>,
+}
+
+/// Why an archive does not verify.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArchiveError {
+    /// Not an audit archive of this format.
+    #[error("not a tenant audit archive of format {FORMAT}: {0}")]
+    Shape(String),
+    /// An event's stored hash is not the hash of its content.
+    #[error("event {id}: its hash does not match its content (changed after it was written)")]
+    Hash {
+        /// The event.
+        id: i64,
+    },
+    /// An event does not chain to the one before it.
+    #[error(
+        "event {id}: does not chain to event {previous} (an event was removed, added or reordered)"
+    )]
+    Link {
+        /// The event.
+        id: i64,
+        /// The one before it in the archive.
+        previous: i64,
+    },
+    /// The first event chains neither to genesis nor to a purge's anchor in the archive.
+    #[error("event {id}: chains to {prev_hash}, which is neither genesis nor the anchor of a purge in the archive")]
+    Start {
+        /// The first event.
+        id: i64,
+        /// What it chains to.
+        prev_hash: String,
+    },
+    /// The declared chain (count, start or head) is not the events'.
+    #[error("the archive declares {declared}, its events show {actual}")]
+    Declared {
+        /// What the payload says.
+        declared: String,
+        /// What the events show.
+        actual: String,
+    },
+}
+
+/// Checks an archive's payload (the signed envelope's `payload`): its shape, every format 2
+/// hash, every link, and the declared count and head.
+pub fn verify_archive(payload: &Value) -> Result<VerifiedArchive, ArchiveError> {
+    let shape = |m: &str| ArchiveError::Shape(m.to_owned());
+    if payload.get("document").and_then(Value::as_str) != Some(DOCUMENT) {
+        return Err(shape("document is not tenant-audit-archive"));
+    }
+    if payload.get("format").and_then(Value::as_u64) != Some(u64::from(FORMAT)) {
+        return Err(shape("unknown format"));
+    }
+    let slug = payload
+        .pointer("/tenant/slug")
+        .and_then(Value::as_str)
+        .ok_or_else(|| shape("no tenant.slug"))?
+        .to_owned();
+    let events: Vec<ArchivedEvent> = serde_json::from_value(
+        payload
+            .get("events")
+            .cloned()
+            .ok_or_else(|| shape("no events"))?,
+    )
+    .map_err(|e| ArchiveError::Shape(format!("events: {e}")))?;
+    let declared: ChainSummary = serde_json::from_value(
+        payload
+            .get("chain")
+            .cloned()
+            .ok_or_else(|| shape("no chain"))?,
+    )
+    .map_err(|e| ArchiveError::Shape(format!("chain: {e}")))?;
+    let mut recomputed = 0;
+    for (i, e) in events.iter().enumerate() {
+        let prev =
+            hex_32(&e.prev_hash).ok_or_else(|| shape("a prev_hash is not 32 bytes of hex"))?;
+        hex_32(&e.hash).ok_or_else(|| shape("a hash is not 32 bytes of hex"))?;
+        if e.hash_version == 2 {
+            let fields = EventFields {
+                id: e.id,
+                occurred_at: e.occurred_at,
+                origin: e.origin.as_deref(),
+                principal: &e.principal,
+                actor: &e.actor,
+                action: &e.action,
+                detail: &e.detail,
+                request_id: e.request_id.as_deref(),
+            };
+            if hex(&event_hash_v2(&prev, &fields)) != e.hash {
+                return Err(ArchiveError::Hash { id: e.id });
+            }
+            recomputed += 1;
+        }
+        if i > 0 {
+            let before = &events[i - 1];
+            if e.id <= before.id || e.prev_hash != before.hash {
+                return Err(ArchiveError::Link {
+                    id: e.id,
+                    previous: before.id,
+                });
+            }
+        }
+    }
+    let from_genesis = events.first().is_none_or(|e| e.prev_hash == GENESIS);
+    if let Some(first) = events.first().filter(|_| !from_genesis) {
+        // A purge records the anchor it left (the hash the first remaining event chains to).
+        let anchored = events.iter().any(|e| {
+            e.action == "audit.purge"
+                && serde_json::from_str::<Value>(&e.detail)
+                    .ok()
+                    .and_then(|d| d.get("anchor").and_then(Value::as_str).map(str::to_owned))
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&first.prev_hash))
+        });
+        if !anchored {
+            return Err(ArchiveError::Start {
+                id: first.id,
+                prev_hash: first.prev_hash.clone(),
+            });
+        }
+    }
+    let actual = summarize(&events);
+    if declared != actual {
+        return Err(ArchiveError::Declared {
+            declared: serde_json::to_string(&declared).unwrap_or_default(),
+            actual: serde_json::to_string(&actual).unwrap_or_default(),
+        });
+    }
+    Ok(VerifiedArchive {
+        slug,
+        events: events.len(),
+        recomputed,
+        from_genesis,
+        head: actual.head,
+    })
+}
+
+/// Lower-case hex SHA-256 of a file's bytes (the digest a deletion certificate quotes).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    /// A chain of `n` format 2 events from genesis, as a database would store it.
+    fn chain(n: i64) -> Vec<ArchivedEvent> {
+        let mut prev = GENESIS.to_owned();
+        (1..=n)
+            .map(|id| {
+                let mut e = ArchivedEvent {
+                    id,
+                    occurred_at: DateTime::from_timestamp(1_700_000_000 + id, 123_000).unwrap(),
+                    origin: Some("control_plane".into()),
+                    principal: "t_acme_admin".into(),
+                    actor: "ops@example.com".into(),
+                    action: "tenant.provisioned".into(),
+                    detail: format!(r#"{{"n": {id}}}"#),
+                    request_id: None,
+                    hash_version: 2,
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                let fields = EventFields {
+                    id,
+                    occurred_at: e.occurred_at,
+                    origin: e.origin.as_deref(),
+                    principal: &e.principal,
+                    actor: &e.actor,
+                    action: &e.action,
+                    detail: &e.detail,
+                    request_id: None,
+                };
+                e.hash = hex(&event_hash_v2(&hex_32(&prev).unwrap(), &fields));
+                prev = e.hash.clone();
+                e
+            })
+            .collect()
+    }
+
+    fn payload(events: &[ArchivedEvent]) -> Value {
+        json!({
+            "document": DOCUMENT, "format": FORMAT,
+            "tenant": {"id": "t", "slug": "acme"},
+            "chain": summarize(events),
+            "events": events,
+        })
+    }
+
+    #[test]
+    fn an_intact_archive_verifies() {
+        let v = verify_archive(&payload(&chain(3))).unwrap();
+        assert_eq!((v.events, v.recomputed, v.from_genesis), (3, 3, true));
+        assert_eq!(v.head.unwrap().id, 3);
+        // An empty log is an archive too.
+        assert_eq!(verify_archive(&payload(&[])).unwrap().events, 0);
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_found() {
+        let events = chain(4);
+        let mut changed = events.clone();
+        changed[1].actor = "someone else".into();
+        assert_eq!(
+            verify_archive(&payload(&changed)),
+            Err(ArchiveError::Hash { id: 2 })
+        );
+        let mut removed = events.clone();
+        removed.remove(2);
+        assert_eq!(
+            verify_archive(&payload(&removed)),
+            Err(ArchiveError::Link { id: 4, previous: 2 })
+        );
+        let truncated_head = events[..3].to_vec();
+        let mut p = payload(&truncated_head);
+        p["chain"] = serde_json::to_value(summarize(&events)).unwrap();
+        assert!(matches!(
+            verify_archive(&p),
+            Err(ArchiveError::Declared { .. })
+        ));
+        // Dropping the first events leaves a chain that starts nowhere.
+        assert!(matches!(
+            verify_archive(&payload(&events[1..])),
+            Err(ArchiveError::Start { id: 2, .. })
+        ));
+    }
+}

@@ -1,0 +1,206 @@
+//! The archive store: where what outlives a tenant database is kept (its audit archive, written
+//! by offboarding before the drop). Objects are written once and never changed or removed by the
+//! control plane; a retried write of the same bytes succeeds, different bytes under the same key
+//! are refused.
+//!
+//! [`LocalArchive`] keeps them as read-only files under a directory (development and `make
+//! run`: `<data_dir>/archive`). Production wants a store with its own retention lock (Azure Blob
+//! Storage with a time-based immutability policy); that backend is not built yet.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+/// What went wrong with the archive store.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveStoreError {
+    /// The key is not one the control plane makes.
+    #[error("invalid archive key {0:?}")]
+    Key(String),
+    /// An object with other bytes is already under the key (objects are written once).
+    #[error("archive object {key} already exists with other content; objects are never replaced")]
+    Exists {
+        /// The key.
+        key: String,
+    },
+    /// The store could not be read or written.
+    #[error("archive store {location}: {detail}")]
+    Io {
+        /// Where.
+        location: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Where archives are kept.
+#[async_trait]
+pub trait ArchiveStore: Send + Sync {
+    /// The backend (`local`).
+    fn backend(&self) -> &'static str;
+    /// Where, for certificates and errors (a directory, a container URL); never a secret.
+    fn location(&self) -> String;
+    /// Writes `bytes` under `key` unless an object is there: the same bytes there already are
+    /// success (a retried step), other bytes [`ArchiveStoreError::Exists`].
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), ArchiveStoreError>;
+    /// The object under `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveStoreError>;
+}
+
+/// Keys are relative paths of lower-case letters, digits, `-`, `_` and `.`, in segments that
+/// are neither empty nor `.`/`..`.
+fn check_key(key: &str) -> Result<(), ArchiveStoreError> {
+    let ok = !key.is_empty()
+        && key.len() <= 512
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+                })
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ArchiveStoreError::Key(key.to_owned()))
+    }
+}
+
+/// Read-only files under a directory.
+#[derive(Clone, Debug)]
+pub struct LocalArchive {
+    root: PathBuf,
+}
+
+impl LocalArchive {
+    /// A store under `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalArchive { root: root.into() }
+    }
+
+    fn io(&self, e: impl std::fmt::Display) -> ArchiveStoreError {
+        ArchiveStoreError::Io {
+            location: self.location(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Writes `bytes` to a new file beside `path` and links it in place: the link fails when an
+/// object is already there, so no write ever replaces one. The file is flushed to disk, made
+/// read-only, and the directory flushed, before this returns.
+fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o444))?;
+    let created = match std::fs::hard_link(tmp.path(), path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(e),
+    };
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(created)
+}
+
+#[async_trait]
+impl ArchiveStore for LocalArchive {
+    fn backend(&self) -> &'static str {
+        "local"
+    }
+
+    fn location(&self) -> String {
+        format!("local directory {}", self.root.display())
+    }
+
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), ArchiveStoreError> {
+        check_key(key)?;
+        let path = self.root.join(key);
+        let data = bytes.to_vec();
+        let created = tokio::task::spawn_blocking(move || write_once(&path, &data))
+            .await
+            .map_err(|e| self.io(e))?
+            .map_err(|e| self.io(e))?;
+        if created {
+            return Ok(());
+        }
+        match self.get(key).await? {
+            Some(existing) if existing == bytes => Ok(()),
+            _ => Err(ArchiveStoreError::Exists {
+                key: key.to_owned(),
+            }),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArchiveStoreError> {
+        check_key(key)?;
+        match tokio::fs::read(self.root.join(key)).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn objects_are_written_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalArchive::new(dir.path());
+        store.put("tenants/a/audit-1.json", b"one").await.unwrap();
+        // The same bytes again: a retried step.
+        store.put("tenants/a/audit-1.json", b"one").await.unwrap();
+        let err = store
+            .put("tenants/a/audit-1.json", b"two")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ArchiveStoreError::Exists { .. }), "{err}");
+        assert_eq!(
+            store.get("tenants/a/audit-1.json").await.unwrap().unwrap(),
+            b"one"
+        );
+        assert!(store.get("tenants/a/none.json").await.unwrap().is_none());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("tenants/a/audit-1.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o444);
+        // No temporary file is left beside it.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tenants/a"))
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_cannot_leave_the_store() {
+        let store = LocalArchive::new("/nonexistent");
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "a//b",
+            "A.json",
+            "a/./b",
+            "a b",
+        ] {
+            assert!(
+                matches!(store.get(bad).await, Err(ArchiveStoreError::Key(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
