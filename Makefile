@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run stop test unit integration lint fmt tsql-gate bench bench-burst deps build clean openapi fuzz
+.PHONY: run stop test unit integration lint fmt tsql-gate bench bench-burst bench-export deps build clean openapi fuzz
 
 ## run: start the local PostgreSQL cluster (.data/pg, 127.0.0.1:55432) and the control plane on 127.0.0.1:8080
 run: deps
@@ -34,11 +34,17 @@ test: deps
 		$(CARGO) nextest run --workspace --no-fail-fast -E 'not (package(tcp-tests) & test(/^sqlserver::/))'; \
 	fi
 
-## bench: onboard/offboard 50 tenants through the API, then roll a migration out to 200 (BENCH_ROLLOUT_TENANTS), each vs a plain psql baseline; writes docs/benchmarks.md
+## bench: onboard/offboard 100 tenants (200 offboardings) through the API, then roll a migration out to 200 (BENCH_ROLLOUT_TENANTS), each vs a plain psql baseline, then export a tenant of 1,000,000 rows; writes docs/benchmarks.md
 bench: deps
 	$(CARGO) build --release -p server -p tcp-tests --bins
-	./target/release/bench-onboarding --tenants $${BENCH_TENANTS:-50} --out docs/benchmarks.md
+	./target/release/bench-onboarding --tenants $${BENCH_TENANTS:-100} --out docs/benchmarks.md
 	./target/release/bench-rollout --tenants $${BENCH_ROLLOUT_TENANTS:-200} --out docs/benchmarks.md
+	./target/release/bench-export --rows $${BENCH_EXPORT_ROWS:-1000000} --out docs/benchmarks.md
+
+## bench-export: export one tenant of 1,000,000 rows through the API; writes docs/benchmarks.md
+bench-export: deps
+	$(CARGO) build --release -p server -p tcp-tests --bins
+	./target/release/bench-export --rows $${BENCH_EXPORT_ROWS:-1000000} --out docs/benchmarks.md
 
 ## bench-burst: 1,000 onboardings then 1,000 offboardings from 8 concurrent clients (warm pool 50); peak memory and connections; writes docs/benchmarks.md
 bench-burst: deps

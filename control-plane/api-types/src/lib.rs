@@ -87,6 +87,8 @@ impl OperationKind {
     pub const ROTATE: OperationKind = OperationKind::of("rotate");
     /// Bring the tenant database to a schema version of the release.
     pub const MIGRATE: OperationKind = OperationKind::of("migrate");
+    /// Write a consistent snapshot of the tenant's business data to the archive store.
+    pub const EXPORT: OperationKind = OperationKind::of("export");
 
     /// A kind from a workflow's constant name (checked by the workflow registry's tests: a
     /// lowercase letter, then lowercase letters or `_`, at most 20).
@@ -744,6 +746,34 @@ pub struct InvestigateResponse {
     pub rows: Vec<Vec<Option<String>>>,
     /// Whether more rows existed than `max_rows`.
     pub truncated: bool,
+}
+
+/// One export of a tenant's business data (`GET /v1/tenants/{slug}/exports`), newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TenantExport {
+    /// The export's operation.
+    pub operation_id: Uuid,
+    /// Its state (only a `succeeded` one has a manifest).
+    pub state: OperationState,
+    /// When it was asked for.
+    pub created_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Where the archive store is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The signed manifest's key in the archive store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    /// Lower-case hex SHA-256 of the manifest's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
+    /// Rows exported, all tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Tables exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<u64>,
 }
 
 /// Answer of the endpoints that start an operation (`202 Accepted`).

@@ -213,6 +213,34 @@ pub struct AuditHashes {
     pub hashes: Vec<(i64, String)>,
 }
 
+/// Receives a tenant export's rows as the engine reads them, in parts (JSON Lines: one row per
+/// line, a JSON object of its columns), all from one snapshot of the database.
+#[async_trait]
+pub trait ExportSink: Send + Sync {
+    /// Part `index` (from 1) of `table` (`schema.name`), holding `rows` rows.
+    async fn part(
+        &self,
+        table: &str,
+        index: u32,
+        rows: u64,
+        bytes: Vec<u8>,
+    ) -> Result<(), EngineError>;
+}
+
+/// One exported table: its columns (name and type, as the engine names it) and how many rows
+/// and parts it gave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedTable {
+    /// `schema.name`.
+    pub name: String,
+    /// `(column, type)` in column order.
+    pub columns: Vec<(String, String)>,
+    /// Rows.
+    pub rows: u64,
+    /// Parts handed to the sink (0 for an empty table).
+    pub parts: u32,
+}
+
 /// What of a tenant exists on its server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
@@ -439,6 +467,16 @@ pub trait Engine: Send + Sync + 'static {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<::evidence::archive::ArchivedEvent>, EngineError>;
+    /// Reads every table of the tenant's business data (schemas `app` and `history`) from one
+    /// snapshot (PostgreSQL: a read-only `REPEATABLE READ` transaction; SQL Server: `SNAPSHOT`
+    /// isolation) and hands their rows to `sink`, at most `part_rows` per part. Read as the
+    /// control plane's admin; writes nothing.
+    async fn export_data(
+        &self,
+        names: &TenantNames,
+        part_rows: u64,
+        sink: &dyn ExportSink,
+    ) -> Result<Vec<ExportedTable>, EngineError>;
     /// The stored hashes of these events, for checking the catalog's anchors.
     async fn audit_hashes(
         &self,

@@ -8,6 +8,7 @@
 //! because a new database always grants it, whatever its template says.
 
 mod evidence;
+mod export;
 mod investigation;
 mod pool;
 mod sessions;
@@ -1066,6 +1067,16 @@ impl Engine for PostgresEngine {
                 hash: r.get(10),
             })
             .collect())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
+    async fn export_data(
+        &self,
+        names: &TenantNames,
+        part_rows: u64,
+        sink: &dyn crate::ExportSink,
+    ) -> Result<Vec<crate::ExportedTable>, EngineError> {
+        self.export_tables(names, part_rows, sink).await
     }
 
     async fn audit_hashes(

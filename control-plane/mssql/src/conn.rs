@@ -140,6 +140,20 @@ impl Conn {
         self.settle(result)
     }
 
+    /// Runs a parameterised query and returns its rows as they arrive ([`Rows::next`]), so a
+    /// large result is never held whole. Until the last row is read the connection counts as
+    /// busy: dropped midway, it is never reused with a half-read result on the wire.
+    pub async fn query_rows<'a>(
+        &'a mut self,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<Rows<'a>, MssqlError> {
+        let Conn { client, busy, .. } = self;
+        *busy = true;
+        let stream = client.query(sql, params).await?.into_row_stream();
+        Ok(Rows { stream, busy })
+    }
+
     /// Runs a parameterised query and returns its first row, if any.
     pub async fn query_opt(
         &mut self,
@@ -163,5 +177,23 @@ impl Conn {
     /// busy from then on, so it is never returned to a pool.
     pub fn into_client(self) -> Client {
         self.client
+    }
+}
+
+/// The rows of [`Conn::query_rows`], read one at a time.
+pub struct Rows<'a> {
+    stream: futures::stream::BoxStream<'a, tiberius::Result<Row>>,
+    busy: &'a mut bool,
+}
+
+impl Rows<'_> {
+    /// The next row; `None` once all were read (the connection is then free again).
+    pub async fn next(&mut self) -> Result<Option<Row>, MssqlError> {
+        use futures::TryStreamExt as _;
+        let row = self.stream.try_next().await?;
+        if row.is_none() {
+            *self.busy = false;
+        }
+        Ok(row)
     }
 }

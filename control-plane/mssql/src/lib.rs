@@ -13,7 +13,7 @@ mod pool;
 mod target;
 
 pub use cap::{CapExhausted, CapPermit, ConnectionCap, PressureHook};
-pub use conn::{Client, Conn};
+pub use conn::{Client, Conn, Rows};
 pub use error::MssqlError;
 pub use pool::{lazy_pool, lazy_pool_within, Manager, Pool, PoolOptions, PoolSet};
 pub use target::{

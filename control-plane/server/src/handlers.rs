@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod evidence;
+pub mod exports;
 pub mod fleet;
 pub mod health;
 pub mod investigations;

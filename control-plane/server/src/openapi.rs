@@ -117,6 +117,8 @@ async fn openapi_json() -> Response {
         handlers::tenants::offboard_tenant,
         handlers::rotations::rotate_tenant,
         handlers::migrations::migrate_tenant,
+        handlers::exports::start_export,
+        handlers::exports::list_exports,
         handlers::rollouts::start_rollout,
         handlers::rollouts::list_rollouts,
         handlers::rollouts::show_rollout,

@@ -60,6 +60,8 @@ pub const POLICY: &[Rule] = &[
     rule("POST", "/v1/tenants/{slug}/offboard", OPERATOR),
     rule("POST", "/v1/tenants/{slug}/rotate", OPERATOR),
     rule("GET", "/v1/tenants/{slug}/rotations", OPERATOR),
+    rule("POST", "/v1/tenants/{slug}/exports", OPERATOR),
+    rule("GET", "/v1/tenants/{slug}/exports", OPERATOR),
     rule("GET", "/v1/rotations/due", OPERATOR),
     rule("GET", "/v1/operations/{id}", OPERATOR),
     rule("POST", "/v1/tenants/{slug}/investigations", SUPPORT),

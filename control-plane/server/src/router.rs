@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(handlers::tenants::routes())
         .merge(handlers::rotations::routes())
         .merge(handlers::migrations::routes())
+        .merge(handlers::exports::routes())
         .merge(handlers::investigations::routes())
         .merge(handlers::operations::routes())
         .merge(handlers::audit::routes())

@@ -24,6 +24,7 @@ pub mod registry;
 pub mod rollouts;
 mod runner;
 pub mod schema_check;
+pub mod tenant_export;
 pub mod tenant_migrate;
 pub mod tenant_offboard;
 pub mod tenant_onboard;

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use api_types::OperationKind;
 
 use crate::workflow::{workflow, WorkflowDef};
-use crate::{tenant_migrate, tenant_offboard, tenant_onboard, tenant_rotate};
+use crate::{tenant_export, tenant_migrate, tenant_offboard, tenant_onboard, tenant_rotate};
 
 static REGISTRY: LazyLock<Vec<WorkflowDef>> = LazyLock::new(|| {
     vec![
@@ -16,6 +16,7 @@ static REGISTRY: LazyLock<Vec<WorkflowDef>> = LazyLock::new(|| {
         workflow::<tenant_offboard::Offboard>(),
         workflow::<tenant_rotate::Rotate>(),
         workflow::<tenant_migrate::Migrate>(),
+        workflow::<tenant_export::Export>(),
     ]
 });
 

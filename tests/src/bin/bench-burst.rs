@@ -11,12 +11,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tcp_tests::{free_port, PgCluster};
+use tcp_tests::bench::{rss_kb, BenchServer};
+use tcp_tests::PgCluster;
 
 const START: &str = "<!-- bench-burst:start -->";
 const END: &str = "<!-- bench-burst:end -->";
@@ -30,18 +30,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Resident memory of a process, kB (`VmRSS`).
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[derive(Default)]
 struct Phase {
     latencies: Vec<f64>,
@@ -175,39 +163,20 @@ async fn main() {
     let out = arg("--out").unwrap_or_else(|| "docs/benchmarks.md".into());
 
     let cluster = PgCluster::durable();
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let bin = std::env::current_exe()
-        .unwrap()
-        .with_file_name("tenant-control-plane");
-    let mut child = Command::new(&bin)
-        .env("TENANT_CP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TENANT_CP_DATA_DIR", data.path())
-        .env("TENANT_CP_POSTGRES_ADMIN_URL", &cluster.admin_url)
-        .env("TENANT_CP_LOG", "warn")
-        .env("TENANT_CP_RATE_LIMIT_PER_SUBJECT", "0")
-        .env("TENANT_CP_RATE_LIMIT_PER_IP", "0")
-        .env("TENANT_CP_AUTH_MODE", "local")
-        .env("TENANT_CP_WARM_POOL_SIZE", pool.to_string())
-        // Tenants and pooled databases both count toward a server's capacity.
-        .env("TENANT_CP_SERVER_CAPACITY", (n + pool + 10).to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-    let pid = child.id();
+    let server = BenchServer::start(
+        &cluster.admin_url,
+        &[
+            ("TENANT_CP_WARM_POOL_SIZE", pool.to_string()),
+            // Tenants and pooled databases both count toward a server's capacity.
+            ("TENANT_CP_SERVER_CAPACITY", (n + pool + 10).to_string()),
+        ],
+    )
+    .await;
+    let base = server.base.clone();
+    let pid = server.pid();
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let key = server::auth::LocalKey::load(data.path()).unwrap();
-    let operator = key.mint("bench", &["operator".into()], 7200).unwrap();
-    let admin = key.mint("bench", &["admin".into()], 7200).unwrap();
+    let operator = server.token("operator");
+    let admin = server.token("admin");
     let fill = Instant::now();
     loop {
         let s: serde_json::Value = client
@@ -303,8 +272,7 @@ async fn main() {
     stop.store(true, Ordering::SeqCst);
     sampler.await.unwrap();
     let (peak_rss, peak_conns) = *peaks.lock().unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 
     let failures: Vec<String> = onboard
         .failures

@@ -18,6 +18,7 @@
 
 mod audit;
 mod evidence;
+mod export;
 mod investigation;
 mod sessions;
 mod sql;
@@ -264,6 +265,7 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
     .into_iter()
     .chain(audit::generated_statements())
     .chain(evidence::generated_statements()?)
+    .chain(export::generated_statements()?)
     .chain(investigation::generated_statements()?)
     .chain(sessions::generated_statements(&names, &pw)?)
     .collect())
@@ -767,6 +769,15 @@ impl Engine for SqlServerEngine {
         limit: i64,
     ) -> Result<Vec<::evidence::archive::ArchivedEvent>, EngineError> {
         self.read_archived_events(names, after_id, limit).await
+    }
+
+    async fn export_data(
+        &self,
+        names: &TenantNames,
+        part_rows: u64,
+        sink: &dyn crate::ExportSink,
+    ) -> Result<Vec<crate::ExportedTable>, EngineError> {
+        self.export_tables(names, part_rows, sink).await
     }
 
     async fn audit_hashes(
