@@ -195,6 +195,22 @@ async fn a_full_lifecycle_through_tenantctl() {
         "{}",
         rotated.stderr
     );
+    // An export, followed to its end, then listed.
+    let exported = cli
+        .run(&["tenants", "export", "cli-acme", "--wait"])
+        .await
+        .ok();
+    assert!(
+        exported.stderr.contains("  ✓ write_export\n"),
+        "{}",
+        exported.stderr
+    );
+    let listed = cli.run(&["tenants", "exports", "cli-acme"]).await.ok();
+    assert!(
+        listed.stdout.starts_with("STARTED") && listed.stdout.contains("succeeded"),
+        "{}",
+        listed.stdout
+    );
     // A migration with nothing pending still re-applies routines and grants and checks the
     // platform's invariants live; the CLI mints an admin token for it in local mode.
     let migrated = cli

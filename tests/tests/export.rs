@@ -108,8 +108,42 @@ async fn an_export_holds_every_row_once_with_counts_and_checksums_that_verify(
     expected.sort();
     assert_eq!(exported, expected, "{customers:?}");
 
+    // Offboarding with `"export": true` exports the final state first; the certificate names it.
+    let (status, accepted) = env
+        .call(
+            Method::POST,
+            &format!("/v1/tenants/{slug}/offboard"),
+            Some(serde_json::json!({"confirm": slug, "reason": "contract ended", "export": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id: uuid::Uuid = accepted["operation"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        env.wait(id).await.state,
+        api_types::OperationState::Succeeded
+    );
+    let (status, cert) = env
+        .call_as(
+            "auditor",
+            Method::GET,
+            &format!("/v1/tenants/{slug}/deletion-certificate"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cert}");
+    let final_export = &cert["payload"]["export"];
+    assert_eq!(final_export["rows"].as_u64(), Some(total), "{cert}");
+    let final_manifest = root.join(final_export["manifest"].as_str().unwrap());
+    assert_eq!(
+        evidence::archive::sha256_hex(&std::fs::read(final_manifest).unwrap()),
+        final_export["manifest_sha256"].as_str().unwrap()
+    );
+
     // An export of a tenant that is not active is refused.
-    env.offboard(slug).await;
     let (status, body) = env
         .call(Method::POST, &format!("/v1/tenants/{slug}/exports"), None)
         .await;

@@ -642,6 +642,10 @@ pub struct OffboardRequest {
     /// Why the tenant is offboarded; recorded in the deletion certificate.
     #[schema(min_length = 1, max_length = 1000)]
     pub reason: String,
+    /// Export the tenant's business data first (after its sessions are ended, so the export is
+    /// its final state); the certificate names the export. Default `false`.
+    #[serde(default)]
+    pub export: bool,
 }
 
 /// How a credential rotation treats the credentials it replaces.

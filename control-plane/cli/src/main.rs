@@ -194,6 +194,10 @@ enum TenantsCommand {
         /// terminal this flag is required).
         #[arg(long, value_name = "SLUG")]
         confirm: Option<String>,
+        /// Export the tenant's business data first (to the archive store; the deletion
+        /// certificate names the export).
+        #[arg(long)]
+        export: bool,
         /// Follow the operation until it finishes; exit 0 only if it succeeded.
         #[arg(long)]
         wait: bool,
@@ -227,6 +231,20 @@ enum TenantsCommand {
         /// Follow the operation until it finishes; exit 0 only if it succeeded.
         #[arg(long)]
         wait: bool,
+    },
+    /// Export an active tenant's business data to the archive store (JSON Lines parts and a
+    /// signed manifest); the operation's output names the manifest.
+    Export {
+        /// The tenant's slug.
+        slug: TenantSlug,
+        /// Follow the operation until it finishes; exit 0 only if it succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List a tenant's exports, newest first (`--json`: the API's answer).
+    Exports {
+        /// The tenant's slug.
+        slug: TenantSlug,
     },
     /// Show a tenant's rotation history, newest first.
     Rotations {
@@ -484,6 +502,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             slug,
             reason,
             confirm,
+            export,
             wait,
         }) => {
             let action = Destructive::Offboard;
@@ -500,6 +519,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let body = OffboardRequest {
                 confirm: confirmed.into_string(),
                 reason,
+                export,
             };
             let (accepted, raw): (Accepted, _) = client
                 .post(&format!("/v1/tenants/{slug}/offboard"), &body)
@@ -558,6 +578,27 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 )
                 .await?;
             started(&client, &accepted, &raw, style, wait).await
+        }
+        Command::Tenants(TenantsCommand::Export { slug, wait }) => {
+            let client = connect()?;
+            let (accepted, raw): (Accepted, _) = client
+                .post(
+                    &format!("/v1/tenants/{slug}/exports"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            started(&client, &accepted, &raw, style, wait).await
+        }
+        Command::Tenants(TenantsCommand::Exports { slug }) => {
+            let (exports, raw): (Vec<api_types::TenantExport>, _) = connect()?
+                .get(&format!("/v1/tenants/{slug}/exports"))
+                .await?;
+            if json {
+                emit_json(&raw)?;
+            } else {
+                emit(&render::export_table(&exports));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Tenants(TenantsCommand::Rotations { slug }) => {
             let (rotations, raw): (Vec<Rotation>, _) = connect()?

@@ -203,6 +203,29 @@ pub fn rotation_table(rotations: &[Rotation]) -> String {
     columns(&rows)
 }
 
+/// `tenants exports`: one line per export, newest first.
+pub fn export_table(exports: &[api_types::TenantExport]) -> String {
+    if exports.is_empty() {
+        return "no exports yet".to_owned();
+    }
+    let mut rows = vec![
+        ["STARTED", "STATE", "ROWS", "TABLES", "MANIFEST", "SHA-256"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    rows.extend(exports.iter().map(|e| {
+        vec![
+            time(&e.created_at),
+            e.state.to_string(),
+            e.rows.map_or("-".into(), |r| r.to_string()),
+            e.tables.map_or("-".into(), |t| t.to_string()),
+            e.manifest.clone().unwrap_or_else(|| "-".into()),
+            e.manifest_sha256.clone().unwrap_or_else(|| "-".into()),
+        ]
+    }));
+    columns(&rows)
+}
+
 /// `tenants show`: key/value lines.
 pub fn tenant_details(t: &Tenant) -> String {
     let rows: Vec<Vec<String>> = [

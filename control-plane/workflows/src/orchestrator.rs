@@ -231,14 +231,16 @@ impl Orchestrator {
 
     /// Starts offboarding a tenant: allowed when it is active, failed (an onboarding that did
     /// not finish), or offboarding (a previous offboarding failed; this one continues it).
+    /// With `export`, the tenant's business data is exported first ([`crate::tenant_export`]).
     pub async fn offboard(
         &self,
         tenant: &TenantRecord,
         reason: String,
+        export: bool,
         actor: &str,
         request_id: Option<String>,
     ) -> Result<OperationRecord, WorkflowError> {
-        self.start::<Offboard>(tenant, OffboardParams { reason }, actor, request_id)
+        self.start::<Offboard>(tenant, OffboardParams { reason, export }, actor, request_id)
             .await
     }
 

@@ -136,6 +136,15 @@ impl Step for WriteExport {
     type Output = ExportRecord;
 
     async fn action(ctx: &StepContext<'_>) -> Result<ExportRecord, StepError> {
+        write(ctx, Self::NAME).await
+    }
+}
+
+/// Exports the tenant's business data from the step `step` of the running operation (its
+/// attempt count names the prefix), or returns the export an earlier run of the same attempt
+/// finished. Offboarding's `export_data` calls it too.
+pub(crate) async fn write(ctx: &StepContext<'_>, step: &str) -> Result<ExportRecord, StepError> {
+    {
         let svc = ctx.services;
         let engine = ctx.engine();
         let store = svc.archive.as_ref();
@@ -143,7 +152,7 @@ impl Step for WriteExport {
             .operation
             .steps
             .iter()
-            .find(|s| s.name == Self::NAME)
+            .find(|s| s.name == step)
             .map_or(1, |s| s.attempts.max(1));
         let prefix = format!(
             "tenants/{}/exports/{}/{attempt}/",

@@ -23,6 +23,9 @@ pub struct Offboard;
 pub struct OffboardParams {
     /// Why the tenant is offboarded; recorded in the deletion certificate.
     pub reason: String,
+    /// Export the business data first (`export_data`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub export: bool,
 }
 
 impl Workflow for Offboard {
@@ -50,6 +53,7 @@ impl Workflow for Offboard {
         vec![
             step::<EndSessions>(),
             step::<TakeInventory>(),
+            step::<ExportData>(),
             step::<ArchiveAudit>(),
             step::<DropDatabase>(),
             step::<DropPrincipals>(),
@@ -134,6 +138,32 @@ impl Step for TakeInventory {
         }
         ctx.save::<Self>(&taken).await?;
         Ok(taken)
+    }
+}
+
+/// With `"export": true`, exports the tenant's business data ([`crate::tenant_export`]) once
+/// its sessions are ended (its final state) and before anything is removed; else nothing.
+pub struct ExportData;
+
+#[async_trait]
+impl Step for ExportData {
+    const NAME: &'static str = "export_data";
+    /// `None` (nothing recorded): no export was asked for, or there was no database.
+    type Output = Option<crate::tenant_export::ExportRecord>;
+
+    async fn action(
+        ctx: &StepContext<'_>,
+    ) -> Result<Option<crate::tenant_export::ExportRecord>, StepError> {
+        if !params_of::<Offboard>(ctx.operation)?.export {
+            return Ok(None);
+        }
+        if let Some(done) = ctx.output::<Self>()? {
+            return Ok(done);
+        }
+        if !ctx.engine().inventory(&ctx.names).await?.database {
+            return Ok(None);
+        }
+        Ok(Some(crate::tenant_export::write(ctx, Self::NAME).await?))
     }
 }
 
@@ -401,6 +431,7 @@ impl Step for RecordCertificate {
             },
             "final_audit_chain_head": inventory.get("audit_head"),
             "audit_archive": ctx.output::<ArchiveAudit>()?.flatten(),
+            "export": ctx.output::<ExportData>()?.flatten(),
             "requested_by": op.actor,
             "requested_at": op.created_at,
             "reason": params.reason,

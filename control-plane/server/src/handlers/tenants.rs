@@ -210,7 +210,13 @@ async fn offboard_tenant(
     }
     let op = state
         .orchestrator
-        .offboard(&tenant, reason, &caller.subject, caller.request_id.clone())
+        .offboard(
+            &tenant,
+            reason,
+            body.export,
+            &caller.subject,
+            caller.request_id.clone(),
+        )
         .await?;
     let tenant = state.catalog.tenant(tenant.id).await?.unwrap_or(tenant);
     Ok((
