@@ -99,6 +99,22 @@ impl AppState {
             .map_err(|e| AppError::unavailable(format!("emptying the warm pool of {server}: {e}")))
     }
 
+    /// The object under `key` in the archive store (audit archives, exports): `503` when the
+    /// store cannot be read, `500` when the object a record names is missing.
+    pub async fn archived_object(&self, key: &str) -> Result<Vec<u8>, AppError> {
+        let store = &self.services().archive;
+        store
+            .get(key)
+            .await
+            .map_err(|e| AppError::unavailable(format!("reading the archive store: {e}")))?
+            .ok_or_else(|| {
+                AppError::internal(&format!(
+                    "archive object {key} is missing from {}",
+                    store.location()
+                ))
+            })
+    }
+
     /// The secret store (the server registry keeps servers' admin credentials there).
     pub fn secrets(&self) -> &Arc<dyn secrets::SecretStore> {
         &self.services().secrets

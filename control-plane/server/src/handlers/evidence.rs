@@ -181,17 +181,7 @@ async fn audit_archive(
              was offboarded before audit archives were written)"
         )));
     };
-    let store = &state.orchestrator.runner().services().archive;
-    let bytes = store
-        .get(key)
-        .await
-        .map_err(|e| AppError::unavailable(format!("reading the audit archive: {e}")))?
-        .ok_or_else(|| {
-            AppError::internal(&format!(
-                "the audit archive {key} the certificate names is missing from {}",
-                store.location()
-            ))
-        })?;
+    let bytes = state.archived_object(key).await?;
     tracing::info!(tenant = %slug, key, actor = %caller.subject, "audit archive read");
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
