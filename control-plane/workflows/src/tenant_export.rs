@@ -20,7 +20,7 @@ use crate::workflow::{step, EndState, OnFailure, Step, StepDef, Workflow};
 use crate::{StepContext, StepError};
 
 /// Rows per part.
-pub const PART_ROWS: u64 = 50_000;
+pub const PART_ROWS: u64 = 10_000;
 
 /// The manifest's `document` member.
 pub const MANIFEST_DOCUMENT: &str = "tenant-export";

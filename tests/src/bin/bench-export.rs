@@ -62,7 +62,7 @@ async fn main() {
     tokio::spawn(conn);
     db.execute(
         "INSERT INTO app.customers (name, email) \
-         SELECT 'customer ' || g, 'c' || g || '@example.com' FROM generate_series(1, $1) g",
+         SELECT 'customer ' || g, 'c' || g || '@example.com' FROM generate_series(1::bigint, $1) g",
         &[&rows],
     )
     .await
