@@ -271,6 +271,24 @@ async fn purge_goes_through_audit_admin_and_keeps_verification_working(engine: E
     let (status, v) = as_role(&env, "admin", Method::POST, &path, Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["deleted"], 5, "{v}");
+    // The five events were archived first: signed, each hash recomputable, from genesis.
+    let archive = &v["archive"];
+    assert_eq!(archive["events"], 5, "{v}");
+    let bytes = std::fs::read(
+        env.data_dir()
+            .join("archive")
+            .join(archive["key"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        evidence::archive::sha256_hex(&bytes),
+        archive["sha256"].as_str().unwrap()
+    );
+    let envelope: Value = serde_json::from_slice(&bytes).unwrap();
+    let payload = evidence::verify(&envelope, None).unwrap();
+    let purged = evidence::archive::verify_archive(&payload).unwrap();
+    assert_eq!((purged.events, purged.from_genesis), (5, true));
+    assert_eq!(payload["purge"]["reason"], "retention", "{payload}");
     // The purge recorded itself (by audit_admin, for the token's subject), and everything
     // still verifies: the chain from the purge anchor, the anchors that survived.
     let (_, events) = as_role(
@@ -296,6 +314,19 @@ async fn purge_goes_through_audit_admin_and_keeps_verification_working(engine: E
     .await;
     assert_eq!(report["valid"], true, "{report}");
     env.offboard(slug).await;
+    // What was left is archived at offboarding; it starts at the purge's anchor, which the
+    // purge event in it names, so it verifies.
+    let (_, cert) = as_role(
+        &env,
+        "auditor",
+        Method::GET,
+        &format!("/v1/tenants/{slug}/deletion-certificate"),
+        None,
+    )
+    .await;
+    let rest = &cert["payload"]["audit_archive"];
+    assert_eq!(rest["chain_valid"], true, "{cert}");
+    assert_eq!(rest["from_genesis"], false, "{cert}");
     let (status, _) = as_role(
         &env,
         "auditor",

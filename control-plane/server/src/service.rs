@@ -115,6 +115,39 @@ impl AppState {
             })
     }
 
+    /// Writes the tenant's audit events that occurred before `before` (what a purge is about
+    /// to delete) to the archive store, signed, read back and checked
+    /// ([`workflows::audit_archive`]).
+    pub async fn archive_audit_events(
+        &self,
+        engine: &dyn engine::Engine,
+        tenant: &TenantRecord,
+        names: &engine::TenantNames,
+        before: chrono::DateTime<chrono::Utc>,
+        context: serde_json::Value,
+    ) -> Result<workflows::audit_archive::AuditArchiveRef, AppError> {
+        let spec = workflows::audit_archive::ArchiveSpec {
+            key: format!(
+                "tenants/{}/audit-purge-{}.json",
+                tenant.id,
+                uuid::Uuid::new_v4()
+            ),
+            tenant,
+            names,
+            before: Some(before),
+            context,
+        };
+        workflows::audit_archive::write(self.services(), engine, &spec)
+            .await
+            .map_err(|e| {
+                if e.transient {
+                    AppError::unavailable(format!("archiving the audit events: {}", e.message))
+                } else {
+                    AppError::internal(&format!("archiving the audit events: {}", e.message))
+                }
+            })
+    }
+
     /// The secret store (the server registry keeps servers' admin credentials there).
     pub fn secrets(&self) -> &Arc<dyn secrets::SecretStore> {
         &self.services().secrets

@@ -12,6 +12,7 @@
 //! in.
 
 pub mod archive;
+pub mod audit_archive;
 mod credential_check;
 pub mod engines;
 mod error;

@@ -168,165 +168,49 @@ impl Step for ExportData {
 }
 
 /// Writes the tenant's whole audit log to the archive store as a signed document
-/// ([`evidence::archive`]), reads it back and verifies it, before anything is removed: the log
-/// outlives the database, and the certificate quotes the archive's key and digest.
+/// ([`crate::audit_archive`]), reads it back and verifies it, before anything is removed: the
+/// log outlives the database, and the certificate quotes the archive's key and digest.
 pub struct ArchiveAudit;
 
-/// What `archive_audit` recorded.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AuditArchiveRef {
-    /// The store's backend (`local`).
-    pub backend: String,
-    /// Where the store is.
-    pub location: String,
-    /// The object's key in it.
-    pub key: String,
-    /// Lower-case hex SHA-256 of the object's bytes.
-    pub sha256: String,
-    /// Events archived.
-    pub events: usize,
-    /// The last archived event.
-    pub head: Option<evidence::archive::ChainHead>,
-    /// Whether the log starts at genesis (else after an audit purge).
-    pub from_genesis: bool,
-    /// Whether the archived log verifies (every hash and link); a log changed inside the
-    /// database before the drop is archived as it was, and this says so.
-    pub chain_valid: bool,
-    /// Why it does not verify.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain_error: Option<String>,
-}
-
-/// Events read per page.
-const ARCHIVE_PAGE: i64 = 1000;
+pub use crate::audit_archive::AuditArchiveRef;
 
 #[async_trait]
 impl Step for ArchiveAudit {
     const NAME: &'static str = "archive_audit";
-    /// `None` (recorded as `null`): there was no database, so no log to keep.
+    /// `None` (nothing recorded): there was no database, so no log to keep.
     type Output = Option<AuditArchiveRef>;
 
     async fn action(ctx: &StepContext<'_>) -> Result<Option<AuditArchiveRef>, StepError> {
-        let svc = ctx.services;
-        let engine = ctx.engine();
         // Written once: a retry after the drop must not replace it with nothing.
         if let Some(done) = ctx.output::<Self>()? {
             return Ok(done);
         }
-        if !engine.inventory(&ctx.names).await?.database {
+        if !ctx.engine().inventory(&ctx.names).await?.database {
             return Ok(None);
         }
-        let store = svc.archive.as_ref();
-        let key = format!("tenants/{}/audit-{}.json", ctx.tenant.id, ctx.operation.id);
-        // An attempt that wrote the object and then crashed left it: keep that one (it was
-        // signed then, so writing again would be other bytes).
-        let bytes = match store.get(&key).await.map_err(archive_error)? {
-            Some(bytes) => bytes,
-            None => {
-                let bytes = build_archive(ctx).await?;
-                store.put(&key, &bytes).await.map_err(archive_error)?;
-                store
-                    .get(&key)
-                    .await
-                    .map_err(archive_error)?
-                    .ok_or_else(|| {
-                        StepError::permanent(format!(
-                            "archive object {key} vanished after it was written"
-                        ))
-                    })?
-            }
+        let spec = crate::audit_archive::ArchiveSpec {
+            key: format!("tenants/{}/audit-{}.json", ctx.tenant.id, ctx.operation.id),
+            tenant: ctx.tenant,
+            names: &ctx.names,
+            before: None,
+            context: json!({"reason": "offboarding", "operation_id": ctx.operation.id}),
         };
-        // Read back and checked as an auditor will check it, before the drop may run.
-        let envelope: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| StepError::permanent(format!("archive object {key} is not JSON: {e}")))?;
-        let public_key = svc.signer.public_key().public_key.clone();
-        let payload = evidence::verify(&envelope, Some(&public_key))
-            .map_err(|e| StepError::permanent(format!("archive object {key}: {e}")))?;
-        let events: Vec<evidence::archive::ArchivedEvent> = serde_json::from_value(
-            payload.get("events").cloned().unwrap_or_default(),
-        )
-        .map_err(|e| StepError::permanent(format!("archive object {key}: its events: {e}")))?;
-        let summary = evidence::archive::summarize(&events);
-        // A log already broken inside the database is archived as it is (it is the evidence),
-        // and the certificate says so; it does not stop the offboarding.
-        let chain_error = match evidence::archive::verify_archive(&payload) {
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(tenant = %ctx.slug(), error = %e,
-                               "the audit log archived before the drop does not verify");
-                Some(e.to_string())
-            }
-        };
+        let archived = crate::audit_archive::write(ctx.services, ctx.engine(), &spec).await?;
         // It must hold at least the head the inventory saw (nothing was written since).
         let seen = ctx
             .output::<TakeInventory>()?
             .and_then(|i| i.pointer("/audit_head/head_id").and_then(Value::as_i64));
         if let Some(seen) = seen {
-            if summary.head.as_ref().is_none_or(|h| h.id < seen) {
+            if archived.head.as_ref().is_none_or(|h| h.id < seen) {
                 return Err(StepError::permanent(format!(
-                    "archive object {key} ends before event {seen}, the head the inventory saw"
+                    "archive object {} ends before event {seen}, the head the inventory saw",
+                    archived.key
                 )));
             }
         }
-        let archived = AuditArchiveRef {
-            backend: store.backend().to_owned(),
-            location: store.location(),
-            key,
-            sha256: evidence::archive::sha256_hex(&bytes),
-            events: summary.events,
-            head: summary.head,
-            from_genesis: summary
-                .first_prev_hash
-                .as_deref()
-                .is_none_or(|h| h == evidence::archive::GENESIS),
-            chain_valid: chain_error.is_none(),
-            chain_error,
-        };
         ctx.save::<Self>(&Some(archived.clone())).await?;
         Ok(Some(archived))
     }
-}
-
-fn archive_error(e: crate::archive::ArchiveStoreError) -> StepError {
-    StepError::transient(e.to_string())
-}
-
-/// The signed archive of the tenant's audit log, as bytes.
-async fn build_archive(ctx: &StepContext<'_>) -> Result<Vec<u8>, StepError> {
-    let engine = ctx.engine();
-    let mut events = Vec::new();
-    loop {
-        let after = events
-            .last()
-            .map_or(0, |e: &evidence::archive::ArchivedEvent| e.id);
-        let page = engine
-            .archived_events(&ctx.names, after, ARCHIVE_PAGE)
-            .await?;
-        let full = page.len() as i64 == ARCHIVE_PAGE;
-        events.extend(page);
-        if !full {
-            break;
-        }
-    }
-    let payload = json!({
-        "document": evidence::archive::DOCUMENT,
-        "format": evidence::archive::FORMAT,
-        "tenant": {"id": ctx.tenant.id, "slug": ctx.tenant.slug, "display_name": ctx.tenant.display_name},
-        "engine": engine.name(),
-        "server": engine.server(),
-        "database": ctx.names.database,
-        "operation_id": ctx.operation.id,
-        "archived_at": Utc::now(),
-        "chain": evidence::archive::summarize(&events),
-        "events": events,
-    });
-    let signed = ctx
-        .services
-        .signer
-        .sign(&payload)
-        .map_err(|e| StepError::permanent(format!("signing the audit archive: {e}")))?;
-    serde_json::to_vec(&signed.to_value())
-        .map_err(|e| StepError::permanent(format!("writing the audit archive: {e}")))
 }
 
 /// Drops the database (sessions ended first), never before its audit log is archived.

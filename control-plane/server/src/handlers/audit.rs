@@ -101,6 +101,9 @@ pub struct PurgeResult {
     pub deleted: u64,
     /// The chain head after the purge (anchored in the catalog), if any event is left.
     pub head: Option<Value>,
+    /// Where the deleted events were archived first (`key`, `sha256`, `events`, `head`; read
+    /// with `tenantctl audit archive verify`); absent when there was nothing to delete.
+    pub archive: Option<Value>,
 }
 
 /// The active tenant of `slug`: its audit log lives in its database.
@@ -249,6 +252,20 @@ async fn purge(
         let request_id = engine::context::current_request_id();
         let tenant = tenant.clone();
         tokio::spawn(engine::context::with_request_id(request_id, async move {
+            // The events leaving the log are archived, read back and checked first.
+            let context = json!({
+                "reason": "audit purge",
+                "purge": {"before": before, "reason": reason, "requested_by": actor},
+            });
+            let archive = state
+                .archive_audit_events(engine.as_ref(), &tenant, &names, before, context)
+                .await?;
+            if !archive.chain_valid {
+                return Err(AppError::conflict(format!(
+                    "the events to purge do not verify as archived ({}); refusing to purge them",
+                    archive.chain_error.clone().unwrap_or_default()
+                )));
+            }
             let deleted = match engine
                 .purge_audit(&names, &audit_admin, before, &reason, &actor)
                 .await
@@ -260,10 +277,20 @@ async fn purge(
                 .anchor_purge(engine.as_ref(), tenant.id, &names)
                 .await
                 .map_err(|e| AppError::internal(&e))?;
-            Ok::<_, AppError>((deleted, head))
+            if usize::try_from(deleted).ok() != Some(archive.events) {
+                tracing::error!(tenant = %tenant.slug, deleted, archived = archive.events,
+                                key = %archive.key,
+                                "the purge deleted another number of events than were archived");
+            }
+            let archive = (archive.events > 0).then_some(archive);
+            Ok::<_, AppError>((deleted, head, archive))
         }))
     };
-    let (deleted, head) = task.await.map_err(|e| AppError::internal(&e))??;
-    tracing::info!(tenant = %tenant.slug, deleted, "audit events purged");
-    Ok(Json(json!({"deleted": deleted, "head": head})))
+    let (deleted, head, archive) = task.await.map_err(|e| AppError::internal(&e))??;
+    tracing::info!(tenant = %tenant.slug, deleted,
+                   archive = archive.as_ref().map_or("", |a| a.key.as_str()),
+                   "audit events archived and purged");
+    Ok(Json(
+        json!({"deleted": deleted, "head": head, "archive": archive}),
+    ))
 }
