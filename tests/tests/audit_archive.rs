@@ -9,7 +9,10 @@ use axum::http::{Method, StatusCode};
 use serde_json::Value;
 use tcp_tests::{EngineUnderTest, TestEnv};
 
-tcp_tests::conformance!(an_offboarded_tenants_audit_log_is_archived_and_verifies_offline);
+tcp_tests::conformance!(
+    an_offboarded_tenants_audit_log_is_archived_and_verifies_offline,
+    purges_archive_what_they_delete_and_the_archives_chain,
+);
 
 async fn an_offboarded_tenants_audit_log_is_archived_and_verifies_offline(engine: EngineUnderTest) {
     let env = TestEnv::new(engine).await;
@@ -163,4 +166,67 @@ async fn no_database_is_dropped_before_its_log_is_archived() {
     assert_eq!(op.state, api_types::OperationState::Succeeded);
     assert!(!probe.database_exists(&env.names(slug).database).await);
     assert!(std::fs::read_dir(&archive_dir).unwrap().next().is_some());
+}
+
+/// Two retention purges, the second with a cutoff earlier than the first purge ran (so the first
+/// purge's event, which names the anchor the remaining log starts from, is not in the second's
+/// range): each archives exactly what it deletes, and both archives verify, the second through
+/// the purge event it carries beside its events.
+async fn purges_archive_what_they_delete_and_the_archives_chain(engine: EngineUnderTest) {
+    let env = TestEnv::new(engine).await;
+    let slug = "purged-twice";
+    env.onboard(slug).await;
+    let mut app = env
+        .probe()
+        .login(&env.secret(&env.secret_names(slug).app).await)
+        .await
+        .unwrap();
+    for name in ["Ada", "Grace", "Edsger", "Barbara", "Frances"] {
+        app.customer_upsert(None, name, None).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (_, page) = env
+        .call_as(
+            "auditor",
+            Method::GET,
+            &format!("/v1/tenants/{slug}/audit-events"),
+            None,
+        )
+        .await;
+    let times: Vec<String> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["occurred_at"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(times.len() >= 6, "{page}");
+    let path = format!("/v1/tenants/{slug}/audit/purge");
+    let mut archives = Vec::new();
+    for (cut, expected) in [(2, 2), (4, 2)] {
+        let (status, v) = env
+            .call_as(
+                "admin",
+                Method::POST,
+                &path,
+                Some(serde_json::json!({"before": times[cut], "reason": "retention"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "purge before event {cut}: {v}");
+        assert_eq!(v["deleted"], expected, "{v}");
+        assert_eq!(v["archive"]["events"], expected, "{v}");
+        assert_eq!(v["archive"]["chain_valid"], true, "{v}");
+        archives.push(v["archive"].clone());
+    }
+    assert_eq!(archives[0]["from_genesis"], true);
+    assert_eq!(archives[1]["from_genesis"], false);
+    for archive in &archives {
+        let file = env
+            .data_dir()
+            .join("archive")
+            .join(archive["key"].as_str().unwrap());
+        let envelope: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let payload = evidence::verify(&envelope, None).unwrap();
+        evidence::archive::verify_archive(&payload).unwrap();
+    }
+    env.offboard(slug).await;
 }

@@ -215,14 +215,24 @@ pub fn verify_archive(payload: &Value) -> Result<VerifiedArchive, ArchiveError> 
     }
     let from_genesis = events.first().is_none_or(|e| e.prev_hash == GENESIS);
     if let Some(first) = events.first().filter(|_| !from_genesis) {
-        // A purge records the anchor it left (the hash the first remaining event chains to).
-        let anchored = events.iter().any(|e| {
-            e.action == "audit.purge"
-                && serde_json::from_str::<Value>(&e.detail)
-                    .ok()
-                    .and_then(|d| d.get("anchor").and_then(Value::as_str).map(str::to_owned))
-                    .is_some_and(|a| a.eq_ignore_ascii_case(&first.prev_hash))
-        });
+        // A purge records the anchor it left (the hash the first remaining event chains to):
+        // its event is in the archive, or beside it as `anchored_by` (a purge archive ends
+        // before the purge that came after its first event), its hash checked like the others.
+        let beside = payload
+            .get("anchored_by")
+            .filter(|v| !v.is_null())
+            .map(|v| serde_json::from_value::<ArchivedEvent>(v.clone()))
+            .transpose()
+            .map_err(|e| ArchiveError::Shape(format!("anchored_by: {e}")))?;
+        if let Some(purge) = &beside {
+            if purge.hash_version == 2 && !hash_matches(purge) {
+                return Err(ArchiveError::Hash { id: purge.id });
+            }
+        }
+        let anchored = events
+            .iter()
+            .chain(beside.iter())
+            .any(|e| names_anchor(e, &first.prev_hash));
         if !anchored {
             return Err(ArchiveError::Start {
                 id: first.id,
@@ -244,6 +254,34 @@ pub fn verify_archive(payload: &Value) -> Result<VerifiedArchive, ArchiveError> 
         from_genesis,
         head: actual.head,
     })
+}
+
+/// Whether `event` is an audit purge whose recorded anchor is `anchor` (the hash the first
+/// event after the purged range chains to).
+pub fn names_anchor(event: &ArchivedEvent, anchor: &str) -> bool {
+    event.action == "audit.purge"
+        && serde_json::from_str::<Value>(&event.detail)
+            .ok()
+            .and_then(|d| d.get("anchor").and_then(Value::as_str).map(str::to_owned))
+            .is_some_and(|a| a.eq_ignore_ascii_case(anchor))
+}
+
+/// Whether a format 2 event's stored hash is the hash of its content and predecessor.
+fn hash_matches(e: &ArchivedEvent) -> bool {
+    let Some(prev) = hex_32(&e.prev_hash) else {
+        return false;
+    };
+    let fields = EventFields {
+        id: e.id,
+        occurred_at: e.occurred_at,
+        origin: e.origin.as_deref(),
+        principal: &e.principal,
+        actor: &e.actor,
+        action: &e.action,
+        detail: &e.detail,
+        request_id: e.request_id.as_deref(),
+    };
+    hex(&event_hash_v2(&prev, &fields)) == e.hash
 }
 
 /// Lower-case hex SHA-256 of a file's bytes (the digest a deletion certificate quotes).

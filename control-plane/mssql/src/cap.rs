@@ -5,7 +5,8 @@
 //!
 //! A connection holds a [`CapPermit`] from before it connects until it is closed. A caller that
 //! finds every permit taken waits (up to the cap's wait) for one; while it waits, the cap asks
-//! its pressure hook (SQL Server: close the idle per-database pools) to give some back.
+//! its pressure hook (SQL Server: close the idle per-database pools) every quarter second to give
+//! some back.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,23 +88,33 @@ impl ConnectionCap {
         self.limit.saturating_sub(free)
     }
 
-    /// A place for one connection: at once if one is free, else after the pressure hook ran and
-    /// a connection was given back, within the cap's wait.
+    /// A place for one connection: at once if one is free, else once one is given back within
+    /// the cap's wait, the pressure hook asked to give some back every quarter second meanwhile
+    /// (connections that were busy at the last ask may be idle now).
     pub async fn acquire(&self) -> Result<CapPermit, CapExhausted> {
         if let Ok(permit) = self.semaphore.clone().try_acquire_owned() {
             return Ok(CapPermit { _permit: permit });
         }
-        let hook = self.pressure.lock().ok().and_then(|h| h.clone());
-        if let Some(hook) = hook {
-            hook();
-        }
-        match tokio::time::timeout(self.wait, self.semaphore.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(CapPermit { _permit: permit }),
-            _ => Err(CapExhausted {
-                server: self.server.to_string(),
-                limit: self.limit,
-                waited: self.wait,
-            }),
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let hook = self.pressure.lock().ok().and_then(|h| h.clone());
+            if let Some(hook) = hook {
+                hook();
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(CapExhausted {
+                    server: self.server.to_string(),
+                    limit: self.limit,
+                    waited: self.wait,
+                });
+            }
+            let slice = (deadline - now).min(std::time::Duration::from_millis(250));
+            if let Ok(Ok(permit)) =
+                tokio::time::timeout(slice, self.semaphore.clone().acquire_owned()).await
+            {
+                return Ok(CapPermit { _permit: permit });
+            }
         }
     }
 }

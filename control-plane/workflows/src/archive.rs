@@ -89,23 +89,31 @@ impl LocalArchive {
 }
 
 /// Writes `bytes` to a new file beside `path` and links it in place: the link fails when an
-/// object is already there, so no write ever replaces one. The file is flushed to disk, made
-/// read-only, and the directory flushed, before this returns.
-fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
-    use std::os::unix::fs::PermissionsExt as _;
+/// object is already there, so no write ever replaces one. The file is flushed to disk and made
+/// read-only for its owner alone (tenants' logs and data: 0400, directories 0700), and every
+/// directory from its own up to `root` is flushed, before this returns.
+fn write_once(root: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o444))?;
+        .set_permissions(std::fs::Permissions::from_mode(0o400))?;
     let created = match std::fs::hard_link(tmp.path(), path) {
         Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(e),
     };
-    std::fs::File::open(dir)?.sync_all()?;
+    let mut synced = Some(dir);
+    while let Some(d) = synced {
+        std::fs::File::open(d)?.sync_all()?;
+        synced = d.parent().filter(|_| d != root);
+    }
     Ok(created)
 }
 
@@ -121,9 +129,9 @@ impl ArchiveStore for LocalArchive {
 
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), ArchiveStoreError> {
         check_key(key)?;
-        let path = self.root.join(key);
+        let (root, path) = (self.root.clone(), self.root.join(key));
         let data = bytes.to_vec();
-        let created = tokio::task::spawn_blocking(move || write_once(&path, &data))
+        let created = tokio::task::spawn_blocking(move || write_once(&root, &path, &data))
             .await
             .map_err(|e| self.io(e))?
             .map_err(|e| self.io(e))?;
@@ -175,7 +183,12 @@ mod tests {
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o444);
+        assert_eq!(mode & 0o777, 0o400);
+        let dir_mode = std::fs::metadata(dir.path().join("tenants/a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
         // No temporary file is left beside it.
         assert_eq!(
             std::fs::read_dir(dir.path().join("tenants/a"))

@@ -24,6 +24,9 @@ pub struct AuditArchiveRef {
     pub events: usize,
     /// The last archived event.
     pub head: Option<evidence::archive::ChainHead>,
+    /// When the last archived event occurred (a purge deletes nothing later than it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_occurred_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Whether the log starts at genesis (else after an audit purge).
     pub from_genesis: bool,
     /// Whether the archived log verifies (every hash and link); a log changed inside the
@@ -103,6 +106,7 @@ pub async fn write(
         sha256: evidence::archive::sha256_hex(&bytes),
         events: summary.events,
         head: summary.head,
+        head_occurred_at: events.last().map(|e| e.occurred_at),
         from_genesis: summary
             .first_prev_hash
             .as_deref()
@@ -118,24 +122,37 @@ async fn build(
     engine: &dyn engine::Engine,
     spec: &ArchiveSpec<'_>,
 ) -> Result<Vec<u8>, StepError> {
+    // The whole log is read: with a cutoff, everything up to the last event before it is kept
+    // (what `audit.purge_before` deletes: every id up to the largest one before the cutoff,
+    // even if a timestamp went backwards on the way).
     let mut events: Vec<evidence::archive::ArchivedEvent> = Vec::new();
-    'pages: loop {
+    loop {
         let after = events.last().map_or(0, |e| e.id);
         let page = engine.archived_events(spec.names, after, PAGE).await?;
         let full = page.len() as i64 == PAGE;
-        for event in page {
-            if spec
-                .before
-                .is_some_and(|before| event.occurred_at >= before)
-            {
-                break 'pages;
-            }
-            events.push(event);
-        }
+        events.extend(page);
         if !full {
             break;
         }
     }
+    let mut rest = Vec::new();
+    if let Some(before) = spec.before {
+        let keep = events
+            .iter()
+            .rposition(|e| e.occurred_at < before)
+            .map_or(0, |i| i + 1);
+        rest = events.split_off(keep);
+    }
+    // A log that starts after a purge chains to that purge's anchor; the purge event naming it
+    // comes with the archive (it may be later than the cutoff), so the start can be checked.
+    let anchored_by = match events.first() {
+        Some(first) if first.prev_hash != evidence::archive::GENESIS => events
+            .iter()
+            .chain(rest.iter())
+            .find(|e| evidence::archive::names_anchor(e, &first.prev_hash))
+            .cloned(),
+        _ => None,
+    };
     let tenant = spec.tenant;
     let mut payload = json!({
         "document": evidence::archive::DOCUMENT,
@@ -148,6 +165,9 @@ async fn build(
         "chain": evidence::archive::summarize(&events),
         "events": events,
     });
+    if let Some(purge) = anchored_by {
+        payload["anchored_by"] = serde_json::to_value(purge).unwrap_or_default();
+    }
     if let (Some(into), Some(from)) = (payload.as_object_mut(), spec.context.as_object()) {
         for (k, v) in from {
             into.entry(k.clone()).or_insert_with(|| v.clone());

@@ -1,5 +1,6 @@
 //! A tenant's business data, read from one snapshot for an export ([`crate::Engine::export_data`]):
-//! a read-only `REPEATABLE READ` transaction, each table read through a portal, `part_rows` rows
+//! a read-only `REPEATABLE READ` transaction, each plain table (a partition is exported as
+//! itself, never again through its parent: `FROM ONLY`) read through a portal, `part_rows` rows
 //! at a time, each row as `row_to_json` text, so memory holds one part at most.
 
 use tokio_postgres::IsolationLevel;
@@ -31,7 +32,7 @@ impl PostgresEngine {
             .query(
                 "SELECT c.oid, n.nspname::text, c.relname::text \
                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                  WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') \
+                  WHERE n.nspname = ANY($1) AND c.relkind = 'r' \
                   ORDER BY n.nspname, c.relname",
                 &[&schemas],
             )
@@ -55,7 +56,7 @@ impl PostgresEngine {
             let qualified = format!("{schema}.{name}");
             let statement = tx
                 .prepare(&format!(
-                    "SELECT row_to_json(t)::text FROM {}.{} t",
+                    "SELECT row_to_json(t)::text FROM ONLY {}.{} t",
                     pg_ident(&schema),
                     pg_ident(&name)
                 ))

@@ -266,8 +266,15 @@ async fn purge(
                     archive.chain_error.clone().unwrap_or_default()
                 )));
             }
+            // The purge's own cutoff ends right after the last archived event (never later
+            // than asked): an event appended since, even by a database whose clock is behind
+            // ours, is later than that and stays. With nothing archived, nothing is deleted.
+            let epoch = DateTime::<Utc>::from_timestamp(0, 0).unwrap_or_default();
+            let cutoff = archive.head_occurred_at.map_or(epoch, |t| {
+                (t + chrono::Duration::microseconds(1)).min(before)
+            });
             let deleted = match engine
-                .purge_audit(&names, &audit_admin, before, &reason, &actor)
+                .purge_audit(&names, &audit_admin, cutoff, &reason, &actor)
                 .await
             {
                 Ok(deleted) => deleted,
