@@ -76,6 +76,12 @@ async fn an_offboarding_that_failed_after_a_removal_still_certifies_everything(
             "{step}"
         );
         assert!(cert.detail["removed"]["database"].is_string(), "{step}");
+        // The archive the failed offboarding wrote before its drop is the one certified.
+        assert!(
+            cert.detail["audit_archive"]["key"].is_string(),
+            "{step}: {}",
+            cert.detail
+        );
     }
 }
 

@@ -161,7 +161,8 @@ impl Step for ExportData {
             return Ok(done);
         }
         if !ctx.engine().inventory(&ctx.names).await?.database {
-            return Ok(None);
+            // An earlier offboarding that failed after its drop wrote it.
+            return Ok(earlier::<Self>(ctx).await?.flatten());
         }
         Ok(Some(crate::tenant_export::write(ctx, Self::NAME).await?))
     }
@@ -186,7 +187,9 @@ impl Step for ArchiveAudit {
             return Ok(done);
         }
         if !ctx.engine().inventory(&ctx.names).await?.database {
-            return Ok(None);
+            // An earlier offboarding that failed after its drop archived it: the certificate
+            // names that archive.
+            return Ok(earlier::<Self>(ctx).await?.flatten());
         }
         let spec = crate::audit_archive::ArchiveSpec {
             key: format!("tenants/{}/audit-{}.json", ctx.tenant.id, ctx.operation.id),
@@ -326,6 +329,25 @@ impl Step for RecordCertificate {
         });
         ctx.record_deletion_certificate(&certificate).await
     }
+}
+
+/// What step `S` recorded in an earlier offboarding of this tenant (one that failed after it).
+async fn earlier<S: Step>(ctx: &StepContext<'_>) -> Result<Option<S::Output>, StepError> {
+    let svc = ctx.services;
+    for id in svc.catalog.tenant_operations(ctx.tenant.id).await? {
+        if id == ctx.operation.id {
+            continue;
+        }
+        let Some(op) = svc.catalog.operation(id).await? else {
+            continue;
+        };
+        if op.kind == OperationKind::OFFBOARD {
+            if let Some(out) = output_of::<S>(&op) {
+                return Ok(Some(out));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Merges an earlier inventory into `into`: union of names, and the earlier database and audit
