@@ -184,21 +184,10 @@ pub fn verify_archive(payload: &Value) -> Result<VerifiedArchive, ArchiveError> 
     .map_err(|e| ArchiveError::Shape(format!("chain: {e}")))?;
     let mut recomputed = 0;
     for (i, e) in events.iter().enumerate() {
-        let prev =
-            hex_32(&e.prev_hash).ok_or_else(|| shape("a prev_hash is not 32 bytes of hex"))?;
+        hex_32(&e.prev_hash).ok_or_else(|| shape("a prev_hash is not 32 bytes of hex"))?;
         hex_32(&e.hash).ok_or_else(|| shape("a hash is not 32 bytes of hex"))?;
         if e.hash_version == 2 {
-            let fields = EventFields {
-                id: e.id,
-                occurred_at: e.occurred_at,
-                origin: e.origin.as_deref(),
-                principal: &e.principal,
-                actor: &e.actor,
-                action: &e.action,
-                detail: &e.detail,
-                request_id: e.request_id.as_deref(),
-            };
-            if hex(&event_hash_v2(&prev, &fields)) != e.hash {
+            if !hash_matches(e) {
                 return Err(ArchiveError::Hash { id: e.id });
             }
             recomputed += 1;
