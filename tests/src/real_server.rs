@@ -74,18 +74,23 @@ impl RealServer {
         v["operation"]["id"].as_str().unwrap().parse().unwrap()
     }
 
-    /// Waits until an injected `crash` fault killed the process (SIGKILL), at most 60 s.
-    pub async fn wait_killed(mut self) {
+    /// Waits until an injected `crash` fault killed the process (SIGKILL), at most 60 s. On a
+    /// timeout the panic shows `operation` (state, steps, errors) as the catalog has it, so a
+    /// crash point that was never reached says which step the run was at instead.
+    pub async fn wait_killed(mut self, env: &TestEnv, operation: Option<uuid::Uuid>) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert_eq!(status.signal(), Some(9), "expected SIGKILL, got {status:?}");
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the injected crash did not happen"
-            );
+            if Instant::now() >= deadline {
+                let op = match operation {
+                    Some(id) => format!("{:#?}", env.app.catalog.operation(id).await),
+                    None => "-".to_owned(),
+                };
+                panic!("the injected crash did not happen within 60 s; the operation: {op}");
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -335,7 +335,7 @@ pub async fn crash_after_every_step(engine: EngineUnderTest) {
             let before = env.snapshot(&[&slug]).await;
             let server = RealServer::spawn(&env, "crash-node", &faults, &[]).await;
             let id = record(&env, &server, def, &slug).await;
-            server.wait_killed().await;
+            server.wait_killed(&env, Some(id)).await;
             let _server = RealServer::spawn(&env, "crash-node", "", &[]).await;
             let op = env.wait(id).await;
             if want == OperationState::RolledBack {

@@ -4,12 +4,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::time::{Duration, Instant};
+
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 use tcp_tests::{EngineUnderTest, TestEnv};
 use workflows::Faults;
 
-tcp_tests::conformance!(sixteen_clients_onboarding_at_once_get_no_5xx_and_all_converge);
+tcp_tests::conformance!(
+    sixteen_clients_onboarding_at_once_get_no_5xx_and_all_converge,
+    a_new_operation_is_its_creators_until_its_lease_ends
+);
 
 const CLIENTS: usize = 16;
 
@@ -198,4 +203,81 @@ async fn connections_to_a_server_stay_under_the_cap() {
             api_types::OperationState::Succeeded
         );
     }
+}
+
+/// An operation a node creates and runs at once is created with that node's lease: another
+/// replica's sweeper does not take it in the moment before the node claims it (it once did, and
+/// a crash test's operation ran in the wrong process), and takes it once the lease ended (the
+/// creator died). An operation recorded for "whoever comes first" is anyone's at once.
+async fn a_new_operation_is_its_creators_until_its_lease_ends(engine: EngineUnderTest) {
+    // The in-process node's own sweeper stays out of the way.
+    let env = TestEnv::with(engine, Faults::none(), |c| c.sweep_interval_secs = 3600).await;
+    let catalog = &env.app.catalog;
+    let rotation = |held_by| catalog::NewOperation {
+        kind: api_types::OperationKind::ROTATE,
+        steps: tcp_tests::step_names(&api_types::OperationKind::ROTATE, env.app.engine.as_ref()),
+        params: json!({"mode": "scheduled"}),
+        actor: "test".into(),
+        request_id: None,
+        allowed_from: &[api_types::TenantState::Active],
+        parent: None,
+        held_by,
+    };
+    let mut tenants = Vec::new();
+    for slug in ["held-op", "free-op"] {
+        env.onboard(slug).await;
+        let slug = api_types::TenantSlug::parse(slug).unwrap();
+        tenants.push(catalog.tenant_by_slug(&slug).await.unwrap().unwrap());
+    }
+    let ttl = Duration::from_secs(2);
+    let held = catalog
+        .start_operation(
+            tenants[0].id,
+            rotation(Some(("node-a".to_owned(), ttl))),
+            api_types::TenantState::Active,
+        )
+        .await
+        .unwrap();
+    let created = Instant::now();
+    assert!(!catalog
+        .claimable_operations("node-b")
+        .await
+        .unwrap()
+        .contains(&held.id));
+    assert!(catalog
+        .claimable_operations("node-a")
+        .await
+        .unwrap()
+        .contains(&held.id));
+    assert!(catalog
+        .claim(held.id, "node-b", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_none());
+    tokio::time::sleep(
+        (created + ttl + Duration::from_millis(200)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    assert!(
+        catalog
+            .claim(held.id, "node-b", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_some(),
+        "the creator's lease ended: another replica takes the operation"
+    );
+
+    let free = catalog
+        .start_operation(
+            tenants[1].id,
+            rotation(None),
+            api_types::TenantState::Active,
+        )
+        .await
+        .unwrap();
+    assert!(catalog
+        .claim(free.id, "node-b", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_some());
 }

@@ -53,7 +53,7 @@ async fn emergency_rotation_converges_after_a_crash_after_every_step(engine: Eng
                     serde_json::json!({ "mode": mode }),
                 )
                 .await;
-            server.wait_killed().await;
+            server.wait_killed(&env, Some(id)).await;
             let _server = RealServer::spawn(&env, "crash-node", "", &[]).await;
             let op = env.wait(id).await;
             assert_eq!(

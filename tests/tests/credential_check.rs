@@ -252,6 +252,7 @@ async fn a_tenant_whose_rotation_runs_is_skipped_and_stays_as_it_was(engine: Eng
                 request_id: None,
                 allowed_from: &[TenantState::Active],
                 parent: None,
+                held_by: None,
             },
             TenantState::Active,
         )

@@ -430,7 +430,7 @@ async fn a_kill_during_a_claim_or_a_refill_leaves_no_orphan() {
                 json!({"slug": slug, "display_name": slug}),
             )
             .await;
-        server.wait_killed().await;
+        server.wait_killed(&env, Some(id)).await;
         let claim = rows(&env).await.into_iter().find(|r| r.database == pooled);
         assert!(
             claim

@@ -425,7 +425,7 @@ async fn a_rollout_survives_a_kill_in_the_middle_of_a_tenant() {
         .as_str()
         .unwrap()
         .to_owned();
-    server.wait_killed().await;
+    server.wait_killed(&env, None).await;
     let mid = show(&env, &id).await;
     assert_eq!(mid["state"], "running", "{mid:#}");
     assert_eq!(mid["counts"]["running"], 1, "{mid:#}");

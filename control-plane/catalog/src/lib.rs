@@ -40,6 +40,7 @@ pub use sqlserver::SqlServerCatalog;
 /// T-SQL parse gate (`tests/src/bin/tsql-statements.rs`, `infra/tsql-gate.sh`).
 pub fn sqlserver_generated_statements() -> Vec<(&'static str, String)> {
     let mut all = sqlserver::servers::generated_statements();
+    all.extend(sqlserver::generated_statements());
     all.push(("tenants_page", sqlserver::tenants_page_statement()));
     all.extend(sqlserver::rollouts::generated_statements());
     all.extend(sqlserver::pool::generated_statements());

@@ -152,6 +152,11 @@ pub struct NewOperation {
     pub allowed_from: &'static [api_types::TenantState],
     /// The operation this one is a child of (a fleet-level operation's fan-out), if any.
     pub parent: Option<Uuid>,
+    /// The node that runs it at once and its lease's time to live: the operation is created
+    /// with that lease, so no other replica's sweeper takes it in the moment before the node
+    /// claims it (the claim is the node's own renewal). `None`: unleased, whichever replica's
+    /// sweeper comes first runs it.
+    pub held_by: Option<(String, std::time::Duration)>,
 }
 
 /// Which way an operation is running.

@@ -114,11 +114,16 @@ async fn insert_operation(
     op: &NewOperation,
 ) -> Result<Uuid, CatalogError> {
     let id = Uuid::new_v4();
+    let (lease_owner, lease_secs) = match &op.held_by {
+        Some((owner, ttl)) => (Some(owner.as_str()), Some(ttl.as_secs_f64())),
+        None => (None, None),
+    };
     client
         .execute(
             "INSERT INTO operations (id, tenant_id, kind, state, params, actor, request_id, \
-                                     parent_id) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7)",
+                                     parent_id, lease_owner, lease_expires_at) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, \
+                     now() + make_interval(secs => $9::float8))",
             &[
                 &id,
                 &tenant_id,
@@ -127,6 +132,8 @@ async fn insert_operation(
                 &op.actor,
                 &op.request_id,
                 &op.parent,
+                &lease_owner,
+                &lease_secs,
             ],
         )
         .await?;

@@ -198,6 +198,66 @@ fn ttl_millis(ttl: Duration) -> i32 {
     i32::try_from(ttl.as_millis()).unwrap_or(i32::MAX)
 }
 
+/// `create_tenant`'s batch: the server's row lock and capacity check, then the tenant and its
+/// operation (held by its creator), in one transaction.
+fn create_tenant_sql() -> String {
+    format!(
+        "SET XACT_ABORT ON; BEGIN TRANSACTION; {} \
+         EXEC catalog.CreateTenant @TenantId = @P1, @Slug = @P2, @DisplayName = @P3, \
+              @Engine = @P4, @Server = @P5, @DatabaseName = @P6, @OperationId = @P7, \
+              @Kind = @P8, @Steps = @P9, @Params = @P10, @Actor = @P11, \
+              @RequestId = @P12, @TenantDetail = @P13, @OperationDetail = @P14; \
+         {} \
+         COMMIT TRANSACTION;",
+        servers::sql::LOCK_FOR_NEW_TENANT,
+        hold_new_operation("@P7", "@P15", "@P16"),
+    )
+}
+
+/// `start_operation`'s batch: the operation and its creator's lease in one transaction (the
+/// procedure's own transaction nests in it, as `CreateTenant`'s does in `create_tenant_sql`).
+fn start_operation_sql() -> String {
+    format!(
+        "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+         EXEC catalog.StartOperation @TenantId = @P1, @TenantState = @P2, \
+              @OperationId = @P3, @Kind = @P4, @Steps = @P5, @Params = @P6, \
+              @Actor = @P7, @RequestId = @P8, @OperationDetail = @P9, \
+              @AllowedFrom = @P10, @ParentId = @P11; \
+         {} \
+         COMMIT TRANSACTION;",
+        hold_new_operation("@P3", "@P12", "@P13"),
+    )
+}
+
+/// The batches of this module built at run time, for the T-SQL gate.
+pub fn generated_statements() -> Vec<(&'static str, String)> {
+    vec![
+        ("catalog_create_tenant", create_tenant_sql()),
+        ("catalog_start_operation", start_operation_sql()),
+    ]
+}
+
+/// The statement that gives a new operation its creator's lease (`NewOperation::held_by`),
+/// run in the transaction that created it; nothing when `owner` is NULL.
+fn hold_new_operation(operation: &str, owner: &str, millis: &str) -> String {
+    format!(
+        "UPDATE catalog.Operations \
+            SET LeaseOwner = {owner}, \
+                LeaseExpiresAt = DATEADD(MILLISECOND, {millis}, SYSUTCDATETIME()) \
+          WHERE Id = {operation} AND {owner} IS NOT NULL;"
+    )
+}
+
+/// The lease owner of a new operation, if it is created held.
+fn held_owner(op: &NewOperation) -> Option<&str> {
+    op.held_by.as_ref().map(|(owner, _)| owner.as_str())
+}
+
+/// The lease's time to live in milliseconds (0 when unheld: the statement changes nothing).
+fn held_millis(op: &NewOperation) -> i32 {
+    op.held_by.as_ref().map_or(0, |(_, ttl)| ttl_millis(*ttl))
+}
+
 /// The `@Steps` argument of the procedures: step names in order, as a JSON array.
 fn steps_json(op: &NewOperation) -> String {
     serde_json::Value::from(op.steps.clone()).to_string()
@@ -403,16 +463,7 @@ impl CatalogStore for SqlServerCatalog {
         .to_string();
         let result = self
             .query(
-                // The server's row lock and capacity check, then the tenant, in one transaction.
-                &format!(
-                    "SET XACT_ABORT ON; BEGIN TRANSACTION; {} \
-                     EXEC catalog.CreateTenant @TenantId = @P1, @Slug = @P2, @DisplayName = @P3, \
-                          @Engine = @P4, @Server = @P5, @DatabaseName = @P6, @OperationId = @P7, \
-                          @Kind = @P8, @Steps = @P9, @Params = @P10, @Actor = @P11, \
-                          @RequestId = @P12, @TenantDetail = @P13, @OperationDetail = @P14; \
-                     COMMIT TRANSACTION;",
-                    servers::sql::LOCK_FOR_NEW_TENANT
-                ),
+                &create_tenant_sql(),
                 &[
                     &id,
                     &tenant.slug.as_str(),
@@ -428,6 +479,8 @@ impl CatalogStore for SqlServerCatalog {
                     &op.request_id.as_deref(),
                     &tenant_detail,
                     &operation_created_detail(&op),
+                    &held_owner(&op),
+                    &held_millis(&op),
                 ],
             )
             .await;
@@ -471,10 +524,7 @@ impl CatalogStore for SqlServerCatalog {
         .to_string();
         let result = self
             .query(
-                "EXEC catalog.StartOperation @TenantId = @P1, @TenantState = @P2, \
-                      @OperationId = @P3, @Kind = @P4, @Steps = @P5, @Params = @P6, \
-                      @Actor = @P7, @RequestId = @P8, @OperationDetail = @P9, \
-                      @AllowedFrom = @P10, @ParentId = @P11",
+                &start_operation_sql(),
                 &[
                     &tenant_id,
                     &tenant_state.as_str(),
@@ -487,6 +537,8 @@ impl CatalogStore for SqlServerCatalog {
                     &operation_created_detail(&op),
                     &allowed_from,
                     &op.parent,
+                    &held_owner(&op),
+                    &held_millis(&op),
                 ],
             )
             .await;

@@ -17,8 +17,10 @@ use crate::tenant_rotate::{Rotate, RotateParams};
 use crate::workflow::Workflow;
 use crate::{Runner, WorkflowError};
 
-/// The catalog row of a new operation of workflow `W` on `engine`.
+/// The catalog row of a new operation of workflow `W` on `engine`, held by `runner`'s node
+/// (which runs it at once).
 fn new_operation<W: Workflow>(
+    runner: &Runner,
     engine: &str,
     params: W::Params,
     actor: &str,
@@ -34,7 +36,15 @@ fn new_operation<W: Workflow>(
         request_id,
         allowed_from: W::ALLOWED_FROM,
         parent: None,
+        held_by: Some(held_by(runner)),
     })
+}
+
+/// The lease a node gives the operations it creates and runs at once: no other replica's
+/// sweeper takes one in the moment between its creation and this node's claim.
+fn held_by(runner: &Runner) -> (String, std::time::Duration) {
+    let svc = runner.services();
+    (svc.node_id.clone(), svc.lease_ttl)
 }
 
 /// The actor recorded for rotations the scheduler starts.
@@ -106,6 +116,7 @@ impl Orchestrator {
                         database: names.database,
                     },
                     new_operation::<Onboard>(
+                        &self.runner,
                         engine.name(),
                         OnboardParams {
                             placement: Some(decision.clone()),
@@ -160,8 +171,9 @@ impl Orchestrator {
         request_id: Option<String>,
         parent: Option<Uuid>,
     ) -> Result<OperationRecord, WorkflowError> {
+        let held = Some(held_by(&self.runner));
         let op = self
-            .record_kind(kind, tenant, params, actor, request_id, parent)
+            .record(kind, tenant, params, actor, request_id, parent, held)
             .await?;
         self.runner.spawn(op.id);
         Ok(op)
@@ -178,6 +190,22 @@ impl Orchestrator {
         actor: &str,
         request_id: Option<String>,
         parent: Option<Uuid>,
+    ) -> Result<OperationRecord, WorkflowError> {
+        self.record(kind, tenant, params, actor, request_id, parent, None)
+            .await
+    }
+
+    /// [`Orchestrator::record_kind`], the operation created with lease `held_by` if any.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        kind: &OperationKind,
+        tenant: &TenantRecord,
+        params: Value,
+        actor: &str,
+        request_id: Option<String>,
+        parent: Option<Uuid>,
+        held_by: Option<(String, std::time::Duration)>,
     ) -> Result<OperationRecord, WorkflowError> {
         let svc = self.runner.services();
         let def = crate::registry::find(kind)
@@ -222,6 +250,7 @@ impl Orchestrator {
                     request_id,
                     allowed_from: def.allowed_from,
                     parent,
+                    held_by,
                 },
                 def.running_state.unwrap_or(tenant.state),
             )

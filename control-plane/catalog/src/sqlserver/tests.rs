@@ -150,6 +150,7 @@ fn steps_travel_as_a_json_array_in_order() {
         request_id: None,
         allowed_from: &[],
         parent: None,
+        held_by: None,
     };
     assert_eq!(
         steps_json(&op),
@@ -571,4 +572,27 @@ fn the_pool_indexes_rust_relies_on_are_in_the_migrations() {
     // The tenant list's order, newest first then by id, has an index of its own.
     assert!(tenants_page_statement().contains("ORDER BY t.CreatedAt DESC, t.Id DESC"));
     assert!(migrations.contains("ON catalog.Tenants (CreatedAt DESC, Id DESC)"));
+}
+
+#[test]
+fn a_held_operation_travels_with_its_owner_and_ttl() {
+    let mut op = NewOperation {
+        kind: OperationKind::ROTATE,
+        steps: vec![],
+        params: json!({}),
+        actor: "alice".into(),
+        request_id: None,
+        allowed_from: &[],
+        parent: None,
+        held_by: None,
+    };
+    assert_eq!((held_owner(&op), held_millis(&op)), (None, 0));
+    op.held_by = Some(("node-a".into(), Duration::from_secs(30)));
+    assert_eq!((held_owner(&op), held_millis(&op)), (Some("node-a"), 30_000));
+    // Both batches give the operation they create the lease, inside their transaction.
+    for sql in [create_tenant_sql(), start_operation_sql()] {
+        let lease = sql.find("SET LeaseOwner").unwrap();
+        assert!(sql.find("BEGIN TRANSACTION").unwrap() < lease, "{sql}");
+        assert!(lease < sql.find("COMMIT TRANSACTION").unwrap(), "{sql}");
+    }
 }
