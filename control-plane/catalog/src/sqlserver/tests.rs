@@ -588,7 +588,10 @@ fn a_held_operation_travels_with_its_owner_and_ttl() {
     };
     assert_eq!((held_owner(&op), held_millis(&op)), (None, 0));
     op.held_by = Some(("node-a".into(), Duration::from_secs(30)));
-    assert_eq!((held_owner(&op), held_millis(&op)), (Some("node-a"), 30_000));
+    assert_eq!(
+        (held_owner(&op), held_millis(&op)),
+        (Some("node-a"), 30_000)
+    );
     // Both batches give the operation they create the lease, inside their transaction.
     for sql in [create_tenant_sql(), start_operation_sql()] {
         let lease = sql.find("SET LeaseOwner").unwrap();
