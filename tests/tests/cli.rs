@@ -238,6 +238,38 @@ async fn a_full_lifecycle_through_tenantctl() {
     assert_eq!(listed[0]["state"], "succeeded");
     let fleet = cli.run(&["fleet", "schema"]).await.ok();
     assert!(fleet.stdout.contains("0 drifted"), "{}", fleet.stdout);
+    // The reconciler: a clean pass, then an orphan carrying this deployment's marker, found
+    // (exit 1) and repaired by its id.
+    let clean = cli.run(&["reconciliation", "run"]).await.ok();
+    assert!(clean.stdout.contains("no findings"), "{}", clean.stdout);
+    let instance = env.app.catalog.instance_id().await.unwrap();
+    env.probe()
+        .plant_database(
+            "tenant_cli_orphan",
+            Some(&engine::marker::Marker::tenant(instance, None).text()),
+        )
+        .await;
+    let found = cli
+        .run(&["--json", "reconciliation", "run"])
+        .await
+        .refused()
+        .json();
+    let id = found["findings"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        found["findings"][0]["object"], "tenant_cli_orphan",
+        "{found}"
+    );
+    let shown = cli.run(&["reconciliation", "show"]).await.refused();
+    assert!(shown.stdout.contains(&id), "{}", shown.stdout);
+    let repaired = cli.run(&["reconciliation", "repair", &id]).await.ok();
+    assert!(
+        repaired
+            .stdout
+            .contains("dropped orphan_database tenant_cli_orphan"),
+        "{}",
+        repaired.stdout
+    );
+    assert!(!env.probe().database_exists("tenant_cli_orphan").await);
     let refused = cli
         .run(&["rollout", "start", "--tenant", "nobody-here"])
         .await

@@ -682,6 +682,7 @@ mod postgres_only {
             release: None,
             clone_strategy: Default::default(),
             max_connections: 0,
+            instance: None,
         })
         .await
         .unwrap();

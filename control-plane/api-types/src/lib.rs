@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod reconciliation;
 mod rollouts;
 mod slug;
 
+pub use reconciliation::{Finding, FindingKind, ReconciliationReport, RepairOutcome, ServerCheck};
 pub use rollouts::{
     FleetSchema, Rollout, RolloutRequest, RolloutSelector, RolloutState, RolloutTenant,
     RolloutTenantState, RolloutWave, TenantSchema,

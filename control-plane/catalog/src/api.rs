@@ -467,4 +467,28 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         pool_size: Option<i32>,
         actor: &str,
     ) -> Result<ServerRecord, CatalogError>;
+
+    /// The deployment's id, which the markers of its databases and roles name (made once, by
+    /// the catalog's migration).
+    async fn instance_id(&self) -> Result<Uuid, CatalogError>;
+
+    /// Records a reconciliation pass's report, keeping the newest few.
+    async fn record_reconciliation(
+        &self,
+        report: &crate::ReconciliationRecord,
+    ) -> Result<(), CatalogError>;
+
+    /// Appends the audit row of a reconciliation repair (`reconciliation.repaired`: the
+    /// finding and what was dropped).
+    async fn record_repair(
+        &self,
+        actor: &str,
+        request_id: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Result<(), CatalogError>;
+
+    /// The newest reconciliation report, if any pass ran.
+    async fn latest_reconciliation(
+        &self,
+    ) -> Result<Option<crate::ReconciliationRecord>, CatalogError>;
 }

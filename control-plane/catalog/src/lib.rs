@@ -15,6 +15,7 @@ mod error;
 mod model;
 mod pool;
 mod postgres;
+mod reconciliation;
 mod rollouts;
 mod servers;
 mod sqlserver;
@@ -29,6 +30,7 @@ pub use model::{
 };
 pub use pool::{NewPooledDatabase, PoolState, PooledDatabase};
 pub use postgres::PgCatalog;
+pub use reconciliation::ReconciliationRecord;
 pub use rollouts::{
     NewRollout, NewRolloutTenant, RolloutRecord, RolloutTenantChange, RolloutTenantRecord,
     TenantSchemaRecord,
@@ -44,6 +46,7 @@ pub fn sqlserver_generated_statements() -> Vec<(&'static str, String)> {
     all.push(("tenants_page", sqlserver::tenants_page_statement()));
     all.extend(sqlserver::rollouts::generated_statements());
     all.extend(sqlserver::pool::generated_statements());
+    all.extend(sqlserver::reconciliation::generated_statements());
     all
 }
 

@@ -29,6 +29,7 @@ mod migrations {
 
 mod db;
 mod pool;
+mod reconciliation;
 mod rollouts;
 mod servers;
 
@@ -1167,6 +1168,32 @@ impl CatalogStore for PgCatalog {
         actor: &str,
     ) -> Result<ServerRecord, CatalogError> {
         self.pg_set_server_pool_size(name, pool_size, actor).await
+    }
+
+    async fn instance_id(&self) -> Result<Uuid, CatalogError> {
+        self.pg_instance_id().await
+    }
+
+    async fn record_reconciliation(
+        &self,
+        report: &crate::ReconciliationRecord,
+    ) -> Result<(), CatalogError> {
+        self.pg_record_reconciliation(report).await
+    }
+
+    async fn latest_reconciliation(
+        &self,
+    ) -> Result<Option<crate::ReconciliationRecord>, CatalogError> {
+        self.pg_latest_reconciliation().await
+    }
+
+    async fn record_repair(
+        &self,
+        actor: &str,
+        request_id: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Result<(), CatalogError> {
+        self.pg_record_repair(actor, request_id, detail).await
     }
 
     async fn create_rollout(&self, rollout: NewRollout) -> Result<RolloutRecord, CatalogError> {

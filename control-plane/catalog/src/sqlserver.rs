@@ -43,6 +43,7 @@ use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 use api_types::RolloutState;
 
 pub mod pool;
+pub mod reconciliation;
 pub mod rollouts;
 mod rows;
 pub mod servers;
@@ -435,6 +436,32 @@ impl CatalogStore for SqlServerCatalog {
         actor: &str,
     ) -> Result<ServerRecord, CatalogError> {
         self.ms_set_server_pool_size(name, pool_size, actor).await
+    }
+
+    async fn instance_id(&self) -> Result<Uuid, CatalogError> {
+        self.ms_instance_id().await
+    }
+
+    async fn record_reconciliation(
+        &self,
+        report: &crate::ReconciliationRecord,
+    ) -> Result<(), CatalogError> {
+        self.ms_record_reconciliation(report).await
+    }
+
+    async fn latest_reconciliation(
+        &self,
+    ) -> Result<Option<crate::ReconciliationRecord>, CatalogError> {
+        self.ms_latest_reconciliation().await
+    }
+
+    async fn record_repair(
+        &self,
+        actor: &str,
+        request_id: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Result<(), CatalogError> {
+        self.ms_record_repair(actor, request_id, detail).await
     }
 
     fn backend(&self) -> &'static str {

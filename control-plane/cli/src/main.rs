@@ -5,6 +5,7 @@ mod config;
 mod confirm;
 mod error;
 mod progress;
+mod reconciliation;
 mod render;
 mod rollouts;
 mod servers;
@@ -86,6 +87,10 @@ enum Command {
     /// The fleet's schema: tenants per version and schema drift (role `admin`).
     #[command(subcommand)]
     Fleet(rollouts::FleetCommand),
+    /// The catalog compared with the servers and the secret store: show, run, repair (role
+    /// `admin`).
+    #[command(subcommand)]
+    Reconciliation(reconciliation::ReconciliationCommand),
     /// Read the local secret store (on the control plane's machine).
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -451,6 +456,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Fleet(command) => {
             rollouts::run_fleet(&connect_as(rollouts::ROLE)?, command, json).await
+        }
+        Command::Reconciliation(command) => {
+            reconciliation::run(&connect_as(reconciliation::ROLE)?, command, json).await
         }
         Command::Tenants(TenantsCommand::List { state, server }) => {
             let client = connect()?;

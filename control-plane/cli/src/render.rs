@@ -455,6 +455,59 @@ pub fn fleet_schema(f: &api_types::FleetSchema) -> String {
     out
 }
 
+/// A reconciliation report: each server's check, then the findings as a table.
+pub fn reconciliation(r: &api_types::ReconciliationReport) -> String {
+    let mut out = format!(
+        "pass {} by {} at {}: {} tenants checked{}",
+        r.id,
+        r.node,
+        r.finished_at.to_rfc3339(),
+        r.tenants_checked,
+        if r.secrets_checked {
+            ""
+        } else {
+            " (the secret store could not be listed)"
+        }
+    );
+    for s in r.servers.iter().filter(|s| !s.checked) {
+        out.push_str(&format!(
+            "\nserver {} not checked: {}",
+            s.server,
+            one_line(s.error.as_deref().unwrap_or("-"))
+        ));
+    }
+    if r.findings.is_empty() {
+        out.push_str("\nno findings");
+        return out;
+    }
+    let mut rows = vec![["ID", "KIND", "SERVER", "OBJECT", "TENANT", "REPAIR"]
+        .map(str::to_owned)
+        .to_vec()];
+    rows.extend(r.findings.iter().map(|f| {
+        vec![
+            f.id.clone(),
+            f.kind.as_str().to_owned(),
+            f.server.clone().unwrap_or_else(|| "-".into()),
+            f.object.clone(),
+            f.tenant.clone().unwrap_or_else(|| "-".into()),
+            if f.repairable {
+                "tenantctl reconciliation repair".into()
+            } else {
+                "-".into()
+            },
+        ]
+    }));
+    out.push('\n');
+    out.push_str(&columns(&rows));
+    for f in &r.findings {
+        out.push_str(&format!("\n{}: {}", f.id, one_line(&f.detail)));
+        if let Some(h) = &f.hint {
+            out.push_str(&format!(" ({})", one_line(h)));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

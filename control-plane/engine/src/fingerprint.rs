@@ -138,6 +138,7 @@ mod tests {
     fn names(slug: &str) -> TenantNames {
         let n = |p: &str| format!("t_{slug}_{p}");
         TenantNames {
+            tenant_id: None,
             database: n("db"),
             owner: n("owner"),
             app_rw: n("app_rw"),

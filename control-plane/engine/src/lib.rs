@@ -12,6 +12,7 @@ mod error;
 pub mod evidence;
 pub mod fingerprint;
 pub mod investigation;
+pub mod marker;
 pub mod postgres;
 pub mod release;
 pub mod schema;
@@ -54,6 +55,18 @@ pub struct TenantNames {
     pub reader: String,
     /// Support login that reaches `reader` only by an explicit, audited role switch.
     pub investigator: String,
+    /// The tenant's id, which the objects' markers name ([`marker::Marker`]); set by the
+    /// workflow runner (`None` from [`Engine::names`], which knows only the slug).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<uuid::Uuid>,
+}
+
+impl TenantNames {
+    /// These names, for tenant `id` (its objects' markers name it).
+    pub fn for_tenant(mut self, id: uuid::Uuid) -> TenantNames {
+        self.tenant_id = Some(id);
+        self
+    }
 }
 
 impl TenantNames {
@@ -96,6 +109,7 @@ impl TenantNames {
             audit_admin: "t_acme_audit_admin".into(),
             reader: "t_acme_reader".into(),
             investigator: "t_acme_investigator".into(),
+            tenant_id: None,
         }
     }
 }
@@ -248,9 +262,43 @@ pub struct Inventory {
     pub database: bool,
     /// The tenant principals that exist.
     pub principals: Vec<String>,
+    /// Every principal the tenant has on this engine when complete (PostgreSQL: its seven
+    /// roles; SQL Server: its five contained users, which live in its database).
+    pub expected: Vec<String>,
+}
+
+/// What kind of object a [`MarkedObject`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    /// A database.
+    Database,
+    /// A server-level principal (a PostgreSQL role; SQL Server's contained users live inside
+    /// their database and are not listed).
+    Login,
+}
+
+/// An object on a server that carries a control-plane marker (any instance's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkedObject {
+    /// Database or login.
+    pub kind: ObjectKind,
+    /// Its name.
+    pub name: String,
+    /// Its marker.
+    pub marker: marker::Marker,
 }
 
 impl Inventory {
+    /// The expected principals that do not exist.
+    pub fn missing_principals(&self) -> Vec<&str> {
+        self.expected
+            .iter()
+            .filter(|p| !self.principals.contains(p))
+            .map(String::as_str)
+            .collect()
+    }
+
     /// Nothing of the tenant exists.
     pub fn is_empty(&self) -> bool {
         !self.database && self.principals.is_empty()
@@ -534,6 +582,20 @@ pub trait Engine: Send + Sync + 'static {
     async fn drop_principals(&self, names: &TenantNames) -> Result<Vec<String>, EngineError>;
     /// What of the tenant exists right now.
     async fn inventory(&self, names: &TenantNames) -> Result<Inventory, EngineError>;
+    /// Every database (and on PostgreSQL every role) of the server that carries a control-plane
+    /// marker ([`marker`]), whatever instance's; objects without one are not listed. A
+    /// database the admin cannot read is left out (so never reported nor touched).
+    async fn marked_objects(&self) -> Result<Vec<MarkedObject>, EngineError>;
+    /// Drops an object the reconciler found orphaned, only if it still carries `marker` (read
+    /// again in the dropping session; PostgreSQL: in the dropping transaction for a role): ends
+    /// its sessions first for a database. Returns whether it dropped something; `Ok(false)`
+    /// when the object is gone or its marker differs (it is then not touched).
+    async fn drop_marked(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        marker: &marker::Marker,
+    ) -> Result<bool, EngineError>;
     /// Facts for the evidence bundle, read live from the server: the tenant's principals with
     /// their grants and effective permissions, the app principal's UPDATE and DELETE attempts on
     /// the audit events and on every history table (logged in with its connection string `app`,

@@ -10,6 +10,7 @@
 mod evidence;
 mod export;
 mod investigation;
+mod marker;
 mod pool;
 mod sessions;
 mod template;
@@ -90,6 +91,9 @@ pub struct PostgresConfig {
     pub clone_strategy: CloneStrategy,
     /// Connections the engine may hold to the server at once, whatever they serve (0: no cap).
     pub max_connections: u32,
+    /// The deployment whose marker ([`crate::marker`]) every database and role it creates
+    /// carries (`None`: no marker, for tools and tests that make an engine without a catalog).
+    pub instance: Option<uuid::Uuid>,
 }
 
 /// The PostgreSQL engine.
@@ -107,6 +111,7 @@ pub struct PostgresEngine {
     lock_down: bool,
     template: String,
     release: Arc<Release>,
+    instance: Option<uuid::Uuid>,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -408,6 +413,7 @@ impl PostgresEngine {
             lock_down: config.lock_down_maintenance_databases,
             template,
             release,
+            instance: config.instance,
         })
     }
 
@@ -555,12 +561,13 @@ impl PostgresEngine {
         )
         .await?;
         c.batch_execute(&format!(
-            "GRANT {rw} TO {a}; GRANT {rw} TO {b}; GRANT {reader} TO {inv}",
+            "GRANT {rw} TO {a}; GRANT {rw} TO {b}; GRANT {reader} TO {inv}{mark}",
             rw = pg_ident(&names.app_rw),
             a = pg_ident(&names.app_a),
             b = pg_ident(&names.app_b),
             reader = pg_ident(&names.reader),
-            inv = pg_ident(&names.investigator)
+            inv = pg_ident(&names.investigator),
+            mark = self.mark_roles_sql(names),
         ))
         .await?;
         Ok(())
@@ -745,6 +752,7 @@ impl Engine for PostgresEngine {
             audit_admin: role("audit_admin"),
             reader: role("reader"),
             investigator: role("investigator"),
+            tenant_id: None,
         }
     }
 
@@ -817,8 +825,9 @@ impl Engine for PostgresEngine {
             .await?
             .batch_execute(&format!(
                 "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
-                 ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true",
-                db = pg_ident(&names.database)
+                 ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true{mark}",
+                db = pg_ident(&names.database),
+                mark = self.mark_database_sql(names),
             ))
             .await?;
         Ok(())
@@ -1300,7 +1309,25 @@ impl Engine for PostgresEngine {
         Ok(Inventory {
             database: self.database_exists(&names.database).await?,
             principals: self.existing_roles(&names.principals_drop_order()).await?,
+            expected: names
+                .principals_drop_order()
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
         })
+    }
+
+    async fn marked_objects(&self) -> Result<Vec<crate::MarkedObject>, EngineError> {
+        self.marked().await
+    }
+
+    async fn drop_marked(
+        &self,
+        kind: crate::ObjectKind,
+        name: &str,
+        marker: &crate::marker::Marker,
+    ) -> Result<bool, EngineError> {
+        self.drop_if_marked(kind, name, marker).await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -1341,6 +1368,7 @@ mod tests {
             release: None,
             clone_strategy: Default::default(),
             max_connections: 0,
+            instance: None,
         })
         .await
         .unwrap()
@@ -1371,6 +1399,7 @@ mod tests {
             release: None,
             clone_strategy: CloneStrategy::WalLog,
             max_connections: 0,
+            instance: None,
         })
         .await
         .unwrap();

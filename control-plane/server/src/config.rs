@@ -172,6 +172,14 @@ pub struct Config {
     /// How often every active tenant database's schema is compared with its baseline (the
     /// drift check), seconds; 0 turns it off.
     pub schema_check_interval_secs: u64,
+    /// How often the reconciler compares the catalog with every server and the secret store,
+    /// seconds; 0: only on request (`POST /v1/reconciliation/run`).
+    pub reconcile_interval_secs: u64,
+    /// What a reconciliation pass repairs by itself: `orphans` (databases and logins carrying
+    /// this deployment's marker that the catalog does not explain); empty: nothing, every repair
+    /// is explicit (a string, a comma-separated string, or an array).
+    #[serde(deserialize_with = "one_or_many")]
+    pub auto_repair: Vec<String>,
     /// How often every active tenant's audit-chain head is anchored in the catalog, seconds: a
     /// rewrite of a tenant's audit log inside its database is detected unless it is younger than
     /// this (see README, threat model).
@@ -330,6 +338,8 @@ impl Default for Config {
             warm_pool_busy_operations: 0,
             rollout_tick_ms: 1000,
             schema_check_interval_secs: 3600,
+            reconcile_interval_secs: 3600,
+            auto_repair: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,
@@ -438,7 +448,21 @@ impl Config {
                  no cap"
             )));
         }
+        if let Some(other) = self.auto_repair.iter().find(|r| r.as_str() != "orphans") {
+            return Err(ConfigError::Invalid(format!(
+                "auto_repair = {other:?}: the reconciler repairs only \"orphans\" by itself"
+            )));
+        }
         Ok(())
+    }
+
+    /// How the reconciler runs.
+    pub fn reconcile(&self) -> workflows::reconcile::ReconcilePolicy {
+        workflows::reconcile::ReconcilePolicy {
+            interval: (self.reconcile_interval_secs > 0)
+                .then(|| Duration::from_secs(self.reconcile_interval_secs)),
+            repair_orphans: self.auto_repair.iter().any(|r| r == "orphans"),
+        }
     }
 
     /// Where audit archives are written.
@@ -664,6 +688,31 @@ mod tests {
         with(0).check().unwrap();
         with(6).check().unwrap();
         Config::default().check().unwrap();
+    }
+
+    #[test]
+    fn auto_repair_knows_only_orphans_and_the_interval_may_be_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.toml");
+        std::fs::write(&path, "auto_repair = [\"everything\"]\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("auto_repair = \"everything\""), "{e}");
+        std::fs::write(
+            &path,
+            "auto_repair = \"orphans\"\nreconcile_interval_secs = 0\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(
+            c.reconcile(),
+            workflows::reconcile::ReconcilePolicy {
+                interval: None,
+                repair_orphans: true,
+            }
+        );
+        let default = Config::default().reconcile();
+        assert_eq!(default.interval, Some(Duration::from_secs(3600)));
+        assert!(!default.repair_orphans);
     }
 
     #[test]

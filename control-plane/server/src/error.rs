@@ -163,6 +163,7 @@ impl From<WorkflowError> for AppError {
             WorkflowError::Conflict(detail) => AppError::conflict(detail),
             WorkflowError::Invalid(detail) => AppError::bad_request(detail),
             WorkflowError::Unavailable(detail) => AppError::unavailable(detail),
+            WorkflowError::NotFound(detail) => AppError::not_found(detail),
         }
     }
 }

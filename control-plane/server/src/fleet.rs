@@ -36,6 +36,8 @@ pub struct Factory {
     pub max_connections: u32,
     /// The tenant schema release per engine (`None`: `tenant_schema_dir` holds none for it).
     pub releases: Releases,
+    /// The deployment whose marker every database and role the engines create carries.
+    pub instance: uuid::Uuid,
 }
 
 /// The tenant schema release of each engine.
@@ -85,8 +87,9 @@ impl Releases {
 
 impl Factory {
     /// The settings of `config`, with its releases.
-    pub fn new(config: &Config, releases: Releases) -> Self {
+    pub fn new(config: &Config, releases: Releases, instance: uuid::Uuid) -> Self {
         Factory {
+            instance,
             provisioning: config.provisioning,
             clone_strategy: config.clone_strategy,
             lock_down_maintenance_databases: config.lock_down_maintenance_databases,
@@ -128,6 +131,7 @@ impl workflows::EngineFactory for Factory {
                     release: Some(self.release(server)?),
                     clone_strategy: self.clone_strategy,
                     max_connections: self.max_connections,
+                    instance: Some(self.instance),
                 })
                 .await?,
             ),
@@ -139,6 +143,7 @@ impl workflows::EngineFactory for Factory {
                 pool: self.pool,
                 release: Some(self.release(server)?),
                 max_connections: self.max_connections,
+                instance: Some(self.instance),
             })),
             other => {
                 return Err(EngineError::Configuration(format!(

@@ -14,6 +14,7 @@ pub mod investigations;
 pub mod metrics;
 pub mod migrations;
 pub mod operations;
+pub mod reconciliation;
 pub mod rollouts;
 pub mod rotations;
 pub mod servers;

@@ -77,6 +77,7 @@ pub struct App {
     pool: tokio::task::JoinHandle<()>,
     rollouts: tokio::task::JoinHandle<()>,
     schema_checks: Option<tokio::task::JoinHandle<()>>,
+    reconciler: Option<tokio::task::JoinHandle<()>>,
     credential_checks: Option<tokio::task::JoinHandle<()>>,
     limits_cleanup: tokio::task::JoinHandle<()>,
 }
@@ -102,6 +103,9 @@ impl Drop for App {
         self.rollouts.abort();
         if let Some(s) = &self.schema_checks {
             s.abort();
+        }
+        if let Some(r) = &self.reconciler {
+            r.abort();
         }
         if let Some(c) = &self.credential_checks {
             c.abort();
@@ -166,6 +170,14 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         tracing::info!(engine = engine_name, version = r.version, hash = %r.hash,
                        source = %r.source, "tenant schema release");
     }
+    let catalog = catalog::open(&config.catalog()?, 8)
+        .await
+        .context("opening the catalog")?;
+    // Every database and role this deployment creates carries its id (`engine::marker`).
+    let instance = catalog
+        .instance_id()
+        .await
+        .context("reading the deployment's instance id from the catalog")?;
     let engine: Arc<dyn Engine> = match config.engine {
         EngineKind::Postgres => Arc::new(
             PostgresEngine::new(PostgresConfig {
@@ -177,6 +189,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
                 release: release.clone(),
                 clone_strategy: config.clone_strategy,
                 max_connections: config.max_connections_per_server,
+                instance: Some(instance),
             })
             .await?,
         ),
@@ -187,15 +200,13 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
             pool: mssql::PoolOptions::default(),
             release: release.clone(),
             max_connections: config.max_connections_per_server,
+            instance: Some(instance),
         })),
     };
     engine
         .prepare()
         .await
         .with_context(|| format!("preparing the {} server {}", engine.name(), engine.server()))?;
-    let catalog = catalog::open(&config.catalog()?, 8)
-        .await
-        .context("opening the catalog")?;
     let faults = match faults {
         Some(f) => f,
         None => Faults::parse(&config.faults).map_err(anyhow::Error::msg)?,
@@ -206,7 +217,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let engines = Arc::new(workflows::Engines::new(
         catalog.clone(),
         secrets.clone(),
-        Arc::new(fleet::Factory::new(config, releases)),
+        Arc::new(fleet::Factory::new(config, releases, instance)),
     ));
     let server =
         fleet::register_configured(config, &admin_url, &engine, &catalog, &secrets, &engines)
@@ -255,6 +266,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     let schema_checks = (config.schema_check_interval_secs > 0).then(|| {
         orchestrator.start_schema_check_task(Duration::from_secs(config.schema_check_interval_secs))
     });
+    let reconciler = orchestrator.start_reconcile_task(config.reconcile());
     let credential_checks = match config.credential_check_interval() {
         Some(interval) => Some(orchestrator.start_credential_check_task(interval)),
         None => {
@@ -273,6 +285,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         configured_server: config.server_name.clone(),
         warm_pool_size: config.pool().default_size,
         limits: Arc::new(limits::Limits::new(config)),
+        reconcile: config.reconcile(),
     };
     let limits_cleanup = state.limits.start_cleanup();
     let router = router::app(
@@ -298,6 +311,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         pool,
         rollouts,
         schema_checks,
+        reconciler,
         credential_checks,
         limits_cleanup,
     })

@@ -76,6 +76,11 @@ struct StepKindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FindingLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -188,6 +193,8 @@ pub struct Metrics {
     server_check_seconds: Family<ServerLabels, FloatGauge>,
     pool_databases: Family<ServerStateLabels, Gauge>,
     pool_claims: Family<ClaimLabels, Counter>,
+    reconciliation_findings: Family<FindingLabels, Gauge>,
+    reconciliation_last_pass: Gauge,
     scrape_errors: Counter,
     last_refresh: std::sync::Mutex<Option<Instant>>,
 }
@@ -379,6 +386,18 @@ impl Metrics {
             "Onboardings that took a warm-pool database (hit) or found the pool empty and cloned (miss)",
             pool_claims.clone(),
         );
+        let reconciliation_findings = Family::<FindingLabels, Gauge>::default();
+        registry.register(
+            "reconciliation_findings",
+            "Findings of the newest reconciliation pass by kind (orphan_database, missing_secret...; read at scrape time)",
+            reconciliation_findings.clone(),
+        );
+        let reconciliation_last_pass = Gauge::default();
+        registry.register(
+            "reconciliation_last_pass_timestamp_seconds",
+            "When the newest reconciliation pass ended (Unix time; 0 before the first)",
+            reconciliation_last_pass.clone(),
+        );
         let scrape_errors = Counter::default();
         registry.register(
             "metrics_catalog_errors",
@@ -412,6 +431,8 @@ impl Metrics {
             server_check_seconds,
             pool_databases,
             pool_claims,
+            reconciliation_findings,
+            reconciliation_last_pass,
             scrape_errors,
             last_refresh: std::sync::Mutex::new(None),
         }
@@ -544,6 +565,25 @@ impl Metrics {
             })
             .count();
         self.tenants_drifted.set(count(drifted));
+        // The newest reconciliation report (any replica's), every kind set, zeros included.
+        let report = catalog.latest_reconciliation().await?;
+        let findings: Vec<api_types::FindingKind> = report
+            .as_ref()
+            .and_then(|r| r.report.get("findings").cloned())
+            .and_then(|f| serde_json::from_value::<Vec<api_types::Finding>>(f).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.kind)
+            .collect();
+        for kind in api_types::FindingKind::ALL {
+            self.reconciliation_findings
+                .get_or_create(&FindingLabels {
+                    kind: kind.as_str(),
+                })
+                .set(count(findings.iter().filter(|k| **k == kind).count()));
+        }
+        self.reconciliation_last_pass
+            .set(report.map_or(0, |r| r.finished_at.timestamp()));
         // Servers: families cleared first, so a removed server leaves no series behind.
         let servers = catalog.servers().await?;
         self.server_tenants.clear();

@@ -144,6 +144,9 @@ async fn openapi_json() -> Response {
         handlers::servers::undrain_server,
         handlers::servers::set_pool_size,
         handlers::servers::remove_server,
+        handlers::reconciliation::latest_report,
+        handlers::reconciliation::run_reconciliation,
+        handlers::reconciliation::repair_finding,
         openapi_json,
     ),
     components(schemas(Problem, TenantSlug)),
@@ -158,6 +161,7 @@ async fn openapi_json() -> Response {
         (name = "audit", description = "A tenant's own audit log (roles auditor, admin)"),
         (name = "evidence", description = "Signed deletion certificates and evidence bundles"),
         (name = "servers", description = "The fleet's database servers (role admin)"),
+        (name = "reconciliation", description = "The catalog compared with the servers and the secret store (role admin; the report also auditor)"),
         (name = "meta", description = "This document"),
     )
 )]

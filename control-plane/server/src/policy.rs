@@ -48,6 +48,7 @@ const OPERATOR: Access = Access::Roles(&["operator"]);
 const SUPPORT: Access = Access::Roles(&["support"]);
 const AUDITOR: Access = Access::Roles(&["auditor"]);
 const ADMIN: Access = Access::Roles(&["admin"]);
+const ADMIN_OR_AUDITOR: Access = Access::Roles(&["admin", "auditor"]);
 
 /// The policy: every route the API serves.
 pub const POLICY: &[Rule] = &[
@@ -88,6 +89,9 @@ pub const POLICY: &[Rule] = &[
     rule("POST", "/v1/servers/{name}/drain", ADMIN),
     rule("POST", "/v1/servers/{name}/undrain", ADMIN),
     rule("PUT", "/v1/servers/{name}/pool", ADMIN),
+    rule("GET", "/v1/reconciliation", ADMIN_OR_AUDITOR),
+    rule("POST", "/v1/reconciliation/run", ADMIN),
+    rule("POST", "/v1/reconciliation/findings/{id}/repair", ADMIN),
 ];
 
 /// The rule for a request, if any.

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(handlers::servers::routes())
         .merge(handlers::rollouts::routes())
         .merge(handlers::fleet::routes())
+        .merge(handlers::reconciliation::routes())
         // Inside the policy check: Idempotency-Key on POSTs, scoped by the authorized caller.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

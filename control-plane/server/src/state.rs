@@ -33,4 +33,6 @@ pub struct AppState {
     pub warm_pool_size: u32,
     /// Rate limits, head and time bounds.
     pub limits: std::sync::Arc<crate::limits::Limits>,
+    /// How a reconciliation pass run on request repairs (`auto_repair`).
+    pub reconcile: workflows::reconcile::ReconcilePolicy,
 }

@@ -94,4 +94,7 @@ pub enum WorkflowError {
     /// Nothing can take the request now (no database server can take a new tenant).
     #[error("{0}")]
     Unavailable(String),
+    /// What the request names does not exist (a reconciliation finding).
+    #[error("{0}")]
+    NotFound(String),
 }

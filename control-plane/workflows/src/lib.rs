@@ -21,6 +21,7 @@ mod fleet;
 mod orchestrator;
 pub mod placement;
 pub mod pool;
+pub mod reconcile;
 pub mod registry;
 pub mod rollouts;
 mod runner;

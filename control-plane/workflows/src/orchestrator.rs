@@ -354,7 +354,9 @@ impl Orchestrator {
                 | Err(WorkflowError::Catalog(CatalogError::OperationInProgress { .. }))
                 | Err(WorkflowError::Catalog(CatalogError::WrongState { .. })) => {}
                 Err(WorkflowError::Catalog(e)) => return Err(e),
-                Err(WorkflowError::Invalid(e)) | Err(WorkflowError::Unavailable(e)) => {
+                Err(WorkflowError::Invalid(e))
+                | Err(WorkflowError::Unavailable(e))
+                | Err(WorkflowError::NotFound(e)) => {
                     warn!(tenant = %tenant.slug, error = %e, "scheduled rotation refused")
                 }
             }

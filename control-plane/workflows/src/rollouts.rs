@@ -624,7 +624,7 @@ impl Orchestrator {
             Err(WorkflowError::Catalog(CatalogError::WrongState { .. }))
             | Err(WorkflowError::Conflict(_))
             | Err(WorkflowError::Unavailable(_)) => Ok(Start::Wait),
-            Err(WorkflowError::Invalid(e)) => Ok(Start::Fail(e)),
+            Err(WorkflowError::Invalid(e)) | Err(WorkflowError::NotFound(e)) => Ok(Start::Fail(e)),
             Err(WorkflowError::Catalog(e)) => Err(e),
         }
     }

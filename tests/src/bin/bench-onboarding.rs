@@ -378,6 +378,7 @@ async fn main() {
         release: None,
         clone_strategy: Default::default(),
         max_connections: 0,
+        instance: None,
     })
     .await
     .unwrap();

@@ -193,6 +193,20 @@ pub trait Probe: Send + Sync {
     async fn admin(&self, database: &str) -> Box<dyn Session>;
     /// Whether a database of this name exists on the server (read as the administrator).
     async fn database_exists(&self, database: &str) -> bool;
+    /// The marker text a database carries (PostgreSQL: its comment; SQL Server: its extended
+    /// property `tenant_control_plane`), if any.
+    async fn database_marker(&self, database: &str) -> Option<String>;
+    /// As the administrator, creates an empty database behind the control plane's back,
+    /// carrying `marker` as its marker text when given.
+    async fn plant_database(&self, database: &str, marker: Option<&str>);
+    /// As the administrator, creates a login carrying `marker`; `false` on an engine whose
+    /// tenant principals are not server-level logins (SQL Server's contained users).
+    async fn plant_login(&self, name: &str, marker: &str) -> bool;
+    /// As the administrator, drops a database behind the control plane's back.
+    async fn drop_database(&self, database: &str);
+    /// As the administrator, drops one tenant principal (`name`, of tenant database
+    /// `database`) behind the control plane's back.
+    async fn drop_principal(&self, database: &str, name: &str);
     /// As the administrator, bypasses the audit triggers and changes the actor of the newest
     /// event with this action (what a rogue DBA could do); returns that event's id.
     async fn tamper_with_audit_event(&self, database: &str, action: &str) -> i64;

@@ -380,6 +380,74 @@ impl Probe for PostgresProbe {
             .is_some()
     }
 
+    async fn database_marker(&self, database: &str) -> Option<String> {
+        superuser_on("postgres")
+            .await
+            .query_opt(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+                &[&database],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .and_then(|r| r.get(0))
+    }
+
+    async fn plant_database(&self, database: &str, marker: Option<&str>) {
+        let admin = superuser_on("postgres").await;
+        let db = engine::sql::pg_ident(database);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap_or_else(|e| panic!("creating {database}: {e}"));
+        if let Some(m) = marker {
+            admin
+                .batch_execute(&format!(
+                    "COMMENT ON DATABASE {db} IS {}",
+                    engine::sql::pg_literal(m).unwrap()
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("marking {database}: {e}"));
+        }
+    }
+
+    async fn plant_login(&self, name: &str, marker: &str) -> bool {
+        let role = engine::sql::pg_ident(name);
+        superuser_on("postgres")
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE {role} NOLOGIN; COMMENT ON ROLE {role} IS {}",
+                engine::sql::pg_literal(marker).unwrap()
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+        true
+    }
+
+    async fn drop_database(&self, database: &str) {
+        superuser_on("postgres")
+            .await
+            .batch_execute(&format!(
+                "DROP DATABASE {} WITH (FORCE)",
+                engine::sql::pg_ident(database)
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("dropping {database}: {e}"));
+    }
+
+    async fn drop_principal(&self, database: &str, name: &str) {
+        let role = engine::sql::pg_ident(name);
+        superuser_on(database)
+            .await
+            .batch_execute(&format!("DROP OWNED BY {role}"))
+            .await
+            .unwrap_or_else(|e| panic!("dropping what {name} owns: {e}"));
+        superuser_on("postgres")
+            .await
+            .batch_execute(&format!("DROP ROLE {role}"))
+            .await
+            .unwrap_or_else(|e| panic!("dropping {name}: {e}"));
+    }
+
     async fn tamper_with_audit_event(&self, database: &str, action: &str) -> i64 {
         let db = superuser_on(database).await;
         let id: i64 = db

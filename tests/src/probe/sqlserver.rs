@@ -519,6 +519,70 @@ impl Probe for SqlServerProbe {
             .is_empty()
     }
 
+    async fn database_marker(&self, database: &str) -> Option<String> {
+        let mut conn = Conn::connect(&self.admin.with_database(database))
+            .await
+            .ok()?;
+        conn.query(
+            "SELECT CAST(value AS nvarchar(4000)) FROM sys.extended_properties \
+              WHERE class = 0 AND name = N'tenant_control_plane'",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .first()
+        .and_then(|r| r.get::<&str, _>(0).map(str::to_owned))
+    }
+
+    async fn plant_database(&self, database: &str, marker: Option<&str>) {
+        let mut master = Conn::connect(&self.admin.with_database("master"))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on master: {e}"));
+        master
+            .batch(&format!(
+                "CREATE DATABASE [{}];",
+                database.replace(']', "]]")
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("creating {database}: {e}"));
+        if let Some(m) = marker {
+            let mut conn = Conn::connect(&self.admin.with_database(database))
+                .await
+                .unwrap_or_else(|e| panic!("sysadmin on {database}: {e}"));
+            conn.execute(
+                "EXEC sys.sp_addextendedproperty @name = N'tenant_control_plane', @value = @P1;",
+                &[&m],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("marking {database}: {e}"));
+        }
+    }
+
+    async fn plant_login(&self, _name: &str, _marker: &str) -> bool {
+        false
+    }
+
+    async fn drop_database(&self, database: &str) {
+        let db = format!("[{}]", database.replace(']', "]]"));
+        Conn::connect(&self.admin.with_database("master"))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on master: {e}"))
+            .batch(&format!(
+                "ALTER DATABASE {db} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {db};"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("dropping {database}: {e}"));
+    }
+
+    async fn drop_principal(&self, database: &str, name: &str) {
+        Conn::connect(&self.admin.with_database(database))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on {database}: {e}"))
+            .batch(&format!("DROP USER [{}];", name.replace(']', "]]")))
+            .await
+            .unwrap_or_else(|e| panic!("dropping {name}: {e}"));
+    }
+
     async fn tamper_with_audit_event(&self, database: &str, action: &str) -> i64 {
         let mut conn = Conn::connect(&self.admin.with_database(database))
             .await

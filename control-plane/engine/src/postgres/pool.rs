@@ -23,6 +23,7 @@ pub fn pooled_names(database: &str) -> TenantNames {
         audit_admin: role("audit_admin"),
         reader: role("reader"),
         investigator: role("investigator"),
+        tenant_id: None,
     }
 }
 
@@ -54,7 +55,8 @@ impl PostgresEngine {
             .await?
             .batch_execute(&format!(
                 "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
-                 ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true"
+                 ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true{mark}",
+                mark = self.mark_database_sql(&names),
             ))
             .await?;
         {
@@ -100,7 +102,9 @@ impl PostgresEngine {
              ALTER ROLE {app_a} LOGIN PASSWORD {pa}; ALTER ROLE {app_b} LOGIN PASSWORD NULL; \
              ALTER ROLE {aa} LOGIN PASSWORD {paa}; ALTER ROLE {inv} LOGIN PASSWORD {pinv}; \
              REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
-             ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true",
+             ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true{mark_db}{mark_roles}",
+            mark_db = self.mark_database_sql(names),
+            mark_roles = self.mark_roles_sql(names),
             pooled_db = pg_ident(pooled),
             db = pg_ident(&names.database),
             app_a = pg_ident(&names.app_a),

@@ -40,6 +40,7 @@ use super::split_batches;
 use crate::evidence::gather;
 use crate::fingerprint::{RawObject, SchemaSnapshot};
 use crate::investigation::flow;
+use crate::marker::Marker;
 use crate::release::Release;
 use crate::schema::{self, AppliedMigration};
 use crate::sessions::Ending;
@@ -71,6 +72,9 @@ pub struct SqlServerConfig {
     pub release: Option<Arc<Release>>,
     /// Connections the engine may hold to the server at once, whatever they serve (0: no cap).
     pub max_connections: u32,
+    /// The deployment whose marker ([`crate::marker`]) every database it creates carries as an
+    /// extended property (`None`: no marker, for tools and tests without a catalog).
+    pub instance: Option<uuid::Uuid>,
 }
 
 /// The SQL Server engine.
@@ -83,6 +87,7 @@ pub struct SqlServerEngine {
     host: String,
     port: u16,
     release: Arc<Release>,
+    instance: Option<uuid::Uuid>,
 }
 
 impl std::fmt::Debug for SqlServerEngine {
@@ -157,6 +162,7 @@ fn tenant_names(database: String) -> TenantNames {
         audit_admin: "audit_admin".into(),
         reader: "investigator_reader".into(),
         investigator: "readonly_investigator".into(),
+        tenant_id: None,
     }
 }
 
@@ -261,6 +267,13 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
             "pool_drop_database",
             sql::drop_database_named(POOLED_SAMPLE)?,
         ),
+        ("set_marker", sql::SET_MARKER.to_owned()),
+        ("user_databases", sql::USER_DATABASES.to_owned()),
+        ("marker_of", sql::marker_of(&names.database)?),
+        (
+            "drop_database_if_marked",
+            sql::drop_database_if_marked(&names.database)?,
+        ),
     ]
     .into_iter()
     .chain(audit::generated_statements())
@@ -289,7 +302,11 @@ impl SqlServerEngine {
 
     /// Creates a contained database of this name (a tenant's or a pooled one) unless it exists,
     /// then [`Self::ensure_settings`].
-    async fn ensure_database_named(&self, database: &str) -> Result<(), EngineError> {
+    async fn ensure_database_named(
+        &self,
+        database: &str,
+        marker: Option<Marker>,
+    ) -> Result<(), EngineError> {
         let created = self
             .master()
             .await?
@@ -301,13 +318,17 @@ impl SqlServerEngine {
                 if classify(number) == SqlServerErrorKind::DatabaseExists => {}
             Err(e) => return Err(e.into()),
         }
-        self.ensure_settings(database).await
+        self.ensure_settings(database, marker).await
     }
 
     /// What every tenant database keeps, whoever made it (a crash after CREATE, a renamed pooled
-    /// one): contained, SNAPSHOT allowed, and guest without CONNECT (it has none in new
-    /// databases; this keeps it so).
-    async fn ensure_settings(&self, database: &str) -> Result<(), EngineError> {
+    /// one): contained, SNAPSHOT allowed, guest without CONNECT (it has none in new
+    /// databases; this keeps it so), and its `marker` ([`crate::marker`]) if any.
+    async fn ensure_settings(
+        &self,
+        database: &str,
+        marker: Option<Marker>,
+    ) -> Result<(), EngineError> {
         self.master()
             .await?
             .batch(&sql::ensure_containment_named(database)?)
@@ -316,11 +337,23 @@ impl SqlServerEngine {
             .await?
             .batch(&sql::ensure_snapshot_named(database)?)
             .await?;
-        self.tenant_conn(database)
-            .await?
-            .batch(sql::REVOKE_GUEST)
-            .await?;
+        let mut conn = self.tenant_conn(database).await?;
+        conn.batch(sql::REVOKE_GUEST).await?;
+        if let Some(marker) = marker {
+            conn.execute(sql::SET_MARKER, &[&marker.text()]).await?;
+        }
         Ok(())
+    }
+
+    /// The marker of a tenant's (or, by its name, a pooled) database; `None` without an
+    /// instance.
+    fn marker_for(&self, database: &str, tenant: Option<uuid::Uuid>) -> Option<Marker> {
+        let instance = self.instance?;
+        Some(if crate::check_pooled_name(database).is_ok() {
+            Marker::pooled(instance)
+        } else {
+            Marker::tenant(instance, tenant)
+        })
     }
 
     /// Builds the engine and its pools; no connection is made until first use.
@@ -349,6 +382,7 @@ impl SqlServerEngine {
             release: config
                 .release
                 .unwrap_or_else(|| Arc::new(Release::sqlserver())),
+            instance: config.instance,
         }
     }
 
@@ -583,7 +617,11 @@ impl Engine for SqlServerEngine {
 
     #[instrument(skip_all, fields(database = %names.database))]
     async fn ensure_database(&self, names: &TenantNames) -> Result<(), EngineError> {
-        self.ensure_database_named(&names.database).await
+        self.ensure_database_named(
+            &names.database,
+            self.marker_for(&names.database, names.tenant_id),
+        )
+        .await
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -883,7 +921,8 @@ impl Engine for SqlServerEngine {
     #[instrument(skip_all, fields(database = %database))]
     async fn create_pooled(&self, database: &str) -> Result<(), EngineError> {
         crate::check_pooled_name(database)?;
-        self.ensure_database_named(database).await?;
+        self.ensure_database_named(database, self.marker_for(database, None))
+            .await?;
         self.migrate(database).await?;
         // Nothing of this process needs a session in it until it is adopted, maybe by another
         // node: the idle one closes now rather than when the pool's idle timeout comes.
@@ -962,7 +1001,11 @@ impl Engine for SqlServerEngine {
             .await?
             .batch(&sql::ensure_multi_user(&names.database)?)
             .await?;
-        self.ensure_settings(&names.database).await?;
+        self.ensure_settings(
+            &names.database,
+            self.marker_for(&names.database, names.tenant_id),
+        )
+        .await?;
         // The contained users are the tenant's: `ensure_principals` and `bind_database` make
         // them, as for a new database (the migrations are found applied).
         Ok(false)
@@ -1008,7 +1051,62 @@ impl Engine for SqlServerEngine {
         Ok(Inventory {
             database: self.database_exists(&names.database).await?,
             principals: self.existing_users(names).await?,
+            expected: tenant_users(names).iter().map(|p| p.to_string()).collect(),
         })
+    }
+
+    /// The user databases whose extended property holds a marker; a database whose property
+    /// cannot be read (it went offline meanwhile) is left out. Contained users go with their
+    /// database: no login is listed.
+    async fn marked_objects(&self) -> Result<Vec<crate::MarkedObject>, EngineError> {
+        let databases: Vec<String> = self
+            .master()
+            .await?
+            .query(sql::USER_DATABASES, &[])
+            .await?
+            .iter()
+            .filter_map(|r| r.get::<&str, _>(0).map(str::to_owned))
+            .collect();
+        let mut marked = Vec::new();
+        for database in databases {
+            let Ok(statement) = sql::marker_of(&database) else {
+                continue;
+            };
+            let Ok(rows) = self.master().await?.query(&statement, &[]).await else {
+                continue;
+            };
+            let marker = rows
+                .first()
+                .and_then(|r| r.get::<&str, _>(0))
+                .and_then(Marker::parse);
+            if let Some(marker) = marker {
+                marked.push(crate::MarkedObject {
+                    kind: crate::ObjectKind::Database,
+                    name: database,
+                    marker,
+                });
+            }
+        }
+        Ok(marked)
+    }
+
+    #[instrument(skip_all, fields(name = %name))]
+    async fn drop_marked(
+        &self,
+        kind: crate::ObjectKind,
+        name: &str,
+        marker: &Marker,
+    ) -> Result<bool, EngineError> {
+        if kind != crate::ObjectKind::Database || !self.database_exists(name).await? {
+            return Ok(false);
+        }
+        self.tenants.forget(name);
+        let rows = self
+            .master()
+            .await?
+            .query(&sql::drop_database_if_marked(name)?, &[&marker.text()])
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
@@ -1052,6 +1150,7 @@ mod tests {
             pool: PoolOptions::default(),
             release: None,
             max_connections: 0,
+            instance: None,
         })
     }
 
@@ -1284,6 +1383,7 @@ mod tests {
             },
             release: None,
             max_connections: 0,
+            instance: None,
         });
         let err = e.prepare().await.unwrap_err();
         let text = err.to_string();

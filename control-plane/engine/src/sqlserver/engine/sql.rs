@@ -18,6 +18,14 @@ pub const SERVER_FACTS: &str = "SELECT CAST(SERVERPROPERTY('ProductMajorVersion'
      HAS_PERMS_BY_NAME(NULL, NULL, 'CREATE ANY DATABASE'), \
      HAS_PERMS_BY_NAME(NULL, NULL, 'ALTER ANY CONNECTION')";
 pub const REVOKE_GUEST: &str = "REVOKE CONNECT FROM guest;";
+/// Sets the database's marker (`@P1`, `crate::marker`) as its extended property, in the database.
+pub const SET_MARKER: &str = "IF EXISTS (SELECT 1 FROM sys.extended_properties \
+         WHERE class = 0 AND name = N'tenant_control_plane') \
+     EXEC sys.sp_updateextendedproperty @name = N'tenant_control_plane', @value = @P1; \
+     ELSE EXEC sys.sp_addextendedproperty @name = N'tenant_control_plane', @value = @P1;";
+/// The online user databases the admin login may enter (the marked ones among them are ours).
+pub const USER_DATABASES: &str = "SELECT name FROM sys.databases \
+     WHERE database_id > 4 AND state = 0 AND HAS_DBACCESS(name) = 1 ORDER BY name;";
 /// Tags the session with the API request it serves (`@P1`, NULL outside a request).
 pub const TAG_SESSION: &str = "EXEC sys.sp_set_session_context @key = N'request_id', @value = @P1;";
 pub const RECORD_PROVISIONED: &str =
@@ -269,6 +277,30 @@ pub fn memberships(names: &TenantNames) -> Result<String, EngineError> {
         ),
     ]
     .join("\n"))
+}
+
+/// The marker of a database (its extended property), read from `master`.
+pub fn marker_of(database: &str) -> Result<String, EngineError> {
+    Ok(format!(
+        "SELECT CAST(p.value AS nvarchar(4000)) FROM {db}.sys.extended_properties AS p \
+          WHERE p.class = 0 AND p.name = N'tenant_control_plane';",
+        db = ident(database)?
+    ))
+}
+
+/// Drops the database only if its marker is still `@P1`, in one batch on one session.
+pub fn drop_database_if_marked(database: &str) -> Result<String, EngineError> {
+    Ok(format!(
+        "IF EXISTS (SELECT 1 FROM {db}.sys.extended_properties AS p \
+                     WHERE p.class = 0 AND p.name = N'tenant_control_plane' \
+                       AND CAST(p.value AS nvarchar(4000)) = @P1) \
+         BEGIN \
+             ALTER DATABASE {db} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
+             DROP DATABASE {db}; \
+             SELECT 1; \
+         END;",
+        db = ident(database)?
+    ))
 }
 
 /// One batch on one session: nobody can take the single-user slot in between.

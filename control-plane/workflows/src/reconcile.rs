@@ -1,0 +1,576 @@
+//! The reconciler: compares what the catalog believes with what exists on every database
+//! server and in the secret store, and reports the differences ([`ReconciliationReport`]).
+//!
+//! A pass reads the catalog (snapshot A), then each server's marked objects
+//! (`Engine::marked_objects`) and each active tenant's objects (`Engine::inventory`) and the
+//! secret store's names, then the catalog again (snapshot B). Every workflow writes its catalog
+//! row before it creates an object and removes the row only after the object is gone, so:
+//! - an object carrying **this deployment's** marker ([`engine::marker`]) is an orphan only if
+//!   neither snapshot explains it (no live tenant owns it, no pooled database row names it): one
+//!   created during the pass has its row in B, one dropped during the pass had its row in A;
+//! - an active tenant lacks something only if it was active, with no operation running, in both
+//!   snapshots (an offboarding that started meanwhile is not a loss).
+//!
+//! An object without a marker, or with another deployment's, is never reported as an orphan
+//! and never touched. Repairs ([`Orchestrator::repair_finding`], and `auto_repair` of orphans
+//! after a pass) drop an orphan only after checking it again, and `Engine::drop_marked` drops it
+//! only if it still carries the same marker when it does; each repair appends a
+//! `reconciliation.repaired` audit row. What the reconciler does not repair names the
+//! operation that does (`hint`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use api_types::{
+    CredentialState, Finding, FindingKind, ReconciliationReport, RepairOutcome, ServerCheck,
+    TenantSecrets, TenantState,
+};
+use catalog::{PooledDatabase, ReconciliationRecord, ServerRecord, TenantRecord};
+use engine::marker::Marker;
+use engine::{Engine, MarkedObject, ObjectKind};
+use serde_json::json;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::{Orchestrator, Services, WorkflowError};
+
+/// How the reconciler runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcilePolicy {
+    /// How often a pass runs (`None`: only on request).
+    pub interval: Option<Duration>,
+    /// Whether a pass drops the orphans it found (`auto_repair = ["orphans"]`).
+    pub repair_orphans: bool,
+}
+
+/// What the catalog said at one moment.
+struct Snapshot {
+    tenants: Vec<TenantRecord>,
+    pool: Vec<PooledDatabase>,
+    /// Tenants with an operation running.
+    busy: BTreeSet<Uuid>,
+}
+
+impl Snapshot {
+    async fn read(svc: &Services) -> Result<Snapshot, WorkflowError> {
+        let tenants = svc.catalog.list_tenants().await?;
+        let pool = svc.catalog.pool_databases(None).await?;
+        let mut busy = BTreeSet::new();
+        for t in tenants.iter().filter(|t| t.released_at.is_none()) {
+            if svc.catalog.active_operation(t.id).await?.is_some() {
+                busy.insert(t.id);
+            }
+        }
+        Ok(Snapshot {
+            tenants,
+            pool,
+            busy,
+        })
+    }
+
+    /// The live tenants (not released) on `server`.
+    fn live_on<'a>(&'a self, server: &'a str) -> impl Iterator<Item = &'a TenantRecord> + 'a {
+        self.tenants
+            .iter()
+            .filter(move |t| t.released_at.is_none() && t.server == server)
+    }
+
+    /// Whether this snapshot explains `object` on `server` (`engine` names the tenants').
+    fn explains(&self, engine: &dyn Engine, server: &str, object: &MarkedObject) -> bool {
+        let pooled = self.pool.iter().filter(|p| p.server == server);
+        match object.kind {
+            ObjectKind::Database => {
+                self.live_on(server).any(|t| t.database == object.name)
+                    || pooled.clone().any(|p| p.database == object.name)
+            }
+            ObjectKind::Login => {
+                self.live_on(server).any(|t| {
+                    engine
+                        .names(&t.slug)
+                        .principals_drop_order()
+                        .contains(&object.name.as_str())
+                }) || pooled
+                    .clone()
+                    .any(|p| object.name.starts_with(&format!("{}_", p.database)))
+            }
+        }
+    }
+
+    /// The tenant `id` if it is active with no operation running.
+    fn settled(&self, id: Uuid) -> Option<&TenantRecord> {
+        self.tenants
+            .iter()
+            .find(|t| t.id == id && t.state == TenantState::Active && t.released_at.is_none())
+            .filter(|t| !self.busy.contains(&t.id))
+    }
+}
+
+/// A finding's stable id: its kind, server and object, hashed.
+fn finding_id(kind: FindingKind, server: Option<&str>, object: &str) -> String {
+    let key = format!("{}\n{}\n{object}", kind.as_str(), server.unwrap_or(""));
+    evidence::archive::sha256_hex(key.as_bytes())[..16].to_owned()
+}
+
+fn finding(
+    kind: FindingKind,
+    server: Option<&str>,
+    object: &str,
+    tenant: Option<&TenantRecord>,
+    detail: String,
+) -> Finding {
+    let hint = match kind {
+        FindingKind::OrphanDatabase | FindingKind::OrphanLogin => None,
+        FindingKind::MissingDatabase => Some(
+            "the tenant's data is gone from its server: restore the database from a backup, or \
+             offboard the tenant"
+                .to_owned(),
+        ),
+        FindingKind::MissingPrincipal | FindingKind::MissingSecret => Some(format!(
+            "an emergency rotation recreates what it can: POST /v1/tenants/{}/rotate \
+             {{\"mode\": \"emergency\"}}",
+            tenant.map_or("<slug>".to_owned(), |t| t.slug.to_string())
+        )),
+        FindingKind::CredentialFailing => Some(format!(
+            "a rotation stores working credentials again: POST /v1/tenants/{}/rotate",
+            tenant.map_or("<slug>".to_owned(), |t| t.slug.to_string())
+        )),
+        FindingKind::SchemaDrift => Some(
+            "GET /v1/fleet/schema lists the differences; undo the hand-made change (the \
+             control plane does not overwrite a tenant database's objects)"
+                .to_owned(),
+        ),
+    };
+    Finding {
+        id: finding_id(kind, server, object),
+        kind,
+        server: server.map(str::to_owned),
+        object: object.to_owned(),
+        tenant: tenant.map(|t| t.slug.to_string()),
+        marker_tenant: None,
+        detail,
+        repairable: kind.repairable(),
+        hint,
+    }
+}
+
+/// What one server holds, read between the two snapshots.
+struct ServerSeen {
+    check: ServerCheck,
+    engine: Option<std::sync::Arc<dyn Engine>>,
+    ours: Vec<MarkedObject>,
+    /// Per active tenant: its inventory.
+    inventories: BTreeMap<Uuid, engine::Inventory>,
+}
+
+async fn look_at(
+    svc: &Services,
+    server: &ServerRecord,
+    instance: Uuid,
+    a: &Snapshot,
+) -> ServerSeen {
+    let mut seen = ServerSeen {
+        check: ServerCheck {
+            server: server.name.clone(),
+            checked: false,
+            marked_objects: 0,
+            error: None,
+        },
+        engine: None,
+        ours: Vec::new(),
+        inventories: BTreeMap::new(),
+    };
+    let engine = match svc.engines.get(&server.name).await {
+        Ok(e) => e,
+        Err(e) => {
+            seen.check.error = Some(e.to_string());
+            return seen;
+        }
+    };
+    match engine.marked_objects().await {
+        Ok(objects) => {
+            seen.ours = objects
+                .into_iter()
+                .filter(|o| o.marker.instance == instance)
+                .collect();
+        }
+        Err(e) => {
+            seen.check.error = Some(format!("listing its objects: {e}"));
+            return seen;
+        }
+    }
+    for t in a.live_on(&server.name) {
+        if a.settled(t.id).is_none() {
+            continue;
+        }
+        let names = engine.names(&t.slug).for_tenant(t.id);
+        match engine.inventory(&names).await {
+            Ok(inventory) => {
+                seen.inventories.insert(t.id, inventory);
+            }
+            Err(e) => {
+                seen.check.error = Some(format!("reading tenant {}: {e}", t.slug));
+                seen.inventories.clear();
+                return seen;
+            }
+        }
+    }
+    seen.check.checked = true;
+    seen.check.marked_objects = seen.ours.len();
+    seen.engine = Some(engine);
+    seen
+}
+
+impl Orchestrator {
+    /// One reconciliation pass: compares, records the report in the catalog, repairs orphans
+    /// when `policy.repair_orphans`, and returns the report.
+    pub async fn reconcile_once(
+        &self,
+        policy: &ReconcilePolicy,
+    ) -> Result<ReconciliationReport, WorkflowError> {
+        let svc = self.runner().services();
+        let started_at = chrono::Utc::now();
+        let instance = svc.catalog.instance_id().await?;
+        let a = Snapshot::read(svc).await?;
+        let servers = svc.catalog.servers().await?;
+        let mut seen = Vec::new();
+        for server in &servers {
+            seen.push(look_at(svc, server, instance, &a).await);
+        }
+        let secret_names: Option<BTreeSet<String>> = match svc.secrets.list_names().await {
+            Ok(names) => Some(names.into_iter().map(|n| n.as_str().to_owned()).collect()),
+            Err(e) => {
+                warn!(error = %e, "reconciliation: the secret store could not be listed");
+                None
+            }
+        };
+        let b = Snapshot::read(svc).await?;
+
+        let mut findings = Vec::new();
+        let mut tenants_checked = BTreeSet::new();
+        for s in &seen {
+            let Some(engine) = &s.engine else { continue };
+            let server = s.check.server.as_str();
+            for object in &s.ours {
+                if a.explains(engine.as_ref(), server, object)
+                    || b.explains(engine.as_ref(), server, object)
+                {
+                    continue;
+                }
+                let kind = match object.kind {
+                    ObjectKind::Database => FindingKind::OrphanDatabase,
+                    ObjectKind::Login => FindingKind::OrphanLogin,
+                };
+                let mut f = finding(
+                    kind,
+                    Some(server),
+                    &object.name,
+                    None,
+                    format!(
+                        "carries this deployment's marker{}, but no live tenant or pooled \
+                         database of the catalog owns it",
+                        if object.marker.pooled {
+                            " (a pooled database's)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                f.marker_tenant = object.marker.tenant;
+                findings.push(f);
+            }
+            for (id, inventory) in &s.inventories {
+                let (Some(t), Some(_)) = (b.settled(*id), a.settled(*id)) else {
+                    continue;
+                };
+                tenants_checked.insert(*id);
+                if !inventory.database {
+                    findings.push(finding(
+                        FindingKind::MissingDatabase,
+                        Some(server),
+                        &t.database,
+                        Some(t),
+                        format!(
+                            "tenant {} is active but its database does not exist",
+                            t.slug
+                        ),
+                    ));
+                }
+                for principal in inventory.missing_principals() {
+                    findings.push(finding(
+                        FindingKind::MissingPrincipal,
+                        Some(server),
+                        principal,
+                        Some(t),
+                        format!(
+                            "tenant {} is active but its principal {principal} does not exist",
+                            t.slug
+                        ),
+                    ));
+                }
+            }
+        }
+        // Secrets and credentials of every tenant active and settled in both snapshots whose
+        // server was checked (the store is not per server, but a tenant whose server could not
+        // be read is not judged at all).
+        let checked_servers: BTreeSet<&str> = seen
+            .iter()
+            .filter(|s| s.check.checked)
+            .map(|s| s.check.server.as_str())
+            .collect();
+        for t in b.tenants.iter().filter(|t| {
+            b.settled(t.id).is_some()
+                && a.settled(t.id).is_some()
+                && checked_servers.contains(t.server.as_str())
+        }) {
+            tenants_checked.insert(t.id);
+            if let Some(names) = &secret_names {
+                for name in TenantSecrets::for_slug(&t.slug).all() {
+                    if !names.contains(name) {
+                        findings.push(finding(
+                            FindingKind::MissingSecret,
+                            None,
+                            name,
+                            Some(t),
+                            format!(
+                                "tenant {} is active but its secret {name} is missing",
+                                t.slug
+                            ),
+                        ));
+                    }
+                }
+            }
+            let health = t.credential_health();
+            if health.state == CredentialState::Failing {
+                findings.push(finding(
+                    FindingKind::CredentialFailing,
+                    Some(&t.server),
+                    &t.slug.to_string(),
+                    Some(t),
+                    format!(
+                        "the credential check found {} not logging in{}",
+                        if health.failing.is_empty() {
+                            "a credential".to_owned()
+                        } else {
+                            health
+                                .failing
+                                .iter()
+                                .map(|c| c.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        },
+                        health
+                            .checked_at
+                            .map(|at| format!(" at {}", at.to_rfc3339()))
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        // The drift check's latest result for each settled tenant at its current version.
+        for s in svc.catalog.tenant_schemas(false).await? {
+            let Some(t) = b.settled(s.tenant_id).filter(|t| a.settled(t.id).is_some()) else {
+                continue;
+            };
+            if s.drift.is_empty()
+                || t.schema_version != Some(s.version)
+                || !checked_servers.contains(t.server.as_str())
+            {
+                continue;
+            }
+            let shown: Vec<&str> = s.drift.iter().take(3).map(String::as_str).collect();
+            findings.push(finding(
+                FindingKind::SchemaDrift,
+                Some(&t.server),
+                &t.database,
+                Some(t),
+                format!(
+                    "{} difference(s) from schema version {} at {}: {}{}",
+                    s.drift.len(),
+                    s.version,
+                    s.checked_at.to_rfc3339(),
+                    shown.join("; "),
+                    if s.drift.len() > shown.len() {
+                        "; ..."
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        findings
+            .sort_by(|x, y| (x.kind, &x.server, &x.object).cmp(&(y.kind, &y.server, &y.object)));
+
+        let mut repaired = Vec::new();
+        if policy.repair_orphans {
+            for f in findings.iter().filter(|f| f.repairable) {
+                match self.repair(f, "reconciler", None).await {
+                    Ok(true) => repaired.push(f.id.clone()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(finding = %f.id, error = %e, "reconciliation: repair failed")
+                    }
+                }
+            }
+        }
+        let report = ReconciliationReport {
+            id: Uuid::new_v4(),
+            instance,
+            node: svc.node_id.clone(),
+            started_at,
+            finished_at: chrono::Utc::now(),
+            servers: seen.into_iter().map(|s| s.check).collect(),
+            tenants_checked: tenants_checked.len(),
+            secrets_checked: secret_names.is_some(),
+            findings,
+            repaired,
+        };
+        svc.catalog
+            .record_reconciliation(&ReconciliationRecord {
+                id: report.id,
+                node: report.node.clone(),
+                started_at: report.started_at,
+                finished_at: report.finished_at,
+                report: serde_json::to_value(&report)
+                    .map_err(|e| WorkflowError::Invalid(format!("the report: {e}")))?,
+            })
+            .await?;
+        Ok(report)
+    }
+
+    /// The newest report, if a pass ran.
+    pub async fn latest_reconciliation(
+        &self,
+    ) -> Result<Option<ReconciliationReport>, WorkflowError> {
+        let Some(record) = self
+            .runner()
+            .services()
+            .catalog
+            .latest_reconciliation()
+            .await?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_value(record.report)
+            .map(Some)
+            .map_err(|e| WorkflowError::Invalid(format!("a stored reconciliation report: {e}")))
+    }
+
+    /// Repairs finding `id` of the newest report: drops the orphan it names, after checking it
+    /// again (still carrying this deployment's marker, still explained by no catalog row).
+    /// `NotFound` when the newest report has no such finding; `Conflict` when it is not
+    /// repairable or no longer an orphan.
+    pub async fn repair_finding(
+        &self,
+        id: &str,
+        actor: &str,
+        request_id: Option<&str>,
+    ) -> Result<RepairOutcome, WorkflowError> {
+        let report = self.latest_reconciliation().await?;
+        let Some(finding) = report.and_then(|r| r.findings.into_iter().find(|f| f.id == id)) else {
+            return Err(WorkflowError::NotFound(format!(
+                "the newest reconciliation report has no finding {id}; run one \
+                 (POST /v1/reconciliation/run) and use an id from it"
+            )));
+        };
+        if !finding.repairable {
+            return Err(WorkflowError::Conflict(format!(
+                "a {} finding is not repaired by the reconciler; {}",
+                finding.kind.as_str(),
+                finding.hint.clone().unwrap_or_default()
+            )));
+        }
+        let dropped = self.repair(&finding, actor, request_id).await?;
+        Ok(RepairOutcome { finding, dropped })
+    }
+
+    /// Checks orphan `f` again and drops it; returns whether it dropped something. A repair
+    /// that dropped something appends its audit row.
+    async fn repair(
+        &self,
+        f: &Finding,
+        actor: &str,
+        request_id: Option<&str>,
+    ) -> Result<bool, WorkflowError> {
+        let svc = self.runner().services();
+        let server = f.server.as_deref().unwrap_or_default();
+        let kind = match f.kind {
+            FindingKind::OrphanDatabase => ObjectKind::Database,
+            FindingKind::OrphanLogin => ObjectKind::Login,
+            _ => return Ok(false),
+        };
+        let instance = svc.catalog.instance_id().await?;
+        let engine = svc
+            .engines
+            .get(server)
+            .await
+            .map_err(|e| WorkflowError::Unavailable(e.to_string()))?;
+        let a = Snapshot::read(svc).await?;
+        let object = engine
+            .marked_objects()
+            .await
+            .map_err(|e| WorkflowError::Unavailable(format!("database server {server}: {e}")))?
+            .into_iter()
+            .find(|o| o.kind == kind && o.name == f.object && o.marker.instance == instance);
+        let b = Snapshot::read(svc).await?;
+        let Some(object) = object else {
+            return Ok(false);
+        };
+        if a.explains(engine.as_ref(), server, &object)
+            || b.explains(engine.as_ref(), server, &object)
+        {
+            return Err(WorkflowError::Conflict(format!(
+                "{} on {server} is no longer an orphan: the catalog owns it now",
+                f.object
+            )));
+        }
+        let dropped = drop_orphan(engine.as_ref(), &object).await?;
+        if dropped {
+            info!(server, object = %f.object, kind = f.kind.as_str(), "reconciliation: orphan dropped");
+            svc.catalog
+                .record_repair(
+                    actor,
+                    request_id,
+                    json!({
+                        "finding": f.id, "kind": f.kind, "server": server, "object": f.object,
+                        "marker_tenant": object.marker.tenant,
+                    }),
+                )
+                .await?;
+        }
+        Ok(dropped)
+    }
+}
+
+async fn drop_orphan(engine: &dyn Engine, object: &MarkedObject) -> Result<bool, WorkflowError> {
+    let marker: &Marker = &object.marker;
+    engine
+        .drop_marked(object.kind, &object.name, marker)
+        .await
+        .map_err(|e| WorkflowError::Unavailable(format!("dropping {}: {e}", object.name)))
+}
+
+impl Orchestrator {
+    /// Runs [`Orchestrator::reconcile_once`] every `policy.interval` (nothing when `None`).
+    pub fn start_reconcile_task(
+        &self,
+        policy: ReconcilePolicy,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let interval = policy.interval?;
+        let this = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                match this.reconcile_once(&policy).await {
+                    Ok(r) if !r.findings.is_empty() => {
+                        warn!(
+                            findings = r.findings.len(),
+                            "reconciliation found differences; GET /v1/reconciliation"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "reconciliation pass failed"),
+                }
+            }
+        }))
+    }
+}

@@ -1,0 +1,349 @@
+//! The reconciler (issue 16, item 4): every kind of finding, each created by hand behind the
+//! control plane's back; databases without this deployment's marker (none, or another
+//! deployment's) are never reported nor touched; a repair checks again, drops only the orphan,
+//! and is audited.
+
+#![allow(clippy::unwrap_used)]
+
+use axum::http::{Method, StatusCode};
+use engine::marker::Marker;
+use serde_json::{json, Value};
+use tcp_tests::{EngineUnderTest, TestEnv};
+use uuid::Uuid;
+use workflows::{Faults, Orchestrator};
+
+tcp_tests::conformance!(
+    every_kind_of_finding_is_reported_and_only_marked_orphans_are_repaired,
+    objects_being_created_or_pooled_are_never_orphans
+);
+
+/// The findings of `report` of `kind`, by object.
+fn of_kind(report: &Value, kind: &str) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == kind)
+        .map(|f| f["object"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn finding<'a>(report: &'a Value, kind: &str, object: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == kind && f["object"] == object)
+        .unwrap_or_else(|| panic!("no {kind} finding for {object}: {report:#}"))
+}
+
+async fn run(env: &TestEnv) -> Value {
+    let (status, report) = env
+        .call_as("admin", Method::POST, "/v1/reconciliation/run", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    report
+}
+
+async fn every_kind_of_finding_is_reported_and_only_marked_orphans_are_repaired(
+    engine: EngineUnderTest,
+) {
+    // No background pass: the test runs each.
+    let env = TestEnv::with(engine, Faults::none(), |c| {
+        c.reconcile_interval_secs = 0;
+        c.credential_check_interval_secs = 0;
+    })
+    .await;
+    let probe = env.probe();
+    let instance = env.app.catalog.instance_id().await.unwrap();
+
+    // Before any pass there is no report.
+    let (status, body) = env
+        .call_as("auditor", Method::GET, "/v1/reconciliation", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let slugs = [
+        "rec-ok",
+        "rec-nodb",
+        "rec-noprincipal",
+        "rec-nosecret",
+        "rec-creds",
+    ];
+    for slug in slugs {
+        env.onboard(slug).await;
+    }
+    // Every tenant database carries this deployment's marker, naming its tenant.
+    let tenant = env
+        .app
+        .catalog
+        .tenant_by_slug(&api_types::TenantSlug::parse("rec-ok").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let marker = probe
+        .database_marker(&env.names("rec-ok").database)
+        .await
+        .expect("the tenant database carries a marker");
+    assert_eq!(
+        Marker::parse(&marker),
+        Some(Marker::tenant(instance, Some(tenant.id))),
+        "{marker}"
+    );
+
+    // A fleet as the catalog believes it: nothing to report.
+    let clean = run(&env).await;
+    assert_eq!(clean["findings"], json!([]), "{clean:#}");
+    assert_eq!(clean["tenants_checked"], 5, "{clean:#}");
+    assert_eq!(clean["secrets_checked"], true, "{clean:#}");
+    assert_eq!(clean["servers"][0]["checked"], true, "{clean:#}");
+
+    // The world changes behind the control plane's back.
+    let orphan = "tenant_rec_orphan";
+    let former = Uuid::new_v4();
+    probe
+        .plant_database(orphan, Some(&Marker::tenant(instance, Some(former)).text()))
+        .await;
+    let unmarked = "tenant_rec_unmarked";
+    probe.plant_database(unmarked, None).await;
+    let foreign = "tenant_rec_foreign";
+    probe
+        .plant_database(foreign, Some(&Marker::tenant(Uuid::new_v4(), None).text()))
+        .await;
+    let orphan_login = "t_rec_orphan_app_a";
+    let has_logins = probe
+        .plant_login(orphan_login, &Marker::tenant(instance, Some(former)).text())
+        .await;
+    probe.drop_database(&env.names("rec-nodb").database).await;
+    let gone = env.names("rec-noprincipal");
+    probe.drop_principal(&gone.database, &gone.app_b).await;
+    let secret = env.secret_names("rec-nosecret").investigator;
+    env.app
+        .secrets
+        .delete(&secrets::SecretName::new(&secret).unwrap())
+        .await
+        .unwrap();
+    let app = env.secret(&env.secret_names("rec-creds").app).await;
+    probe
+        .change_own_password(&app, engine::generate_password().expose())
+        .await
+        .unwrap();
+    Orchestrator::new(env.app.runner.clone())
+        .check_credentials_once()
+        .await
+        .unwrap();
+
+    let report = run(&env).await;
+    assert_eq!(
+        of_kind(&report, "orphan_database"),
+        vec![orphan],
+        "{report:#}"
+    );
+    let f = finding(&report, "orphan_database", orphan);
+    assert_eq!(f["marker_tenant"], json!(former), "{f}");
+    assert_eq!(f["repairable"], true, "{f}");
+    if has_logins {
+        assert_eq!(
+            of_kind(&report, "orphan_login"),
+            vec![orphan_login],
+            "{report:#}"
+        );
+    }
+    assert_eq!(
+        of_kind(&report, "missing_database"),
+        vec![env.names("rec-nodb").database],
+        "{report:#}"
+    );
+    assert!(
+        of_kind(&report, "missing_principal").contains(&gone.app_b),
+        "{report:#}"
+    );
+    assert_eq!(
+        of_kind(&report, "missing_secret"),
+        vec![secret.clone()],
+        "{report:#}"
+    );
+    // The credential check also found the tenants above failing (no database, no secret).
+    let failing = of_kind(&report, "credential_failing");
+    assert!(failing.contains(&"rec-creds".to_owned()), "{report:#}");
+    assert!(
+        !failing.contains(&"rec-noprincipal".to_owned()) || has_logins,
+        "{report:#}"
+    );
+    let text = report.to_string();
+    assert!(
+        !text.contains(unmarked) && !text.contains(foreign),
+        "{report:#}"
+    );
+    assert!(!text.contains("rec-ok"), "{report:#}");
+    // Any replica reads the same newest report; the metrics count it by kind.
+    let (status, latest) = env
+        .call_as("auditor", Method::GET, "/v1/reconciliation", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{latest}");
+    assert_eq!(latest["id"], report["id"]);
+    let metrics = env.call_text(Method::GET, "/metrics", None).await.2;
+    assert!(
+        metrics.contains("tcp_reconciliation_findings{kind=\"orphan_database\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tcp_reconciliation_findings{kind=\"missing_secret\"} 1"),
+        "{metrics}"
+    );
+
+    // Repairs: only orphans, after checking again; unknown ids and other kinds are refused.
+    let repair = |id: &str| format!("/v1/reconciliation/findings/{id}/repair");
+    let missing = finding(&report, "missing_database", &env.names("rec-nodb").database);
+    let (status, body) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            &repair(missing["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("offboard"),
+        "{body}"
+    );
+    let (status, body) = env
+        .call_as("admin", Method::POST, &repair("0123456789abcdef"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = env
+        .call_as(
+            "operator",
+            Method::POST,
+            &repair(f["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            &repair(f["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["dropped"], true, "{body}");
+    assert!(!probe.database_exists(orphan).await);
+    // Again: it is gone, nothing is dropped.
+    let (status, body) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            &repair(f["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &body["dropped"]),
+        (StatusCode::OK, &json!(false)),
+        "{body}"
+    );
+    if has_logins {
+        let l = finding(&report, "orphan_login", orphan_login);
+        let (status, body) = env
+            .call_as(
+                "admin",
+                Method::POST,
+                &repair(l["id"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, &body["dropped"]),
+            (StatusCode::OK, &json!(true)),
+            "{body}"
+        );
+    }
+    let audit = env.app.catalog.audit_log(None).await.unwrap();
+    let repaired: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == "reconciliation.repaired")
+        .collect();
+    assert_eq!(
+        repaired.len(),
+        if has_logins { 2 } else { 1 },
+        "{repaired:?}"
+    );
+    assert_eq!(repaired[0].actor, "test-operator");
+
+    // With auto_repair the pass repairs orphans itself; what carries no marker of ours stays.
+    let another = "tenant_rec_orphan_two";
+    probe
+        .plant_database(another, Some(&Marker::pooled(instance).text()))
+        .await;
+    let auto = Orchestrator::new(env.app.runner.clone())
+        .reconcile_once(&workflows::reconcile::ReconcilePolicy {
+            interval: None,
+            repair_orphans: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(auto.repaired.len(), 1, "{auto:#?}");
+    assert!(!probe.database_exists(another).await);
+    assert!(
+        probe.database_exists(unmarked).await,
+        "an unmarked database was touched"
+    );
+    assert!(
+        probe.database_exists(foreign).await,
+        "another deployment's database was touched"
+    );
+    probe.drop_database(unmarked).await;
+    probe.drop_database(foreign).await;
+}
+
+/// A pass while tenants are onboarded and the warm pool holds databases reports nothing: every
+/// object the control plane is making or keeps in its pool is explained by a catalog row.
+async fn objects_being_created_or_pooled_are_never_orphans(engine: EngineUnderTest) {
+    let env = TestEnv::with(engine, Faults::none(), |c| {
+        c.reconcile_interval_secs = 0;
+        c.warm_pool_size = 2;
+        c.warm_pool_interval_secs = 1;
+    })
+    .await;
+    let orchestrator = Orchestrator::new(env.app.runner.clone());
+    let ids: Vec<Uuid> = futures::future::join_all((0..4).map(|i| {
+        let env = &env;
+        async move { env.start_onboard(&format!("rec-busy-{i}")).await }
+    }))
+    .await;
+    // Passes run while the onboardings (and the refills after their claims) do.
+    let mut passes = 0;
+    loop {
+        let report = orchestrator
+            .reconcile_once(&Default::default())
+            .await
+            .unwrap();
+        let orphans: Vec<_> = report.findings.iter().filter(|f| f.repairable).collect();
+        assert!(orphans.is_empty(), "{orphans:#?}");
+        passes += 1;
+        let mut done = true;
+        for id in &ids {
+            let op = env.app.catalog.operation(*id).await.unwrap().unwrap();
+            done &= op.state.is_terminal();
+        }
+        if done && passes >= 3 {
+            break;
+        }
+    }
+    for id in ids {
+        assert_eq!(
+            env.wait(id).await.state,
+            api_types::OperationState::Succeeded
+        );
+    }
+    let settled = orchestrator
+        .reconcile_once(&Default::default())
+        .await
+        .unwrap();
+    assert!(settled.findings.is_empty(), "{settled:#?}");
+    assert_eq!(settled.tenants_checked, 4, "{settled:#?}");
+}
