@@ -14,7 +14,8 @@ use workflows::{Faults, Orchestrator};
 
 tcp_tests::conformance!(
     every_kind_of_finding_is_reported_and_only_marked_orphans_are_repaired,
-    objects_being_created_or_pooled_are_never_orphans
+    objects_being_created_or_pooled_are_never_orphans,
+    an_onboarding_never_takes_over_a_former_tenants_leftover
 );
 
 /// The findings of `report` of `kind`, by object.
@@ -298,6 +299,87 @@ async fn every_kind_of_finding_is_reported_and_only_marked_orphans_are_repaired(
     );
     probe.drop_database(unmarked).await;
     probe.drop_database(foreign).await;
+
+    // A live tenant's database carrying another tenant's marker (a former tenant's leftover
+    // under a reused name) is reported, but never repaired: it holds a live tenant's name.
+    let ok = env.names("rec-ok").database;
+    probe
+        .set_database_marker(&ok, &Marker::tenant(instance, Some(former)).text())
+        .await;
+    let report = run(&env).await;
+    let held = finding(&report, "orphan_database", &ok);
+    assert_eq!(
+        (&held["tenant"], &held["repairable"]),
+        (&json!("rec-ok"), &json!(false)),
+        "{held}"
+    );
+    let (status, body) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            &repair(held["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(probe.database_exists(&ok).await);
+}
+
+/// A database (and on PostgreSQL roles) left by a former tenant of the same slug, carrying its
+/// marker, is refused by the onboarding of the new tenant and survives the onboarding's undo;
+/// a pass with `auto_repair` does not drop it either (its marker names a tenant this catalog
+/// never knew), an explicit repair does.
+async fn an_onboarding_never_takes_over_a_former_tenants_leftover(engine: EngineUnderTest) {
+    let env = TestEnv::with(engine, Faults::none(), |c| c.reconcile_interval_secs = 0).await;
+    let probe = env.probe();
+    let instance = env.app.catalog.instance_id().await.unwrap();
+    let leftover = env.names("rec-reused").database;
+    let former = Marker::tenant(instance, Some(Uuid::new_v4())).text();
+    probe.plant_database(&leftover, Some(&former)).await;
+    let op = env.wait(env.start_onboard("rec-reused").await).await;
+    assert_eq!(op.state, api_types::OperationState::RolledBack, "{op:#?}");
+    let why = op.error.clone().unwrap_or_default();
+    assert!(why.contains("another tenant's marker"), "{why}");
+    assert!(
+        probe.database_exists(&leftover).await,
+        "the undo dropped the leftover"
+    );
+    assert_eq!(
+        probe.database_marker(&leftover).await.as_deref(),
+        Some(former.as_str())
+    );
+
+    let auto = Orchestrator::new(env.app.runner.clone())
+        .reconcile_once(&workflows::reconcile::ReconcilePolicy {
+            interval: None,
+            repair_orphans: true,
+        })
+        .await
+        .unwrap();
+    assert!(auto.repaired.is_empty(), "{auto:#?}");
+    assert!(probe.database_exists(&leftover).await);
+    let f = auto
+        .findings
+        .iter()
+        .find(|f| f.object == leftover)
+        .unwrap_or_else(|| panic!("{auto:#?}"));
+    assert!(f.repairable && f.detail.contains("does not know"), "{f:#?}");
+    let (status, body) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            &format!("/v1/reconciliation/findings/{}/repair", f.id),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &body["dropped"]),
+        (StatusCode::OK, &json!(true)),
+        "{body}"
+    );
+    assert!(!probe.database_exists(&leftover).await);
+    // With the leftover gone, the slug onboards.
+    env.onboard("rec-reused").await;
 }
 
 /// A pass while tenants are onboarded and the warm pool holds databases reports nothing: every

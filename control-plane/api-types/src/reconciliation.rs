@@ -104,6 +104,10 @@ pub struct ServerCheck {
     /// Why it was not checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Tenants of a checked server whose objects could not be read (`slug: why`); they are
+    /// not reported missing anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 /// One reconciliation pass.

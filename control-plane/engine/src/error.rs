@@ -38,6 +38,10 @@ pub enum EngineError {
     /// transaction holding a tenant's audit-chain head); trying again later may work.
     #[error("locked: {0}")]
     Locked(String),
+    /// An object the tenant needs exists but carries another tenant's or deployment's marker
+    /// ([`crate::marker`]): it is not taken over.
+    #[error("{0}")]
+    Foreign(String),
 }
 
 impl EngineError {

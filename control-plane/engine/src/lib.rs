@@ -287,6 +287,8 @@ pub struct MarkedObject {
     pub name: String,
     /// Its marker.
     pub marker: marker::Marker,
+    /// The marker's text exactly as stored (what `Engine::drop_marked` compares).
+    pub text: String,
 }
 
 impl Inventory {
@@ -586,15 +588,16 @@ pub trait Engine: Send + Sync + 'static {
     /// marker ([`marker`]), whatever instance's; objects without one are not listed. A
     /// database the admin cannot read is left out (so never reported nor touched).
     async fn marked_objects(&self) -> Result<Vec<MarkedObject>, EngineError>;
-    /// Drops an object the reconciler found orphaned, only if it still carries `marker` (read
-    /// again in the dropping session; PostgreSQL: in the dropping transaction for a role): ends
-    /// its sessions first for a database. Returns whether it dropped something; `Ok(false)`
-    /// when the object is gone or its marker differs (it is then not touched).
+    /// Drops an object the reconciler found orphaned, only if it still carries the marker text
+    /// `marker` exactly (read again in the dropping session; PostgreSQL: in the dropping
+    /// transaction for a role): ends its sessions first for a database. Returns whether it
+    /// dropped something; `Ok(false)` when the object is gone or its marker differs (it is then
+    /// not touched).
     async fn drop_marked(
         &self,
         kind: ObjectKind,
         name: &str,
-        marker: &marker::Marker,
+        marker: &str,
     ) -> Result<bool, EngineError>;
     /// Facts for the evidence bundle, read live from the server: the tenant's principals with
     /// their grants and effective permissions, the app principal's UPDATE and DELETE attempts on

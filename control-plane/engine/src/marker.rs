@@ -63,6 +63,32 @@ impl Marker {
     pub fn parse(text: &str) -> Option<Marker> {
         serde_json::from_str(text.strip_prefix(PREFIX)?).ok()
     }
+
+    /// Whether an existing object whose marker text is `existing` is someone else's than the
+    /// one `self` would mark: another deployment's, or another tenant's (a leftover of a former
+    /// tenant of the same slug). An object without a marker (or a pooled one of this deployment
+    /// being adopted) is not: creating it may have been interrupted before it was marked.
+    pub fn foreign(&self, existing: Option<&str>) -> bool {
+        let Some(theirs) = existing.and_then(Marker::parse) else {
+            return false;
+        };
+        theirs.instance != self.instance
+            || matches!((theirs.tenant, self.tenant), (Some(a), Some(b)) if a != b)
+    }
+
+    /// The error for an object that [`Marker::foreign`] says is someone else's.
+    pub fn refuse(&self, what: &str, existing: Option<&str>) -> crate::EngineError {
+        crate::EngineError::Foreign(format!(
+            "{what} already exists and carries another {} marker ({}); it is not taken over: \
+             check whose it is, and drop or rename it by hand",
+            if existing.and_then(Marker::parse).map(|m| m.instance) == Some(self.instance) {
+                "tenant's"
+            } else {
+                "deployment's"
+            },
+            existing.unwrap_or_default()
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -85,5 +111,24 @@ mod tests {
         assert_eq!(Marker::parse("owned by the billing team"), None);
         assert_eq!(Marker::parse(&format!("{PREFIX}{{\"instance\":7}}")), None);
         assert_eq!(Marker::parse(""), None);
+    }
+
+    #[test]
+    fn another_tenants_or_deployments_object_is_foreign() {
+        let instance = Uuid::new_v4();
+        let mine = Marker::tenant(instance, Some(Uuid::new_v4()));
+        let former = Marker::tenant(instance, Some(Uuid::new_v4()));
+        let elsewhere = Marker::tenant(Uuid::new_v4(), mine.tenant);
+        assert!(mine.foreign(Some(&former.text())));
+        assert!(mine.foreign(Some(&elsewhere.text())));
+        assert!(!mine.foreign(Some(&mine.text())));
+        assert!(!mine.foreign(Some(&Marker::pooled(instance).text())));
+        assert!(!mine.foreign(Some(&Marker::tenant(instance, None).text())));
+        assert!(!mine.foreign(None));
+        assert!(!mine.foreign(Some("a DBA's note")));
+        let e = mine
+            .refuse("database tenant_acme", Some(&former.text()))
+            .to_string();
+        assert!(e.contains("another tenant's marker"), "{e}");
     }
 }

@@ -32,6 +32,7 @@ use tracing::{instrument, warn};
 use crate::evidence::gather;
 use crate::fingerprint::{RawObject, SchemaSnapshot};
 use crate::investigation::flow;
+use crate::marker::Marker;
 use crate::release::Release;
 use crate::schema::{self, AppliedMigration};
 use crate::sessions::Ending;
@@ -521,6 +522,8 @@ impl PostgresEngine {
     ) -> Result<(), EngineError> {
         let admin = self.admin().await?;
         let c: &Client = &admin;
+        let ours = self.marker_for(names);
+        let ours = ours.as_ref();
         let login = if passwords.is_some() {
             "LOGIN"
         } else {
@@ -528,33 +531,36 @@ impl PostgresEngine {
         };
         // INHERIT so the owner gets `pg_database_owner`'s rights on `public` (refinery keeps its
         // history table there); it is a member of nothing else.
-        self.ensure_role(c, &names.owner, "NOLOGIN INHERIT", None)
+        self.ensure_role(c, ours, &names.owner, "NOLOGIN INHERIT", None)
             .await?;
-        self.ensure_role(c, &names.app_rw, "NOLOGIN NOINHERIT", None)
+        self.ensure_role(c, ours, &names.app_rw, "NOLOGIN NOINHERIT", None)
             .await?;
         self.ensure_role(
             c,
+            ours,
             &names.app_a,
             &format!("{login} INHERIT"),
             passwords.map(|p| &p.app_a),
         )
         .await?;
         // app_b gets its password at its first rotation; until then it cannot authenticate.
-        self.ensure_role(c, &names.app_b, &format!("{login} INHERIT"), None)
+        self.ensure_role(c, ours, &names.app_b, &format!("{login} INHERIT"), None)
             .await?;
         self.ensure_role(
             c,
+            ours,
             &names.audit_admin,
             &format!("{login} NOINHERIT"),
             passwords.map(|p| &p.audit_admin),
         )
         .await?;
-        self.ensure_role(c, &names.reader, "NOLOGIN NOINHERIT", None)
+        self.ensure_role(c, ours, &names.reader, "NOLOGIN NOINHERIT", None)
             .await?;
         // NOINHERIT: the investigator reads only after an explicit SET ROLE to the reader, which
         // the audited path performs after recording the query.
         self.ensure_role(
             c,
+            ours,
             &names.investigator,
             &format!("{login} NOINHERIT"),
             passwords.map(|p| &p.investigator),
@@ -595,17 +601,29 @@ impl PostgresEngine {
         )
     }
 
+    /// Creates or alters `role`; an existing role carrying another tenant's or deployment's
+    /// marker (`ours` would be written) is refused, not taken over.
     async fn ensure_role(
         &self,
         client: &Client,
+        ours: Option<&Marker>,
         role: &str,
         attributes: &str,
         password: Option<&SecretValue>,
     ) -> Result<(), EngineError> {
-        let exists = client
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-            .await?
-            .is_some();
+        let existing = client
+            .query_opt(
+                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+                &[&role],
+            )
+            .await?;
+        let exists = existing.is_some();
+        if let (Some(ours), Some(row)) = (ours, &existing) {
+            let text: Option<&str> = row.get(0);
+            if ours.foreign(text) {
+                return Err(ours.refuse(&format!("role {role}"), text));
+            }
+        }
         // The server only ever sees a SCRAM verifier, never the password, so no server log
         // (log_statement = 'all', say) can leak it.
         let password_clause = match password {
@@ -809,7 +827,7 @@ impl Engine for PostgresEngine {
 
     #[instrument(skip_all, fields(database = %names.database))]
     async fn ensure_database(&self, names: &TenantNames) -> Result<(), EngineError> {
-        if !self.database_exists(&names.database).await? {
+        if !self.database_mine(names).await? {
             let admin = self.admin().await?;
             if let Err(e) = admin.batch_execute(&self.create_statement(names)).await {
                 let e = EngineError::from(e);
@@ -1154,7 +1172,7 @@ impl Engine for PostgresEngine {
             )));
         }
         let admin = self.admin().await?;
-        self.ensure_role(&admin, role, "LOGIN", Some(password))
+        self.ensure_role(&admin, None, role, "LOGIN", Some(password))
             .await
     }
 
@@ -1243,7 +1261,14 @@ impl Engine for PostgresEngine {
 
     #[instrument(skip_all, fields(database = %names.database))]
     async fn drop_database(&self, names: &TenantNames) -> Result<bool, EngineError> {
-        let existed = self.database_exists(&names.database).await?;
+        // Another tenant's leftover holding this name (an onboarding refused it) stays.
+        let existed = match self.database_mine(names).await {
+            Err(EngineError::Foreign(why)) => {
+                warn!(database = %names.database, %why, "not dropping another tenant's database");
+                return Ok(false);
+            }
+            other => other?,
+        };
         self.admin()
             .await?
             .batch_execute(&format!(
@@ -1290,7 +1315,7 @@ impl Engine for PostgresEngine {
     #[instrument(skip_all, fields(database = %names.database))]
     async fn drop_principals(&self, names: &TenantNames) -> Result<Vec<String>, EngineError> {
         let order = names.principals_drop_order();
-        let existing = self.existing_roles(&order).await?;
+        let existing = self.roles_mine(names).await?;
         let admin = self.admin().await?;
         for role in order.iter().filter(|r| existing.iter().any(|e| e == *r)) {
             // Privileges on shared objects (databases) and anything owned in the maintenance
@@ -1325,7 +1350,7 @@ impl Engine for PostgresEngine {
         &self,
         kind: crate::ObjectKind,
         name: &str,
-        marker: &crate::marker::Marker,
+        marker: &str,
     ) -> Result<bool, EngineError> {
         self.drop_if_marked(kind, name, marker).await
     }

@@ -75,25 +75,52 @@ impl Snapshot {
             .filter(move |t| t.released_at.is_none() && t.server == server)
     }
 
-    /// Whether this snapshot explains `object` on `server` (`engine` names the tenants').
-    fn explains(&self, engine: &dyn Engine, server: &str, object: &MarkedObject) -> bool {
-        let pooled = self.pool.iter().filter(|p| p.server == server);
-        match object.kind {
-            ObjectKind::Database => {
-                self.live_on(server).any(|t| t.database == object.name)
-                    || pooled.clone().any(|p| p.database == object.name)
-            }
-            ObjectKind::Login => {
-                self.live_on(server).any(|t| {
-                    engine
-                        .names(&t.slug)
-                        .principals_drop_order()
-                        .contains(&object.name.as_str())
-                }) || pooled
-                    .clone()
-                    .any(|p| object.name.starts_with(&format!("{}_", p.database)))
-            }
+    /// Who in this snapshot owns `object` (`engine` names the tenants' principals). Live
+    /// tenants and pooled databases of **every** server count: one database server registered
+    /// under two names (an alias host, a renamed configured server) must not make a tenant of
+    /// one name an orphan of the other.
+    fn owner(&self, engine: &dyn Engine, object: &MarkedObject) -> Owner {
+        let live = self.tenants.iter().filter(|t| t.released_at.is_none());
+        let tenant = match object.kind {
+            ObjectKind::Database => live.clone().find(|t| t.database == object.name),
+            ObjectKind::Login => live.clone().find(|t| {
+                engine
+                    .names(&t.slug)
+                    .principals_drop_order()
+                    .contains(&object.name.as_str())
+            }),
+        };
+        if let Some(t) = tenant {
+            // A leftover of a former tenant of the same slug carries that tenant's id.
+            return match object.marker.tenant {
+                Some(id) if id != t.id => Owner::Other(Box::new(t.clone())),
+                _ => Owner::Explained,
+            };
         }
+        let pooled = match object.kind {
+            ObjectKind::Database => self.pool.iter().any(|p| p.database == object.name),
+            ObjectKind::Login => self
+                .pool
+                .iter()
+                .any(|p| object.name.starts_with(&format!("{}_", p.database))),
+        };
+        if pooled {
+            Owner::Explained
+        } else {
+            Owner::Nobody
+        }
+    }
+
+    /// Whether `marker` is one a repair may act on without an operator: a pooled database's
+    /// (no tenant data), or one naming a tenant this catalog released. A marker naming a tenant
+    /// the catalog never knew (a catalog restored from an older backup) is left to an operator.
+    fn auto_repairable(&self, marker: &Marker) -> bool {
+        marker.pooled
+            || marker.tenant.is_some_and(|id| {
+                self.tenants
+                    .iter()
+                    .any(|t| t.id == id && t.released_at.is_some())
+            })
     }
 
     /// The tenant `id` if it is active with no operation running.
@@ -103,6 +130,17 @@ impl Snapshot {
             .find(|t| t.id == id && t.state == TenantState::Active && t.released_at.is_none())
             .filter(|t| !self.busy.contains(&t.id))
     }
+}
+
+/// Who owns a marked object, in one snapshot.
+enum Owner {
+    /// A live tenant (whose id the marker names, or names none) or a pooled database.
+    Explained,
+    /// A live tenant holds the name, but the marker names another tenant: a leftover of a
+    /// former tenant of the same slug.
+    Other(Box<TenantRecord>),
+    /// Nobody.
+    Nobody,
 }
 
 /// A finding's stable id: its kind, server and object, hashed.
@@ -125,9 +163,14 @@ fn finding(
              offboard the tenant"
                 .to_owned(),
         ),
-        FindingKind::MissingPrincipal | FindingKind::MissingSecret => Some(format!(
-            "an emergency rotation recreates what it can: POST /v1/tenants/{}/rotate \
-             {{\"mode\": \"emergency\"}}",
+        FindingKind::MissingPrincipal => Some(
+            "the tenant's principals are incomplete and no operation recreates one: offboard \
+             the tenant (or restore the server from a backup)"
+                .to_owned(),
+        ),
+        FindingKind::MissingSecret => Some(format!(
+            "an emergency rotation writes the connection strings again: POST \
+             /v1/tenants/{}/rotate {{\"mode\": \"emergency\"}}",
             tenant.map_or("<slug>".to_owned(), |t| t.slug.to_string())
         )),
         FindingKind::CredentialFailing => Some(format!(
@@ -162,6 +205,14 @@ struct ServerSeen {
     inventories: BTreeMap<Uuid, engine::Inventory>,
 }
 
+/// What one pass found of one object, before it becomes a [`Finding`].
+struct Orphan<'a> {
+    object: &'a MarkedObject,
+    server: &'a str,
+    /// The live tenant whose name it holds though its marker names another tenant.
+    held_by: Option<TenantRecord>,
+}
+
 async fn look_at(
     svc: &Services,
     server: &ServerRecord,
@@ -174,6 +225,7 @@ async fn look_at(
             checked: false,
             marked_objects: 0,
             error: None,
+            unreadable: Vec::new(),
         },
         engine: None,
         ours: Vec::new(),
@@ -203,14 +255,16 @@ async fn look_at(
             continue;
         }
         let names = engine.names(&t.slug).for_tenant(t.id);
+        // One tenant whose database cannot be read (restoring, held single-user) is named; the
+        // others are still checked.
         match engine.inventory(&names).await {
             Ok(inventory) => {
                 seen.inventories.insert(t.id, inventory);
             }
             Err(e) => {
-                seen.check.error = Some(format!("reading tenant {}: {e}", t.slug));
-                seen.inventories.clear();
-                return seen;
+                seen.check
+                    .unreadable
+                    .push(format!("{}: {}", t.slug, one_line(&e.to_string())))
             }
         }
     }
@@ -246,36 +300,30 @@ impl Orchestrator {
         let b = Snapshot::read(svc).await?;
 
         let mut findings = Vec::new();
+        // Orphans a pass with `repair_orphans` drops by itself.
+        let mut auto: BTreeSet<String> = BTreeSet::new();
         let mut tenants_checked = BTreeSet::new();
         for s in &seen {
             let Some(engine) = &s.engine else { continue };
             let server = s.check.server.as_str();
             for object in &s.ours {
-                if a.explains(engine.as_ref(), server, object)
-                    || b.explains(engine.as_ref(), server, object)
-                {
-                    continue;
-                }
-                let kind = match object.kind {
-                    ObjectKind::Database => FindingKind::OrphanDatabase,
-                    ObjectKind::Login => FindingKind::OrphanLogin,
+                let held_by = match (
+                    a.owner(engine.as_ref(), object),
+                    b.owner(engine.as_ref(), object),
+                ) {
+                    (Owner::Explained, _) | (_, Owner::Explained) => continue,
+                    (Owner::Other(t), _) | (_, Owner::Other(t)) => Some(*t),
+                    (Owner::Nobody, Owner::Nobody) => None,
                 };
-                let mut f = finding(
-                    kind,
-                    Some(server),
-                    &object.name,
-                    None,
-                    format!(
-                        "carries this deployment's marker{}, but no live tenant or pooled \
-                         database of the catalog owns it",
-                        if object.marker.pooled {
-                            " (a pooled database's)"
-                        } else {
-                            ""
-                        }
-                    ),
-                );
-                f.marker_tenant = object.marker.tenant;
+                let orphan = Orphan {
+                    object,
+                    server,
+                    held_by,
+                };
+                let f = orphan_finding(&orphan, &b);
+                if orphan.held_by.is_none() && b.auto_repairable(&object.marker) {
+                    auto.insert(f.id.clone());
+                }
                 findings.push(f);
             }
             for (id, inventory) in &s.inventories {
@@ -295,11 +343,21 @@ impl Orchestrator {
                         ),
                     ));
                 }
+                // Contained users live in the database: without it, its absence says it all.
+                if !inventory.database && engine.contained_principals() {
+                    continue;
+                }
                 for principal in inventory.missing_principals() {
+                    // Contained users have the same names in every tenant database.
+                    let object = if engine.contained_principals() {
+                        format!("{}.{principal}", t.database)
+                    } else {
+                        principal.to_owned()
+                    };
                     findings.push(finding(
                         FindingKind::MissingPrincipal,
                         Some(server),
-                        principal,
+                        &object,
                         Some(t),
                         format!(
                             "tenant {} is active but its principal {principal} does not exist",
@@ -402,7 +460,7 @@ impl Orchestrator {
 
         let mut repaired = Vec::new();
         if policy.repair_orphans {
-            for f in findings.iter().filter(|f| f.repairable) {
+            for f in findings.iter().filter(|f| auto.contains(&f.id)) {
                 match self.repair(f, "reconciler", None).await {
                     Ok(true) => repaired.push(f.id.clone()),
                     Ok(false) => {}
@@ -515,11 +573,14 @@ impl Orchestrator {
         let Some(object) = object else {
             return Ok(false);
         };
-        if a.explains(engine.as_ref(), server, &object)
-            || b.explains(engine.as_ref(), server, &object)
-        {
+        let owners = [
+            a.owner(engine.as_ref(), &object),
+            b.owner(engine.as_ref(), &object),
+        ];
+        if owners.iter().any(|o| !matches!(o, Owner::Nobody)) {
             return Err(WorkflowError::Conflict(format!(
-                "{} on {server} is no longer an orphan: the catalog owns it now",
+                "{} on {server} is not an orphan now: a live tenant or pooled database of the \
+                 catalog holds its name",
                 f.object
             )));
         }
@@ -542,11 +603,71 @@ impl Orchestrator {
 }
 
 async fn drop_orphan(engine: &dyn Engine, object: &MarkedObject) -> Result<bool, WorkflowError> {
-    let marker: &Marker = &object.marker;
     engine
-        .drop_marked(object.kind, &object.name, marker)
+        .drop_marked(object.kind, &object.name, &object.text)
         .await
-        .map_err(|e| WorkflowError::Unavailable(format!("dropping {}: {e}", object.name)))
+        .map_err(|e| {
+            let why = format!("dropping {}: {e}", object.name);
+            if e.is_transient() {
+                WorkflowError::Unavailable(why)
+            } else {
+                // A role that still owns objects in a database (its database is an orphan too:
+                // repair that one first), or a database the admin may not drop.
+                WorkflowError::Conflict(why)
+            }
+        })
+}
+
+/// The finding of an orphan: repairable unless a live tenant holds its name.
+fn orphan_finding(o: &Orphan<'_>, b: &Snapshot) -> Finding {
+    let object = o.object;
+    let kind = match object.kind {
+        ObjectKind::Database => FindingKind::OrphanDatabase,
+        ObjectKind::Login => FindingKind::OrphanLogin,
+    };
+    let whose = match (object.marker.pooled, object.marker.tenant) {
+        (true, _) => "a pooled database's".to_owned(),
+        (false, Some(id)) if b.tenants.iter().any(|t| t.id == id) => {
+            format!("tenant {id}'s, released")
+        }
+        (false, Some(id)) => format!(
+            "tenant {id}'s, a tenant this catalog does not know (restored from an older \
+             backup?): repair it only if it is not in use"
+        ),
+        (false, None) => "no tenant's".to_owned(),
+    };
+    let mut f = finding(
+        kind,
+        Some(o.server),
+        &object.name,
+        o.held_by.as_ref(),
+        match &o.held_by {
+            None => format!(
+                "carries this deployment's marker ({whose}), but no live tenant or pooled \
+                 database of the catalog owns it"
+            ),
+            Some(t) => format!(
+                "holds the name of live tenant {} but carries the marker of another tenant \
+                 ({whose}): a former tenant's leftover",
+                t.slug
+            ),
+        },
+    );
+    f.marker_tenant = object.marker.tenant;
+    if let Some(t) = &o.held_by {
+        f.repairable = false;
+        f.hint = Some(format!(
+            "the control plane neither uses nor drops it; onboarding {} refuses it (if it has not \
+             finished). Check whose data it holds, then drop or rename it by hand",
+            t.slug
+        ));
+    }
+    f
+}
+
+/// `s` on one line (errors of the server may span several).
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl Orchestrator {

@@ -202,6 +202,8 @@ pub trait Probe: Send + Sync {
     /// As the administrator, creates a login carrying `marker`; `false` on an engine whose
     /// tenant principals are not server-level logins (SQL Server's contained users).
     async fn plant_login(&self, name: &str, marker: &str) -> bool;
+    /// As the administrator, replaces a database's marker text.
+    async fn set_database_marker(&self, database: &str, marker: &str);
     /// As the administrator, drops a database behind the control plane's back.
     async fn drop_database(&self, database: &str);
     /// As the administrator, drops one tenant principal (`name`, of tenant database

@@ -423,6 +423,18 @@ impl Probe for PostgresProbe {
         true
     }
 
+    async fn set_database_marker(&self, database: &str, marker: &str) {
+        superuser_on("postgres")
+            .await
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {} IS {}",
+                engine::sql::pg_ident(database),
+                engine::sql::pg_literal(marker).unwrap()
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("marking {database}: {e}"));
+    }
+
     async fn drop_database(&self, database: &str) {
         superuser_on("postgres")
             .await

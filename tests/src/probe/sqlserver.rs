@@ -562,6 +562,18 @@ impl Probe for SqlServerProbe {
         false
     }
 
+    async fn set_database_marker(&self, database: &str, marker: &str) {
+        Conn::connect(&self.admin.with_database(database))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on {database}: {e}"))
+            .execute(
+                "EXEC sys.sp_updateextendedproperty @name = N'tenant_control_plane', @value = @P1;",
+                &[&marker],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("marking {database}: {e}"));
+    }
+
     async fn drop_database(&self, database: &str) {
         let db = format!("[{}]", database.replace(']', "]]"));
         Conn::connect(&self.admin.with_database("master"))

@@ -58,6 +58,59 @@ impl PostgresEngine {
             .collect()
     }
 
+    /// Whether `names`' database exists; `Foreign` when it carries another tenant's or
+    /// deployment's marker (a leftover this tenant must not take over).
+    pub(super) async fn database_mine(&self, names: &TenantNames) -> Result<bool, EngineError> {
+        let row = self
+            .admin()
+            .await?
+            .query_opt(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+                &[&names.database],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let text: Option<&str> = row.get(0);
+        match self.marker_for(names) {
+            Some(ours) if ours.foreign(text) => {
+                Err(ours.refuse(&format!("database {}", names.database), text))
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// The roles of `names` that exist, but those carrying another tenant's or deployment's
+    /// marker (left alone, with a warning: an onboarding refused them, and its undo must not
+    /// drop them).
+    pub(super) async fn roles_mine(&self, names: &TenantNames) -> Result<Vec<String>, EngineError> {
+        let roles: Vec<&str> = names.principals_drop_order().to_vec();
+        let rows = self
+            .admin()
+            .await?
+            .query(
+                "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles \
+                 WHERE rolname = ANY($1)",
+                &[&roles],
+            )
+            .await?;
+        let ours = self.marker_for(names);
+        let mut mine = Vec::new();
+        for r in &rows {
+            let (role, text): (String, Option<&str>) = (r.get(0), r.get(1));
+            match &ours {
+                Some(ours) if ours.foreign(text) => {
+                    tracing::warn!(%role, "not touching another tenant's role");
+                }
+                _ => mine.push(role),
+            }
+        }
+        // In the drop order.
+        mine.sort_by_key(|r| roles.iter().position(|x| x == r));
+        Ok(mine)
+    }
+
     #[instrument(skip_all)]
     pub(super) async fn marked(&self) -> Result<Vec<MarkedObject>, EngineError> {
         let rows = self.admin().await?.query(MARKED, &[]).await?;
@@ -68,11 +121,12 @@ impl PostgresEngine {
                     "database" => ObjectKind::Database,
                     _ => ObjectKind::Login,
                 };
-                let marker = Marker::parse(r.get::<_, Option<&str>>(2)?)?;
+                let text: &str = r.get::<_, Option<&str>>(2)?;
                 Some(MarkedObject {
                     kind,
                     name: r.get::<_, String>(1),
-                    marker,
+                    marker: Marker::parse(text)?,
+                    text: text.to_owned(),
                 })
             })
             .collect())
@@ -85,9 +139,8 @@ impl PostgresEngine {
         &self,
         kind: ObjectKind,
         name: &str,
-        marker: &Marker,
+        text: &str,
     ) -> Result<bool, EngineError> {
-        let text = marker.text();
         let mut admin = self.admin().await?;
         match kind {
             ObjectKind::Database => {
@@ -120,8 +173,13 @@ impl PostgresEngine {
                     .await?
                     .is_some();
                 if same {
-                    tx.batch_execute(&format!("DROP ROLE IF EXISTS {}", pg_ident(name)))
-                        .await?;
+                    // What it owns or was granted in the maintenance database goes with it (its
+                    // database, if an orphan too, is repaired first).
+                    tx.batch_execute(&format!(
+                        "DROP OWNED BY {r}; DROP ROLE IF EXISTS {r}",
+                        r = pg_ident(name)
+                    ))
+                    .await?;
                 }
                 tx.commit().await?;
                 Ok(same)

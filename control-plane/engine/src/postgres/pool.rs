@@ -83,7 +83,7 @@ impl PostgresEngine {
         credentials: &Credentials,
     ) -> Result<bool, EngineError> {
         crate::check_pooled_name(pooled)?;
-        if self.database_exists(&names.database).await? {
+        if self.database_mine(names).await? {
             // Renamed by an earlier attempt (the roles with it, in one transaction).
             if self.database_exists(pooled).await? {
                 self.pooled_drop(pooled).await?;

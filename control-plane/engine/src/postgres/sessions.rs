@@ -51,7 +51,9 @@ impl SessionDialect for PgSessions<'_> {
                 let role = names.login(p);
                 if !engine.existing_roles(&[role]).await?.is_empty() {
                     let admin = engine.admin().await?;
-                    engine.ensure_role(&admin, role, "NOLOGIN", None).await?;
+                    engine
+                        .ensure_role(&admin, None, role, "NOLOGIN", None)
+                        .await?;
                 }
             }
             Whose::Tenant => {

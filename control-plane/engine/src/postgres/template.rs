@@ -101,7 +101,7 @@ impl PostgresEngine {
                     .await?;
             }
             for role in std::iter::once(TEMPLATE_OWNER).chain(TEMPLATE_STAND_INS) {
-                self.ensure_role(&admin, role, "NOLOGIN NOINHERIT", None)
+                self.ensure_role(&admin, None, role, "NOLOGIN NOINHERIT", None)
                     .await?;
             }
             let ready = admin

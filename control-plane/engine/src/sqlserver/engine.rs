@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use mssql::{Conn, MssqlError, PoolOptions, PoolSet, Target};
 use secrets::SecretValue;
 use tiberius::ColumnData;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use super::connstr::{self, AdoConnectionString};
 use super::errors::{classify, to_engine_error, SqlServerErrorKind, CONTAINMENT_DISABLED};
@@ -268,6 +268,7 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
             sql::drop_database_named(POOLED_SAMPLE)?,
         ),
         ("set_marker", sql::SET_MARKER.to_owned()),
+        ("read_marker", sql::READ_MARKER.to_owned()),
         ("user_databases", sql::USER_DATABASES.to_owned()),
         ("marker_of", sql::marker_of(&names.database)?),
         (
@@ -329,6 +330,18 @@ impl SqlServerEngine {
         database: &str,
         marker: Option<Marker>,
     ) -> Result<(), EngineError> {
+        // A database carrying another tenant's or deployment's marker is not taken over.
+        if let Some(ours) = &marker {
+            let rows = self
+                .tenant_conn(database)
+                .await?
+                .query(sql::READ_MARKER, &[])
+                .await?;
+            let text = rows.first().and_then(|r| r.get::<&str, _>(0));
+            if ours.foreign(text) {
+                return Err(ours.refuse(&format!("database {database}"), text));
+            }
+        }
         self.master()
             .await?
             .batch(&sql::ensure_containment_named(database)?)
@@ -343,6 +356,19 @@ impl SqlServerEngine {
             conn.execute(sql::SET_MARKER, &[&marker.text()]).await?;
         }
         Ok(())
+    }
+
+    /// Whether `names`' (existing) database carries another tenant's or deployment's marker.
+    async fn foreign(&self, names: &TenantNames) -> Result<bool, EngineError> {
+        let Some(ours) = self.marker_for(&names.database, names.tenant_id) else {
+            return Ok(false);
+        };
+        let rows = self
+            .master()
+            .await?
+            .query(&sql::marker_of(&names.database)?, &[])
+            .await?;
+        Ok(ours.foreign(rows.first().and_then(|r| r.get::<&str, _>(0))))
     }
 
     /// The marker of a tenant's (or, by its name, a pooled) database; `None` without an
@@ -901,6 +927,10 @@ impl Engine for SqlServerEngine {
     #[instrument(skip_all, fields(database = %names.database))]
     async fn drop_database(&self, names: &TenantNames) -> Result<bool, EngineError> {
         let existed = self.database_exists(&names.database).await?;
+        if existed && self.foreign(names).await? {
+            warn!(database = %names.database, "not dropping another tenant's database");
+            return Ok(false);
+        }
         self.tenants.forget(&names.database);
         self.master()
             .await?
@@ -1039,6 +1069,11 @@ impl Engine for SqlServerEngine {
         if existing.is_empty() {
             return Ok(existing);
         }
+        // Another tenant's database holding this name: its users are its own.
+        if self.foreign(names).await? {
+            warn!(database = %names.database, "not touching another tenant's users");
+            return Ok(Vec::new());
+        }
         let script = sql::drop_users(names)?;
         self.tenant_conn(&names.database)
             .await?
@@ -1075,15 +1110,13 @@ impl Engine for SqlServerEngine {
             let Ok(rows) = self.master().await?.query(&statement, &[]).await else {
                 continue;
             };
-            let marker = rows
-                .first()
-                .and_then(|r| r.get::<&str, _>(0))
-                .and_then(Marker::parse);
-            if let Some(marker) = marker {
+            let text = rows.first().and_then(|r| r.get::<&str, _>(0));
+            if let Some((text, marker)) = text.and_then(|t| Some((t, Marker::parse(t)?))) {
                 marked.push(crate::MarkedObject {
                     kind: crate::ObjectKind::Database,
                     name: database,
                     marker,
+                    text: text.to_owned(),
                 });
             }
         }
@@ -1095,7 +1128,7 @@ impl Engine for SqlServerEngine {
         &self,
         kind: crate::ObjectKind,
         name: &str,
-        marker: &Marker,
+        marker: &str,
     ) -> Result<bool, EngineError> {
         if kind != crate::ObjectKind::Database || !self.database_exists(name).await? {
             return Ok(false);
@@ -1104,7 +1137,7 @@ impl Engine for SqlServerEngine {
         let rows = self
             .master()
             .await?
-            .query(&sql::drop_database_if_marked(name)?, &[&marker.text()])
+            .query(&sql::drop_database_if_marked(name)?, &[&marker])
             .await?;
         Ok(!rows.is_empty())
     }

@@ -23,6 +23,9 @@ pub const SET_MARKER: &str = "IF EXISTS (SELECT 1 FROM sys.extended_properties \
          WHERE class = 0 AND name = N'tenant_control_plane') \
      EXEC sys.sp_updateextendedproperty @name = N'tenant_control_plane', @value = @P1; \
      ELSE EXEC sys.sp_addextendedproperty @name = N'tenant_control_plane', @value = @P1;";
+/// The database's marker text, read in the database.
+pub const READ_MARKER: &str = "SELECT CAST(value AS nvarchar(4000)) FROM sys.extended_properties \
+     WHERE class = 0 AND name = N'tenant_control_plane';";
 /// The online user databases the admin login may enter (the marked ones among them are ours).
 pub const USER_DATABASES: &str = "SELECT name FROM sys.databases \
      WHERE database_id > 4 AND state = 0 AND HAS_DBACCESS(name) = 1 ORDER BY name;";
