@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run stop test unit integration lint fmt tsql-gate bench bench-burst bench-export deps build clean openapi fuzz
+.PHONY: run stop test unit integration lint fmt tsql-gate bench bench-burst bench-export chaos deps build clean openapi fuzz
 
 ## run: start the local PostgreSQL cluster (.data/pg, 127.0.0.1:55432) and the control plane on 127.0.0.1:8080
 run: deps
@@ -50,6 +50,11 @@ bench-export: deps
 bench-burst: deps
 	$(CARGO) build --release -p server -p tcp-tests --bins
 	./target/release/bench-burst --tenants $${BENCH_BURST_TENANTS:-1000} --clients 8 --pool 50 --out docs/benchmarks.md
+
+## chaos: the chaos tests' long form (ten times the operations, outages of 30 s for the catalog and 50 s for Key Vault); each prints a `chaos:` line for docs/reliability.md
+chaos: deps
+	$(CARGO) build -p server --bins
+	TCP_CHAOS_SCALE=$${TCP_CHAOS_SCALE:-10} $(CARGO) nextest run -p tcp-tests -E 'binary(chaos)' --no-capture
 
 ## openapi: regenerate docs/openapi.json from the code (a test fails when it is stale)
 openapi:
