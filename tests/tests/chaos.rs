@@ -41,7 +41,8 @@ async fn start_onboard_on(env: &TestEnv, slug: &str, region: &str) -> Uuid {
     body["operation"]["id"].as_str().unwrap().parse().unwrap()
 }
 
-/// Waits for every operation (at most `limit`); returns each final state.
+/// Waits for every operation (at most `limit`); returns each final state. An operation that
+/// ends other than `succeeded` is printed (its error and each step's).
 async fn settle(env: &TestEnv, ids: &[(String, Uuid)], limit: Duration) -> Vec<OperationState> {
     let deadline = Instant::now() + limit;
     let mut states = Vec::new();
@@ -49,6 +50,19 @@ async fn settle(env: &TestEnv, ids: &[(String, Uuid)], limit: Duration) -> Vec<O
         loop {
             let op = env.app.catalog.operation(*id).await.unwrap().unwrap();
             if op.state.is_terminal() {
+                if op.state != OperationState::Succeeded {
+                    let steps: Vec<String> = op
+                        .steps
+                        .iter()
+                        .filter_map(|s| Some(format!("{}: {}", s.name, s.error.as_deref()?)))
+                        .collect();
+                    println!(
+                        "{what}: {:?}: {} [{}]",
+                        op.state,
+                        op.error.as_deref().unwrap_or("-"),
+                        steps.join("; ")
+                    );
+                }
                 states.push(op.state);
                 break;
             }

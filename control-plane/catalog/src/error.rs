@@ -123,6 +123,35 @@ impl CatalogError {
         }
     }
 
+    /// Whether the catalog could not be reached (no connection, a connection that closed, the
+    /// server shutting down or starting): an outage to wait for, not an answer.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            CatalogError::Pool(_) => true,
+            CatalogError::Db(e) => {
+                e.is_closed()
+                    || match e.code().map(|c| c.code()) {
+                        // Connection exceptions; admin / crash shutdown; cannot connect now.
+                        Some(code) => {
+                            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+                        }
+                        // No answer from the server at all (I/O); not a client-side error
+                        // such as a type conversion, which waiting does not fix.
+                        None => {
+                            std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                        }
+                    }
+            }
+            CatalogError::SqlServer(e) => matches!(
+                e,
+                mssql::MssqlError::Connect { .. }
+                    | mssql::MssqlError::Driver(_)
+                    | mssql::MssqlError::PoolTimeout
+            ),
+            _ => false,
+        }
+    }
+
     /// The SQLSTATE of a database error, if any.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {

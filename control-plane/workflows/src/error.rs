@@ -11,8 +11,9 @@ pub struct StepError {
     pub message: String,
     /// Whether trying again may succeed (a connection dropped, a server restarting).
     pub transient: bool,
-    /// Whether the tenant's database server could not be reached: the runner waits for it,
-    /// however long, instead of giving up after a few attempts.
+    /// Whether a dependency is out (the tenant's database server, the catalog or the secret
+    /// store could not be reached): the runner waits for it, however long, instead of giving
+    /// up after a few attempts and undoing what it cannot undo while the dependency is out.
     pub waits: bool,
 }
 
@@ -59,22 +60,24 @@ impl From<crate::EngineUnavailable> for StepError {
 
 impl From<SecretError> for StepError {
     fn from(e: SecretError) -> Self {
+        // The store answered 5xx or not at all (after its own retries): an outage, waited for.
         let transient = matches!(e, SecretError::Unavailable { .. });
         StepError {
             message: e.to_string(),
             transient,
-            waits: false,
+            waits: transient,
         }
     }
 }
 
 impl From<CatalogError> for StepError {
     fn from(e: CatalogError) -> Self {
-        let transient = matches!(e, CatalogError::Pool(_));
+        // The catalog could not be reached: an outage, waited for.
+        let transient = e.is_unavailable();
         StepError {
             message: e.to_string(),
             transient,
-            waits: false,
+            waits: transient,
         }
     }
 }

@@ -415,7 +415,7 @@ impl Runner {
                     let result = match workflow.step(&name) {
                         Some(def) => {
                             self.forward_step(lease, &op, &tenant, engine, idx, def)
-                                .await
+                                .await?
                         }
                         None => Err(StepError::permanent(format!(
                             "workflow {} has no step {name}",
@@ -450,8 +450,6 @@ impl Runner {
         }
     }
 
-    /// Runs one step forward, retrying transient errors. Catalog failures (including a lost
-    /// lease) surface as errors of the whole run via the outer `?`, never as a step failure.
     /// Ends the operation `failed` with `message`, the tenant taking the workflow's failed
     /// transition.
     async fn fail(
@@ -472,6 +470,10 @@ impl Runner {
         Ok(OperationState::Failed)
     }
 
+    /// Runs one step forward, retrying transient errors (an outage's, however long). The
+    /// runner's own catalog writes failing (the catalog out, the lease lost) end the whole run
+    /// (the outer `Err`: the operation stays unfinished for the sweeper to resume), never the
+    /// step (the inner `Err`, which the workflow undoes or stops at).
     async fn forward_step(
         &self,
         lease: &Lease,
@@ -480,7 +482,7 @@ impl Runner {
         engine: &dyn Engine,
         idx: i32,
         step: StepDef,
-    ) -> Result<(), StepError> {
+    ) -> Result<Result<(), StepError>, CatalogError> {
         let svc = &self.services;
         let kind = op.kind.as_str();
         let name = step.name;
@@ -528,14 +530,14 @@ impl Runner {
                         None => StepChange::Succeeded,
                     };
                     svc.catalog.update_step(lease, idx, change).await?;
-                    return Ok(());
+                    return Ok(Ok(()));
                 }
-                // An unreachable server is waited for, however long: its tenant's operation
-                // converges once it is back.
+                // An unreachable server, catalog or secret store is waited for, however long:
+                // the operation converges once it is back.
                 Err(e) if e.transient && (e.waits || attempt + 1 < MAX_ATTEMPTS) => {
                     warn!(step = name, attempt, error = %e.message, "transient step error; retrying");
                     let message = if e.waits {
-                        format!("{}; waiting for the server", e.message)
+                        format!("{}; waiting for it to come back", e.message)
                     } else {
                         e.message.clone()
                     };
@@ -543,7 +545,7 @@ impl Runner {
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Ok(Err(e)),
             }
         }
     }
