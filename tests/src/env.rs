@@ -383,6 +383,42 @@ impl TestEnv {
             .await
     }
 
+    /// Starts offboarding into a restore window (`P7D`, `PT2S`) and returns the operation id.
+    pub async fn start_retain(&self, slug: &str, retention: &str) -> Uuid {
+        let body = serde_json::json!({"confirm": slug, "reason": "test", "retention": retention});
+        self.start_operation(&format!("/v1/tenants/{slug}/offboard"), body)
+            .await
+    }
+
+    /// Offboards into a restore window and waits; panics unless it succeeded.
+    pub async fn retain(&self, slug: &str, retention: &str) -> OperationRecord {
+        let op = self.wait(self.start_retain(slug, retention).await).await;
+        assert_eq!(
+            op.state,
+            OperationState::Succeeded,
+            "retaining {slug} ({retention}): {op:#?}"
+        );
+        op
+    }
+
+    /// Starts the restore of a retained tenant and returns the operation id.
+    pub async fn start_restore(&self, slug: &str) -> Uuid {
+        let body = serde_json::json!({"confirm": slug, "reason": "test"});
+        self.start_operation(&format!("/v1/tenants/{slug}/restore"), body)
+            .await
+    }
+
+    /// Restores and waits; panics unless it succeeded.
+    pub async fn restore(&self, slug: &str) -> OperationRecord {
+        let op = self.wait(self.start_restore(slug).await).await;
+        assert_eq!(
+            op.state,
+            OperationState::Succeeded,
+            "restoring {slug}: {op:#?}"
+        );
+        op
+    }
+
     /// Starts a credential rotation (`scheduled` or `emergency`) and returns the operation id.
     pub async fn start_rotate(&self, slug: &str, mode: &str) -> Uuid {
         let body = serde_json::json!({ "mode": mode });

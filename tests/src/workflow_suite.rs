@@ -44,17 +44,22 @@ async fn tenant(env: &TestEnv, slug: &str) -> Option<TenantRecord> {
 }
 
 /// Brings a new tenant to a state `def` starts from: nothing for a workflow that creates its
-/// tenant, an active tenant otherwise.
+/// tenant, an active tenant, or a retained one (onboarded, then offboarded into a window).
 async fn prepare(env: &TestEnv, def: &WorkflowDef, slug: &str) {
     if def.allowed_from.is_empty() {
         return;
     }
+    if def.allowed_from.contains(&TenantState::Active) {
+        env.onboard(slug).await;
+        return;
+    }
     assert!(
-        def.allowed_from.contains(&TenantState::Active),
-        "{}: the suite prepares active tenants; teach it this workflow's start state",
+        def.allowed_from.contains(&TenantState::Retained),
+        "{}: the suite prepares active and retained tenants; teach it this workflow's start state",
         def.kind
     );
     env.onboard(slug).await;
+    env.retain(slug, "P7D").await;
 }
 
 /// Starts `def` on `slug` in this process and returns the operation id.
@@ -166,6 +171,7 @@ pub async fn fail_at_every_step(engine: EngineUnderTest) {
             let empty = env.snapshot(&[&slug]).await;
             prepare(&env, def, &slug).await;
             let before = env.snapshot(&[&slug]).await;
+            let before_state = tenant(&env, &slug).await.map(|t| t.state);
             let op = env.wait(start(&env, def, &slug).await).await;
             let failed = op.steps.iter().find(|s| s.name == step.name).unwrap();
             assert!(
@@ -218,6 +224,7 @@ pub async fn fail_at_every_step(engine: EngineUnderTest) {
                         .failed_transition()
                         .map(|e| e.state)
                         .or(def.running_state)
+                        .or(before_state)
                         .unwrap_or(TenantState::Active);
                     assert_eq!(t.state, expected, "{} at {}", def.kind, step.name);
                 }

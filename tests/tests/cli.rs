@@ -390,6 +390,62 @@ async fn a_full_lifecycle_through_tenantctl() {
         .unwrap()
         .contains("token --role operator"));
 
+    // Into a restore window and back: a window with no fixed length is refused before any
+    // request; `tenants show` says until when; `restore` brings it back.
+    let bad = oidc_like
+        .run(&[
+            "tenants",
+            "offboard",
+            "cli-acme",
+            "--reason",
+            "r",
+            "--confirm",
+            "cli-acme",
+            "--retention",
+            "P1M",
+        ])
+        .await;
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("years and months"), "{}", bad.stderr);
+    let retained = oidc_like
+        .run(&[
+            "--json",
+            "tenants",
+            "offboard",
+            "cli-acme",
+            "--reason",
+            "mistake?",
+            "--confirm",
+            "cli-acme",
+            "--retention",
+            "P3D",
+            "--wait",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(retained["kind"], "retain");
+    assert_eq!(retained["state"], "succeeded");
+    let show = oidc_like.run(&["tenants", "show", "cli-acme"]).await.ok();
+    assert!(show.stdout.contains("retained until"), "{}", show.stdout);
+    let restored = oidc_like
+        .run(&[
+            "--json",
+            "tenants",
+            "restore",
+            "cli-acme",
+            "--reason",
+            "it was",
+            "--confirm",
+            "cli-acme",
+            "--wait",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(restored["kind"], "restore");
+    assert_eq!(restored["state"], "succeeded");
+
     let offboarded = oidc_like
         .run(&[
             "--json",

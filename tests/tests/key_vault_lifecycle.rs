@@ -14,6 +14,7 @@ use workflows::Faults;
 tcp_tests::conformance!(
     tenant_secrets_live_in_key_vault_from_onboarding_to_purge,
     purge_protection_is_reported_in_the_deletion_certificate,
+    a_restore_window_soft_deletes_and_recovers_through_key_vault,
 );
 
 async fn env_on(engine: EngineUnderTest, double: &KeyVaultDouble) -> TestEnv {
@@ -135,4 +136,52 @@ async fn purge_protection_is_reported_in_the_deletion_certificate(engine: Engine
     );
     let databases = env.snapshot(&[slug]).await.databases;
     assert!(databases.is_empty(), "{databases:?}");
+}
+
+/// The restore window through the vault: the retention soft-deletes the three secrets (the
+/// vault still holds them as deleted), the restore recovers them, waiting out the vault's
+/// background processing, and writes new versions; the old strings never work again.
+async fn a_restore_window_soft_deletes_and_recovers_through_key_vault(engine: EngineUnderTest) {
+    let double = KeyVaultDouble::start(KeyVaultDoubleOptions {
+        settle_lag: 2,
+        ..KeyVaultDoubleOptions::default()
+    })
+    .await;
+    let env = env_on(engine, &double).await;
+    let slug = "kv-window";
+    env.onboard(slug).await;
+    let names = env.secret_names(slug);
+    let old_app = env.secret(&names.app).await;
+    env.retain(slug, "P1D").await;
+    for name in names.all() {
+        let secret = secrets::SecretName::new(name).unwrap();
+        assert!(env.app.secrets.get(&secret, None).await.is_err(), "{name}");
+        assert!(env.app.secrets.get_deleted(&secret).await.is_ok(), "{name}");
+    }
+    assert!(env.probe().login(&old_app).await.is_err());
+    env.restore(slug).await;
+    let app = secrets::SecretName::new(&names.app).unwrap();
+    let versions = env.app.secrets.list_versions(&app).await.unwrap();
+    assert_eq!(
+        versions.len(),
+        2,
+        "the old version recovered, one new: {versions:?}"
+    );
+    let active: Vec<_> = versions
+        .iter()
+        .filter(|v| v.tags.get("active").map(String::as_str) == Some("true"))
+        .collect();
+    assert_eq!(active.len(), 1, "{versions:?}");
+    let new_app = env.secret(&names.app).await;
+    assert_ne!(new_app.expose(), old_app.expose());
+    env.probe().login(&new_app).await.unwrap();
+    assert!(env.probe().login(&old_app).await.is_err());
+    let op = env.offboard(slug).await;
+    assert_eq!(op.state, OperationState::Succeeded);
+    for name in names.all() {
+        assert!(
+            double.current_value(name).is_none(),
+            "{name} is still in the vault"
+        );
+    }
 }

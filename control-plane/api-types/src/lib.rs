@@ -13,10 +13,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 mod reconciliation;
+mod retention;
 mod rollouts;
 mod slug;
 
 pub use reconciliation::{Finding, FindingKind, ReconciliationReport, RepairOutcome, ServerCheck};
+pub use retention::{Retention, MAX_RETENTION_DAYS};
 pub use rollouts::{
     FleetSchema, Rollout, RolloutRequest, RolloutSelector, RolloutState, RolloutTenant,
     RolloutTenantState, RolloutWave, TenantSchema,
@@ -35,6 +37,10 @@ pub enum TenantState {
     Offboarding,
     /// Everything was removed; the catalog row is a tombstone.
     Offboarded,
+    /// Offboarded into a restore window: its logins are disabled, its sessions ended and its
+    /// secrets soft-deleted, but its database is kept until the window ends (then it is purged
+    /// and offboarded) unless it is restored first.
+    Retained,
     /// Onboarding failed; its rollback removed what it had created (see the operation).
     Failed,
 }
@@ -47,6 +53,7 @@ impl TenantState {
             TenantState::Active => "active",
             TenantState::Offboarding => "offboarding",
             TenantState::Offboarded => "offboarded",
+            TenantState::Retained => "retained",
             TenantState::Failed => "failed",
         }
     }
@@ -66,6 +73,7 @@ impl FromStr for TenantState {
             "active" => TenantState::Active,
             "offboarding" => TenantState::Offboarding,
             "offboarded" => TenantState::Offboarded,
+            "retained" => TenantState::Retained,
             "failed" => TenantState::Failed,
             other => return Err(format!("unknown tenant state {other:?}")),
         })
@@ -415,6 +423,10 @@ pub struct Tenant {
     #[serde(default)]
     #[schema(required = true)]
     pub credentials: CredentialHealth,
+    /// For a `retained` tenant: when its restore window ends (its database is then dropped and
+    /// the deletion certificate recorded). Absent in every other state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_until: Option<DateTime<Utc>>,
 }
 
 /// One step of an operation.
@@ -648,6 +660,25 @@ pub struct OffboardRequest {
     /// its final state); the certificate names the export. Default `false`.
     #[serde(default)]
     pub export: bool,
+    /// A restore window (ISO 8601 duration in weeks, days, hours, minutes or seconds: `P7D`,
+    /// `PT12H`). Within it the tenant is `retained`: logins disabled, sessions ended, secrets
+    /// soft-deleted, the database kept, and `POST /v1/tenants/{slug}/restore` brings it back.
+    /// When it ends, the database is dropped and the deletion certificate recorded. `P0D`
+    /// removes everything at once. Default: the deployment's `offboard_retention`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "P7D")]
+    pub retention: Option<Retention>,
+}
+
+/// Brings a `retained` tenant back within its restore window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// Must repeat the tenant's slug exactly.
+    pub confirm: String,
+    /// Why the tenant is restored; recorded in the audit log.
+    #[schema(min_length = 1, max_length = 1000)]
+    pub reason: String,
 }
 
 /// How a credential rotation treats the credentials it replaces.

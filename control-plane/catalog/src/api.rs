@@ -41,6 +41,9 @@ pub struct TenantTransition {
     pub released: bool,
     /// Schema version to record, if known.
     pub schema_version: Option<i32>,
+    /// The end of the restore window, recorded with a `retained` state (and cleared by every
+    /// other transition).
+    pub retained_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One change to a step's row. Every change is fenced by the lease: it applies only while the
@@ -118,6 +121,14 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         &self,
         due_before: chrono::DateTime<chrono::Utc>,
         failed_after: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, CatalogError>;
+
+    /// Retained tenants whose restore window ended by `now` and that no operation is working
+    /// on, the oldest end first, at most `limit`.
+    async fn retention_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<Uuid>, CatalogError>;
 

@@ -31,6 +31,8 @@ pub struct TenantRecord {
     pub released_at: Option<DateTime<Utc>>,
     /// The last credential check's outcome; `None` until the first one is recorded.
     pub credentials: Option<CredentialCheck>,
+    /// When a `retained` tenant's restore window ends; `None` in every other state.
+    pub retained_until: Option<DateTime<Utc>>,
 }
 
 impl TenantRecord {

@@ -53,7 +53,7 @@ impl std::fmt::Debug for PgCatalog {
 
 const TENANT_COLUMNS: &str = "id, slug, display_name, state, engine, server, database_name, \
                               schema_version, created_at, released_at, credentials_checked_at, \
-                              credentials_failing, credentials_detail";
+                              credentials_failing, credentials_detail, retained_until";
 
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -81,6 +81,7 @@ fn tenant_from_row(row: &Row) -> Result<TenantRecord, CatalogError> {
             row.get("credentials_failing"),
             row.get("credentials_detail"),
         )?,
+        retained_until: row.get("retained_until"),
     })
 }
 
@@ -556,6 +557,26 @@ impl CatalogStore for PgCatalog {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    async fn retention_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, CatalogError> {
+        let rows = self
+            .conn()
+            .await?
+            .query(
+                "SELECT t.id FROM tenants t \
+                 WHERE t.state = 'retained' AND t.retained_until <= $1 \
+                   AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.tenant_id = t.id \
+                        AND o.state IN ('pending', 'running')) \
+                 ORDER BY t.retained_until LIMIT $2",
+                &[&now, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn record_anchor(
         &self,
         tenant_id: Uuid,
@@ -917,13 +938,15 @@ impl CatalogStore for PgCatalog {
             tx.execute(
                 "UPDATE tenants SET state = $2, updated_at = now(), \
                         schema_version = coalesce($3, schema_version), \
-                        released_at = CASE WHEN $4 THEN coalesce(released_at, now()) END \
+                        released_at = CASE WHEN $4 THEN coalesce(released_at, now()) END, \
+                        retained_until = CASE WHEN $2 = 'retained' THEN $5::timestamptz END \
                  WHERE id = $1",
                 &[
                     &tenant_id,
                     &t.state.as_str(),
                     &t.schema_version,
                     &t.released,
+                    &t.retained_until,
                 ],
             )
             .await?;

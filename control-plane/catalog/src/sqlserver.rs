@@ -83,7 +83,7 @@ const ONE_ACTIVE_INDEX: &str = "UX_Operations_OneActivePerTenant";
 
 const TENANT_COLUMNS: &str = "Id, Slug, DisplayName, State, Engine, Server, DatabaseName, \
                               SchemaVersion, CreatedAt, ReleasedAt, CredentialsCheckedAt, \
-                              CredentialsFailing, CredentialsDetail";
+                              CredentialsFailing, CredentialsDetail, RetainedUntil";
 
 /// The session options SQL Server requires for writes to tables with filtered indexes (error
 /// 1934 otherwise). tiberius logs in as an ODBC client, which turns the ANSI defaults on, but
@@ -230,11 +230,37 @@ fn start_operation_sql() -> String {
     )
 }
 
+/// Finishes an operation through `catalog.FinishOperation` and keeps the tenant's restore window
+/// with its state: the window's end is written before the procedure makes the tenant `retained`
+/// (V29's check: a retained tenant has one) and cleared after any other transition, all in one
+/// transaction (a lost lease makes the procedure throw, and `XACT_ABORT` undoes the first write).
+const FINISH_OPERATION: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+     IF @P5 = 1 AND @P6 = N'retained' \
+         UPDATE catalog.Tenants SET RetainedUntil = @P9 \
+          WHERE Id = (SELECT o.TenantId FROM catalog.Operations AS o WHERE o.Id = @P1); \
+     EXEC catalog.FinishOperation @OperationId = @P1, @LeaseOwner = @P2, \
+          @State = @P3, @Error = @P4, @HasTransition = @P5, @TenantState = @P6, \
+          @Released = @P7, @SchemaVersion = @P8; \
+     IF @P5 = 1 AND @P6 <> N'retained' \
+         UPDATE catalog.Tenants SET RetainedUntil = NULL \
+          WHERE Id = (SELECT o.TenantId FROM catalog.Operations AS o WHERE o.Id = @P1) \
+            AND RetainedUntil IS NOT NULL; \
+     COMMIT TRANSACTION;";
+
+/// Tenants whose restore window ended and that no operation is working on, oldest end first.
+const RETENTION_DUE: &str = "SELECT TOP (@P2) t.Id FROM catalog.Tenants AS t \
+     WHERE t.State = N'retained' AND t.RetainedUntil <= @P1 \
+       AND NOT EXISTS (SELECT 1 FROM catalog.Operations AS o WHERE o.TenantId = t.Id \
+            AND o.State IN (N'pending', N'running')) \
+     ORDER BY t.RetainedUntil";
+
 /// The batches of this module built at run time, for the T-SQL gate.
 pub fn generated_statements() -> Vec<(&'static str, String)> {
     vec![
         ("catalog_create_tenant", create_tenant_sql()),
         ("catalog_start_operation", start_operation_sql()),
+        ("catalog_finish_operation", FINISH_OPERATION.to_owned()),
+        ("catalog_retention_due", RETENTION_DUE.to_owned()),
     ]
 }
 
@@ -727,6 +753,18 @@ impl CatalogStore for SqlServerCatalog {
         .collect()
     }
 
+    async fn retention_due(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, CatalogError> {
+        self.query(RETENTION_DUE, &[&now.naive_utc(), &limit])
+            .await?
+            .iter()
+            .map(|r| required(r, "Id"))
+            .collect()
+    }
+
     async fn record_anchor(
         &self,
         tenant_id: Uuid,
@@ -1050,11 +1088,14 @@ impl CatalogStore for SqlServerCatalog {
         let tenant_state = tenant.as_ref().map(|t| t.state.as_str());
         let released = tenant.as_ref().is_some_and(|t| t.released);
         let schema_version = tenant.as_ref().and_then(|t| t.schema_version);
+        let retained_until = tenant
+            .as_ref()
+            .filter(|t| t.state == api_types::TenantState::Retained)
+            .and_then(|t| t.retained_until)
+            .map(|at| at.naive_utc());
         let result = self
             .query(
-                "EXEC catalog.FinishOperation @OperationId = @P1, @LeaseOwner = @P2, \
-                      @State = @P3, @Error = @P4, @HasTransition = @P5, @TenantState = @P6, \
-                      @Released = @P7, @SchemaVersion = @P8",
+                FINISH_OPERATION,
                 &[
                     &lease.operation,
                     &lease.owner.as_str(),
@@ -1064,6 +1105,7 @@ impl CatalogStore for SqlServerCatalog {
                     &tenant_state,
                     &released,
                     &schema_version,
+                    &retained_until,
                 ],
             )
             .await;

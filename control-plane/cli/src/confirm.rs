@@ -14,6 +14,8 @@ pub enum Destructive {
     /// `tenants rotate --mode emergency`: disables the previous app login at once and ends its
     /// sessions, so every application still on the old connection string fails.
     EmergencyRotation,
+    /// `tenants restore`: brings a retained tenant back with new passwords.
+    Restore,
 }
 
 impl Destructive {
@@ -21,6 +23,7 @@ impl Destructive {
         match self {
             Destructive::Offboard => "offboarding",
             Destructive::EmergencyRotation => "an emergency rotation of",
+            Destructive::Restore => "restoring",
         }
     }
 
@@ -28,7 +31,12 @@ impl Destructive {
     pub fn warning(self, slug: &TenantSlug) -> String {
         match self {
             Destructive::Offboard => format!(
-                "Offboarding removes {slug}'s database, principals and secrets; it cannot be undone."
+                "Offboarding removes {slug}'s database, principals and secrets; it cannot be undone \
+                 unless it has a restore window (--retention)."
+            ),
+            Destructive::Restore => format!(
+                "Restoring makes {slug} active again with new passwords for its logins; the \
+                 connection strings of before its offboarding stay invalid."
             ),
             Destructive::EmergencyRotation => format!(
                 "An emergency rotation disables {slug}'s previous app login at once and ends its \

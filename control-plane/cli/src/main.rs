@@ -17,7 +17,8 @@ use std::process::ExitCode;
 
 use api_types::{
     Accepted, CreateTenantRequest, InvestigateRequest, InvestigateResponse, MigrateRequest,
-    OffboardRequest, Operation, RotateRequest, Rotation, RotationMode, Tenant, TenantSlug,
+    OffboardRequest, Operation, RestoreRequest, RotateRequest, Rotation, RotationMode, Tenant,
+    TenantSlug,
 };
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -203,6 +204,26 @@ enum TenantsCommand {
         /// certificate names the export).
         #[arg(long)]
         export: bool,
+        /// Keep the database for a restore window first (ISO 8601: P7D, PT12H; P0D: remove at
+        /// once); `tenants restore` brings the tenant back within it. Default: the server's
+        /// offboard_retention.
+        #[arg(long, value_name = "DURATION")]
+        retention: Option<api_types::Retention>,
+        /// Follow the operation until it finishes; exit 0 only if it succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Bring a retained tenant back within its restore window (new passwords for its logins).
+    Restore {
+        /// The tenant's slug.
+        slug: TenantSlug,
+        /// Why; recorded in the audit log.
+        #[arg(long)]
+        reason: String,
+        /// Repeat the slug to confirm (asked interactively when stdin is a terminal; without a
+        /// terminal this flag is required).
+        #[arg(long, value_name = "SLUG")]
+        confirm: Option<String>,
         /// Follow the operation until it finishes; exit 0 only if it succeeded.
         #[arg(long)]
         wait: bool,
@@ -511,6 +532,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             reason,
             confirm,
             export,
+            retention,
             wait,
         }) => {
             let action = Destructive::Offboard;
@@ -528,9 +550,34 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 confirm: confirmed.into_string(),
                 reason,
                 export,
+                retention,
             };
             let (accepted, raw): (Accepted, _) = client
                 .post(&format!("/v1/tenants/{slug}/offboard"), &body)
+                .await?;
+            started(&client, &accepted, &raw, style, wait).await
+        }
+        Command::Tenants(TenantsCommand::Restore {
+            slug,
+            reason,
+            confirm,
+            wait,
+        }) => {
+            let action = Destructive::Restore;
+            let plan = confirm::plan(
+                &slug,
+                action,
+                confirm.as_deref(),
+                std::io::stdin().is_terminal(),
+            )?;
+            let client = connect()?;
+            let confirmed = plan.resolve(&slug, || confirm::prompt_terminal(&slug, action))?;
+            let body = RestoreRequest {
+                confirm: confirmed.into_string(),
+                reason,
+            };
+            let (accepted, raw): (Accepted, _) = client
+                .post(&format!("/v1/tenants/{slug}/restore"), &body)
                 .await?;
             started(&client, &accepted, &raw, style, wait).await
         }

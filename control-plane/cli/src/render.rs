@@ -232,7 +232,13 @@ pub fn tenant_details(t: &Tenant) -> String {
         ("slug", t.slug.to_string()),
         ("id", t.id.to_string()),
         ("display name", one_line(&t.display_name)),
-        ("state", t.state.to_string()),
+        (
+            "state",
+            match t.retained_until {
+                Some(until) => format!("{} until {} (restorable)", t.state, time(&until)),
+                None => t.state.to_string(),
+            },
+        ),
         ("engine", t.engine.clone()),
         ("server", t.server.clone()),
         ("database", t.database.clone()),

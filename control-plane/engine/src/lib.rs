@@ -492,6 +492,11 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<Investigation, EngineError>;
     /// Stops new logins of the tenant's principals and ends every session on its database.
     async fn end_sessions(&self, names: &TenantNames) -> Result<(), EngineError>;
+    /// Opens the tenant's database to its principals again after [`Engine::end_sessions`]
+    /// closed it (a restore from the restore window). SQL Server: the database back to
+    /// `MULTI_USER`. PostgreSQL: nothing; the database was never closed, only the logins, which
+    /// [`Engine::set_password`] allows again one by one. Idempotent.
+    async fn reopen_database(&self, names: &TenantNames) -> Result<(), EngineError>;
     /// Verifies the tenant's audit chain and returns its head; `None` when there is no database
     /// (or it never got its schema). With `after`, only from that event on (it must still be
     /// there with that hash): what the control plane anchored earlier is trusted, so anchoring

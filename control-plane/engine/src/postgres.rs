@@ -1201,6 +1201,17 @@ impl Engine for PostgresEngine {
         crate::sessions::end(&PgSessions { engine: self }, names, Ending::Tenant).await
     }
 
+    async fn reopen_database(&self, names: &TenantNames) -> Result<(), EngineError> {
+        // Only the logins were closed (NOLOGIN); set_password opens each one again.
+        if !self.database_exists(&names.database).await? {
+            return Err(EngineError::Configuration(format!(
+                "database {} does not exist",
+                names.database
+            )));
+        }
+        Ok(())
+    }
+
     #[instrument(skip_all, fields(database = %names.database))]
     async fn audit_head(
         &self,

@@ -180,6 +180,12 @@ pub struct Config {
     /// is explicit (a string, a comma-separated string, or an array).
     #[serde(deserialize_with = "one_or_many")]
     pub auto_repair: Vec<String>,
+    /// The restore window of an offboarding whose request names none (an ISO 8601 duration in
+    /// weeks, days, hours, minutes or seconds: `P7D`, `PT12H`); `P0D`: none, everything is
+    /// removed at once.
+    pub offboard_retention: api_types::Retention,
+    /// How often the purge looks for restore windows that ended, seconds.
+    pub retention_purge_interval_secs: u64,
     /// How often every active tenant's audit-chain head is anchored in the catalog, seconds: a
     /// rewrite of a tenant's audit log inside its database is detected unless it is younger than
     /// this (see README, threat model).
@@ -340,6 +346,8 @@ impl Default for Config {
             schema_check_interval_secs: 3600,
             reconcile_interval_secs: 3600,
             auto_repair: Vec::new(),
+            offboard_retention: api_types::Retention::NONE,
+            retention_purge_interval_secs: 60,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,
@@ -447,6 +455,13 @@ impl Config {
                  besides the admin pool's; use at least {MIN_CONNECTIONS_PER_SERVER}, or 0 for \
                  no cap"
             )));
+        }
+        if self.retention_purge_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "retention_purge_interval_secs = 0: restore windows would never end; use at \
+                 least 1"
+                    .into(),
+            ));
         }
         if let Some(other) = self.auto_repair.iter().find(|r| r.as_str() != "orphans") {
             return Err(ConfigError::Invalid(format!(

@@ -78,6 +78,7 @@ pub struct App {
     rollouts: tokio::task::JoinHandle<()>,
     schema_checks: Option<tokio::task::JoinHandle<()>>,
     reconciler: Option<tokio::task::JoinHandle<()>>,
+    retention_purge: tokio::task::JoinHandle<()>,
     credential_checks: Option<tokio::task::JoinHandle<()>>,
     limits_cleanup: tokio::task::JoinHandle<()>,
 }
@@ -104,6 +105,7 @@ impl Drop for App {
         if let Some(s) = &self.schema_checks {
             s.abort();
         }
+        self.retention_purge.abort();
         if let Some(r) = &self.reconciler {
             r.abort();
         }
@@ -267,6 +269,10 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         orchestrator.start_schema_check_task(Duration::from_secs(config.schema_check_interval_secs))
     });
     let reconciler = orchestrator.start_reconcile_task(config.reconcile());
+    let retention_purge = orchestrator.start_retention_purge(
+        Duration::from_secs(config.retention_purge_interval_secs.max(1)),
+        16,
+    );
     let credential_checks = match config.credential_check_interval() {
         Some(interval) => Some(orchestrator.start_credential_check_task(interval)),
         None => {
@@ -286,6 +292,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         warm_pool_size: config.pool().default_size,
         limits: Arc::new(limits::Limits::new(config)),
         reconcile: config.reconcile(),
+        offboard_retention: config.offboard_retention,
     };
     let limits_cleanup = state.limits.start_cleanup();
     let router = router::app(
@@ -312,6 +319,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         rollouts,
         schema_checks,
         reconciler,
+        retention_purge,
         credential_checks,
         limits_cleanup,
     })

@@ -654,12 +654,13 @@ impl Metrics {
     }
 }
 
-const ALL_STATES: [TenantState; 5] = [
+const ALL_STATES: [TenantState; 6] = [
     TenantState::Provisioning,
     TenantState::Active,
     TenantState::Offboarding,
     TenantState::Offboarded,
     TenantState::Failed,
+    TenantState::Retained,
 ];
 
 fn count(n: usize) -> i64 {

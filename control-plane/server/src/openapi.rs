@@ -115,6 +115,7 @@ async fn openapi_json() -> Response {
         handlers::tenants::list_tenants,
         handlers::tenants::show_tenant,
         handlers::tenants::offboard_tenant,
+        handlers::tenants::restore_tenant,
         handlers::rotations::rotate_tenant,
         handlers::migrations::migrate_tenant,
         handlers::exports::start_export,

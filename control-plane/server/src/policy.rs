@@ -59,6 +59,7 @@ pub const POLICY: &[Rule] = &[
     rule("GET", "/v1/tenants", OPERATOR),
     rule("GET", "/v1/tenants/{slug}", OPERATOR),
     rule("POST", "/v1/tenants/{slug}/offboard", OPERATOR),
+    rule("POST", "/v1/tenants/{slug}/restore", OPERATOR),
     rule("POST", "/v1/tenants/{slug}/rotate", OPERATOR),
     rule("GET", "/v1/tenants/{slug}/rotations", OPERATOR),
     rule("POST", "/v1/tenants/{slug}/exports", OPERATOR),

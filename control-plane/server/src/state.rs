@@ -35,4 +35,6 @@ pub struct AppState {
     pub limits: std::sync::Arc<crate::limits::Limits>,
     /// How a reconciliation pass run on request repairs (`auto_repair`).
     pub reconcile: workflows::reconcile::ReconcilePolicy,
+    /// The restore window of an offboarding that names none (`offboard_retention`).
+    pub offboard_retention: api_types::Retention,
 }

@@ -32,5 +32,8 @@ pub fn tenant_view(t: &TenantRecord) -> Tenant {
         created_at: t.created_at,
         secrets: TenantSecrets::for_slug(&t.slug),
         credentials: t.credential_health(),
+        retained_until: t
+            .retained_until
+            .filter(|_| t.state == api_types::TenantState::Retained),
     }
 }

@@ -1,7 +1,7 @@
 //! Durable tenant workflows.
 //!
 //! A workflow is a type ([`Workflow`]) with typed steps ([`Step`]), one file each
-//! (`tenant_onboard.rs`, `tenant_offboard.rs`, `tenant_rotate.rs`), listed once in
+//! (`tenant_onboard.rs`, `tenant_offboard.rs`, `tenant_retain.rs`, ...), listed once in
 //! [`registry`]. The [`Runner`] persists every step transition in the catalog before the side
 //! effect, holds a lease with a heartbeat on each running operation, resumes unfinished
 //! operations after a crash, and on a failure does what the workflow declares. Steps never see
@@ -30,6 +30,8 @@ pub mod tenant_export;
 pub mod tenant_migrate;
 pub mod tenant_offboard;
 pub mod tenant_onboard;
+pub mod tenant_restore;
+pub mod tenant_retain;
 pub mod tenant_rotate;
 pub mod workflow;
 
@@ -45,7 +47,7 @@ use secrets::SecretStore;
 pub use credential_check::{CredentialCheckLimits, CredentialCheckPass};
 pub use error::{StepError, WorkflowError};
 pub use faults::{FaultAction, Faults};
-pub use orchestrator::{Orchestrator, SCHEDULER_ACTOR};
+pub use orchestrator::{Orchestrator, PURGE_ACTOR, SCHEDULER_ACTOR};
 pub use registry::registry;
 pub use runner::{Runner, StepContext};
 pub use workflow::{output_of, step, OnFailure, Step, StepDef, Workflow, WorkflowDef};

@@ -13,6 +13,8 @@ use uuid::Uuid;
 use crate::placement::{self, PlacementRequest};
 use crate::tenant_offboard::{Offboard, OffboardParams};
 use crate::tenant_onboard::{Onboard, OnboardParams};
+use crate::tenant_restore::{Restore, RestoreParams};
+use crate::tenant_retain::{Retain, RetainParams};
 use crate::tenant_rotate::{Rotate, RotateParams};
 use crate::workflow::Workflow;
 use crate::{Runner, WorkflowError};
@@ -49,6 +51,9 @@ fn held_by(runner: &Runner) -> (String, std::time::Duration) {
 
 /// The actor recorded for rotations the scheduler starts.
 pub const SCHEDULER_ACTOR: &str = "scheduler";
+
+/// The actor recorded for the offboardings the purge starts when a restore window ends.
+pub const PURGE_ACTOR: &str = "retention-purge";
 
 /// Starts workflows.
 #[derive(Clone)]
@@ -271,6 +276,133 @@ impl Orchestrator {
     ) -> Result<OperationRecord, WorkflowError> {
         self.start::<Offboard>(tenant, OffboardParams { reason, export }, actor, request_id)
             .await
+    }
+
+    /// Starts offboarding into a restore window of `retention` (not zero): the tenant is
+    /// `retained` until then, restorable, and purged when it ends.
+    pub async fn retain(
+        &self,
+        tenant: &TenantRecord,
+        reason: String,
+        export: bool,
+        retention: api_types::Retention,
+        actor: &str,
+        request_id: Option<String>,
+    ) -> Result<OperationRecord, WorkflowError> {
+        if retention.is_zero() {
+            return Err(WorkflowError::Invalid(
+                "a restore window must be longer than zero".into(),
+            ));
+        }
+        // A retention that failed is continued; an offboarding that failed is not turned
+        // into one (it may have dropped the database already).
+        if tenant.state == TenantState::Offboarding {
+            let svc = self.runner.services();
+            for id in svc.catalog.tenant_operations(tenant.id).await? {
+                let Some(op) = svc.catalog.operation(id).await? else {
+                    continue;
+                };
+                if op.kind == Offboard::KIND {
+                    return Err(WorkflowError::Conflict(format!(
+                        "{} is being offboarded without a restore window; offboard it again \
+                         without one (--retention P0D) to finish",
+                        tenant.slug
+                    )));
+                }
+                if op.kind == Retain::KIND {
+                    break;
+                }
+            }
+        }
+        // In microseconds, as both catalogs keep it: the certificate quotes what was stored.
+        let until = chrono::SubsecRound::trunc_subsecs(Utc::now() + retention.as_chrono(), 6);
+        let params = RetainParams {
+            reason,
+            export,
+            until,
+        };
+        self.start::<Retain>(tenant, params, actor, request_id)
+            .await
+    }
+
+    /// Starts the restore of a retained tenant, refused once its window ended.
+    pub async fn restore(
+        &self,
+        tenant: &TenantRecord,
+        reason: String,
+        actor: &str,
+        request_id: Option<String>,
+    ) -> Result<OperationRecord, WorkflowError> {
+        if let (TenantState::Retained, Some(until)) = (tenant.state, tenant.retained_until) {
+            if until <= Utc::now() {
+                return Err(WorkflowError::Conflict(format!(
+                    "the restore window of {} ended at {until}; it is being purged",
+                    tenant.slug
+                )));
+            }
+        }
+        self.start::<Restore>(tenant, RestoreParams { reason }, actor, request_id)
+            .await
+    }
+
+    /// Offboards every retained tenant whose restore window ended (at most `limit` at once),
+    /// every `interval`. Several replicas may run it: the catalog's one-active-operation rule
+    /// lets only one of them start a tenant's purge.
+    pub fn start_retention_purge(
+        &self,
+        interval: std::time::Duration,
+        limit: i64,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = this.purge_due_once(limit).await {
+                    warn!(error = %e, "retention purge: looking for ended windows failed");
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+
+    /// One pass of the purge: starts the offboarding of each retained tenant whose window
+    /// ended. Returns the operations it started.
+    pub async fn purge_due_once(&self, limit: i64) -> Result<Vec<OperationRecord>, CatalogError> {
+        let svc = self.runner.services();
+        let mut started = Vec::new();
+        for tenant_id in svc.catalog.retention_due(Utc::now(), limit).await? {
+            let Some(tenant) = svc.catalog.tenant(tenant_id).await? else {
+                continue;
+            };
+            let until = tenant
+                .retained_until
+                .map_or_else(|| "?".to_owned(), |u| u.to_rfc3339());
+            let reason = format!("the restore window ended at {until}");
+            let params = OffboardParams {
+                reason,
+                export: false,
+            };
+            match self
+                .start::<Offboard>(&tenant, params, PURGE_ACTOR, None)
+                .await
+            {
+                Ok(op) => {
+                    info!(tenant = %tenant.slug, operation = %op.id, %until,
+                          "restore window ended; offboarding");
+                    started.push(op);
+                }
+                // Another replica or an operator got there first.
+                Err(WorkflowError::Conflict(_))
+                | Err(WorkflowError::Catalog(CatalogError::OperationInProgress { .. }))
+                | Err(WorkflowError::Catalog(CatalogError::WrongState { .. })) => {}
+                Err(WorkflowError::Catalog(e)) => return Err(e),
+                Err(WorkflowError::Invalid(e))
+                | Err(WorkflowError::Unavailable(e))
+                | Err(WorkflowError::NotFound(e)) => {
+                    warn!(tenant = %tenant.slug, error = %e, "retention purge refused")
+                }
+            }
+        }
+        Ok(started)
     }
 
     /// Starts a credential rotation of an active tenant.

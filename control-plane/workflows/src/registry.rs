@@ -8,7 +8,10 @@ use std::sync::LazyLock;
 use api_types::OperationKind;
 
 use crate::workflow::{workflow, WorkflowDef};
-use crate::{tenant_export, tenant_migrate, tenant_offboard, tenant_onboard, tenant_rotate};
+use crate::{
+    tenant_export, tenant_migrate, tenant_offboard, tenant_onboard, tenant_restore, tenant_retain,
+    tenant_rotate,
+};
 
 static REGISTRY: LazyLock<Vec<WorkflowDef>> = LazyLock::new(|| {
     vec![
@@ -17,6 +20,8 @@ static REGISTRY: LazyLock<Vec<WorkflowDef>> = LazyLock::new(|| {
         workflow::<tenant_rotate::Rotate>(),
         workflow::<tenant_migrate::Migrate>(),
         workflow::<tenant_export::Export>(),
+        workflow::<tenant_retain::Retain>(),
+        workflow::<tenant_restore::Restore>(),
     ]
 });
 

@@ -711,6 +711,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             released_at: None,
             credentials: None,
+            retained_until: None,
         }
     }
 

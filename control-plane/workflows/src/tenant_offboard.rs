@@ -35,10 +35,12 @@ impl Workflow for Offboard {
     type Params = OffboardParams;
     // No undo: its steps only remove, and starting it again continues where it failed.
     const ON_FAILURE: OnFailure = OnFailure::Stop;
+    // Retained: the purge when the restore window ends (or an operator who will not wait).
     const ALLOWED_FROM: &'static [TenantState] = &[
         TenantState::Active,
         TenantState::Failed,
         TenantState::Offboarding,
+        TenantState::Retained,
     ];
     const RUNNING_STATE: Option<TenantState> = Some(TenantState::Offboarding);
     const ON_SUCCESS: Option<EndState> = Some(EndState {
@@ -154,8 +156,16 @@ impl Step for ExportData {
     async fn action(
         ctx: &StepContext<'_>,
     ) -> Result<Option<crate::tenant_export::ExportRecord>, StepError> {
-        if !params_of::<Offboard>(ctx.operation)?.export {
-            return Ok(None);
+        // Offboarding's and retention's parameters both say `export`.
+        let asked = ctx
+            .operation
+            .params
+            .get("export")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if !asked {
+            // A retention that exported before its window: the purge's certificate names it.
+            return Ok(earlier::<Self>(ctx).await?.flatten());
         }
         if let Some(done) = ctx.output::<Self>()? {
             return Ok(done);
@@ -304,6 +314,14 @@ impl Step for RecordCertificate {
             )));
         }
         let params = params_of::<Offboard>(op)?;
+        // Offboarded from a restore window: when it was asked for, by whom, and until when the
+        // data was kept (`completed_at` says when it was gone).
+        let window = crate::tenant_retain::current_window(svc, ctx.tenant.id)
+            .await?
+            .map(|(retain, p)| {
+                json!({"requested_by": retain.actor, "requested_at": retain.created_at,
+                       "reason": p.reason, "until": p.until, "operation_id": retain.id})
+            });
         let certificate = json!({
             "certificate": "tenant-deletion",
             "tenant": {"id": ctx.tenant.id, "slug": ctx.tenant.slug, "display_name": ctx.tenant.display_name},
@@ -322,6 +340,7 @@ impl Step for RecordCertificate {
             "requested_by": op.actor,
             "requested_at": op.created_at,
             "reason": params.reason,
+            "restore_window": window,
             "request_id": op.request_id,
             "operation_id": op.id,
             "completed_at": Utc::now(),
@@ -331,7 +350,8 @@ impl Step for RecordCertificate {
     }
 }
 
-/// What step `S` recorded in an earlier offboarding of this tenant (one that failed after it).
+/// What step `S` recorded in an earlier offboarding of this tenant (one that failed after it), or
+/// in the retention whose window this offboarding ends.
 async fn earlier<S: Step>(ctx: &StepContext<'_>) -> Result<Option<S::Output>, StepError> {
     let svc = ctx.services;
     for id in svc.catalog.tenant_operations(ctx.tenant.id).await? {
@@ -341,7 +361,8 @@ async fn earlier<S: Step>(ctx: &StepContext<'_>) -> Result<Option<S::Output>, St
         let Some(op) = svc.catalog.operation(id).await? else {
             continue;
         };
-        if op.kind == OperationKind::OFFBOARD {
+        // A retention (the window before this purge) ran some of the same steps.
+        if op.kind == OperationKind::OFFBOARD || op.kind == crate::tenant_retain::Retain::KIND {
             if let Some(out) = output_of::<S>(&op) {
                 return Ok(Some(out));
             }

@@ -81,7 +81,7 @@ impl Workflow for Rotate {
     }
 }
 
-fn label(principal: Principal) -> &'static str {
+pub(crate) fn label(principal: Principal) -> &'static str {
     match principal {
         Principal::AppA => "app_a",
         Principal::AppB => "app_b",
@@ -90,7 +90,7 @@ fn label(principal: Principal) -> &'static str {
     }
 }
 
-fn app_principal(label: &str) -> Option<Principal> {
+pub(crate) fn app_principal(label: &str) -> Option<Principal> {
     match label {
         "app_a" => Some(Principal::AppA),
         "app_b" => Some(Principal::AppB),
@@ -138,11 +138,34 @@ async fn rotate_one(
     name: &SecretName,
     principal: Principal,
 ) -> Result<(), StepError> {
+    let emergency = plan.mode == RotationMode::Emergency;
+    renew_credential(
+        ctx,
+        name,
+        principal,
+        |tags| plan.wrote(ctx, tags),
+        emergency,
+    )
+    .await
+}
+
+/// Gives `principal` a new password (which also lets it log in again) and writes its connection
+/// string as `name`'s new version, after proving it connects. `mine` says whether a version was
+/// written by this operation: a retry that finds its own version current re-applies that
+/// password instead of generating another. `end_sessions`: the principal's sessions opened with
+/// its old password end before anyone is handed the new one. Rotation and restore use it.
+pub(crate) async fn renew_credential(
+    ctx: &StepContext<'_>,
+    name: &SecretName,
+    principal: Principal,
+    mine: impl Fn(&BTreeMap<String, String>) -> bool + Send + Sync,
+    end_sessions: bool,
+) -> Result<(), StepError> {
     let svc = ctx.services;
     let engine = ctx.engine();
     let names = &ctx.names;
     match svc.secrets.get(name, None).await {
-        Ok(current) if plan.wrote(ctx, &current.properties.tags) => {
+        Ok(current) if mine(&current.properties.tags) => {
             // An earlier attempt wrote it after its ALTER succeeded; make sure the server
             // still agrees (cheap, idempotent) and stop.
             let password = engine.password_of(&current.value)?;
@@ -153,7 +176,7 @@ async fn rotate_one(
     }
     let password = generate_password();
     engine.set_password(names, principal, &password).await?;
-    if plan.mode == RotationMode::Emergency {
+    if end_sessions {
         // Sessions opened with this principal's old (possibly leaked) password end now,
         // before anyone is handed the new one.
         engine.end_principal_sessions(names, principal).await?;

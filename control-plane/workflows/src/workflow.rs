@@ -155,6 +155,12 @@ pub trait Workflow: Send + Sync + 'static {
         None
     }
 
+    /// When the tenant's restore window ends, for a workflow whose success leaves it
+    /// `retained` (read from the operation's parameters).
+    fn retained_until(_op: &OperationRecord) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
+
     /// What the operator should do when an operation of this kind ended in `state` (tenantctl
     /// shows it after a failure).
     fn hint(state: OperationState, slug: &str) -> Option<String>;
@@ -179,6 +185,7 @@ pub struct WorkflowDef {
     steps: fn(&str) -> Vec<StepDef>,
     all_steps: fn() -> Vec<StepDef>,
     schema_version: fn(&OperationRecord) -> Option<i32>,
+    retained_until: fn(&OperationRecord) -> Option<chrono::DateTime<chrono::Utc>>,
     hint: fn(OperationState, &str) -> Option<String>,
     check_params: fn(&Value) -> Result<(), String>,
     example_params: fn() -> Value,
@@ -216,17 +223,23 @@ pub fn workflow<W: Workflow>() -> WorkflowDef {
         steps: W::steps,
         all_steps: W::all_steps,
         schema_version: W::schema_version,
+        retained_until: W::retained_until,
         hint: W::hint,
         check_params: check_params::<W>,
         example_params: example_params::<W>,
     }
 }
 
-fn transition(end: Option<EndState>, schema_version: Option<i32>) -> Option<TenantTransition> {
+fn transition(
+    end: Option<EndState>,
+    schema_version: Option<i32>,
+    retained_until: Option<chrono::DateTime<chrono::Utc>>,
+) -> Option<TenantTransition> {
     end.map(|e| TenantTransition {
         state: e.state,
         released: e.released,
         schema_version,
+        retained_until: retained_until.filter(|_| e.state == TenantState::Retained),
     })
 }
 
@@ -248,17 +261,21 @@ impl WorkflowDef {
 
     /// The tenant transition when an operation succeeded.
     pub fn success_transition(&self, op: &OperationRecord) -> Option<TenantTransition> {
-        transition(self.on_success, (self.schema_version)(op))
+        transition(
+            self.on_success,
+            (self.schema_version)(op),
+            (self.retained_until)(op),
+        )
     }
 
     /// The tenant transition when an operation ended `failed`.
     pub fn failed_transition(&self) -> Option<TenantTransition> {
-        transition(self.on_failed, None)
+        transition(self.on_failed, None, None)
     }
 
     /// The tenant transition when every started step was undone.
     pub fn rolled_back_transition(&self) -> Option<TenantTransition> {
-        transition(self.on_rolled_back, None)
+        transition(self.on_rolled_back, None, None)
     }
 
     /// The operator's next move after an operation ended in `state`.

@@ -80,6 +80,7 @@ pub(super) fn tenant_from_row(row: &Row) -> Result<TenantRecord, CatalogError> {
             column::<&str>(row, "CredentialsFailing")?,
             optional_text(row, "CredentialsDetail")?,
         )?,
+        retained_until: optional_timestamp(row, "RetainedUntil")?,
     })
 }
 

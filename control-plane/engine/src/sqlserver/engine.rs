@@ -916,6 +916,22 @@ impl Engine for SqlServerEngine {
     }
 
     #[instrument(skip_all, fields(database = %names.database))]
+    async fn reopen_database(&self, names: &TenantNames) -> Result<(), EngineError> {
+        // end_sessions left it RESTRICTED_USER; its users' CONNECT comes back with set_password.
+        if !self.database_exists(&names.database).await? {
+            return Err(EngineError::Configuration(format!(
+                "database {} does not exist",
+                names.database
+            )));
+        }
+        self.master()
+            .await?
+            .batch(&sql::ensure_multi_user(&names.database)?)
+            .await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(database = %names.database))]
     async fn audit_head(
         &self,
         names: &TenantNames,

@@ -1,9 +1,11 @@
-//! Layer: handlers. Tenants: onboard (`POST /v1/tenants`), list, show, and offboard (`POST
-//! /v1/tenants/{slug}/offboard`). Onboarding and offboarding start workflows through the
-//! orchestrator and answer 202 with the tenant and its operation.
+//! Layer: handlers. Tenants: onboard (`POST /v1/tenants`), list, show, offboard (`POST
+//! /v1/tenants/{slug}/offboard`, at once or into a restore window) and restore (`POST
+//! /v1/tenants/{slug}/restore`). Each starts a workflow through the orchestrator and answers 202
+//! with the tenant and its operation.
 
 use api_types::{
-    Accepted, CreateTenantRequest, OffboardRequest, Problem, Tenant, TenantSlug, TenantState,
+    Accepted, CreateTenantRequest, OffboardRequest, Problem, RestoreRequest, Tenant, TenantSlug,
+    TenantState,
 };
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -24,6 +26,17 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/v1/tenants/{slug}", get(show_tenant))
         .route("/v1/tenants/{slug}/offboard", post(offboard_tenant))
+        .route("/v1/tenants/{slug}/restore", post(restore_tenant))
+}
+
+/// A reason as requests give it: trimmed, 1 to 1000 characters, no NUL.
+fn reason_of(reason: &str) -> Result<String, AppError> {
+    no_nul("reason", reason)?;
+    let reason = reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 1000 {
+        return Err(AppError::bad_request("reason must be 1 to 1000 characters"));
+    }
+    Ok(reason)
 }
 
 #[utoipa::path(
@@ -184,8 +197,8 @@ async fn show_tenant(
     params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
     request_body = OffboardRequest,
     responses(
-        (status = 202, description = "Offboarding started", body = Accepted),
-        (status = 400, description = "The slug, confirmation or reason is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Offboarding started (into a restore window when the retention is not zero: the operation's kind is then `retain`)", body = Accepted),
+        (status = 400, description = "The slug, confirmation, reason or retention is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tenant is not in a state that can be offboarded, or an operation is running", body = Problem, content_type = "application/problem+json"),
     )
@@ -203,20 +216,81 @@ async fn offboard_tenant(
             "confirm must repeat the tenant slug exactly ({slug}) to offboard it"
         )));
     }
-    no_nul("reason", &body.reason)?;
-    let reason = body.reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 1000 {
-        return Err(AppError::bad_request("reason must be 1 to 1000 characters"));
+    let reason = reason_of(&body.reason)?;
+    let retention = body.retention.unwrap_or(state.offboard_retention);
+    let op = if retention.is_zero() {
+        state
+            .orchestrator
+            .offboard(
+                &tenant,
+                reason,
+                body.export,
+                &caller.subject,
+                caller.request_id.clone(),
+            )
+            .await?
+    } else {
+        if tenant.state == TenantState::Retained {
+            return Err(AppError::conflict(format!(
+                "{slug} is already retained until {}; offboard it with retention P0D to remove \
+                 it now, or restore it",
+                tenant
+                    .retained_until
+                    .map_or_else(|| "its window ends".into(), |u| u.to_rfc3339())
+            )));
+        }
+        state
+            .orchestrator
+            .retain(
+                &tenant,
+                reason,
+                body.export,
+                retention,
+                &caller.subject,
+                caller.request_id.clone(),
+            )
+            .await?
+    };
+    let tenant = state.catalog.tenant(tenant.id).await?.unwrap_or(tenant);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            tenant: tenant_view(&tenant),
+            operation: operation_view(&op),
+        }),
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{slug}/restore",
+    tag = "tenants",
+    params(("slug" = TenantSlug, Path, description = "The tenant's slug")),
+    request_body = RestoreRequest,
+    responses(
+        (status = 202, description = "Restore started: secrets recovered, new passwords for the tenant's logins, the database opened again", body = Accepted),
+        (status = 400, description = "The slug, confirmation or reason is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not retained, its restore window ended, or an operation is running", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn restore_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(slug): Path<String>,
+    ApiJson(body): ApiJson<RestoreRequest>,
+) -> Result<(StatusCode, Json<Accepted>), AppError> {
+    let slug = parse_slug(&slug)?;
+    let tenant = state.find_tenant(&slug).await?;
+    if body.confirm != slug.as_str() {
+        return Err(AppError::bad_request(format!(
+            "confirm must repeat the tenant slug exactly ({slug}) to restore it"
+        )));
     }
+    let reason = reason_of(&body.reason)?;
     let op = state
         .orchestrator
-        .offboard(
-            &tenant,
-            reason,
-            body.export,
-            &caller.subject,
-            caller.request_id.clone(),
-        )
+        .restore(&tenant, reason, &caller.subject, caller.request_id.clone())
         .await?;
     let tenant = state.catalog.tenant(tenant.id).await?.unwrap_or(tenant);
     Ok((

@@ -445,6 +445,7 @@ mod tests {
             created_at: at("2026-01-01T00:00:00Z"),
             released_at: None,
             credentials: None,
+            retained_until: None,
         }
     }
 
