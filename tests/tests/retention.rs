@@ -18,6 +18,8 @@ tcp_tests::conformance!(
     a_retained_tenant_is_closed_kept_and_restored_with_new_credentials,
     when_the_window_ends_the_purge_removes_everything_and_certifies_it,
     retention_requests_are_checked_and_a_restore_needs_a_retained_tenant,
+    a_restore_that_fails_is_undone_and_leaves_the_tenant_closed,
+    a_purge_that_failed_is_tried_again_after_its_back_off,
 );
 
 async fn tenant(env: &TestEnv, slug: &str) -> catalog::TenantRecord {
@@ -291,4 +293,91 @@ async fn retention_requests_are_checked_and_a_restore_needs_a_retained_tenant(
         .unwrap();
     assert_eq!(env.wait(id).await.state, OperationState::Succeeded);
     assert_eq!(env.snapshot(&[slug]).await.databases.len(), 0);
+}
+
+/// A restore that fails at its last step (every login renewed, the database open) is undone:
+/// the tenant reads `retained` and is closed as it was: secrets soft-deleted, and even the
+/// password the failed restore gave the app refused.
+async fn a_restore_that_fails_is_undone_and_leaves_the_tenant_closed(engine: EngineUnderTest) {
+    let env = TestEnv::with(
+        engine,
+        workflows::Faults::single(workflows::FaultAction::Fail, "restore", "check_credentials"),
+        |_| {},
+    )
+    .await;
+    let slug = "undone-co";
+    env.onboard(slug).await;
+    env.retain(slug, "P1D").await;
+    let op = env.wait(env.start_restore(slug).await).await;
+    assert_eq!(op.state, OperationState::RolledBack, "{op:#?}");
+    let t = tenant(&env, slug).await;
+    assert_eq!(t.state, TenantState::Retained);
+    assert!(t.retained_until.is_some());
+    let app = secrets::SecretName::new(&env.secret_names(slug).app).unwrap();
+    assert!(
+        env.app.secrets.get(&app, None).await.is_err(),
+        "the app secret resolves"
+    );
+    // What the failed restore published, read back by recovering it by hand: refused.
+    env.app.secrets.recover(&app).await.unwrap();
+    let renewed = env.secret(&env.secret_names(slug).app).await;
+    let current = env.app.secrets.get(&app, None).await.unwrap();
+    assert_eq!(current.properties.tags["operation"], op.id.to_string());
+    assert!(
+        env.probe().login(&renewed).await.is_err(),
+        "the login a failed restore renewed still works"
+    );
+    env.app.secrets.delete(&app).await.unwrap();
+    // Without the fault it restores.
+    let env = env.restart(workflows::Faults::none()).await;
+    env.restore(slug).await;
+    env.probe()
+        .login(&env.secret(&env.secret_names(slug).app).await)
+        .await
+        .unwrap();
+}
+
+/// The purge's offboarding fails: the tenant keeps its window's end (offboarding), so the purge
+/// finds it again, once its back-off has passed and not before.
+async fn a_purge_that_failed_is_tried_again_after_its_back_off(engine: EngineUnderTest) {
+    let env = TestEnv::with(
+        engine,
+        workflows::Faults::single(workflows::FaultAction::Fail, "offboard", "drop_principals"),
+        |_| {},
+    )
+    .await;
+    let slug = "retried-co";
+    env.onboard(slug).await;
+    env.retain(slug, "PT1S").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let purge = workflows::Orchestrator::new(env.app.runner.clone());
+    let started = purge.purge_due_once(16).await.unwrap();
+    assert_eq!(started.len(), 1);
+    let op = env.wait(started[0].id).await;
+    assert_eq!(op.state, OperationState::Failed, "{op:#?}");
+    let t = tenant(&env, slug).await;
+    assert_eq!(t.state, TenantState::Offboarding);
+    assert!(
+        t.retained_until.is_some(),
+        "the failed purge forgot the window"
+    );
+    let now = chrono::Utc::now();
+    let hour = chrono::Duration::hours(1);
+    let catalog = &env.app.catalog;
+    assert!(catalog
+        .retention_due(now, now - hour, 16)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        catalog.retention_due(now, now + hour, 16).await.unwrap(),
+        vec![t.id],
+        "a failed purge is never tried again"
+    );
+    // The next purge (here, an operator's offboarding) finishes it and clears the window.
+    let env = env.restart(workflows::Faults::none()).await;
+    env.offboard(slug).await;
+    let t = tenant(&env, slug).await;
+    assert_eq!(t.state, TenantState::Offboarded);
+    assert_eq!(t.retained_until, None);
 }

@@ -124,11 +124,13 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         limit: i64,
     ) -> Result<Vec<Uuid>, CatalogError>;
 
-    /// Retained tenants whose restore window ended by `now` and that no operation is working
-    /// on, the oldest end first, at most `limit`.
+    /// Tenants whose restore window ended by `now`, still retained or with their purge's
+    /// offboarding failed (none of it since `failed_after`), that no operation is working on,
+    /// the oldest end first, at most `limit`.
     async fn retention_due(
         &self,
         now: chrono::DateTime<chrono::Utc>,
+        failed_after: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<Uuid>, CatalogError>;
 

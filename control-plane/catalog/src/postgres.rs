@@ -560,6 +560,7 @@ impl CatalogStore for PgCatalog {
     async fn retention_due(
         &self,
         now: chrono::DateTime<chrono::Utc>,
+        failed_after: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<Uuid>, CatalogError> {
         let rows = self
@@ -567,11 +568,13 @@ impl CatalogStore for PgCatalog {
             .await?
             .query(
                 "SELECT t.id FROM tenants t \
-                 WHERE t.state = 'retained' AND t.retained_until <= $1 \
+                 WHERE t.retained_until <= $1 AND t.state IN ('retained', 'offboarding') \
                    AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.tenant_id = t.id \
                         AND o.state IN ('pending', 'running')) \
-                 ORDER BY t.retained_until LIMIT $2",
-                &[&now, &limit],
+                   AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.tenant_id = t.id \
+                        AND o.kind = 'offboard' AND o.state = 'failed' AND o.finished_at > $2) \
+                 ORDER BY t.retained_until LIMIT $3",
+                &[&now, &failed_after, &limit],
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())

@@ -247,11 +247,14 @@ const FINISH_OPERATION: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
             AND RetainedUntil IS NOT NULL; \
      COMMIT TRANSACTION;";
 
-/// Tenants whose restore window ended and that no operation is working on, oldest end first.
-const RETENTION_DUE: &str = "SELECT TOP (@P2) t.Id FROM catalog.Tenants AS t \
-     WHERE t.State = N'retained' AND t.RetainedUntil <= @P1 \
+/// Tenants whose restore window ended (still retained, or their purge failed, not since
+/// `@P2`) and that no operation is working on, oldest end first.
+const RETENTION_DUE: &str = "SELECT TOP (@P3) t.Id FROM catalog.Tenants AS t \
+     WHERE t.RetainedUntil <= @P1 AND t.State IN (N'retained', N'offboarding') \
        AND NOT EXISTS (SELECT 1 FROM catalog.Operations AS o WHERE o.TenantId = t.Id \
             AND o.State IN (N'pending', N'running')) \
+       AND NOT EXISTS (SELECT 1 FROM catalog.Operations AS o WHERE o.TenantId = t.Id \
+            AND o.Kind = N'offboard' AND o.State = N'failed' AND o.FinishedAt > @P2) \
      ORDER BY t.RetainedUntil";
 
 /// The batches of this module built at run time, for the T-SQL gate.
@@ -756,9 +759,11 @@ impl CatalogStore for SqlServerCatalog {
     async fn retention_due(
         &self,
         now: chrono::DateTime<chrono::Utc>,
+        failed_after: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<Uuid>, CatalogError> {
-        self.query(RETENTION_DUE, &[&now.naive_utc(), &limit])
+        let (now, failed_after) = (now.naive_utc(), failed_after.naive_utc());
+        self.query(RETENTION_DUE, &[&now, &failed_after, &limit])
             .await?
             .iter()
             .map(|r| required(r, "Id"))

@@ -55,6 +55,9 @@ pub const SCHEDULER_ACTOR: &str = "scheduler";
 /// The actor recorded for the offboardings the purge starts when a restore window ends.
 pub const PURGE_ACTOR: &str = "retention-purge";
 
+/// How long the purge waits before it tries a tenant whose purge failed again.
+const PURGE_RETRY_AFTER: chrono::Duration = chrono::Duration::hours(1);
+
 /// Starts workflows.
 #[derive(Clone)]
 pub struct Orchestrator {
@@ -294,25 +297,21 @@ impl Orchestrator {
                 "a restore window must be longer than zero".into(),
             ));
         }
+        if tenant.state == TenantState::Failed {
+            return Err(WorkflowError::Conflict(format!(
+                "{} is a failed onboarding: there is nothing to keep; offboard it without a \
+                 restore window (--retention P0D)",
+                tenant.slug
+            )));
+        }
         // A retention that failed is continued; an offboarding that failed is not turned
         // into one (it may have dropped the database already).
-        if tenant.state == TenantState::Offboarding {
-            let svc = self.runner.services();
-            for id in svc.catalog.tenant_operations(tenant.id).await? {
-                let Some(op) = svc.catalog.operation(id).await? else {
-                    continue;
-                };
-                if op.kind == Offboard::KIND {
-                    return Err(WorkflowError::Conflict(format!(
-                        "{} is being offboarded without a restore window; offboard it again \
-                         without one (--retention P0D) to finish",
-                        tenant.slug
-                    )));
-                }
-                if op.kind == Retain::KIND {
-                    break;
-                }
-            }
+        if self.offboarding_kind(tenant).await? == Some(Offboard::KIND) {
+            return Err(WorkflowError::Conflict(format!(
+                "{} is being offboarded without a restore window; offboard it again without \
+                 one (--retention P0D) to finish",
+                tenant.slug
+            )));
         }
         // In microseconds, as both catalogs keep it: the certificate quotes what was stored.
         let until = chrono::SubsecRound::trunc_subsecs(Utc::now() + retention.as_chrono(), 6);
@@ -323,6 +322,27 @@ impl Orchestrator {
         };
         self.start::<Retain>(tenant, params, actor, request_id)
             .await
+    }
+
+    /// For a tenant being offboarded (`offboarding`, e.g. after a failure), which kind of
+    /// offboarding it is in: `offboard` or `retain`, the newer of them.
+    pub async fn offboarding_kind(
+        &self,
+        tenant: &TenantRecord,
+    ) -> Result<Option<OperationKind>, WorkflowError> {
+        if tenant.state != TenantState::Offboarding {
+            return Ok(None);
+        }
+        let svc = self.runner.services();
+        for id in svc.catalog.tenant_operations(tenant.id).await? {
+            let Some(op) = svc.catalog.operation(id).await? else {
+                continue;
+            };
+            if op.kind == Offboard::KIND || op.kind == Retain::KIND {
+                return Ok(Some(op.kind));
+            }
+        }
+        Ok(None)
     }
 
     /// Starts the restore of a retained tenant, refused once its window ended.
@@ -365,14 +385,30 @@ impl Orchestrator {
     }
 
     /// One pass of the purge: starts the offboarding of each retained tenant whose window
-    /// ended. Returns the operations it started.
+    /// ended, and again (an hour after) of each whose purge failed. Returns the operations it
+    /// started.
     pub async fn purge_due_once(&self, limit: i64) -> Result<Vec<OperationRecord>, CatalogError> {
         let svc = self.runner.services();
         let mut started = Vec::new();
-        for tenant_id in svc.catalog.retention_due(Utc::now(), limit).await? {
+        let now = Utc::now();
+        let due = svc
+            .catalog
+            .retention_due(now, now - PURGE_RETRY_AFTER, limit)
+            .await?;
+        for tenant_id in due {
             let Some(tenant) = svc.catalog.tenant(tenant_id).await? else {
                 continue;
             };
+            // Read again: a restore that finished since the look made it active (and cleared
+            // its window), and an active tenant is never the purge's.
+            let ended = tenant.retained_until.is_some_and(|u| u <= Utc::now());
+            let purgeable = matches!(
+                tenant.state,
+                TenantState::Retained | TenantState::Offboarding
+            );
+            if !(ended && purgeable) {
+                continue;
+            }
             let until = tenant
                 .retained_until
                 .map_or_else(|| "?".to_owned(), |u| u.to_rfc3339());

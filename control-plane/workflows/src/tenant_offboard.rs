@@ -361,6 +361,11 @@ async fn earlier<S: Step>(ctx: &StepContext<'_>) -> Result<Option<S::Output>, St
         let Some(op) = svc.catalog.operation(id).await? else {
             continue;
         };
+        // A restore brought the tenant back: what offboardings before it did is history.
+        if op.kind == crate::tenant_restore::Restore::KIND && op.state == OperationState::Succeeded
+        {
+            break;
+        }
         // A retention (the window before this purge) ran some of the same steps.
         if op.kind == OperationKind::OFFBOARD || op.kind == crate::tenant_retain::Retain::KIND {
             if let Some(out) = output_of::<S>(&op) {

@@ -6,8 +6,10 @@
 //! stays disabled until the next rotation gives it a password.
 //!
 //! Every step converges when run again (a version this operation wrote is re-applied, not
-//! replaced), and a failed restore leaves the tenant `retained`, to be restored again within the
-//! window or purged when it ends.
+//! replaced). A failed restore is undone: the database closed again (every login refused, every
+//! session ended) and the secrets soft-deleted again, so a tenant that reads `retained` is
+//! closed, whatever a restore did before it failed; it can be restored again within the window,
+//! or is purged when it ends.
 
 use std::collections::BTreeMap;
 
@@ -38,10 +40,10 @@ impl Workflow for Restore {
     const DESCRIPTION: &'static str = "bring a retained tenant back within its restore window, \
          with its secrets recovered and new passwords for its logins";
     type Params = RestoreParams;
-    // No undo: the tenant stays retained, and restoring again continues.
-    const ON_FAILURE: OnFailure = OnFailure::Stop;
+    // Undone: a half-restored tenant would be live while it reads `retained`.
+    const ON_FAILURE: OnFailure = OnFailure::Undo;
     const ALLOWED_FROM: &'static [TenantState] = &[TenantState::Retained];
-    // Stays `retained` while it runs: a failure leaves it there, within its window.
+    // Stays `retained` while it runs, and after it was undone.
     const RUNNING_STATE: Option<TenantState> = None;
     const ON_SUCCESS: Option<EndState> = Some(EndState {
         state: TenantState::Active,
@@ -63,12 +65,18 @@ impl Workflow for Restore {
     }
 
     fn hint(state: OperationState, slug: &str) -> Option<String> {
-        (state == OperationState::Failed).then(|| {
-            format!(
-                "{slug} is still retained; restoring it again continues (tenantctl tenants \
-                 restore {slug} --reason ... --confirm {slug}) until its window ends"
-            )
-        })
+        match state {
+            OperationState::RolledBack => Some(format!(
+                "{slug} is still retained and closed; fix the cause and restore it again \
+                 (tenantctl tenants restore {slug} --reason ... --confirm {slug}) before its \
+                 window ends"
+            )),
+            OperationState::Failed => Some(format!(
+                "the restore of {slug} could not be undone: some of its logins may work; \
+                 offboard it (or restore it again) to settle it"
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -136,6 +144,12 @@ impl Step for RecoverSecrets {
         }
         Ok(())
     }
+
+    /// Soft-deletes them again: a retained tenant's connection strings do not resolve.
+    async fn undo(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        crate::tenant_retain::soft_delete_all(ctx).await?;
+        Ok(())
+    }
 }
 
 /// Opens the database to the tenant's principals again.
@@ -148,6 +162,12 @@ impl Step for ReopenDatabase {
 
     async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
         Ok(ctx.engine().reopen_database(&ctx.names).await?)
+    }
+
+    /// Closes it again, as the retention did: every login refused (those the renewals opened
+    /// too), every session ended.
+    async fn undo(ctx: &StepContext<'_>) -> Result<(), StepError> {
+        Ok(ctx.engine().end_sessions(&ctx.names).await?)
     }
 }
 

@@ -120,23 +120,30 @@ impl Step for SoftDeleteSecrets {
     type Output = serde_json::Map<String, Value>;
 
     async fn action(ctx: &StepContext<'_>) -> Result<Self::Output, StepError> {
-        let store = &ctx.services.secrets;
-        let mut outcomes = serde_json::Map::new();
-        for name in TenantSecrets::for_slug(ctx.slug()).all() {
-            let secret = ctx.secret_name(name)?;
-            let outcome = match store.delete(&secret).await {
-                Ok(_) => "deleted",
-                Err(SecretError::NotFound { .. }) => match store.get_deleted(&secret).await {
-                    Ok(_) => "deleted",
-                    Err(SecretError::NotFound { .. }) => "absent",
-                    Err(e) => return Err(e.into()),
-                },
-                Err(e) => return Err(e.into()),
-            };
-            outcomes.insert(name.to_owned(), Value::from(outcome));
-        }
-        Ok(outcomes)
+        soft_delete_all(ctx).await
     }
+}
+
+/// Soft-deletes the tenant's three secrets (each `deleted` now or before, or `absent`).
+pub(crate) async fn soft_delete_all(
+    ctx: &StepContext<'_>,
+) -> Result<serde_json::Map<String, Value>, StepError> {
+    let store = &ctx.services.secrets;
+    let mut outcomes = serde_json::Map::new();
+    for name in TenantSecrets::for_slug(ctx.slug()).all() {
+        let secret = ctx.secret_name(name)?;
+        let outcome = match store.delete(&secret).await {
+            Ok(_) => "deleted",
+            Err(SecretError::NotFound { .. }) => match store.get_deleted(&secret).await {
+                Ok(_) => "deleted",
+                Err(SecretError::NotFound { .. }) => "absent",
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
+        outcomes.insert(name.to_owned(), Value::from(outcome));
+    }
+    Ok(outcomes)
 }
 
 /// Anchors the audit head the tenant's log reached when it stopped (verified from the newest

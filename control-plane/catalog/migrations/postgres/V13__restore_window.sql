@@ -11,5 +11,6 @@ ALTER TABLE tenants ADD COLUMN retained_until timestamptz;
 ALTER TABLE tenants ADD CONSTRAINT tenants_retained_until_check
     CHECK (state <> 'retained' OR retained_until IS NOT NULL);
 
--- The purge's look for windows that ended.
-CREATE INDEX tenants_retained_until ON tenants (retained_until) WHERE state = 'retained';
+-- The purge's look for windows that ended (retained tenants, and those whose
+-- purge is running or failed).
+CREATE INDEX tenants_retained_until ON tenants (retained_until) WHERE retained_until IS NOT NULL;

@@ -217,7 +217,18 @@ async fn offboard_tenant(
         )));
     }
     let reason = reason_of(&body.reason)?;
-    let retention = body.retention.unwrap_or(state.offboard_retention);
+    // The deployment's default window applies where a window can begin: not to a failed
+    // onboarding's leftovers, nor to continuing an offboarding that had none.
+    let retention = match body.retention {
+        Some(r) => r,
+        None if tenant.state == TenantState::Failed => api_types::Retention::NONE,
+        None if state.orchestrator.offboarding_kind(&tenant).await?
+            == Some(api_types::OperationKind::OFFBOARD) =>
+        {
+            api_types::Retention::NONE
+        }
+        None => state.offboard_retention,
+    };
     let op = if retention.is_zero() {
         state
             .orchestrator
