@@ -398,3 +398,130 @@ async fn the_secret_store_answering_503_loses_nothing() {
         count(&states, OperationState::RolledBack),
     );
 }
+
+/// A database server disappears for good (its cluster stopped, never started again) while
+/// another keeps working: the health check says it is unreachable, the reconciler names it and
+/// the tenants on it (and reports none of them missing anything), new tenants go elsewhere, and
+/// the other server's tenants are onboarded, rotated and offboarded as if nothing happened.
+#[tokio::test]
+async fn a_server_gone_for_good_is_reported_and_disturbs_nothing_else() {
+    let n = 2 * scale();
+    let env = TestEnv::with(EngineUnderTest::Postgres, Faults::none(), |c| {
+        c.reconcile_interval_secs = 0;
+        c.rate_limit_per_subject = 100_000;
+        c.rate_limit_burst_per_subject = 100_000;
+    })
+    .await;
+    let second = PgCluster::second();
+    let (status, body) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            "/v1/servers",
+            Some(
+                json!({"name": "doomed", "engine": "postgres", "admin_url": second.admin_url,
+                        "capacity": 1000, "labels": {"region": "gone"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let doomed: Vec<String> = (0..n).map(|i| format!("chaos-doomed-{i}")).collect();
+    for slug in &doomed {
+        let id = start_onboard_on(&env, slug, "gone").await;
+        assert_eq!(env.wait(id).await.state, OperationState::Succeeded);
+    }
+    let kept: Vec<String> = (0..n).map(|i| format!("chaos-kept-{i}")).collect();
+    for slug in &kept {
+        env.onboard(slug).await;
+    }
+
+    second.stop();
+    let orchestrator = Orchestrator::new(env.app.runner.clone());
+    orchestrator.check_servers_once().await.unwrap();
+    let (status, shown) = env
+        .call_as("admin", Method::GET, "/v1/servers/doomed", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["state"], "unreachable", "{shown}");
+
+    // The other server's work goes on: new tenants (placed anywhere) land there, its tenants
+    // rotate and offboard.
+    let mut ops: Vec<(String, Uuid)> = Vec::new();
+    for i in 0..n {
+        let slug = format!("chaos-after-{i}");
+        ops.push((format!("onboard {slug}"), env.start_onboard(&slug).await));
+    }
+    for slug in &kept {
+        ops.push((
+            format!("rotate {slug}"),
+            env.start_rotate(slug, "scheduled").await,
+        ));
+    }
+    let states = settle(&env, &ops, Duration::from_secs(120)).await;
+    assert_eq!(
+        count(&states, OperationState::Succeeded),
+        ops.len(),
+        "{states:?}"
+    );
+    for i in 0..n {
+        let t = env
+            .app
+            .catalog
+            .tenant_by_slug(&api_types::TenantSlug::parse(&format!("chaos-after-{i}")).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(t.server, "doomed", "placed on an unreachable server");
+    }
+    let offboards: Vec<(String, Uuid)> = {
+        let mut v = Vec::new();
+        for slug in &kept {
+            v.push((format!("offboard {slug}"), env.start_offboard(slug).await));
+        }
+        v
+    };
+    let off_states = settle(&env, &offboards, Duration::from_secs(120)).await;
+    assert_eq!(
+        count(&off_states, OperationState::Succeeded),
+        offboards.len()
+    );
+
+    // The reconciler names the server and whom it holds; nothing is reported missing, and the
+    // server that works is checked as always.
+    let report = orchestrator
+        .reconcile_once(&ReconcilePolicy::default())
+        .await
+        .unwrap();
+    assert!(report.findings.is_empty(), "{report:#?}");
+    let gone = report
+        .servers
+        .iter()
+        .find(|s| s.server == "doomed")
+        .unwrap();
+    assert!(!gone.checked, "{report:#?}");
+    assert!(gone.error.is_some(), "{report:#?}");
+    let mut named = gone.unchecked_tenants.clone();
+    named.sort();
+    let mut doomed = doomed;
+    doomed.sort();
+    assert_eq!(named, doomed, "{report:#?}");
+    let others: Vec<_> = report
+        .servers
+        .iter()
+        .filter(|s| s.server != "doomed")
+        .collect();
+    assert!(
+        !others.is_empty() && others.iter().all(|s| s.checked),
+        "{report:#?}"
+    );
+    let (status, listed) = env
+        .call_as("admin", Method::GET, "/v1/reconciliation", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    println!(
+        "chaos: database server gone for good | {} tenants on it reported unchecked, 0 findings | \
+         {} operations elsewhere ({n} onboard, {n} rotate, {n} offboard), all succeeded",
+        gone.unchecked_tenants.len(),
+        ops.len() + offboards.len(),
+    );
+}

@@ -108,6 +108,10 @@ pub struct ServerCheck {
     /// not reported missing anything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<String>,
+    /// The live tenants of a server that was not checked (their slugs): what an unreachable
+    /// server holds, so an operator sees whom it affects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked_tenants: Vec<String>,
 }
 
 /// One reconciliation pass.

@@ -481,6 +481,12 @@ pub fn reconciliation(r: &api_types::ReconciliationReport) -> String {
             s.server,
             one_line(s.error.as_deref().unwrap_or("-"))
         ));
+        if !s.unchecked_tenants.is_empty() {
+            out.push_str(&format!(
+                "\n  its tenants, not checked: {}",
+                s.unchecked_tenants.join(", ")
+            ));
+        }
     }
     if r.findings.is_empty() {
         out.push_str("\nno findings");

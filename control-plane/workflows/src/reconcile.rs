@@ -226,6 +226,11 @@ async fn look_at(
             marked_objects: 0,
             error: None,
             unreadable: Vec::new(),
+            // Until it is checked: everyone on it.
+            unchecked_tenants: a
+                .live_on(&server.name)
+                .map(|t| t.slug.to_string())
+                .collect(),
         },
         engine: None,
         ours: Vec::new(),
@@ -269,6 +274,7 @@ async fn look_at(
         }
     }
     seen.check.checked = true;
+    seen.check.unchecked_tenants.clear();
     seen.check.marked_objects = seen.ours.len();
     seen.engine = Some(engine);
     seen
