@@ -181,7 +181,7 @@ impl Orchestrator {
     ) -> Result<OperationRecord, WorkflowError> {
         let held = Some(held_by(&self.runner));
         let op = self
-            .record(kind, tenant, params, actor, request_id, parent, held)
+            .record(kind, tenant, params, actor, request_id, parent, held, None)
             .await?;
         self.runner.spawn(op.id);
         Ok(op)
@@ -199,7 +199,7 @@ impl Orchestrator {
         request_id: Option<String>,
         parent: Option<Uuid>,
     ) -> Result<OperationRecord, WorkflowError> {
-        self.record(kind, tenant, params, actor, request_id, parent, None)
+        self.record(kind, tenant, params, actor, request_id, parent, None, None)
             .await
     }
 
@@ -214,10 +214,22 @@ impl Orchestrator {
         request_id: Option<String>,
         parent: Option<Uuid>,
         held_by: Option<(String, std::time::Duration)>,
+        only_from: Option<&'static [TenantState]>,
     ) -> Result<OperationRecord, WorkflowError> {
         let svc = self.runner.services();
         let def = crate::registry::find(kind)
             .ok_or_else(|| WorkflowError::Invalid(format!("no workflow {kind} is registered")))?;
+        // A caller may narrow the start states (never widen them): the catalog checks them
+        // under the tenant's row lock.
+        let allowed_from = match only_from {
+            Some(narrow) if narrow.iter().all(|s| def.allowed_from.contains(s)) => narrow,
+            Some(_) => {
+                return Err(WorkflowError::Invalid(format!(
+                    "{kind}: the start states asked for are not all its own"
+                )))
+            }
+            None => def.allowed_from,
+        };
         def.check_params(&params).map_err(WorkflowError::Invalid)?;
         if def.allowed_from.is_empty() {
             return Err(WorkflowError::Invalid(format!(
@@ -236,8 +248,8 @@ impl Orchestrator {
                 }
             )));
         }
-        if !def.allowed_from.contains(&tenant.state) {
-            let allowed: Vec<&str> = def.allowed_from.iter().map(|s| s.as_str()).collect();
+        if !allowed_from.contains(&tenant.state) {
+            let allowed: Vec<&str> = allowed_from.iter().map(|s| s.as_str()).collect();
             return Err(WorkflowError::Conflict(format!(
                 "tenant {} is {}; {kind} starts only from {} (wait for its operation to finish, \
                  or check its state)",
@@ -256,7 +268,7 @@ impl Orchestrator {
                     params,
                     actor: actor.to_owned(),
                     request_id,
-                    allowed_from: def.allowed_from,
+                    allowed_from,
                     parent,
                     held_by,
                 },
@@ -399,8 +411,7 @@ impl Orchestrator {
             let Some(tenant) = svc.catalog.tenant(tenant_id).await? else {
                 continue;
             };
-            // Read again: a restore that finished since the look made it active (and cleared
-            // its window), and an active tenant is never the purge's.
+            // Read again: a restore that finished since the look cleared its window.
             let ended = tenant.retained_until.is_some_and(|u| u <= Utc::now());
             let purgeable = matches!(
                 tenant.state,
@@ -413,14 +424,30 @@ impl Orchestrator {
                 .retained_until
                 .map_or_else(|| "?".to_owned(), |u| u.to_rfc3339());
             let reason = format!("the restore window ended at {until}");
-            let params = OffboardParams {
+            let params = serde_json::to_value(OffboardParams {
                 reason,
                 export: false,
-            };
-            match self
-                .start::<Offboard>(&tenant, params, PURGE_ACTOR, None)
-                .await
-            {
+            })
+            .unwrap_or(Value::Null);
+            // Only from a window's states, checked under the tenant's lock: a restore that
+            // finished since the read above made it active, and an active tenant is never the
+            // purge's.
+            let op = self
+                .record(
+                    &Offboard::KIND,
+                    &tenant,
+                    params,
+                    PURGE_ACTOR,
+                    None,
+                    None,
+                    Some(held_by(&self.runner)),
+                    Some(&[TenantState::Retained, TenantState::Offboarding]),
+                )
+                .await;
+            if let Ok(op) = &op {
+                self.runner.spawn(op.id);
+            }
+            match op {
                 Ok(op) => {
                     info!(tenant = %tenant.slug, operation = %op.id, %until,
                           "restore window ended; offboarding");
