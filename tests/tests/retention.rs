@@ -260,7 +260,17 @@ async fn retention_requests_are_checked_and_a_restore_needs_a_retained_tenant(
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
-    // A retained tenant is not retained again, nor migrated or rotated; P0D removes it now.
+    // A retained tenant is not retained again, nor migrated, exported or rotated; P0D removes
+    // it now.
+    for (role, path) in [
+        ("admin", format!("/v1/tenants/{slug}/migrate")),
+        ("operator", format!("/v1/tenants/{slug}/exports")),
+    ] {
+        let (status, problem) = env
+            .call_as(role, Method::POST, &path, Some(serde_json::json!({})))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{path}: {problem}");
+    }
     let (status, problem) = env
         .call(
             Method::POST,
