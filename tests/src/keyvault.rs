@@ -166,30 +166,12 @@ impl KeyVaultDouble {
     /// Starts a double on a free port of 127.0.0.1.
     pub async fn start(options: KeyVaultDoubleOptions) -> KeyVaultDouble {
         let host = format!("{}.vault.localhost", options.vault_name);
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (ca_pem, cert_der, key_der) = certificates(&host);
-        let ca_path = dir.path().join("kv-double-ca.pem");
-        std::fs::write(&ca_path, ca_pem).expect("write CA");
-
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert_der.into()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into()),
-            )
-            .expect("TLS certificate");
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-
-        let listener =
-            std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the double");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
-        let url = format!("https://{host}:{}/", addr.port());
         let token = options.token.clone();
         let purge_protection = options.purge_protection;
+        let (listener, tls) =
+            TlsListener::bind(&host, "tcp key vault double CA", "kv-double-ca.pem");
+        let addr = listener.addr;
+        let url = format!("https://{host}:{}/", addr.port());
         let state = Arc::new(Shared {
             options,
             base: url.clone(),
@@ -201,17 +183,7 @@ impl KeyVaultDouble {
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&state));
-        let handle = axum_server::Handle::new();
-        let server = axum_server::from_tcp_rustls(
-            listener,
-            axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)),
-        )
-        .handle(handle.clone());
-        tokio::spawn(async move {
-            if let Err(e) = server.serve(app.into_make_service()).await {
-                eprintln!("key vault double stopped: {e}");
-            }
-        });
+        let (handle, ca_path, dir) = listener.serve(tls, app, "key vault double");
         KeyVaultDouble {
             url,
             addr,
@@ -339,13 +311,82 @@ impl KeyVaultDouble {
 }
 
 /// A CA, and a leaf for `host` signed by it: (CA PEM, leaf DER, leaf key PKCS#8 DER).
-fn certificates(host: &str) -> (String, Vec<u8>, Vec<u8>) {
+/// A TLS listener on a free port of 127.0.0.1 for a test double of an Azure service, with a
+/// private CA (its PEM in a temp file, to pass as a `ca_bundle`, as an operator would for a
+/// private CA) and a leaf certificate for the double's host name.
+pub(crate) struct TlsListener {
+    listener: std::net::TcpListener,
+    pub(crate) addr: SocketAddr,
+    ca_path: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl TlsListener {
+    /// Binds, and makes the CA (named `ca_name`, written to `ca_file`) and the certificate.
+    pub(crate) fn bind(
+        host: &str,
+        ca_name: &str,
+        ca_file: &str,
+    ) -> (TlsListener, rustls::ServerConfig) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (ca_pem, cert_der, key_der) = certificates(host, ca_name);
+        let ca_path = dir.path().join(ca_file);
+        std::fs::write(&ca_path, ca_pem).expect("write CA");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert_der.into()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into()),
+            )
+            .expect("TLS certificate");
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let listener =
+            std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the double");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local addr");
+        (
+            TlsListener {
+                listener,
+                addr,
+                ca_path,
+                dir,
+            },
+            tls,
+        )
+    }
+
+    /// Serves `app` until the handle is shut down; returns the handle, the CA's PEM file and
+    /// the temp dir that holds it (keep it alive).
+    pub(crate) fn serve(
+        self,
+        tls: rustls::ServerConfig,
+        app: Router,
+        name: &'static str,
+    ) -> (axum_server::Handle, PathBuf, tempfile::TempDir) {
+        let handle = axum_server::Handle::new();
+        let server = axum_server::from_tcp_rustls(
+            self.listener,
+            axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)),
+        )
+        .handle(handle.clone());
+        tokio::spawn(async move {
+            if let Err(e) = server.serve(app.into_make_service()).await {
+                eprintln!("{name} stopped: {e}");
+            }
+        });
+        (handle, self.ca_path, self.dir)
+    }
+}
+
+fn certificates(host: &str, ca_name: &str) -> (String, Vec<u8>, Vec<u8>) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "tcp key vault double CA");
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
     let leaf_key = KeyPair::generate().expect("leaf key");

@@ -15,6 +15,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 pub mod bench;
+pub mod blob;
 pub mod cluster;
 pub mod env;
 pub mod keyvault;

@@ -102,6 +102,62 @@ impl KeyVaultOptions {
     }
 }
 
+/// How our HTTP client reaches an Azure service (Key Vault, Blob Storage).
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    /// Extra trusted root certificates (PEM), on top of the built-in web roots.
+    pub ca_bundle: Option<PathBuf>,
+    /// Connect to this address instead of resolving the URL's host (the certificate is still
+    /// checked against the host name).
+    pub connect_to: Option<IpAddr>,
+    /// Time to establish a connection, per attempt.
+    pub connect_timeout: Duration,
+    /// Time for one whole request, per attempt.
+    pub request_timeout: Duration,
+}
+
+/// The SDK transport every Azure client of ours uses: reqwest over rustls, `options`' extra
+/// roots and address pin, per-attempt timeouts, and no redirects (REST API guidelines
+/// discourage them, and following one would send our bearer token somewhere else). It never
+/// decompresses (reqwest is built without those features), as the storage SDK requires of a
+/// transport it is given: partitioned downloads need the bytes as stored. `what`
+/// names the service in errors ("key vault", "archive container").
+pub fn azure_transport(
+    what: &str,
+    url: &url::Url,
+    options: &HttpOptions,
+) -> Result<Transport, String> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{what} URL {url} has no host"))?;
+    let mut http = reqwest_013::Client::builder()
+        .tls_backend_rustls()
+        .connect_timeout(options.connect_timeout)
+        .timeout(options.request_timeout)
+        .redirect(reqwest_013::redirect::Policy::none());
+    if let Some(path) = &options.ca_bundle {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("{what} CA bundle {}: {e}", path.display()))?;
+        let certs = reqwest_013::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{what} CA bundle {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "{what} CA bundle {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+        http = http.tls_certs_merge(certs);
+    }
+    if let Some(ip) = options.connect_to {
+        let port = url.port_or_known_default().unwrap_or(443);
+        http = http.resolve(host, std::net::SocketAddr::new(ip, port));
+    }
+    let http = http
+        .build()
+        .map_err(|e| format!("building the HTTP client for {url}: {e}"))?;
+    Ok(Transport::new(Arc::new(http)))
+}
+
 /// The Azure Key Vault backend. See the [module docs](self).
 pub struct KeyVaultStore {
     client: SecretClient,
@@ -140,10 +196,9 @@ impl KeyVaultStore {
                 "key vault URL {url} must be https://<vault-name>.vault.azure.net/"
             )));
         }
-        let host = url
-            .host_str()
-            .ok_or_else(|| bad(format!("key vault URL {url} has no host")))?
-            .to_owned();
+        if url.host_str().is_none() {
+            return Err(bad(format!("key vault URL {url} has no host")));
+        }
         if !url.path().ends_with('/') {
             let path = format!("{}/", url.path());
             url.set_path(&path);
@@ -152,40 +207,22 @@ impl KeyVaultStore {
         url.set_fragment(None);
         let vault_url = url.to_string();
 
-        let mut http = reqwest_013::Client::builder()
-            .tls_backend_rustls()
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.request_timeout)
-            // REST API guidelines discourage redirects, and following one would send our bearer
-            // token somewhere else.
-            .redirect(reqwest_013::redirect::Policy::none());
-        if let Some(path) = &options.ca_bundle {
-            let pem = std::fs::read(path)
-                .map_err(|e| bad(format!("key vault CA bundle {}: {e}", path.display())))?;
-            let certs = reqwest_013::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| bad(format!("key vault CA bundle {}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(bad(format!(
-                    "key vault CA bundle {} holds no PEM certificate",
-                    path.display()
-                )));
-            }
-            http = http.tls_certs_merge(certs);
-        }
-        if let Some(ip) = options.connect_to {
-            let port = url.port_or_known_default().unwrap_or(443);
-            http = http.resolve(&host, std::net::SocketAddr::new(ip, port));
-        }
-        let http = http
-            .build()
-            .map_err(|e| bad(format!("building the HTTP client for {vault_url}: {e}")))?;
+        let transport = azure_transport(
+            "key vault",
+            &url,
+            &HttpOptions {
+                ca_bundle: options.ca_bundle.clone(),
+                connect_to: options.connect_to,
+                connect_timeout: options.connect_timeout,
+                request_timeout: options.request_timeout,
+            },
+        )
+        .map_err(bad)?;
 
         let token_credential = options.credential.build()?;
         let client_options = ClientOptions {
-            retry: azure_core::http::RetryOptions::custom(Arc::new(
-                retry::BoundedJitterRetry::new(options.retry.clone()),
-            )),
-            transport: Some(Transport::new(Arc::new(http))),
+            retry: retry::azure_retry(options.retry.clone()),
+            transport: Some(transport),
             ..ClientOptions::default()
         };
         let client = SecretClient::new(

@@ -34,6 +34,29 @@ pub enum SecretStoreKind {
     AzureKeyVault,
 }
 
+/// Where archives (audit archives, exports) are kept (`archive_store`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveStoreKind {
+    /// Read-only files under `archive_dir` (development, single machine).
+    #[default]
+    Local,
+    /// Block blobs in the Azure Blob Storage container `archive_container_url`.
+    AzureBlob,
+}
+
+/// The archive store the configuration selects.
+#[derive(Debug)]
+pub enum ArchiveStoreConfig {
+    /// Files under this directory.
+    Local {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// An Azure Blob Storage container.
+    AzureBlob(Box<workflows::archive::blob::BlobArchiveOptions>),
+}
+
 /// Which identity the control plane presents to Key Vault (`azure_credential`). There is no
 /// implicit chain: exactly this one is used.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -51,7 +74,8 @@ pub enum AzureCredentialKind {
     ClientSecret,
     /// The signed-in Azure CLI (`az login`), optionally for `azure_tenant_id`.
     AzureCli,
-    /// A fixed token from `azure_static_token`: for tests against the Key Vault test double only.
+    /// A fixed token from `azure_static_token`: for tests against the Key Vault and Blob
+    /// Storage test doubles only.
     StaticTokenForTests,
 }
 
@@ -84,9 +108,23 @@ pub struct Config {
     pub listen: String,
     /// Directory for local state: signing key, local secret store, the local cluster.
     pub data_dir: PathBuf,
+    /// `local` (default: read-only files under `archive_dir`) or `azure_blob` (a container
+    /// under a retention policy, `archive_container_url`).
+    pub archive_store: ArchiveStoreKind,
     /// Where audit archives are written (read-only files, never removed by the control plane);
     /// default `<data_dir>/archive`. Back it up, or put it on storage with a retention lock.
     pub archive_dir: Option<PathBuf>,
+    /// `https://<account>.blob.core.windows.net/<container>`, for `archive_store = "azure_blob"`
+    /// (authenticated with `azure_credential`, as Key Vault is).
+    pub archive_container_url: Option<String>,
+    /// Extra trusted root certificates (PEM) for reaching the archive container.
+    pub archive_ca_bundle: Option<PathBuf>,
+    /// Connect to this IP address instead of resolving the container's host name (a private
+    /// endpoint without private DNS; the test double).
+    pub archive_connect_to: Option<IpAddr>,
+    /// Refuse to start when the archive container has no immutability policy or legal hold
+    /// (default true; turn it off only for a test deployment).
+    pub archive_require_immutability: bool,
     /// The engine that hosts tenant databases: `postgres` or `sqlserver`.
     pub engine: EngineKind,
     /// libpq URL of a PostgreSQL superuser on the maintenance database. When unset, read from
@@ -224,7 +262,7 @@ pub struct Config {
     /// endpoint without private DNS; the test double). The certificate is still checked
     /// against the host name.
     pub key_vault_connect_to: Option<IpAddr>,
-    /// The identity used for Key Vault.
+    /// The identity used for Key Vault and the archive container.
     pub azure_credential: AzureCredentialKind,
     /// Entra tenant id (`workload_identity`, `client_secret`, `azure_cli`).
     pub azure_tenant_id: Option<String>,
@@ -298,6 +336,8 @@ impl std::fmt::Debug for Config {
             .field("node_id", &self.node_id)
             .field("secret_store", &self.secret_store)
             .field("key_vault_url", &self.key_vault_url)
+            .field("archive_store", &self.archive_store)
+            .field("archive_container_url", &self.archive_container_url)
             .field("azure_credential", &self.azure_credential)
             .field("auth_mode", &self.auth_mode)
             .field("oidc_issuer", &self.oidc_issuer)
@@ -310,7 +350,12 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from(".data"),
+            archive_store: ArchiveStoreKind::Local,
             archive_dir: None,
+            archive_container_url: None,
+            archive_ca_bundle: None,
+            archive_connect_to: None,
+            archive_require_immutability: true,
             engine: EngineKind::Postgres,
             postgres_admin_url: None,
             sqlserver_admin_url: None,
@@ -409,6 +454,13 @@ pub enum ConfigError {
          config file)"
     )]
     NoKeyVaultUrl,
+    /// The Azure Blob archive was chosen without a container URL.
+    #[error(
+        "archive_store is azure_blob but no container URL is set: set \
+         TENANT_CP_ARCHIVE_CONTAINER_URL=https://<account>.blob.core.windows.net/<container> (or \
+         archive_container_url in the config file)"
+    )]
+    NoArchiveContainerUrl,
     /// The Azure credential settings are incomplete or contradictory.
     #[error("azure_credential = {kind}: {problem}")]
     AzureCredential {
@@ -485,6 +537,32 @@ impl Config {
         self.archive_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("archive"))
+    }
+
+    /// The archive store to open: files under `archive_dir` by default, or the Azure Blob
+    /// container with the configured credential.
+    pub fn archive_store(&self) -> Result<ArchiveStoreConfig, ConfigError> {
+        match self.archive_store {
+            ArchiveStoreKind::Local => Ok(ArchiveStoreConfig::Local {
+                dir: self.archive_dir(),
+            }),
+            ArchiveStoreKind::AzureBlob => {
+                let url = self
+                    .archive_container_url
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .ok_or(ConfigError::NoArchiveContainerUrl)?;
+                let mut options = workflows::archive::blob::BlobArchiveOptions::new(
+                    url,
+                    self.azure_credential()?,
+                );
+                options.http.ca_bundle = self.archive_ca_bundle.clone();
+                options.http.connect_to = self.archive_connect_to;
+                options.require_immutability = self.archive_require_immutability;
+                Ok(ArchiveStoreConfig::AzureBlob(Box::new(options)))
+            }
+        }
     }
 
     /// The secret store to open: the local one under `<data_dir>/secrets` by default, or Key

@@ -44,7 +44,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use catalog::Catalog;
 use config::EngineKind;
-use config::SecretStoreConfig;
+use config::{ArchiveStoreConfig, SecretStoreConfig};
 use engine::postgres::{PostgresConfig, PostgresEngine};
 use engine::sqlserver::{SqlServerConfig, SqlServerEngine};
 use engine::Engine;
@@ -138,6 +138,40 @@ pub async fn open_secret_store(config: &Config) -> anyhow::Result<Arc<dyn Secret
                 .await
                 .with_context(|| format!("checking access to Key Vault {}", store.location()))?;
             tracing::info!(vault = %store.location(), %credential, "secrets are kept in Azure Key Vault");
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Opens the configured archive store: files under `archive_dir` by default, or the Azure Blob
+/// container, whose access (and retention policy) is checked so a missing role or an unprotected
+/// container fails start-up with a clear message.
+pub async fn open_archive_store(
+    config: &Config,
+) -> anyhow::Result<Arc<dyn workflows::archive::ArchiveStore>> {
+    match config.archive_store()? {
+        ArchiveStoreConfig::Local { dir } => {
+            Ok(Arc::new(workflows::archive::LocalArchive::new(dir)))
+        }
+        ArchiveStoreConfig::AzureBlob(options) => {
+            if matches!(
+                options.credential,
+                AzureCredential::StaticTokenForTests { .. }
+            ) {
+                tracing::warn!("ARCHIVE STORE STATIC TEST TOKEN IS IN USE (tests only)");
+            }
+            let credential = options.credential.describe();
+            let store = workflows::archive::blob::BlobArchive::new(*options)
+                .context("setting up the archive store")?;
+            let facts = store
+                .check_access()
+                .await
+                .context("checking access to the archive container")?;
+            use workflows::archive::ArchiveStore as _;
+            tracing::info!(container = %store.location(), %credential,
+                           immutability_policy = facts.immutability_policy,
+                           legal_hold = facts.legal_hold,
+                           "archives are kept in Azure Blob Storage");
             Ok(Arc::new(store))
         }
     }
@@ -245,7 +279,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         observer: Some(metrics.clone()),
         pool_wake: Default::default(),
         max_operations_per_server: config.max_operations_per_server,
-        archive: Arc::new(workflows::archive::LocalArchive::new(config.archive_dir())),
+        archive: open_archive_store(config).await?,
         signer: signer.clone(),
     });
     let resumed = runner.resume_all().await?;

@@ -4,13 +4,16 @@
 //! are refused.
 //!
 //! [`LocalArchive`] keeps them as read-only files under a directory (development and `make
-//! run`: `<data_dir>/archive`). Production wants a store with its own retention lock (Azure Blob
-//! Storage with a time-based immutability policy); that backend is not built yet.
+//! run`: `<data_dir>/archive`). [`blob::BlobArchive`] keeps them as block blobs in an Azure Blob
+//! Storage container, which production puts under a locked time-based retention policy (WORM),
+//! so that nobody, the control plane included, can change or remove them before it ends.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+
+pub mod blob;
 
 /// What went wrong with the archive store.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +27,15 @@ pub enum ArchiveStoreError {
         /// The key.
         key: String,
     },
+    /// The store did not answer, or answered that it cannot now (5xx, throttling), after the
+    /// client's own retries: an outage, which a step waits out.
+    #[error("archive store {location} is unavailable: {detail}")]
+    Unavailable {
+        /// Where.
+        location: String,
+        /// Why.
+        detail: String,
+    },
     /// The store could not be read or written.
     #[error("archive store {location}: {detail}")]
     Io {
@@ -34,10 +46,21 @@ pub enum ArchiveStoreError {
     },
 }
 
+impl From<ArchiveStoreError> for crate::StepError {
+    fn from(e: ArchiveStoreError) -> Self {
+        let waits = matches!(e, ArchiveStoreError::Unavailable { .. });
+        crate::StepError {
+            message: e.to_string(),
+            transient: true,
+            waits,
+        }
+    }
+}
+
 /// Where archives are kept.
 #[async_trait]
 pub trait ArchiveStore: Send + Sync {
-    /// The backend (`local`).
+    /// The backend (`local`, `azure_blob`).
     fn backend(&self) -> &'static str;
     /// Where, for certificates and errors (a directory, a container URL); never a secret.
     fn location(&self) -> String;
@@ -50,7 +73,7 @@ pub trait ArchiveStore: Send + Sync {
 
 /// Keys are relative paths of lower-case letters, digits, `-`, `_` and `.`, in segments that
 /// are neither empty nor `.`/`..`.
-fn check_key(key: &str) -> Result<(), ArchiveStoreError> {
+pub(crate) fn check_key(key: &str) -> Result<(), ArchiveStoreError> {
     let ok = !key.is_empty()
         && key.len() <= 512
         && key.split('/').all(|seg| {

@@ -64,15 +64,14 @@ pub async fn write(
 ) -> Result<AuditArchiveRef, StepError> {
     let store = services.archive.as_ref();
     let key = &spec.key;
-    let transient = |e: crate::archive::ArchiveStoreError| StepError::transient(e.to_string());
     // An attempt that wrote the object and then crashed left it: keep that one (it was signed
     // then, so writing again would be other bytes).
-    let bytes = match store.get(key).await.map_err(transient)? {
+    let bytes = match store.get(key).await? {
         Some(bytes) => bytes,
         None => {
             let bytes = build(services, engine, spec).await?;
-            store.put(key, &bytes).await.map_err(transient)?;
-            store.get(key).await.map_err(transient)?.ok_or_else(|| {
+            store.put(key, &bytes).await?;
+            store.get(key).await?.ok_or_else(|| {
                 StepError::permanent(format!(
                     "archive object {key} vanished after it was written"
                 ))

@@ -160,7 +160,7 @@ pub(crate) async fn write(ctx: &StepContext<'_>, step: &str) -> Result<ExportRec
         );
         let key = format!("{prefix}manifest.json");
         // This attempt finished before (the step ran again after it): that export stands.
-        if let Some(bytes) = store.get(&key).await.map_err(transient)? {
+        if let Some(bytes) = store.get(&key).await? {
             return checked_record(ctx, &prefix, &key, &bytes).await;
         }
         let writer = PartWriter {
@@ -209,13 +209,9 @@ pub(crate) async fn write(ctx: &StepContext<'_>, step: &str) -> Result<ExportRec
             .map_err(|e| StepError::permanent(format!("signing the export manifest: {e}")))?;
         let bytes = serde_json::to_vec(&signed.to_value())
             .map_err(|e| StepError::permanent(format!("writing the export manifest: {e}")))?;
-        store.put(&key, &bytes).await.map_err(transient)?;
+        store.put(&key, &bytes).await?;
         checked_record(ctx, &prefix, &key, &bytes).await
     }
-}
-
-fn transient(e: crate::archive::ArchiveStoreError) -> StepError {
-    StepError::transient(e.to_string())
 }
 
 /// Reads the manifest back (it must be `written`, byte for byte), checks its signature and every
@@ -229,8 +225,7 @@ async fn checked_record(
     let store = ctx.services.archive.as_ref();
     let back = store
         .get(key)
-        .await
-        .map_err(transient)?
+        .await?
         .ok_or_else(|| StepError::permanent(format!("{key} vanished after it was written")))?;
     if back != written {
         return Err(StepError::permanent(format!(
@@ -247,7 +242,7 @@ async fn checked_record(
         let parts: Vec<ExportPart> = serde_json::from_value(table["parts"].clone())
             .map_err(|e| StepError::permanent(format!("{key}: its parts: {e}")))?;
         for part in parts {
-            let stored = store.get(&part.key).await.map_err(transient)?;
+            let stored = store.get(&part.key).await?;
             if stored.as_deref().map(evidence::archive::sha256_hex) != Some(part.sha256.clone()) {
                 return Err(StepError::permanent(format!(
                     "{} does not read back as the manifest names it",

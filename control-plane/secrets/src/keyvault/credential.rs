@@ -116,7 +116,7 @@ impl AzureCredential {
 
     /// Builds the SDK credential. Fails with [`SecretError::Unavailable`] naming the kind when the
     /// configuration is incomplete (for example workload identity outside a pod that has it).
-    pub(crate) fn build(&self) -> Result<Arc<dyn TokenCredential>, SecretError> {
+    pub fn build(&self) -> Result<Arc<dyn TokenCredential>, SecretError> {
         let unavailable = |e: azure_core::Error| SecretError::Unavailable {
             detail: format!("cannot set up the {} credential: {e}", self.kind()),
         };

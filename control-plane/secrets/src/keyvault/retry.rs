@@ -70,6 +70,11 @@ impl RetryOptions {
     }
 }
 
+/// The SDK retry options for `options`: our policy inside the pipeline of any Azure client.
+pub fn azure_retry(options: RetryOptions) -> azure_core::http::RetryOptions {
+    azure_core::http::RetryOptions::custom(std::sync::Arc::new(BoundedJitterRetry::new(options)))
+}
+
 /// The SDK-facing policy built from [`RetryOptions`].
 #[derive(Debug)]
 pub(crate) struct BoundedJitterRetry {
@@ -122,7 +127,7 @@ impl RetryPolicy for BoundedJitterRetry {
             retry = retry_count,
             delay_ms = delay.as_millis() as u64,
             server_hint = retry_after.is_some(),
-            "retrying a Key Vault call"
+            "retrying an Azure call"
         );
         tokio::time::sleep(delay).await;
     }
