@@ -174,6 +174,119 @@ async fn a_database_server_restarting_mid_operation_loses_nothing() {
     );
 }
 
+/// The tenants' database server stops for three seconds while a rollout migrates them to a newer
+/// release: every migration waits for it and finishes, the rollout succeeds with no failure, each
+/// tenant is on the new version with one `schema.migrated` event, and no schema drifted.
+#[tokio::test]
+async fn a_database_server_restarting_mid_rollout_loses_nothing() {
+    let n = 3 * scale();
+    let dirs = tempfile::tempdir().unwrap();
+    let (old_dir, new_dir) = tcp_tests::releases::old_and_new(dirs.path(), "postgres");
+    let env = TestEnv::with(EngineUnderTest::Postgres, Faults::none(), |c| {
+        c.tenant_schema_dir = Some(old_dir.clone());
+        c.server_labels = [("region".to_owned(), "a".to_owned())].into();
+        c.reconcile_interval_secs = 0;
+    })
+    .await;
+    let second = PgCluster::second();
+    let (status, body) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            "/v1/servers",
+            Some(
+                json!({"name": "chaos", "engine": "postgres", "admin_url": second.admin_url,
+                        "capacity": 1000, "labels": {"region": "b"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let slugs: Vec<String> = (0..2 * n).map(|i| format!("chaos-ro-{i}")).collect();
+    for slug in &slugs {
+        let id = start_onboard_on(&env, slug, "b").await;
+        assert_eq!(env.wait(id).await.state, OperationState::Succeeded);
+    }
+    let mut env = env;
+    env.config.tenant_schema_dir = Some(new_dir.clone());
+    let env = env.restart(Faults::none()).await;
+
+    let (status, rollout) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            "/v1/rollouts",
+            Some(
+                json!({"canary": 1, "wave_size": 4, "max_parallel_per_server": 4,
+                        "max_failures": 1, "tenants": {"servers": ["chaos"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{rollout}");
+    let id = rollout["id"].as_str().unwrap().to_owned();
+    // Down once the canary has succeeded, while the waves run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done_before = loop {
+        let (_, r) = env
+            .call_as("admin", Method::GET, &format!("/v1/rollouts/{id}"), None)
+            .await;
+        let done = r["counts"]["succeeded"].as_u64().unwrap_or(0);
+        assert!(
+            Instant::now() < deadline,
+            "the canary did not finish: {r:#}"
+        );
+        if done >= 1 {
+            break done;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        (done_before as usize) < slugs.len(),
+        "the rollout finished before the server stopped"
+    );
+    let stopped = Instant::now();
+    second.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    second.restart();
+    let down = stopped.elapsed();
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let rollout = loop {
+        let (_, r) = env
+            .call_as("admin", Method::GET, &format!("/v1/rollouts/{id}"), None)
+            .await;
+        if r["state"] != "running" && r["counts"]["running"] == 0 {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "rollout did not settle: {r:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rollout["state"], "succeeded", "{rollout:#}");
+    assert_eq!(rollout["counts"]["failed"], 0, "{rollout:#}");
+    for slug in &slugs {
+        assert_eq!(
+            tcp_tests::releases::schema_version(&env, slug).await,
+            Some(100),
+            "{slug}"
+        );
+        let migrated = tcp_tests::releases::migrated_events(&env, slug).await;
+        assert_eq!(migrated.len(), 1, "{slug}: {migrated:#?}");
+    }
+    Orchestrator::new(env.app.runner.clone())
+        .check_servers_once()
+        .await
+        .unwrap();
+    let checked = reconciles_clean(&env).await;
+    println!(
+        "chaos: database server stopped for {:.1} s mid-rollout | {} tenants migrated to 100 \
+         ({done_before} before the stop) | {} succeeded, {} failed | reconciliation: {checked} \
+         tenants, 0 findings",
+        down.as_secs_f64(),
+        slugs.len(),
+        rollout["counts"]["succeeded"],
+        rollout["counts"]["failed"],
+    );
+}
+
 /// Two replicas on one catalog: rotations recorded for "whoever comes first" are raced for by
 /// both sweepers and each runs exactly once; the replica that accepted a burst of onboardings is
 /// killed, and the other takes them over once their leases expire.
