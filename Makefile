@@ -51,7 +51,7 @@ bench-burst: deps
 	$(CARGO) build --release -p server -p tcp-tests --bins
 	./target/release/bench-burst --tenants $${BENCH_BURST_TENANTS:-1000} --clients 8 --pool 50 --out docs/benchmarks.md
 
-## chaos: the chaos tests' long form (ten times the operations, outages of 30 s for the catalog and 50 s for Key Vault); each prints a `chaos:` line for docs/reliability.md
+## chaos: the chaos tests' long form (ten times the operations, outages of 30 s for the catalog and 60 s for Key Vault); each prints a `chaos:` line for docs/reliability.md
 chaos: deps
 	$(CARGO) build -p server --bins
 	TCP_CHAOS_SCALE=$${TCP_CHAOS_SCALE:-10} $(CARGO) nextest run -p tcp-tests -E 'binary(chaos)' --no-capture
