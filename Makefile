@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run stop test unit integration lint fmt tsql-gate bench bench-burst bench-export chaos deps build clean openapi fuzz
+.PHONY: run stop test test-azure unit integration lint fmt tsql-gate bench bench-burst bench-export chaos deps build clean openapi fuzz
 
 ## run: start the local PostgreSQL cluster (.data/pg, 127.0.0.1:55432) and the control plane on 127.0.0.1:8080
 run: deps
@@ -20,11 +20,12 @@ run: deps
 stop:
 	@infra/pg-local.sh stop
 
-## test: format, lint, the T-SQL parse gate, schemathesis against a running server, every test
+## test: format, lint, the T-SQL and Bicep parse gates, schemathesis against a running server, every test
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@infra/tsql-gate.sh
+	@infra/azure/validate.sh
 	@infra/fuzz.sh
 	@if [ -n "$$MSSQL_URL" ]; then \
 		echo "sqlserver conformance: running against MSSQL_URL"; \
@@ -33,6 +34,17 @@ test: deps
 		echo "sqlserver conformance: skipped (MSSQL_URL not set)"; \
 		$(CARGO) nextest run --workspace --no-fail-fast -E 'not (package(tcp-tests) & test(/^sqlserver::/))'; \
 	fi
+
+## test-azure: the SQL Server conformance suite against Azure SQL Database: AZURE_SQL_SERVER=<name>.database.windows.net AZURE_SQL_POOL=<elastic pool> [AZURE_SQL_AUTH=azure_cli|managed_identity|workload_identity] (infra/azure/README.md)
+test-azure:
+	@cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
+	@if [ -z "$$AZURE_SQL_SERVER" ] || [ -z "$$AZURE_SQL_POOL" ]; then \
+		echo "test-azure: set AZURE_SQL_SERVER=<name>.database.windows.net and AZURE_SQL_POOL=<elastic pool> (hint: infra/azure/README.md)"; \
+		exit 2; \
+	fi
+	MSSQL_URL="sqlserver://$$AZURE_SQL_SERVER:1433?auth=$${AZURE_SQL_AUTH:-azure_cli}" \
+	AZURE_SQL_POOL="$$AZURE_SQL_POOL" \
+		$(CARGO) nextest run -p tcp-tests --no-fail-fast -E 'test(/^sqlserver::/)'
 
 ## bench: onboard/offboard 100 tenants (200 offboardings) through the API, then roll a migration out to 200 (BENCH_ROLLOUT_TENANTS), each vs a plain psql baseline, then export a tenant of 1,000,000 rows; writes docs/benchmarks.md
 bench: deps

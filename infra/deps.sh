@@ -25,3 +25,8 @@ if find "$root" -path "$root/target" -prune -o -path '*/sqlserver/*' -name '*.sq
     python3 -m pip install -q maxdop==0.1.3
   fi
 fi
+# The Bicep parse gate (infra/azure/validate.sh): pycep-parser, the Bicep grammar checkov uses.
+if [ -d "$root/infra/azure" ] && ! python3 -c 'import pycep' >/dev/null 2>&1; then
+  echo "installing pycep-parser (Bicep parse gate)" >&2
+  python3 -m pip install -q pycep-parser==0.7.1
+fi

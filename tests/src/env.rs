@@ -37,6 +37,40 @@ pub enum EngineUnderTest {
     },
 }
 
+/// The elastic pool of an Azure SQL Database run (`AZURE_SQL_POOL`, which `make test-azure`
+/// sets with `MSSQL_URL` naming the logical server): the `sqlserver::` conformance tests then
+/// run against Azure SQL Database, tenant databases and each test's catalog in that pool.
+pub fn azure_sql_pool() -> Option<String> {
+    std::env::var("AZURE_SQL_POOL")
+        .ok()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+}
+
+/// Creates the catalog database `catalog` in the elastic pool (unless it exists), so the
+/// catalog finds it rather than creating a standalone database outside the pool.
+async fn create_catalog_in_pool(url: &str, catalog: &str, pool: &str) {
+    let target = mssql::Target::parse_url(url)
+        .expect("MSSQL_URL is not a valid sqlserver:// URL")
+        .with_database("master");
+    let mut conn = mssql::Conn::connect(&target)
+        .await
+        .expect("connecting to the Azure SQL logical server's master");
+    let exists = conn
+        .query_opt("SELECT DB_ID(@P1)", &[&catalog])
+        .await
+        .expect("DB_ID")
+        .and_then(|r| r.get::<i32, _>(0))
+        .is_some();
+    if !exists {
+        let statement = engine::sqlserver::azure::sql::create_in_pool(catalog, pool)
+            .expect("a quotable catalog name");
+        conn.batch(&statement)
+            .await
+            .expect("creating the test catalog in the elastic pool");
+    }
+}
+
 impl EngineUnderTest {
     /// The SQL Server under test, or `None` after printing [`SQLSERVER_SKIPPED`].
     pub fn sqlserver() -> Option<EngineUnderTest> {
@@ -79,6 +113,51 @@ pub struct TestEnv {
     /// The started app.
     pub app: App,
     data_dir: tempfile::TempDir,
+    /// Drops this test's catalog database from the elastic pool at the end of an Azure SQL run
+    /// (a pool holds 100 to 500 databases; a suite run would fill it).
+    _catalog_cleanup: Option<PooledCatalog>,
+}
+
+/// A test's catalog database in an Azure SQL elastic pool, dropped when this is.
+struct PooledCatalog {
+    url: String,
+    database: String,
+}
+
+impl Drop for PooledCatalog {
+    fn drop(&mut self) {
+        let (url, database) = (self.url.clone(), self.database.clone());
+        // Drop runs inside the test's runtime: the cleanup gets a thread and runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(target) = mssql::Target::parse_url(&url) else {
+                    return;
+                };
+                let Ok(mut master) = mssql::Conn::connect(&target.with_database("master")).await
+                else {
+                    return;
+                };
+                let db = format!("[{}]", database.replace(']', "]]"));
+                let restricted = master
+                    .batch(&format!(
+                        "ALTER DATABASE {db} SET RESTRICTED_USER WITH ROLLBACK IMMEDIATE;"
+                    ))
+                    .await;
+                if restricted.is_ok() {
+                    if let Err(e) = master.batch(&format!("DROP DATABASE {db};")).await {
+                        eprintln!("azure sql: could not drop test catalog {database}: {e}");
+                    }
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
 }
 
 /// What exists of a set of tenants, on every side: server, secret store, catalog.
@@ -145,6 +224,7 @@ impl TestEnv {
             auth_mode: Some(server::config::AuthMode::Local),
             ..Config::default()
         };
+        let mut catalog_cleanup = None;
         match &engine {
             EngineUnderTest::Postgres => {
                 let cluster = PgCluster::shared();
@@ -157,6 +237,15 @@ impl TestEnv {
                 // The catalog lives on the same SQL Server: the SQL Server run needs no
                 // PostgreSQL at all.
                 config.catalog_url = Some(url_with_database(url, &catalog));
+                if let Some(pool) = azure_sql_pool() {
+                    config.engine = EngineKind::AzureSql;
+                    config.azure_sql_elastic_pool = Some(pool.clone());
+                    create_catalog_in_pool(url, &catalog, &pool).await;
+                    catalog_cleanup = Some(PooledCatalog {
+                        url: url.clone(),
+                        database: catalog.clone(),
+                    });
+                }
             }
         }
         tweak(&mut config);
@@ -166,6 +255,7 @@ impl TestEnv {
             config,
             app,
             data_dir,
+            _catalog_cleanup: catalog_cleanup,
         }
     }
 
@@ -190,8 +280,11 @@ impl TestEnv {
                 c.postgres_admin_url.clone().unwrap_or_default(),
             )),
             EngineUnderTest::SqlServer { url } => {
-                vars.push(("TENANT_CP_ENGINE", "sqlserver".into()));
+                vars.push(("TENANT_CP_ENGINE", c.engine.as_str().into()));
                 vars.push(("TENANT_CP_SQLSERVER_ADMIN_URL", url.clone()));
+                if let Some(pool) = &c.azure_sql_elastic_pool {
+                    vars.push(("TENANT_CP_AZURE_SQL_ELASTIC_POOL", pool.clone()));
+                }
             }
         }
         vars
@@ -221,6 +314,7 @@ impl TestEnv {
             config,
             app,
             data_dir,
+            _catalog_cleanup,
         } = self;
         drop(app);
         let app = server::start(&config, Some(faults)).await.unwrap();
@@ -229,6 +323,7 @@ impl TestEnv {
             config,
             app,
             data_dir,
+            _catalog_cleanup,
         }
     }
 

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use tcp_tests::{EngineUnderTest, PgCluster, TestEnv};
 use workflows::Orchestrator;
 
+tcp_tests::conformance!(azure_sql_servers_keep_their_elastic_pool);
+
 async fn admin(
     env: &TestEnv,
     method: Method,
@@ -103,6 +105,19 @@ async fn placement_spreads_tenants_and_honours_labels_draining_and_capacity() {
             json!({"name": "default", "engine": "postgres", "capacity": 3, "admin_url": second.admin_url}),
             StatusCode::CONFLICT,
             "already registered",
+        ),
+        // Azure SQL Database: the elastic pool is required there and refused elsewhere.
+        (
+            json!({"name": "az-1", "engine": "azure_sql", "capacity": 3,
+                   "admin_url": "sqlserver://admin:pw@127.0.0.1:9"}),
+            StatusCode::BAD_REQUEST,
+            "needs elastic_pool",
+        ),
+        (
+            json!({"name": "pg-bad", "engine": "postgres", "capacity": 3,
+                   "admin_url": second.admin_url, "elastic_pool": "pool-1"}),
+            StatusCode::BAD_REQUEST,
+            "azure_sql servers only",
         ),
     ] {
         let (got, problem) = admin(&env, Method::POST, "/v1/servers", Some(body.clone())).await;
@@ -289,6 +304,10 @@ async fn a_mixed_fleet_places_by_engine() {
     let Some(EngineUnderTest::SqlServer { url }) = EngineUnderTest::sqlserver() else {
         return;
     };
+    // An Azure SQL run registers its server as azure_sql, which this test does not.
+    if tcp_tests::env::azure_sql_pool().is_some() {
+        return;
+    }
     let env = TestEnv::new(EngineUnderTest::Postgres).await;
     let (status, body) = admin(
         &env,
@@ -311,4 +330,46 @@ async fn a_mixed_fleet_places_by_engine() {
     env.offboard("mixed-ms").await;
     env.offboard("mixed-pg").await;
     admin(&env, Method::DELETE, "/v1/servers/mssql", None).await;
+}
+
+/// An Azure SQL Database server keeps its elastic pool in the catalog (either backend), and
+/// the catalog itself refuses an `azure_sql` server without one, or a pool on another engine.
+async fn azure_sql_servers_keep_their_elastic_pool(engine: EngineUnderTest) {
+    let env = TestEnv::new(engine).await;
+    let server = |name: &str, engine: &str, pool: Option<&str>| catalog::NewServer {
+        name: name.to_owned(),
+        engine: engine.to_owned(),
+        elastic_pool: pool.map(str::to_owned),
+        admin_secret: format!("server-{name}-admin"),
+        host: format!("{name}.database.windows.net"),
+        port: 1433,
+        capacity: 100,
+        labels: Default::default(),
+        pool_size: None,
+    };
+    let record = env
+        .app
+        .catalog
+        .create_server(server("az-1", "azure_sql", Some("tenant-pool-1")), "test")
+        .await
+        .unwrap();
+    assert_eq!(record.engine, "azure_sql");
+    assert_eq!(record.elastic_pool.as_deref(), Some("tenant-pool-1"));
+    let (status, shown) = admin(&env, Method::GET, "/v1/servers/az-1", None).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["engine"], "azure_sql");
+    assert_eq!(shown["elastic_pool"], "tenant-pool-1");
+    for (name, engine, pool) in [
+        ("az-2", "azure_sql", None),
+        ("ms-2", "sqlserver", Some("tenant-pool-1")),
+    ] {
+        let refused = env
+            .app
+            .catalog
+            .create_server(server(name, engine, pool), "test")
+            .await;
+        assert!(refused.is_err(), "{name}: {refused:?}");
+        assert!(env.app.catalog.server(name).await.unwrap().is_none());
+    }
+    env.app.catalog.delete_server("az-1", "test").await.unwrap();
 }

@@ -489,7 +489,7 @@ pub struct CreateTenantRequest {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlacementRequest {
-    /// `postgres` or `sqlserver`; any when absent.
+    /// `postgres`, `sqlserver` or `azure_sql`; any when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<ServerEngine>,
     /// Labels the server must carry with exactly these values.
@@ -503,16 +503,39 @@ pub struct PlacementRequest {
 pub enum ServerEngine {
     /// PostgreSQL.
     Postgres,
-    /// SQL Server.
+    /// SQL Server (or Azure SQL Managed Instance).
     Sqlserver,
+    /// An Azure SQL Database logical server, its tenant databases in one elastic pool.
+    AzureSql,
 }
 
 impl ServerEngine {
-    /// The engine's name (`postgres`, `sqlserver`).
+    /// The engine's name (`postgres`, `sqlserver`, `azure_sql`).
     pub fn as_str(self) -> &'static str {
         match self {
             ServerEngine::Postgres => "postgres",
             ServerEngine::Sqlserver => "sqlserver",
+            ServerEngine::AzureSql => "azure_sql",
+        }
+    }
+
+    /// The engine named `s` (`as_str`'s inverse).
+    pub fn parse(s: &str) -> Option<ServerEngine> {
+        [
+            ServerEngine::Postgres,
+            ServerEngine::Sqlserver,
+            ServerEngine::AzureSql,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
+
+    /// The dialect its tenant schema release is written in (`postgres`, `sqlserver`): Azure
+    /// SQL Database runs SQL Server's.
+    pub fn family(self) -> &'static str {
+        match self {
+            ServerEngine::Postgres => "postgres",
+            ServerEngine::Sqlserver | ServerEngine::AzureSql => "sqlserver",
         }
     }
 }
@@ -538,8 +561,9 @@ pub struct RegisterServerRequest {
     /// Its engine.
     pub engine: ServerEngine,
     /// The admin connection string (PostgreSQL: a superuser's libpq URL; SQL Server: a
-    /// `sqlserver://` URL of a sysadmin login). Checked before anything is stored, kept only in
-    /// the secret store, never returned.
+    /// `sqlserver://` URL of a sysadmin login; Azure SQL Database: a `sqlserver://` URL of the
+    /// logical server's admin, `<name>.database.windows.net`, or its Microsoft Entra admin).
+    /// Checked before anything is stored, kept only in the secret store, never returned.
     #[schema(min_length = 1, max_length = 2000)]
     pub admin_url: String,
     /// Most tenants it takes.
@@ -559,6 +583,12 @@ pub struct RegisterServerRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 1000)]
     pub pool_size: Option<u32>,
+    /// `azure_sql` (required there, refused elsewhere): the elastic pool its tenant databases
+    /// are created in. Set `capacity` to the pool's database limit (100, 200 or 500 by service
+    /// objective) or below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
+    pub elastic_pool: Option<String>,
 }
 
 impl fmt::Debug for RegisterServerRequest {
@@ -570,6 +600,7 @@ impl fmt::Debug for RegisterServerRequest {
             .field("capacity", &self.capacity)
             .field("labels", &self.labels)
             .field("pool_size", &self.pool_size)
+            .field("elastic_pool", &self.elastic_pool)
             .finish_non_exhaustive()
     }
 }
@@ -594,6 +625,9 @@ pub struct Server {
     pub name: String,
     /// Its engine.
     pub engine: ServerEngine,
+    /// `azure_sql`: the elastic pool its tenant databases are created in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elastic_pool: Option<String>,
     /// `active` (takes new tenants), `draining` (keeps its tenants, takes no new ones), or
     /// `unreachable` (its last health check failed).
     #[schema(pattern = "^(active|draining|unreachable)$")]

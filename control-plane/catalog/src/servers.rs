@@ -57,8 +57,10 @@ pub struct ServerHealth {
 pub struct ServerRecord {
     /// Unique name (`default` for the one the configuration names).
     pub name: String,
-    /// `postgres` or `sqlserver`.
+    /// `postgres`, `sqlserver` or `azure_sql`.
     pub engine: String,
+    /// The elastic pool tenant databases go into (`azure_sql` only).
+    pub elastic_pool: Option<String>,
     /// Name of the secret holding the admin connection string.
     pub admin_secret: String,
     /// Host written into tenant connection strings.
@@ -93,8 +95,10 @@ impl ServerRecord {
 pub struct NewServer {
     /// Unique name.
     pub name: String,
-    /// `postgres` or `sqlserver`.
+    /// `postgres`, `sqlserver` or `azure_sql`.
     pub engine: String,
+    /// The elastic pool tenant databases go into (`azure_sql` only).
+    pub elastic_pool: Option<String>,
     /// Name of the secret holding the admin connection string.
     pub admin_secret: String,
     /// Host written into tenant connection strings.

@@ -120,7 +120,13 @@ pub fn server_details(s: &api_types::Server) -> String {
     };
     let rows: Vec<Vec<String>> = [
         ("name", s.name.clone()),
-        ("engine", s.engine.as_str().to_owned()),
+        (
+            "engine",
+            match &s.elastic_pool {
+                Some(pool) => format!("{} (elastic pool {pool})", s.engine.as_str()),
+                None => s.engine.as_str().to_owned(),
+            },
+        ),
         ("state", s.state.clone()),
         ("tenants", format!("{} of {}", s.tenants, s.capacity)),
         ("labels", labels(&s.labels)),

@@ -21,8 +21,10 @@ pub const ROLE: &str = "admin";
 pub enum Engine {
     /// PostgreSQL.
     Postgres,
-    /// SQL Server.
+    /// SQL Server (or Azure SQL Managed Instance).
     Sqlserver,
+    /// An Azure SQL Database logical server (with --elastic-pool).
+    AzureSql,
 }
 
 impl From<Engine> for ServerEngine {
@@ -30,6 +32,7 @@ impl From<Engine> for ServerEngine {
         match e {
             Engine::Postgres => ServerEngine::Postgres,
             Engine::Sqlserver => ServerEngine::Sqlserver,
+            Engine::AzureSql => ServerEngine::AzureSql,
         }
     }
 }
@@ -73,6 +76,10 @@ pub enum ServersCommand {
         /// `warm_pool_size`); each occupies disk and counts toward the capacity.
         #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1000))]
         pool_size: Option<u32>,
+        /// `--engine azure-sql`: the elastic pool its tenant databases are created in (set
+        /// --capacity to the pool's database limit or below).
+        #[arg(long, value_name = "POOL")]
+        elastic_pool: Option<String>,
     },
     /// List servers with their load and state.
     List,
@@ -173,6 +180,7 @@ pub async fn run(
             tenant_host,
             tenant_port,
             pool_size,
+            elastic_pool,
         } => {
             let body = RegisterServerRequest {
                 name,
@@ -183,6 +191,7 @@ pub async fn run(
                 tenant_host,
                 tenant_port,
                 pool_size,
+                elastic_pool,
             };
             let (server, raw): (Server, _) = client.post("/v1/servers", &body).await?;
             show(&server, &raw)?;

@@ -34,6 +34,26 @@ pub enum EngineError {
     /// Something the server does asynchronously did not finish in time; trying again may work.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The server is briefly unable or unwilling to serve (Azure SQL Database's throttling,
+    /// reconfigurations and operation limits) and named how long to wait before trying again.
+    #[error("database error {code}: {message}")]
+    Busy {
+        /// The error number.
+        code: String,
+        /// What happened, and the server's message.
+        message: String,
+        /// Wait at least this long before trying again.
+        retry_after: std::time::Duration,
+    },
+    /// Something the server does asynchronously (an Azure SQL Database copy) is still running:
+    /// not a failure; look again after `retry_after`.
+    #[error("{what}")]
+    InProgress {
+        /// What is still running.
+        what: String,
+        /// When to look again.
+        retry_after: std::time::Duration,
+    },
     /// A lock stayed held by another transaction past the lock timeout (e.g. an application
     /// transaction holding a tenant's audit-chain head); trying again later may work.
     #[error("locked: {0}")]
@@ -49,7 +69,11 @@ impl EngineError {
     /// statement as a deadlock victim, serialization failure, timeout and the like.
     pub fn is_transient(&self) -> bool {
         match self {
-            EngineError::Connect { .. } | EngineError::Timeout(_) | EngineError::Locked(_) => true,
+            EngineError::Connect { .. }
+            | EngineError::Timeout(_)
+            | EngineError::Locked(_)
+            | EngineError::Busy { .. }
+            | EngineError::InProgress { .. } => true,
             EngineError::Db { code, message } => {
                 // PostgreSQL: connection exceptions, serialization failure, deadlock, starting up,
                 // and "tuple concurrently updated" (XX000): two sessions changed one catalog row
@@ -81,7 +105,17 @@ impl EngineError {
     /// The SQLSTATE or error number, if the server returned one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            EngineError::Db { code, .. } => Some(code),
+            EngineError::Db { code, .. } | EngineError::Busy { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked to wait before trying again, if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            EngineError::Busy { retry_after, .. } | EngineError::InProgress { retry_after, .. } => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }

@@ -21,6 +21,28 @@ pub enum EngineKind {
     Postgres,
     /// SQL Server (`sqlserver_admin_url`).
     Sqlserver,
+    /// Azure SQL Database: `sqlserver_admin_url` names the logical server, and tenant
+    /// databases go into the elastic pool `azure_sql_elastic_pool`.
+    AzureSql,
+}
+
+impl EngineKind {
+    /// The engine's name in the server registry (`postgres`, `sqlserver`, `azure_sql`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Postgres => "postgres",
+            EngineKind::Sqlserver => "sqlserver",
+            EngineKind::AzureSql => "azure_sql",
+        }
+    }
+
+    /// The dialect of its tenant schema release (`postgres`, `sqlserver`).
+    pub fn family(self) -> &'static str {
+        match self {
+            EngineKind::Postgres => "postgres",
+            EngineKind::Sqlserver | EngineKind::AzureSql => "sqlserver",
+        }
+    }
 }
 
 /// Which secret store keeps tenant connection strings.
@@ -131,8 +153,11 @@ pub struct Config {
     /// `<data_dir>/pg-admin-url` (written by `make run`'s local cluster).
     pub postgres_admin_url: Option<String>,
     /// `sqlserver://user:password@host:port?...` URL of a SQL Server admin login (sysadmin),
-    /// for `engine = "sqlserver"`; options in README (TLS, Azure AD token).
+    /// for `engine = "sqlserver"` (or of an Azure SQL logical server's admin, for `engine =
+    /// "azure_sql"`); options in README (TLS, Azure AD token).
     pub sqlserver_admin_url: Option<String>,
+    /// `engine = "azure_sql"`: the elastic pool tenant databases are created in.
+    pub azure_sql_elastic_pool: Option<String>,
     /// URL of the catalog database: `postgresql://...` or `sqlserver://...` (its scheme picks
     /// the catalog's backend). Defaults to the engine's admin URL with database
     /// `tenant_catalog` (created when missing), so a SQL Server shop needs no PostgreSQL.
@@ -359,6 +384,7 @@ impl Default for Config {
             engine: EngineKind::Postgres,
             postgres_admin_url: None,
             sqlserver_admin_url: None,
+            azure_sql_elastic_pool: None,
             catalog_url: None,
             tenant_host: None,
             tenant_port: None,
@@ -447,6 +473,12 @@ pub enum ConfigError {
          sqlserver_admin_url in the config file)"
     )]
     NoSqlServerUrl,
+    /// Azure SQL Database was chosen without an elastic pool.
+    #[error(
+        "engine is azure_sql but no elastic pool is set: set \
+         TENANT_CP_AZURE_SQL_ELASTIC_POOL=<pool> (or azure_sql_elastic_pool in the config file)"
+    )]
+    NoElasticPool,
     /// Key Vault was chosen without a vault URL.
     #[error(
         "secret_store is azure_key_vault but no vault URL is set: set \
@@ -712,6 +744,16 @@ impl Config {
             .ok_or(ConfigError::NoSqlServerUrl)
     }
 
+    /// The elastic pool of `engine = "azure_sql"`.
+    pub fn azure_sql_elastic_pool(&self) -> Result<String, ConfigError> {
+        self.azure_sql_elastic_pool
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .ok_or(ConfigError::NoElasticPool)
+    }
+
     /// Where the catalog lives: `catalog_url` when set, else the engine's admin server with
     /// database `tenant_catalog`.
     pub fn catalog(&self) -> Result<catalog::CatalogConfig, ConfigError> {
@@ -738,7 +780,7 @@ impl Config {
         }
         let admin = match self.engine {
             EngineKind::Postgres => self.admin_url()?,
-            EngineKind::Sqlserver => self.sqlserver_admin_url()?,
+            EngineKind::Sqlserver | EngineKind::AzureSql => self.sqlserver_admin_url()?,
         };
         let (base, query) = match admin.split_once('?') {
             Some((b, q)) => (b.to_owned(), format!("?{q}")),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use catalog::{Catalog, NewServer, ServerRecord};
 use engine::postgres::{PostgresConfig, PostgresEngine, Provisioning};
-use engine::sqlserver::{SqlServerConfig, SqlServerEngine};
+use engine::sqlserver::{Flavor, SqlServerConfig, SqlServerEngine};
 use engine::{Engine, EngineError, Release};
 use secrets::{SecretError, SecretName, SecretStore, SecretValue, SetOptions};
 
@@ -75,11 +75,11 @@ impl Releases {
         Ok(releases)
     }
 
-    /// The release of `engine`, if there is one.
+    /// The release of `engine`, if there is one (Azure SQL Database runs SQL Server's).
     pub fn get(&self, engine: &str) -> Option<Arc<Release>> {
         match engine {
             "postgres" => self.postgres.clone(),
-            "sqlserver" => self.sqlserver.clone(),
+            "sqlserver" | "azure_sql" => self.sqlserver.clone(),
             _ => None,
         }
     }
@@ -135,7 +135,7 @@ impl workflows::EngineFactory for Factory {
                 })
                 .await?,
             ),
-            "sqlserver" => Arc::new(SqlServerEngine::new(SqlServerConfig {
+            "sqlserver" | "azure_sql" => Arc::new(SqlServerEngine::new(SqlServerConfig {
                 admin: mssql::Target::parse_url(admin_url.expose())
                     .map_err(|e| EngineError::ConnectionString(e.to_string()))?,
                 tenant_host: Some(server.host.clone()),
@@ -144,6 +144,19 @@ impl workflows::EngineFactory for Factory {
                 release: Some(self.release(server)?),
                 max_connections: self.max_connections,
                 instance: Some(self.instance),
+                flavor: match (&*server.engine, &server.elastic_pool) {
+                    ("azure_sql", Some(pool)) => Flavor::AzureSqlDatabase {
+                        elastic_pool: pool.clone(),
+                        copy_template: self.provisioning == Provisioning::Template,
+                    },
+                    ("azure_sql", None) => {
+                        return Err(EngineError::Configuration(format!(
+                            "server {} is azure_sql without an elastic pool",
+                            server.name
+                        )))
+                    }
+                    _ => Flavor::SqlServer,
+                },
             })),
             other => {
                 return Err(EngineError::Configuration(format!(
@@ -220,7 +233,11 @@ pub async fn register_configured(
         .upsert_server(
             NewServer {
                 name: name.clone(),
-                engine: engine.name().to_owned(),
+                engine: config.engine.as_str().to_owned(),
+                elastic_pool: match config.engine {
+                    crate::config::EngineKind::AzureSql => Some(config.azure_sql_elastic_pool()?),
+                    _ => None,
+                },
                 admin_secret: secret.to_string(),
                 host,
                 port,

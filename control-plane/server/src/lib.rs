@@ -193,12 +193,9 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
     // The configured server: registered in the fleet below, as `server_name`.
     let admin_url = SecretValue::new(match config.engine {
         EngineKind::Postgres => config.admin_url()?,
-        EngineKind::Sqlserver => config.sqlserver_admin_url()?,
+        EngineKind::Sqlserver | EngineKind::AzureSql => config.sqlserver_admin_url()?,
     });
-    let engine_name = match config.engine {
-        EngineKind::Postgres => "postgres",
-        EngineKind::Sqlserver => "sqlserver",
-    };
+    let engine_name = config.engine.family();
     let releases = fleet::Releases::load(config.tenant_schema_dir.as_deref(), engine_name)
         .context("loading the tenant schema release")?;
     let release = releases.get(engine_name);
@@ -229,15 +226,26 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
             })
             .await?,
         ),
-        EngineKind::Sqlserver => Arc::new(SqlServerEngine::new(SqlServerConfig {
-            admin: mssql::Target::parse_url(admin_url.expose()).context("sqlserver_admin_url")?,
-            tenant_host: config.tenant_host.clone(),
-            tenant_port: config.tenant_port,
-            pool: mssql::PoolOptions::default(),
-            release: release.clone(),
-            max_connections: config.max_connections_per_server,
-            instance: Some(instance),
-        })),
+        EngineKind::Sqlserver | EngineKind::AzureSql => {
+            Arc::new(SqlServerEngine::new(SqlServerConfig {
+                admin: mssql::Target::parse_url(admin_url.expose())
+                    .context("sqlserver_admin_url")?,
+                tenant_host: config.tenant_host.clone(),
+                tenant_port: config.tenant_port,
+                pool: mssql::PoolOptions::default(),
+                release: release.clone(),
+                max_connections: config.max_connections_per_server,
+                instance: Some(instance),
+                flavor: match config.engine {
+                    EngineKind::AzureSql => engine::sqlserver::Flavor::AzureSqlDatabase {
+                        elastic_pool: config.azure_sql_elastic_pool()?,
+                        copy_template: config.provisioning
+                            == engine::postgres::Provisioning::Template,
+                    },
+                    _ => engine::sqlserver::Flavor::SqlServer,
+                },
+            }))
+        }
     };
     engine
         .prepare()

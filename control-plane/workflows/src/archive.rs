@@ -48,11 +48,15 @@ pub enum ArchiveStoreError {
 
 impl From<ArchiveStoreError> for crate::StepError {
     fn from(e: ArchiveStoreError) -> Self {
+        // An outage is waited for; a store that refuses (a missing role, a full disk) is tried
+        // a few times; a key we never make or an object with other bytes will not change.
         let waits = matches!(e, ArchiveStoreError::Unavailable { .. });
+        let transient = waits || matches!(e, ArchiveStoreError::Io { .. });
         crate::StepError {
             message: e.to_string(),
-            transient: true,
+            transient,
             waits,
+            retry_after: None,
         }
     }
 }

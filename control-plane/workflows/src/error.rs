@@ -15,6 +15,9 @@ pub struct StepError {
     /// store could not be reached): the runner waits for it, however long, instead of giving
     /// up after a few attempts and undoing what it cannot undo while the dependency is out.
     pub waits: bool,
+    /// The least the runner waits before the next attempt, when the failed dependency said
+    /// (Azure SQL Database's "retry after 10 seconds").
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl StepError {
@@ -24,6 +27,7 @@ impl StepError {
             message: message.into(),
             transient: false,
             waits: false,
+            retry_after: None,
         }
     }
 
@@ -33,6 +37,7 @@ impl StepError {
             message: message.into(),
             transient: true,
             waits: false,
+            retry_after: None,
         }
     }
 }
@@ -41,7 +46,15 @@ impl From<EngineError> for StepError {
     fn from(e: EngineError) -> Self {
         let transient = e.is_transient();
         StepError {
-            waits: matches!(e, EngineError::Connect { .. }),
+            // A server that is down, or that throttles and names a wait (Azure SQL Database),
+            // is waited for.
+            waits: matches!(
+                e,
+                EngineError::Connect { .. }
+                    | EngineError::Busy { .. }
+                    | EngineError::InProgress { .. }
+            ),
+            retry_after: e.retry_after(),
             message: e.to_string(),
             transient,
         }
@@ -53,6 +66,7 @@ impl From<crate::EngineUnavailable> for StepError {
         StepError {
             transient: e.is_transient(),
             waits: false,
+            retry_after: None,
             message: e.to_string(),
         }
     }
@@ -66,6 +80,7 @@ impl From<SecretError> for StepError {
             message: e.to_string(),
             transient,
             waits: transient,
+            retry_after: None,
         }
     }
 }
@@ -78,6 +93,7 @@ impl From<CatalogError> for StepError {
             message: e.to_string(),
             transient,
             waits: transient,
+            retry_after: None,
         }
     }
 }

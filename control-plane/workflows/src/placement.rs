@@ -152,6 +152,7 @@ mod tests {
         ServerRecord {
             name: name.into(),
             engine: engine.into(),
+            elastic_pool: (engine == "azure_sql").then(|| "pool-1".to_owned()),
             admin_secret: format!("server-{name}-admin"),
             host: "h".into(),
             port: 5432,

@@ -461,6 +461,7 @@ mod tests {
         ServerRecord {
             name: "s1".into(),
             engine: "postgres".into(),
+            elastic_pool: None,
             admin_secret: "server-s1-admin".into(),
             host: "h".into(),
             port: 5432,

@@ -542,7 +542,8 @@ impl Runner {
                         e.message.clone()
                     };
                     svc.catalog.step_error(lease, idx, &message).await?;
-                    tokio::time::sleep(backoff(attempt)).await;
+                    let wait = backoff(attempt).max(e.retry_after.unwrap_or_default());
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 Err(e) => return Ok(Err(e)),
@@ -604,7 +605,8 @@ impl Runner {
                     Err(e) if e.waits || attempt + 1 < MAX_UNDO_ATTEMPTS => {
                         warn!(step = %step.name, attempt, error = %e.message, "undo failed; retrying");
                         svc.catalog.step_error(lease, step.idx, &e.message).await?;
-                        tokio::time::sleep(backoff(attempt)).await;
+                        tokio::time::sleep(backoff(attempt).max(e.retry_after.unwrap_or_default()))
+                            .await;
                         attempt += 1;
                     }
                     Err(e) => {

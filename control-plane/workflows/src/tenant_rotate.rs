@@ -190,6 +190,7 @@ pub(crate) async fn renew_credential(
         ),
         transient: e.is_transient(),
         waits: false,
+        retry_after: None,
     })?;
     svc.secrets
         .set(name, value, ctx.version_options(label(principal)))

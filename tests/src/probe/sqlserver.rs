@@ -538,11 +538,14 @@ impl Probe for SqlServerProbe {
         let mut master = Conn::connect(&self.admin.with_database("master"))
             .await
             .unwrap_or_else(|e| panic!("sysadmin on master: {e}"));
+        // On Azure SQL Database (AZURE_SQL_POOL), in the pool: a standalone one costs more.
+        let statement = match crate::env::azure_sql_pool() {
+            Some(pool) => engine::sqlserver::azure::sql::create_in_pool(database, &pool)
+                .unwrap_or_else(|e| panic!("{e}")),
+            None => format!("CREATE DATABASE [{}];", database.replace(']', "]]")),
+        };
         master
-            .batch(&format!(
-                "CREATE DATABASE [{}];",
-                database.replace(']', "]]")
-            ))
+            .batch(&statement)
             .await
             .unwrap_or_else(|e| panic!("creating {database}: {e}"));
         if let Some(m) = marker {
@@ -576,9 +579,24 @@ impl Probe for SqlServerProbe {
 
     async fn drop_database(&self, database: &str) {
         let db = format!("[{}]", database.replace(']', "]]"));
-        Conn::connect(&self.admin.with_database("master"))
+        let mut master = Conn::connect(&self.admin.with_database("master"))
             .await
-            .unwrap_or_else(|e| panic!("sysadmin on master: {e}"))
+            .unwrap_or_else(|e| panic!("sysadmin on master: {e}"));
+        if crate::env::azure_sql_pool().is_some() {
+            // No SINGLE_USER there, and DROP DATABASE alone in its batch.
+            master
+                .batch(&format!(
+                    "ALTER DATABASE {db} SET RESTRICTED_USER WITH ROLLBACK IMMEDIATE;"
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("restricting {database}: {e}"));
+            master
+                .batch(&format!("DROP DATABASE {db};"))
+                .await
+                .unwrap_or_else(|e| panic!("dropping {database}: {e}"));
+            return;
+        }
+        master
             .batch(&format!(
                 "ALTER DATABASE {db} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE {db};"
             ))

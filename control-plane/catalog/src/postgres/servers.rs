@@ -14,7 +14,8 @@ use super::{append_audit, is_unique_violation, parse, PgCatalog};
 use crate::error::CatalogError;
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 
-const SELECT: &str = "SELECT s.name, s.engine, s.admin_secret, s.host, s.port, s.capacity, \
+const SELECT: &str =
+    "SELECT s.name, s.engine, s.elastic_pool, s.admin_secret, s.host, s.port, s.capacity, \
      s.labels, s.pool_size, s.state, s.checked_at, s.check_ok, s.check_latency_ms, s.check_error, \
      s.engine_version, s.created_at, \
      (SELECT count(*) FROM tenants t WHERE t.server = s.name AND t.released_at IS NULL) AS tenants \
@@ -27,6 +28,7 @@ fn server_from_row(row: &Row) -> Result<ServerRecord, CatalogError> {
     Ok(ServerRecord {
         name: row.get("name"),
         engine: row.get("engine"),
+        elastic_pool: row.get("elastic_pool"),
         admin_secret: row.get("admin_secret"),
         host: row.get("host"),
         port: row.get("port"),
@@ -55,7 +57,8 @@ async fn one(client: &impl Db, name: &str) -> Result<Option<ServerRecord>, Catal
 }
 
 fn described(s: &NewServer) -> serde_json::Value {
-    json!({"name": s.name, "engine": s.engine, "host": s.host, "port": s.port,
+    json!({"name": s.name, "engine": s.engine, "elastic_pool": s.elastic_pool,
+           "host": s.host, "port": s.port,
            "capacity": s.capacity, "labels": s.labels, "admin_secret": s.admin_secret,
            "pool_size": s.pool_size})
 }
@@ -104,8 +107,8 @@ impl PgCatalog {
         let inserted = tx
             .execute(
                 "INSERT INTO servers (name, engine, admin_secret, host, port, capacity, labels, \
-                                      pool_size) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                      pool_size, elastic_pool) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 &[
                     &server.name,
                     &server.engine,
@@ -115,6 +118,7 @@ impl PgCatalog {
                     &server.capacity,
                     &json!(server.labels),
                     &server.pool_size,
+                    &server.elastic_pool,
                 ],
             )
             .await;
@@ -152,9 +156,11 @@ impl PgCatalog {
         let tx = conn.transaction().await?;
         let before = one(&tx, &server.name).await?;
         tx.execute(
-            "INSERT INTO servers (name, engine, admin_secret, host, port, capacity, labels) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO servers (name, engine, admin_secret, host, port, capacity, labels, \
+                                  elastic_pool) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (name) DO UPDATE SET engine = EXCLUDED.engine, \
+                 elastic_pool = EXCLUDED.elastic_pool, \
                  admin_secret = EXCLUDED.admin_secret, host = EXCLUDED.host, \
                  port = EXCLUDED.port, capacity = EXCLUDED.capacity, labels = EXCLUDED.labels, \
                  updated_at = now()",
@@ -166,6 +172,7 @@ impl PgCatalog {
                 &server.port,
                 &server.capacity,
                 &json!(server.labels),
+                &server.elastic_pool,
             ],
         )
         .await?;
@@ -181,6 +188,7 @@ impl PgCatalog {
         };
         let changed = before.as_ref().is_none_or(|b| {
             b.engine != server.engine
+                || b.elastic_pool != server.elastic_pool
                 || b.admin_secret != server.admin_secret
                 || b.host != server.host
                 || b.port != server.port

@@ -16,24 +16,24 @@ use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 /// The statements of the server registry.
 pub(super) mod sql {
     /// Every column of a server and its live tenant count.
-    pub const SELECT: &str = "SELECT s.Name, s.Engine, s.AdminSecret, s.Host, s.Port, \
+    pub const SELECT: &str = "SELECT s.Name, s.Engine, s.ElasticPool, s.AdminSecret, s.Host, s.Port, \
          s.Capacity, s.Labels, s.PoolSize, s.State, s.CheckedAt, s.CheckOk, s.CheckLatencyMs, s.CheckError, \
          s.EngineVersion, s.CreatedAt, \
          (SELECT COUNT_BIG(*) FROM catalog.Tenants AS t \
            WHERE t.Server = s.Name AND t.ReleasedAt IS NULL) AS Tenants \
          FROM catalog.Servers AS s";
 
-    /// Registers a server (`@P1` name ... `@P7` labels, `@P8` pool size) with its audit row
-    /// (`@P9` actor, `@P10` detail).
+    /// Registers a server (`@P1` name ... `@P7` labels, `@P8` pool size, `@P11` elastic pool)
+    /// with its audit row (`@P9` actor, `@P10` detail).
     pub const CREATE: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
          INSERT INTO catalog.Servers (Name, Engine, AdminSecret, Host, Port, Capacity, Labels, \
-                                      PoolSize) \
-         VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8); \
+                                      PoolSize, ElasticPool) \
+         VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P11); \
          EXEC catalog.AuditAppend @Actor = @P9, @RequestId = NULL, @TenantId = NULL, \
               @OperationId = NULL, @Action = N'server.registered', @Detail = @P10; \
          COMMIT TRANSACTION;";
 
-    /// Registers or updates a server (`@P1`..`@P7` as in [`CREATE`]), moves tenants recorded
+    /// Registers or updates a server (`@P1`..`@P7` and `@P11` as in [`CREATE`]), moves tenants recorded
     /// under the legacy `host:port` `@P8` onto it, and appends an audit row (`@P9` actor,
     /// `@P10` detail) when anything changed. Its pool size is left as it is (NULL when new).
     pub const UPSERT: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
@@ -43,15 +43,18 @@ pub(super) mod sql {
              SET @Existed = 1; \
              SELECT @Changed = CASE WHEN Engine = @P2 AND AdminSecret = @P3 AND Host = @P4 \
                                      AND Port = @P5 AND Capacity = @P6 AND Labels = @P7 \
+                                     AND ISNULL(ElasticPool, N'') = ISNULL(@P11, N'') \
                                     THEN 0 ELSE 1 END \
                FROM catalog.Servers WHERE Name = @P1; \
              UPDATE catalog.Servers SET Engine = @P2, AdminSecret = @P3, Host = @P4, \
-                    Port = @P5, Capacity = @P6, Labels = @P7, UpdatedAt = SYSUTCDATETIME() \
+                    Port = @P5, Capacity = @P6, Labels = @P7, ElasticPool = @P11, \
+                    UpdatedAt = SYSUTCDATETIME() \
               WHERE Name = @P1; \
          END \
          ELSE \
-             INSERT INTO catalog.Servers (Name, Engine, AdminSecret, Host, Port, Capacity, Labels) \
-             VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7); \
+             INSERT INTO catalog.Servers (Name, Engine, AdminSecret, Host, Port, Capacity, Labels, \
+                                          ElasticPool) \
+             VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P11); \
          IF @P8 IS NOT NULL \
          BEGIN \
              UPDATE catalog.Tenants SET Server = @P1, UpdatedAt = SYSUTCDATETIME() \
@@ -152,6 +155,7 @@ fn server_from_row(row: &Row) -> Result<ServerRecord, CatalogError> {
     Ok(ServerRecord {
         name: text(row, "Name")?,
         engine: text(row, "Engine")?,
+        elastic_pool: optional_text(row, "ElasticPool")?,
         admin_secret: text(row, "AdminSecret")?,
         host: text(row, "Host")?,
         port: required(row, "Port")?,
@@ -172,7 +176,8 @@ fn server_from_row(row: &Row) -> Result<ServerRecord, CatalogError> {
 }
 
 fn described(s: &NewServer) -> String {
-    json!({"name": s.name, "engine": s.engine, "host": s.host, "port": s.port,
+    json!({"name": s.name, "engine": s.engine, "elastic_pool": s.elastic_pool,
+           "host": s.host, "port": s.port,
            "capacity": s.capacity, "labels": s.labels, "admin_secret": s.admin_secret,
            "pool_size": s.pool_size})
     .to_string()
@@ -232,6 +237,7 @@ impl SqlServerCatalog {
                     &server.pool_size,
                     &actor,
                     &described(&server).as_str(),
+                    &server.elastic_pool.as_deref(),
                 ],
             )
             .await;
@@ -267,6 +273,7 @@ impl SqlServerCatalog {
                 &legacy,
                 &actor,
                 &described(&server).as_str(),
+                &server.elastic_pool.as_deref(),
             ],
         )
         .await?;

@@ -533,10 +533,24 @@ fn the_pool_size_is_read_inserted_by_create_set_with_an_audit_row_and_left_alone
     assert!(servers::sql::SELECT.contains("s.PoolSize"));
     let create = flat(servers::sql::CREATE);
     assert!(
-        create.contains("Labels, PoolSize) VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8);"),
+        create.contains(
+            "Labels, PoolSize, ElasticPool) VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P11);"
+        ),
         "{create}"
     );
     assert!(create.contains("@Actor = @P9,") && create.contains("@Detail = @P10;"));
+    // The elastic pool (azure_sql) is written by both, and a change of it is a change.
+    assert!(servers::sql::SELECT.contains("s.ElasticPool"));
+    let upsert = flat(servers::sql::UPSERT);
+    assert!(upsert.contains("ElasticPool = @P11,"), "{upsert}");
+    assert!(
+        upsert.contains("ISNULL(ElasticPool, N'') = ISNULL(@P11, N'')"),
+        "{upsert}"
+    );
+    assert!(
+        upsert.contains("Labels, ElasticPool) VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P11);"),
+        "{upsert}"
+    );
     assert!(!servers::sql::UPSERT.contains("PoolSize"));
     let set = flat(servers::sql::SET_POOL_SIZE);
     assert!(

@@ -33,6 +33,7 @@ use secrets::SecretValue;
 use tiberius::ColumnData;
 use tracing::{info, instrument, warn};
 
+use super::azure::{self, CopyLimits, CopyObservation, CopyProbe, Flavor};
 use super::connstr::{self, AdoConnectionString};
 use super::errors::{classify, to_engine_error, SqlServerErrorKind, CONTAINMENT_DISABLED};
 use super::quote::{quote_name, quote_nstring};
@@ -75,6 +76,8 @@ pub struct SqlServerConfig {
     /// The deployment whose marker ([`crate::marker`]) every database it creates carries as an
     /// extended property (`None`: no marker, for tools and tests without a catalog).
     pub instance: Option<uuid::Uuid>,
+    /// SQL Server, or Azure SQL Database with its elastic pool ([`super::azure`]).
+    pub flavor: Flavor,
 }
 
 /// The SQL Server engine.
@@ -88,6 +91,7 @@ pub struct SqlServerEngine {
     port: u16,
     release: Arc<Release>,
     instance: Option<uuid::Uuid>,
+    flavor: Flavor,
 }
 
 impl std::fmt::Debug for SqlServerEngine {
@@ -106,6 +110,18 @@ impl From<MssqlError> for EngineError {
                 number: Some(n), ..
             } if classify(n) == SqlServerErrorKind::ContainmentDisabled => {
                 EngineError::Configuration(CONTAINMENT_DISABLED.to_owned())
+            }
+            // Azure SQL Database refuses logins while a database moves or the server throttles
+            // (40613, 40501, ...): the same wait as for those errors on a statement.
+            MssqlError::Connect {
+                number: Some(n),
+                target,
+                detail,
+            } if super::errors::retry_after(classify(n)).is_some() => {
+                match to_engine_error(n, &format!("connecting to {target}: {detail}")) {
+                    busy @ EngineError::Busy { .. } => busy,
+                    _ => EngineError::Connect { target, detail },
+                }
             }
             MssqlError::Connect { target, detail, .. } => EngineError::Connect { target, detail },
             MssqlError::Config(m) => EngineError::Configuration(m),
@@ -282,6 +298,11 @@ pub fn generated_statements() -> Result<Vec<(&'static str, String)>, EngineError
     .chain(export::generated_statements()?)
     .chain(investigation::generated_statements()?)
     .chain(sessions::generated_statements(&names, &pw)?)
+    .chain(azure::generated_statements(
+        &names.database,
+        "tcp_template_v3_0123456789abcdef",
+        "tenant-pool-1",
+    )?)
     .collect())
 }
 
@@ -308,11 +329,31 @@ impl SqlServerEngine {
         database: &str,
         marker: Option<Marker>,
     ) -> Result<(), EngineError> {
-        let created = self
-            .master()
-            .await?
-            .batch(&sql::create_database_named(database)?)
-            .await;
+        let statement = match &self.flavor {
+            Flavor::SqlServer => sql::create_database_named(database)?,
+            Flavor::AzureSqlDatabase {
+                copy_template: true,
+                ..
+            } => {
+                // A copy in flight is found and waited for; a missing one is started.
+                self.ensure_template().await?;
+                azure::copy_until_online(
+                    &AzureCopy { engine: self },
+                    database,
+                    CopyLimits::default(),
+                )
+                .await?;
+                return self.ensure_settings(database, marker).await;
+            }
+            Flavor::AzureSqlDatabase { elastic_pool, .. } => {
+                // Alone in its batch; an existing database is found first (no IF around it).
+                if self.database_exists(database).await? {
+                    return self.ensure_settings(database, marker).await;
+                }
+                azure::sql::create_in_pool(database, elastic_pool)?
+            }
+        };
+        let created = self.master().await?.batch(&statement).await;
         match created {
             Ok(_) => {}
             Err(MssqlError::Server { number, .. })
@@ -342,14 +383,21 @@ impl SqlServerEngine {
                 return Err(ours.refuse(&format!("database {database}"), text));
             }
         }
-        self.master()
-            .await?
-            .batch(&sql::ensure_containment_named(database)?)
-            .await?;
-        self.master()
-            .await?
-            .batch(&sql::ensure_snapshot_named(database)?)
-            .await?;
+        if self.flavor.is_azure() {
+            // Contained users need no CONTAINMENT on Azure SQL Database (which has none).
+            let mut conn = self.tenant_conn(database).await?;
+            conn.batch(azure::sql::ENSURE_SNAPSHOT_HERE).await?;
+            conn.batch(azure::sql::DROP_TEMPLATE_MARK).await?;
+        } else {
+            self.master()
+                .await?
+                .batch(&sql::ensure_containment_named(database)?)
+                .await?;
+            self.master()
+                .await?
+                .batch(&sql::ensure_snapshot_named(database)?)
+                .await?;
+        }
         let mut conn = self.tenant_conn(database).await?;
         conn.batch(sql::REVOKE_GUEST).await?;
         if let Some(marker) = marker {
@@ -363,12 +411,98 @@ impl SqlServerEngine {
         let Some(ours) = self.marker_for(&names.database, names.tenant_id) else {
             return Ok(false);
         };
-        let rows = self
-            .master()
-            .await?
-            .query(&sql::marker_of(&names.database)?, &[])
+        let text = self.marker_text(&names.database).await?;
+        Ok(ours.foreign(text.as_deref()))
+    }
+
+    /// The marker text of an existing database: read from `master` on SQL Server, in the
+    /// database itself on Azure SQL Database (no three-part names there).
+    async fn marker_text(&self, database: &str) -> Result<Option<String>, EngineError> {
+        let rows = if self.flavor.is_azure() {
+            self.connect_tagged(&self.admin.with_database(database))
+                .await?
+                .query(sql::READ_MARKER, &[])
+                .await?
+        } else {
+            self.master()
+                .await?
+                .query(&sql::marker_of(database)?, &[])
+                .await?
+        };
+        Ok(rows
+            .first()
+            .and_then(|r| r.get::<&str, _>(0))
+            .map(str::to_owned))
+    }
+
+    /// Drops `database` on Azure SQL Database: every session ended (`RESTRICTED_USER`), then
+    /// `DROP DATABASE` alone in its batch; a database gone meanwhile (3701) is dropped.
+    async fn drop_on_azure(&self, database: &str) -> Result<(), EngineError> {
+        self.tenants.forget(database);
+        let mut master = self.master().await?;
+        master.batch(&azure::sql::restrict(database)?).await?;
+        match master.batch(&azure::sql::drop(database)?).await {
+            Ok(_) => Ok(()),
+            Err(MssqlError::Server { number: 3701, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The name of the template that copies are made of on Azure SQL Database.
+    fn template_name(&self) -> String {
+        format!(
+            "tcp_template_{}",
+            self.pool_generation().to_ascii_lowercase()
+        )
+    }
+
+    /// Makes the template of this release in the pool unless it is ready: created, migrated,
+    /// then marked with its generation (a copy is only ever made of a marked one).
+    async fn ensure_template(&self) -> Result<(), EngineError> {
+        let Flavor::AzureSqlDatabase { elastic_pool, .. } = &self.flavor else {
+            return Ok(());
+        };
+        let template = self.template_name();
+        let generation = self.pool_generation();
+        if self.database_exists(&template).await? {
+            let mut conn = self
+                .connect_tagged(&self.admin.with_database(&template))
+                .await?;
+            let mark = conn.query_opt(azure::sql::READ_TEMPLATE_MARK, &[]).await?;
+            if mark.and_then(|r| r.get::<&str, _>(0).map(str::to_owned)) == Some(generation.clone())
+            {
+                return Ok(());
+            }
+        } else {
+            match self
+                .master()
+                .await?
+                .batch(&azure::sql::create_in_pool(&template, elastic_pool)?)
+                .await
+            {
+                Ok(_) => {}
+                Err(MssqlError::Server { number, .. })
+                    if classify(number) == SqlServerErrorKind::DatabaseExists => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // One builder at a time (replicas, concurrent onboardings): an application lock held by
+        // this session in the template until it is marked; a waiter finds it marked and leaves.
+        let mut conn = self
+            .connect_tagged(&self.admin.with_database(&template))
             .await?;
-        Ok(ours.foreign(rows.first().and_then(|r| r.get::<&str, _>(0))))
+        conn.execute(azure::sql::LOCK_TEMPLATE, &[]).await?;
+        let mark = conn.query_opt(azure::sql::READ_TEMPLATE_MARK, &[]).await?;
+        if mark.and_then(|r| r.get::<&str, _>(0).map(str::to_owned)) != Some(generation.clone()) {
+            self.migrate(&template).await?;
+            conn.batch(sql::REVOKE_GUEST).await?;
+            conn.execute(azure::sql::MARK_TEMPLATE, &[&generation.as_str()])
+                .await?;
+            info!(%template, "azure sql: template ready to be copied");
+        }
+        // Closing the session releases the lock.
+        drop(conn);
+        Ok(())
     }
 
     /// The marker of a tenant's (or, by its name, a pooled) database; `None` without an
@@ -409,6 +543,7 @@ impl SqlServerEngine {
                 .release
                 .unwrap_or_else(|| Arc::new(Release::sqlserver())),
             instance: config.instance,
+            flavor: config.flavor,
         }
     }
 
@@ -608,6 +743,36 @@ impl Engine for SqlServerEngine {
 
     #[instrument(skip_all)]
     async fn prepare(&self) -> Result<(), EngineError> {
+        if let Flavor::AzureSqlDatabase {
+            elastic_pool,
+            copy_template,
+        } = &self.flavor
+        {
+            let row = self
+                .master()
+                .await?
+                .query_opt(azure::sql::FACTS, &[])
+                .await?;
+            let edition = row.as_ref().and_then(|r| int_at(r, 0)).unwrap_or(0);
+            if edition != 5 {
+                return Err(EngineError::Configuration(format!(
+                    "the server is not Azure SQL Database (its EngineEdition is {edition}, not \
+                     5): register it with engine sqlserver"
+                )));
+            }
+            if row.as_ref().and_then(|r| int_at(r, 1)) != Some(1) {
+                return Err(EngineError::Configuration(
+                    "the admin login may not create databases on this logical server: use the \
+                     server admin (or its Microsoft Entra admin), or a member of dbmanager"
+                        .into(),
+                ));
+            }
+            if *copy_template {
+                self.ensure_template().await?;
+            }
+            info!(%elastic_pool, copy_template, "azure sql database ready for tenants");
+            return Ok(());
+        }
         let mut master = self.master().await?;
         let row = master
             .query_opt(sql::SERVER_FACTS, &[])
@@ -947,6 +1112,12 @@ impl Engine for SqlServerEngine {
             warn!(database = %names.database, "not dropping another tenant's database");
             return Ok(false);
         }
+        if self.flavor.is_azure() {
+            if existed {
+                self.drop_on_azure(&names.database).await?;
+            }
+            return Ok(existed);
+        }
         self.tenants.forget(&names.database);
         self.master()
             .await?
@@ -1070,6 +1241,12 @@ impl Engine for SqlServerEngine {
     async fn drop_pooled(&self, database: &str) -> Result<bool, EngineError> {
         crate::check_pooled_name(database)?;
         let existed = self.database_exists(database).await?;
+        if self.flavor.is_azure() {
+            if existed {
+                self.drop_on_azure(database).await?;
+            }
+            return Ok(existed);
+        }
         self.tenants.forget(database);
         self.master()
             .await?
@@ -1110,24 +1287,28 @@ impl Engine for SqlServerEngine {
     /// cannot be read (it went offline meanwhile) is left out. Contained users go with their
     /// database: no login is listed.
     async fn marked_objects(&self) -> Result<Vec<crate::MarkedObject>, EngineError> {
+        let listing = if self.flavor.is_azure() {
+            azure::sql::USER_DATABASES
+        } else {
+            sql::USER_DATABASES
+        };
         let databases: Vec<String> = self
             .master()
             .await?
-            .query(sql::USER_DATABASES, &[])
+            .query(listing, &[])
             .await?
             .iter()
             .filter_map(|r| r.get::<&str, _>(0).map(str::to_owned))
             .collect();
         let mut marked = Vec::new();
         for database in databases {
-            let Ok(statement) = sql::marker_of(&database) else {
+            // One that cannot be read (it went offline meanwhile, or is a copy in flight) is
+            // left out.
+            let Ok(text) = self.marker_text(&database).await else {
                 continue;
             };
-            let Ok(rows) = self.master().await?.query(&statement, &[]).await else {
-                continue;
-            };
-            let text = rows.first().and_then(|r| r.get::<&str, _>(0));
-            if let Some((text, marker)) = text.and_then(|t| Some((t, Marker::parse(t)?))) {
+            if let Some((text, marker)) = text.as_deref().and_then(|t| Some((t, Marker::parse(t)?)))
+            {
                 marked.push(crate::MarkedObject {
                     kind: crate::ObjectKind::Database,
                     name: database,
@@ -1148,6 +1329,14 @@ impl Engine for SqlServerEngine {
     ) -> Result<bool, EngineError> {
         if kind != crate::ObjectKind::Database || !self.database_exists(name).await? {
             return Ok(false);
+        }
+        if self.flavor.is_azure() {
+            // No three-part names: the marker is read in the database, then it is dropped.
+            if self.marker_text(name).await?.as_deref() != Some(marker) {
+                return Ok(false);
+            }
+            self.drop_on_azure(name).await?;
+            return Ok(true);
         }
         self.tenants.forget(name);
         let rows = self
@@ -1181,6 +1370,82 @@ impl Engine for SqlServerEngine {
     }
 }
 
+/// [`azure::copy_until_online`] on this engine's `master`.
+struct AzureCopy<'a> {
+    engine: &'a SqlServerEngine,
+}
+
+#[async_trait]
+impl CopyProbe for AzureCopy<'_> {
+    async fn observe(&self, database: &str) -> Result<Option<CopyObservation>, EngineError> {
+        let row = self
+            .engine
+            .master()
+            .await?
+            .query_opt(azure::sql::COPY_STATE, &[&database])
+            .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let bad = |e: tiberius::error::Error| EngineError::Db {
+            code: "copy_state".into(),
+            message: format!("reading the copy state of {database}: {e}"),
+        };
+        let utc = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.and_utc());
+        Ok(Some(CopyObservation {
+            state: r
+                .try_get::<&str, _>(0)
+                .map_err(bad)?
+                .unwrap_or_default()
+                .to_owned(),
+            percent_complete: r.try_get::<f64, _>(1).map_err(bad)?,
+            error_code: r.try_get::<i32, _>(2).map_err(bad)?,
+            error_desc: r.try_get::<&str, _>(3).map_err(bad)?.map(str::to_owned),
+            error_severity: r.try_get::<i32, _>(4).map_err(bad)?,
+            modified: utc(r.try_get::<chrono::NaiveDateTime, _>(5).map_err(bad)?),
+            copy_row: r.try_get::<i32, _>(6).map_err(bad)? == Some(1),
+            created: utc(r.try_get::<chrono::NaiveDateTime, _>(7).map_err(bad)?),
+        }))
+    }
+
+    async fn start_copy(&self, database: &str) -> Result<(), EngineError> {
+        let Flavor::AzureSqlDatabase { elastic_pool, .. } = &self.engine.flavor else {
+            return Err(EngineError::Configuration(
+                "a template copy on a server that is not Azure SQL Database".into(),
+            ));
+        };
+        let statement =
+            azure::sql::copy_into_pool(database, &self.engine.template_name(), elastic_pool)?;
+        match self.engine.master().await?.batch(&statement).await {
+            Ok(_) => Ok(()),
+            // Another process started it first: poll that one.
+            Err(MssqlError::Server { number, .. })
+                if classify(number) == SqlServerErrorKind::DatabaseExists =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn drop_copy(&self, database: &str) -> Result<(), EngineError> {
+        // Microsoft's way to cancel or clean up a copy: DROP DATABASE on the new database, on
+        // master, alone (a copy that is not online cannot be restricted first).
+        warn!(%database, "azure sql: dropping a failed or abandoned template copy");
+        self.engine.tenants.forget(database);
+        match self
+            .engine
+            .master()
+            .await?
+            .batch(&azure::sql::drop(database)?)
+            .await
+        {
+            Ok(_) | Err(MssqlError::Server { number: 3701, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1200,6 +1465,7 @@ mod tests {
             release: None,
             max_connections: 0,
             instance: None,
+            flavor: Flavor::SqlServer,
         })
     }
 
@@ -1416,6 +1682,15 @@ mod tests {
         }
         .into();
         assert!(matches!(e, EngineError::Connect { .. }));
+        // Azure SQL Database refusing a login while the database moves: waited for, 5 s or more.
+        let e: EngineError = MssqlError::Connect {
+            target: "tcp-sql-1.database.windows.net:1433 as admin".into(),
+            number: Some(40613),
+            detail: "Database 'tenant_a' on server 'tcp-sql-1' is not currently available.".into(),
+        }
+        .into();
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(5)), "{e:?}");
+        assert!(e.to_string().contains("not currently available"), "{e}");
     }
 
     #[tokio::test]
@@ -1433,6 +1708,7 @@ mod tests {
             release: None,
             max_connections: 0,
             instance: None,
+            flavor: Flavor::SqlServer,
         });
         let err = e.prepare().await.unwrap_err();
         let text = err.to_string();

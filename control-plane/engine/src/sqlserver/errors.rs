@@ -45,6 +45,24 @@ pub enum SqlServerErrorKind {
     /// 5030 (the database could not be exclusively locked: a session got into it between
     /// ending every session and `MODIFY NAME`); trying again ends that one too.
     DatabaseInUse,
+    /// Azure SQL Database is briefly unable to serve the database: 40613 (database not
+    /// currently available), 40197 (error processing the request; a reconfiguration), 40540
+    /// (the service encountered an error), 49918 (not enough resources), 10929 (server too
+    /// busy for this database's minimum). Microsoft: retry, first after 5 s, backing off.
+    AzureUnavailable,
+    /// 40501: Azure SQL Database is throttling ("The service is currently busy. Retry the
+    /// request after 10 seconds.").
+    AzureBusy,
+    /// Azure SQL Database's limits on concurrent create/update/delete operations: 45168
+    /// (database operations on one server), 45169 (server operations in one subscription),
+    /// 49919 (create or update operations in the subscription), 49920 (operations in the
+    /// subscription). Retry once earlier operations finish.
+    AzureOperationLimit,
+    /// A size or count limit that retrying cannot lift: 40544 (the database reached its size
+    /// quota), 1132 (the elastic pool reached its storage limit), 40881 (the elastic pool
+    /// reached its database count limit), 10928 / 10936 (the database's or pool's worker or
+    /// session limit).
+    AzureQuota,
     /// Anything else.
     Other,
 }
@@ -65,11 +83,16 @@ pub fn classify(number: u32) -> SqlServerErrorKind {
         911 | 4060 => DatabaseNotFound,
         TIMEOUT => Timeout,
         5030 => DatabaseInUse,
+        40613 | 40197 | 40540 | 49918 | 10929 => AzureUnavailable,
+        40501 => AzureBusy,
+        45168 | 45169 | 49919 | 49920 => AzureOperationLimit,
+        40544 | 1132 | 40881 | 10928 | 10936 => AzureQuota,
         _ => Other,
     }
 }
 
-/// Whether an error of this kind may succeed when simply retried (deadlock victim, timeout).
+/// Whether an error of this kind may succeed when simply retried (deadlock victim, timeout,
+/// Azure SQL Database's transient and throttling errors).
 pub fn is_transient(kind: SqlServerErrorKind) -> bool {
     matches!(
         kind,
@@ -77,7 +100,66 @@ pub fn is_transient(kind: SqlServerErrorKind) -> bool {
             | SqlServerErrorKind::TemporalConflict
             | SqlServerErrorKind::Timeout
             | SqlServerErrorKind::DatabaseInUse
-    )
+    ) || retry_after(kind).is_some()
+}
+
+/// How long to wait before trying again after an Azure SQL Database error of this kind, as
+/// Microsoft asks ("Troubleshoot connectivity issues and other errors with Azure SQL Database",
+/// <https://learn.microsoft.com/en-us/azure/azure-sql/database/troubleshoot-common-errors-issues>:
+/// 40501 "Retry the request after 10 seconds"; transient errors: "delay for 5 seconds before
+/// your first retry"); the operation limits clear when earlier operations finish, so 30 s.
+/// `None` for every other kind.
+pub fn retry_after(kind: SqlServerErrorKind) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    match kind {
+        SqlServerErrorKind::AzureUnavailable => Some(Duration::from_secs(5)),
+        SqlServerErrorKind::AzureBusy => Some(Duration::from_secs(10)),
+        SqlServerErrorKind::AzureOperationLimit => Some(Duration::from_secs(30)),
+        _ => None,
+    }
+}
+
+/// What an operator reads for an Azure SQL Database limit or outage, prefixed to the server's
+/// message: what happened and what to do. `None` for every other kind.
+fn azure_hint(number: u32) -> Option<&'static str> {
+    Some(match number {
+        40613 => {
+            "the Azure SQL database is not currently available (a failover or \
+                  reconfiguration); retrying"
+        }
+        40197 | 40540 => {
+            "Azure SQL Database could not process the request (a reconfiguration); \
+                          retrying"
+        }
+        49918 | 10929 => "Azure SQL Database lacks the resources for the request now; retrying",
+        40501 => "Azure SQL Database is throttling this server; retrying after 10 s",
+        45168 => {
+            "the logical server has too many database operations in progress; retrying \
+                  once earlier ones finish"
+        }
+        45169 | 49919 | 49920 => {
+            "the subscription has too many operations in progress; \
+                                  retrying once earlier ones finish"
+        }
+        40544 => {
+            "the database reached its size quota: free space in it, or raise its \
+                  maximum size (ALTER DATABASE ... MODIFY (MAXSIZE = ...))"
+        }
+        1132 => {
+            "the elastic pool reached its storage limit: raise the pool's storage, shrink \
+                 its databases, or move some out; lower this server's capacity"
+        }
+        40881 => {
+            "the elastic pool reached its database count limit (100, 200 or 500 by \
+                  service objective): set this server's capacity to the pool's limit, or \
+                  register another pool"
+        }
+        10928 | 10936 => {
+            "the database or elastic pool reached its worker or session limit: \
+                          fewer concurrent requests, or a larger service objective"
+        }
+        _ => return None,
+    })
 }
 
 /// The operator instruction for [`SqlServerErrorKind::ContainmentDisabled`].
@@ -100,9 +182,20 @@ pub fn to_engine_error(number: u32, message: &str) -> EngineError {
             target: "sql server".into(),
             detail: message.to_owned(),
         },
-        _ => EngineError::Db {
-            code: code_string(number),
-            message: message.to_owned(),
+        kind => match (azure_hint(number), retry_after(kind)) {
+            (Some(hint), Some(after)) => EngineError::Busy {
+                code: code_string(number),
+                message: format!("{hint}: {message}"),
+                retry_after: after,
+            },
+            (Some(hint), None) => EngineError::Db {
+                code: code_string(number),
+                message: format!("{hint}: {message}"),
+            },
+            _ => EngineError::Db {
+                code: code_string(number),
+                message: message.to_owned(),
+            },
         },
     }
 }
@@ -120,6 +213,60 @@ fn code_string(number: u32) -> String {
 mod tests {
     use super::SqlServerErrorKind::*;
     use super::*;
+
+    #[test]
+    fn azure_errors_are_classified_with_their_retry_rule() {
+        for n in [40613, 40197, 40540, 49918, 10929] {
+            assert_eq!(classify(n), AzureUnavailable, "{n}");
+            assert!(is_transient(classify(n)), "{n}");
+        }
+        assert_eq!(classify(40501), AzureBusy);
+        assert_eq!(
+            retry_after(AzureBusy),
+            Some(std::time::Duration::from_secs(10))
+        );
+        for n in [45168, 45169, 49919, 49920] {
+            assert_eq!(classify(n), AzureOperationLimit, "{n}");
+            assert!(is_transient(classify(n)), "{n}");
+        }
+        for n in [40544, 1132, 40881, 10928, 10936] {
+            assert_eq!(classify(n), AzureQuota, "{n}");
+            assert!(!is_transient(classify(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn azure_errors_tell_the_operator_what_happened_and_what_to_do() {
+        let busy = to_engine_error(40501, "The service is currently busy.");
+        match &busy {
+            EngineError::Busy {
+                code, retry_after, ..
+            } => {
+                assert_eq!(code, "40501");
+                assert_eq!(*retry_after, std::time::Duration::from_secs(10));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(busy.is_transient());
+        assert!(busy.to_string().contains("throttling"), "{busy}");
+        let full = to_engine_error(
+            40881,
+            "The elastic pool 'p1' has reached its database count limit.",
+        );
+        assert!(!full.is_transient());
+        let text = full.to_string();
+        assert!(text.contains("set this server's capacity"), "{text}");
+        assert!(text.contains("'p1'"), "{text}");
+        let quota = to_engine_error(40544, "The database has reached its size quota.");
+        assert!(quota.to_string().contains("MAXSIZE"), "{quota}");
+        assert!(!quota.is_transient());
+        // A plain SQL Server error is unchanged.
+        let other = to_engine_error(8134, "Divide by zero error encountered.");
+        assert_eq!(
+            other.to_string(),
+            "database error 8134: Divide by zero error encountered."
+        );
+    }
 
     #[test]
     fn e2627_unique_constraint_is_duplicate_key() {

@@ -5,6 +5,7 @@
 //! splits, how a password is escaped, what error 12824 means) is unit-tested on its own; the
 //! engine that talks to a server is built on top of them and on the `mssql` crate's pools.
 
+pub mod azure;
 pub mod batches;
 pub mod connstr;
 mod engine;
@@ -12,11 +13,12 @@ pub mod errors;
 pub mod permissions;
 pub mod quote;
 
+pub use azure::Flavor;
 pub use engine::{generated_statements, SqlServerConfig, SqlServerEngine};
 
 pub use batches::{split_batches, Batch, BatchError};
 pub use connstr::{AdoConnectionString, ConnStrError};
-pub use errors::{classify, is_transient, to_engine_error, SqlServerErrorKind};
+pub use errors::{classify, is_transient, retry_after, to_engine_error, SqlServerErrorKind};
 pub use quote::{quote_name, quote_nstring};
 
 #[cfg(test)]

@@ -54,10 +54,8 @@ pub fn server_view(
     };
     Server {
         name: s.name.clone(),
-        engine: match s.engine.as_str() {
-            "sqlserver" => ServerEngine::Sqlserver,
-            _ => ServerEngine::Postgres,
-        },
+        engine: ServerEngine::parse(&s.engine).unwrap_or(ServerEngine::Postgres),
+        elastic_pool: s.elastic_pool.clone(),
         state: state.to_owned(),
         tenants: s.tenants,
         capacity: s.capacity,
@@ -103,7 +101,7 @@ fn admin_location(engine: ServerEngine, url: &str) -> Result<(String, u16), AppE
         ServerEngine::Postgres => {
             engine::postgres::url_location(url).map_err(|e| bad(e.to_string()))
         }
-        ServerEngine::Sqlserver => {
+        ServerEngine::Sqlserver | ServerEngine::AzureSql => {
             let target = mssql::Target::parse_url(url).map_err(|e| bad(e.to_string()))?;
             Ok((target.host.clone(), target.port))
         }
@@ -156,6 +154,26 @@ pub(crate) async fn register_server(
         ));
     }
     let (url_host, url_port) = admin_location(body.engine, admin_url)?;
+    let elastic_pool = match (body.engine, body.elastic_pool.as_deref().map(str::trim)) {
+        (ServerEngine::AzureSql, Some(pool))
+            if !pool.is_empty() && pool.len() <= 128 && !pool.chars().any(char::is_control) =>
+        {
+            Some(pool.to_owned())
+        }
+        (ServerEngine::AzureSql, _) => {
+            return Err(AppError::bad_request(
+                "an azure_sql server needs elastic_pool: the name of the elastic pool its \
+                 tenant databases are created in (1 to 128 characters)",
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(AppError::bad_request(format!(
+                "elastic_pool is for azure_sql servers only, not {}",
+                body.engine.as_str()
+            )))
+        }
+        (_, None) => None,
+    };
     if state.catalog.server(&name).await?.is_some() {
         return Err(AppError::conflict(format!(
             "a server named {name} is already registered"
@@ -167,6 +185,7 @@ pub(crate) async fn register_server(
     let new = NewServer {
         name: name.clone(),
         engine: body.engine.as_str().to_owned(),
+        elastic_pool: elastic_pool.clone(),
         admin_secret: admin_secret.clone(),
         host: host.clone(),
         port,
@@ -178,6 +197,7 @@ pub(crate) async fn register_server(
     let probe = ServerRecord {
         name: name.clone(),
         engine: new.engine.clone(),
+        elastic_pool,
         admin_secret: admin_secret.clone(),
         host,
         port,

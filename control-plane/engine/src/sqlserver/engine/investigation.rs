@@ -267,8 +267,14 @@ impl ReaderDialect for SqlReader<'_> {
         })
     }
 
-    async fn end_session(&self, _names: &TenantNames, session_id: i64) -> Result<(), EngineError> {
-        let mut master = self.engine.master().await?;
+    async fn end_session(&self, names: &TenantNames, session_id: i64) -> Result<(), EngineError> {
+        // Azure SQL Database: KILL and the session's view work in the session's own database
+        // ("Requires the KILL DATABASE CONNECTION permission", which its owner has).
+        let mut master = if self.engine.flavor.is_azure() {
+            self.engine.tenant_conn(&names.database).await?
+        } else {
+            self.engine.master().await?
+        };
         master.batch(&sql::kill(session_id)).await?;
         // KILL returns before a session that must roll back is gone; wait for it (as
         // PostgreSQL's pg_terminate_backend(pid, timeout) does), so its locks are released.

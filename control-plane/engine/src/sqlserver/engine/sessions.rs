@@ -179,6 +179,16 @@ impl SessionDialect for SqlSessions<'_> {
                     .query_opt(sql::SESSIONS_OF, &[&names.login(p)])
                     .await?
             }
+            // Azure SQL Database shows a session only in the database it is connected to: the
+            // count is read there, on a connection of its own (the control plane's admin, who
+            // owns the database, gets in while it is restricted).
+            Whose::Tenant if self.engine.flavor.is_azure() => {
+                self.engine
+                    .connect_tagged(&self.engine.admin.with_database(&names.database))
+                    .await?
+                    .query_opt(super::azure::sql::SESSIONS_HERE, &[])
+                    .await?
+            }
             Whose::Tenant => {
                 self.engine
                     .master()
