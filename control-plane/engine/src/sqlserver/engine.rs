@@ -767,9 +767,9 @@ impl Engine for SqlServerEngine {
                         .into(),
                 ));
             }
-            if *copy_template {
-                self.ensure_template().await?;
-            }
+            // The template is built by the first copy that needs it (an onboarding's or the
+            // warm pool's step, which retries and resumes), not here: a registration request
+            // must not wait minutes for migrations.
             info!(%elastic_pool, copy_template, "azure sql database ready for tenants");
             return Ok(());
         }
