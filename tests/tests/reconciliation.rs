@@ -15,7 +15,8 @@ use workflows::{Faults, Orchestrator};
 tcp_tests::conformance!(
     every_kind_of_finding_is_reported_and_only_marked_orphans_are_repaired,
     objects_being_created_or_pooled_are_never_orphans,
-    an_onboarding_never_takes_over_a_former_tenants_leftover
+    an_onboarding_never_takes_over_a_former_tenants_leftover,
+    only_this_deployments_tagged_secrets_are_orphans_and_repaired
 );
 
 /// The findings of `report` of `kind`, by object.
@@ -428,4 +429,161 @@ async fn objects_being_created_or_pooled_are_never_orphans(engine: EngineUnderTe
         .unwrap();
     assert!(settled.findings.is_empty(), "{settled:#?}");
     assert_eq!(settled.tenants_checked, 4, "{settled:#?}");
+}
+
+/// A tenant secret left behind (its tenant gone) is an orphan only when its tags say this
+/// deployment wrote it: an untagged one, or another deployment's in a shared vault, is never
+/// reported nor touched. One naming a tenant this catalog released is repaired by an
+/// `auto_repair` pass; one naming a tenant it never knew waits for an explicit repair.
+async fn only_this_deployments_tagged_secrets_are_orphans_and_repaired(engine: EngineUnderTest) {
+    use secrets::{SecretName, SecretValue, SetOptions};
+    let env = TestEnv::with(engine, Faults::none(), |c| {
+        c.reconcile_interval_secs = 0;
+        c.credential_check_interval_secs = 0;
+    })
+    .await;
+    let instance = env.app.catalog.instance_id().await.unwrap();
+    let store = env.app.secrets.clone();
+    env.onboard("rec-sec").await;
+    env.onboard("rec-gone").await;
+    // Every version a workflow writes carries the deployment and the tenant.
+    let live = env
+        .app
+        .catalog
+        .tenant_by_slug(&api_types::TenantSlug::parse("rec-sec").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let versions = store
+        .list_versions(&SecretName::new(&env.secret_names("rec-sec").app).unwrap())
+        .await
+        .unwrap();
+    let tags = &versions.last().unwrap().tags;
+    assert_eq!(
+        tags.get("deployment"),
+        Some(&instance.to_string()),
+        "{tags:?}"
+    );
+    assert_eq!(
+        tags.get("tenant-id"),
+        Some(&live.id.to_string()),
+        "{tags:?}"
+    );
+    let gone = env
+        .app
+        .catalog
+        .tenant_by_slug(&api_types::TenantSlug::parse("rec-gone").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    env.offboard("rec-gone").await;
+
+    let plant = |name: &str, tags: Vec<(&str, String)>| {
+        let store = store.clone();
+        let name = SecretName::new(name).unwrap();
+        let tags = tags.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        async move {
+            store
+                .set(
+                    &name,
+                    SecretValue::new("Server=tcp:h,1433;Password=x"),
+                    SetOptions {
+                        tags,
+                        expires_at: None,
+                        content_type: None,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let stranger = Uuid::new_v4();
+    // A leftover of the released tenant, one of a tenant this catalog never knew, one without
+    // tags, one of another deployment.
+    let leftover = env.secret_names("rec-gone").app;
+    plant(
+        &leftover,
+        vec![
+            ("deployment", instance.to_string()),
+            ("tenant-id", gone.id.to_string()),
+        ],
+    )
+    .await;
+    let ghost = "tenant-rec-ghost-audit-admin";
+    plant(
+        ghost,
+        vec![
+            ("deployment", instance.to_string()),
+            ("tenant-id", stranger.to_string()),
+        ],
+    )
+    .await;
+    let untagged = "tenant-rec-untagged-app";
+    plant(untagged, vec![]).await;
+    let other = "tenant-rec-other-investigator";
+    plant(other, vec![("deployment", Uuid::new_v4().to_string())]).await;
+
+    let report = run(&env).await;
+    let mut orphans = of_kind(&report, "orphan_secret");
+    orphans.sort();
+    let mut expected = vec![ghost.to_owned(), leftover.clone()];
+    expected.sort();
+    assert_eq!(orphans, expected, "{report:#}");
+    let f = finding(&report, "orphan_secret", ghost);
+    assert_eq!(f["marker_tenant"], json!(stranger), "{f}");
+    assert_eq!(f["repairable"], true, "{f}");
+    // The live tenant's secrets are its own.
+    assert!(!report.to_string().contains("rec-sec-"), "{report:#}");
+
+    // auto_repair removes the released tenant's leftover, not the unknown tenant's.
+    let auto = Orchestrator::new(env.app.runner.clone())
+        .reconcile_once(&workflows::reconcile::ReconcilePolicy {
+            interval: None,
+            repair_orphans: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(auto.repaired.len(), 1, "{auto:#?}");
+    let exists = |name: &str| {
+        let store = store.clone();
+        let name = SecretName::new(name).unwrap();
+        async move { store.list_versions(&name).await.is_ok() }
+    };
+    assert!(
+        !exists(&leftover).await,
+        "the released tenant's leftover stayed"
+    );
+    assert!(exists(ghost).await);
+    // An explicit repair removes the other, once.
+    let repair = format!(
+        "/v1/reconciliation/findings/{}/repair",
+        f["id"].as_str().unwrap()
+    );
+    let (status, body) = env.call_as("admin", Method::POST, &repair, None).await;
+    assert_eq!(
+        (status, &body["dropped"]),
+        (StatusCode::OK, &json!(true)),
+        "{body}"
+    );
+    assert!(!exists(ghost).await);
+    let (status, body) = env.call_as("admin", Method::POST, &repair, None).await;
+    assert_eq!(
+        (status, &body["dropped"]),
+        (StatusCode::OK, &json!(false)),
+        "{body}"
+    );
+    // Nothing else was touched.
+    assert!(exists(untagged).await, "an untagged secret was touched");
+    assert!(
+        exists(other).await,
+        "another deployment's secret was touched"
+    );
+    assert!(exists(&env.secret_names("rec-sec").app).await);
+    let after = run(&env).await;
+    assert_eq!(
+        of_kind(&after, "orphan_secret"),
+        Vec::<String>::new(),
+        "{after:#}"
+    );
+    env.offboard("rec-sec").await;
 }

@@ -18,6 +18,9 @@ pub enum FindingKind {
     /// A login (PostgreSQL role) carrying this deployment's marker that no live tenant nor
     /// pooled database explains.
     OrphanLogin,
+    /// A connection-string secret tagged as this deployment's (`deployment` tag) whose tenant
+    /// is not live: a leftover of an onboarding or offboarding that did not finish its job.
+    OrphanSecret,
     /// An active tenant whose database does not exist.
     MissingDatabase,
     /// An active tenant lacking one of its principals.
@@ -34,9 +37,10 @@ pub enum FindingKind {
 
 impl FindingKind {
     /// Every kind, for metrics.
-    pub const ALL: [FindingKind; 7] = [
+    pub const ALL: [FindingKind; 8] = [
         FindingKind::OrphanDatabase,
         FindingKind::OrphanLogin,
+        FindingKind::OrphanSecret,
         FindingKind::MissingDatabase,
         FindingKind::MissingPrincipal,
         FindingKind::MissingSecret,
@@ -49,6 +53,7 @@ impl FindingKind {
         match self {
             FindingKind::OrphanDatabase => "orphan_database",
             FindingKind::OrphanLogin => "orphan_login",
+            FindingKind::OrphanSecret => "orphan_secret",
             FindingKind::MissingDatabase => "missing_database",
             FindingKind::MissingPrincipal => "missing_principal",
             FindingKind::MissingSecret => "missing_secret",
@@ -60,7 +65,10 @@ impl FindingKind {
     /// Whether the reconciler can repair it (drop the orphan); the others name the operation
     /// that does (`hint`).
     pub fn repairable(self) -> bool {
-        matches!(self, FindingKind::OrphanDatabase | FindingKind::OrphanLogin)
+        matches!(
+            self,
+            FindingKind::OrphanDatabase | FindingKind::OrphanLogin | FindingKind::OrphanSecret
+        )
     }
 }
 

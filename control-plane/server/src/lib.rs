@@ -289,6 +289,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         max_operations_per_server: config.max_operations_per_server,
         archive: open_archive_store(config).await?,
         signer: signer.clone(),
+        instance,
     });
     let resumed = runner.resume_all().await?;
     if resumed > 0 {

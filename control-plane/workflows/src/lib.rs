@@ -121,6 +121,9 @@ pub struct Services {
     pub archive: Arc<dyn archive::ArchiveStore>,
     /// Signs the documents workflows write (audit archives).
     pub signer: evidence::Signer,
+    /// This deployment's id (the catalog's): the `deployment` tag of every tenant secret, as
+    /// the marker of every database ([`engine::marker`]), so the reconciler knows its own.
+    pub instance: uuid::Uuid,
 }
 
 /// Watches the runner's steps and the credential check, e.g. to count them and time them for

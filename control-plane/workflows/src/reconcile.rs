@@ -12,7 +12,9 @@
 //!   snapshots (an offboarding that started meanwhile is not a loss).
 //!
 //! An object without a marker, or with another deployment's, is never reported as an orphan
-//! and never touched. Repairs ([`Orchestrator::repair_finding`], and `auto_repair` of orphans
+//! and never touched. A tenant's secrets carry the marker as tags ([`DEPLOYMENT_TAG`],
+//! [`TENANT_ID_TAG`]; a vault may be shared, so a name alone proves nothing): one tagged as this
+//! deployment's whose tenant is live in neither snapshot is an orphan secret. Repairs ([`Orchestrator::repair_finding`], and `auto_repair` of orphans
 //! after a pass) drop an orphan only after checking it again, and `Engine::drop_marked` drops it
 //! only if it still carries the same marker when it does; each repair appends a
 //! `reconciliation.repaired` audit row. What the reconciler does not repair names the
@@ -33,6 +35,21 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::{Orchestrator, Services, WorkflowError};
+
+/// The tag of a tenant secret version naming the deployment that wrote it (its instance id).
+pub const DEPLOYMENT_TAG: &str = "deployment";
+/// The tag of a tenant secret version naming its tenant's id.
+pub const TENANT_ID_TAG: &str = "tenant-id";
+
+/// The slug a tenant secret's name is made of (`tenant-<slug>-app`, `-audit-admin`,
+/// `-investigator`), if it is one.
+fn secret_slug(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("tenant-")?;
+    ["-audit-admin", "-investigator", "-app"]
+        .iter()
+        .find_map(|suffix| rest.strip_suffix(suffix))
+        .filter(|slug| !slug.is_empty())
+}
 
 /// How the reconciler runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -111,6 +128,13 @@ impl Snapshot {
         }
     }
 
+    /// Whether a live tenant (in this snapshot) has the slug `slug`.
+    fn slug_live(&self, slug: &str) -> bool {
+        self.tenants
+            .iter()
+            .any(|t| t.released_at.is_none() && t.slug.as_str() == slug)
+    }
+
     /// Whether `marker` is one a repair may act on without an operator: a pooled database's
     /// (no tenant data), or one naming a tenant this catalog released. A marker naming a tenant
     /// the catalog never knew (a catalog restored from an older backup) is left to an operator.
@@ -157,7 +181,7 @@ fn finding(
     detail: String,
 ) -> Finding {
     let hint = match kind {
-        FindingKind::OrphanDatabase | FindingKind::OrphanLogin => None,
+        FindingKind::OrphanDatabase | FindingKind::OrphanLogin | FindingKind::OrphanSecret => None,
         FindingKind::MissingDatabase => Some(
             "the tenant's data is gone from its server: restore the database from a backup, or \
              offboard the tenant"
@@ -303,11 +327,74 @@ impl Orchestrator {
                 None
             }
         };
+        // Tenant secrets no live tenant explains (in A; B is checked below): their tags say
+        // whether they are this deployment's.
+        let mut secret_candidates = Vec::new();
+        if let Some(names) = &secret_names {
+            for name in names {
+                let Some(slug) = secret_slug(name) else {
+                    continue;
+                };
+                if a.slug_live(slug) {
+                    continue;
+                }
+                let Ok(secret) = secrets::SecretName::new(name) else {
+                    continue;
+                };
+                match svc.secrets.list_versions(&secret).await {
+                    Ok(versions) => {
+                        let Some(current) = versions.last() else {
+                            continue;
+                        };
+                        if current.tags.get(DEPLOYMENT_TAG).map(String::as_str)
+                            == Some(instance.to_string().as_str())
+                        {
+                            let tenant = current
+                                .tags
+                                .get(TENANT_ID_TAG)
+                                .and_then(|t| t.parse::<Uuid>().ok());
+                            secret_candidates.push((name.clone(), slug.to_owned(), tenant));
+                        }
+                    }
+                    // Deleted meanwhile: nothing left to report.
+                    Err(secrets::SecretError::NotFound { .. }) => {}
+                    Err(e) => {
+                        warn!(secret = %name, error = %e, "reconciliation: a secret could not be read")
+                    }
+                }
+            }
+        }
         let b = Snapshot::read(svc).await?;
 
         let mut findings = Vec::new();
         // Orphans a pass with `repair_orphans` drops by itself.
         let mut auto: BTreeSet<String> = BTreeSet::new();
+        for (name, slug, tenant) in &secret_candidates {
+            if b.slug_live(slug) {
+                continue;
+            }
+            let mut f = finding(
+                FindingKind::OrphanSecret,
+                None,
+                name,
+                None,
+                format!(
+                    "carries this deployment's tags, but no live tenant {slug} owns it (a former \
+                     tenant's{})",
+                    tenant.map(|t| format!(", {t}")).unwrap_or_default()
+                ),
+            );
+            f.marker_tenant = *tenant;
+            let released = tenant.is_some_and(|id| {
+                b.tenants
+                    .iter()
+                    .any(|t| t.id == id && t.released_at.is_some())
+            });
+            if released {
+                auto.insert(f.id.clone());
+            }
+            findings.push(f);
+        }
         let mut tenants_checked = BTreeSet::new();
         for s in &seen {
             let Some(engine) = &s.engine else { continue };
@@ -560,6 +647,7 @@ impl Orchestrator {
         let kind = match f.kind {
             FindingKind::OrphanDatabase => ObjectKind::Database,
             FindingKind::OrphanLogin => ObjectKind::Login,
+            FindingKind::OrphanSecret => return self.repair_secret(f, actor, request_id).await,
             _ => return Ok(false),
         };
         let instance = svc.catalog.instance_id().await?;
@@ -605,6 +693,57 @@ impl Orchestrator {
                 .await?;
         }
         Ok(dropped)
+    }
+}
+
+impl Orchestrator {
+    /// Checks orphan secret `f` again (still tagged as this deployment's, still no live tenant
+    /// of its slug, before and after the read) and removes it (deleted and purged); returns
+    /// whether it removed something, and appends the audit row when it did.
+    async fn repair_secret(
+        &self,
+        f: &Finding,
+        actor: &str,
+        request_id: Option<&str>,
+    ) -> Result<bool, WorkflowError> {
+        let svc = self.runner().services();
+        let Some(slug) = secret_slug(&f.object) else {
+            return Ok(false);
+        };
+        let name = secrets::SecretName::new(&f.object)
+            .map_err(|e| WorkflowError::Invalid(format!("secret {}: {e}", f.object)))?;
+        let a = Snapshot::read(svc).await?;
+        let tags = match svc.secrets.list_versions(&name).await {
+            Ok(versions) => versions.last().map(|v| v.tags.clone()).unwrap_or_default(),
+            Err(secrets::SecretError::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(WorkflowError::Unavailable(e.to_string())),
+        };
+        let b = Snapshot::read(svc).await?;
+        if a.slug_live(slug) || b.slug_live(slug) {
+            return Err(WorkflowError::Conflict(format!(
+                "secret {} is not an orphan now: tenant {slug} is live",
+                f.object
+            )));
+        }
+        if tags.get(DEPLOYMENT_TAG).map(String::as_str) != Some(svc.instance.to_string().as_str()) {
+            return Ok(false);
+        }
+        let removal = secrets::ensure_absent(svc.secrets.as_ref(), &name)
+            .await
+            .map_err(|e| WorkflowError::Unavailable(format!("removing {}: {e}", f.object)))?;
+        info!(secret = %f.object, "reconciliation: orphan secret removed");
+        svc.catalog
+            .record_repair(
+                actor,
+                request_id,
+                json!({
+                    "finding": f.id, "kind": f.kind, "object": f.object,
+                    "marker_tenant": f.marker_tenant,
+                    "removal": format!("{removal:?}"),
+                }),
+            )
+            .await?;
+        Ok(true)
     }
 }
 

@@ -97,6 +97,15 @@ impl StepContext<'_> {
             ("rotated-at".to_owned(), now.to_rfc3339()),
             ("active".to_owned(), "true".to_owned()),
             ("operation".to_owned(), self.operation.id.to_string()),
+            // The reconciler's marker: whose secret this is (`reconcile`, orphan secrets).
+            (
+                crate::reconcile::DEPLOYMENT_TAG.to_owned(),
+                svc.instance.to_string(),
+            ),
+            (
+                crate::reconcile::TENANT_ID_TAG.to_owned(),
+                self.tenant.id.to_string(),
+            ),
         ]);
         secrets::SetOptions {
             tags,
