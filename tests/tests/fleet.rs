@@ -119,6 +119,14 @@ async fn placement_spreads_tenants_and_honours_labels_draining_and_capacity() {
             StatusCode::BAD_REQUEST,
             "azure_sql servers only",
         ),
+        // Checked like any other before anything is stored, and refused at once when nothing
+        // answers there (not after the pool's 30 s).
+        (
+            json!({"name": "az-1", "engine": "azure_sql", "capacity": 3,
+                   "admin_url": "sqlserver://admin:pw@127.0.0.1:9", "elastic_pool": "pool-1"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "127.0.0.1:9",
+        ),
     ] {
         let (got, problem) = admin(&env, Method::POST, "/v1/servers", Some(body.clone())).await;
         assert_eq!(got, status, "{body}: {problem}");

@@ -743,6 +743,13 @@ impl Engine for SqlServerEngine {
 
     #[instrument(skip_all)]
     async fn prepare(&self) -> Result<(), EngineError> {
+        // One direct connection first: an unreachable server or a refused login fails at once
+        // with its own error, where the pool would retry until its wait timeout (30 s, as long
+        // as a registration request may take).
+        drop(
+            self.connect_tagged(&self.admin.with_database("master"))
+                .await?,
+        );
         if let Flavor::AzureSqlDatabase {
             elastic_pool,
             copy_template,
