@@ -436,11 +436,15 @@ impl SqlServerEngine {
     }
 
     /// Drops `database` on Azure SQL Database: every session ended (`RESTRICTED_USER`), then
-    /// `DROP DATABASE` alone in its batch; a database gone meanwhile (3701) is dropped.
+    /// `DROP DATABASE` alone in its batch; a database gone meanwhile (3701) is dropped. One that
+    /// cannot be restricted (a template copy still in flight: an onboarding undone mid-copy) is
+    /// dropped all the same, which is how Microsoft cancels a copy.
     async fn drop_on_azure(&self, database: &str) -> Result<(), EngineError> {
         self.tenants.forget(database);
         let mut master = self.master().await?;
-        master.batch(&azure::sql::restrict(database)?).await?;
+        if let Err(e) = master.batch(&azure::sql::restrict(database)?).await {
+            warn!(%database, error = %e, "azure sql: could not restrict before dropping");
+        }
         match master.batch(&azure::sql::drop(database)?).await {
             Ok(_) => Ok(()),
             Err(MssqlError::Server { number: 3701, .. }) => Ok(()),
