@@ -41,6 +41,25 @@ async fn start_onboard_on(env: &TestEnv, slug: &str, region: &str) -> Uuid {
     body["operation"]["id"].as_str().unwrap().parse().unwrap()
 }
 
+/// Registers the harness's second cluster as server `chaos`, labelled `region=b` (the tests
+/// stop and start it), and returns it.
+async fn register_second_server(env: &TestEnv) -> &'static PgCluster {
+    let second = PgCluster::second();
+    let (status, body) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            "/v1/servers",
+            Some(
+                json!({"name": "chaos", "engine": "postgres", "admin_url": second.admin_url,
+                        "capacity": 1000, "labels": {"region": "b"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    second
+}
+
 /// Waits for every operation (at most `limit`); returns each final state. An operation that
 /// ends other than `succeeded` is printed (its error and each step's).
 async fn settle(env: &TestEnv, ids: &[(String, Uuid)], limit: Duration) -> Vec<OperationState> {
@@ -105,19 +124,7 @@ async fn a_database_server_restarting_mid_operation_loses_nothing() {
         c.rate_limit_burst_per_subject = 100_000;
     })
     .await;
-    let second = PgCluster::second();
-    let (status, body) = env
-        .call_as(
-            "admin",
-            Method::POST,
-            "/v1/servers",
-            Some(
-                json!({"name": "chaos", "engine": "postgres", "admin_url": second.admin_url,
-                        "capacity": 1000, "labels": {"region": "b"}}),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let second = register_second_server(&env).await;
     let old: Vec<String> = (0..2 * n).map(|i| format!("chaos-old-{i}")).collect();
     for slug in &old {
         let id = start_onboard_on(&env, slug, "b").await;
@@ -188,19 +195,7 @@ async fn a_database_server_restarting_mid_rollout_loses_nothing() {
         c.reconcile_interval_secs = 0;
     })
     .await;
-    let second = PgCluster::second();
-    let (status, body) = env
-        .call_as(
-            "admin",
-            Method::POST,
-            "/v1/servers",
-            Some(
-                json!({"name": "chaos", "engine": "postgres", "admin_url": second.admin_url,
-                        "capacity": 1000, "labels": {"region": "b"}}),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let second = register_second_server(&env).await;
     let slugs: Vec<String> = (0..2 * n).map(|i| format!("chaos-ro-{i}")).collect();
     for slug in &slugs {
         let id = start_onboard_on(&env, slug, "b").await;

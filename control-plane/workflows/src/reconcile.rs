@@ -313,7 +313,7 @@ impl Orchestrator {
     ) -> Result<ReconciliationReport, WorkflowError> {
         let svc = self.runner().services();
         let started_at = chrono::Utc::now();
-        let instance = svc.catalog.instance_id().await?;
+        let instance = svc.instance;
         let a = Snapshot::read(svc).await?;
         let servers = svc.catalog.servers().await?;
         let mut seen = Vec::new();
@@ -650,7 +650,7 @@ impl Orchestrator {
             FindingKind::OrphanSecret => return self.repair_secret(f, actor, request_id).await,
             _ => return Ok(false),
         };
-        let instance = svc.catalog.instance_id().await?;
+        let instance = svc.instance;
         let engine = svc
             .engines
             .get(server)

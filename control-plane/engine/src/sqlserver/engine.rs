@@ -17,6 +17,8 @@
 //! Database refuses `USE`). Migrations run on a dedicated connection that is closed afterwards.
 
 mod audit;
+mod azure_ops;
+use azure_ops::AzureCopy;
 mod evidence;
 mod export;
 mod investigation;
@@ -433,80 +435,6 @@ impl SqlServerEngine {
             .first()
             .and_then(|r| r.get::<&str, _>(0))
             .map(str::to_owned))
-    }
-
-    /// Drops `database` on Azure SQL Database: every session ended (`RESTRICTED_USER`), then
-    /// `DROP DATABASE` alone in its batch; a database gone meanwhile (3701) is dropped. One that
-    /// cannot be restricted (a template copy still in flight: an onboarding undone mid-copy) is
-    /// dropped all the same, which is how Microsoft cancels a copy.
-    async fn drop_on_azure(&self, database: &str) -> Result<(), EngineError> {
-        self.tenants.forget(database);
-        let mut master = self.master().await?;
-        if let Err(e) = master.batch(&azure::sql::restrict(database)?).await {
-            warn!(%database, error = %e, "azure sql: could not restrict before dropping");
-        }
-        match master.batch(&azure::sql::drop(database)?).await {
-            Ok(_) => Ok(()),
-            Err(MssqlError::Server { number: 3701, .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The name of the template that copies are made of on Azure SQL Database.
-    fn template_name(&self) -> String {
-        format!(
-            "tcp_template_{}",
-            self.pool_generation().to_ascii_lowercase()
-        )
-    }
-
-    /// Makes the template of this release in the pool unless it is ready: created, migrated,
-    /// then marked with its generation (a copy is only ever made of a marked one).
-    async fn ensure_template(&self) -> Result<(), EngineError> {
-        let Flavor::AzureSqlDatabase { elastic_pool, .. } = &self.flavor else {
-            return Ok(());
-        };
-        let template = self.template_name();
-        let generation = self.pool_generation();
-        if self.database_exists(&template).await? {
-            let mut conn = self
-                .connect_tagged(&self.admin.with_database(&template))
-                .await?;
-            let mark = conn.query_opt(azure::sql::READ_TEMPLATE_MARK, &[]).await?;
-            if mark.and_then(|r| r.get::<&str, _>(0).map(str::to_owned)) == Some(generation.clone())
-            {
-                return Ok(());
-            }
-        } else {
-            match self
-                .master()
-                .await?
-                .batch(&azure::sql::create_in_pool(&template, elastic_pool)?)
-                .await
-            {
-                Ok(_) => {}
-                Err(MssqlError::Server { number, .. })
-                    if classify(number) == SqlServerErrorKind::DatabaseExists => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // One builder at a time (replicas, concurrent onboardings): an application lock held by
-        // this session in the template until it is marked; a waiter finds it marked and leaves.
-        let mut conn = self
-            .connect_tagged(&self.admin.with_database(&template))
-            .await?;
-        conn.execute(azure::sql::LOCK_TEMPLATE, &[]).await?;
-        let mark = conn.query_opt(azure::sql::READ_TEMPLATE_MARK, &[]).await?;
-        if mark.and_then(|r| r.get::<&str, _>(0).map(str::to_owned)) != Some(generation.clone()) {
-            self.migrate(&template).await?;
-            conn.batch(sql::REVOKE_GUEST).await?;
-            conn.execute(azure::sql::MARK_TEMPLATE, &[&generation.as_str()])
-                .await?;
-            info!(%template, "azure sql: template ready to be copied");
-        }
-        // Closing the session releases the lock.
-        drop(conn);
-        Ok(())
     }
 
     /// The marker of a tenant's (or, by its name, a pooled) database; `None` without an
@@ -1378,82 +1306,6 @@ impl Engine for SqlServerEngine {
     ) -> Result<Vec<crate::InvestigationEvent>, EngineError> {
         let dialect = SqlEvidence { engine: self };
         gather::investigation_events(&dialect, audit_admin, since, until, limit).await
-    }
-}
-
-/// [`azure::copy_until_online`] on this engine's `master`.
-struct AzureCopy<'a> {
-    engine: &'a SqlServerEngine,
-}
-
-#[async_trait]
-impl CopyProbe for AzureCopy<'_> {
-    async fn observe(&self, database: &str) -> Result<Option<CopyObservation>, EngineError> {
-        let row = self
-            .engine
-            .master()
-            .await?
-            .query_opt(azure::sql::COPY_STATE, &[&database])
-            .await?;
-        let Some(r) = row else {
-            return Ok(None);
-        };
-        let bad = |e: tiberius::error::Error| EngineError::Db {
-            code: "copy_state".into(),
-            message: format!("reading the copy state of {database}: {e}"),
-        };
-        let utc = |t: Option<chrono::NaiveDateTime>| t.map(|t| t.and_utc());
-        Ok(Some(CopyObservation {
-            state: r
-                .try_get::<&str, _>(0)
-                .map_err(bad)?
-                .unwrap_or_default()
-                .to_owned(),
-            percent_complete: r.try_get::<f64, _>(1).map_err(bad)?,
-            error_code: r.try_get::<i32, _>(2).map_err(bad)?,
-            error_desc: r.try_get::<&str, _>(3).map_err(bad)?.map(str::to_owned),
-            error_severity: r.try_get::<i32, _>(4).map_err(bad)?,
-            modified: utc(r.try_get::<chrono::NaiveDateTime, _>(5).map_err(bad)?),
-            copy_row: r.try_get::<i32, _>(6).map_err(bad)? == Some(1),
-            created: utc(r.try_get::<chrono::NaiveDateTime, _>(7).map_err(bad)?),
-        }))
-    }
-
-    async fn start_copy(&self, database: &str) -> Result<(), EngineError> {
-        let Flavor::AzureSqlDatabase { elastic_pool, .. } = &self.engine.flavor else {
-            return Err(EngineError::Configuration(
-                "a template copy on a server that is not Azure SQL Database".into(),
-            ));
-        };
-        let statement =
-            azure::sql::copy_into_pool(database, &self.engine.template_name(), elastic_pool)?;
-        match self.engine.master().await?.batch(&statement).await {
-            Ok(_) => Ok(()),
-            // Another process started it first: poll that one.
-            Err(MssqlError::Server { number, .. })
-                if classify(number) == SqlServerErrorKind::DatabaseExists =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn drop_copy(&self, database: &str) -> Result<(), EngineError> {
-        // Microsoft's way to cancel or clean up a copy: DROP DATABASE on the new database, on
-        // master, alone (a copy that is not online cannot be restricted first).
-        warn!(%database, "azure sql: dropping a failed or abandoned template copy");
-        self.engine.tenants.forget(database);
-        match self
-            .engine
-            .master()
-            .await?
-            .batch(&azure::sql::drop(database)?)
-            .await
-        {
-            Ok(_) | Err(MssqlError::Server { number: 3701, .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
     }
 }
 
