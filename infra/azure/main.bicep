@@ -14,6 +14,11 @@
 //   database it creates (their contained users, roles, DENYs), and only the server admin is dbo
 //   of every database without a login in each. Only Entra authentication is enabled (no SQL
 //   logins, no passwords for the control plane itself).
+// - Resource Manager, to read the pool's database limit (the server's capacity): "Reader" on
+//   the pool only, and a custom role holding the one action
+//   Microsoft.Sql/locations/capabilities/read on the subscription (capabilities-reader.bicep;
+//   the region's SKU limits are a subscription-level read, and no built-in role is narrower
+//   than Reader on the whole subscription).
 
 @description('Prefix of every resource name (lowercase letters and digits, 3-11 characters).')
 @minLength(3)
@@ -35,7 +40,7 @@ param oidcIssuer string
 @description('Accepted audience of those tokens (the API app registration\'s client id or App ID URI).')
 param oidcAudience string
 
-@description('Elastic pool vCores (General Purpose, Gen5): 2 holds 100 databases, 4 holds 200, 6 or more 500.')
+@description('Elastic pool vCores (General Purpose, Gen5). The control plane reads how many databases the pool holds from Resource Manager and takes that, less the template, as the server\'s capacity.')
 @allowed([2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 24, 32, 40, 80])
 param poolVcores int = 2
 
@@ -61,8 +66,7 @@ var names = {
 var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var acrPull = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
-// GP_Gen5 pools: the most databases a pool of this size holds (resource-limits-vcore-elastic-pools).
-var poolMaxDatabases = poolVcores == 2 ? 100 : (poolVcores == 4 ? 200 : 500)
+var reader = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: names.identity
@@ -160,16 +164,42 @@ resource pool 'Microsoft.Sql/servers/elasticPools@2023-08-01-preview' = {
 }
 
 // The catalog (tenants, operations, the fleet), in the pool too.
+// The pool's database limit is read by the control plane (the server's capacity).
+resource poolRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(pool.id, identity.id, reader)
+  scope: pool
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', reader)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+module capabilitiesRole 'capabilities-reader.bicep' = {
+  name: '${prefix}-capabilities-reader'
+  scope: subscription()
+  params: {
+    principalId: identity.properties.principalId
+    roleName: '${prefix} SQL capabilities reader ${suffix}'
+  }
+}
+
+// The catalog is the control plane's own: a small serverless database beside the pool (never
+// paused: the control plane is always connected), so it takes no tenant's place in the pool and
+// no share of its resources.
 resource catalog 'Microsoft.Sql/servers/databases@2023-08-01-preview' = {
   parent: sql
   name: names.catalog
   location: location
   sku: {
-    name: 'ElasticPool'
+    name: 'GP_S_Gen5'
     tier: 'GeneralPurpose'
+    family: 'Gen5'
+    capacity: 1
   }
   properties: {
-    elasticPoolId: pool.id
+    minCapacity: json('0.5')
+    autoPauseDelay: -1
   }
 }
 
@@ -333,11 +363,10 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
             { name: 'TENANT_CP_LOG_FORMAT', value: 'json' }
             { name: 'TENANT_CP_ENGINE', value: 'azure_sql' }
             { name: 'TENANT_CP_SQLSERVER_ADMIN_URL', value: 'sqlserver://${sqlHost}:1433?${sqlAuth}' }
-            { name: 'TENANT_CP_AZURE_SQL_ELASTIC_POOL', value: pool.name }
+            // By its resource id: the server's capacity is read from the pool.
+            { name: 'TENANT_CP_AZURE_SQL_ELASTIC_POOL', value: pool.id }
             { name: 'TENANT_CP_CATALOG_URL', value: 'sqlserver://${sqlHost}:1433/${catalog.name}?${sqlAuth}' }
             { name: 'TENANT_CP_SERVER_NAME', value: 'azure-sql-1' }
-            // The pool's database limit less the catalog and the template copies are made of.
-            { name: 'TENANT_CP_SERVER_CAPACITY', value: string(poolMaxDatabases - 2) }
             { name: 'TENANT_CP_SECRET_STORE', value: 'azure_key_vault' }
             { name: 'TENANT_CP_KEY_VAULT_URL', value: vault.properties.vaultUri }
             { name: 'TENANT_CP_AZURE_CREDENTIAL', value: 'managed_identity' }
@@ -372,6 +401,8 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
   dependsOn: [
     registryRole
     vaultRole
+    poolRole
+    capabilitiesRole
     archiveRole
     archivePolicy
     catalog

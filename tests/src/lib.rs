@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod arm;
 pub mod bench;
 pub mod blob;
 pub mod cluster;

@@ -566,9 +566,12 @@ pub struct RegisterServerRequest {
     /// Checked before anything is stored, kept only in the secret store, never returned.
     #[schema(min_length = 1, max_length = 2000)]
     pub admin_url: String,
-    /// Most tenants it takes.
+    /// Most tenants it takes. Required, except for an `azure_sql` server whose `elastic_pool`
+    /// is given as its resource id: then it defaults to the pool's database limit less one (the
+    /// tenant template), read from Azure Resource Manager, and may not exceed that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 100000)]
-    pub capacity: i32,
+    pub capacity: Option<i32>,
     /// Placement labels, e.g. `{"region": "westeurope", "tier": "premium"}`.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
@@ -584,10 +587,13 @@ pub struct RegisterServerRequest {
     #[schema(minimum = 0, maximum = 1000)]
     pub pool_size: Option<u32>,
     /// `azure_sql` (required there, refused elsewhere): the elastic pool its tenant databases
-    /// are created in. Set `capacity` to the pool's database limit (100, 200 or 500 by service
-    /// objective) or below.
+    /// are created in: its name (then set `capacity` to the pool's database limit less one, or
+    /// below), or its resource id,
+    /// `/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Sql/servers/<server>/elasticPools/<pool>`,
+    /// from which the control plane reads the limit (its identity needs Reader on the pool and
+    /// `Microsoft.Sql/locations/capabilities/read`; `infra/azure/main.bicep` grants both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 400)]
     pub elastic_pool: Option<String>,
 }
 

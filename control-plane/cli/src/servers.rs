@@ -60,9 +60,10 @@ pub enum ServersCommand {
         /// A file holding the admin connection string (`-` reads stdin).
         #[arg(long, value_name = "FILE")]
         admin_url_file: PathBuf,
-        /// Most tenants it takes.
+        /// Most tenants it takes (required, except with --elastic-pool given as a resource id:
+        /// then the pool's database limit less one).
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100000))]
-        capacity: i32,
+        capacity: Option<i32>,
         /// A placement label key=value (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
@@ -76,8 +77,9 @@ pub enum ServersCommand {
         /// `warm_pool_size`); each occupies disk and counts toward the capacity.
         #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1000))]
         pool_size: Option<u32>,
-        /// `--engine azure-sql`: the elastic pool its tenant databases are created in (set
-        /// --capacity to the pool's database limit or below).
+        /// `--engine azure-sql`: the elastic pool its tenant databases are created in: its
+        /// resource id (/subscriptions/…/elasticPools/<pool>), from which the control plane
+        /// reads the capacity, or its name (then give --capacity).
         #[arg(long, value_name = "POOL")]
         elastic_pool: Option<String>,
     },

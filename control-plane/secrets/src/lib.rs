@@ -19,6 +19,8 @@
 //!   single-machine installs (see [`local`]).
 //! * [`KeyVaultStore`], the Azure Key Vault backend (see [`keyvault`]).
 //! * [`ensure_absent`], an idempotent "delete and purge" helper.
+//! * [`arm`], the Resource Manager read of an Azure SQL elastic pool's database limit, with
+//!   the same credential and transport as the Key Vault backend.
 #![warn(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -28,6 +30,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod arm;
 pub mod keyvault;
 pub mod local;
 

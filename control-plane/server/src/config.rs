@@ -156,8 +156,18 @@ pub struct Config {
     /// for `engine = "sqlserver"` (or of an Azure SQL logical server's admin, for `engine =
     /// "azure_sql"`); options in README (TLS, Azure AD token).
     pub sqlserver_admin_url: Option<String>,
-    /// `engine = "azure_sql"`: the elastic pool tenant databases are created in.
+    /// `engine = "azure_sql"`: the elastic pool tenant databases are created in: its name, or
+    /// its Azure resource id (`/subscriptions/…/elasticPools/<name>`), with which the server's
+    /// capacity is read from the pool (see `azure_management_url`).
     pub azure_sql_elastic_pool: Option<String>,
+    /// The Azure Resource Manager endpoint an elastic pool's database limit is read from
+    /// (default `https://management.azure.com`; sovereign clouds have their own).
+    pub azure_management_url: Option<String>,
+    /// Extra trusted root certificates (PEM) for reaching Resource Manager.
+    pub azure_management_ca_bundle: Option<PathBuf>,
+    /// Connect to this IP address instead of resolving Resource Manager's host name (a proxy
+    /// without DNS; the test double).
+    pub azure_management_connect_to: Option<IpAddr>,
     /// URL of the catalog database: `postgresql://...` or `sqlserver://...` (its scheme picks
     /// the catalog's backend). Defaults to the engine's admin URL with database
     /// `tenant_catalog` (created when missing), so a SQL Server shop needs no PostgreSQL.
@@ -287,7 +297,7 @@ pub struct Config {
     /// endpoint without private DNS; the test double). The certificate is still checked
     /// against the host name.
     pub key_vault_connect_to: Option<IpAddr>,
-    /// The identity used for Key Vault and the archive container.
+    /// The identity used for Key Vault, the archive container and Resource Manager.
     pub azure_credential: AzureCredentialKind,
     /// Entra tenant id (`workload_identity`, `client_secret`, `azure_cli`).
     pub azure_tenant_id: Option<String>,
@@ -385,6 +395,9 @@ impl Default for Config {
             postgres_admin_url: None,
             sqlserver_admin_url: None,
             azure_sql_elastic_pool: None,
+            azure_management_url: None,
+            azure_management_ca_bundle: None,
+            azure_management_connect_to: None,
             catalog_url: None,
             tenant_host: None,
             tenant_port: None,
@@ -744,14 +757,40 @@ impl Config {
             .ok_or(ConfigError::NoSqlServerUrl)
     }
 
-    /// The elastic pool of `engine = "azure_sql"`.
-    pub fn azure_sql_elastic_pool(&self) -> Result<String, ConfigError> {
-        self.azure_sql_elastic_pool
+    /// The elastic pool of `engine = "azure_sql"`: its name, and its resource id when it was
+    /// given as one.
+    pub fn azure_sql_elastic_pool(
+        &self,
+    ) -> Result<(String, Option<secrets::arm::ElasticPoolId>), ConfigError> {
+        let pool = self
+            .azure_sql_elastic_pool
             .as_deref()
             .map(str::trim)
             .filter(|p| !p.is_empty())
-            .map(str::to_owned)
-            .ok_or(ConfigError::NoElasticPool)
+            .ok_or(ConfigError::NoElasticPool)?;
+        if !secrets::arm::ElasticPoolId::looks_like_id(pool) {
+            return Ok((pool.to_owned(), None));
+        }
+        let id = secrets::arm::ElasticPoolId::parse(pool)
+            .map_err(|e| ConfigError::Invalid(format!("azure_sql_elastic_pool: {e}")))?;
+        Ok((id.pool().to_owned(), Some(id)))
+    }
+
+    /// How to reach Azure Resource Manager (an elastic pool's database limit), with the
+    /// configured Azure credential.
+    pub fn arm_options(&self) -> Result<secrets::arm::ArmOptions, ConfigError> {
+        let mut options = secrets::arm::ArmOptions::new(self.azure_credential()?);
+        if let Some(url) = self
+            .azure_management_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            url.clone_into(&mut options.endpoint);
+        }
+        options.http.ca_bundle = self.azure_management_ca_bundle.clone();
+        options.http.connect_to = self.azure_management_connect_to;
+        Ok(options)
     }
 
     /// Where the catalog lives: `catalog_url` when set, else the engine's admin server with

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use catalog::{Catalog, NewServer, ServerRecord};
 use engine::postgres::{PostgresConfig, PostgresEngine, Provisioning};
@@ -229,19 +230,35 @@ pub async fn register_configured(
     }
     let location = engine.server();
     let (host, port) = host_port(&location);
+    let mut capacity = config.server_capacity.max(1);
+    let elastic_pool = match config.engine {
+        crate::config::EngineKind::AzureSql => {
+            let (pool, id) = config.azure_sql_elastic_pool()?;
+            if let Some(id) = id {
+                let limit = crate::azure_pool::read_limit(&config.arm_options()?, &id)
+                    .await
+                    .with_context(|| format!("the capacity of server {name}"))?;
+                let allowed = crate::azure_pool::allowed(&pool, &limit)?;
+                if capacity > allowed {
+                    tracing::info!(server = %name, configured = capacity, allowed,
+                                   "server_capacity lowered to what the elastic pool holds");
+                    capacity = allowed;
+                }
+            }
+            Some(pool)
+        }
+        _ => None,
+    };
     let record = catalog
         .upsert_server(
             NewServer {
                 name: name.clone(),
                 engine: config.engine.as_str().to_owned(),
-                elastic_pool: match config.engine {
-                    crate::config::EngineKind::AzureSql => Some(config.azure_sql_elastic_pool()?),
-                    _ => None,
-                },
+                elastic_pool,
                 admin_secret: secret.to_string(),
                 host,
                 port,
-                capacity: config.server_capacity.max(1),
+                capacity,
                 labels: config.server_labels.clone(),
                 pool_size: None,
             },

@@ -19,6 +19,7 @@
 //!    file's [`start`].
 
 pub mod auth;
+mod azure_pool;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -238,7 +239,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
                 instance: Some(instance),
                 flavor: match config.engine {
                     EngineKind::AzureSql => engine::sqlserver::Flavor::AzureSqlDatabase {
-                        elastic_pool: config.azure_sql_elastic_pool()?,
+                        elastic_pool: config.azure_sql_elastic_pool()?.0,
                         copy_template: config.provisioning
                             == engine::postgres::Provisioning::Template,
                     },
@@ -336,6 +337,7 @@ pub async fn start(config: &Config, faults: Option<Faults>) -> anyhow::Result<Ap
         limits: Arc::new(limits::Limits::new(config)),
         reconcile: config.reconcile(),
         offboard_retention: config.offboard_retention,
+        arm: config.arm_options().map_err(|e| e.to_string()),
     };
     let limits_cleanup = state.limits.start_cleanup();
     let router = router::app(

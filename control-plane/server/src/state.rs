@@ -37,4 +37,7 @@ pub struct AppState {
     pub reconcile: workflows::reconcile::ReconcilePolicy,
     /// The restore window of an offboarding that names none (`offboard_retention`).
     pub offboard_retention: api_types::Retention,
+    /// How to reach Azure Resource Manager (an elastic pool's database limit), or why the
+    /// configured Azure credential cannot.
+    pub arm: Result<secrets::arm::ArmOptions, String>,
 }

@@ -22,7 +22,15 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["config", "keyfile", "auth", "signing", "error", "fleet"],
+        &[
+            "config",
+            "keyfile",
+            "auth",
+            "signing",
+            "error",
+            "fleet",
+            "azure_pool",
+        ],
     ),
     ("state", &["state", "extract", "limits"]),
     ("services", &["service", "view"]),

@@ -103,6 +103,16 @@ pub mod sql {
     pub const USER_DATABASES: &str = "SELECT name FROM sys.databases \
          WHERE name <> N'master' AND state = 0 ORDER BY name;";
 
+    /// The templates of other releases (`@P1`: this release's), run on `master`: every
+    /// `tcp_template_*` database but the current one that no copy is being made from or into
+    /// (`sys.dm_database_copies` lists a copy in `master` of the source's and the target's server,
+    /// as one row per database taking part: "is_target_role 0 = source database").
+    pub const OTHER_TEMPLATES: &str = "SELECT d.name FROM sys.databases AS d \
+         WHERE d.name LIKE N'tcp[_]template[_]%' AND d.name <> @P1 AND d.state = 0 \
+         AND NOT EXISTS (SELECT 1 FROM sys.dm_database_copies AS c \
+             WHERE c.database_id = d.database_id OR c.partner_database = d.name) \
+         ORDER BY d.name;";
+
     /// How many sessions authenticated at this database (its contained users) are left but
     /// this one, run in the database: Azure SQL Database shows an admin connection "one row per
     /// authenticated session" of the database it is connected to.
@@ -410,6 +420,7 @@ pub fn generated_statements(
             sql::DROP_TEMPLATE_MARK.to_owned(),
         ),
         ("azure_lock_template", sql::LOCK_TEMPLATE.to_owned()),
+        ("azure_other_templates", sql::OTHER_TEMPLATES.to_owned()),
         ("azure_create_in_pool", sql::create_in_pool(database, pool)?),
         (
             "azure_copy_into_pool",

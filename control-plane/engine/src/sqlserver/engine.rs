@@ -94,6 +94,9 @@ pub struct SqlServerEngine {
     release: Arc<Release>,
     instance: Option<uuid::Uuid>,
     flavor: Flavor,
+    /// Azure SQL Database: whether this process has dropped the templates of earlier releases
+    /// (once, after this release's is ready).
+    old_templates_dropped: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SqlServerEngine {
@@ -476,6 +479,7 @@ impl SqlServerEngine {
                 .unwrap_or_else(|| Arc::new(Release::sqlserver())),
             instance: config.instance,
             flavor: config.flavor,
+            old_templates_dropped: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

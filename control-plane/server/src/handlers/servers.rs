@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use catalog::{NewServer, ServerRecord, ServerState};
+use secrets::arm::{ArmError, ElasticPoolId};
 use secrets::{SecretName, SecretValue};
 
 use crate::error::AppError;
@@ -108,6 +109,16 @@ fn admin_location(engine: ServerEngine, url: &str) -> Result<(String, u16), AppE
     }
 }
 
+/// A pool whose limit cannot be read, or that cannot take the capacity: 422 (what to change),
+/// or 503 when Resource Manager is unreachable (try again).
+fn pool_error(e: crate::azure_pool::PoolCapacityError) -> AppError {
+    use crate::azure_pool::PoolCapacityError;
+    match e {
+        PoolCapacityError::Arm(ArmError::Unavailable(detail)) => AppError::unavailable(detail),
+        e => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/v1/servers",
@@ -126,7 +137,7 @@ pub(crate) async fn register_server(
     ApiJson(body): ApiJson<RegisterServerRequest>,
 ) -> Result<(StatusCode, Json<Server>), AppError> {
     let name = parse_name(&body.name)?.to_owned();
-    if !(1..=100_000).contains(&body.capacity) {
+    if body.capacity.is_some_and(|c| !(1..=100_000).contains(&c)) {
         return Err(AppError::bad_request("capacity must be 1 to 100000"));
     }
     for (key, value) in &body.labels {
@@ -154,7 +165,21 @@ pub(crate) async fn register_server(
         ));
     }
     let (url_host, url_port) = admin_location(body.engine, admin_url)?;
+    let mut pool_id = None;
     let elastic_pool = match (body.engine, body.elastic_pool.as_deref().map(str::trim)) {
+        (ServerEngine::AzureSql, Some(pool)) if ElasticPoolId::looks_like_id(pool) => {
+            let id = ElasticPoolId::parse(pool).map_err(AppError::bad_request)?;
+            let server = url_host.split('.').next().unwrap_or_default();
+            if !server.eq_ignore_ascii_case(id.server()) {
+                return Err(AppError::bad_request(format!(
+                    "elastic_pool names a pool of logical server {}, but admin_url is for {url_host}",
+                    id.server()
+                )));
+            }
+            let pool_name = id.pool().to_owned();
+            pool_id = Some(id);
+            Some(pool_name)
+        }
         (ServerEngine::AzureSql, Some(pool))
             if !pool.is_empty() && pool.len() <= 128 && !pool.chars().any(char::is_control) =>
         {
@@ -163,7 +188,7 @@ pub(crate) async fn register_server(
         (ServerEngine::AzureSql, _) => {
             return Err(AppError::bad_request(
                 "an azure_sql server needs elastic_pool: the name of the elastic pool its \
-                 tenant databases are created in (1 to 128 characters)",
+                 tenant databases are created in (1 to 128 characters), or its resource id",
             ))
         }
         (_, Some(_)) => {
@@ -179,6 +204,29 @@ pub(crate) async fn register_server(
             "a server named {name} is already registered"
         )));
     }
+    // Capacity: as given, or (an azure_sql pool given by its id) what the pool holds.
+    let capacity = match (&pool_id, elastic_pool.as_deref()) {
+        (Some(id), Some(pool)) => {
+            let options = state.arm.as_ref().map_err(|e| {
+                AppError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "reading elastic pool {id}'s database limit needs an Azure credential: {e}"
+                    ),
+                )
+            })?;
+            let limit = crate::azure_pool::read_limit(options, id)
+                .await
+                .map_err(pool_error)?;
+            crate::azure_pool::fit(pool, &limit, body.capacity).map_err(pool_error)?
+        }
+        _ => body.capacity.ok_or_else(|| {
+            AppError::bad_request(
+                "capacity is required (1 to 100000); only an azure_sql server whose \
+                 elastic_pool is given as its resource id takes it from the pool",
+            )
+        })?,
+    };
     let host = body.tenant_host.clone().unwrap_or(url_host);
     let port = i32::from(body.tenant_port.unwrap_or(url_port));
     let admin_secret = crate::fleet::admin_secret_name(&name);
@@ -189,7 +237,7 @@ pub(crate) async fn register_server(
         admin_secret: admin_secret.clone(),
         host: host.clone(),
         port,
-        capacity: body.capacity,
+        capacity,
         labels: body.labels.clone(),
         pool_size,
     };
@@ -201,7 +249,7 @@ pub(crate) async fn register_server(
         admin_secret: admin_secret.clone(),
         host,
         port,
-        capacity: body.capacity,
+        capacity,
         labels: body.labels.clone(),
         pool_size,
         state: ServerState::Active,

@@ -58,8 +58,71 @@ impl SqlServerEngine {
     }
 
     /// Makes the template of this release in the pool unless it is ready: created, migrated,
-    /// then marked with its generation (a copy is only ever made of a marked one).
+    /// then marked with its generation (a copy is only ever made of a marked one). Then, once
+    /// per process, drops the templates of earlier releases ([`Self::drop_other_templates`]).
     pub(super) async fn ensure_template(&self) -> Result<(), EngineError> {
+        self.build_template().await?;
+        if !self
+            .old_templates_dropped
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.drop_other_templates().await;
+        }
+        Ok(())
+    }
+
+    /// Drops every template of another release in the pool: a `tcp_template_*` database that
+    /// carries our template mark (a database without it is never touched), with a generation
+    /// other than this release's, that no copy is being made from. Each takes a place in the
+    /// pool (its database limit is the server's capacity, less one for the current template).
+    /// A replica still on an earlier release builds its template again if it needs one. Errors
+    /// are logged, not returned: a template left over is the next process's to drop.
+    async fn drop_other_templates(&self) {
+        let current = self.template_name();
+        let generation = self.pool_generation();
+        let names: Vec<String> = match self.master().await {
+            Ok(mut master) => match master
+                .query(azure::sql::OTHER_TEMPLATES, &[&current.as_str()])
+                .await
+            {
+                Ok(rows) => rows
+                    .iter()
+                    .filter_map(|r| r.get::<&str, _>(0).map(str::to_owned))
+                    .collect(),
+                Err(e) => {
+                    warn!(error = %e, "azure sql: could not list earlier templates");
+                    return;
+                }
+            },
+            Err(e) => {
+                warn!(error = %e, "azure sql: could not list earlier templates");
+                return;
+            }
+        };
+        for name in names {
+            let mark = match self.connect_tagged(&self.admin.with_database(&name)).await {
+                Ok(mut conn) => Self::template_mark(&mut conn).await,
+                Err(e) => Err(e),
+            };
+            match mark {
+                Ok(Some(mark)) if mark != generation => match self.drop_on_azure(&name).await {
+                    Ok(()) => {
+                        info!(template = %name, "azure sql: dropped the template of an earlier release")
+                    }
+                    Err(e) => {
+                        warn!(template = %name, error = %e, "azure sql: could not drop an earlier template")
+                    }
+                },
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(template = %name, error = %e, "azure sql: could not read an earlier template's mark")
+                }
+            }
+        }
+    }
+
+    /// This release's template, built unless it is ready.
+    async fn build_template(&self) -> Result<(), EngineError> {
         let Flavor::AzureSqlDatabase { elastic_pool, .. } = &self.flavor else {
             return Ok(());
         };
