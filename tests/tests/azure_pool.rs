@@ -250,3 +250,81 @@ async fn registering_an_azure_sql_server_takes_its_capacity_from_the_pool() {
     let (_, list) = env.call_as("admin", Method::GET, "/v1/servers", None).await;
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }
+
+/// A pool scaled after registration: `PUT /v1/servers/{name}/capacity` without a capacity reads
+/// its limit again; with one, it must fit.
+#[tokio::test]
+async fn a_scaled_pool_is_read_again_on_request() {
+    let double = ArmDouble::start().await;
+    let pool = double.add_pool("tcp-sql", "tenants", "westeurope", gp(2));
+    let env = TestEnv::with(EngineUnderTest::Postgres, workflows::Faults::none(), |c| {
+        double.configure(c);
+    })
+    .await;
+    // Registered as the API would (an Azure SQL server cannot run here): by its pool's id.
+    env.app
+        .catalog
+        .create_server(
+            catalog::NewServer {
+                name: "az-1".into(),
+                engine: "azure_sql".into(),
+                elastic_pool: Some("tenants".into()),
+                elastic_pool_id: Some(pool.clone()),
+                admin_secret: "server-az-1-admin".into(),
+                host: "tcp-sql.database.windows.net".into(),
+                port: 1433,
+                capacity: 99,
+                labels: Default::default(),
+                pool_size: None,
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    let set = |body: serde_json::Value| {
+        let env = &env;
+        async move {
+            env.call_as(
+                "admin",
+                Method::PUT,
+                "/v1/servers/az-1/capacity",
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (status, shown) = set(json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(
+        (
+            shown["capacity"].as_i64(),
+            shown["elastic_pool_id"].as_str()
+        ),
+        (Some(99), Some(pool.as_str()))
+    );
+    // Scaled to 4 vCores: 200 databases.
+    double.add_pool("tcp-sql", "tenants", "westeurope", gp(4));
+    let (status, shown) = set(json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["capacity"], 199);
+    let (status, problem) = set(json!({"capacity": 250})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("at most 199"),
+        "{problem}"
+    );
+    let (status, shown) = set(json!({"capacity": 150})).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["capacity"], 150);
+    // Each change is audited with what it was.
+    let changes = env
+        .app
+        .catalog
+        .audit_log(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "server.capacity")
+        .count();
+    assert_eq!(changes, 2);
+}

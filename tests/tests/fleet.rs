@@ -195,10 +195,63 @@ async fn placement_spreads_tenants_and_honours_labels_draining_and_capacity() {
             .contains("matches engine sqlserver"),
         "{problem}"
     );
+    // Capacity can change: never below the tenants a server holds; a raised one takes the next.
+    for (name, body, status, says) in [
+        (
+            "pg-2",
+            json!({}),
+            StatusCode::BAD_REQUEST,
+            "capacity is required",
+        ),
+        (
+            "pg-2",
+            json!({"capacity": 0}),
+            StatusCode::BAD_REQUEST,
+            "1 to 100000",
+        ),
+        (
+            "pg-2",
+            json!({"capacity": 2}),
+            StatusCode::CONFLICT,
+            "holds 3 tenant(s)",
+        ),
+        (
+            "pg-9",
+            json!({"capacity": 2}),
+            StatusCode::NOT_FOUND,
+            "pg-9",
+        ),
+    ] {
+        let (got, problem) = admin(
+            &env,
+            Method::PUT,
+            &format!("/v1/servers/{name}/capacity"),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(got, status, "{body}: {problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(says),
+            "{body}: {problem}"
+        );
+    }
+    let (status, raised) = admin(
+        &env,
+        Method::PUT,
+        "/v1/servers/pg-2/capacity",
+        Some(json!({"capacity": 4})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{raised}");
+    assert_eq!(raised["capacity"], 4);
+    assert_eq!(onboarded(&env, "fleet-h", None).await, "pg-2");
     // A server with tenants cannot be removed; an empty one can, and its secret goes too.
     let (status, problem) = admin(&env, Method::DELETE, "/v1/servers/pg-2", None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
-    for slug in ["fleet-b", "fleet-c", "fleet-f"] {
+    for slug in ["fleet-b", "fleet-c", "fleet-f", "fleet-h"] {
         env.offboard(slug).await;
     }
     let (status, body) = admin(&env, Method::DELETE, "/v1/servers/pg-2", None).await;
@@ -340,14 +393,16 @@ async fn a_mixed_fleet_places_by_engine() {
     admin(&env, Method::DELETE, "/v1/servers/mssql", None).await;
 }
 
-/// An Azure SQL Database server keeps its elastic pool in the catalog (either backend), and
-/// the catalog itself refuses an `azure_sql` server without one, or a pool on another engine.
+/// An Azure SQL Database server keeps its elastic pool (and the pool's resource id) in the
+/// catalog (either backend), and the catalog itself refuses an `azure_sql` server without one,
+/// a pool on another engine, or a pool id without a pool; its capacity can be changed.
 async fn azure_sql_servers_keep_their_elastic_pool(engine: EngineUnderTest) {
     let env = TestEnv::new(engine).await;
     let server = |name: &str, engine: &str, pool: Option<&str>| catalog::NewServer {
         name: name.to_owned(),
         engine: engine.to_owned(),
         elastic_pool: pool.map(str::to_owned),
+        elastic_pool_id: None,
         admin_secret: format!("server-{name}-admin"),
         host: format!("{name}.database.windows.net"),
         port: 1433,
@@ -355,18 +410,55 @@ async fn azure_sql_servers_keep_their_elastic_pool(engine: EngineUnderTest) {
         labels: Default::default(),
         pool_size: None,
     };
+    let pool_id = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Sql/servers/az-1/elasticPools/tenant-pool-1";
     let record = env
         .app
         .catalog
-        .create_server(server("az-1", "azure_sql", Some("tenant-pool-1")), "test")
+        .create_server(
+            catalog::NewServer {
+                elastic_pool_id: Some(pool_id.to_owned()),
+                ..server("az-1", "azure_sql", Some("tenant-pool-1"))
+            },
+            "test",
+        )
         .await
         .unwrap();
     assert_eq!(record.engine, "azure_sql");
     assert_eq!(record.elastic_pool.as_deref(), Some("tenant-pool-1"));
+    assert_eq!(record.elastic_pool_id.as_deref(), Some(pool_id));
+    let record = env
+        .app
+        .catalog
+        .set_server_capacity("az-1", 42, "test")
+        .await
+        .unwrap();
+    assert_eq!(record.capacity, 42);
+    let missing = env
+        .app
+        .catalog
+        .set_server_capacity("az-9", 42, "test")
+        .await;
+    assert!(
+        matches!(missing, Err(catalog::CatalogError::NotFound { .. })),
+        "{missing:?}"
+    );
     let (status, shown) = admin(&env, Method::GET, "/v1/servers/az-1", None).await;
     assert_eq!(status, StatusCode::OK, "{shown}");
     assert_eq!(shown["engine"], "azure_sql");
     assert_eq!(shown["elastic_pool"], "tenant-pool-1");
+    assert_eq!(shown["elastic_pool_id"], pool_id);
+    let refused = env
+        .app
+        .catalog
+        .create_server(
+            catalog::NewServer {
+                elastic_pool_id: Some(pool_id.to_owned()),
+                ..server("ms-3", "sqlserver", None)
+            },
+            "test",
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
     for (name, engine, pool) in [
         ("az-2", "azure_sql", None),
         ("ms-2", "sqlserver", Some("tenant-pool-1")),

@@ -634,6 +634,10 @@ pub struct Server {
     /// `azure_sql`: the elastic pool its tenant databases are created in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elastic_pool: Option<String>,
+    /// `azure_sql`: that pool's Azure resource id, when it was registered by id (its capacity
+    /// is read from the pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elastic_pool_id: Option<String>,
     /// `active` (takes new tenants), `draining` (keeps its tenants, takes no new ones), or
     /// `unreachable` (its last health check failed).
     #[schema(pattern = "^(active|draining|unreachable)$")]
@@ -685,6 +689,19 @@ pub struct SetPoolSizeRequest {
     /// `warm_pool_size` again.
     #[schema(minimum = 0, maximum = 1000)]
     pub size: Option<u32>,
+}
+
+/// Body of `PUT /v1/servers/{name}/capacity`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetCapacityRequest {
+    /// Most tenants it takes, no fewer than it holds. Required, except for an `azure_sql`
+    /// server registered with its pool's resource id: then the pool's database limit is read
+    /// again (after the pool was scaled) and the capacity is that less one (the template), or
+    /// the value given if it fits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100000)]
+    pub capacity: Option<i32>,
 }
 
 /// Body of `POST /v1/tenants/{slug}/offboard`.

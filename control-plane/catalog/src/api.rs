@@ -481,6 +481,16 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         actor: &str,
     ) -> Result<ServerRecord, CatalogError>;
 
+    /// Sets a server's capacity, with its audit row when it changed; refused
+    /// ([`CatalogError::CapacityBelowTenants`]) below its live tenants, under the row lock
+    /// that creating a tenant on it takes.
+    async fn set_server_capacity(
+        &self,
+        name: &str,
+        capacity: i32,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError>;
+
     /// The deployment's id, which the markers of its databases and roles name (made once, by
     /// the catalog's migration).
     async fn instance_id(&self) -> Result<Uuid, CatalogError>;

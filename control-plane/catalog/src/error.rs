@@ -52,6 +52,14 @@ pub enum CatalogError {
         /// Its live tenants.
         tenants: i64,
     },
+    /// A capacity below the server's live tenants.
+    #[error("server {name} holds {tenants} tenant(s): its capacity cannot be lower (drain it to stop placing tenants there)")]
+    CapacityBelowTenants {
+        /// The name.
+        name: String,
+        /// Its live tenants.
+        tenants: i64,
+    },
     /// The server still holds pooled databases (one is being created or claimed right now).
     #[error("server {name} still holds {databases} pooled database(s) being created or claimed; try again in a few seconds")]
     ServerPoolNotEmpty {

@@ -1187,6 +1187,15 @@ impl CatalogStore for PgCatalog {
         self.pg_pool_databases(server).await
     }
 
+    async fn set_server_capacity(
+        &self,
+        name: &str,
+        capacity: i32,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        self.pg_set_server_capacity(name, capacity, actor).await
+    }
+
     async fn set_server_pool_size(
         &self,
         name: &str,

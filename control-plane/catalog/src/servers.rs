@@ -61,6 +61,8 @@ pub struct ServerRecord {
     pub engine: String,
     /// The elastic pool tenant databases go into (`azure_sql` only).
     pub elastic_pool: Option<String>,
+    /// That pool's Azure resource id, when it was given as one: its capacity is read from it.
+    pub elastic_pool_id: Option<String>,
     /// Name of the secret holding the admin connection string.
     pub admin_secret: String,
     /// Host written into tenant connection strings.
@@ -99,6 +101,8 @@ pub struct NewServer {
     pub engine: String,
     /// The elastic pool tenant databases go into (`azure_sql` only).
     pub elastic_pool: Option<String>,
+    /// That pool's Azure resource id, when it was given as one: its capacity is read from it.
+    pub elastic_pool_id: Option<String>,
     /// Name of the secret holding the admin connection string.
     pub admin_secret: String,
     /// Host written into tenant connection strings.

@@ -458,6 +458,15 @@ impl CatalogStore for SqlServerCatalog {
         self.ms_pool_databases(server).await
     }
 
+    async fn set_server_capacity(
+        &self,
+        name: &str,
+        capacity: i32,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        self.ms_set_server_capacity(name, capacity, actor).await
+    }
+
     async fn set_server_pool_size(
         &self,
         name: &str,

@@ -114,6 +114,16 @@ pub enum ServersCommand {
         #[arg(value_parser = parse_pool_size)]
         size: PoolSize,
     },
+    /// Set the most tenants the server takes (no fewer than it holds). Without --capacity, an
+    /// azure_sql server registered with its pool's resource id reads the pool's limit again
+    /// (after the pool was scaled).
+    Capacity {
+        /// The server's name.
+        name: String,
+        /// Most tenants it takes.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100000))]
+        capacity: Option<i32>,
+    },
 }
 
 /// A pool size on the command line.
@@ -234,6 +244,15 @@ pub async fn run(
                 .put(
                     &format!("/v1/servers/{name}/pool"),
                     &api_types::SetPoolSizeRequest { size },
+                )
+                .await?;
+            show(&server, &raw)?;
+        }
+        ServersCommand::Capacity { name, capacity } => {
+            let (server, raw): (Server, _) = client
+                .put(
+                    &format!("/v1/servers/{name}/capacity"),
+                    &api_types::SetCapacityRequest { capacity },
                 )
                 .await?;
             show(&server, &raw)?;

@@ -130,9 +130,9 @@ impl From<CatalogError> for AppError {
             )),
             CatalogError::NotFound { what } => AppError::not_found(format!("{what} not found")),
             e @ CatalogError::WrongState { .. } => AppError::conflict(e.to_string()),
-            e @ (CatalogError::ServerExists { .. } | CatalogError::ServerInUse { .. }) => {
-                AppError::conflict(e.to_string())
-            }
+            e @ (CatalogError::ServerExists { .. }
+            | CatalogError::ServerInUse { .. }
+            | CatalogError::CapacityBelowTenants { .. }) => AppError::conflict(e.to_string()),
             e @ CatalogError::ServerUnavailable { .. } => AppError::unavailable(e.to_string()),
             // Every catalog connection stayed busy for the pool's whole wait: the control plane
             // is overloaded for now, not broken. Nothing was changed; the request may be sent

@@ -231,10 +231,12 @@ pub async fn register_configured(
     let location = engine.server();
     let (host, port) = host_port(&location);
     let mut capacity = config.server_capacity.max(1);
+    let mut elastic_pool_id = None;
     let elastic_pool = match config.engine {
         crate::config::EngineKind::AzureSql => {
             let (pool, id) = config.azure_sql_elastic_pool()?;
             if let Some(id) = id {
+                elastic_pool_id = Some(id.to_string());
                 let limit = crate::azure_pool::read_limit(&config.arm_options()?, &id)
                     .await
                     .with_context(|| format!("the capacity of server {name}"))?;
@@ -255,6 +257,7 @@ pub async fn register_configured(
                 name: name.clone(),
                 engine: config.engine.as_str().to_owned(),
                 elastic_pool,
+                elastic_pool_id,
                 admin_secret: secret.to_string(),
                 host,
                 port,

@@ -144,6 +144,7 @@ async fn openapi_json() -> Response {
         handlers::servers::drain_server,
         handlers::servers::undrain_server,
         handlers::servers::set_pool_size,
+        handlers::servers::set_capacity,
         handlers::servers::remove_server,
         handlers::reconciliation::latest_report,
         handlers::reconciliation::run_reconciliation,

@@ -90,6 +90,7 @@ pub const POLICY: &[Rule] = &[
     rule("POST", "/v1/servers/{name}/drain", ADMIN),
     rule("POST", "/v1/servers/{name}/undrain", ADMIN),
     rule("PUT", "/v1/servers/{name}/pool", ADMIN),
+    rule("PUT", "/v1/servers/{name}/capacity", ADMIN),
     rule("GET", "/v1/reconciliation", ADMIN_OR_AUDITOR),
     rule("POST", "/v1/reconciliation/run", ADMIN),
     rule("POST", "/v1/reconciliation/findings/{id}/repair", ADMIN),

@@ -153,6 +153,7 @@ mod tests {
             name: name.into(),
             engine: engine.into(),
             elastic_pool: (engine == "azure_sql").then(|| "pool-1".to_owned()),
+            elastic_pool_id: None,
             admin_secret: format!("server-{name}-admin"),
             host: "h".into(),
             port: 5432,

@@ -462,6 +462,7 @@ mod tests {
             name: "s1".into(),
             engine: "postgres".into(),
             elastic_pool: None,
+            elastic_pool_id: None,
             admin_secret: "server-s1-admin".into(),
             host: "h".into(),
             port: 5432,

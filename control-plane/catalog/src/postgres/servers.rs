@@ -15,7 +15,7 @@ use crate::error::CatalogError;
 use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 
 const SELECT: &str =
-    "SELECT s.name, s.engine, s.elastic_pool, s.admin_secret, s.host, s.port, s.capacity, \
+    "SELECT s.name, s.engine, s.elastic_pool, s.elastic_pool_id, s.admin_secret, s.host, s.port, s.capacity, \
      s.labels, s.pool_size, s.state, s.checked_at, s.check_ok, s.check_latency_ms, s.check_error, \
      s.engine_version, s.created_at, \
      (SELECT count(*) FROM tenants t WHERE t.server = s.name AND t.released_at IS NULL) AS tenants \
@@ -29,6 +29,7 @@ fn server_from_row(row: &Row) -> Result<ServerRecord, CatalogError> {
         name: row.get("name"),
         engine: row.get("engine"),
         elastic_pool: row.get("elastic_pool"),
+        elastic_pool_id: row.get("elastic_pool_id"),
         admin_secret: row.get("admin_secret"),
         host: row.get("host"),
         port: row.get("port"),
@@ -58,6 +59,7 @@ async fn one(client: &impl Db, name: &str) -> Result<Option<ServerRecord>, Catal
 
 fn described(s: &NewServer) -> serde_json::Value {
     json!({"name": s.name, "engine": s.engine, "elastic_pool": s.elastic_pool,
+           "elastic_pool_id": s.elastic_pool_id,
            "host": s.host, "port": s.port,
            "capacity": s.capacity, "labels": s.labels, "admin_secret": s.admin_secret,
            "pool_size": s.pool_size})
@@ -107,8 +109,8 @@ impl PgCatalog {
         let inserted = tx
             .execute(
                 "INSERT INTO servers (name, engine, admin_secret, host, port, capacity, labels, \
-                                      pool_size, elastic_pool) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                      pool_size, elastic_pool, elastic_pool_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
                     &server.name,
                     &server.engine,
@@ -119,6 +121,7 @@ impl PgCatalog {
                     &json!(server.labels),
                     &server.pool_size,
                     &server.elastic_pool,
+                    &server.elastic_pool_id,
                 ],
             )
             .await;
@@ -157,10 +160,10 @@ impl PgCatalog {
         let before = one(&tx, &server.name).await?;
         tx.execute(
             "INSERT INTO servers (name, engine, admin_secret, host, port, capacity, labels, \
-                                  elastic_pool) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                                  elastic_pool, elastic_pool_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (name) DO UPDATE SET engine = EXCLUDED.engine, \
-                 elastic_pool = EXCLUDED.elastic_pool, \
+                 elastic_pool = EXCLUDED.elastic_pool, elastic_pool_id = EXCLUDED.elastic_pool_id, \
                  admin_secret = EXCLUDED.admin_secret, host = EXCLUDED.host, \
                  port = EXCLUDED.port, capacity = EXCLUDED.capacity, labels = EXCLUDED.labels, \
                  updated_at = now()",
@@ -173,6 +176,7 @@ impl PgCatalog {
                 &server.capacity,
                 &json!(server.labels),
                 &server.elastic_pool,
+                &server.elastic_pool_id,
             ],
         )
         .await?;
@@ -189,6 +193,7 @@ impl PgCatalog {
         let changed = before.as_ref().is_none_or(|b| {
             b.engine != server.engine
                 || b.elastic_pool != server.elastic_pool
+                || b.elastic_pool_id != server.elastic_pool_id
                 || b.admin_secret != server.admin_secret
                 || b.host != server.host
                 || b.port != server.port
@@ -327,6 +332,62 @@ impl PgCatalog {
         .await?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    pub(super) async fn pg_set_server_capacity(
+        &self,
+        name: &str,
+        capacity: i32,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        // The row lock creating a tenant on the server takes: no tenant lands meanwhile.
+        let locked = tx
+            .query_opt(
+                "SELECT capacity FROM servers WHERE name = $1 FOR UPDATE",
+                &[&name],
+            )
+            .await?
+            .ok_or_else(|| CatalogError::NotFound {
+                what: format!("server {name}"),
+            })?;
+        let before: i32 = locked.get(0);
+        let live: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM tenants WHERE server = $1 AND released_at IS NULL",
+                &[&name],
+            )
+            .await?
+            .get(0);
+        if i64::from(capacity) < live {
+            return Err(CatalogError::CapacityBelowTenants {
+                name: name.to_owned(),
+                tenants: live,
+            });
+        }
+        if before != capacity {
+            tx.execute(
+                "UPDATE servers SET capacity = $2, updated_at = now() WHERE name = $1",
+                &[&name, &capacity],
+            )
+            .await?;
+            append_audit(
+                &tx,
+                actor,
+                None,
+                None,
+                None,
+                "server.capacity",
+                json!({"name": name, "capacity": capacity, "was": before}),
+            )
+            .await?;
+        }
+        let record = one(&tx, name).await?;
+        tx.commit().await?;
+        record.ok_or_else(|| CatalogError::NotFound {
+            what: format!("server {name}"),
+        })
     }
 
     pub(super) async fn pg_set_server_pool_size(

@@ -16,24 +16,24 @@ use crate::servers::{NewServer, ServerHealth, ServerRecord, ServerState};
 /// The statements of the server registry.
 pub(super) mod sql {
     /// Every column of a server and its live tenant count.
-    pub const SELECT: &str = "SELECT s.Name, s.Engine, s.ElasticPool, s.AdminSecret, s.Host, s.Port, \
+    pub const SELECT: &str = "SELECT s.Name, s.Engine, s.ElasticPool, s.ElasticPoolId, s.AdminSecret, s.Host, s.Port, \
          s.Capacity, s.Labels, s.PoolSize, s.State, s.CheckedAt, s.CheckOk, s.CheckLatencyMs, s.CheckError, \
          s.EngineVersion, s.CreatedAt, \
          (SELECT COUNT_BIG(*) FROM catalog.Tenants AS t \
            WHERE t.Server = s.Name AND t.ReleasedAt IS NULL) AS Tenants \
          FROM catalog.Servers AS s";
 
-    /// Registers a server (`@P1` name ... `@P7` labels, `@P8` pool size, `@P11` elastic pool)
-    /// with its audit row (`@P9` actor, `@P10` detail).
+    /// Registers a server (`@P1` name ... `@P7` labels, `@P8` pool size, `@P11` elastic pool,
+    /// `@P12` its resource id) with its audit row (`@P9` actor, `@P10` detail).
     pub const CREATE: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
          INSERT INTO catalog.Servers (Name, Engine, AdminSecret, Host, Port, Capacity, Labels, \
-                                      PoolSize, ElasticPool) \
-         VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P11); \
+                                      PoolSize, ElasticPool, ElasticPoolId) \
+         VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P11, @P12); \
          EXEC catalog.AuditAppend @Actor = @P9, @RequestId = NULL, @TenantId = NULL, \
               @OperationId = NULL, @Action = N'server.registered', @Detail = @P10; \
          COMMIT TRANSACTION;";
 
-    /// Registers or updates a server (`@P1`..`@P7` and `@P11` as in [`CREATE`]), moves tenants recorded
+    /// Registers or updates a server (`@P1`..`@P7`, `@P11` and `@P12` as in [`CREATE`]), moves tenants recorded
     /// under the legacy `host:port` `@P8` onto it, and appends an audit row (`@P9` actor,
     /// `@P10` detail) when anything changed. Its pool size is left as it is (NULL when new).
     pub const UPSERT: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
@@ -44,17 +44,19 @@ pub(super) mod sql {
              SELECT @Changed = CASE WHEN Engine = @P2 AND AdminSecret = @P3 AND Host = @P4 \
                                      AND Port = @P5 AND Capacity = @P6 AND Labels = @P7 \
                                      AND ISNULL(ElasticPool, N'') = ISNULL(@P11, N'') \
+                                     AND ISNULL(ElasticPoolId, N'') = ISNULL(@P12, N'') \
                                     THEN 0 ELSE 1 END \
                FROM catalog.Servers WHERE Name = @P1; \
              UPDATE catalog.Servers SET Engine = @P2, AdminSecret = @P3, Host = @P4, \
                     Port = @P5, Capacity = @P6, Labels = @P7, ElasticPool = @P11, \
+                    ElasticPoolId = @P12, \
                     UpdatedAt = SYSUTCDATETIME() \
               WHERE Name = @P1; \
          END \
          ELSE \
              INSERT INTO catalog.Servers (Name, Engine, AdminSecret, Host, Port, Capacity, Labels, \
-                                          ElasticPool) \
-             VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P11); \
+                                          ElasticPool, ElasticPoolId) \
+             VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P11, @P12); \
          IF @P8 IS NOT NULL \
          BEGIN \
              UPDATE catalog.Tenants SET Server = @P1, UpdatedAt = SYSUTCDATETIME() \
@@ -101,6 +103,24 @@ pub(super) mod sql {
               @OperationId = NULL, @Action = N'server.removed', @Detail = @P3; \
          COMMIT TRANSACTION;";
 
+    /// Sets `@P1`'s capacity to `@P2` under its row lock (the one creating a tenant on it
+    /// takes), refused below its live tenants (50606), with an audit row (`@P3` actor, `@P4`
+    /// detail) when it changed. Answers the capacity it had.
+    pub const SET_CAPACITY: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+         DECLARE @Was int, @Live int; \
+         SELECT @Was = Capacity FROM catalog.Servers WITH (UPDLOCK, HOLDLOCK) WHERE Name = @P1; \
+         IF @Was IS NULL THROW 50404, N'server not found', 1; \
+         SELECT @Live = COUNT(*) FROM catalog.Tenants WHERE Server = @P1 AND ReleasedAt IS NULL; \
+         IF @Live > @P2 THROW 50606, N'capacity below the server''s tenants', 1; \
+         IF @Was <> @P2 \
+         BEGIN \
+             UPDATE catalog.Servers SET Capacity = @P2, UpdatedAt = SYSUTCDATETIME() WHERE Name = @P1; \
+             DECLARE @Detail nvarchar(max) = JSON_MODIFY(@P4, '$.was', @Was); \
+             EXEC catalog.AuditAppend @Actor = @P3, @RequestId = NULL, @TenantId = NULL, \
+                  @OperationId = NULL, @Action = N'server.capacity', @Detail = @Detail; \
+         END; \
+         COMMIT TRANSACTION;";
+
     /// How many pooled databases server `@P1` holds.
     pub const POOLED: &str =
         "SELECT COUNT_BIG(*) AS Databases FROM catalog.PoolDatabases WHERE Server = @P1;";
@@ -141,6 +161,7 @@ pub fn generated_statements() -> Vec<(&'static str, String)> {
         ("servers_delete", sql::DELETE.to_owned()),
         ("servers_pooled", sql::POOLED.to_owned()),
         ("servers_set_pool_size", sql::SET_POOL_SIZE.to_owned()),
+        ("servers_set_capacity", sql::SET_CAPACITY.to_owned()),
         (
             "servers_lock_for_new_tenant",
             sql::LOCK_FOR_NEW_TENANT.to_owned(),
@@ -156,6 +177,7 @@ fn server_from_row(row: &Row) -> Result<ServerRecord, CatalogError> {
         name: text(row, "Name")?,
         engine: text(row, "Engine")?,
         elastic_pool: optional_text(row, "ElasticPool")?,
+        elastic_pool_id: optional_text(row, "ElasticPoolId")?,
         admin_secret: text(row, "AdminSecret")?,
         host: text(row, "Host")?,
         port: required(row, "Port")?,
@@ -177,6 +199,7 @@ fn server_from_row(row: &Row) -> Result<ServerRecord, CatalogError> {
 
 fn described(s: &NewServer) -> String {
     json!({"name": s.name, "engine": s.engine, "elastic_pool": s.elastic_pool,
+           "elastic_pool_id": s.elastic_pool_id,
            "host": s.host, "port": s.port,
            "capacity": s.capacity, "labels": s.labels, "admin_secret": s.admin_secret,
            "pool_size": s.pool_size})
@@ -238,6 +261,7 @@ impl SqlServerCatalog {
                     &actor,
                     &described(&server).as_str(),
                     &server.elastic_pool.as_deref(),
+                    &server.elastic_pool_id.as_deref(),
                 ],
             )
             .await;
@@ -274,6 +298,7 @@ impl SqlServerCatalog {
                 &actor,
                 &described(&server).as_str(),
                 &server.elastic_pool.as_deref(),
+                &server.elastic_pool_id.as_deref(),
             ],
         )
         .await?;
@@ -375,6 +400,38 @@ impl SqlServerCatalog {
             Err(e) => Err(e),
             Ok(_) => Ok(record),
         }
+    }
+
+    pub(super) async fn ms_set_server_capacity(
+        &self,
+        name: &str,
+        capacity: i32,
+        actor: &str,
+    ) -> Result<ServerRecord, CatalogError> {
+        let detail = json!({"name": name, "capacity": capacity}).to_string();
+        match self
+            .query(
+                sql::SET_CAPACITY,
+                &[&name, &capacity, &actor, &detail.as_str()],
+            )
+            .await
+        {
+            Err(CatalogError::SqlServer(MssqlError::Server { number: 50404, .. })) => {
+                return Err(CatalogError::NotFound {
+                    what: format!("server {name}"),
+                })
+            }
+            Err(CatalogError::SqlServer(MssqlError::Server { number: 50606, .. })) => {
+                let tenants = self.one(name).await?.map_or(0, |s| s.tenants);
+                return Err(CatalogError::CapacityBelowTenants {
+                    name: name.to_owned(),
+                    tenants,
+                });
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        Self::required_server(self.one(name).await?, name)
     }
 
     pub(super) async fn ms_set_server_pool_size(

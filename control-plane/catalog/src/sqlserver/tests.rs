@@ -534,21 +534,29 @@ fn the_pool_size_is_read_inserted_by_create_set_with_an_audit_row_and_left_alone
     let create = flat(servers::sql::CREATE);
     assert!(
         create.contains(
-            "Labels, PoolSize, ElasticPool) VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P11);"
+            "Labels, PoolSize, ElasticPool, ElasticPoolId) \
+             VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P11, @P12);"
         ),
         "{create}"
     );
     assert!(create.contains("@Actor = @P9,") && create.contains("@Detail = @P10;"));
-    // The elastic pool (azure_sql) is written by both, and a change of it is a change.
-    assert!(servers::sql::SELECT.contains("s.ElasticPool"));
+    // The elastic pool (azure_sql) and its resource id are written by both, and a change of
+    // either is a change.
+    assert!(servers::sql::SELECT.contains("s.ElasticPool, s.ElasticPoolId"));
     let upsert = flat(servers::sql::UPSERT);
-    assert!(upsert.contains("ElasticPool = @P11,"), "{upsert}");
     assert!(
-        upsert.contains("ISNULL(ElasticPool, N'') = ISNULL(@P11, N'')"),
+        upsert.contains("ElasticPool = @P11, ElasticPoolId = @P12,"),
         "{upsert}"
     );
     assert!(
-        upsert.contains("Labels, ElasticPool) VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P11);"),
+        upsert.contains("ISNULL(ElasticPool, N'') = ISNULL(@P11, N'')")
+            && upsert.contains("ISNULL(ElasticPoolId, N'') = ISNULL(@P12, N'')"),
+        "{upsert}"
+    );
+    assert!(
+        upsert.contains(
+            "Labels, ElasticPool, ElasticPoolId) VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P11, @P12);"
+        ),
         "{upsert}"
     );
     assert!(!servers::sql::UPSERT.contains("PoolSize"));
@@ -612,4 +620,25 @@ fn a_held_operation_travels_with_its_owner_and_ttl() {
         assert!(sql.find("BEGIN TRANSACTION").unwrap() < lease, "{sql}");
         assert!(lease < sql.find("COMMIT TRANSACTION").unwrap(), "{sql}");
     }
+}
+
+#[test]
+fn a_capacity_is_set_under_the_row_lock_never_below_the_tenants_and_audited_when_changed() {
+    let set = flat(servers::sql::SET_CAPACITY);
+    let lock = set
+        .find("FROM catalog.Servers WITH (UPDLOCK, HOLDLOCK) WHERE Name = @P1")
+        .expect("the row lock");
+    let below = set
+        .find("IF @Live > @P2 THROW 50606")
+        .expect("the tenants check");
+    let update = set
+        .find("IF @Was <> @P2 BEGIN UPDATE catalog.Servers SET Capacity = @P2")
+        .expect("an update only when it changes");
+    let audit = set
+        .find("@Action = N'server.capacity'")
+        .expect("the audit row");
+    assert!(lock < below && below < update && update < audit, "{set}");
+    // The same lock creating a tenant takes, so no tenant lands between the count and the update.
+    assert!(flat(servers::sql::LOCK_FOR_NEW_TENANT)
+        .contains("FROM catalog.Servers WITH (UPDLOCK, HOLDLOCK) WHERE Name = @P5"));
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use api_types::{
     Problem, RegisterServerRequest, Server, ServerEngine, ServerHealthCheck, ServerPool,
-    SetPoolSizeRequest,
+    SetCapacityRequest, SetPoolSizeRequest,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/servers/{name}/drain", post(drain_server))
         .route("/v1/servers/{name}/undrain", post(undrain_server))
         .route("/v1/servers/{name}/pool", put(set_pool_size))
+        .route("/v1/servers/{name}/capacity", put(set_capacity))
 }
 
 /// The API view of a server row (never its credentials), with its warm pool's figures
@@ -57,6 +58,7 @@ pub fn server_view(
         name: s.name.clone(),
         engine: ServerEngine::parse(&s.engine).unwrap_or(ServerEngine::Postgres),
         elastic_pool: s.elastic_pool.clone(),
+        elastic_pool_id: s.elastic_pool_id.clone(),
         state: state.to_owned(),
         tenants: s.tenants,
         capacity: s.capacity,
@@ -109,14 +111,31 @@ fn admin_location(engine: ServerEngine, url: &str) -> Result<(String, u16), AppE
     }
 }
 
-/// A pool whose limit cannot be read, or that cannot take the capacity: 422 (what to change),
-/// or 503 when Resource Manager is unreachable (try again).
-fn pool_error(e: crate::azure_pool::PoolCapacityError) -> AppError {
+/// The capacity of a server in elastic pool `pool` (resource id `id`): `requested` if it fits
+/// the pool's database limit, read from Resource Manager, else that limit less the template.
+/// A limit that cannot be read, or a capacity that does not fit: 422 (what to change), or 503
+/// when Resource Manager is unreachable (try again).
+async fn capacity_from_pool(
+    state: &AppState,
+    id: &ElasticPoolId,
+    pool: &str,
+    requested: Option<i32>,
+) -> Result<i32, AppError> {
     use crate::azure_pool::PoolCapacityError;
-    match e {
+    let options = state.arm.as_ref().map_err(|e| {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("reading elastic pool {id}'s database limit needs an Azure credential: {e}"),
+        )
+    })?;
+    let capacity = match crate::azure_pool::read_limit(options, id).await {
+        Ok(limit) => crate::azure_pool::fit(pool, &limit, requested),
+        Err(e) => Err(e),
+    };
+    capacity.map_err(|e| match e {
         PoolCapacityError::Arm(ArmError::Unavailable(detail)) => AppError::unavailable(detail),
         e => AppError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-    }
+    })
 }
 
 #[utoipa::path(
@@ -206,20 +225,7 @@ pub(crate) async fn register_server(
     }
     // Capacity: as given, or (an azure_sql pool given by its id) what the pool holds.
     let capacity = match (&pool_id, elastic_pool.as_deref()) {
-        (Some(id), Some(pool)) => {
-            let options = state.arm.as_ref().map_err(|e| {
-                AppError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!(
-                        "reading elastic pool {id}'s database limit needs an Azure credential: {e}"
-                    ),
-                )
-            })?;
-            let limit = crate::azure_pool::read_limit(options, id)
-                .await
-                .map_err(pool_error)?;
-            crate::azure_pool::fit(pool, &limit, body.capacity).map_err(pool_error)?
-        }
+        (Some(id), Some(pool)) => capacity_from_pool(&state, id, pool, body.capacity).await?,
         _ => body.capacity.ok_or_else(|| {
             AppError::bad_request(
                 "capacity is required (1 to 100000); only an azure_sql server whose \
@@ -234,6 +240,7 @@ pub(crate) async fn register_server(
         name: name.clone(),
         engine: body.engine.as_str().to_owned(),
         elastic_pool: elastic_pool.clone(),
+        elastic_pool_id: pool_id.as_ref().map(ToString::to_string),
         admin_secret: admin_secret.clone(),
         host: host.clone(),
         port,
@@ -246,6 +253,7 @@ pub(crate) async fn register_server(
         name: name.clone(),
         engine: new.engine.clone(),
         elastic_pool,
+        elastic_pool_id: new.elastic_pool_id.clone(),
         admin_secret: admin_secret.clone(),
         host,
         port,
@@ -490,6 +498,51 @@ pub(crate) async fn set_pool_size(
         .await?;
     tracing::info!(server = %record.name, size = ?size, "warm pool size set");
     state.wake_pool();
+    Ok(Json(view(&state, &record).await?))
+}
+
+#[utoipa::path(
+    put,
+    path = "/v1/servers/{name}/capacity",
+    tag = "servers",
+    params(("name" = String, Path, description = "The server's name")),
+    request_body = SetCapacityRequest,
+    responses(
+        (status = 200, description = "The capacity is set (an `azure_sql` server registered by its pool's id: read from the pool again)", body = Server),
+        (status = 400, description = "The name or the capacity is invalid, or none was given for a server whose pool is not known by id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No server has this name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The server holds more tenants than that", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The pool's database limit could not be read, or the capacity does not fit in the pool; the detail says what to change", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Azure Resource Manager could not be reached; try again", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn set_capacity(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<SetCapacityRequest>,
+) -> Result<Json<Server>, AppError> {
+    let server = named(&state, &name).await?;
+    if body.capacity.is_some_and(|c| !(1..=100_000).contains(&c)) {
+        return Err(AppError::bad_request("capacity must be 1 to 100000"));
+    }
+    let capacity = match (&server.elastic_pool_id, &server.elastic_pool) {
+        (Some(id), Some(pool)) => {
+            let id = ElasticPoolId::parse(id).map_err(|e| AppError::internal(&e))?;
+            capacity_from_pool(&state, &id, pool, body.capacity).await?
+        }
+        _ => body.capacity.ok_or_else(|| {
+            AppError::bad_request(
+                "capacity is required (1 to 100000); only an azure_sql server registered with \
+                 its elastic pool's resource id reads it from the pool",
+            )
+        })?,
+    };
+    let record = state
+        .catalog
+        .set_server_capacity(&server.name, capacity, &caller.subject)
+        .await?;
+    tracing::info!(server = %record.name, capacity, "server capacity set");
     Ok(Json(view(&state, &record).await?))
 }
 
