@@ -1,9 +1,24 @@
 //! Layer: services (beside `service.rs`). The API's views of catalog rows that several
 //! resources answer with: a tenant (tenants, rotations) and an operation (tenants, rotations,
-//! operations). A view only one resource uses stays in that resource's handler module.
+//! operations), and the `202 Accepted` answer of a request that started an operation. A view
+//! only one resource uses stays in that resource's handler module.
 
-use api_types::{Operation, Tenant, TenantSecrets};
+use api_types::{Accepted, Operation, Tenant, TenantSecrets};
+use axum::http::StatusCode;
+use axum::Json;
 use catalog::{OperationRecord, TenantRecord};
+
+/// The answer to a request that started an operation: `202 Accepted` with the tenant and the
+/// operation to follow (`GET /v1/operations/{id}`).
+pub fn accepted(tenant: &TenantRecord, op: &OperationRecord) -> (StatusCode, Json<Accepted>) {
+    (
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            tenant: tenant_view(tenant),
+            operation: operation_view(op),
+        }),
+    )
+}
 
 /// The API view of an operation, with its workflow's hint when it did not succeed.
 pub fn operation_view(op: &OperationRecord) -> Operation {

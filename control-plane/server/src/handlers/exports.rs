@@ -13,7 +13,7 @@ use workflows::tenant_export::{record_of, Export, ExportParams};
 use crate::error::AppError;
 use crate::extract::{parse_slug, Caller};
 use crate::state::AppState;
-use crate::view::{operation_view, tenant_view};
+use crate::view::accepted;
 
 /// The export routes.
 pub fn routes() -> Router<AppState> {
@@ -51,13 +51,7 @@ async fn start_export(
             caller.request_id.clone(),
         )
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            tenant: tenant_view(&tenant),
-            operation: operation_view(&op),
-        }),
-    ))
+    Ok(accepted(&tenant, &op))
 }
 
 #[utoipa::path(

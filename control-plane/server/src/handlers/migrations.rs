@@ -12,7 +12,7 @@ use workflows::tenant_migrate::{Migrate, MigrateParams};
 use crate::error::AppError;
 use crate::extract::{parse_slug, ApiJson, Caller};
 use crate::state::AppState;
-use crate::view::{operation_view, tenant_view};
+use crate::view::accepted;
 
 /// The migration routes.
 pub fn routes() -> Router<AppState> {
@@ -66,11 +66,5 @@ async fn migrate_tenant(
             caller.request_id.clone(),
         )
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            tenant: tenant_view(&tenant),
-            operation: operation_view(&op),
-        }),
-    ))
+    Ok(accepted(&tenant, &op))
 }

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use crate::error::AppError;
 use crate::extract::{parse_slug, ApiJson, Caller};
 use crate::state::AppState;
-use crate::view::{operation_view, tenant_view};
+use crate::view::accepted;
 
 /// The rotation routes.
 pub fn routes() -> Router<AppState> {
@@ -63,13 +63,7 @@ async fn rotate_tenant(
             caller.request_id.clone(),
         )
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            tenant: tenant_view(&tenant),
-            operation: operation_view(&op),
-        }),
-    ))
+    Ok(accepted(&tenant, &op))
 }
 
 #[utoipa::path(

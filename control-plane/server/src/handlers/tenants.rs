@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::error::AppError;
 use crate::extract::{no_nul, parse_slug, ApiJson, Caller};
 use crate::state::AppState;
-use crate::view::{operation_view, tenant_view};
+use crate::view::{accepted, tenant_view};
 
 /// The tenant routes.
 pub fn routes() -> Router<AppState> {
@@ -83,13 +83,7 @@ async fn create_tenant(
             caller.request_id.clone(),
         )
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            tenant: tenant_view(&tenant),
-            operation: operation_view(&op),
-        }),
-    ))
+    Ok(accepted(&tenant, &op))
 }
 
 /// Query of `GET /v1/tenants`.
@@ -263,13 +257,7 @@ async fn offboard_tenant(
             .await?
     };
     let tenant = state.catalog.tenant(tenant.id).await?.unwrap_or(tenant);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            tenant: tenant_view(&tenant),
-            operation: operation_view(&op),
-        }),
-    ))
+    Ok(accepted(&tenant, &op))
 }
 
 #[utoipa::path(
@@ -304,11 +292,5 @@ async fn restore_tenant(
         .restore(&tenant, reason, &caller.subject, caller.request_id.clone())
         .await?;
     let tenant = state.catalog.tenant(tenant.id).await?.unwrap_or(tenant);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            tenant: tenant_view(&tenant),
-            operation: operation_view(&op),
-        }),
-    ))
+    Ok(accepted(&tenant, &op))
 }
