@@ -163,7 +163,6 @@ resource pool 'Microsoft.Sql/servers/elasticPools@2023-08-01-preview' = {
   }
 }
 
-// The catalog (tenants, operations, the fleet), in the pool too.
 // The pool's database limit is read by the control plane (the server's capacity).
 resource poolRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(pool.id, identity.id, reader)
@@ -176,7 +175,7 @@ resource poolRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 module capabilitiesRole 'capabilities-reader.bicep' = {
-  name: '${prefix}-capabilities-reader'
+  name: '${prefix}-capabilities-reader-${suffix}'
   scope: subscription()
   params: {
     principalId: identity.properties.principalId

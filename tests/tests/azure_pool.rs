@@ -117,7 +117,7 @@ async fn refusals_name_the_role_and_outages_are_retried() {
         "{err}"
     );
 
-    // Another token: refused, and the error never carries ours.
+    // Another token: refused (401: the credential, not a role), and the error carries no token.
     let mut options = double.options();
     options.credential = secrets::AzureCredential::StaticTokenForTests {
         token: secrets::SecretValue::new("not-the-token"),
@@ -127,8 +127,11 @@ async fn refusals_name_the_role_and_outages_are_retried() {
         .pool_limit(&id)
         .await
         .unwrap_err();
-    assert!(matches!(err, ArmError::Forbidden(_)), "{err}");
-    assert!(!format!("{err:?}").contains("arm-double-token"), "{err:?}");
+    assert!(
+        matches!(&err, ArmError::Credential(m) if m.contains("static_token_for_tests")),
+        "{err}"
+    );
+    assert!(!format!("{err:?}").contains("not-the-token"), "{err:?}");
 }
 
 /// Registration through the API: the capacity is the pool's limit less the template when none
@@ -142,7 +145,7 @@ async fn registering_an_azure_sql_server_takes_its_capacity_from_the_pool() {
     })
     .await;
     // Nothing listens on port 9: a registration that gets past the pool fails at the login.
-    let admin_url = "sqlserver://admin:pw@tcp-sql.localhost:9";
+    let admin_url = "sqlserver://admin:pw@tcp-sql.database.localhost:9";
     let cases = [
         (
             json!({"name": "az-1", "engine": "azure_sql", "capacity": 150,
@@ -179,13 +182,13 @@ async fn registering_an_azure_sql_server_takes_its_capacity_from_the_pool() {
             json!({"name": "az-1", "engine": "azure_sql", "capacity": 99,
                    "admin_url": admin_url, "elastic_pool": pool}),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "tcp-sql.localhost:9",
+            "tcp-sql.database.localhost:9",
         ),
         (
             json!({"name": "az-1", "engine": "azure_sql", "admin_url": admin_url,
                    "elastic_pool": pool}),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "tcp-sql.localhost:9",
+            "tcp-sql.database.localhost:9",
         ),
     ];
     for (body, status, says) in cases {
@@ -316,6 +319,16 @@ async fn a_scaled_pool_is_read_again_on_request() {
     let (status, shown) = set(json!({"capacity": 150})).await;
     assert_eq!(status, StatusCode::OK, "{shown}");
     assert_eq!(shown["capacity"], 150);
+    // Lowering asks nothing of Resource Manager (down here); raising or re-reading does.
+    double.fail(1000);
+    let before = double.requests().len();
+    let (status, shown) = set(json!({"capacity": 120})).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["capacity"], 120);
+    assert_eq!(double.requests().len(), before);
+    let (status, problem) = set(json!({"capacity": 130})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    double.fail(0);
     // Each change is audited with what it was.
     let changes = env
         .app
@@ -326,5 +339,5 @@ async fn a_scaled_pool_is_read_again_on_request() {
         .into_iter()
         .filter(|e| e.action == "server.capacity")
         .count();
-    assert_eq!(changes, 2);
+    assert_eq!(changes, 3);
 }

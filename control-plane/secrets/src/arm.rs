@@ -77,9 +77,12 @@ impl ElasticPoolId {
         {
             return Err(shape.to_owned());
         }
+        // Azure's names: no `.`/`..` segment (the URL would resolve it elsewhere), no trailing
+        // dot (Azure refuses one).
         let valid = |v: &str| {
             !v.is_empty()
                 && v.len() <= 128
+                && !v.ends_with('.')
                 && v.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
         };
@@ -88,7 +91,7 @@ impl ElasticPoolId {
             .all(valid)
         {
             return Err(format!(
-                "{shape}; each part is 1 to 128 letters, digits or -_.()"
+                "{shape}; each part is 1 to 128 letters, digits or -_.(), not ending in a dot"
             ));
         }
         Ok(Self {
@@ -141,9 +144,12 @@ pub enum ArmError {
     /// 404: no such pool (or region).
     #[error("{0}")]
     NotFound(String),
-    /// 401 or 403: the identity lacks the role named.
+    /// 403: the identity lacks the role named.
     #[error("{0}")]
     Forbidden(String),
+    /// No token (the credential failed), or Resource Manager refused the token (401).
+    #[error("{0}")]
+    Credential(String),
     /// Network failure or 5xx after the retries.
     #[error("{0}")]
     Unavailable(String),
@@ -185,6 +191,7 @@ impl ArmOptions {
 /// A Resource Manager client for the reads above.
 pub struct ArmClient {
     pipeline: Pipeline,
+    credential: String,
     endpoint: Url,
 }
 
@@ -256,6 +263,7 @@ impl ArmClient {
         endpoint.set_path("");
         endpoint.set_query(None);
         let transport = azure_transport("resource manager", &endpoint, &options.http)?;
+        let described = options.credential.describe();
         let credential = options.credential.build().map_err(|e| e.to_string())?;
         let scope = format!("{}/.default", endpoint.as_str().trim_end_matches('/'));
         let auth: Arc<dyn Policy> =
@@ -273,7 +281,11 @@ impl ArmClient {
             vec![auth],
             None,
         );
-        Ok(Self { pipeline, endpoint })
+        Ok(Self {
+            pipeline,
+            credential: described,
+            endpoint,
+        })
     }
 
     /// The pool's SKU and the most databases it holds.
@@ -363,7 +375,14 @@ impl ArmClient {
                 }),
             )
             .await
-            .map_err(|e| ArmError::Unavailable(format!("reading {what}: {e}")))?;
+            .map_err(|e| match e.kind() {
+                azure_core::error::ErrorKind::Credential => ArmError::Credential(format!(
+                    "reading {what}: the Azure credential ({}) got no token for Resource \
+                     Manager: {e}",
+                    self.credential
+                )),
+                _ => ArmError::Unavailable(format!("reading {what}: {e}")),
+            })?;
         let status = response.status();
         let body = response.into_body();
         if status.is_success() {
@@ -381,7 +400,13 @@ impl ArmClient {
             StatusCode::NotFound => ArmError::NotFound(format!(
                 "{what} does not exist (Resource Manager answered {answer})"
             )),
-            StatusCode::Unauthorized | StatusCode::Forbidden => ArmError::Forbidden(format!(
+            StatusCode::Unauthorized => ArmError::Credential(format!(
+                "reading {what}: Resource Manager refused the token of the Azure credential \
+                 ({}) ({answer}): check its tenant and that azure_management_url is this \
+                 cloud's",
+                self.credential
+            )),
+            StatusCode::Forbidden => ArmError::Forbidden(format!(
                 "reading {what} was refused ({answer}): the control plane's identity needs {role}"
             )),
             s if u16::from(s) >= 500 || s == StatusCode::TooManyRequests => ArmError::Unavailable(
@@ -415,6 +440,9 @@ mod tests {
         assert!(!ElasticPoolId::looks_like_id("tenants"));
         for bad in [
             "tenants",
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Sql/servers/../elasticPools/p",
+            "/subscriptions/s/resourceGroups/./providers/Microsoft.Sql/servers/s/elasticPools/p",
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Sql/servers/s/elasticPools/p.",
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Sql/servers/s/databases/d",
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Web/servers/s/elasticPools/p",
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Sql/servers/s/elasticPools/p/x",

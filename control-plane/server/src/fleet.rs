@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use async_trait::async_trait;
 use catalog::{Catalog, NewServer, ServerRecord};
 use engine::postgres::{PostgresConfig, PostgresEngine, Provisioning};
@@ -237,14 +236,26 @@ pub async fn register_configured(
             let (pool, id) = config.azure_sql_elastic_pool()?;
             if let Some(id) = id {
                 elastic_pool_id = Some(id.to_string());
-                let limit = crate::azure_pool::read_limit(&config.arm_options()?, &id)
-                    .await
-                    .with_context(|| format!("the capacity of server {name}"))?;
-                let allowed = crate::azure_pool::allowed(&pool, &limit)?;
-                if capacity > allowed {
-                    tracing::info!(server = %name, configured = capacity, allowed,
-                                   "server_capacity lowered to what the elastic pool holds");
-                    capacity = allowed;
+                // Resource Manager down, or a role not yet propagated (a fresh deployment):
+                // start all the same, with the capacity the catalog has (or server_capacity).
+                match crate::azure_pool::read_limit(&config.arm_options()?, &id).await {
+                    Ok(limit) => {
+                        let allowed = crate::azure_pool::allowed(&pool, &limit)?;
+                        if capacity > allowed {
+                            tracing::info!(server = %name, configured = capacity, allowed,
+                                           "server_capacity lowered to what the elastic pool holds");
+                            capacity = allowed;
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(known) = catalog.server(&name).await? {
+                            capacity = known.capacity;
+                        }
+                        tracing::warn!(server = %name, error = %e, capacity,
+                                       "the elastic pool's database limit could not be read; \
+                                        keeping the capacity (PUT /v1/servers/{name}/capacity \
+                                        reads it again)");
+                    }
                 }
             }
             Some(pool)

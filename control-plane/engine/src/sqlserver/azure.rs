@@ -103,15 +103,25 @@ pub mod sql {
     pub const USER_DATABASES: &str = "SELECT name FROM sys.databases \
          WHERE name <> N'master' AND state = 0 ORDER BY name;";
 
-    /// The templates of other releases (`@P1`: this release's), run on `master`: every
-    /// `tcp_template_*` database but the current one that no copy is being made from or into
-    /// (`sys.dm_database_copies` lists a copy in `master` of the source's and the target's server,
-    /// as one row per database taking part: "is_target_role 0 = source database").
+    /// The templates of other releases in this elastic pool (`@P1`: this release's template,
+    /// `@P2`: the pool), run on `master`: every `tcp_template_*` database of the pool but the
+    /// current one that no copy is being made from or into (`sys.database_service_objectives`
+    /// names each database's pool when read on `master`; `sys.dm_database_copies` lists a copy
+    /// in `master` of the source's and the target's server, one row per database taking part:
+    /// "is_target_role 0 = source database").
     pub const OTHER_TEMPLATES: &str = "SELECT d.name FROM sys.databases AS d \
+         JOIN sys.database_service_objectives AS so ON so.database_id = d.database_id \
          WHERE d.name LIKE N'tcp[_]template[_]%' AND d.name <> @P1 AND d.state = 0 \
+         AND so.elastic_pool_name = @P2 \
          AND NOT EXISTS (SELECT 1 FROM sys.dm_database_copies AS c \
              WHERE c.database_id = d.database_id OR c.partner_database = d.name) \
          ORDER BY d.name;";
+
+    /// The release version of a template mark (`v<version>_<hash>`, the engine's pool
+    /// generation), if it is one.
+    pub fn mark_version(mark: &str) -> Option<i32> {
+        mark.strip_prefix('v')?.split_once('_')?.0.parse().ok()
+    }
 
     /// How many sessions authenticated at this database (its contained users) are left but
     /// this one, run in the database: Azure SQL Database shows an admin connection "one row per
@@ -434,8 +444,26 @@ pub fn generated_statements(
 
 #[cfg(test)]
 mod tests {
+
     #![allow(clippy::unwrap_used)]
     use std::sync::Mutex;
+
+    #[test]
+    fn a_template_marks_release_version_is_read_and_anything_else_is_not() {
+        assert_eq!(sql::mark_version("v3_0123456789abcdef"), Some(3));
+        assert_eq!(sql::mark_version("v12_ab"), Some(12));
+        for not_a_mark in ["", "v", "3_ab", "vx_ab", "v3", "retired"] {
+            assert_eq!(sql::mark_version(not_a_mark), None, "{not_a_mark}");
+        }
+        // Earlier templates are listed in this pool only, never while a copy involves them.
+        let listing = sql::OTHER_TEMPLATES;
+        assert!(listing.contains("so.elastic_pool_name = @P2"), "{listing}");
+        assert!(listing.contains("d.name <> @P1"), "{listing}");
+        assert!(
+            listing.contains("NOT EXISTS (SELECT 1 FROM sys.dm_database_copies"),
+            "{listing}"
+        );
+    }
 
     use super::*;
 

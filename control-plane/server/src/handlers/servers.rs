@@ -145,9 +145,10 @@ async fn capacity_from_pool(
     request_body = RegisterServerRequest,
     responses(
         (status = 201, description = "Registered: the credentials logged in and the server is fit (superuser / sysadmin, contained database authentication on SQL Server, the tenant template built)", body = Server),
-        (status = 400, description = "The name, capacity, pool size or a label is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The name, capacity, pool size, elastic pool or a label is invalid, or capacity is missing (it may be left out only for an azure_sql server whose elastic_pool is a resource id)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A server of this name is registered", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The admin URL is malformed, or the server refused it or is not fit; the detail names what failed (never the URL)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The admin URL is malformed, or the server refused it or is not fit, or (an elastic pool given by its resource id) the pool's database limit could not be read or the capacity does not fit it; the detail names what failed (never the URL)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Azure Resource Manager could not be reached to read the pool's database limit; try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn register_server(
@@ -188,8 +189,10 @@ pub(crate) async fn register_server(
     let elastic_pool = match (body.engine, body.elastic_pool.as_deref().map(str::trim)) {
         (ServerEngine::AzureSql, Some(pool)) if ElasticPoolId::looks_like_id(pool) => {
             let id = ElasticPoolId::parse(pool).map_err(AppError::bad_request)?;
+            // `<server>.database.windows.net` (or a sovereign cloud's): the pool must be that
+            // server's. An alias or an address is taken as given.
             let server = url_host.split('.').next().unwrap_or_default();
-            if !server.eq_ignore_ascii_case(id.server()) {
+            if url_host.contains(".database.") && !server.eq_ignore_ascii_case(id.server()) {
                 return Err(AppError::bad_request(format!(
                     "elastic_pool names a pool of logical server {}, but admin_url is for {url_host}",
                     id.server()
@@ -527,6 +530,10 @@ pub(crate) async fn set_capacity(
         return Err(AppError::bad_request("capacity must be 1 to 100000"));
     }
     let capacity = match (&server.elastic_pool_id, &server.elastic_pool) {
+        // Lowering needs no word from the pool (nor Resource Manager to be up).
+        (Some(_), Some(_)) if body.capacity.is_some_and(|c| c <= server.capacity) => {
+            body.capacity.unwrap_or(server.capacity)
+        }
         (Some(id), Some(pool)) => {
             let id = ElasticPoolId::parse(id).map_err(|e| AppError::internal(&e))?;
             capacity_from_pool(&state, &id, pool, body.capacity).await?

@@ -65,24 +65,35 @@ impl SqlServerEngine {
         if !self
             .old_templates_dropped
             .swap(true, std::sync::atomic::Ordering::SeqCst)
+            && !self.drop_other_templates().await
         {
-            self.drop_other_templates().await;
+            // Not listed (the server busy, a failover): the next template check tries again.
+            self.old_templates_dropped
+                .store(false, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(())
     }
 
-    /// Drops every template of another release in the pool: a `tcp_template_*` database that
-    /// carries our template mark (a database without it is never touched), with a generation
-    /// other than this release's, that no copy is being made from. Each takes a place in the
-    /// pool (its database limit is the server's capacity, less one for the current template).
-    /// A replica still on an earlier release builds its template again if it needs one. Errors
-    /// are logged, not returned: a template left over is the next process's to drop.
-    async fn drop_other_templates(&self) {
+    /// Drops the templates of earlier releases in this pool: a `tcp_template_*` database of the
+    /// pool that carries our template mark (a database without it is never touched) naming a
+    /// release version below this one, that no copy is being made from or into. Each takes a
+    /// place in the pool (whose database limit, less one for the current template, is the
+    /// server's capacity). A template of a later release (an older replica restarting during a
+    /// rolling upgrade) is left alone. An older replica that starts a copy of its template
+    /// between the listing and the drop sees the copy fail; its step drops the failed copy and
+    /// builds the template again, which the next newer process drops. Errors are logged, not
+    /// returned; returns whether the templates could be listed.
+    async fn drop_other_templates(&self) -> bool {
+        let Flavor::AzureSqlDatabase { elastic_pool, .. } = &self.flavor else {
+            return true;
+        };
         let current = self.template_name();
-        let generation = self.pool_generation();
         let names: Vec<String> = match self.master().await {
             Ok(mut master) => match master
-                .query(azure::sql::OTHER_TEMPLATES, &[&current.as_str()])
+                .query(
+                    azure::sql::OTHER_TEMPLATES,
+                    &[&current.as_str(), &elastic_pool.as_str()],
+                )
                 .await
             {
                 Ok(rows) => rows
@@ -91,12 +102,12 @@ impl SqlServerEngine {
                     .collect(),
                 Err(e) => {
                     warn!(error = %e, "azure sql: could not list earlier templates");
-                    return;
+                    return false;
                 }
             },
             Err(e) => {
                 warn!(error = %e, "azure sql: could not list earlier templates");
-                return;
+                return false;
             }
         };
         for name in names {
@@ -104,8 +115,11 @@ impl SqlServerEngine {
                 Ok(mut conn) => Self::template_mark(&mut conn).await,
                 Err(e) => Err(e),
             };
+            let earlier = |mark: &str| {
+                azure::sql::mark_version(mark).is_some_and(|v| v < self.release.version)
+            };
             match mark {
-                Ok(Some(mark)) if mark != generation => match self.drop_on_azure(&name).await {
+                Ok(Some(mark)) if earlier(&mark) => match self.drop_on_azure(&name).await {
                     Ok(()) => {
                         info!(template = %name, "azure sql: dropped the template of an earlier release")
                     }
@@ -119,6 +133,7 @@ impl SqlServerEngine {
                 }
             }
         }
+        true
     }
 
     /// This release's template, built unless it is ready.
