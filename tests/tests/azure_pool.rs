@@ -191,10 +191,15 @@ async fn registering_an_azure_sql_server_takes_its_capacity_from_the_pool() {
             "tcp-sql.database.localhost:9",
         ),
     ];
+    let register = |body: serde_json::Value| {
+        let env = &env;
+        async move {
+            env.call_as("admin", Method::POST, "/v1/servers", Some(body))
+                .await
+        }
+    };
     for (body, status, says) in cases {
-        let (got, problem) = env
-            .call_as("admin", Method::POST, "/v1/servers", Some(body.clone()))
-            .await;
+        let (got, problem) = register(body.clone()).await;
         assert_eq!(got, status, "{body}: {problem}");
         assert!(
             problem["detail"]
@@ -213,18 +218,10 @@ async fn registering_an_azure_sql_server_takes_its_capacity_from_the_pool() {
     assert_eq!(reads, 4, "{:?}", double.requests());
 
     // Resource Manager refusing: the detail names the action to grant.
+    let by_id = json!({"name": "az-1", "engine": "azure_sql", "admin_url": admin_url,
+                       "elastic_pool": pool});
     double.deny(false, true);
-    let (got, problem) = env
-        .call_as(
-            "admin",
-            Method::POST,
-            "/v1/servers",
-            Some(
-                json!({"name": "az-1", "engine": "azure_sql", "admin_url": admin_url,
-                        "elastic_pool": pool}),
-            ),
-        )
-        .await;
+    let (got, problem) = register(by_id.clone()).await;
     assert_eq!(got, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert!(
         problem["detail"]
@@ -236,17 +233,7 @@ async fn registering_an_azure_sql_server_takes_its_capacity_from_the_pool() {
     // Resource Manager down: try again later.
     double.deny(false, false);
     double.fail(1000);
-    let (got, problem) = env
-        .call_as(
-            "admin",
-            Method::POST,
-            "/v1/servers",
-            Some(
-                json!({"name": "az-1", "engine": "azure_sql", "admin_url": admin_url,
-                        "elastic_pool": pool}),
-            ),
-        )
-        .await;
+    let (got, problem) = register(by_id).await;
     assert_eq!(got, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
 
     // Nothing was registered by any of it.
