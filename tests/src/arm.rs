@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Body;
@@ -30,7 +30,7 @@ use secrets::keyvault::RetryOptions;
 use secrets::{AzureCredential, SecretValue};
 use serde_json::{json, Value};
 
-use crate::keyvault::TlsListener;
+use crate::keyvault::{Served, TlsListener};
 
 /// One request the double answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,15 +74,7 @@ pub struct ArmDouble {
     addr: SocketAddr,
     token: String,
     state: Arc<Shared>,
-    handle: axum_server::Handle,
-    ca_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for ArmDouble {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
+    served: Served,
 }
 
 /// The pool SKUs the double's regions offer, with their database limits (the figures
@@ -137,15 +129,13 @@ impl ArmDouble {
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&state));
-        let (handle, ca_path, dir) = listener.serve(tls, app, "arm double");
+        let served = listener.serve(tls, app, "arm double");
         ArmDouble {
             endpoint: format!("https://{host}:{}", addr.port()),
             addr,
             token,
             state,
-            handle,
-            ca_path,
-            _dir: dir,
+            served,
         }
     }
 
@@ -188,7 +178,7 @@ impl ArmDouble {
             token: SecretValue::new(self.token.clone()),
         });
         options.endpoint = self.endpoint.clone();
-        options.http.ca_bundle = Some(self.ca_path.clone());
+        options.http.ca_bundle = Some(self.served.ca_path().to_path_buf());
         options.http.connect_to = Some(self.addr.ip());
         options.retry = RetryOptions {
             max_attempts: 4,
@@ -207,7 +197,7 @@ impl ArmDouble {
     /// stands in for Entra ID).
     pub fn configure(&self, c: &mut server::Config) {
         c.azure_management_url = Some(self.endpoint.clone());
-        c.azure_management_ca_bundle = Some(self.ca_path.clone());
+        c.azure_management_ca_bundle = Some(self.served.ca_path().to_path_buf());
         c.azure_management_connect_to = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
         c.azure_credential = server::config::AzureCredentialKind::StaticTokenForTests;
         c.azure_static_token = Some(self.token.clone());
@@ -215,7 +205,7 @@ impl ArmDouble {
 
     /// The CA file of the double's certificate.
     pub fn ca_bundle(&self) -> &Path {
-        &self.ca_path
+        self.served.ca_path()
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {

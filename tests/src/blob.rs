@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ use secrets::keyvault::RetryOptions;
 use secrets::{AzureCredential, SecretValue};
 use workflows::archive::blob::{BlobArchive, BlobArchiveOptions};
 
-use crate::keyvault::TlsListener;
+use crate::keyvault::{Served, TlsListener};
 
 /// How to start a [`BlobDouble`].
 #[derive(Clone, Debug)]
@@ -85,15 +85,7 @@ pub struct BlobDouble {
     addr: SocketAddr,
     token: String,
     state: Arc<Shared>,
-    handle: axum_server::Handle,
-    ca_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for BlobDouble {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
+    served: Served,
 }
 
 struct Shared {
@@ -140,15 +132,13 @@ impl BlobDouble {
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&state));
-        let (handle, ca_path, dir) = listener.serve(tls, app, "blob double");
+        let served = listener.serve(tls, app, "blob double");
         BlobDouble {
             container_url,
             addr,
             token,
             state,
-            handle,
-            ca_path,
-            _dir: dir,
+            served,
         }
     }
 
@@ -164,7 +154,7 @@ impl BlobDouble {
 
     /// The PEM file of the CA that signed its certificate.
     pub fn ca_bundle(&self) -> &Path {
-        &self.ca_path
+        self.served.ca_path()
     }
 
     /// Options for a store that reaches this double: the static token, its CA, `connect_to`
@@ -176,7 +166,7 @@ impl BlobDouble {
                 token: SecretValue::new(self.token.clone()),
             },
         );
-        o.http.ca_bundle = Some(self.ca_path.clone());
+        o.http.ca_bundle = Some(self.served.ca_path().to_path_buf());
         o.http.connect_to = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
         o.http.connect_timeout = Duration::from_secs(5);
         o.http.request_timeout = Duration::from_secs(30);
@@ -199,7 +189,7 @@ impl BlobDouble {
     pub fn configure(&self, c: &mut server::Config) {
         c.archive_store = server::config::ArchiveStoreKind::AzureBlob;
         c.archive_container_url = Some(self.container_url.clone());
-        c.archive_ca_bundle = Some(self.ca_path.clone());
+        c.archive_ca_bundle = Some(self.served.ca_path().to_path_buf());
         c.archive_connect_to = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
         c.azure_credential = server::config::AzureCredentialKind::StaticTokenForTests;
         c.azure_static_token = Some(self.token.clone());

@@ -105,15 +105,7 @@ pub struct KeyVaultDouble {
     addr: SocketAddr,
     token: String,
     state: Arc<Shared>,
-    handle: axum_server::Handle,
-    ca_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for KeyVaultDouble {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
+    served: Served,
 }
 
 struct Shared {
@@ -183,15 +175,13 @@ impl KeyVaultDouble {
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&state));
-        let (handle, ca_path, dir) = listener.serve(tls, app, "key vault double");
+        let served = listener.serve(tls, app, "key vault double");
         KeyVaultDouble {
             url,
             addr,
             token,
             state,
-            handle,
-            ca_path,
-            _dir: dir,
+            served,
         }
     }
 
@@ -207,7 +197,7 @@ impl KeyVaultDouble {
 
     /// The PEM file of the CA that signed its certificate.
     pub fn ca_bundle(&self) -> &Path {
-        &self.ca_path
+        self.served.ca_path()
     }
 
     /// Options for a store that reaches this double: the static token, its CA, `connect_to`
@@ -219,7 +209,7 @@ impl KeyVaultDouble {
                 token: SecretValue::new(self.token.clone()),
             },
         );
-        o.ca_bundle = Some(self.ca_path.clone());
+        o.ca_bundle = Some(self.served.ca_path().to_path_buf());
         o.connect_to = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
         o.retry = RetryOptions {
             max_attempts: 4,
@@ -237,7 +227,7 @@ impl KeyVaultDouble {
     pub fn configure(&self, c: &mut server::Config) {
         c.secret_store = server::config::SecretStoreKind::AzureKeyVault;
         c.key_vault_url = Some(self.url.clone());
-        c.key_vault_ca_bundle = Some(self.ca_path.clone());
+        c.key_vault_ca_bundle = Some(self.served.ca_path().to_path_buf());
         c.key_vault_connect_to = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
         c.azure_credential = server::config::AzureCredentialKind::StaticTokenForTests;
         c.azure_static_token = Some(self.token.clone());
@@ -358,14 +348,13 @@ impl TlsListener {
         )
     }
 
-    /// Serves `app` until the handle is shut down; returns the handle, the CA's PEM file and
-    /// the temp dir that holds it (keep it alive).
+    /// Serves `app` until the returned [`Served`] is dropped.
     pub(crate) fn serve(
         self,
         tls: rustls::ServerConfig,
         app: Router,
         name: &'static str,
-    ) -> (axum_server::Handle, PathBuf, tempfile::TempDir) {
+    ) -> Served {
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp_rustls(
             self.listener,
@@ -377,7 +366,32 @@ impl TlsListener {
                 eprintln!("{name} stopped: {e}");
             }
         });
-        (handle, self.ca_path, self.dir)
+        Served {
+            handle,
+            ca_path: self.ca_path,
+            _dir: self.dir,
+        }
+    }
+}
+
+/// A test double being served: stopped when dropped, with the PEM file of the CA that signed
+/// its certificate (kept in a temp dir that lives as long as it does).
+pub(crate) struct Served {
+    handle: axum_server::Handle,
+    ca_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// The CA's PEM file.
+    pub(crate) fn ca_path(&self) -> &Path {
+        &self.ca_path
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.handle.shutdown();
     }
 }
 

@@ -41,9 +41,9 @@ async fn start_onboard_on(env: &TestEnv, slug: &str, region: &str) -> Uuid {
     body["operation"]["id"].as_str().unwrap().parse().unwrap()
 }
 
-/// Registers the harness's second cluster as server `chaos`, labelled `region=b` (the tests
+/// Registers the harness's second cluster as server `name`, labelled `region=b` (the tests
 /// stop and start it), and returns it.
-async fn register_second_server(env: &TestEnv) -> &'static PgCluster {
+async fn register_second_server(env: &TestEnv, name: &str) -> &'static PgCluster {
     let second = PgCluster::second();
     let (status, body) = env
         .call_as(
@@ -51,7 +51,7 @@ async fn register_second_server(env: &TestEnv) -> &'static PgCluster {
             Method::POST,
             "/v1/servers",
             Some(
-                json!({"name": "chaos", "engine": "postgres", "admin_url": second.admin_url,
+                json!({"name": name, "engine": "postgres", "admin_url": second.admin_url,
                         "capacity": 1000, "labels": {"region": "b"}}),
             ),
         )
@@ -124,7 +124,7 @@ async fn a_database_server_restarting_mid_operation_loses_nothing() {
         c.rate_limit_burst_per_subject = 100_000;
     })
     .await;
-    let second = register_second_server(&env).await;
+    let second = register_second_server(&env, "chaos").await;
     let old: Vec<String> = (0..2 * n).map(|i| format!("chaos-old-{i}")).collect();
     for slug in &old {
         let id = start_onboard_on(&env, slug, "b").await;
@@ -195,7 +195,7 @@ async fn a_database_server_restarting_mid_rollout_loses_nothing() {
         c.reconcile_interval_secs = 0;
     })
     .await;
-    let second = register_second_server(&env).await;
+    let second = register_second_server(&env, "chaos").await;
     let slugs: Vec<String> = (0..2 * n).map(|i| format!("chaos-ro-{i}")).collect();
     for slug in &slugs {
         let id = start_onboard_on(&env, slug, "b").await;
@@ -390,19 +390,7 @@ async fn the_catalog_unreachable_mid_operation_loses_nothing() {
     .await;
     // The tenants live on the second cluster; the catalog (and the configured server) on the
     // shared one, which is stopped.
-    let second = PgCluster::second();
-    let (status, body) = env
-        .call_as(
-            "admin",
-            Method::POST,
-            "/v1/servers",
-            Some(
-                json!({"name": "tenants", "engine": "postgres", "admin_url": second.admin_url,
-                        "capacity": 1000, "labels": {"region": "b"}}),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    register_second_server(&env, "tenants").await;
     let old: Vec<String> = (0..2 * n).map(|i| format!("cat-old-{i}")).collect();
     for slug in &old {
         let id = start_onboard_on(&env, slug, "b").await;
