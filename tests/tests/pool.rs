@@ -153,6 +153,17 @@ async fn onboarding_claims_pooled_databases_and_clones_when_the_pool_is_empty(
     assert!(rows(&env).await.iter().all(|r| r.database != taken));
     // The tenant is what a clone would have made: principals, grants, probes, history.
     evidence_is_clean(&env, "pool-a").await;
+    // Its audit admin is the one the database knows as such: it purges (the pooled database
+    // named its own roles until the claim renamed them).
+    let (status, purged) = env
+        .call_as(
+            "admin",
+            Method::POST,
+            "/v1/tenants/pool-a/audit/purge",
+            Some(json!({"before": chrono::Utc::now().to_rfc3339(), "reason": "retention"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{purged}");
     let tenant = env
         .app
         .catalog

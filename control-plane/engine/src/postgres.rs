@@ -300,6 +300,24 @@ async fn record_provisioned(
     actor: &str,
 ) -> Result<crate::Provisioned, EngineError> {
     let tx = client.transaction().await?;
+    // The role names the audit functions read (who may purge, whose events come from the
+    // control plane), as `platform.apply_grants` records them: a pooled database holds its
+    // stand-ins' names until here, the claim having renamed the roles themselves.
+    tx.execute(
+        "UPDATE platform.settings s SET value = v.value \
+           FROM (VALUES ('owner_role', $1::text), ('app_rw_role', $2::text), \
+                        ('audit_admin_role', $3::text), ('reader_role', $4::text), \
+                        ('investigator_role', $5::text)) AS v (key, value) \
+          WHERE s.key = v.key AND s.value IS DISTINCT FROM v.value",
+        &[
+            &names.owner,
+            &names.app_rw,
+            &names.audit_admin,
+            &names.reader,
+            &names.investigator,
+        ],
+    )
+    .await?;
     tx.execute("SELECT set_config('tcp.actor', $1, true)", &[&actor])
         .await?;
     tx.execute(
