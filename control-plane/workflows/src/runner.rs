@@ -307,17 +307,15 @@ impl Runner {
             })
         };
         // The request that started the operation tags every engine session of its steps and
-        // every log line (a DBA or an operator traces a step back to the API call).
-        let request_id = svc
-            .catalog
-            .operation(id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|op| op.request_id)
+        // every log line (a DBA or an operator traces a step back to the API call). Read under
+        // the lease, the record is also `drive`'s first.
+        let first = svc.catalog.operation(id).await.ok().flatten();
+        let request_id = first
+            .as_ref()
+            .and_then(|op| op.request_id.clone())
             .filter(|r| engine::context::valid_request_id(r).is_some());
         let span = tracing::info_span!("steps", request_id = request_id.as_deref().unwrap_or("-"));
-        let drive = engine::context::with_request_id(request_id, self.drive(&lease));
+        let drive = engine::context::with_request_id(request_id, self.drive(&lease, first));
         let result = tokio::select! {
             r = drive.instrument(span) => r,
             _ = lost_rx.wait_for(|lost| *lost) => Err(CatalogError::LeaseLost { operation: id }),
@@ -339,18 +337,26 @@ impl Runner {
     }
 
     #[instrument(skip_all, fields(operation = %lease.operation))]
-    async fn drive(&self, lease: &Lease) -> Result<OperationState, CatalogError> {
+    async fn drive(
+        &self,
+        lease: &Lease,
+        mut first: Option<OperationRecord>,
+    ) -> Result<OperationState, CatalogError> {
         let svc = &self.services;
         // Held from the first step to the end (a tenant never moves between servers).
         let mut turn: Option<Option<tokio::sync::OwnedSemaphorePermit>> = None;
         loop {
-            let op = svc
-                .catalog
-                .operation(lease.operation)
-                .await?
-                .ok_or_else(|| CatalogError::NotFound {
-                    what: format!("operation {}", lease.operation),
-                })?;
+            // Read again after every step: what it saved, and an abort asked for meanwhile.
+            let op = match first.take() {
+                Some(op) => op,
+                None => svc
+                    .catalog
+                    .operation(lease.operation)
+                    .await?
+                    .ok_or_else(|| CatalogError::NotFound {
+                        what: format!("operation {}", lease.operation),
+                    })?,
+            };
             if op.state.is_terminal() {
                 return Ok(op.state);
             }
