@@ -89,6 +89,9 @@ async fn existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_int
     let op = migrate(&env, "mig-clean").await;
     assert_eq!(op.state.as_str(), "succeeded", "{:?}", op.error);
     let applied = workflows::output_of::<workflows::tenant_migrate::ApplyMigrations>(&op).unwrap();
+    // A platform migration was pending: the grants ran (PostgreSQL skips them only where
+    // nothing but product migrations is pending).
+    assert!(!applied.grants_skipped, "{applied:?}");
     assert_eq!(
         (applied.from, applied.to, applied.applied.clone()),
         (
@@ -273,3 +276,123 @@ conformance!(
     existing_tenants_reach_the_new_release_once_and_a_failing_one_stays_intact,
     starts_racing_a_finishing_operation_never_fail
 );
+
+/// PostgreSQL grants per object, so a migration applies the grants again
+/// (`platform.apply_grants`), except where that would change nothing: only product migrations
+/// pending, and the schema, grant for grant, plus the database's own privileges, the default
+/// privileges and the built-in functions the grants close, are what the engine left in another
+/// database where they changed nothing. A hand-made change the grants repair takes the full
+/// path and is repaired.
+#[tokio::test]
+async fn grants_are_applied_again_only_where_they_would_change_something() {
+    let embedded = Release::postgres();
+    let dirs = tempfile::tempdir().unwrap();
+    let new_dir = dirs.path().join("new");
+    write_release(
+        &new_dir,
+        &embedded,
+        0,
+        &[product_migration(embedded.engine)],
+    );
+    let env = TestEnv::new(EngineUnderTest::Postgres).await;
+    let slugs = [
+        "gr-first",
+        "gr-second",
+        "gr-routine",
+        "gr-database",
+        "gr-settings",
+    ];
+    for slug in slugs {
+        env.onboard(slug).await;
+    }
+    // By hand: the app loses a routine; PUBLIC may connect to a tenant database.
+    let routine = env.names("gr-routine");
+    tcp_tests::env::superuser(&routine.database)
+        .await
+        .batch_execute(&format!(
+            "REVOKE EXECUTE ON FUNCTION app.customer_get(uuid) FROM {}",
+            routine.app_rw
+        ))
+        .await
+        .unwrap();
+    let database = env.names("gr-database");
+    tcp_tests::env::superuser(&database.database)
+        .await
+        .batch_execute(&format!(
+            "GRANT CONNECT ON DATABASE {} TO PUBLIC",
+            database.database
+        ))
+        .await
+        .unwrap();
+
+    // The role names the audit functions read (as a pooled database's were before the claim
+    // set them).
+    let settings = env.names("gr-settings");
+    tcp_tests::env::superuser(&settings.database)
+        .await
+        .batch_execute(
+            "UPDATE platform.settings SET value = 'tcp_pool_x' WHERE key = 'audit_admin_role'",
+        )
+        .await
+        .unwrap();
+
+    let mut env = env;
+    env.config.tenant_schema_dir = Some(new_dir.clone());
+    let env = env.restart(Faults::none()).await;
+    let mut skipped = Vec::new();
+    for slug in slugs.iter().chain(&["gr-second"]) {
+        let op = migrate(&env, slug).await;
+        assert_eq!(op.state.as_str(), "succeeded", "{slug}: {:?}", op.error);
+        let applied =
+            workflows::output_of::<workflows::tenant_migrate::ApplyMigrations>(&op).unwrap();
+        skipped.push(applied.grants_skipped);
+    }
+    // The first after the restart applies them (and they change nothing there); the second
+    // finds its schema and privileges as the first had them; the three hand-made changes take
+    // the full path; nothing pending skips.
+    assert_eq!(skipped, [false, true, false, false, false, true]);
+
+    let client = tcp_tests::env::superuser(&routine.database).await;
+    let can: bool = client
+        .query_one(
+            "SELECT has_function_privilege($1, 'app.customer_get(uuid)', 'EXECUTE')",
+            &[&routine.app_rw],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(can, "the app's grant is back");
+    let client = tcp_tests::env::superuser(&database.database).await;
+    let public: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a \
+              WHERE d.datname = current_database() AND a.grantee = 0)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!public, "PUBLIC's CONNECT is revoked again");
+    let admin: String = tcp_tests::env::superuser(&settings.database)
+        .await
+        .query_one(
+            "SELECT value FROM platform.settings WHERE key = 'audit_admin_role'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(admin, settings.audit_admin);
+    // Every tenant ends on the same schema.
+    let mut fingerprints = std::collections::BTreeSet::new();
+    for slug in slugs {
+        let snapshot = env
+            .app
+            .engine
+            .schema_snapshot(&env.names(slug))
+            .await
+            .unwrap();
+        fingerprints.insert(snapshot.fingerprint);
+    }
+    assert_eq!(fingerprints.len(), 1, "{fingerprints:?}");
+}

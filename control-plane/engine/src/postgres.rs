@@ -113,6 +113,10 @@ pub struct PostgresEngine {
     template: String,
     release: Arc<Release>,
     instance: Option<uuid::Uuid>,
+    /// Schemas the grants leave as they are: the schema's fingerprint and its grant state
+    /// ([`GRANT_STATE`]), read the same before and after `platform.apply_grants` in a
+    /// committed migration. A migration that finds both skips the grants.
+    granted: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -375,6 +379,80 @@ async fn read_schema<C: tokio_postgres::GenericClient>(
     Ok(SchemaSnapshot::of(names, raw))
 }
 
+/// What `platform.apply_grants` sets beyond the objects [`SCHEMA_OBJECTS`] reads: the
+/// database's privileges, the default privileges, the built-in functions it closes to PUBLIC or
+/// opens to the tenant's roles, the `public` schema and its tables, and the role names it
+/// records. A privilege granted by someone other than the object's owner, or with grant option,
+/// is told apart (the grants check for the owner's); an ACL still at its built-in default is
+/// marked as such (the grants replace it).
+const GRANT_STATE: &str = "\
+    WITH db AS MATERIALIZED ( \
+        SELECT datacl, datdba FROM pg_database WHERE datname = current_database()), \
+    closed AS MATERIALIZED ( \
+        SELECT p.oid, p.proowner, p.proacl FROM pg_proc p \
+         WHERE p.pronamespace = 'pg_catalog'::regnamespace \
+           AND (p.proname IN ('set_config', 'query_to_xml', 'query_to_xmlschema', \
+                              'query_to_xml_and_xmlschema', 'cursor_to_xml', \
+                              'cursor_to_xmlschema', 'loread', 'lowrite') \
+                OR p.proname LIKE 'lo\\_%')), \
+    pub AS MATERIALIZED ( \
+        SELECT c.oid::regclass::text AS name, c.relacl AS acl, c.relowner AS owner FROM pg_class c \
+         WHERE c.relnamespace = 'public'::regnamespace \
+           AND c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S') \
+        UNION ALL \
+        SELECT 'schema public', n.nspacl, n.nspowner FROM pg_namespace n WHERE n.nspname = 'public') \
+    SELECT 'database acl', 'database', \
+           x.privilege_type || CASE WHEN x.grantor = db.datdba THEN '' ELSE ' by another' END \
+               || CASE WHEN x.is_grantable THEN ' with grant option' ELSE '' END, \
+           COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+      FROM db CROSS JOIN LATERAL aclexplode(db.datacl) x \
+    UNION ALL \
+    SELECT 'database acl', 'database', 'built-in default', NULL FROM db WHERE db.datacl IS NULL \
+    UNION ALL \
+    SELECT 'default acl', pg_get_userbyid(d.defaclrole), \
+           coalesce(n.nspname, '*') || ' ' || d.defaclobjtype::text || ' ' || x.privilege_type \
+               || CASE WHEN x.is_grantable THEN ' with grant option' ELSE '' END, \
+           COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+      FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace \
+     CROSS JOIN LATERAL aclexplode(d.defaclacl) x \
+    UNION ALL \
+    SELECT 'built-in acl', p.oid::regprocedure::text, \
+           x.privilege_type || CASE WHEN x.grantor = p.proowner THEN '' ELSE ' by another' END \
+               || CASE WHEN x.is_grantable THEN ' with grant option' ELSE '' END, \
+           COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+      FROM closed p CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) x \
+    UNION ALL \
+    SELECT 'public acl', p.name, \
+           x.privilege_type || CASE WHEN x.grantor = p.owner THEN '' ELSE ' by another' END \
+               || CASE WHEN x.is_grantable THEN ' with grant option' ELSE '' END, \
+           COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+      FROM pub p CROSS JOIN LATERAL aclexplode(p.acl) x \
+    UNION ALL \
+    SELECT 'public acl', p.name, 'built-in default', NULL FROM pub p WHERE p.acl IS NULL \
+    UNION ALL \
+    SELECT 'setting', s.key, '', s.value FROM platform.settings s \
+     WHERE s.key IN ('owner_role', 'app_rw_role', 'audit_admin_role', 'reader_role', \
+                     'investigator_role')";
+
+/// The digest of a tenant database's [`GRANT_STATE`], its principals named by role.
+async fn read_grant_state<C: tokio_postgres::GenericClient>(
+    client: &C,
+    names: &TenantNames,
+) -> Result<String, EngineError> {
+    let raw = client
+        .query(GRANT_STATE, &[])
+        .await?
+        .iter()
+        .map(|r| RawObject {
+            kind: r.get(0),
+            name: r.get(1),
+            detail: r.get(2),
+            principal: r.get(3),
+        })
+        .collect();
+    Ok(SchemaSnapshot::of(names, raw).fingerprint)
+}
+
 /// A failed statement of a migration or routine, named by its file; a lock timeout or another
 /// transient error stays what it is, so the step is retried.
 fn schema_error(file: &str) -> impl FnOnce(tokio_postgres::Error) -> EngineError + '_ {
@@ -433,12 +511,32 @@ impl PostgresEngine {
             template,
             release,
             instance: config.instance,
+            granted: std::sync::Mutex::default(),
         })
     }
 
     /// The name of the template database for the current schema assets.
     pub fn template_name(&self) -> &str {
         &self.template
+    }
+
+    /// Whether applying the grants left this schema and grant state unchanged in another
+    /// database (so here they would change nothing).
+    fn was_granted(&self, schema: &SchemaSnapshot, state: &str) -> bool {
+        self.granted
+            .lock()
+            .is_ok_and(|g| g.contains(&(schema.fingerprint.clone(), state.to_owned())))
+    }
+
+    /// Remembers a schema and grant state that applying the grants left unchanged in a
+    /// committed migration. A handful per release; bounded all the same.
+    fn remember_granted(&self, schema: &SchemaSnapshot, state: String) {
+        if let Ok(mut g) = self.granted.lock() {
+            if g.len() >= 256 {
+                g.clear();
+            }
+            g.insert((schema.fingerprint.clone(), state));
+        }
     }
 
     async fn admin(&self) -> Result<bb8::PooledConnection<'_, AdminManager>, EngineError> {
@@ -669,8 +767,11 @@ impl PostgresEngine {
 }
 
 /// Every object of the tenant's schemas (`$1`) a fingerprint covers (each catalog read once, in
-/// the CTEs, however many kinds of line it feeds; roles looked up by oid or by the tenant's
-/// names, never scanned: a server holds seven per tenant): (kind, name, detail,
+/// the CTEs, however many kinds of line it feeds; columns and indexes looked up per relation of
+/// those schemas, not joined against every relation's; views such as `pg_indexes` and
+/// `pg_roles` left out, since each is more to plan in every new session and reads more than
+/// this needs; roles looked up by oid or by the tenant's names, never scanned: a server holds
+/// seven per tenant): (kind, name, detail,
 /// principal): columns, indexes, triggers (definition and enabled state), routines, owners,
 /// row-level security policies; permissions (the ACL entries of tables, columns, routines and
 /// the schemas themselves); and the tenant's principals (`$2`): their attributes and role
@@ -688,15 +789,17 @@ const SCHEMA_OBJECTS: &str = "\
     attrs AS MATERIALIZED ( \
         SELECT r.nspname || '.' || r.relname || '.' || a.attname AS name, r.relkind, a.attnum, \
                a.attisdropped, a.atttypid, a.atttypmod, a.attnotnull, a.attacl \
-          FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid), \
+          FROM rels r CROSS JOIN LATERAL ( \
+            SELECT * FROM pg_attribute a WHERE a.attrelid = r.oid OFFSET 0) a), \
     tenant_roles AS MATERIALIZED (SELECT oid FROM pg_authid WHERE rolname = ANY($2)) \
     SELECT 'column', a.name, \
            format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END, \
            NULL::text \
       FROM attrs a WHERE a.relkind IN ('r', 'p', 'v') AND a.attnum > 0 AND NOT a.attisdropped \
     UNION ALL \
-    SELECT 'index', schemaname || '.' || indexname, md5(indexdef), NULL FROM pg_indexes \
-     WHERE schemaname = ANY($1) \
+    SELECT 'index', r.nspname || '.' || i.relname, md5(pg_get_indexdef(i.oid)), NULL \
+      FROM rels r JOIN pg_index x ON x.indrelid = r.oid JOIN pg_class i ON i.oid = x.indexrelid \
+     WHERE r.relkind IN ('r', 'm', 'p') AND i.relkind IN ('i', 'I') \
     UNION ALL \
     SELECT 'routine', p.name, md5(pg_get_functiondef(p.oid)), NULL \
       FROM procs p WHERE p.prokind IN ('f', 'p') \
@@ -737,7 +840,7 @@ const SCHEMA_OBJECTS: &str = "\
     SELECT 'role', r.rolname, concat_ws(',', 'super=' || r.rolsuper, 'createrole=' || r.rolcreaterole, \
            'createdb=' || r.rolcreatedb, 'bypassrls=' || r.rolbypassrls, \
            'inherit=' || r.rolinherit, 'replication=' || r.rolreplication), NULL \
-      FROM pg_roles r WHERE r.rolname = ANY($2) \
+      FROM pg_authid r WHERE r.rolname = ANY($2) \
     UNION ALL \
     SELECT 'membership', g.rolname, 'member', u.rolname \
       FROM pg_auth_members m JOIN pg_authid g ON g.oid = m.roleid \
@@ -961,7 +1064,6 @@ impl Engine for PostgresEngine {
             tx.batch_execute(body).await.map_err(schema_error(name))?;
         }
         tx.batch_execute("RESET ROLE").await?;
-        apply_grants(&tx, names).await?;
         let applied: Vec<String> = plan.pending.iter().map(|m| m.file.clone()).collect();
         let mut audit_head = None;
         if !applied.is_empty() {
@@ -1001,9 +1103,43 @@ impl Engine for PostgresEngine {
                 }
             }
         }
+        // The grants again (`platform.apply_grants`), unless they would change nothing: only
+        // product migrations were pending (the release's text rules let them grant nothing and
+        // touch no platform object), and the schema, grant for grant, and what else the grants
+        // set (GRANT_STATE) are a pair the grants were found to leave unchanged in another
+        // database. A pair is remembered only when the grants ran and the reads before and
+        // after them agree: a change committed by someone else between the grants and the
+        // second read then shows as a difference, and is never taken for what the grants
+        // leave. Drift takes the full path.
+        let product_only = plan
+            .pending
+            .iter()
+            .all(|m| m.version >= crate::release::FIRST_PRODUCT_VERSION);
+        let before = if product_only {
+            Some((
+                read_schema(&tx, names).await?,
+                read_grant_state(&tx, names).await?,
+            ))
+        } else {
+            None
+        };
+        let skip = before
+            .as_ref()
+            .is_some_and(|(schema, state)| self.was_granted(schema, state));
         // The schema this transaction commits, read inside it: a column the history lacks is
         // refused here, so the database stays at its old version.
-        let snapshot = read_schema(&tx, names).await?;
+        let (snapshot, fixpoint) = match before {
+            Some((schema, _)) if skip => (schema, None),
+            before => {
+                apply_grants(&tx, names).await?;
+                let schema = read_schema(&tx, names).await?;
+                let state = read_grant_state(&tx, names).await?;
+                let unchanged = before.is_some_and(|(b_schema, b_state)| {
+                    b_schema.fingerprint == schema.fingerprint && b_state == state
+                });
+                (schema, unchanged.then_some(state))
+            }
+        };
         let gaps = snapshot.history_gaps();
         if !gaps.is_empty() {
             return Err(EngineError::Migration(format!(
@@ -1012,6 +1148,9 @@ impl Engine for PostgresEngine {
             )));
         }
         tx.commit().await?;
+        if let Some(state) = fixpoint {
+            self.remember_granted(&snapshot, state);
+        }
         Ok((
             Migrated {
                 from: plan.from,
@@ -1019,6 +1158,7 @@ impl Engine for PostgresEngine {
                 applied,
                 fingerprint: Some(snapshot.fingerprint.clone()),
                 audit_head,
+                grants_skipped: skip,
             },
             snapshot,
         ))

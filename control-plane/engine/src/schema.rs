@@ -66,6 +66,12 @@ pub struct Migrated {
     /// `Engine::migrate_database`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<crate::AuditHead>,
+    /// PostgreSQL: `platform.apply_grants` did not run, because it would have changed nothing
+    /// (only product migrations were pending and the schema and grant state were ones the
+    /// engine had applied the grants to). SQL Server grants by schema and re-applies only the
+    /// role memberships, every time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grants_skipped: bool,
 }
 
 /// The pending migrations of `release` (file stem, SQL) for a database whose history holds

@@ -912,6 +912,7 @@ impl Engine for SqlServerEngine {
                 applied,
                 fingerprint: Some(snapshot.fingerprint.clone()),
                 audit_head: None,
+                grants_skipped: false,
             },
             snapshot,
         ))
