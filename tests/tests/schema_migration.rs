@@ -305,36 +305,38 @@ async fn grants_are_applied_again_only_where_they_would_change_something() {
     for slug in slugs {
         env.onboard(slug).await;
     }
-    // By hand: the app loses a routine; PUBLIC may connect to a tenant database.
-    let routine = env.names("gr-routine");
-    tcp_tests::env::superuser(&routine.database)
-        .await
-        .batch_execute(&format!(
-            "REVOKE EXECUTE ON FUNCTION app.customer_get(uuid) FROM {}",
-            routine.app_rw
-        ))
-        .await
-        .unwrap();
-    let database = env.names("gr-database");
-    tcp_tests::env::superuser(&database.database)
-        .await
-        .batch_execute(&format!(
-            "GRANT CONNECT ON DATABASE {} TO PUBLIC",
-            database.database
-        ))
-        .await
-        .unwrap();
-
-    // The role names the audit functions read (as a pooled database's were before the claim
-    // set them).
-    let settings = env.names("gr-settings");
-    tcp_tests::env::superuser(&settings.database)
-        .await
-        .batch_execute(
-            "UPDATE platform.settings SET value = 'tcp_pool_x' WHERE key = 'audit_admin_role'",
-        )
-        .await
-        .unwrap();
+    // By hand: the app loses a routine; PUBLIC may connect to a tenant database; the role
+    // names the audit functions read are another's (as a pooled database's were before the
+    // claim set them).
+    let (routine, database, settings) = (
+        env.names("gr-routine"),
+        env.names("gr-database"),
+        env.names("gr-settings"),
+    );
+    for (names, sql) in [
+        (
+            &routine,
+            format!(
+                "REVOKE EXECUTE ON FUNCTION app.customer_get(uuid) FROM {}",
+                routine.app_rw
+            ),
+        ),
+        (
+            &database,
+            format!("GRANT CONNECT ON DATABASE {} TO PUBLIC", database.database),
+        ),
+        (
+            &settings,
+            "UPDATE platform.settings SET value = 'tcp_pool_x' WHERE key = 'audit_admin_role'"
+                .to_owned(),
+        ),
+    ] {
+        tcp_tests::env::superuser(&names.database)
+            .await
+            .batch_execute(&sql)
+            .await
+            .unwrap();
+    }
 
     let mut env = env;
     env.config.tenant_schema_dir = Some(new_dir.clone());

@@ -365,18 +365,22 @@ async fn read_schema<C: tokio_postgres::GenericClient>(
 ) -> Result<SchemaSnapshot, EngineError> {
     let schemas: Vec<&str> = crate::fingerprint::SCHEMAS.to_vec();
     let principals: Vec<&str> = names.principals_drop_order().to_vec();
-    let raw = client
+    let rows = client
         .query(SCHEMA_OBJECTS, &[&schemas, &principals])
-        .await?
-        .iter()
+        .await?;
+    Ok(SchemaSnapshot::of(names, raw_objects(&rows)))
+}
+
+/// Rows of (kind, name, detail, principal) as the fingerprint takes them.
+fn raw_objects(rows: &[tokio_postgres::Row]) -> Vec<RawObject> {
+    rows.iter()
         .map(|r| RawObject {
             kind: r.get(0),
             name: r.get(1),
             detail: r.get(2),
             principal: r.get(3),
         })
-        .collect();
-    Ok(SchemaSnapshot::of(names, raw))
+        .collect()
 }
 
 /// What `platform.apply_grants` sets beyond the objects [`SCHEMA_OBJECTS`] reads: the
@@ -439,18 +443,8 @@ async fn read_grant_state<C: tokio_postgres::GenericClient>(
     client: &C,
     names: &TenantNames,
 ) -> Result<String, EngineError> {
-    let raw = client
-        .query(GRANT_STATE, &[])
-        .await?
-        .iter()
-        .map(|r| RawObject {
-            kind: r.get(0),
-            name: r.get(1),
-            detail: r.get(2),
-            principal: r.get(3),
-        })
-        .collect();
-    Ok(SchemaSnapshot::of(names, raw).fingerprint)
+    let rows = client.query(GRANT_STATE, &[]).await?;
+    Ok(SchemaSnapshot::of(names, raw_objects(&rows)).fingerprint)
 }
 
 /// A failed statement of a migration or routine, named by its file; a lock timeout or another
