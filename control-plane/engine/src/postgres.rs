@@ -181,7 +181,15 @@ const CAP_WAIT: Duration = Duration::from_secs(10);
 pub(crate) struct Capped {
     client: Client,
     _permit: Option<mssql::CapPermit>,
+    /// When it last came back to the admin pool open (`AdminManager::has_broken`).
+    returned: std::time::Instant,
+    /// The `application_name` the session carries (`PostgresEngine::admin`).
+    tag: String,
 }
+
+/// An admin connection that came back open this recently is handed out again without the
+/// pool's round trip to test it (the catalog's rule: `catalog::postgres::db`).
+const TESTED_IF_IDLE_FOR: Duration = Duration::from_secs(2);
 
 impl std::ops::Deref for Capped {
     type Target = Client;
@@ -212,7 +220,8 @@ async fn connect(
         None => None,
     };
     let mut config = config.clone();
-    config.application_name(crate::context::session_tag());
+    let tag = crate::context::session_tag();
+    config.application_name(&tag);
     let (client, connection) = config
         .connect(NoTls)
         .await
@@ -228,6 +237,8 @@ async fn connect(
     Ok(Capped {
         client,
         _permit: permit,
+        returned: std::time::Instant::now(),
+        tag,
     })
 }
 
@@ -246,11 +257,16 @@ impl bb8::ManageConnection for AdminManager {
     }
 
     async fn is_valid(&self, conn: &mut Capped) -> Result<(), EngineError> {
+        if !conn.is_closed() && conn.returned.elapsed() < TESTED_IF_IDLE_FOR {
+            return Ok(());
+        }
         conn.simple_query("").await?;
         Ok(())
     }
 
+    /// Called each time a connection comes back to the pool.
     fn has_broken(&self, conn: &mut Capped) -> bool {
+        conn.returned = std::time::Instant::now();
         conn.is_closed()
     }
 }
@@ -390,14 +406,16 @@ impl PostgresEngine {
     }
 
     async fn admin(&self) -> Result<bb8::PooledConnection<'_, AdminManager>, EngineError> {
-        let conn = self.pool.get().await?;
-        // A pooled session served other requests before: tag it with this one. The tag holds
-        // only characters that need no quoting (`context::valid_request_id`).
-        conn.batch_execute(&format!(
-            "SET application_name = '{}'",
-            crate::context::session_tag()
-        ))
-        .await?;
+        let mut conn = self.pool.get().await?;
+        // A pooled session served other requests before: tag it with this one (unless it
+        // carries its tag already). The tag holds only characters that need no quoting
+        // (`context::valid_request_id`).
+        let tag = crate::context::session_tag();
+        if conn.tag != tag {
+            conn.batch_execute(&format!("SET application_name = '{tag}'"))
+                .await?;
+            conn.tag = tag;
+        }
         Ok(conn)
     }
 
@@ -481,67 +499,113 @@ impl PostgresEngine {
 
     /// Creates (or alters) the tenant's seven roles with their attributes and memberships;
     /// `passwords` `None` makes every one unable to log in (a pooled database's stand-ins).
+    ///
+    /// One read finds which roles exist and whose they are, one batch creates or alters all
+    /// seven, and the three passwords are set afterwards at once ([`Self::set_passwords`]).
+    /// Until then a login role has no password, so nothing can authenticate as it; a crash in
+    /// between leaves roles that a retry completes.
     async fn ensure_roles(
         &self,
         names: &TenantNames,
         passwords: Option<&Credentials>,
     ) -> Result<(), EngineError> {
-        let admin = self.admin().await?;
-        let c: &Client = &admin;
-        let ours = self.marker_for(names);
-        let ours = ours.as_ref();
         let login = if passwords.is_some() {
             "LOGIN"
         } else {
             "NOLOGIN"
         };
         // INHERIT so the owner gets `pg_database_owner`'s rights on `public` (refinery keeps its
-        // history table there); it is a member of nothing else.
-        self.ensure_role(c, ours, &names.owner, "NOLOGIN INHERIT", None)
+        // history table there); it is a member of nothing else. app_b gets its password at its
+        // first rotation. NOINHERIT for the investigator: it reads only after an explicit SET
+        // ROLE to the reader, which the audited path performs after recording the query.
+        let roles = [
+            (&names.owner, "NOLOGIN INHERIT".to_owned()),
+            (&names.app_rw, "NOLOGIN NOINHERIT".to_owned()),
+            (&names.app_a, format!("{login} INHERIT")),
+            (&names.app_b, format!("{login} INHERIT")),
+            (&names.audit_admin, format!("{login} NOINHERIT")),
+            (&names.reader, "NOLOGIN NOINHERIT".to_owned()),
+            (&names.investigator, format!("{login} NOINHERIT")),
+        ];
+        let all: Vec<String> = roles.iter().map(|(r, _)| r.to_string()).collect();
+        let ours = self.marker_for(names);
+        // A concurrent creator (impossible under the lease, but cheap to tolerate) makes the
+        // batch fail with 42710 once; the second pass alters what it created.
+        let mut attempt = 0;
+        loop {
+            let admin = self.admin().await?;
+            let existing = admin
+                .query(
+                    "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles \
+                      WHERE rolname = ANY($1)",
+                    &[&all],
+                )
+                .await?;
+            let mut batch = String::new();
+            for (role, attributes) in &roles {
+                let row = existing.iter().find(|r| r.get::<_, String>(0) == **role);
+                if let (Some(ours), Some(row)) = (&ours, row) {
+                    let text: Option<&str> = row.get(1);
+                    if ours.foreign(text) {
+                        return Err(ours.refuse(&format!("role {role}"), text));
+                    }
+                }
+                let verb = if row.is_some() { "ALTER" } else { "CREATE" };
+                batch.push_str(&format!(
+                    "{verb} ROLE {} {attributes} PASSWORD NULL; ",
+                    pg_ident(role)
+                ));
+            }
+            batch.push_str(&format!(
+                "GRANT {rw} TO {a}; GRANT {rw} TO {b}; GRANT {reader} TO {inv}{mark}",
+                rw = pg_ident(&names.app_rw),
+                a = pg_ident(&names.app_a),
+                b = pg_ident(&names.app_b),
+                reader = pg_ident(&names.reader),
+                inv = pg_ident(&names.investigator),
+                mark = self.mark_roles_sql(names),
+            ));
+            match admin.batch_execute(&batch).await {
+                Ok(()) => break,
+                Err(e) => {
+                    let e = EngineError::from(e);
+                    if attempt == 0 && is_code(&e, "42710") {
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(p) = passwords {
+            self.set_passwords(&[
+                (&names.app_a, &p.app_a),
+                (&names.audit_admin, &p.audit_admin),
+                (&names.investigator, &p.investigator),
+            ])
             .await?;
-        self.ensure_role(c, ours, &names.app_rw, "NOLOGIN NOINHERIT", None)
-            .await?;
-        self.ensure_role(
-            c,
-            ours,
-            &names.app_a,
-            &format!("{login} INHERIT"),
-            passwords.map(|p| &p.app_a),
-        )
-        .await?;
-        // app_b gets its password at its first rotation; until then it cannot authenticate.
-        self.ensure_role(c, ours, &names.app_b, &format!("{login} INHERIT"), None)
-            .await?;
-        self.ensure_role(
-            c,
-            ours,
-            &names.audit_admin,
-            &format!("{login} NOINHERIT"),
-            passwords.map(|p| &p.audit_admin),
-        )
-        .await?;
-        self.ensure_role(c, ours, &names.reader, "NOLOGIN NOINHERIT", None)
-            .await?;
-        // NOINHERIT: the investigator reads only after an explicit SET ROLE to the reader, which
-        // the audited path performs after recording the query.
-        self.ensure_role(
-            c,
-            ours,
-            &names.investigator,
-            &format!("{login} NOINHERIT"),
-            passwords.map(|p| &p.investigator),
-        )
-        .await?;
-        c.batch_execute(&format!(
-            "GRANT {rw} TO {a}; GRANT {rw} TO {b}; GRANT {reader} TO {inv}{mark}",
-            rw = pg_ident(&names.app_rw),
-            a = pg_ident(&names.app_a),
-            b = pg_ident(&names.app_b),
-            reader = pg_ident(&names.reader),
-            inv = pg_ident(&names.investigator),
-            mark = self.mark_roles_sql(names),
-        ))
-        .await?;
+        }
+        Ok(())
+    }
+
+    /// Gives each role its password, all at once: the SCRAM verifiers are computed on blocking
+    /// threads and each is set from its own admin session. The server only ever sees a verifier,
+    /// never the password, so no server log (`log_statement = 'all'`, say) can leak it. Each
+    /// `PASSWORD` costs PostgreSQL some 3.5 ms of CPU (it makes sure the verifier is not one of
+    /// an empty password: 4,096 HMAC rounds), so three in a row were most of a warm-pool claim.
+    async fn set_passwords(&self, roles: &[(&str, &SecretValue)]) -> Result<(), EngineError> {
+        let sets = roles.iter().map(|(role, password)| async move {
+            let password = (*password).clone();
+            let literal = tokio::task::spawn_blocking(move || scram_literal(&password))
+                .await
+                .map_err(|e| EngineError::Configuration(format!("password verifier: {e}")))??;
+            self.admin()
+                .await?
+                .batch_execute(&format!("ALTER ROLE {} PASSWORD {literal}", pg_ident(role)))
+                .await?;
+            Ok::<(), EngineError>(())
+        });
+        futures::future::try_join_all(sets).await?;
         Ok(())
     }
 

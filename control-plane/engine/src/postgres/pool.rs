@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tracing::instrument;
 
-use super::{is_code, scram_literal, PostgresEngine};
+use super::{is_code, PostgresEngine};
 use crate::sql::pg_ident;
 use crate::{Credentials, Engine as _, EngineError, TenantNames};
 
@@ -70,11 +70,14 @@ impl PostgresEngine {
         Ok(())
     }
 
-    /// One transaction: the database and its seven roles renamed to the tenant's, the login
-    /// roles given their passwords, PUBLIC's access revoked (again) and the database opened. So
-    /// the tenant's principals are bound when it commits (returns `true`), and a kill leaves the
-    /// pooled database untouched or the tenant's complete. A session still leaving the pooled
-    /// database (the one that bound it) makes the rename wait a moment.
+    /// The stand-in login roles get the tenant's passwords first, all at once
+    /// ([`PostgresEngine::set_passwords`]): they cannot log in yet, so this changes nothing
+    /// anyone can use, and a retry sets the same passwords again. Then one transaction: the
+    /// database and its seven roles renamed to the tenant's, the login roles allowed to log in,
+    /// PUBLIC's access revoked (again) and the database opened. So the tenant's principals are
+    /// bound when it commits (returns `true`), and a kill leaves the pooled database unclaimed
+    /// or the tenant's complete. A session still leaving the pooled database (the one that
+    /// bound it) makes the rename wait a moment.
     #[instrument(skip_all, fields(database = %names.database))]
     pub(super) async fn pooled_adopt(
         &self,
@@ -91,6 +94,12 @@ impl PostgresEngine {
             return Ok(true);
         }
         let from = pooled_names(pooled);
+        self.set_passwords(&[
+            (&from.app_a, &credentials.app_a),
+            (&from.audit_admin, &credentials.audit_admin),
+            (&from.investigator, &credentials.investigator),
+        ])
+        .await?;
         let renames: String = from
             .principals_drop_order()
             .into_iter()
@@ -99,8 +108,8 @@ impl PostgresEngine {
             .collect();
         let statement = format!(
             "ALTER DATABASE {pooled_db} RENAME TO {db}; {renames}\
-             ALTER ROLE {app_a} LOGIN PASSWORD {pa}; ALTER ROLE {app_b} LOGIN PASSWORD NULL; \
-             ALTER ROLE {aa} LOGIN PASSWORD {paa}; ALTER ROLE {inv} LOGIN PASSWORD {pinv}; \
+             ALTER ROLE {app_a} LOGIN; ALTER ROLE {app_b} LOGIN PASSWORD NULL; \
+             ALTER ROLE {aa} LOGIN; ALTER ROLE {inv} LOGIN; \
              REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
              ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true{mark_db}{mark_roles}",
             mark_db = self.mark_database_sql(names),
@@ -111,9 +120,6 @@ impl PostgresEngine {
             app_b = pg_ident(&names.app_b),
             aa = pg_ident(&names.audit_admin),
             inv = pg_ident(&names.investigator),
-            pa = scram_literal(&credentials.app_a)?,
-            paa = scram_literal(&credentials.audit_admin)?,
-            pinv = scram_literal(&credentials.investigator)?,
         );
         let mut attempt = 0;
         loop {
