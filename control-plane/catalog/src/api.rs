@@ -167,6 +167,18 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug + 'static {
         change: StepChange,
     ) -> Result<(), CatalogError>;
 
+    /// Records that step `idx` succeeded (with `output`; `None` keeps what it saved) and that
+    /// step `next`'s action is about to run, in one statement: what `update_step` with
+    /// `Succeeded`/`SucceededWith` and then `step_started(next)` leave, in one catalog write
+    /// between two steps instead of two. `LeaseLost` when the lease is gone.
+    async fn advance_step(
+        &self,
+        lease: &Lease,
+        idx: i32,
+        output: Option<serde_json::Value>,
+        next: i32,
+    ) -> Result<(), CatalogError>;
+
     /// Records that a step's action is about to run (written before its side effect).
     async fn step_started(&self, lease: &Lease, idx: i32) -> Result<(), CatalogError> {
         self.update_step(lease, idx, StepChange::Started).await

@@ -1104,6 +1104,39 @@ impl CatalogStore for PgCatalog {
         }
     }
 
+    async fn advance_step(
+        &self,
+        lease: &Lease,
+        idx: i32,
+        output: Option<serde_json::Value>,
+        next: i32,
+    ) -> Result<(), CatalogError> {
+        let n = self
+            .conn()
+            .await?
+            .execute(
+                "UPDATE operation_steps SET \
+                        state = CASE WHEN idx = $2 THEN 'succeeded' ELSE 'running' END, \
+                        output = CASE WHEN idx = $2 THEN coalesce($4, output) ELSE output END, \
+                        finished_at = CASE WHEN idx = $2 THEN now() ELSE finished_at END, \
+                        attempts = CASE WHEN idx = $2 THEN attempts ELSE attempts + 1 END, \
+                        started_at = CASE WHEN idx = $2 THEN started_at ELSE now() END, \
+                        error = CASE WHEN idx = $2 THEN error END \
+                  WHERE operation_id = $1 AND idx IN ($2, $5) \
+                    AND EXISTS (SELECT 1 FROM operations WHERE id = $1 AND lease_owner = $3 \
+                                AND state IN ('pending', 'running'))",
+                &[&lease.operation, &idx, &lease.owner, &output, &next],
+            )
+            .await?;
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(CatalogError::LeaseLost {
+                operation: lease.operation,
+            })
+        }
+    }
+
     async fn create_server(
         &self,
         server: NewServer,

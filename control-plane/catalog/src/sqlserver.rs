@@ -263,6 +263,7 @@ pub fn generated_statements() -> Vec<(&'static str, String)> {
         ("catalog_create_tenant", create_tenant_sql()),
         ("catalog_start_operation", start_operation_sql()),
         ("catalog_finish_operation", FINISH_OPERATION.to_owned()),
+        ("catalog_advance_step", ADVANCE_STEP.to_owned()),
         ("catalog_retention_due", RETENTION_DUE.to_owned()),
     ]
 }
@@ -300,6 +301,20 @@ fn operation_created_detail(op: &NewOperation) -> String {
 
 /// The `SET` clause of a step change and its value (`@P4`), if any. The clauses are fixed text;
 /// only the value travels as a parameter.
+/// `CatalogStore::advance_step`: step @P2 succeeded (its output @P4 unless NULL) and step @P5
+/// started, in one statement; two rows come out when the lease @P3 holds.
+const ADVANCE_STEP: &str = "UPDATE catalog.OperationSteps SET \
+       State = CASE WHEN Idx = @P2 THEN N'succeeded' ELSE N'running' END, \
+       Output = CASE WHEN Idx = @P2 THEN COALESCE(@P4, Output) ELSE Output END, \
+       FinishedAt = CASE WHEN Idx = @P2 THEN SYSUTCDATETIME() ELSE FinishedAt END, \
+       Attempts = CASE WHEN Idx = @P2 THEN Attempts ELSE Attempts + 1 END, \
+       StartedAt = CASE WHEN Idx = @P2 THEN StartedAt ELSE SYSUTCDATETIME() END, \
+       Error = CASE WHEN Idx = @P2 THEN Error END \
+OUTPUT inserted.Idx \
+WHERE OperationId = @P1 AND Idx IN (@P2, @P5) \
+  AND EXISTS (SELECT 1 FROM catalog.Operations \
+              WHERE Id = @P1 AND LeaseOwner = @P3 AND State IN (N'pending', N'running'))";
+
 fn step_change_sql(change: StepChange) -> (&'static str, Option<String>) {
     match change {
         StepChange::Started => (
@@ -1068,6 +1083,35 @@ impl CatalogStore for SqlServerCatalog {
             None => self.query(&sql, &[&lease.operation, &idx, &owner]).await?,
         };
         if rows.len() == 1 {
+            Ok(())
+        } else {
+            Err(CatalogError::LeaseLost {
+                operation: lease.operation,
+            })
+        }
+    }
+
+    async fn advance_step(
+        &self,
+        lease: &Lease,
+        idx: i32,
+        output: Option<serde_json::Value>,
+        next: i32,
+    ) -> Result<(), CatalogError> {
+        let output = output.map(|v| v.to_string());
+        let rows = self
+            .query(
+                ADVANCE_STEP,
+                &[
+                    &lease.operation,
+                    &idx,
+                    &lease.owner.as_str(),
+                    &output.as_deref(),
+                    &next,
+                ],
+            )
+            .await?;
+        if rows.len() == 2 {
             Ok(())
         } else {
             Err(CatalogError::LeaseLost {

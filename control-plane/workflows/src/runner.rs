@@ -41,6 +41,8 @@ pub struct StepContext<'a> {
     engine: &'a dyn Engine,
     lease: &'a Lease,
     idx: i32,
+    /// Set by [`StepContext::save`]: the catalog then holds more than the runner knows.
+    saved: std::sync::atomic::AtomicBool,
 }
 
 impl StepContext<'_> {
@@ -120,6 +122,7 @@ impl StepContext<'_> {
     pub async fn save<S: Step>(&self, output: &S::Output) -> Result<(), StepError> {
         let value = serde_json::to_value(output)
             .map_err(|e| StepError::permanent(format!("step {}: output: {e}", S::NAME)))?;
+        self.saved.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(self
             .services
             .catalog
@@ -155,6 +158,44 @@ impl Drop for Running {
             s.remove(&self.id);
         }
     }
+}
+
+/// What [`Runner::forward_step`] did.
+struct StepRun {
+    /// The step's outcome.
+    result: Result<(), StepError>,
+    /// The operation as the catalog now holds it, when the runner knows it without reading.
+    after: Option<OperationRecord>,
+    /// The step whose start was recorded with this one's success.
+    advanced: Option<i32>,
+}
+
+/// `op` after its step `idx` succeeded with `output` (`None`: the output it had stays) and step
+/// `next` started, as the catalog's step writes leave it; `started` when `idx`'s own start is
+/// not in `op` yet. `None` if it has no such step.
+fn succeeded(
+    op: &OperationRecord,
+    (idx, started): (i32, bool),
+    output: Option<Value>,
+    next: Option<i32>,
+) -> Option<OperationRecord> {
+    let mut op = op.clone();
+    let step = op.steps.iter_mut().find(|s| s.idx == idx)?;
+    step.state = StepState::Succeeded;
+    if started {
+        step.attempts += 1;
+        step.error = None;
+    }
+    if output.is_some() {
+        step.output = output;
+    }
+    if let Some(next) = next {
+        let step = op.steps.iter_mut().find(|s| s.idx == next)?;
+        step.state = StepState::Running;
+        step.attempts += 1;
+        step.error = None;
+    }
+    Some(op)
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -345,8 +386,15 @@ impl Runner {
         let svc = &self.services;
         // Held from the first step to the end (a tenant never moves between servers).
         let mut turn: Option<Option<tokio::sync::OwnedSemaphorePermit>> = None;
+        // Read once: an operation changes none of its tenant's fields its steps read (the
+        // transitions are written when it starts and ends).
+        let mut tenant: Option<TenantRecord> = None;
+        // The step whose start the previous step's success recorded (`advance_step`).
+        let mut advanced: Option<i32> = None;
         loop {
-            // Read again after every step: what it saved, and an abort asked for meanwhile.
+            // The record as the last step left it: kept in memory after a step that succeeded
+            // at its first attempt without saving anything on the way (`forward_step`), read
+            // again otherwise.
             let op = match first.take() {
                 Some(op) => op,
                 None => svc
@@ -372,14 +420,18 @@ impl Runner {
                     .await?;
                 return Ok(OperationState::Failed);
             };
-            let tenant =
-                svc.catalog
-                    .tenant(op.tenant_id)
-                    .await?
-                    .ok_or_else(|| CatalogError::NotFound {
-                        what: format!("tenant {}", op.tenant_id),
-                    })?;
-            let engine = match svc.engines.for_tenant(&tenant).await {
+            let tenant = match tenant.take() {
+                Some(t) => tenant.insert(t),
+                None => {
+                    tenant.insert(svc.catalog.tenant(op.tenant_id).await?.ok_or_else(|| {
+                        CatalogError::NotFound {
+                            what: format!("tenant {}", op.tenant_id),
+                        }
+                    })?)
+                }
+            };
+            let tenant: &TenantRecord = tenant;
+            let engine = match svc.engines.for_tenant(tenant).await {
                 Ok(engine) => engine,
                 Err(e) => {
                     // The tenant's server is down or unknown: its step cannot start. A server
@@ -429,8 +481,13 @@ impl Runner {
                     let started = std::time::Instant::now();
                     let result = match workflow.step(&name) {
                         Some(def) => {
-                            self.forward_step(lease, &op, &tenant, engine, idx, def)
-                                .await?
+                            let recorded = advanced.take() == Some(idx);
+                            let run = self
+                                .forward_step(lease, &op, tenant, engine, (idx, recorded), def)
+                                .await?;
+                            first = run.after;
+                            advanced = run.advanced;
+                            run.result
                         }
                         None => Err(StepError::permanent(format!(
                             "workflow {} has no step {name}",
@@ -459,7 +516,7 @@ impl Runner {
                     }
                 }
                 OperationDirection::Undo => {
-                    return self.undo_all(lease, &op, &tenant, engine, workflow).await
+                    return self.undo_all(lease, &op, tenant, engine, workflow).await
                 }
             }
         }
@@ -489,21 +546,27 @@ impl Runner {
     /// runner's own catalog writes failing (the catalog out, the lease lost) end the whole run
     /// (the outer `Err`: the operation stays unfinished for the sweeper to resume), never the
     /// step (the inner `Err`, which the workflow undoes or stops at).
+    ///
+    /// `(idx, recorded)`: the step, and whether its start is recorded already (the previous
+    /// step's success recorded it). A success records the next step's start with it, so two
+    /// steps are one catalog write apart.
     async fn forward_step(
         &self,
         lease: &Lease,
         op: &OperationRecord,
         tenant: &TenantRecord,
         engine: &dyn Engine,
-        idx: i32,
+        (idx, recorded): (i32, bool),
         step: StepDef,
-    ) -> Result<Result<(), StepError>, CatalogError> {
+    ) -> Result<StepRun, CatalogError> {
         let svc = &self.services;
         let kind = op.kind.as_str();
         let name = step.name;
         let mut attempt = 0;
         loop {
-            svc.catalog.step_started(lease, idx).await?;
+            if attempt > 0 || !recorded {
+                svc.catalog.step_started(lease, idx).await?;
+            }
             // A retry re-reads the operation so it sees outputs its earlier attempts saved; the
             // first attempt uses what `drive` has just read.
             let reread;
@@ -525,6 +588,7 @@ impl Runner {
                 engine,
                 lease,
                 idx,
+                saved: Default::default(),
             };
             let mut result = step.action(&ctx).await;
             if result.is_ok() && svc.faults.has(FaultAction::Twice, kind, name) {
@@ -540,12 +604,45 @@ impl Runner {
             }
             match result {
                 Ok(output) => {
-                    let change = match output {
-                        Some(output) => StepChange::SucceededWith(output),
-                        None => StepChange::Succeeded,
-                    };
-                    svc.catalog.update_step(lease, idx, change).await?;
-                    return Ok(Ok(()));
+                    // The next step in order, if it has not succeeded yet: it runs next.
+                    let next = op
+                        .steps
+                        .iter()
+                        .find(|s| s.idx > idx && s.state != StepState::Succeeded)
+                        .map(|s| s.idx);
+                    // What the catalog now holds, when the runner knows all of it: the step's
+                    // start and end are its only writes.
+                    let after = (attempt == 0
+                        && !ctx.saved.load(std::sync::atomic::Ordering::Relaxed))
+                    .then(|| succeeded(op, (idx, !recorded), output.clone(), next))
+                    .flatten();
+                    match next {
+                        Some(next) => svc.catalog.advance_step(lease, idx, output, next).await?,
+                        None => {
+                            let change = match output {
+                                Some(output) => StepChange::SucceededWith(output),
+                                None => StepChange::Succeeded,
+                            };
+                            svc.catalog.update_step(lease, idx, change).await?
+                        }
+                    }
+                    // Debug builds (every test) check the record kept in memory against the
+                    // catalog's.
+                    #[cfg(debug_assertions)]
+                    if let Some(after) = &after {
+                        let read = svc.catalog.operation(op.id).await?;
+                        assert_eq!(
+                            read.as_ref(),
+                            Some(after),
+                            "the runner's record of operation {} is not the catalog's",
+                            op.id
+                        );
+                    }
+                    return Ok(StepRun {
+                        result: Ok(()),
+                        after,
+                        advanced: next,
+                    });
                 }
                 // An unreachable server, catalog or secret store is waited for, however long:
                 // the operation converges once it is back.
@@ -561,7 +658,13 @@ impl Runner {
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
-                Err(e) => return Ok(Err(e)),
+                Err(e) => {
+                    return Ok(StepRun {
+                        result: Err(e),
+                        after: None,
+                        advanced: None,
+                    })
+                }
             }
         }
     }
@@ -594,6 +697,7 @@ impl Runner {
                     engine,
                     lease,
                     idx: step.idx,
+                    saved: Default::default(),
                 };
                 let undo_kind = format!("{kind}-undo");
                 let mut result = match workflow.step(&step.name) {
@@ -646,5 +750,71 @@ impl Runner {
             .await?;
         info!(tenant = %tenant.slug, "operation rolled back");
         Ok(OperationState::RolledBack)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use api_types::OperationKind;
+    use catalog::StepRecord;
+
+    fn op(states: &[StepState]) -> OperationRecord {
+        OperationRecord {
+            id: Uuid::new_v4(),
+            tenant_id: Uuid::new_v4(),
+            tenant_slug: TenantSlug::parse("acme").unwrap(),
+            kind: OperationKind::ONBOARD,
+            state: OperationState::Running,
+            direction: OperationDirection::Forward,
+            params: Value::Null,
+            actor: "t".into(),
+            request_id: None,
+            parent: None,
+            error: None,
+            steps: states
+                .iter()
+                .enumerate()
+                .map(|(i, state)| StepRecord {
+                    idx: i as i32,
+                    name: format!("s{i}"),
+                    state: *state,
+                    output: Some(serde_json::json!({"kept": i})),
+                    error: Some("earlier".into()),
+                    attempts: 1,
+                })
+                .collect(),
+            created_at: chrono::Utc::now(),
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn a_step_that_started_now_counts_its_attempt_and_the_next_one_starts() {
+        let before = op(&[StepState::Pending, StepState::Pending]);
+        let out = Some(serde_json::json!({"new": true}));
+        let after = succeeded(&before, (0, true), out.clone(), Some(1)).unwrap();
+        let (a, b) = (&after.steps[0], &after.steps[1]);
+        assert_eq!(
+            (a.state, a.attempts, &a.output, &a.error),
+            (StepState::Succeeded, 2, &out, &None)
+        );
+        assert_eq!(
+            (b.state, b.attempts, &b.error),
+            (StepState::Running, 2, &None)
+        );
+        assert_eq!(b.output, before.steps[1].output);
+    }
+
+    #[test]
+    fn a_step_started_by_the_previous_one_keeps_its_attempts_and_output() {
+        let before = op(&[StepState::Succeeded, StepState::Running]);
+        let after = succeeded(&before, (1, false), None, None).unwrap();
+        let s = &after.steps[1];
+        assert_eq!((s.state, s.attempts), (StepState::Succeeded, 1));
+        assert_eq!(s.output, before.steps[1].output);
+        assert_eq!(s.error, before.steps[1].error);
+        assert!(succeeded(&before, (7, true), None, None).is_none());
     }
 }
