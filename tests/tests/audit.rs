@@ -13,6 +13,7 @@ tcp_tests::conformance!(
     audit_events_are_paged_and_filtered,
     verification_catches_a_changed_row_and_a_rewritten_chain,
     purge_goes_through_audit_admin_and_keeps_verification_working,
+    a_purge_the_tenant_database_refuses_is_a_conflict_and_deletes_nothing,
 );
 
 async fn as_role(
@@ -336,4 +337,43 @@ async fn purge_goes_through_audit_admin_and_keeps_verification_working(engine: E
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
+}
+
+/// The tenant database's own check refuses the tenant's audit admin (someone changed what it
+/// reads): the purge answers 409 naming the refusal, not 500, and the log keeps every event.
+async fn a_purge_the_tenant_database_refuses_is_a_conflict_and_deletes_nothing(
+    engine: EngineUnderTest,
+) {
+    let env = TestEnv::new(engine).await;
+    let slug = "refused-purge";
+    busy_tenant(&env, slug).await;
+    let before = event_count(&env, slug).await;
+    env.probe().take_purge_right(&env.names(slug)).await;
+    let (status, v) = as_role(
+        &env,
+        "admin",
+        Method::POST,
+        &format!("/v1/tenants/{slug}/audit/purge"),
+        Some(json!({"before": chrono::Utc::now().to_rfc3339(), "reason": "retention"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("refused the purge") && detail.contains("nothing was purged"),
+        "{v}"
+    );
+    assert_eq!(event_count(&env, slug).await, before);
+}
+
+async fn event_count(env: &TestEnv, slug: &str) -> usize {
+    let (_, v) = as_role(
+        env,
+        "auditor",
+        Method::GET,
+        &format!("/v1/tenants/{slug}/audit-events"),
+        None,
+    )
+    .await;
+    v["events"].as_array().unwrap().len()
 }

@@ -102,6 +102,21 @@ impl EngineError {
         matches!(self, EngineError::Locked(_)) || matches!(self.code(), Some("55P03" | "1222"))
     }
 
+    /// Whether the server refused the statement on its merits: a permission, or a check in the
+    /// tenant database's own code (PostgreSQL `RAISE EXCEPTION`, SQLSTATE P0001, or an invalid
+    /// parameter, 22023; SQL Server `THROW` of a number from 50000). The same call changes
+    /// nothing until someone changes what the check reads.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            EngineError::PermissionDenied(_) => true,
+            EngineError::Db { code, .. } => {
+                matches!(code.as_str(), "P0001" | "22023")
+                    || code.parse::<u32>().is_ok_and(|n| n >= 50000)
+            }
+            _ => false,
+        }
+    }
+
     /// The SQLSTATE or error number, if the server returned one.
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -180,5 +195,21 @@ mod tests {
         assert!(!e("XX000", "cache lookup failed for relation 1").is_transient());
         assert!(e("40P01", "deadlock detected").is_transient());
         assert!(!e("23505", "duplicate key").is_transient());
+    }
+
+    #[test]
+    fn a_check_of_the_tenant_databases_own_code_is_a_refusal() {
+        let e = |code: &str| EngineError::Db {
+            code: code.into(),
+            message: "m".into(),
+        };
+        assert!(EngineError::PermissionDenied("no".into()).is_refusal());
+        assert!(e("P0001").is_refusal());
+        assert!(e("22023").is_refusal());
+        assert!(e("50111").is_refusal());
+        assert!(!e("40P01").is_refusal());
+        assert!(!e("1205").is_refusal());
+        assert!(!e("08006").is_refusal());
+        assert!(!EngineError::Timeout("t".into()).is_refusal());
     }
 }

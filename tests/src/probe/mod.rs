@@ -230,6 +230,10 @@ pub trait Probe: Send + Sync {
     /// event and moves the chain head back to the one before, so the shortened log verifies
     /// inside the database. Returns the deleted event's id.
     async fn forge_purge_of_newest(&self, database: &str) -> i64;
+    /// As the administrator, takes from the tenant's audit admin what the purge routine checks
+    /// (PostgreSQL: the role `platform.settings` names for purging; SQL Server: its membership
+    /// of `audit_admin_role`), so the tenant database refuses its purges.
+    async fn take_purge_right(&self, names: &engine::TenantNames);
     /// As the administrator, deletes the events `from_id..=to_id` and re-chains every later
     /// event (hashes recomputed in each event's own format, chain head updated): the links all
     /// hold, only the ids jump.

@@ -577,6 +577,17 @@ impl Probe for PostgresProbe {
         id
     }
 
+    async fn take_purge_right(&self, names: &engine::TenantNames) {
+        superuser_on(&names.database)
+            .await
+            .batch_execute(
+                "UPDATE platform.settings SET value = 'someone_else' \
+                  WHERE key = 'audit_admin_role'",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("taking the purge right in {}: {e}", names.database));
+    }
+
     async fn cut_and_rechain(&self, database: &str, from_id: i64, to_id: i64) {
         let db = superuser_on(database).await;
         db.batch_execute(&format!(

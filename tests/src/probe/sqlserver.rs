@@ -760,6 +760,19 @@ impl Probe for SqlServerProbe {
             .unwrap_or_else(|| panic!("no audit events in {database}"))
     }
 
+    async fn take_purge_right(&self, names: &engine::TenantNames) {
+        let mut conn = Conn::connect(&self.admin.with_database(&names.database))
+            .await
+            .unwrap_or_else(|e| panic!("sysadmin on {}: {e}", names.database));
+        let user = names.audit_admin.replace(']', "]]");
+        conn.execute(
+            &format!("ALTER ROLE [audit_admin_role] DROP MEMBER [{user}];"),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("taking the purge right in {}: {e}", names.database));
+    }
+
     async fn cut_and_rechain(&self, database: &str, from_id: i64, to_id: i64) {
         let mut conn = Conn::connect(&self.admin.with_database(database))
             .await

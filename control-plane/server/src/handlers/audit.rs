@@ -213,7 +213,7 @@ pub struct PurgeRequest {
         (status = 200, description = "Events deleted; the new chain head is anchored", body = PurgeResult),
         (status = 400, description = "The slug, time or reason is invalid", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tenant has this slug", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant is not active, its audit log does not verify, or an operation of it (a rotation) made the purge fail (nothing was purged); retry", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant is not active, its audit log does not verify, the tenant database refused its audit admin the purge, or an operation of it (a rotation) made the purge fail (nothing was purged in any of these)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn purge(
@@ -278,6 +278,15 @@ async fn purge(
                 .await
             {
                 Ok(deleted) => deleted,
+                // The tenant database's own check said no: its audit admin may not purge.
+                Err(e) if e.is_refusal() => {
+                    return Err(AppError::conflict(format!(
+                        "the tenant database of {} refused the purge ({e}); nothing was purged. \
+                         Its own check did not take {} for its audit admin: compare the role \
+                         the database names for purging with the tenant's audit admin",
+                        tenant.slug, names.audit_admin
+                    )))
+                }
                 Err(e) => return Err(state.engine_failure(&tenant, e.to_string()).await),
             };
             let head = state
