@@ -365,6 +365,10 @@ pub struct BoundDatabase {
     /// which `verify_access` anchors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<engine::ChainPoint>,
+    /// Whether the app connection string was proved to log in beside the binding (a claimed
+    /// pooled database, bound before the claim): `verify_access` then does not log in again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub access_verified: bool,
 }
 
 #[async_trait]
@@ -375,10 +379,15 @@ impl Step for BindDatabase {
     async fn action(ctx: &StepContext<'_>) -> Result<BoundDatabase, StepError> {
         let engine = ctx.engine();
         let actor = &ctx.operation.actor;
-        let provisioned = if claimed(ctx)?.is_some_and(|c| c.principals_bound) {
-            engine.finish_pooled(&ctx.names, actor).await?
+        // A claimed pooled database was bound before the claim, so the app can log in at once:
+        // that proof runs beside the provisioning record, each on its own session.
+        let (provisioned, access_verified) = if claimed(ctx)?.is_some_and(|c| c.principals_bound) {
+            let (provisioned, login) =
+                tokio::join!(engine.finish_pooled(&ctx.names, actor), app_logs_in(ctx));
+            login?;
+            (provisioned?, true)
         } else {
-            engine.bind_database(&ctx.names, actor).await?
+            (engine.bind_database(&ctx.names, actor).await?, false)
         };
         // Only a head that verified is ever anchored.
         let audit_head = provisioned.audit_head.filter(|h| h.valid).and_then(|h| {
@@ -390,11 +399,27 @@ impl Step for BindDatabase {
         Ok(BoundDatabase {
             schema_version: provisioned.schema_version,
             audit_head,
+            access_verified,
         })
     }
 }
 
-/// Proves the new app connection string logs in, and anchors the audit chain's first head.
+/// Proves the stored app connection string logs in (a permanent failure otherwise: a retry
+/// would log in with the same string).
+async fn app_logs_in(ctx: &StepContext<'_>) -> Result<(), StepError> {
+    let secrets = TenantSecrets::for_slug(ctx.slug());
+    let app = ctx
+        .services
+        .secrets
+        .get(&ctx.secret_name(&secrets.app)?, None)
+        .await?;
+    ctx.engine().check_login(&app.value).await.map_err(|e| {
+        StepError::permanent(format!("the new app connection string does not work: {e}"))
+    })
+}
+
+/// Proves the new app connection string logs in (unless `bind_database` did, beside a pooled
+/// database's provisioning record), and anchors the audit chain's first head.
 pub struct VerifyAccess;
 
 #[async_trait]
@@ -404,17 +429,13 @@ impl Step for VerifyAccess {
 
     async fn action(ctx: &StepContext<'_>) -> Result<(), StepError> {
         let svc = ctx.services;
-        let secrets = TenantSecrets::for_slug(ctx.slug());
-        let app = svc
-            .secrets
-            .get(&ctx.secret_name(&secrets.app)?, None)
-            .await?;
-        ctx.engine().check_login(&app.value).await.map_err(|e| {
-            StepError::permanent(format!("the new app connection string does not work: {e}"))
-        })?;
+        let bound = ctx.output::<BindDatabase>()?;
+        if !bound.as_ref().is_some_and(|b| b.access_verified) {
+            app_logs_in(ctx).await?;
+        }
         // The head `bind_database` verified in its own transaction, if the engine read it; else
         // the log is read and verified now.
-        match ctx.output::<BindDatabase>()?.and_then(|b| b.audit_head) {
+        match bound.and_then(|b| b.audit_head) {
             Some(head) if svc.catalog.anchors(ctx.tenant.id).await?.is_empty() => {
                 svc.catalog
                     .record_anchor(ctx.tenant.id, head.id, &head.hash, "onboarding")
