@@ -299,8 +299,6 @@ fn operation_created_detail(op: &NewOperation) -> String {
     json!({"kind": op.kind, "params": op.params}).to_string()
 }
 
-/// The `SET` clause of a step change and its value (`@P4`), if any. The clauses are fixed text;
-/// only the value travels as a parameter.
 /// `CatalogStore::advance_step`: step @P2 succeeded (its output @P4 unless NULL) and step @P5
 /// started, in one statement; two rows come out when the lease @P3 holds.
 const ADVANCE_STEP: &str = "UPDATE catalog.OperationSteps SET \
@@ -315,6 +313,8 @@ WHERE OperationId = @P1 AND Idx IN (@P2, @P5) \
   AND EXISTS (SELECT 1 FROM catalog.Operations \
               WHERE Id = @P1 AND LeaseOwner = @P3 AND State IN (N'pending', N'running'))";
 
+/// The `SET` clause of a step change and its value (`@P4`), if any. The clauses are fixed text;
+/// only the value travels as a parameter.
 fn step_change_sql(change: StepChange) -> (&'static str, Option<String>) {
     match change {
         StepChange::Started => (

@@ -22,6 +22,17 @@ pub enum EngineError {
         /// The server's message.
         message: String,
     },
+    /// The tenant database's own code refused the statement: a check it raises itself
+    /// (PostgreSQL `RAISE EXCEPTION`, SQLSTATE P0001, or an invalid parameter, 22023; SQL
+    /// Server `THROW` of a number from 50000). The same call changes nothing until what the
+    /// check reads changes.
+    #[error("database error {code}: {message}")]
+    Refused {
+        /// SQLSTATE (PostgreSQL) or error number (SQL Server).
+        code: String,
+        /// The server's message.
+        message: String,
+    },
     /// Applying the tenant schema failed.
     #[error("tenant schema migration failed: {0}")]
     Migration(String),
@@ -103,24 +114,20 @@ impl EngineError {
     }
 
     /// Whether the server refused the statement on its merits: a permission, or a check in the
-    /// tenant database's own code (PostgreSQL `RAISE EXCEPTION`, SQLSTATE P0001, or an invalid
-    /// parameter, 22023; SQL Server `THROW` of a number from 50000). The same call changes
-    /// nothing until someone changes what the check reads.
+    /// tenant database's own code ([`EngineError::Refused`]).
     pub fn is_refusal(&self) -> bool {
-        match self {
-            EngineError::PermissionDenied(_) => true,
-            EngineError::Db { code, .. } => {
-                matches!(code.as_str(), "P0001" | "22023")
-                    || code.parse::<u32>().is_ok_and(|n| n >= 50000)
-            }
-            _ => false,
-        }
+        matches!(
+            self,
+            EngineError::PermissionDenied(_) | EngineError::Refused { .. }
+        )
     }
 
     /// The SQLSTATE or error number, if the server returned one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            EngineError::Db { code, .. } | EngineError::Busy { code, .. } => Some(code),
+            EngineError::Db { code, .. }
+            | EngineError::Busy { code, .. }
+            | EngineError::Refused { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -142,6 +149,10 @@ impl From<tokio_postgres::Error> for EngineError {
             Some(db) if db.code() == &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE => {
                 EngineError::PermissionDenied(db.message().to_owned())
             }
+            Some(db) if matches!(db.code().code(), "P0001" | "22023") => EngineError::Refused {
+                code: db.code().code().to_owned(),
+                message: db.message().to_owned(),
+            },
             Some(db) => EngineError::Db {
                 code: db.code().code().to_owned(),
                 message: db.message().to_owned(),
@@ -198,18 +209,23 @@ mod tests {
     }
 
     #[test]
-    fn a_check_of_the_tenant_databases_own_code_is_a_refusal() {
-        let e = |code: &str| EngineError::Db {
+    fn only_permissions_and_the_tenant_databases_own_checks_are_refusals() {
+        let db = |code: &str| EngineError::Db {
             code: code.into(),
             message: "m".into(),
         };
         assert!(EngineError::PermissionDenied("no".into()).is_refusal());
-        assert!(e("P0001").is_refusal());
-        assert!(e("22023").is_refusal());
-        assert!(e("50111").is_refusal());
-        assert!(!e("40P01").is_refusal());
-        assert!(!e("1205").is_refusal());
-        assert!(!e("08006").is_refusal());
+        let refused = EngineError::Refused {
+            code: "P0001".into(),
+            message: "m".into(),
+        };
+        assert!(refused.is_refusal() && !refused.is_transient());
+        assert_eq!(refused.code(), Some("P0001"));
+        // PostgreSQL SQLSTATEs that are all digits are not refusals: a statement timeout,
+        // too many connections, a full disk.
+        for code in ["57014", "53300", "53100", "55006", "40P01", "1205", "08006"] {
+            assert!(!db(code).is_refusal(), "{code}");
+        }
         assert!(!EngineError::Timeout("t".into()).is_refusal());
     }
 }

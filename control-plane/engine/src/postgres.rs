@@ -501,31 +501,32 @@ impl PostgresEngine {
     /// `passwords` `None` makes every one unable to log in (a pooled database's stand-ins).
     ///
     /// One read finds which roles exist and whose they are, one batch creates or alters all
-    /// seven, and the three passwords are set afterwards at once ([`Self::set_passwords`]).
-    /// Until then a login role has no password, so nothing can authenticate as it; a crash in
-    /// between leaves roles that a retry completes.
+    /// seven, and the three passwords are set afterwards at once ([`Self::set_passwords`]),
+    /// each with `LOGIN`: until then those roles cannot log in at all (whatever the server's
+    /// `pg_hba.conf` allows), and a crash in between leaves roles that a retry completes.
     async fn ensure_roles(
         &self,
         names: &TenantNames,
         passwords: Option<&Credentials>,
     ) -> Result<(), EngineError> {
-        let login = if passwords.is_some() {
-            "LOGIN"
+        // app_b gets its password at its first rotation; until then it cannot authenticate.
+        let app_b = if passwords.is_some() {
+            "LOGIN INHERIT"
         } else {
-            "NOLOGIN"
+            "NOLOGIN INHERIT"
         };
         // INHERIT so the owner gets `pg_database_owner`'s rights on `public` (refinery keeps its
-        // history table there); it is a member of nothing else. app_b gets its password at its
-        // first rotation. NOINHERIT for the investigator: it reads only after an explicit SET
-        // ROLE to the reader, which the audited path performs after recording the query.
+        // history table there); it is a member of nothing else. NOINHERIT for the
+        // investigator: it reads only after an explicit SET ROLE to the reader, which the
+        // audited path performs after recording the query.
         let roles = [
-            (&names.owner, "NOLOGIN INHERIT".to_owned()),
-            (&names.app_rw, "NOLOGIN NOINHERIT".to_owned()),
-            (&names.app_a, format!("{login} INHERIT")),
-            (&names.app_b, format!("{login} INHERIT")),
-            (&names.audit_admin, format!("{login} NOINHERIT")),
-            (&names.reader, "NOLOGIN NOINHERIT".to_owned()),
-            (&names.investigator, format!("{login} NOINHERIT")),
+            (&names.owner, "NOLOGIN INHERIT"),
+            (&names.app_rw, "NOLOGIN NOINHERIT"),
+            (&names.app_a, "NOLOGIN INHERIT"),
+            (&names.app_b, app_b),
+            (&names.audit_admin, "NOLOGIN NOINHERIT"),
+            (&names.reader, "NOLOGIN NOINHERIT"),
+            (&names.investigator, "NOLOGIN NOINHERIT"),
         ];
         let all: Vec<String> = roles.iter().map(|(r, _)| r.to_string()).collect();
         let ours = self.marker_for(names);
@@ -578,22 +579,27 @@ impl PostgresEngine {
             }
         }
         if let Some(p) = passwords {
-            self.set_passwords(&[
-                (&names.app_a, &p.app_a),
-                (&names.audit_admin, &p.audit_admin),
-                (&names.investigator, &p.investigator),
-            ])
-            .await?;
+            let roles = [
+                (names.app_a.as_str(), &p.app_a),
+                (names.audit_admin.as_str(), &p.audit_admin),
+                (names.investigator.as_str(), &p.investigator),
+            ];
+            self.set_passwords(&roles, true).await?;
         }
         Ok(())
     }
 
-    /// Gives each role its password, all at once: the SCRAM verifiers are computed on blocking
-    /// threads and each is set from its own admin session. The server only ever sees a verifier,
+    /// Gives each role its password (and `LOGIN` with it if `login`), all at once: the SCRAM
+    /// verifiers are computed on blocking threads and each is set from its own admin session. The server only ever sees a verifier,
     /// never the password, so no server log (`log_statement = 'all'`, say) can leak it. Each
     /// `PASSWORD` costs PostgreSQL some 3.5 ms of CPU (it makes sure the verifier is not one of
     /// an empty password: 4,096 HMAC rounds), so three in a row were most of a warm-pool claim.
-    async fn set_passwords(&self, roles: &[(&str, &SecretValue)]) -> Result<(), EngineError> {
+    async fn set_passwords(
+        &self,
+        roles: &[(&str, &SecretValue)],
+        login: bool,
+    ) -> Result<(), EngineError> {
+        let login = if login { " LOGIN" } else { "" };
         let sets = roles.iter().map(|(role, password)| async move {
             let password = (*password).clone();
             let literal = tokio::task::spawn_blocking(move || scram_literal(&password))
@@ -601,7 +607,10 @@ impl PostgresEngine {
                 .map_err(|e| EngineError::Configuration(format!("password verifier: {e}")))??;
             self.admin()
                 .await?
-                .batch_execute(&format!("ALTER ROLE {} PASSWORD {literal}", pg_ident(role)))
+                .batch_execute(&format!(
+                    "ALTER ROLE {}{login} PASSWORD {literal}",
+                    pg_ident(role)
+                ))
                 .await?;
             Ok::<(), EngineError>(())
         });

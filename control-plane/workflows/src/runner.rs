@@ -82,6 +82,12 @@ impl StepContext<'_> {
             .await?)
     }
 
+    /// The current version of the tenant's app connection string.
+    pub async fn app_secret(&self) -> Result<secrets::Secret, StepError> {
+        let name = self.secret_name(&api_types::TenantSecrets::for_slug(self.slug()).app)?;
+        Ok(self.services.secrets.get(&name, None).await?)
+    }
+
     /// A tenant secret's name as the secret store takes it.
     pub fn secret_name(&self, name: &str) -> Result<secrets::SecretName, StepError> {
         secrets::SecretName::new(name).map_err(|e| StepError::permanent(e.to_string()))
@@ -157,6 +163,15 @@ impl Drop for Running {
         if let Ok(mut s) = self.set.lock() {
             s.remove(&self.id);
         }
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -329,11 +344,13 @@ impl Runner {
             return Ok(None);
         };
         let (lost_tx, mut lost_rx) = watch::channel(false);
+        // Stopped however this run ends, a panic included: a heartbeat left behind would keep
+        // renewing the lease of an operation nobody runs, and no sweeper would ever resume it.
         let heartbeat = {
             let catalog = svc.catalog.clone();
             let lease = lease.clone();
             let ttl = svc.lease_ttl;
-            tokio::spawn(async move {
+            AbortOnDrop(tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(ttl / 3).await;
                     match catalog.renew(&lease, ttl).await {
@@ -345,7 +362,7 @@ impl Runner {
                         Err(e) => warn!(error = %e, "lease heartbeat failed; retrying"),
                     }
                 }
-            })
+            }))
         };
         // The request that started the operation tags every engine session of its steps and
         // every log line (a DBA or an operator traces a step back to the API call). Read under
@@ -361,7 +378,7 @@ impl Runner {
             r = drive.instrument(span) => r,
             _ = lost_rx.wait_for(|lost| *lost) => Err(CatalogError::LeaseLost { operation: id }),
         };
-        heartbeat.abort();
+        drop(heartbeat);
         drop(guard);
         match result {
             Err(CatalogError::LeaseLost { .. }) => {
@@ -387,8 +404,10 @@ impl Runner {
         // Held from the first step to the end (a tenant never moves between servers).
         let mut turn: Option<Option<tokio::sync::OwnedSemaphorePermit>> = None;
         // Read once: an operation changes none of its tenant's fields its steps read (the
-        // transitions are written when it starts and ends).
-        let mut tenant: Option<TenantRecord> = None;
+        // transitions are written when it starts and ends). Read again only when its server
+        // cannot be had (another replica's start-up may have moved the tenant to the server's
+        // registered name).
+        let mut cached: Option<TenantRecord> = None;
         // The step whose start the previous step's success recorded (`advance_step`).
         let mut advanced: Option<i32> = None;
         loop {
@@ -420,19 +439,22 @@ impl Runner {
                     .await?;
                 return Ok(OperationState::Failed);
             };
-            let tenant = match tenant.take() {
-                Some(t) => tenant.insert(t),
-                None => {
-                    tenant.insert(svc.catalog.tenant(op.tenant_id).await?.ok_or_else(|| {
-                        CatalogError::NotFound {
-                            what: format!("tenant {}", op.tenant_id),
-                        }
-                    })?)
-                }
+            let fresh = cached.is_none();
+            if fresh {
+                let read = svc.catalog.tenant(op.tenant_id).await?;
+                cached = Some(read.ok_or_else(|| CatalogError::NotFound {
+                    what: format!("tenant {}", op.tenant_id),
+                })?);
+            }
+            let Some(tenant) = cached.as_ref() else {
+                continue;
             };
-            let tenant: &TenantRecord = tenant;
             let engine = match svc.engines.for_tenant(tenant).await {
                 Ok(engine) => engine,
+                Err(_) if !fresh => {
+                    cached = None;
+                    continue;
+                }
                 Err(e) => {
                     // The tenant's server is down or unknown: its step cannot start. A server
                     // that may come back is waited for (the operation stays running and says
@@ -447,6 +469,8 @@ impl Runner {
                     }
                     .map(|s| s.idx);
                     let message = format!("{e}");
+                    // A step whose start the previous one recorded never ran.
+                    let advanced = advanced.take();
                     if e.is_transient() {
                         warn!(server = %tenant.server, error = %message, "waiting for the tenant's server");
                         if let Some(idx) = idx {
@@ -454,10 +478,15 @@ impl Runner {
                                 .step_error(lease, idx, &format!("{message}; waiting for it"))
                                 .await?;
                         }
+                        // The record is read again (nothing kept it), and the step's start is
+                        // recorded again when it runs, which clears that error.
                         tokio::time::sleep(SERVER_WAIT).await;
                         continue;
                     }
                     error!(server = %tenant.server, error = %message, "the tenant's server cannot be used");
+                    if let Some(idx) = advanced {
+                        svc.catalog.step_failed(lease, idx, &message).await?;
+                    }
                     return self.fail(lease, workflow, &message).await;
                 }
             };

@@ -13,7 +13,7 @@
 //! `migration`) when the migration wrote its event. The tenant stays `active` throughout: applications
 //! keep working, waiting at most the migration's lock timeout for its DDL.
 
-use api_types::{OperationKind, OperationState, TenantSecrets, TenantState};
+use api_types::{OperationKind, OperationState, TenantState};
 use async_trait::async_trait;
 use catalog::OperationRecord;
 use engine::Migrated;
@@ -254,12 +254,7 @@ fn remember(key: Proven) {
 /// attempts, rolled back), every business table versioned, history append-only, no principal
 /// with a right it must not have.
 async fn probe_invariants(ctx: &StepContext<'_>) -> Result<Vec<String>, StepError> {
-    let secrets = TenantSecrets::for_slug(ctx.slug());
-    let app = ctx
-        .services
-        .secrets
-        .get(&ctx.secret_name(&secrets.app)?, None)
-        .await?;
+    let app = ctx.app_secret().await?;
     let evidence = ctx.engine().evidence(&ctx.names, &app.value).await?;
     let mut broken = evidence.principal_findings();
     if !evidence.probes.all_refused() {

@@ -384,8 +384,9 @@ impl Step for BindDatabase {
         let (provisioned, access_verified) = if claimed(ctx)?.is_some_and(|c| c.principals_bound) {
             let (provisioned, login) =
                 tokio::join!(engine.finish_pooled(&ctx.names, actor), app_logs_in(ctx));
+            let provisioned = provisioned?;
             login?;
-            (provisioned?, true)
+            (provisioned, true)
         } else {
             (engine.bind_database(&ctx.names, actor).await?, false)
         };
@@ -404,18 +405,17 @@ impl Step for BindDatabase {
     }
 }
 
-/// Proves the stored app connection string logs in (a permanent failure otherwise: a retry
-/// would log in with the same string).
+/// Proves the stored app connection string logs in. A failure is permanent (a retry would log
+/// in with the same string), except a wait for a place under the server's connection cap.
 async fn app_logs_in(ctx: &StepContext<'_>) -> Result<(), StepError> {
-    let secrets = TenantSecrets::for_slug(ctx.slug());
-    let app = ctx
-        .services
-        .secrets
-        .get(&ctx.secret_name(&secrets.app)?, None)
-        .await?;
-    ctx.engine().check_login(&app.value).await.map_err(|e| {
-        StepError::permanent(format!("the new app connection string does not work: {e}"))
-    })
+    let app = ctx.app_secret().await?;
+    ctx.engine()
+        .check_login(&app.value)
+        .await
+        .map_err(|e| match e {
+            engine::EngineError::Timeout(_) => StepError::from(e),
+            e => StepError::permanent(format!("the new app connection string does not work: {e}")),
+        })
 }
 
 /// Proves the new app connection string logs in (unless `bind_database` did, beside a pooled

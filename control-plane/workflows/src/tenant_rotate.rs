@@ -256,12 +256,7 @@ impl Step for Plan {
         if let Some(plan) = ctx.output::<Self>()? {
             return Ok(plan);
         }
-        let secrets = TenantSecrets::for_slug(ctx.slug());
-        let current = ctx
-            .services
-            .secrets
-            .get(&ctx.secret_name(&secrets.app)?, None)
-            .await?;
+        let current = ctx.app_secret().await?;
         // An emergency rotation that failed is not forgotten by the next rotation.
         let mode = if emergency_pending(ctx).await? {
             RotationMode::Emergency

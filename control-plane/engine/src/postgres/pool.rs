@@ -1,6 +1,7 @@
 //! The warm pool on PostgreSQL: a pooled database is a template clone bound ahead of time to
-//! stand-in roles of its own ([`pooled_names`]) that cannot log in; a claim renames the
-//! database and the roles to a tenant's and gives them its passwords in one transaction.
+//! stand-in roles of its own ([`pooled_names`]) that cannot log in; a claim gives the stand-ins
+//! the tenant's passwords, then renames the database and the roles to the tenant's and lets
+//! them log in in one transaction.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::sql::pg_ident;
 use crate::{Credentials, Engine as _, EngineError, TenantNames};
 
 /// The stand-in principals of a pooled database: the tenant's seven roles, named after the
-/// database, unable to log in until a claim renames them to a tenant's and gives them passwords.
+/// database, unable to log in until a claim gives them a tenant's passwords and renames them.
 pub fn pooled_names(database: &str) -> TenantNames {
     let role = |p: &str| format!("{database}_{p}");
     TenantNames {
@@ -94,12 +95,12 @@ impl PostgresEngine {
             return Ok(true);
         }
         let from = pooled_names(pooled);
-        self.set_passwords(&[
-            (&from.app_a, &credentials.app_a),
-            (&from.audit_admin, &credentials.audit_admin),
-            (&from.investigator, &credentials.investigator),
-        ])
-        .await?;
+        let stand_ins = [
+            (from.app_a.as_str(), &credentials.app_a),
+            (from.audit_admin.as_str(), &credentials.audit_admin),
+            (from.investigator.as_str(), &credentials.investigator),
+        ];
+        self.set_passwords(&stand_ins, false).await?;
         let renames: String = from
             .principals_drop_order()
             .into_iter()

@@ -182,6 +182,13 @@ pub fn to_engine_error(number: u32, message: &str) -> EngineError {
             target: "sql server".into(),
             detail: message.to_owned(),
         },
+        // A user-defined error: the tenant database's own code threw it.
+        SqlServerErrorKind::Other if (USER_ERRORS..TIMEOUT).contains(&number) => {
+            EngineError::Refused {
+                code: code_string(number),
+                message: message.to_owned(),
+            }
+        }
         kind => match (azure_hint(number), retry_after(kind)) {
             (Some(hint), Some(after)) => EngineError::Busy {
                 code: code_string(number),
@@ -201,6 +208,9 @@ pub fn to_engine_error(number: u32, message: &str) -> EngineError {
 }
 
 /// The number as SQL Server tools print it (`-2` for the client-side timeout).
+/// The first error number of user-defined messages (`THROW`, `RAISERROR` with an id).
+const USER_ERRORS: u32 = 50000;
+
 fn code_string(number: u32) -> String {
     if number == TIMEOUT {
         "-2".to_owned()
@@ -454,6 +464,15 @@ mod tests {
             assert_eq!(e.code(), Some(n.to_string().as_str()));
             assert!(matches!(e, EngineError::Db { message, .. } if message == "msg"));
         }
+    }
+
+    #[test]
+    fn a_throw_of_the_tenant_databases_code_is_a_refusal() {
+        let e = to_engine_error(50111, "only members of audit_admin_role may purge");
+        assert!(matches!(&e, EngineError::Refused { code, .. } if code == "50111"));
+        assert!(e.is_refusal());
+        assert!(!to_engine_error(TIMEOUT, "timeout").is_refusal());
+        assert!(!to_engine_error(1205, "deadlock").is_refusal());
     }
 
     #[test]
