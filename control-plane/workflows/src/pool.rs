@@ -7,8 +7,9 @@
 //! (`Engine::create_pooled`), then marks it `ready`. An onboarding's `claim_pooled` step
 //! claims the oldest ready one of the engine's current generation in one catalog statement
 //! (`CatalogStore::pool_claim`; concurrent claims skip each other's rows), makes it the
-//! tenant's (`Engine::adopt_pooled`: on PostgreSQL its name and its stand-in roles, renamed
-//! with the tenant's passwords in one transaction) and deletes the row; with the pool empty the
+//! tenant's (`Engine::adopt_pooled`: on PostgreSQL its stand-in roles get the tenant's
+//! passwords, then the database and the roles are renamed and may log in, in one transaction)
+//! and deletes the row; with the pool empty the
 //! later steps clone as before. So a kill at any point leaves a row that says what to finish:
 //! - `creating` of this node (no pass of this process is running when the next one starts) or
 //!   older than [`PoolPolicy::stale_after`] (another node died): dropped and removed;
