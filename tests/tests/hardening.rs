@@ -162,8 +162,9 @@ async fn a_forged_purge_of_the_newest_event_is_caught_within_the_anchor_interval
     );
 }
 
-/// Item 3: the periodic pass anchors only a head that verifies from the newest anchor. Events
-/// cut after that anchor (and the rest re-chained) leave a gap; a pass that anchored the head
+/// Item 3: the periodic pass anchors only a head that verifies from the newest anchor. An event
+/// changed in place after it fails its hash; events cut after that anchor (and the rest
+/// re-chained) leave a gap; a pass that anchored the head
 /// anyway would replace the periodic anchor taken before the cut, and the catalog would hold a
 /// head of a log that never verified.
 async fn a_periodic_pass_never_anchors_a_log_that_does_not_verify(engine: EngineUnderTest) {
@@ -205,6 +206,21 @@ async fn a_periodic_pass_never_anchors_a_log_that_does_not_verify(engine: Engine
             .await
             .unwrap();
     }
+    // An event after the anchor changed in place: every link still holds, its hash no longer
+    // recomputes (the control plane's read of the rows leaves it to the database, which
+    // refuses it).
+    env.probe()
+        .tamper_with_audit_event(&names.database, "customer.upsert")
+        .await;
+    assert!(
+        !workflows::anchor_periodic(svc, env.app.engine.as_ref(), tenant.id, &names)
+            .await
+            .unwrap(),
+        "the periodic pass anchored a head past an event changed in place"
+    );
+    assert_eq!(env.app.catalog.anchors(tenant.id).await.unwrap(), anchored);
+    // Cut one event and re-chain the rest (the changed one's hash recomputed): only the gap
+    // is left to find.
     env.probe()
         .cut_and_rechain(&names.database, newest + 2, newest + 2)
         .await;

@@ -7,6 +7,7 @@
 //! database migrated in place. Either way PUBLIC's CONNECT is revoked right after creation,
 //! because a new database always grants it, whatever its template says.
 
+mod chain;
 mod evidence;
 mod export;
 mod investigation;
@@ -741,9 +742,13 @@ impl Engine for PostgresEngine {
             )
             .await?;
             // The chain from the caller's anchor, with this event, read here: anchoring it
-            // needs no second connection. (A database before audit format 2 has no
-            // verify_chain_from; the caller then reads the head on its own.)
+            // needs no second connection. Verified from the rows (`chain`), else by the
+            // database. (A database before audit format 2 has no verify_chain_from; the caller
+            // then reads the head on its own.)
             if let Some(p) = anchor {
+                audit_head = chain::head_from_anchor(&tx, p).await?;
+            }
+            if let Some(p) = anchor.filter(|_| audit_head.is_none()) {
                 let has_from = tx
                     .query_one(
                         "SELECT to_regproc('audit.verify_chain_from') IS NOT NULL",
@@ -1017,6 +1022,15 @@ impl Engine for PostgresEngine {
             return Ok(None);
         }
         let client = self.connect_db(&names.database).await?;
+        // Verified from the rows when they show an intact chain from the anchor (`chain`); any
+        // doubt, or a database the read does not suit, is the database's own verification's.
+        if let Some(p) = after {
+            match chain::head_from_anchor(&*client, p).await {
+                Ok(Some(head)) => return Ok(Some(head)),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "chain not read from the rows"),
+            }
+        }
         let row = match after {
             Some(p) => {
                 let from = client

@@ -255,6 +255,44 @@ pub fn names_anchor(event: &ArchivedEvent, anchor: &str) -> bool {
             .is_some_and(|a| a.eq_ignore_ascii_case(anchor))
 }
 
+/// Verifies a tenant's chain from a trusted anchor to its head here, without the database's own
+/// verification: `Some(events checked after the anchor)` when `events` (oldest first) begin with
+/// the anchor event
+/// itself (its id and hash, its hash recomputed), every later event is format 2, one id after its
+/// predecessor, chains to its hash and recomputes, and the last of them is `head` (the database's
+/// chain head, read in the same snapshot). `None` whenever any of that does not hold or cannot be
+/// told here (a format 1 event, a gap, more events than were read, an anchor gone): the caller
+/// then asks the database's own verification, which also names the first broken event. So this
+/// only ever confirms a chain the database's verification would confirm too; it never reports
+/// one broken.
+pub fn verify_from_anchor(
+    anchor: &ChainHead,
+    events: &[ArchivedEvent],
+    head: &ChainHead,
+) -> Option<i64> {
+    let (first, rest) = events.split_first()?;
+    if first.id != anchor.id
+        || !first.hash.eq_ignore_ascii_case(&anchor.hash)
+        || first.hash_version != 2
+        || !hash_matches(first)
+    {
+        return None;
+    }
+    let mut before = first;
+    for e in rest {
+        if e.hash_version != 2
+            || e.id != before.id.checked_add(1)?
+            || e.prev_hash != before.hash
+            || !hash_matches(e)
+        {
+            return None;
+        }
+        before = e;
+    }
+    (before.id == head.id && before.hash.eq_ignore_ascii_case(&head.hash))
+        .then(|| i64::try_from(rest.len()).unwrap_or(i64::MAX))
+}
+
 /// Whether a format 2 event's stored hash is the hash of its content and predecessor.
 fn hash_matches(e: &ArchivedEvent) -> bool {
     let Some(prev) = hex_32(&e.prev_hash) else {
@@ -381,5 +419,47 @@ mod tests {
             verify_archive(&payload(&events[1..])),
             Err(ArchiveError::Start { id: 2, .. })
         ));
+    }
+
+    #[test]
+    fn a_chain_from_an_anchor_verifies_only_when_every_link_and_hash_holds() {
+        let events = chain(4);
+        let point = |e: &ArchivedEvent| ChainHead {
+            id: e.id,
+            hash: e.hash.clone(),
+        };
+        let (anchor, head) = (point(&events[1]), point(&events[3]));
+        assert_eq!(verify_from_anchor(&anchor, &events[1..], &head), Some(2));
+        // The anchor alone is the head: nothing was appended since.
+        assert_eq!(verify_from_anchor(&anchor, &events[1..2], &anchor), Some(0));
+        // Upper-case hex from a caller names the same hashes.
+        let upper = ChainHead {
+            id: anchor.id,
+            hash: anchor.hash.to_uppercase(),
+        };
+        assert_eq!(verify_from_anchor(&upper, &events[1..], &head), Some(2));
+        // Every doubt is left to the database's verification.
+        let mut changed = events.clone();
+        changed[2].actor = "someone else".into();
+        assert_eq!(verify_from_anchor(&anchor, &changed[1..], &head), None);
+        let mut anchor_changed = events.clone();
+        anchor_changed[1].detail = "{}".into();
+        assert_eq!(
+            verify_from_anchor(&anchor, &anchor_changed[1..], &head),
+            None
+        );
+        let gap = [events[1].clone(), events[3].clone()];
+        assert_eq!(verify_from_anchor(&anchor, &gap, &head), None);
+        assert_eq!(verify_from_anchor(&anchor, &events[1..3], &head), None);
+        assert_eq!(verify_from_anchor(&anchor, &events[2..], &head), None);
+        assert_eq!(verify_from_anchor(&anchor, &[], &head), None);
+        let other_anchor = ChainHead {
+            id: 2,
+            hash: events[0].hash.clone(),
+        };
+        assert_eq!(verify_from_anchor(&other_anchor, &events[1..], &head), None);
+        let mut format_1 = events.clone();
+        format_1[3].hash_version = 1;
+        assert_eq!(verify_from_anchor(&anchor, &format_1[1..], &head), None);
     }
 }

@@ -175,14 +175,14 @@ const GRANT_STATE: &str = "\
                 OR p.proname LIKE 'lo\\_%')), \
     pub AS MATERIALIZED ( \
         SELECT c.oid::regclass::text AS name, c.relacl AS acl, c.relowner AS owner FROM pg_class c \
-         WHERE c.relnamespace = 'public'::regnamespace \
+         WHERE c.relnamespace = 'public'::regnamespace AND c.oid >= 16384 \
            AND c.relkind IN ('r', 'v', 'm', 'f', 'p', 'S') \
         UNION ALL \
         SELECT 'schema public', n.nspacl, n.nspowner FROM pg_namespace n WHERE n.nspname = 'public') \
     SELECT 'database acl', 'database', \
            x.privilege_type || CASE WHEN x.grantor = db.datdba THEN '' ELSE ' by another' END \
                || CASE WHEN x.is_grantable THEN ' with grant option' ELSE '' END, \
-           COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+           CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee)::text END \
       FROM db CROSS JOIN LATERAL aclexplode(db.datacl) x \
     UNION ALL \
     SELECT 'database acl', 'database', 'built-in default', NULL FROM db WHERE db.datacl IS NULL \
@@ -190,20 +190,20 @@ const GRANT_STATE: &str = "\
     SELECT 'default acl', pg_get_userbyid(d.defaclrole), \
            coalesce(n.nspname, '*') || ' ' || d.defaclobjtype::text || ' ' || x.privilege_type \
                || CASE WHEN x.is_grantable THEN ' with grant option' ELSE '' END, \
-           COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+           CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee)::text END \
       FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace \
      CROSS JOIN LATERAL aclexplode(d.defaclacl) x \
     UNION ALL \
     SELECT 'built-in acl', p.oid::regprocedure::text, \
            x.privilege_type || CASE WHEN x.grantor = p.proowner THEN '' ELSE ' by another' END \
                || CASE WHEN x.is_grantable THEN ' with grant option' ELSE '' END, \
-           COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+           CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee)::text END \
       FROM closed p CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) x \
     UNION ALL \
     SELECT 'public acl', p.name, \
            x.privilege_type || CASE WHEN x.grantor = p.owner THEN '' ELSE ' by another' END \
                || CASE WHEN x.is_grantable THEN ' with grant option' ELSE '' END, \
-           COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+           CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee)::text END \
       FROM pub p CROSS JOIN LATERAL aclexplode(p.acl) x \
     UNION ALL \
     SELECT 'public acl', p.name, 'built-in default', NULL FROM pub p WHERE p.acl IS NULL \
@@ -226,7 +226,10 @@ async fn read_grant_state<C: GenericClient>(
 /// those schemas, not joined against every relation's; views such as `pg_indexes` and
 /// `pg_roles` left out, since each is more to plan in every new session and reads more than
 /// this needs; roles looked up by oid or by the tenant's names, never scanned: a server holds
-/// seven per tenant): (kind, name, detail,
+/// seven per tenant; relations and routines taken from their oid index above 16383
+/// (`FirstNormalObjectId`: everything a migration creates is above it), so a session never reads
+/// the pages of the ~3,000 built-in functions; grantees named by `pg_get_userbyid`, a cache
+/// lookup, not a subquery per ACL entry): (kind, name, detail,
 /// principal): columns, indexes, triggers (definition and enabled state), routines, owners,
 /// row-level security policies; permissions (the ACL entries of tables, columns, routines and
 /// the schemas themselves); and the tenant's principals (`$2`): their attributes and role
@@ -236,11 +239,11 @@ const SCHEMA_OBJECTS: &str = "\
         SELECT oid, nspname, nspacl, nspowner FROM pg_namespace WHERE nspname = ANY($1)), \
     rels AS MATERIALIZED ( \
         SELECT c.oid, c.relname, c.relkind, c.relacl, c.relowner, ns.nspname \
-          FROM pg_class c JOIN ns ON ns.oid = c.relnamespace), \
+          FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.oid >= 16384), \
     procs AS MATERIALIZED ( \
         SELECT p.oid, p.prokind, p.proacl, p.proowner, \
                ns.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name \
-          FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace), \
+          FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace WHERE p.oid >= 16384), \
     attrs AS MATERIALIZED ( \
         SELECT r.nspname || '.' || r.relname || '.' || a.attname AS name, r.relkind, a.attnum, \
                a.attisdropped, a.atttypid, a.atttypmod, a.attnotnull, a.attacl \
@@ -263,19 +266,19 @@ const SCHEMA_OBJECTS: &str = "\
            md5(pg_get_triggerdef(t.oid)) || ' ' || t.tgenabled::text, NULL \
       FROM pg_trigger t JOIN rels r ON r.oid = t.tgrelid WHERE NOT t.tgisinternal \
     UNION ALL \
-    SELECT 'grant', r.nspname || '.' || r.relname, x.privilege_type, COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+    SELECT 'grant', r.nspname || '.' || r.relname, x.privilege_type, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee)::text END \
       FROM rels r CROSS JOIN LATERAL aclexplode(r.relacl) x \
      WHERE r.relacl IS NOT NULL \
     UNION ALL \
-    SELECT 'grant', p.name, x.privilege_type, COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+    SELECT 'grant', p.name, x.privilege_type, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee)::text END \
       FROM procs p CROSS JOIN LATERAL aclexplode(p.proacl) x \
      WHERE p.proacl IS NOT NULL \
     UNION ALL \
-    SELECT 'grant', 'schema ' || n.nspname, x.privilege_type, COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+    SELECT 'grant', 'schema ' || n.nspname, x.privilege_type, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee)::text END \
       FROM ns n CROSS JOIN LATERAL aclexplode(n.nspacl) x \
      WHERE n.nspacl IS NOT NULL \
     UNION ALL \
-    SELECT 'grant', a.name, x.privilege_type, COALESCE((SELECT g.rolname FROM pg_authid g WHERE g.oid = x.grantee), 'PUBLIC') \
+    SELECT 'grant', a.name, x.privilege_type, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee)::text END \
       FROM attrs a CROSS JOIN LATERAL aclexplode(a.attacl) x \
      WHERE a.attacl IS NOT NULL \
     UNION ALL \

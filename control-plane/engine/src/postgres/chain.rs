@@ -1,0 +1,83 @@
+//! A tenant's audit chain from its newest anchor to its head, verified by the control plane from
+//! the rows ([`::evidence::archive::verify_from_anchor`]: every hash recomputed, every link and
+//! id checked, the last event the chain head), before `audit.verify_chain_from` is asked.
+//!
+//! Anchoring runs after every operation, mostly on a session just opened to the tenant's
+//! database, where `verify_chain_from` costs its PL/pgSQL compilation and planning each time
+//! (about 1.5 ms of the server's CPU against 0.5 ms for this one statement). The database's
+//! verification stays the authority: whatever the rows do not confirm here (a format 1 event, a
+//! gap, a purge since the anchor, a changed hash, more events than one read takes) is left to
+//! it, and it names the first broken event.
+
+use tokio_postgres::GenericClient;
+
+use crate::{AuditHead, ChainPoint, EngineError};
+use ::evidence::archive::{verify_from_anchor, ArchivedEvent, ChainHead};
+
+/// At most this many events after the anchor are verified here; a longer chain is the
+/// database's to verify.
+const EVENTS_READ: i64 = 64;
+
+/// The chain head, and the events from the anchor on, in one snapshot. Origin and hash_version
+/// through `to_jsonb`: a database from before audit format 2 has neither column (its events are
+/// format 1, left to the database). `detail::text` is the jsonb text output the hash covers.
+const FROM_ANCHOR: &str = "\
+    SELECT h.id, encode(h.hash, 'hex'), e.id, e.occurred_at, to_jsonb(e) ->> 'origin', \
+           e.principal, e.actor, e.action, e.detail::text, e.request_id, \
+           coalesce((to_jsonb(e) ->> 'hash_version')::int2, 1::int2), \
+           encode(e.prev_hash, 'hex'), encode(e.hash, 'hex') \
+      FROM audit.chain_head h \
+      LEFT JOIN LATERAL ( \
+          SELECT * FROM audit.audit_events x WHERE x.id >= $1 ORDER BY x.id LIMIT $2) e ON true \
+     ORDER BY e.id";
+
+/// The head of the chain when the rows verify from `anchor` on (`valid`, the events checked after
+/// the anchor, as `verify_chain_from` counts them), `None` when the database's own verification
+/// must decide.
+pub(super) async fn head_from_anchor<C: GenericClient>(
+    client: &C,
+    anchor: &ChainPoint,
+) -> Result<Option<AuditHead>, EngineError> {
+    let rows = client
+        .query(FROM_ANCHOR, &[&anchor.id, &(EVENTS_READ + 1)])
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let head = ChainHead {
+        id: first.get(0),
+        hash: first.get(1),
+    };
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let Some(id) = r.get::<_, Option<i64>>(2) else {
+            return Ok(None);
+        };
+        events.push(ArchivedEvent {
+            id,
+            occurred_at: r.get(3),
+            origin: r.get(4),
+            principal: r.get(5),
+            actor: r.get(6),
+            action: r.get(7),
+            detail: r.get(8),
+            request_id: r.get(9),
+            hash_version: r.get(10),
+            prev_hash: r.get(11),
+            hash: r.get(12),
+        });
+    }
+    let point = ChainHead {
+        id: anchor.id,
+        hash: anchor.hash.clone(),
+    };
+    Ok(
+        verify_from_anchor(&point, &events, &head).map(|checked| AuditHead {
+            valid: true,
+            checked,
+            first_broken_id: None,
+            head_id: Some(head.id),
+            head_hash: Some(head.hash),
+        }),
+    )
+}
