@@ -15,6 +15,7 @@ mod marker;
 mod pool;
 mod privileges;
 mod roles;
+mod routines;
 mod sessions;
 mod template;
 
@@ -118,6 +119,9 @@ pub struct PostgresEngine {
     instance: Option<uuid::Uuid>,
     /// Schemas the grants leave as they are (`privileges::Granted`).
     granted: privileges::Granted,
+    /// What the release's routine files make, and which ones databases needed
+    /// (`routines::Routines`).
+    routines: routines::Routines,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -332,6 +336,19 @@ async fn record_provisioned(
     })
 }
 
+/// Applies the routine files `which` (indexes into `files`), each failure named by its file.
+async fn apply_routines(
+    tx: &tokio_postgres::Transaction<'_>,
+    files: &[(String, String)],
+    which: &[usize],
+) -> Result<(), EngineError> {
+    for &i in which {
+        let (name, body) = &files[i];
+        tx.batch_execute(body).await.map_err(schema_error(name))?;
+    }
+    Ok(())
+}
+
 /// A failed statement of a migration or routine, named by its file; a lock timeout or another
 /// transient error stays what it is, so the step is retried.
 fn schema_error(file: &str) -> impl FnOnce(tokio_postgres::Error) -> EngineError + '_ {
@@ -391,6 +408,7 @@ impl PostgresEngine {
             release,
             instance: config.instance,
             granted: privileges::Granted::default(),
+            routines: routines::Routines::default(),
         })
     }
 
@@ -726,9 +744,11 @@ impl Engine for PostgresEngine {
             )
             .await?;
         }
-        for (name, body) in &self.release.procedures {
-            tx.batch_execute(body).await.map_err(schema_error(name))?;
-        }
+        // The routine files whose routines may differ here; the others are checked in the
+        // schema read below (`routines`).
+        let files = &self.release.procedures;
+        let first = self.routines.first_pass(files, plan.from);
+        apply_routines(&tx, files, &first).await?;
         tx.batch_execute("RESET ROLE").await?;
         let applied: Vec<String> = plan.pending.iter().map(|m| m.file.clone()).collect();
         let mut audit_head = None;
@@ -780,7 +800,18 @@ impl Engine for PostgresEngine {
             .pending
             .iter()
             .all(|m| m.version >= crate::release::FIRST_PRODUCT_VERSION);
-        let granted = privileges::grant_if_needed(&tx, names, &self.granted, product_only).await?;
+        let mut granted =
+            privileges::grant_if_needed(&tx, names, &self.granted, product_only).await?;
+        // A routine left out above that is not what its file makes: its file applied now, and
+        // the schema read again.
+        let missed = self.routines.differing(files, &first, &granted.schema);
+        if !missed.is_empty() {
+            tx.batch_execute(&format!("SET LOCAL ROLE {}", pg_ident(&names.owner)))
+                .await?;
+            apply_routines(&tx, files, &missed).await?;
+            tx.batch_execute("RESET ROLE").await?;
+            granted = privileges::grant_if_needed(&tx, names, &self.granted, product_only).await?;
+        }
         let snapshot = granted.schema;
         let gaps = snapshot.history_gaps();
         if !gaps.is_empty() {
@@ -793,6 +824,8 @@ impl Engine for PostgresEngine {
         if let Some(state) = granted.unchanged_state {
             self.granted.remember(&snapshot, state);
         }
+        self.routines
+            .learn(files, &first, &missed, &snapshot, plan.from);
         Ok((
             Migrated {
                 from: plan.from,
@@ -801,6 +834,7 @@ impl Engine for PostgresEngine {
                 fingerprint: Some(snapshot.fingerprint.clone()),
                 audit_head,
                 grants_skipped: granted.skipped,
+                routines_kept: files.len().saturating_sub(first.len() + missed.len()),
             },
             snapshot,
         ))

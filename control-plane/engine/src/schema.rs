@@ -72,6 +72,15 @@ pub struct Migrated {
     /// role memberships, every time.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub grants_skipped: bool,
+    /// PostgreSQL: how many of the release's routine files were not applied, their routines
+    /// being, definition for definition, what the file makes (checked in the schema the
+    /// transaction committed). SQL Server applies every routine, every time.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub routines_kept: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The pending migrations of `release` (file stem, SQL) for a database whose history holds

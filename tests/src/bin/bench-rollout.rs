@@ -445,7 +445,8 @@ async fn main() {
          included). Ours: `POST /v1/rollouts` `{request}` with the server on a release holding \
          it as `V100`, timed from the POST until `GET /v1/rollouts/{{id}}` says `succeeded`: \
          per tenant a `migrate` operation (catalog step log and audit rows; one transaction with \
-         the migration, its history row, every routine of the release, the grants again \
+         the migration, its history row, the routine files whose routine is not what the file \
+         makes (here the replaced one; the others checked in the schema read), the grants again \
          (`platform.apply_grants`, skipped where they would change nothing), the \
          `schema.migrated` audit event and the schema read \
          inside it; then `verify_schema`: the evidence probes once per distinct schema, and \
@@ -460,7 +461,7 @@ async fn main() {
          so the database's backends, psql's processes and the control plane all count. Both \
          sides keep the two cores busy, so the wall ratio follows the CPU ratio: ours does, \
          per tenant, what psql does plus the catalog's step log and audit rows, the \
-         tenant's audit event and its verification, the grant state, every routine and the schema read. \
+         tenant's audit event and its verification, the grant state and the schema read. \
          `BENCH_PROFILE=1 TCP_PG_EXTRA_OPTIONS=\"-c shared_preload_libraries=pg_stat_statements \
          -c pg_stat_statements.track=all\"` prints where the database's time went.\n\n\
          **Ratio ours / baseline with 2 workers (per tenant): {ratio:.2}** (target ≤ 1); \

@@ -913,6 +913,7 @@ impl Engine for SqlServerEngine {
                 fingerprint: Some(snapshot.fingerprint.clone()),
                 audit_head: None,
                 grants_skipped: false,
+                routines_kept: 0,
             },
             snapshot,
         ))
