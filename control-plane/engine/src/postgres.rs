@@ -320,19 +320,26 @@ async fn record_provisioned(
         .query_one("SELECT max(version)::int FROM refinery_schema_history", &[])
         .await?
         .get(0);
-    let head = tx
-        .query_one("SELECT * FROM audit.verify_chain()", &[])
-        .await?;
+    // The new log verified from the rows (`chain`), else by the database.
+    let head = match chain::head_from_anchor(&tx, None).await? {
+        Some(head) => head,
+        None => {
+            let head = tx
+                .query_one("SELECT * FROM audit.verify_chain()", &[])
+                .await?;
+            AuditHead {
+                valid: head.get("valid"),
+                checked: head.get("checked"),
+                first_broken_id: head.get("first_broken_id"),
+                head_id: head.get("head_id"),
+                head_hash: head.get("head_hash"),
+            }
+        }
+    };
     tx.commit().await?;
     Ok(crate::Provisioned {
         schema_version: version.unwrap_or(0),
-        audit_head: Some(AuditHead {
-            valid: head.get("valid"),
-            checked: head.get("checked"),
-            first_broken_id: head.get("first_broken_id"),
-            head_id: head.get("head_id"),
-            head_hash: head.get("head_hash"),
-        }),
+        audit_head: Some(head),
     })
 }
 
@@ -766,7 +773,7 @@ impl Engine for PostgresEngine {
             // database. (A database before audit format 2 has no verify_chain_from; the caller
             // then reads the head on its own.)
             if let Some(p) = anchor {
-                audit_head = chain::head_from_anchor(&tx, p).await?;
+                audit_head = chain::head_from_anchor(&tx, Some(p)).await?;
             }
             if let Some(p) = anchor.filter(|_| audit_head.is_none()) {
                 let has_from = tx
@@ -1056,14 +1063,13 @@ impl Engine for PostgresEngine {
             return Ok(None);
         }
         let client = self.connect_db(&names.database).await?;
-        // Verified from the rows when they show an intact chain from the anchor (`chain`); any
-        // doubt, or a database the read does not suit, is the database's own verification's.
-        if let Some(p) = after {
-            match chain::head_from_anchor(&*client, p).await {
-                Ok(Some(head)) => return Ok(Some(head)),
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "chain not read from the rows"),
-            }
+        // Verified from the rows when they show an intact chain from the anchor or genesis
+        // (`chain`); any doubt, or a database the read does not suit, is the database's own
+        // verification's.
+        match chain::head_from_anchor(&*client, after).await {
+            Ok(Some(head)) => return Ok(Some(head)),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "chain not read from the rows"),
         }
         let row = match after {
             Some(p) => {

@@ -257,25 +257,41 @@ pub fn names_anchor(event: &ArchivedEvent, anchor: &str) -> bool {
 
 /// Verifies a tenant's chain from a trusted anchor to its head here, without the database's own
 /// verification: `Some(events checked after the anchor)` when `events` (oldest first) begin with
-/// the anchor event
-/// itself (its id and hash, its hash recomputed), every later event is format 2, one id after its
-/// predecessor, chains to its hash and recomputes, and the last of them is `head` (the database's
-/// chain head, read in the same snapshot). `None` whenever any of that does not hold or cannot be
-/// told here (a format 1 event, a gap, more events than were read, an anchor gone): the caller
-/// then asks the database's own verification, which also names the first broken event. So this
-/// only ever confirms a chain the database's verification would confirm too; it never reports
-/// one broken.
+/// the anchor event itself (its id and hash, its hash recomputed), every later event is format
+/// 2, one id after its predecessor, chains to its hash and recomputes, and the last of them is
+/// `head` (the database's chain head, read in the same snapshot). `None` whenever any of that
+/// does not hold or cannot be told here (a format 1 event, a gap, more events than were read,
+/// an anchor gone): the caller then asks the database's own verification, which also names the
+/// first broken event. So this only ever confirms a chain the database's verification would
+/// confirm too; it never reports one broken.
 pub fn verify_from_anchor(
     anchor: &ChainHead,
     events: &[ArchivedEvent],
     head: &ChainHead,
 ) -> Option<i64> {
+    let first = events.first()?;
+    if first.id != anchor.id || !first.hash.eq_ignore_ascii_case(&anchor.hash) {
+        return None;
+    }
+    verify_run(events, head).map(|n| n - 1)
+}
+
+/// [`verify_from_anchor`] from genesis: `Some(events checked)` when the first event is id 1
+/// chained to genesis and the rest holds as there; `None` otherwise (a purged log starts at a
+/// purge's anchor, left to the database).
+pub fn verify_from_genesis(events: &[ArchivedEvent], head: &ChainHead) -> Option<i64> {
+    let first = events.first()?;
+    if first.id != 1 || first.prev_hash != GENESIS {
+        return None;
+    }
+    verify_run(events, head)
+}
+
+/// `Some(events.len())` when every event is format 2 with a hash that recomputes, each after
+/// the first one id after its predecessor and chained to its hash, and the last is `head`.
+fn verify_run(events: &[ArchivedEvent], head: &ChainHead) -> Option<i64> {
     let (first, rest) = events.split_first()?;
-    if first.id != anchor.id
-        || !first.hash.eq_ignore_ascii_case(&anchor.hash)
-        || first.hash_version != 2
-        || !hash_matches(first)
-    {
+    if first.hash_version != 2 || !hash_matches(first) {
         return None;
     }
     let mut before = first;
@@ -290,7 +306,7 @@ pub fn verify_from_anchor(
         before = e;
     }
     (before.id == head.id && before.hash.eq_ignore_ascii_case(&head.hash))
-        .then(|| i64::try_from(rest.len()).unwrap_or(i64::MAX))
+        .then(|| i64::try_from(events.len()).unwrap_or(i64::MAX))
 }
 
 /// Whether a format 2 event's stored hash is the hash of its content and predecessor.
@@ -461,5 +477,21 @@ mod tests {
         let mut format_1 = events.clone();
         format_1[3].hash_version = 1;
         assert_eq!(verify_from_anchor(&anchor, &format_1[1..], &head), None);
+    }
+
+    #[test]
+    fn a_chain_from_genesis_verifies_only_from_its_first_event() {
+        let events = chain(3);
+        let head = ChainHead {
+            id: 3,
+            hash: events[2].hash.clone(),
+        };
+        assert_eq!(verify_from_genesis(&events, &head), Some(3));
+        // Starting later (a purge's anchor, or events cut from the front): the database's.
+        assert_eq!(verify_from_genesis(&events[1..], &head), None);
+        let mut changed = events.clone();
+        changed[0].principal = "someone else".into();
+        assert_eq!(verify_from_genesis(&changed, &head), None);
+        assert_eq!(verify_from_genesis(&[], &head), None);
     }
 }

@@ -1,10 +1,13 @@
-//! A tenant's audit chain from its newest anchor to its head, verified by the control plane from
-//! the rows ([`::evidence::archive::verify_from_anchor`]: every hash recomputed, every link and
-//! id checked, the last event the chain head), before `audit.verify_chain_from` is asked.
+//! A tenant's audit chain from its newest anchor (or from genesis) to its head, verified by the
+//! control plane from the rows ([`::evidence::archive::verify_from_anchor`],
+//! [`::evidence::archive::verify_from_genesis`]: every hash recomputed, every link and id
+//! checked, the last event the chain head), before `audit.verify_chain_from` (or
+//! `audit.verify_chain`) is asked.
 //!
-//! Anchoring runs after every operation, mostly on a session just opened to the tenant's
-//! database, where `verify_chain_from` costs its PL/pgSQL compilation and planning each time
-//! (about 1.5 ms of the server's CPU against 0.5 ms for this one statement). The database's
+//! Anchoring runs after every operation, and onboarding verifies the new log, mostly on a
+//! session just opened to the tenant's database, where the PL/pgSQL verification costs its
+//! compilation and planning each time (about 1.5 ms of the server's CPU against 0.5 ms for this
+//! one statement). The database's
 //! verification stays the authority: whatever the rows do not confirm here (a format 1 event, a
 //! gap, a purge since the anchor, a changed hash, more events than one read takes) is left to
 //! it, and it names the first broken event.
@@ -12,10 +15,10 @@
 use tokio_postgres::GenericClient;
 
 use crate::{AuditHead, ChainPoint, EngineError};
-use ::evidence::archive::{verify_from_anchor, ArchivedEvent, ChainHead};
+use ::evidence::archive::{verify_from_anchor, verify_from_genesis, ArchivedEvent, ChainHead};
 
-/// At most this many events after the anchor are verified here; a longer chain is the
-/// database's to verify.
+/// At most this many events after the anchor (or from genesis) are verified here; a longer
+/// chain is the database's to verify.
 const EVENTS_READ: i64 = 64;
 
 /// The chain head, and the events from the anchor on, in one snapshot. Origin and hash_version
@@ -31,15 +34,16 @@ const FROM_ANCHOR: &str = "\
           SELECT * FROM audit.audit_events x WHERE x.id >= $1 ORDER BY x.id LIMIT $2) e ON true \
      ORDER BY e.id";
 
-/// The head of the chain when the rows verify from `anchor` on (`valid`, the events checked after
-/// the anchor, as `verify_chain_from` counts them), `None` when the database's own verification
-/// must decide.
+/// The head of the chain when the rows verify from `anchor` on, or from genesis without one
+/// (`valid`, the events checked as `verify_chain_from` and `verify_chain` count them), `None`
+/// when the database's own verification must decide.
 pub(super) async fn head_from_anchor<C: GenericClient>(
     client: &C,
-    anchor: &ChainPoint,
+    anchor: Option<&ChainPoint>,
 ) -> Result<Option<AuditHead>, EngineError> {
+    let from = anchor.map_or(1, |a| a.id);
     let rows = client
-        .query(FROM_ANCHOR, &[&anchor.id, &(EVENTS_READ + 1)])
+        .query(FROM_ANCHOR, &[&from, &(EVENTS_READ + 1)])
         .await?;
     let Some(first) = rows.first() else {
         return Ok(None);
@@ -67,17 +71,21 @@ pub(super) async fn head_from_anchor<C: GenericClient>(
             hash: r.get(12),
         });
     }
-    let point = ChainHead {
-        id: anchor.id,
-        hash: anchor.hash.clone(),
+    let checked = match anchor {
+        Some(a) => {
+            let point = ChainHead {
+                id: a.id,
+                hash: a.hash.clone(),
+            };
+            verify_from_anchor(&point, &events, &head)
+        }
+        None => verify_from_genesis(&events, &head),
     };
-    Ok(
-        verify_from_anchor(&point, &events, &head).map(|checked| AuditHead {
-            valid: true,
-            checked,
-            first_broken_id: None,
-            head_id: Some(head.id),
-            head_hash: Some(head.hash),
-        }),
-    )
+    Ok(checked.map(|checked| AuditHead {
+        valid: true,
+        checked,
+        first_broken_id: None,
+        head_id: Some(head.id),
+        head_hash: Some(head.hash),
+    }))
 }
