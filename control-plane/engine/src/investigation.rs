@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-mod check;
+pub(crate) mod check;
 pub(crate) mod flow;
 
 pub use check::{check_query, Dialect};

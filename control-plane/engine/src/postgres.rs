@@ -817,7 +817,13 @@ impl Engine for PostgresEngine {
                 .await?;
             apply_routines(&tx, files, &missed).await?;
             tx.batch_execute("RESET ROLE").await?;
-            granted = privileges::grant_if_needed(&tx, names, &self.granted, product_only).await?;
+            let again =
+                privileges::grant_if_needed(&tx, names, &self.granted, product_only).await?;
+            // Skipped only if neither read found them needed.
+            granted = privileges::GrantOutcome {
+                skipped: granted.skipped && again.skipped,
+                ..again
+            };
         }
         let snapshot = granted.schema;
         let gaps = snapshot.history_gaps();

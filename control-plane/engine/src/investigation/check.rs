@@ -40,6 +40,25 @@ pub enum Dialect {
     TSql,
 }
 
+/// A PostgreSQL script's top-level statements, each as its words and punctuation (unquoted
+/// words folded, quoted names as written; strings, dollar-quoted bodies, numbers and comments
+/// left out), empty statements dropped: for the routine files a migration may leave out
+/// (`postgres/routines.rs`). `Err` when the text does not tokenize.
+pub(crate) fn pg_statements(sql: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut statements = vec![Vec::new()];
+    for lexeme in postgres::tokens(sql)? {
+        match lexeme.token {
+            Token::Punct(';') => statements.push(Vec::new()),
+            Token::Word(w) => statements.last_mut().map_or((), |s| s.push(w)),
+            Token::Quoted(q) => statements.last_mut().map_or((), |s| s.push(q)),
+            Token::Punct(c) => statements.last_mut().map_or((), |s| s.push(c.to_string())),
+            Token::Str | Token::Number => {}
+        }
+    }
+    statements.retain(|s| !s.is_empty());
+    Ok(statements)
+}
+
 /// Refuses anything but one read-only query, read with `dialect`'s lexical rules: it must start
 /// with SELECT or WITH (PostgreSQL also TABLE or VALUES), hold no `;` but a trailing one, balance
 /// its parentheses, hold no keyword that writes, locks, changes the session or starts another

@@ -229,7 +229,9 @@ async fn read_grant_state<C: GenericClient>(
 /// seven per tenant; relations and routines taken from their oid index above 16383
 /// (`FirstNormalObjectId`: everything a migration creates is above it), so a session never reads
 /// the pages of the ~3,000 built-in functions; grantees named by `pg_get_userbyid`, a cache
-/// lookup, not a subquery per ACL entry): (kind, name, detail,
+/// lookup, not a subquery per ACL entry, and PUBLIC by its oid 0; an ACL entry of a role that
+/// no longer exists, which only a damaged catalog holds, reads `unknown (OID=n)`): (kind,
+/// name, detail,
 /// principal): columns, indexes, triggers (definition and enabled state), routines, owners,
 /// row-level security policies; permissions (the ACL entries of tables, columns, routines and
 /// the schemas themselves); and the tenant's principals (`$2`): their attributes and role

@@ -14,9 +14,12 @@
 //! and the schema read again. So every migration commits exactly the routines applying every
 //! file would, and the guesses only decide how often the schema is read twice.
 //!
-//! What `pg_get_functiondef` does not show is not compared: a file's other statements (a
-//! `COMMENT ON FUNCTION`) ride with its `CREATE`, so a file whose only change is such a
-//! statement reaches the databases whose routine differs anyway.
+//! Only a file that is one `CREATE [OR REPLACE] FUNCTION|PROCEDURE` of the routine its stem
+//! names, in PL/pgSQL, is ever left out ([`leavable`], read with the investigation check's
+//! PostgreSQL lexer): a file that also creates a helper, drops or comments on something, would
+//! change what the `routine` lines of its stem do not show; and a `LANGUAGE sql` body is
+//! checked against the tables when it is created, which re-creating it keeps doing (a migration
+//! that breaks such a routine is still refused). Every other file is applied every time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -46,6 +49,34 @@ fn digest(stem: &str, text: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Whether a migration may leave the file out when its routine is what the file makes: its text
+/// is one statement, `CREATE [OR REPLACE] FUNCTION|PROCEDURE <stem>(…)`, in `LANGUAGE plpgsql`
+/// (whose body PostgreSQL only parses at `CREATE`, never checks against the tables).
+fn leavable(stem: &str, text: &str) -> bool {
+    let Ok(statements) = crate::investigation::check::pg_statements(text) else {
+        return false;
+    };
+    let [words] = statements.as_slice() else {
+        return false;
+    };
+    let mut rest = words.iter().map(String::as_str).peekable();
+    if rest.next() != Some("create") {
+        return false;
+    }
+    if rest.peek() == Some(&"or") {
+        rest.next();
+        if rest.next() != Some("replace") {
+            return false;
+        }
+    }
+    if !matches!(rest.next(), Some("function" | "procedure")) {
+        return false;
+    }
+    let name: String = rest.by_ref().take_while(|w| *w != "(").collect();
+    let words: Vec<&str> = rest.collect();
+    name == stem && words.windows(2).any(|w| w == ["language", "plpgsql"])
+}
+
 /// The `routine` lines of `schema` for the routine a file named `stem` makes.
 fn lines_of(schema: &SchemaSnapshot, stem: &str) -> Vec<String> {
     let prefix = format!("routine {stem}(");
@@ -73,7 +104,9 @@ impl Routines {
             .iter()
             .enumerate()
             .filter(|(_, (stem, text))| {
-                !made.contains_key(&digest(stem, text)) || needed.contains(stem)
+                !made.contains_key(&digest(stem, text))
+                    || needed.contains(stem)
+                    || !leavable(stem, text)
             })
             .map(|(i, _)| i)
             .collect()
@@ -150,10 +183,17 @@ mod tests {
         }
     }
 
+    fn routine(name: &str, body: &str) -> String {
+        format!(
+            "-- {name}\nCREATE OR REPLACE FUNCTION {name}(x int) RETURNS int\n\
+             LANGUAGE plpgsql AS $$ BEGIN RETURN x; -- {body}\n END $$;\n"
+        )
+    }
+
     fn files(get: &str) -> Vec<(String, String)> {
         vec![
-            ("app.a_get".into(), get.into()),
-            ("app.b_put".into(), "create b".into()),
+            ("app.a_get".into(), routine("app.a_get", get)),
+            ("app.b_put".into(), routine("app.b_put", "b")),
         ]
     }
 
@@ -213,10 +253,54 @@ mod tests {
     #[test]
     fn a_file_named_otherwise_than_its_routine_is_always_applied() {
         let r = Routines::default();
-        let odd = vec![("app.helpers".to_owned(), "create app.x".to_owned())];
-        let s = schema(&["routine app.x() aaa"]);
+        let odd = vec![("app.helpers".to_owned(), routine("app.x", "x"))];
+        let s = schema(&["routine app.x(x int) aaa"]);
         r.learn(&odd, &[0], &[], &s, 1);
         assert_eq!(r.first_pass(&odd, 1), [0]);
         assert_eq!(r.differing(&odd, &[], &s), [0]);
+    }
+
+    #[test]
+    fn every_routine_file_of_the_embedded_release_may_be_left_out() {
+        let release = crate::Release::embedded("postgres").unwrap();
+        assert!(!release.procedures.is_empty());
+        for (stem, text) in &release.procedures {
+            assert!(leavable(stem, text), "{stem}");
+        }
+    }
+
+    #[test]
+    fn only_a_file_that_is_its_one_plpgsql_routine_may_be_left_out() {
+        assert!(leavable("app.a_get", &routine("app.a_get", "a")));
+        assert!(leavable(
+            "app.a_get",
+            "CREATE FUNCTION app.a_get() RETURNS int LANGUAGE plpgsql AS $f$ BEGIN \
+             CREATE TABLE t (); DROP FUNCTION app.other(); RETURN 1; END $f$"
+        ));
+        assert!(leavable(
+            "app.p",
+            "create procedure app.p() language plpgsql as $$ begin end $$"
+        ));
+        // A second statement: a helper, a comment, a drop.
+        for extra in [
+            "CREATE FUNCTION app.helper() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+            "COMMENT ON FUNCTION app.a_get(int) IS 'x';",
+            "DROP FUNCTION app.old();",
+        ] {
+            let text = format!("{}{extra}", routine("app.a_get", "a"));
+            assert!(!leavable("app.a_get", &text), "{extra}");
+        }
+        // Another routine's name, another language, not a routine, not tokenizable.
+        assert!(!leavable("app.a_get", &routine("app.b_put", "b")));
+        assert!(!leavable("app.a", &routine("app.a_get", "a")));
+        assert!(!leavable(
+            "app.s",
+            "CREATE FUNCTION app.s() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+        ));
+        assert!(!leavable("app.v", "CREATE VIEW app.v AS SELECT 1"));
+        assert!(!leavable(
+            "app.a_get",
+            "CREATE FUNCTION app.a_get() AS $$ unterminated"
+        ));
     }
 }
