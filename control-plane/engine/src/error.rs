@@ -113,6 +113,19 @@ impl EngineError {
         matches!(self, EngineError::Locked(_)) || matches!(self.code(), Some("55P03" | "1222"))
     }
 
+    /// A failed statement of a migration or routine file, named by the file: a lock timeout
+    /// stays [`EngineError::Locked`] and a transient error what it is, so the step is retried;
+    /// anything else is the release's [`EngineError::Migration`].
+    pub fn in_schema_file(self, file: &str) -> EngineError {
+        if self.is_lock_timeout() {
+            EngineError::Locked(format!("{file}: {self}"))
+        } else if self.is_transient() {
+            self
+        } else {
+            EngineError::Migration(format!("{file}: {self}"))
+        }
+    }
+
     /// Whether the server refused the statement on its merits: a permission, or a check in the
     /// tenant database's own code ([`EngineError::Refused`]).
     pub fn is_refusal(&self) -> bool {

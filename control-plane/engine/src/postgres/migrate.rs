@@ -18,20 +18,7 @@ impl PostgresEngine {
         target: i32,
     ) -> Result<schema::MigrationPlan, EngineError> {
         let client = self.connect_db(&names.database).await?;
-        let applied: Vec<AppliedMigration> = client
-            .query(
-                "SELECT version, name, checksum FROM public.refinery_schema_history",
-                &[],
-            )
-            .await
-            .map_err(schema_error("refinery_schema_history"))?
-            .iter()
-            .map(|r| AppliedMigration {
-                version: r.get(0),
-                name: r.get::<_, Option<String>>(1).unwrap_or_default(),
-                checksum: r.get::<_, Option<String>>(2).unwrap_or_default(),
-            })
-            .collect();
+        let applied = history(&*client).await?;
         schema::plan(&self.release.migration_refs(), &applied, target)
     }
 
@@ -55,19 +42,7 @@ impl PostgresEngine {
         )
         .await
         .map_err(schema_error("refinery_schema_history"))?;
-        let applied: Vec<AppliedMigration> = tx
-            .query(
-                "SELECT version, name, checksum FROM public.refinery_schema_history",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| AppliedMigration {
-                version: r.get(0),
-                name: r.get::<_, Option<String>>(1).unwrap_or_default(),
-                checksum: r.get::<_, Option<String>>(2).unwrap_or_default(),
-            })
-            .collect();
+        let applied = history(&tx).await?;
         let plan = schema::plan(&self.release.migration_refs(), &applied, target)?;
         // As the tenant's owner, as the template was built: what a migration creates is the
         // owner's, like everything else in the database.
@@ -188,6 +163,26 @@ impl PostgresEngine {
     }
 }
 
+/// The migrations the database's refinery history holds.
+async fn history<C: tokio_postgres::GenericClient>(
+    client: &C,
+) -> Result<Vec<AppliedMigration>, EngineError> {
+    Ok(client
+        .query(
+            "SELECT version, name, checksum FROM public.refinery_schema_history",
+            &[],
+        )
+        .await
+        .map_err(schema_error("refinery_schema_history"))?
+        .iter()
+        .map(|r| AppliedMigration {
+            version: r.get(0),
+            name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+            checksum: r.get::<_, Option<String>>(2).unwrap_or_default(),
+        })
+        .collect())
+}
+
 /// Applies the routine files `which` (indexes into `files`), each failure named by its file.
 async fn apply_routines(
     tx: &tokio_postgres::Transaction<'_>,
@@ -204,14 +199,5 @@ async fn apply_routines(
 /// A failed statement of a migration or routine, named by its file; a lock timeout or another
 /// transient error stays what it is, so the step is retried.
 pub(super) fn schema_error(file: &str) -> impl FnOnce(tokio_postgres::Error) -> EngineError + '_ {
-    move |e| {
-        let e = EngineError::from(e);
-        if e.is_lock_timeout() {
-            EngineError::Locked(format!("{file}: {e}"))
-        } else if e.is_transient() {
-            e
-        } else {
-            EngineError::Migration(format!("{file}: {e}"))
-        }
-    }
+    move |e| EngineError::from(e).in_schema_file(file)
 }

@@ -207,14 +207,7 @@ async fn read_schema(conn: &mut Conn, names: &TenantNames) -> Result<SchemaSnaps
 }
 
 fn schema_error(file: &str, e: MssqlError) -> EngineError {
-    let e = EngineError::from(e);
-    if e.is_lock_timeout() {
-        EngineError::Locked(format!("{file}: {e}"))
-    } else if e.is_transient() {
-        e
-    } else {
-        EngineError::Migration(format!("{file}: {e}"))
-    }
+    EngineError::from(e).in_schema_file(file)
 }
 
 /// The contained users the control plane creates in a tenant database, in drop order.
