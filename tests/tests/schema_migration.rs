@@ -18,6 +18,21 @@ use tcp_tests::releases::{
 use tcp_tests::{conformance, EngineUnderTest, TestEnv};
 use workflows::Faults;
 
+/// Every one of `slugs` has the same schema, by its live fingerprint.
+async fn assert_one_schema(env: &TestEnv, slugs: &[&str]) {
+    let mut fingerprints = std::collections::BTreeSet::new();
+    for slug in slugs {
+        let snapshot = env
+            .app
+            .engine
+            .schema_snapshot(&env.names(slug))
+            .await
+            .unwrap();
+        fingerprints.insert(snapshot.fingerprint);
+    }
+    assert_eq!(fingerprints.len(), 1, "{fingerprints:?}");
+}
+
 /// Migrates a tenant through the API, as an admin, and waits for the operation.
 async fn migrate(env: &TestEnv, slug: &str) -> OperationRecord {
     let (status, body) = env
@@ -386,17 +401,7 @@ async fn grants_are_applied_again_only_where_they_would_change_something() {
         .get(0);
     assert_eq!(admin, settings.audit_admin);
     // Every tenant ends on the same schema.
-    let mut fingerprints = std::collections::BTreeSet::new();
-    for slug in slugs {
-        let snapshot = env
-            .app
-            .engine
-            .schema_snapshot(&env.names(slug))
-            .await
-            .unwrap();
-        fingerprints.insert(snapshot.fingerprint);
-    }
-    assert_eq!(fingerprints.len(), 1, "{fingerprints:?}");
+    assert_one_schema(&env, &slugs).await;
 }
 
 /// A migration applies a routine file only where the routine is not already what the file makes
@@ -475,17 +480,7 @@ async fn routines_are_applied_again_only_where_they_differ() {
     // at once (the hand-changed one's too: from the outside, drift and a release look alike).
     assert_eq!(kept, [0, files - 1, files - 1, files - 2, files - 3]);
 
-    let mut fingerprints = std::collections::BTreeSet::new();
-    for slug in slugs {
-        let snapshot = env
-            .app
-            .engine
-            .schema_snapshot(&env.names(slug))
-            .await
-            .unwrap();
-        fingerprints.insert(snapshot.fingerprint);
-    }
-    assert_eq!(fingerprints.len(), 1, "{fingerprints:?}");
+    assert_one_schema(&env, &slugs).await;
     let client = tcp_tests::env::superuser(&env.names("rt-third").database).await;
     let body: String = client
         .query_one(

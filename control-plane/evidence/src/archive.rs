@@ -375,21 +375,26 @@ mod tests {
                     prev_hash: prev.clone(),
                     hash: String::new(),
                 };
-                let fields = EventFields {
-                    id,
-                    occurred_at: e.occurred_at,
-                    origin: e.origin.as_deref(),
-                    principal: &e.principal,
-                    actor: &e.actor,
-                    action: &e.action,
-                    detail: &e.detail,
-                    request_id: None,
-                };
-                e.hash = hex(&event_hash_v2(&hex_32(&prev).unwrap(), &fields));
+                rehash(&mut e);
                 prev = e.hash.clone();
                 e
             })
             .collect()
+    }
+
+    /// Sets an event's hash to the one its content and `prev_hash` give.
+    fn rehash(e: &mut ArchivedEvent) {
+        let fields = EventFields {
+            id: e.id,
+            occurred_at: e.occurred_at,
+            origin: e.origin.as_deref(),
+            principal: &e.principal,
+            actor: &e.actor,
+            action: &e.action,
+            detail: &e.detail,
+            request_id: e.request_id.as_deref(),
+        };
+        e.hash = hex(&event_hash_v2(&hex_32(&e.prev_hash).unwrap(), &fields));
     }
 
     fn payload(events: &[ArchivedEvent]) -> Value {
@@ -498,17 +503,7 @@ mod tests {
         let mut far = events.clone();
         let e = &mut far[2];
         e.occurred_at = DateTime::from_timestamp(253_402_300_800, 0).unwrap();
-        let fields = EventFields {
-            id: e.id,
-            occurred_at: e.occurred_at,
-            origin: e.origin.as_deref(),
-            principal: &e.principal,
-            actor: &e.actor,
-            action: &e.action,
-            detail: &e.detail,
-            request_id: None,
-        };
-        e.hash = hex(&event_hash_v2(&hex_32(&e.prev_hash).unwrap(), &fields));
+        rehash(e);
         let far_head = ChainHead {
             id: 3,
             hash: e.hash.clone(),
