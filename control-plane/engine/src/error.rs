@@ -86,13 +86,18 @@ impl EngineError {
             | EngineError::Busy { .. }
             | EngineError::InProgress { .. } => true,
             EngineError::Db { code, message } => {
-                // PostgreSQL: connection exceptions, serialization failure, deadlock, starting up,
-                // and "tuple concurrently updated" (XX000): two sessions changed one catalog row
-                // at once, as concurrent onboardings' grants and ownership changes on the shared
-                // template stand-in roles do; the loser's statement is simply tried again.
+                // PostgreSQL: connection exceptions, serialization failure, deadlock, the server
+                // shutting down (57P01, 57P02: a session cut mid-statement by a restart) or
+                // starting up (57P03), and "tuple concurrently updated" (XX000): two sessions
+                // changed one catalog row at once, as concurrent onboardings' grants and
+                // ownership changes on the shared template stand-in roles do; the loser's
+                // statement is simply tried again. (The catalog's own errors count the same.)
                 let postgres = code.len() == 5
                     && (code.starts_with("08")
-                        || matches!(code.as_str(), "40001" | "40P01" | "57P03")
+                        || matches!(
+                            code.as_str(),
+                            "40001" | "40P01" | "57P01" | "57P02" | "57P03"
+                        )
                         || (code == "XX000" && message.contains("tuple concurrently updated")));
                 // SQL Server: error numbers (deadlock victim, temporal period conflict, timeout).
                 let sqlserver = match code.as_str() {
@@ -218,6 +223,13 @@ mod tests {
         assert!(e("XX000", "tuple concurrently updated").is_transient());
         assert!(!e("XX000", "cache lookup failed for relation 1").is_transient());
         assert!(e("40P01", "deadlock detected").is_transient());
+        // A restart cuts the sessions it finds mid-statement.
+        assert!(e(
+            "57P01",
+            "terminating connection due to administrator command"
+        )
+        .is_transient());
+        assert!(e("57P02", "terminating connection because of crash").is_transient());
         assert!(!e("23505", "duplicate key").is_transient());
     }
 
