@@ -316,17 +316,23 @@ fn hash_matches(e: &ArchivedEvent) -> bool {
     let Some(prev) = hex_32(&e.prev_hash) else {
         return false;
     };
-    let fields = EventFields {
-        id: e.id,
-        occurred_at: e.occurred_at,
-        origin: e.origin.as_deref(),
-        principal: &e.principal,
-        actor: &e.actor,
-        action: &e.action,
-        detail: &e.detail,
-        request_id: e.request_id.as_deref(),
-    };
-    hex(&event_hash_v2(&prev, &fields)) == e.hash
+    hex(&event_hash_v2(&prev, &e.fields())) == e.hash
+}
+
+impl ArchivedEvent {
+    /// The fields its format 2 hash covers.
+    pub fn fields(&self) -> EventFields<'_> {
+        EventFields {
+            id: self.id,
+            occurred_at: self.occurred_at,
+            origin: self.origin.as_deref(),
+            principal: &self.principal,
+            actor: &self.actor,
+            action: &self.action,
+            detail: &self.detail,
+            request_id: self.request_id.as_deref(),
+        }
+    }
 }
 
 /// Lower-case hex SHA-256 of a file's bytes (the digest a deletion certificate quotes).
@@ -384,17 +390,7 @@ mod tests {
 
     /// Sets an event's hash to the one its content and `prev_hash` give.
     fn rehash(e: &mut ArchivedEvent) {
-        let fields = EventFields {
-            id: e.id,
-            occurred_at: e.occurred_at,
-            origin: e.origin.as_deref(),
-            principal: &e.principal,
-            actor: &e.actor,
-            action: &e.action,
-            detail: &e.detail,
-            request_id: e.request_id.as_deref(),
-        };
-        e.hash = hex(&event_hash_v2(&hex_32(&e.prev_hash).unwrap(), &fields));
+        e.hash = hex(&event_hash_v2(&hex_32(&e.prev_hash).unwrap(), &e.fields()));
     }
 
     fn payload(events: &[ArchivedEvent]) -> Value {
